@@ -1,0 +1,13 @@
+//! Domain types: validated on construction, free of I/O.
+
+pub mod email;
+pub mod money;
+pub mod order_code;
+pub mod slug;
+pub mod state;
+
+pub use email::{Email, EmailError, mask_email};
+pub use money::{Vnd, VndError};
+pub use order_code::{CodeCharset, CodePattern, CodePatternError, OrderCode, OrderCodeError};
+pub use slug::{CourseSlug, SlugError};
+pub use state::{ItemStatus, OrderStatus, Queue, Stage, Status, UnknownStatus};

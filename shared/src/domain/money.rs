@@ -1,0 +1,88 @@
+//! Money: whole Vietnamese đồng. VND has no minor unit in practice, so integers are exact.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// An amount of VND, never negative. Stored as BIGINT.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct Vnd(i64);
+
+/// The largest amount we accept anywhere: 1,000 billion đồng. Far above any course order,
+/// far below i64::MAX, so sums of many amounts cannot overflow.
+pub const VND_MAX: i64 = 1_000_000_000_000;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum VndError {
+    #[error("amount must not be negative")]
+    Negative,
+    #[error("amount is larger than {VND_MAX} VND")]
+    TooLarge,
+}
+
+impl Vnd {
+    pub const ZERO: Vnd = Vnd(0);
+
+    pub fn new(amount: i64) -> Result<Self, VndError> {
+        if amount < 0 {
+            Err(VndError::Negative)
+        } else if amount > VND_MAX {
+            Err(VndError::TooLarge)
+        } else {
+            Ok(Vnd(amount))
+        }
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+
+    pub fn checked_add(self, other: Vnd) -> Result<Vnd, VndError> {
+        Vnd::new(self.0 + other.0)
+    }
+
+    pub fn sum<I: IntoIterator<Item = Vnd>>(amounts: I) -> Result<Vnd, VndError> {
+        amounts.into_iter().try_fold(Vnd::ZERO, Vnd::checked_add)
+    }
+}
+
+/// Vietnamese formatting: dots between thousands, `1.250.000 ₫`.
+impl fmt::Display for Vnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.0.to_string();
+        let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 4);
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push('.');
+            }
+            out.push(c);
+        }
+        write!(f, "{out} ₫")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_range_and_sums_without_overflow() {
+        assert_eq!(Vnd::new(-1), Err(VndError::Negative));
+        assert_eq!(Vnd::new(VND_MAX + 1), Err(VndError::TooLarge));
+        let a = Vnd::new(VND_MAX).unwrap();
+        assert_eq!(a.checked_add(Vnd::new(1).unwrap()), Err(VndError::TooLarge));
+        let total = Vnd::sum([Vnd::new(499_000).unwrap(), Vnd::new(1_000).unwrap()]).unwrap();
+        assert_eq!(total.get(), 500_000);
+    }
+
+    #[test]
+    fn formats_like_a_vietnamese_price_tag() {
+        assert_eq!(Vnd::new(0).unwrap().to_string(), "0 ₫");
+        assert_eq!(Vnd::new(999).unwrap().to_string(), "999 ₫");
+        assert_eq!(Vnd::new(1_250_000).unwrap().to_string(), "1.250.000 ₫");
+    }
+}

@@ -1,0 +1,295 @@
+//! Order and item state machines. The allowed transitions are written once, here, as data;
+//! the store refuses anything else before it touches the database.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("unknown {kind} {value:?}")]
+pub struct UnknownStatus {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+/// What a status type offers: its stored name and its outgoing edges.
+pub trait Status: Copy + Eq + fmt::Debug + 'static {
+    const KIND: &'static str;
+    const ALL: &'static [Self];
+    const TRANSITIONS: &'static [(Self, Self)];
+
+    fn as_str(self) -> &'static str;
+
+    fn can_become(self, to: Self) -> bool {
+        Self::TRANSITIONS.iter().any(|&(a, b)| a == self && b == to)
+    }
+
+    fn parse(s: &str) -> Result<Self, UnknownStatus> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| UnknownStatus {
+                kind: Self::KIND,
+                value: s.to_string(),
+            })
+    }
+}
+
+macro_rules! status_enum {
+    ($name:ident, $kind:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const fn name(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownStatus;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                <$name as Status>::parse(s)
+            }
+        }
+    };
+}
+
+status_enum!(OrderStatus, "order status", {
+    Pending => "pending",
+    Paid => "paid",
+    Completed => "completed",
+    Cancelled => "cancelled",
+    Refunded => "refunded",
+});
+
+status_enum!(ItemStatus, "item status", {
+    AwaitingPayment => "awaiting_payment",
+    Enrolling => "enrolling",
+    Enrolled => "enrolled",
+    Delivering => "delivering",
+    Delivered => "delivered",
+    Completed => "completed",
+    Failed => "failed",
+    Revoked => "revoked",
+    Cancelled => "cancelled",
+});
+
+status_enum!(Stage, "stage", {
+    Enroll => "enroll",
+    Deliver => "deliver",
+    Finalize => "finalize",
+});
+
+status_enum!(Queue, "queue", {
+    Enroll => "enroll",
+    Deliver => "deliver",
+    Finalize => "finalize",
+});
+
+impl Status for OrderStatus {
+    const KIND: &'static str = "order status";
+    const ALL: &'static [Self] = &[
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        OrderStatus::Completed,
+        OrderStatus::Cancelled,
+        OrderStatus::Refunded,
+    ];
+    const TRANSITIONS: &'static [(Self, Self)] = {
+        use OrderStatus::*;
+        &[
+            (Pending, Paid),
+            (Pending, Cancelled),
+            // An operator accepts a payment that arrived after the order expired.
+            (Cancelled, Paid),
+            (Paid, Completed),
+            (Paid, Refunded),
+            (Completed, Refunded),
+        ]
+    };
+    fn as_str(self) -> &'static str {
+        self.name()
+    }
+}
+
+impl Status for ItemStatus {
+    const KIND: &'static str = "item status";
+    const ALL: &'static [Self] = &[
+        ItemStatus::AwaitingPayment,
+        ItemStatus::Enrolling,
+        ItemStatus::Enrolled,
+        ItemStatus::Delivering,
+        ItemStatus::Delivered,
+        ItemStatus::Completed,
+        ItemStatus::Failed,
+        ItemStatus::Revoked,
+        ItemStatus::Cancelled,
+    ];
+    const TRANSITIONS: &'static [(Self, Self)] = {
+        use ItemStatus::*;
+        &[
+            (AwaitingPayment, Enrolling),
+            (AwaitingPayment, Cancelled),
+            (Enrolling, Enrolled),
+            (Enrolling, Failed),
+            (Enrolled, Delivering),
+            (Enrolled, Failed),
+            (Delivering, Delivered),
+            (Delivering, Failed),
+            // A stopping worker hands its claimed item back for another to take.
+            (Delivering, Enrolled),
+            (Delivered, Completed),
+            (Delivered, Failed),
+            // An operator's retry re-enters the stage that failed (see Stage::retry_status).
+            (Failed, Enrolling),
+            (Failed, Enrolled),
+            (Failed, Delivered),
+            // A refund revokes access from any state the buyer's payment reached.
+            (Enrolling, Revoked),
+            (Enrolled, Revoked),
+            (Delivering, Revoked),
+            (Delivered, Revoked),
+            (Completed, Revoked),
+            (Failed, Revoked),
+        ]
+    };
+    fn as_str(self) -> &'static str {
+        self.name()
+    }
+}
+
+impl ItemStatus {
+    /// The queue whose consumer works on an item that has just entered this status: the
+    /// store writes its outbox row in the same transaction as the transition.
+    pub fn starts_queue(self) -> Option<Queue> {
+        match self {
+            ItemStatus::Enrolling => Some(Queue::Enroll),
+            ItemStatus::Enrolled => Some(Queue::Deliver),
+            ItemStatus::Delivered => Some(Queue::Finalize),
+            _ => None,
+        }
+    }
+
+    /// The column that records when an item entered this status, if it has one.
+    pub(crate) fn timestamp_column(self) -> Option<&'static str> {
+        match self {
+            ItemStatus::Enrolling => Some("enrolling_at"),
+            ItemStatus::Enrolled => Some("enrolled_at"),
+            ItemStatus::Delivering => Some("delivering_at"),
+            ItemStatus::Delivered => Some("delivered_at"),
+            ItemStatus::Completed => Some("completed_at"),
+            ItemStatus::Failed => Some("failed_at"),
+            ItemStatus::Revoked => Some("revoked_at"),
+            ItemStatus::AwaitingPayment | ItemStatus::Cancelled => None,
+        }
+    }
+}
+
+impl OrderStatus {
+    pub(crate) fn timestamp_column(self) -> Option<&'static str> {
+        match self {
+            OrderStatus::Paid => Some("paid_at"),
+            OrderStatus::Completed => Some("completed_at"),
+            _ => None,
+        }
+    }
+}
+
+impl Status for Stage {
+    const KIND: &'static str = "stage";
+    const ALL: &'static [Self] = &[Stage::Enroll, Stage::Deliver, Stage::Finalize];
+    const TRANSITIONS: &'static [(Self, Self)] = &[];
+    fn as_str(self) -> &'static str {
+        self.name()
+    }
+}
+
+impl Stage {
+    /// Where an operator's retry sends a failed item: the status from which the stage's
+    /// consumer picks it up. The deliver job claims `enrolled` items, so a failed delivery
+    /// goes back to `enrolled`, not `delivering`.
+    pub fn retry_status(self) -> ItemStatus {
+        match self {
+            Stage::Enroll => ItemStatus::Enrolling,
+            Stage::Deliver => ItemStatus::Enrolled,
+            Stage::Finalize => ItemStatus::Delivered,
+        }
+    }
+}
+
+impl Status for Queue {
+    const KIND: &'static str = "queue";
+    const ALL: &'static [Self] = &[Queue::Enroll, Queue::Deliver, Queue::Finalize];
+    const TRANSITIONS: &'static [(Self, Self)] = &[];
+    fn as_str(self) -> &'static str {
+        self.name()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for s in ItemStatus::ALL {
+            assert_eq!(s.as_str().parse::<ItemStatus>().unwrap(), *s);
+        }
+        for s in OrderStatus::ALL {
+            assert_eq!(s.as_str().parse::<OrderStatus>().unwrap(), *s);
+        }
+        assert_eq!(
+            "shipped".parse::<OrderStatus>(),
+            Err(UnknownStatus {
+                kind: "order status",
+                value: "shipped".into()
+            })
+        );
+    }
+
+    #[test]
+    fn transitions_never_loop_and_terminal_states_stay_put() {
+        for (a, b) in ItemStatus::TRANSITIONS {
+            assert_ne!(a, b);
+        }
+        for terminal in [ItemStatus::Revoked, ItemStatus::Cancelled] {
+            assert!(ItemStatus::ALL.iter().all(|to| !terminal.can_become(*to)));
+        }
+        assert!(
+            OrderStatus::ALL
+                .iter()
+                .all(|to| !OrderStatus::Refunded.can_become(*to))
+        );
+    }
+
+    #[test]
+    fn delivery_only_starts_from_enrolled() {
+        let into_delivering: Vec<_> = ItemStatus::TRANSITIONS
+            .iter()
+            .filter(|(_, to)| *to == ItemStatus::Delivering)
+            .map(|(from, _)| *from)
+            .collect();
+        assert_eq!(into_delivering, vec![ItemStatus::Enrolled]);
+    }
+
+    #[test]
+    fn every_retry_target_is_reachable_from_failed() {
+        for stage in Stage::ALL {
+            assert!(
+                ItemStatus::Failed.can_become(stage.retry_status()),
+                "{stage}"
+            );
+        }
+    }
+}

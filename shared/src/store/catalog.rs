@@ -1,0 +1,61 @@
+//! The seller's catalog of courses.
+
+use sqlx::{FromRow, MySqlConnection};
+
+use super::StoreError;
+use crate::domain::{CourseSlug, Vnd};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCourse<'a> {
+    pub slug: &'a CourseSlug,
+    pub title: &'a str,
+    pub price: Vnd,
+    pub source: &'a str,
+    pub lms_course_id: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct Course {
+    pub id: u64,
+    pub slug: String,
+    pub title: String,
+    pub price_vnd: i64,
+    pub source: String,
+    pub lms_course_id: Option<String>,
+    pub active: bool,
+}
+
+const COLUMNS: &str = "id, slug, title, price_vnd, source, lms_course_id, active";
+
+pub async fn insert(conn: &mut MySqlConnection, c: &NewCourse<'_>) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO courses (slug, title, price_vnd, source, lms_course_id) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(c.slug.as_str())
+    .bind(c.title)
+    .bind(c.price.get())
+    .bind(c.source)
+    .bind(c.lms_course_id)
+    .execute(conn)
+    .await?;
+    Ok(done.last_insert_id())
+}
+
+/// Active courses, by slug.
+pub async fn list_active(conn: &mut MySqlConnection) -> Result<Vec<Course>, StoreError> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM courses WHERE active ORDER BY slug"
+    ));
+    Ok(sqlx::query_as::<_, Course>(sql).fetch_all(conn).await?)
+}
+
+pub async fn by_slug(
+    conn: &mut MySqlConnection,
+    slug: &CourseSlug,
+) -> Result<Option<Course>, StoreError> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM courses WHERE slug = ?"));
+    Ok(sqlx::query_as::<_, Course>(sql)
+        .bind(slug.as_str())
+        .fetch_optional(conn)
+        .await?)
+}

@@ -1,0 +1,61 @@
+//! The append-only audit trail: who or what changed which order or item, when, and why.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, MySqlConnection};
+
+use super::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub order_id: u64,
+    pub item_id: Option<u64>,
+    pub kind: &'a str,
+    pub from_status: Option<&'a str>,
+    pub to_status: Option<&'a str>,
+    pub actor: &'a str,
+    pub detail: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct Event {
+    pub id: u64,
+    pub order_id: u64,
+    pub item_id: Option<u64>,
+    pub kind: String,
+    pub from_status: Option<String>,
+    pub to_status: Option<String>,
+    pub actor: String,
+    pub detail: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn record(conn: &mut MySqlConnection, e: &NewEvent<'_>) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO order_events (order_id, item_id, kind, from_status, to_status, actor, detail)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.order_id)
+    .bind(e.item_id)
+    .bind(e.kind)
+    .bind(e.from_status)
+    .bind(e.to_status)
+    .bind(e.actor)
+    .bind(e.detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An order's timeline, oldest first.
+pub async fn for_order(
+    conn: &mut MySqlConnection,
+    order_id: u64,
+) -> Result<Vec<Event>, StoreError> {
+    Ok(sqlx::query_as::<_, Event>(
+        "SELECT id, order_id, item_id, kind, from_status, to_status, actor, detail, created_at
+         FROM order_events WHERE order_id = ? ORDER BY id",
+    )
+    .bind(order_id)
+    .fetch_all(conn)
+    .await?)
+}

@@ -1,0 +1,79 @@
+//! The store: every read and write of coursedrop's MySQL database.
+//!
+//! State changes are compare-and-set (`UPDATE … WHERE id = ? AND status = ?`) inside a
+//! transaction that also appends an `order_events` row and, when the change starts the next
+//! stage, an `outbox` row. Functions that must compose take `&mut MySqlConnection` (pass
+//! `&mut *tx`); the ones that stand alone take the pool and run their own transaction.
+
+pub mod catalog;
+pub mod events;
+pub mod items;
+pub mod orders;
+pub mod outbox;
+
+use std::time::Duration;
+
+use sqlx::MySqlPool;
+use sqlx::migrate::Migrator;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use thiserror::Error;
+
+use crate::domain::{ItemStatus, OrderStatus, UnknownStatus};
+
+/// The schema, embedded in every binary so a deploy never runs code against an older schema
+/// without noticing.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("an item cannot go from {from} to {to}")]
+    IllegalItemTransition { from: ItemStatus, to: ItemStatus },
+    #[error("an order cannot go from {from} to {to}")]
+    IllegalOrderTransition { from: OrderStatus, to: OrderStatus },
+    /// The compare-and-set lost: someone else changed the row first.
+    #[error("expected status {expected} but found {actual}")]
+    Conflict {
+        expected: &'static str,
+        actual: String,
+    },
+    #[error(
+        "a change into failed needs the stage and the reason; other changes must not have them"
+    )]
+    FailureDetail,
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<UnknownStatus> for StoreError {
+    fn from(e: UnknownStatus) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+impl StoreError {
+    /// Whether retrying the same call later could succeed (the database was unreachable,
+    /// a deadlock, a timeout), as opposed to a verdict about the data.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Database(e) if !matches!(e, sqlx::Error::RowNotFound))
+    }
+}
+
+/// Connects a pool with settings suited to a Lambda (few connections, fail fast).
+pub async fn connect(database_url: &str, max_connections: u32) -> Result<MySqlPool, sqlx::Error> {
+    let options: MySqlConnectOptions = database_url.parse()?;
+    MySqlPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options.charset("utf8mb4"))
+        .await
+}
+
+/// Applies any migration not yet applied. Safe to run repeatedly and concurrently: sqlx
+/// takes an advisory lock.
+pub async fn migrate(pool: &MySqlPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}

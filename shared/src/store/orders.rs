@@ -1,0 +1,175 @@
+//! Orders: creation and compare-and-set status changes.
+
+use chrono::{DateTime, Utc};
+use sqlx::{AssertSqlSafe, MySqlConnection, MySqlPool};
+
+use super::StoreError;
+use super::events::{self, NewEvent};
+use crate::domain::{Email, ItemStatus, OrderCode, OrderStatus, Status, Vnd};
+
+#[derive(Debug, Clone)]
+pub struct NewOrder<'a> {
+    pub code: &'a OrderCode,
+    pub email: &'a Email,
+    pub phone: Option<&'a str>,
+    pub lang: &'a str,
+    pub expires_at: DateTime<Utc>,
+    /// (course id, price at order time), in the buyer's order.
+    pub items: &'a [(u64, Vnd)],
+    pub idempotency_key: Option<&'a str>,
+    pub request_hash: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedOrder {
+    pub order_id: u64,
+    pub item_ids: Vec<u64>,
+    pub total: Vnd,
+}
+
+/// Inserts the order (pending) and its items (awaiting payment) in the caller's transaction.
+/// The total is the sum of the item prices, computed here so it can never disagree with them.
+pub async fn create_in(
+    conn: &mut MySqlConnection,
+    o: &NewOrder<'_>,
+    actor: &str,
+) -> Result<CreatedOrder, StoreError> {
+    let total = Vnd::sum(o.items.iter().map(|(_, price)| *price))
+        .map_err(|e| StoreError::Corrupt(format!("order total: {e}")))?;
+    let done = sqlx::query(
+        "INSERT INTO orders (code, email, phone, lang, total_vnd, status, expires_at, idempotency_key, request_hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(o.code.as_str())
+    .bind(o.email.as_str())
+    .bind(o.phone)
+    .bind(o.lang)
+    .bind(total.get())
+    .bind(OrderStatus::Pending.as_str())
+    .bind(o.expires_at)
+    .bind(o.idempotency_key)
+    .bind(o.request_hash)
+    .execute(&mut *conn)
+    .await?;
+    let order_id = done.last_insert_id();
+    let mut item_ids = Vec::with_capacity(o.items.len());
+    for (course_id, price) in o.items {
+        let done = sqlx::query(
+            "INSERT INTO order_items (order_id, course_id, price_vnd, status) VALUES (?, ?, ?, ?)",
+        )
+        .bind(order_id)
+        .bind(course_id)
+        .bind(price.get())
+        .bind(ItemStatus::AwaitingPayment.as_str())
+        .execute(&mut *conn)
+        .await?;
+        item_ids.push(done.last_insert_id());
+    }
+    events::record(
+        conn,
+        &NewEvent {
+            order_id,
+            item_id: None,
+            kind: "order_created",
+            from_status: None,
+            to_status: Some(OrderStatus::Pending.as_str()),
+            actor,
+            detail: None,
+        },
+    )
+    .await?;
+    Ok(CreatedOrder {
+        order_id,
+        item_ids,
+        total,
+    })
+}
+
+pub async fn create(
+    pool: &MySqlPool,
+    o: &NewOrder<'_>,
+    actor: &str,
+) -> Result<CreatedOrder, StoreError> {
+    let mut tx = pool.begin().await?;
+    let created = create_in(&mut tx, o, actor).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// Compare-and-set of an order's status, with its event, in the caller's transaction.
+pub async fn transition_in(
+    conn: &mut MySqlConnection,
+    order_id: u64,
+    from: OrderStatus,
+    to: OrderStatus,
+    actor: &str,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    if !from.can_become(to) {
+        return Err(StoreError::IllegalOrderTransition { from, to });
+    }
+    // The column name comes from a closed match over our own enum.
+    let stamp = to
+        .timestamp_column()
+        .map(|c| format!(", {c} = NOW(3)"))
+        .unwrap_or_default();
+    let sql = format!(
+        "UPDATE orders SET status = ?, updated_at = NOW(3){stamp} WHERE id = ? AND status = ?"
+    );
+    let done = sqlx::query(AssertSqlSafe(sql))
+        .bind(to.as_str())
+        .bind(order_id)
+        .bind(from.as_str())
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(match status(conn, order_id).await? {
+            None => StoreError::NotFound {
+                kind: "order",
+                id: order_id.to_string(),
+            },
+            Some(actual) => StoreError::Conflict {
+                expected: from.as_str(),
+                actual: actual.as_str().to_string(),
+            },
+        });
+    }
+    events::record(
+        conn,
+        &NewEvent {
+            order_id,
+            item_id: None,
+            kind: "order_status",
+            from_status: Some(from.as_str()),
+            to_status: Some(to.as_str()),
+            actor,
+            detail: reason,
+        },
+    )
+    .await
+}
+
+pub async fn transition(
+    pool: &MySqlPool,
+    order_id: u64,
+    from: OrderStatus,
+    to: OrderStatus,
+    actor: &str,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    transition_in(&mut tx, order_id, from, to, actor, reason).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn status(
+    conn: &mut MySqlConnection,
+    order_id: u64,
+) -> Result<Option<OrderStatus>, StoreError> {
+    let s: Option<String> = sqlx::query_scalar("SELECT status FROM orders WHERE id = ?")
+        .bind(order_id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(s.map(|s| OrderStatus::parse(&s)).transpose()?)
+}

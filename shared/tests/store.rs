@@ -1,0 +1,610 @@
+//! Store tests against a real MySQL/MariaDB: each test gets a fresh database from
+//! `sqlx::test` (DATABASE_URL names the server; `make test` starts one).
+
+use chrono::{Duration, Utc};
+use coursedrop::domain::{
+    CourseSlug, Email, ItemStatus, OrderCode, OrderStatus, Queue, Stage, Status, Vnd,
+};
+use coursedrop::store::items::{self, ItemChange};
+use coursedrop::store::{self, StoreError, catalog, events, orders, outbox};
+use sqlx::MySqlPool;
+
+struct Fixture {
+    order_id: u64,
+    item_ids: Vec<u64>,
+}
+
+async fn order_with_items(pool: &MySqlPool, n: usize) -> Fixture {
+    let mut conn = pool.acquire().await.unwrap();
+    let mut items = Vec::new();
+    for i in 0..n {
+        let slug = CourseSlug::parse(&format!("course-{i}-{}", rand_suffix())).unwrap();
+        let id = catalog::insert(
+            &mut conn,
+            &catalog::NewCourse {
+                slug: &slug,
+                title: "Rust cơ bản",
+                price: Vnd::new(499_000).unwrap(),
+                source: "s3://seller/courses/rust/",
+                lms_course_id: None,
+            },
+        )
+        .await
+        .unwrap();
+        items.push((id, Vnd::new(499_000).unwrap()));
+    }
+    let code = OrderCode::from_stored(format!("CD{}", rand_suffix()));
+    let email = Email::parse("buyer@example.com").unwrap();
+    let created = orders::create(
+        pool,
+        &orders::NewOrder {
+            code: &code,
+            email: &email,
+            phone: None,
+            lang: "vi",
+            expires_at: Utc::now() + Duration::minutes(30),
+            items: &items,
+            idempotency_key: None,
+            request_hash: None,
+        },
+        "test",
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.total.get(), 499_000 * n as i64);
+    Fixture {
+        order_id: created.order_id,
+        item_ids: created.item_ids,
+    }
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(10_000_000);
+    N.fetch_add(1, Ordering::Relaxed).to_string()
+}
+
+/// Puts an item straight into a status, bypassing the state machine, to set up a case.
+async fn force_item(pool: &MySqlPool, item_id: u64, status: ItemStatus) {
+    let stage = (status == ItemStatus::Failed).then_some("deliver");
+    sqlx::query("UPDATE order_items SET status = ?, failed_stage = ? WHERE id = ?")
+        .bind(status.as_str())
+        .bind(stage)
+        .bind(item_id)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+async fn count(pool: &MySqlPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+async fn item_status(pool: &MySqlPool, id: u64) -> ItemStatus {
+    items::status(&mut pool.acquire().await.unwrap(), id)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+fn change_for(item_id: u64, from: ItemStatus, to: ItemStatus) -> ItemChange<'static> {
+    if to == ItemStatus::Failed {
+        ItemChange::failure(
+            item_id,
+            from,
+            Stage::Deliver,
+            "source object missing",
+            "test",
+        )
+    } else {
+        ItemChange::new(item_id, from, to, "test")
+    }
+}
+
+// ---------------------------------------------------------------- migrations
+
+async fn schema_snapshot(pool: &MySqlPool) -> Vec<String> {
+    let mut rows: Vec<String> = sqlx::query_scalar(
+        "SELECT CONCAT_WS('|', table_name, column_name, column_type, is_nullable, IFNULL(column_default, 'NULL'))
+         FROM information_schema.columns WHERE table_schema = DATABASE()",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT CONCAT_WS('|', table_name, index_name, non_unique, seq_in_index, column_name)
+         FROM information_schema.statistics WHERE table_schema = DATABASE()",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.extend(indexes);
+    rows.sort();
+    rows
+}
+
+#[sqlx::test(migrations = false)]
+async fn migrations_apply_to_an_empty_database_and_again_change_nothing(pool: MySqlPool) {
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()"
+        )
+        .await,
+        0
+    );
+
+    store::migrate(&pool).await.unwrap();
+    let first = schema_snapshot(&pool).await;
+    let applied = count(&pool, "SELECT COUNT(*) FROM _sqlx_migrations").await;
+    assert_eq!(applied as usize, store::MIGRATOR.iter().count());
+
+    for table in [
+        "courses",
+        "orders",
+        "order_items",
+        "payments",
+        "delivered_files",
+        "outbox",
+        "order_events",
+    ] {
+        let charset: String = sqlx::query_scalar(
+            "SELECT c.character_set_name FROM information_schema.tables t
+             JOIN information_schema.collation_character_set_applicability c ON c.collation_name = t.table_collation
+             WHERE t.table_schema = DATABASE() AND t.table_name = ?",
+        )
+        .bind(table)
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("table {table}: {e}"));
+        assert_eq!(charset, "utf8mb4", "table {table}");
+    }
+    // Indexes the flows rely on.
+    for needle in [
+        "orders|uq_orders_code|0|1|code",
+        "payments|uq_payments_sepay_id|0|1|sepay_id",
+        "order_items|ix_items_status_updated|1|1|status",
+        "order_items|ix_items_status_updated|1|2|updated_at",
+        "outbox|ix_outbox_unpublished|1|1|published_at",
+    ] {
+        assert!(first.iter().any(|r| r == needle), "missing index {needle}");
+    }
+
+    store::migrate(&pool).await.unwrap();
+    assert_eq!(schema_snapshot(&pool).await, first);
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM _sqlx_migrations").await,
+        applied
+    );
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn unique_keys_hold(pool: MySqlPool) {
+    let f = order_with_items(&pool, 1).await;
+    let code: String = sqlx::query_scalar("SELECT code FROM orders WHERE id = ?")
+        .bind(f.order_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let dup = sqlx::query("INSERT INTO orders (code, email, total_vnd, status, expires_at) VALUES (?, 'a@b.vn', 1, 'pending', NOW())")
+        .bind(&code)
+        .execute(&pool)
+        .await;
+    assert!(dup.is_err(), "a second order with code {code} was accepted");
+    let payment = "INSERT INTO payments (sepay_id, transfer_type, amount_vnd, raw_payload) VALUES (92704, 'in', 1000, '{}')";
+    sqlx::query(payment).execute(&pool).await.unwrap();
+    assert!(
+        sqlx::query(payment).execute(&pool).await.is_err(),
+        "duplicate SePay id accepted"
+    );
+}
+
+// ---------------------------------------------------------------- item state machine
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn every_allowed_item_transition_succeeds_and_writes_its_event(pool: MySqlPool) {
+    for &(from, to) in ItemStatus::TRANSITIONS {
+        let f = order_with_items(&pool, 1).await;
+        let id = f.item_ids[0];
+        force_item(&pool, id, from).await;
+        let events_before = count(&pool, "SELECT COUNT(*) FROM order_events").await;
+        let outbox_before = count(&pool, "SELECT COUNT(*) FROM outbox").await;
+
+        let out = items::transition(&pool, &change_for(id, from, to))
+            .await
+            .unwrap_or_else(|e| panic!("{from} -> {to}: {e}"));
+
+        assert_eq!(out.order_id, f.order_id);
+        assert_eq!(item_status(&pool, id).await, to, "{from} -> {to}");
+        let last: (Option<u64>, Option<String>, Option<String>, String) = sqlx::query_as(
+            "SELECT item_id, from_status, to_status, actor FROM order_events ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            last,
+            (
+                Some(id),
+                Some(from.as_str().into()),
+                Some(to.as_str().into()),
+                "test".into()
+            )
+        );
+        assert_eq!(
+            count(&pool, "SELECT COUNT(*) FROM order_events").await,
+            events_before + 1
+        );
+
+        let outbox_rows = count(&pool, "SELECT COUNT(*) FROM outbox").await - outbox_before;
+        match to.starts_queue() {
+            Some(queue) => {
+                assert_eq!(outbox_rows, 1, "{from} -> {to} must enqueue for {queue}");
+                let msg = out.outbox.expect("outbox message returned");
+                assert_eq!(msg.queue, queue);
+                assert_eq!(msg.body, format!("{{\"item_id\":{id}}}"));
+            }
+            None => assert_eq!(outbox_rows, 0, "{from} -> {to} must not enqueue"),
+        }
+        if to == ItemStatus::Failed {
+            let (stage, err): (Option<String>, Option<String>) =
+                sqlx::query_as("SELECT failed_stage, last_error FROM order_items WHERE id = ?")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            assert_eq!(
+                (stage.as_deref(), err.as_deref()),
+                (Some("deliver"), Some("source object missing"))
+            );
+        }
+    }
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn every_other_item_transition_is_refused_and_changes_nothing(pool: MySqlPool) {
+    let f = order_with_items(&pool, 1).await;
+    let id = f.item_ids[0];
+    let mut refused = 0;
+    for &from in ItemStatus::ALL {
+        for &to in ItemStatus::ALL {
+            if from.can_become(to) {
+                continue;
+            }
+            force_item(&pool, id, from).await;
+            let events_before = count(&pool, "SELECT COUNT(*) FROM order_events").await;
+            let outbox_before = count(&pool, "SELECT COUNT(*) FROM outbox").await;
+            let err = items::transition(&pool, &change_for(id, from, to))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, StoreError::IllegalItemTransition { from: f, to: t } if f == from && t == to),
+                "{from} -> {to}: {err}"
+            );
+            assert_eq!(item_status(&pool, id).await, from);
+            assert_eq!(
+                count(&pool, "SELECT COUNT(*) FROM order_events").await,
+                events_before
+            );
+            assert_eq!(
+                count(&pool, "SELECT COUNT(*) FROM outbox").await,
+                outbox_before
+            );
+            refused += 1;
+        }
+    }
+    let n = ItemStatus::ALL.len();
+    assert_eq!(refused, n * n - ItemStatus::TRANSITIONS.len());
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_transition_from_the_wrong_current_status_is_a_conflict_and_changes_nothing(
+    pool: MySqlPool,
+) {
+    let f = order_with_items(&pool, 1).await;
+    let id = f.item_ids[0];
+    force_item(&pool, id, ItemStatus::Enrolled).await;
+    let events_before = count(&pool, "SELECT COUNT(*) FROM order_events").await;
+
+    let err = items::transition(
+        &pool,
+        &change_for(id, ItemStatus::Enrolling, ItemStatus::Enrolled),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict { expected: "enrolling", actual } if actual == "enrolled"),
+        "{err}"
+    );
+    assert_eq!(item_status(&pool, id).await, ItemStatus::Enrolled);
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM order_events").await,
+        events_before
+    );
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM outbox").await, 0);
+
+    let err = items::transition(
+        &pool,
+        &change_for(999_999, ItemStatus::Enrolling, ItemStatus::Enrolled),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "item", .. }),
+        "{err}"
+    );
+
+    // Into failed needs its stage and reason; nothing else may carry them.
+    let mut bare = ItemChange::new(id, ItemStatus::Enrolled, ItemStatus::Failed, "test");
+    assert!(matches!(
+        items::transition(&pool, &bare).await,
+        Err(StoreError::FailureDetail)
+    ));
+    bare.reason = Some("why");
+    assert!(matches!(
+        items::transition(&pool, &bare).await,
+        Err(StoreError::FailureDetail)
+    ));
+    assert_eq!(item_status(&pool, id).await, ItemStatus::Enrolled);
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn twenty_concurrent_attempts_at_one_transition_have_exactly_one_winner(pool: MySqlPool) {
+    let f = order_with_items(&pool, 1).await;
+    let id = f.item_ids[0];
+    force_item(&pool, id, ItemStatus::Enrolling).await;
+
+    let attempts: Vec<_> = (0..20)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                items::transition(
+                    &pool,
+                    &ItemChange::new(id, ItemStatus::Enrolling, ItemStatus::Enrolled, "racer"),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    let mut conflicts = 0;
+    for a in attempts {
+        match a.await.unwrap() {
+            Ok(_) => wins += 1,
+            Err(StoreError::Conflict { .. }) => conflicts += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!((wins, conflicts), (1, 19));
+    assert_eq!(item_status(&pool, id).await, ItemStatus::Enrolled);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM order_events WHERE kind = 'item_status'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM outbox WHERE queue = 'deliver'").await,
+        1
+    );
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn an_operator_retry_returns_a_failed_item_to_its_stage_with_a_message(pool: MySqlPool) {
+    let f = order_with_items(&pool, 3).await;
+    for (stage, item, from) in [
+        (Stage::Enroll, f.item_ids[0], ItemStatus::Enrolling),
+        (Stage::Deliver, f.item_ids[1], ItemStatus::Delivering),
+        (Stage::Finalize, f.item_ids[2], ItemStatus::Delivered),
+    ] {
+        force_item(&pool, item, from).await;
+        items::transition(
+            &pool,
+            &ItemChange::failure(item, from, stage, "boom", "test"),
+        )
+        .await
+        .unwrap();
+        sqlx::query("UPDATE order_items SET attempts = 5 WHERE id = ?")
+            .bind(item)
+            .execute(&pool)
+            .await
+            .unwrap();
+
+        let out = items::retry_failed(&pool, item, "operator:lan")
+            .await
+            .unwrap();
+
+        assert_eq!(item_status(&pool, item).await, stage.retry_status());
+        assert_eq!(
+            out.outbox.map(|m| m.queue),
+            stage.retry_status().starts_queue()
+        );
+        let (failed_stage, attempts): (Option<String>, u32) =
+            sqlx::query_as("SELECT failed_stage, attempts FROM order_items WHERE id = ?")
+                .bind(item)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            (failed_stage, attempts),
+            (None, 0),
+            "retry starts the stage afresh"
+        );
+    }
+    let err = items::retry_failed(&pool, f.item_ids[0], "operator:lan")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                expected: "failed",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------- order state machine
+
+async fn force_order(pool: &MySqlPool, id: u64, status: OrderStatus) {
+    sqlx::query("UPDATE orders SET status = ? WHERE id = ?")
+        .bind(status.as_str())
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn order_transitions_follow_the_table(pool: MySqlPool) {
+    let f = order_with_items(&pool, 1).await;
+    let id = f.order_id;
+    for &from in OrderStatus::ALL {
+        for &to in OrderStatus::ALL {
+            force_order(&pool, id, from).await;
+            let events_before = count(&pool, "SELECT COUNT(*) FROM order_events").await;
+            let result = orders::transition(&pool, id, from, to, "test", Some("why")).await;
+            let now = orders::status(&mut pool.acquire().await.unwrap(), id)
+                .await
+                .unwrap()
+                .unwrap();
+            if from.can_become(to) {
+                result.unwrap_or_else(|e| panic!("{from} -> {to}: {e}"));
+                assert_eq!(now, to);
+                assert_eq!(
+                    count(&pool, "SELECT COUNT(*) FROM order_events").await,
+                    events_before + 1
+                );
+            } else {
+                assert!(
+                    matches!(result, Err(StoreError::IllegalOrderTransition { .. })),
+                    "{from} -> {to}"
+                );
+                assert_eq!(now, from);
+                assert_eq!(
+                    count(&pool, "SELECT COUNT(*) FROM order_events").await,
+                    events_before
+                );
+            }
+        }
+    }
+    force_order(&pool, id, OrderStatus::Pending).await;
+    orders::transition(
+        &pool,
+        id,
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        "test",
+        None,
+    )
+    .await
+    .unwrap();
+    let paid_at: Option<chrono::DateTime<Utc>> =
+        sqlx::query_scalar("SELECT paid_at FROM orders WHERE id = ?")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(paid_at.is_some());
+    let err = orders::transition(
+        &pool,
+        id,
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        "test",
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                expected: "pending",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------- outbox and events
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn outbox_rows_wait_until_published_and_the_timeline_reads_in_order(pool: MySqlPool) {
+    let f = order_with_items(&pool, 2).await;
+    for &id in &f.item_ids {
+        items::transition(
+            &pool,
+            &ItemChange::new(
+                id,
+                ItemStatus::AwaitingPayment,
+                ItemStatus::Enrolling,
+                "sepay-webhook",
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    let mut conn = pool.acquire().await.unwrap();
+    let pending = outbox::unpublished(&mut conn, 0, 10).await.unwrap();
+    assert_eq!(pending.len(), 2);
+    assert!(pending.iter().all(|m| m.queue == Queue::Enroll));
+    // Rows younger than the sweeper's grace period are left to the relay that wrote them.
+    assert!(
+        outbox::unpublished(&mut conn, 3600, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    outbox::record_publish_failure(&mut conn, pending[0].id, "connection refused")
+        .await
+        .unwrap();
+    outbox::mark_published(&mut conn, pending[0].id)
+        .await
+        .unwrap();
+    let left = outbox::unpublished(&mut conn, 0, 10).await.unwrap();
+    assert_eq!(left, vec![pending[1].clone()]);
+
+    let timeline = events::for_order(&mut conn, f.order_id).await.unwrap();
+    let kinds: Vec<_> = timeline
+        .iter()
+        .map(|e| (e.kind.as_str(), e.to_status.as_deref()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("order_created", Some("pending")),
+            ("item_status", Some("enrolling")),
+            ("item_status", Some("enrolling"))
+        ]
+    );
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn text_is_stored_verbatim(pool: MySqlPool) {
+    // Hostile strings go through bound parameters and come back byte for byte.
+    let title = "Rust'; DROP TABLE orders; -- \u{1}\u{7f} \"cơ bản\" 🎓";
+    let slug = CourseSlug::parse("hostile").unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    catalog::insert(
+        &mut conn,
+        &catalog::NewCourse {
+            slug: &slug,
+            title,
+            price: Vnd::new(1).unwrap(),
+            source: "s3://b/p/",
+            lms_course_id: None,
+        },
+    )
+    .await
+    .unwrap();
+    let got = catalog::by_slug(&mut conn, &slug).await.unwrap().unwrap();
+    assert_eq!(got.title, title);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'orders'").await, 1);
+}
