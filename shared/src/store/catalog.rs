@@ -59,3 +59,22 @@ pub async fn by_slug(
         .fetch_optional(conn)
         .await?)
 }
+
+/// Inserts the course or, if the slug exists, updates it to match; returns its id.
+/// Used by seeding and by the operator's `course add`, which must be safe to repeat.
+pub async fn upsert(conn: &mut MySqlConnection, c: &NewCourse<'_>) -> Result<u64, StoreError> {
+    // `id = LAST_INSERT_ID(id)` makes MySQL report the existing row's id on the update path.
+    let done = sqlx::query(
+        "INSERT INTO courses (slug, title, price_vnd, source, lms_course_id) VALUES (?, ?, ?, ?, ?)
+         ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id), title = VALUES(title), price_vnd = VALUES(price_vnd),
+           source = VALUES(source), lms_course_id = VALUES(lms_course_id), active = TRUE",
+    )
+    .bind(c.slug.as_str())
+    .bind(c.title)
+    .bind(c.price.get())
+    .bind(c.source)
+    .bind(c.lms_course_id)
+    .execute(conn)
+    .await?;
+    Ok(done.last_insert_id())
+}

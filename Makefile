@@ -1,0 +1,51 @@
+# coursedrop — every command a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Local defaults; anything set in the environment wins.
+export DATABASE_URL ?= mysql://root@127.0.0.1:3306/coursedrop
+export AWS_ENDPOINT_URL ?= http://127.0.0.1:4566
+export AWS_REGION ?= ap-southeast-1
+export AWS_ACCESS_KEY_ID ?= test
+export AWS_SECRET_ACCESS_KEY ?= test
+export SMTP_URL ?= smtp://127.0.0.1:1025
+export MAILDIR ?= $(CURDIR)/.local/mail
+export RUST_LOG ?= info
+
+CARGO ?= cargo
+
+.PHONY: help services services-down services-status migrate test demo dev fmt lint check
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+services: ## start MariaDB, moto and the SMTP sink (installs what is missing; idempotent)
+	@devtools/services up
+
+services-down: ## stop what `make services` started
+	@devtools/services down
+
+services-status: ## show which local services answer
+	@devtools/services status
+
+migrate: services ## apply database migrations to $DATABASE_URL
+	$(CARGO) run --quiet -p coursedrop-dev -- migrate
+
+test: services ## start services, then run every test in the workspace
+	$(CARGO) test --workspace --locked --no-fail-fast
+
+demo: services ## run the flow locally, as far as it is built, against real local services
+	$(CARGO) run --quiet -p coursedrop-dev -- demo
+
+dev: services ## migrate and seed the demo catalog (the HTTP stack arrives with the orders issue)
+	$(CARGO) run --quiet -p coursedrop-dev -- migrate
+	$(CARGO) run --quiet -p coursedrop-dev -- seed
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+lint: ## clippy on everything, warnings are errors; formatting checked
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+check: lint test ## what CI runs
