@@ -163,3 +163,140 @@ mod tests {
         );
     }
 }
+
+/// The account buyers pay into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BankAccount {
+    /// SePay's short bank name, used in its QR link (`MBBank`, `Vietcombank`, …).
+    pub bank_code: String,
+    /// The bank's 6-digit NAPAS BIN, used in the VietQR payload (MB Bank: 970422).
+    pub bank_bin: String,
+    pub account_number: String,
+    pub account_name: String,
+}
+
+pub fn bank_account<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<BankAccount, ConfigError> {
+    let bank = BankAccount {
+        bank_code: vars.string_or("BANK_CODE", "MBBank"),
+        bank_bin: vars.string_or("BANK_BIN", "970422"),
+        account_number: vars.string_or("BANK_ACCOUNT_NUMBER", "0123456789"),
+        account_name: vars.string_or("BANK_ACCOUNT_NAME", "COURSEDROP DEMO"),
+    };
+    if bank.bank_bin.len() != 6 || !bank.bank_bin.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ConfigError::Invalid {
+            var: "BANK_BIN",
+            reason: "must be the bank's 6-digit BIN".into(),
+        });
+    }
+    if bank.account_number.is_empty()
+        || !bank
+            .account_number
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(ConfigError::Invalid {
+            var: "BANK_ACCOUNT_NUMBER",
+            reason: "must be letters and digits".into(),
+        });
+    }
+    Ok(bank)
+}
+
+/// A duration such as `30m`, `2h`, `45s`, `1d`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number with s, m, h or d"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        other => return Err(format!("{s:?}: unknown unit {other:?}; use s, m, h or d")),
+    };
+    if seconds <= 0 {
+        return Err(format!("{s:?}: must be positive"));
+    }
+    Ok(chrono::Duration::seconds(seconds))
+}
+
+/// How long an unpaid order waits for its transfer: `ORDER_TTL`, default 30 minutes.
+pub fn order_ttl<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<chrono::Duration, ConfigError> {
+    parse_duration(&vars.string_or("ORDER_TTL", "30m")).map_err(|reason| ConfigError::Invalid {
+        var: "ORDER_TTL",
+        reason,
+    })
+}
+
+/// The webhook's authentication: `SEPAY_AUTH` = `apikey` (default, with `SEPAY_API_KEY`)
+/// or `hmac` (with `SEPAY_HMAC_SECRET`). With the chosen key unset, every request is refused.
+pub fn webhook_auth<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<crate::adapters::sepay::WebhookAuth, ConfigError> {
+    use crate::adapters::sepay::WebhookAuth;
+    let mode = vars.string_or("SEPAY_AUTH", "apikey").to_ascii_lowercase();
+    Ok(match mode.as_str() {
+        "apikey" => match vars.get("SEPAY_API_KEY") {
+            Some(key) => WebhookAuth::ApiKey(key),
+            None => WebhookAuth::Unconfigured {
+                reason: "SEPAY_AUTH=apikey but SEPAY_API_KEY is not set".into(),
+            },
+        },
+        "hmac" => match vars.get("SEPAY_HMAC_SECRET") {
+            Some(secret) => WebhookAuth::Hmac {
+                secret,
+                tolerance_secs: 300,
+            },
+            None => WebhookAuth::Unconfigured {
+                reason: "SEPAY_AUTH=hmac but SEPAY_HMAC_SECRET is not set".into(),
+            },
+        },
+        other => {
+            return Err(ConfigError::Invalid {
+                var: "SEPAY_AUTH",
+                reason: format!("{other:?}: expected apikey or hmac"),
+            });
+        }
+    })
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+    use crate::adapters::sepay::WebhookAuth;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30m").unwrap().num_seconds(), 1800);
+        assert_eq!(parse_duration("90").unwrap().num_seconds(), 90);
+        assert_eq!(parse_duration("2h").unwrap().num_seconds(), 7200);
+        assert!(parse_duration("0m").is_err());
+        assert!(parse_duration("5 weeks").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn webhook_auth_fails_closed_without_a_key() {
+        let none = Vars(|_: &str| None);
+        assert!(matches!(
+            webhook_auth(&none).unwrap(),
+            WebhookAuth::Unconfigured { .. }
+        ));
+        let hmac_without_secret = Vars(|k: &str| (k == "SEPAY_AUTH").then(|| "hmac".to_string()));
+        assert!(matches!(
+            webhook_auth(&hmac_without_secret).unwrap(),
+            WebhookAuth::Unconfigured { .. }
+        ));
+        let key = Vars(|k: &str| (k == "SEPAY_API_KEY").then(|| "k".to_string()));
+        assert!(matches!(
+            webhook_auth(&key).unwrap(),
+            WebhookAuth::ApiKey(_)
+        ));
+    }
+}

@@ -1,9 +1,19 @@
 //! coursedrop's shared library: the domain (validated types and state machines), the store
-//! (MySQL through sqlx), configuration, and the adapters to the outside world.
+//! (MySQL through sqlx), configuration, the adapters to the outside world, and the services
+//! the functions call.
 //!
 //! Binaries under `functions/` and `jobs/` only parse their input, call in here and map the
 //! result; everything that decides anything lives in this crate.
 
+pub mod adapters;
 pub mod config;
 pub mod domain;
+pub mod http;
+pub mod ordering;
+pub mod payments;
+pub mod relay;
 pub mod store;
+pub mod sweeper;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;

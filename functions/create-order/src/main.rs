@@ -1,7 +1,18 @@
-//! The `create-order` Lambda function. Its behaviour has not been built yet: it exits with a
-//! non-zero status rather than pretending to work.
+//! The create-order Lambda: config, pool and router built once at cold start, then served
+//! by lambda_http on Lambda or on 127.0.0.1:$PORT (default 3001) locally.
 
-fn main() {
-    eprintln!("create-order: not built yet (see the open issues); exiting");
-    std::process::exit(2);
+use anyhow::Context;
+use coursedrop::config::{self, Vars};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    coursedrop::telemetry::init();
+    let vars = Vars::process();
+    let pool = coursedrop::store::connect(&config::database_url(&vars), 4)
+        .await
+        .context("connecting to the database")?;
+    let state = create_order::AppState::from_vars(pool, &vars)?;
+    coursedrop::http::serve(create_order::router(state), 3001)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
 }

@@ -62,6 +62,18 @@ impl StoreError {
     }
 }
 
+/// Whether `e` is MySQL's "duplicate entry" (error 1062) on the named unique key.
+pub fn is_duplicate_key(e: &sqlx::Error, key: &str) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .is_some_and(|m| m.number() == 1062)
+                && d.message().contains(key)
+        }
+        _ => false,
+    }
+}
+
 /// Connects a pool with settings suited to a Lambda (few connections, fail fast).
 pub async fn connect(database_url: &str, max_connections: u32) -> Result<MySqlPool, sqlx::Error> {
     let options: MySqlConnectOptions = database_url.parse()?;

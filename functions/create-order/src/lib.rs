@@ -1,0 +1,171 @@
+//! The buyer-facing HTTP API: `GET /courses`, `POST /orders`, `GET /orders/{code}` and
+//! `GET /orders/{code}/qr.svg`. Handlers parse, call `coursedrop::ordering` and map.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use coursedrop::config::{self, ConfigError, Vars};
+use coursedrop::domain::OrderCode;
+use coursedrop::http::{self, ApiError};
+use coursedrop::ordering::{self, OrderRequest, OrderSettings, PlaceOrderError};
+use coursedrop::store::catalog;
+use serde::Serialize;
+use sqlx::MySqlPool;
+
+/// Largest `POST /orders` body we read.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: MySqlPool,
+    pub settings: Arc<OrderSettings>,
+}
+
+impl AppState {
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(
+        pool: MySqlPool,
+        vars: &Vars<F>,
+    ) -> Result<Self, ConfigError> {
+        let settings = OrderSettings {
+            pattern: config::code_pattern(vars)?,
+            bank: config::bank_account(vars)?,
+            ttl: config::order_ttl(vars)?,
+        };
+        Ok(AppState {
+            pool,
+            settings: Arc::new(settings),
+        })
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/courses", get(list_courses))
+        .route("/orders", post(create_order))
+        .route("/orders/{code}", get(get_order))
+        .route("/orders/{code}/qr.svg", get(qr_svg))
+        .fallback(http::fallback)
+        .method_not_allowed_fallback(http::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+#[derive(Serialize)]
+struct CourseView {
+    slug: String,
+    title: String,
+    price_vnd: i64,
+}
+
+async fn list_courses(State(s): State<AppState>) -> Result<Json<Vec<CourseView>>, ApiError> {
+    let mut conn = s
+        .pool
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal("listing courses", &e))?;
+    let courses = catalog::list_active(&mut conn)
+        .await
+        .map_err(|e| ApiError::internal("listing courses", &e))?;
+    Ok(Json(
+        courses
+            .into_iter()
+            .map(|c| CourseView {
+                slug: c.slug,
+                title: c.title,
+                price_vnd: c.price_vnd,
+            })
+            .collect(),
+    ))
+}
+
+async fn create_order(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(ApiError::from_body)?;
+    if !http::is_json(headers.get(header::CONTENT_TYPE)) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the order as JSON with Content-Type: application/json",
+        ));
+    }
+    let request: OrderRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not a valid order: {e}"),
+        )
+    })?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| {
+            ApiError::invalid_field("Idempotency-Key", "Idempotency-Key must be visible ASCII")
+        })?),
+    };
+    match ordering::place_order(&s.pool, &s.settings, &request, key).await {
+        Ok(placement) => {
+            let mut response = (StatusCode::CREATED, Json(placement.order)).into_response();
+            if !placement.created {
+                response.headers_mut().insert(
+                    "idempotent-replayed",
+                    header::HeaderValue::from_static("true"),
+                );
+            }
+            Ok(response)
+        }
+        Err(PlaceOrderError::Invalid { field, message }) => {
+            Err(ApiError::invalid_field(field, message))
+        }
+        Err(PlaceOrderError::IdempotencyConflict) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used for a different order; use a new key",
+        )),
+        Err(PlaceOrderError::Store(e)) => Err(ApiError::internal("placing an order", &e)),
+    }
+}
+
+/// A path segment that is not a well-formed code cannot name an order: 404, like an unknown one.
+fn code_from_path(s: &AppState, raw: &str) -> Result<OrderCode, ApiError> {
+    OrderCode::parse(raw, &s.settings.pattern)
+        .map_err(|_| ApiError::not_found("no order with this code"))
+}
+
+async fn get_order(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<ordering::OrderView>, ApiError> {
+    let code = code_from_path(&s, &raw)?;
+    match ordering::order_view(&s.pool, &code).await {
+        Ok(Some(view)) => Ok(Json(view)),
+        Ok(None) => Err(ApiError::not_found("no order with this code")),
+        Err(e) => Err(ApiError::internal("reading an order", &e)),
+    }
+}
+
+async fn qr_svg(State(s): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    let code = code_from_path(&s, &raw)?;
+    let payload = match ordering::order_vietqr(&s.pool, &s.settings, &code).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err(ApiError::not_found("no order with this code")),
+        Err(e) => return Err(ApiError::internal("reading an order for its QR", &e)),
+    };
+    let svg = coursedrop::adapters::vietqr::svg(&payload)
+        .map_err(|e| ApiError::internal("rendering a QR", &e))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        svg,
+    )
+        .into_response())
+}

@@ -1,0 +1,607 @@
+//! The SePay webhook against real MariaDB (a fresh database per test) and moto SQS.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chrono::{Duration, Utc};
+use coursedrop::adapters::queue::{QueueConfig, SqsPublisher};
+use coursedrop::adapters::sepay::{self, WebhookAuth};
+use coursedrop::domain::{CodeCharset, CodePattern, Email, OrderCode, Queue, Vnd};
+use coursedrop::payments::PaymentSettings;
+use coursedrop::store::orders;
+use coursedrop::{sweeper, testing};
+use http_body_util::BodyExt;
+use sepay_webhook::{WebhookState, router};
+use serde_json::{Value, json};
+use sqlx::MySqlPool;
+use tower::ServiceExt;
+
+const KEY: &str = "test-key-8f2c";
+const ACCOUNT: &str = "0123456789";
+
+fn pattern() -> CodePattern {
+    CodePattern::new("CD", 6, 10, 8, CodeCharset::Digits).unwrap()
+}
+
+struct Harness {
+    pool: MySqlPool,
+    app: Router,
+    sqs: aws_sdk_sqs::Client,
+    urls: HashMap<Queue, String>,
+    publisher: Arc<SqsPublisher>,
+}
+
+async fn harness_with(
+    pool: MySqlPool,
+    auth: WebhookAuth,
+    publisher: Arc<SqsPublisher>,
+    sqs: aws_sdk_sqs::Client,
+    urls: HashMap<Queue, String>,
+) -> Harness {
+    let state = WebhookState {
+        pool: pool.clone(),
+        auth,
+        settings: PaymentSettings {
+            pattern: pattern(),
+            account_number: ACCOUNT.into(),
+        },
+        publisher: publisher.clone(),
+    };
+    Harness {
+        pool,
+        app: router(Arc::new(state)),
+        sqs,
+        urls,
+        publisher,
+    }
+}
+
+async fn harness(pool: MySqlPool) -> Harness {
+    let sqs = testing::sqs_client().await;
+    let (publisher, urls) = testing::fresh_queues(&sqs).await;
+    harness_with(
+        pool,
+        WebhookAuth::ApiKey(KEY.into()),
+        Arc::new(publisher),
+        sqs,
+        urls,
+    )
+    .await
+}
+
+/// An order for `prices.len()` courses, pending payment; returns its code and item ids.
+async fn order(pool: &MySqlPool, prices: &[i64]) -> (String, Vec<u64>) {
+    let mut items = Vec::new();
+    for (i, price) in prices.iter().enumerate() {
+        let slug = format!("course-{i}-{}", Utc::now().timestamp_micros());
+        items.push((
+            testing::seed_course(pool, &slug, "Khoá học", *price, true).await,
+            Vnd::new(*price).unwrap(),
+        ));
+    }
+    let code = OrderCode::generate(&pattern());
+    let created = orders::create(
+        pool,
+        &orders::NewOrder {
+            code: &code,
+            email: &Email::parse("buyer@example.com").unwrap(),
+            phone: None,
+            lang: "vi",
+            expires_at: Utc::now() + Duration::minutes(30),
+            items: &items,
+            idempotency_key: None,
+            request_hash: None,
+        },
+        "test",
+    )
+    .await
+    .unwrap();
+    (code.to_string(), created.item_ids)
+}
+
+fn payload(id: i64, content: &str, amount: i64) -> String {
+    json!({
+        "id": id, "gateway": "MBBank", "transactionDate": "2026-11-22 10:00:00", "accountNumber": ACCOUNT,
+        "code": null, "content": content, "transferType": "in", "transferAmount": amount,
+        "accumulated": 10_000_000, "subAccount": null, "referenceCode": "FT26326", "description": content
+    })
+    .to_string()
+}
+
+async fn post(app: &Router, body: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+    let mut req = Request::post("/webhooks/sepay").header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn post_with_key(app: &Router, body: &str) -> (StatusCode, Value) {
+    post(app, body, &[("authorization", &format!("Apikey {KEY}"))]).await
+}
+
+async fn scalar(pool: &MySqlPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+async fn order_state(pool: &MySqlPool, code: &str) -> (String, i64, Option<String>) {
+    sqlx::query_as("SELECT status, paid_vnd, attention FROM orders WHERE code = ?")
+        .bind(code)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn item_statuses(pool: &MySqlPool, code: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT i.status FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.code = ? ORDER BY i.id")
+        .bind(code)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+fn bodies_for(items: &[u64]) -> Vec<String> {
+    let mut v: Vec<String> = items
+        .iter()
+        .map(|id| format!("{{\"item_id\":{id}}}"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_full_payment_marks_the_order_paid_and_sends_each_item_to_enrollment(pool: MySqlPool) {
+    let h = harness(pool).await;
+    let (code, items) = order(&h.pool, &[499_000, 299_000]).await;
+    // The bank lower-cased the code and wrapped it in text of its own.
+    let body = payload(
+        1001,
+        &format!("MBVCB.123.{}.chuyen tien", code.to_lowercase()),
+        798_000,
+    );
+
+    let (status, json) = post_with_key(&h.app, &body).await;
+
+    assert_eq!((status, json), (StatusCode::OK, json!({"success": true})));
+    assert_eq!(
+        order_state(&h.pool, &code).await,
+        ("paid".into(), 798_000, None)
+    );
+    assert_eq!(
+        item_statuses(&h.pool, &code).await,
+        vec!["enrolling", "enrolling"]
+    );
+    let mut got = testing::drain(&h.sqs, &h.urls[&Queue::Enroll]).await;
+    got.sort();
+    assert_eq!(got, bodies_for(&items));
+    assert_eq!(
+        scalar(
+            &h.pool,
+            "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL"
+        )
+        .await,
+        0
+    );
+    let raw: String = sqlx::query_scalar("SELECT raw_payload FROM payments")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(raw, body, "the raw payload is kept as received");
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn fifty_concurrent_deliveries_of_one_payment_count_once(pool: MySqlPool) {
+    let h = harness(pool).await;
+    let (code, items) = order(&h.pool, &[100_000, 200_000, 300_000]).await;
+    let body = payload(2002, &code, 600_000);
+
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let app = h.app.clone();
+            let body = body.clone();
+            tokio::spawn(async move { post_with_key(&app, &body).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), (StatusCode::OK, json!({"success": true})));
+    }
+
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM payments").await, 1);
+    assert_eq!(
+        order_state(&h.pool, &code).await,
+        ("paid".into(), 600_000, None)
+    );
+    assert_eq!(
+        scalar(
+            &h.pool,
+            "SELECT COUNT(*) FROM order_events WHERE kind = 'order_status'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        scalar(
+            &h.pool,
+            "SELECT COUNT(*) FROM order_events WHERE kind = 'payment_received'"
+        )
+        .await,
+        1
+    );
+    let mut got = testing::drain(&h.sqs, &h.urls[&Queue::Enroll]).await;
+    got.sort();
+    assert_eq!(
+        got,
+        bodies_for(&items),
+        "exactly one enroll message per item"
+    );
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_partial_payment_waits_for_the_rest(pool: MySqlPool) {
+    let h = harness(pool).await;
+    let (code, items) = order(&h.pool, &[500_000]).await;
+
+    assert_eq!(
+        post_with_key(&h.app, &payload(3001, &code, 200_000))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        order_state(&h.pool, &code).await,
+        ("pending".into(), 200_000, None)
+    );
+    assert_eq!(
+        item_statuses(&h.pool, &code).await,
+        vec!["awaiting_payment"]
+    );
+    assert!(
+        testing::drain(&h.sqs, &h.urls[&Queue::Enroll])
+            .await
+            .is_empty()
+    );
+
+    assert_eq!(
+        post_with_key(&h.app, &payload(3002, &code, 300_000))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        order_state(&h.pool, &code).await,
+        ("paid".into(), 500_000, None)
+    );
+    assert_eq!(
+        testing::drain(&h.sqs, &h.urls[&Queue::Enroll]).await,
+        bodies_for(&items)
+    );
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn an_over_payment_pays_the_order_and_flags_it(pool: MySqlPool) {
+    let h = harness(pool).await;
+    let (code, _) = order(&h.pool, &[500_000]).await;
+    assert_eq!(
+        post_with_key(&h.app, &payload(4001, &code, 550_000))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, paid, attention) = order_state(&h.pool, &code).await;
+    assert_eq!((status.as_str(), paid), ("paid", 550_000));
+    assert_eq!(attention.as_deref(), Some("over-paid by 50000 VND"));
+    assert_eq!(
+        scalar(
+            &h.pool,
+            "SELECT COUNT(*) FROM order_events WHERE kind = 'needs_attention'"
+        )
+        .await,
+        1
+    );
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn payments_that_match_no_order_are_kept(pool: MySqlPool) {
+    let h = harness(pool).await;
+    let (code, _) = order(&h.pool, &[500_000]).await;
+    // No code, an unknown code, a code glued to other letters, and another account.
+    let other_account = payload(5004, &code, 500_000).replace(ACCOUNT, "999999999");
+    for body in [
+        payload(5001, "chuyen tien", 500_000),
+        payload(5002, "CD99999999", 500_000),
+        payload(5003, &format!("thanhtoan{code}"), 500_000),
+        other_account,
+    ] {
+        assert_eq!(
+            post_with_key(&h.app, &body).await,
+            (StatusCode::OK, json!({"success": true}))
+        );
+    }
+    assert_eq!(
+        scalar(
+            &h.pool,
+            "SELECT COUNT(*) FROM payments WHERE order_id IS NULL"
+        )
+        .await,
+        4
+    );
+    assert_eq!(
+        order_state(&h.pool, &code).await,
+        ("pending".into(), 0, None)
+    );
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn outgoing_transfers_are_recorded_and_ignored(pool: MySqlPool) {
+    let h = harness(pool).await;
+    let (code, _) = order(&h.pool, &[500_000]).await;
+    let body =
+        payload(6001, &code, 500_000).replace(r#""transferType":"in""#, r#""transferType":"out""#);
+    assert_eq!(post_with_key(&h.app, &body).await.0, StatusCode::OK);
+    assert_eq!(
+        scalar(
+            &h.pool,
+            "SELECT COUNT(*) FROM payments WHERE transfer_type = 'out' AND order_id IS NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        order_state(&h.pool, &code).await,
+        ("pending".into(), 0, None)
+    );
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_payment_for_a_cancelled_order_is_kept_and_flagged(pool: MySqlPool) {
+    let h = harness(pool).await;
+    let (code, _) = order(&h.pool, &[500_000]).await;
+    sqlx::query("UPDATE orders SET status = 'cancelled' WHERE code = ?")
+        .bind(&code)
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        post_with_key(&h.app, &payload(7001, &code, 500_000))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, paid, attention) = order_state(&h.pool, &code).await;
+    assert_eq!((status.as_str(), paid), ("cancelled", 500_000));
+    assert_eq!(
+        attention.as_deref(),
+        Some("payment of 500000 VND received while the order is cancelled")
+    );
+    assert_eq!(
+        item_statuses(&h.pool, &code).await,
+        vec!["awaiting_payment"],
+        "nothing is delivered for it"
+    );
+    assert!(
+        testing::drain(&h.sqs, &h.urls[&Queue::Enroll])
+            .await
+            .is_empty()
+    );
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn bad_credentials_are_refused_and_change_nothing(pool: MySqlPool) {
+    let h = harness(pool.clone()).await;
+    let (code, _) = order(&h.pool, &[500_000]).await;
+    let body = payload(8001, &code, 500_000);
+    for headers in [
+        vec![],
+        vec![("authorization", "Apikey wrong-key")],
+        vec![("authorization", "Bearer test-key-8f2c")],
+        vec![("authorization", "Apikey")],
+    ] {
+        let (status, json) = post(&h.app, &body, &headers).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{headers:?}");
+        assert_eq!(json["code"], "unauthorized");
+    }
+    // No key configured: even the right-looking key is refused.
+    let closed = harness_with(
+        pool,
+        WebhookAuth::Unconfigured {
+            reason: "SEPAY_API_KEY is not set".into(),
+        },
+        h.publisher.clone(),
+        h.sqs.clone(),
+        h.urls.clone(),
+    )
+    .await;
+    assert_eq!(
+        post_with_key(&closed.app, &body).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(&closed.app, &body, &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM payments").await, 0);
+    assert_eq!(
+        order_state(&h.pool, &code).await,
+        ("pending".into(), 0, None)
+    );
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn hmac_signatures_are_checked(pool: MySqlPool) {
+    let base = harness(pool.clone()).await;
+    let h = harness_with(
+        pool,
+        WebhookAuth::Hmac {
+            secret: "hmac-secret".into(),
+            tolerance_secs: 300,
+        },
+        base.publisher.clone(),
+        base.sqs.clone(),
+        base.urls.clone(),
+    )
+    .await;
+    let (code, _) = order(&h.pool, &[500_000]).await;
+    let body = payload(9001, &code, 500_000);
+    let now = Utc::now().timestamp().to_string();
+    let old = (Utc::now().timestamp() - 301).to_string();
+    let good = format!(
+        "sha256={}",
+        sepay::sign("hmac-secret", &now, body.as_bytes())
+    );
+    let stale = format!(
+        "sha256={}",
+        sepay::sign("hmac-secret", &old, body.as_bytes())
+    );
+
+    let tampered = body.replace("500000", "5000000");
+    assert_eq!(
+        post(
+            &h.app,
+            &tampered,
+            &[("x-sepay-signature", &good), ("x-sepay-timestamp", &now)]
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(
+            &h.app,
+            &body,
+            &[("x-sepay-signature", &stale), ("x-sepay-timestamp", &old)]
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(&h.app, &body, &[("x-sepay-signature", &good)]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM payments").await, 0);
+
+    assert_eq!(
+        post(
+            &h.app,
+            &body,
+            &[("x-sepay-signature", &good), ("x-sepay-timestamp", &now)]
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(order_state(&h.pool, &code).await.0, "paid");
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn bad_input_gets_a_clear_json_error(pool: MySqlPool) {
+    let h = harness(pool).await;
+    for body in [
+        "",
+        "not json",
+        "[1,2]",
+        r#"{"id": 1, "transferType": "in"}"#,
+        r#"{"id":1,"transferType":"in","transferAmount":-1}"#,
+    ] {
+        let (status, json) = post_with_key(&h.app, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(json["code"], "invalid_payload", "{body}");
+        assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let huge = format!(r#"{{"id":1,"content":"{}"}}"#, "x".repeat(70 * 1024));
+    let (status, json) = post_with_key(&h.app, &huge).await;
+    assert_eq!(
+        (status, json["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    );
+    let resp = h
+        .app
+        .clone()
+        .oneshot(Request::get("/webhooks/sepay").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM payments").await, 0);
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn with_sqs_unreachable_the_payment_is_kept_and_the_sweeper_publishes_later(pool: MySqlPool) {
+    let good = harness(pool.clone()).await;
+    // Nothing listens on port 9: every publish fails fast.
+    let dead_client = testing::sqs_client_at("http://127.0.0.1:9").await;
+    let dead = Arc::new(SqsPublisher::new(
+        dead_client.clone(),
+        QueueConfig {
+            urls: good.urls.clone(),
+            name_prefix: "unused-".into(),
+        },
+    ));
+    let h = harness_with(
+        pool,
+        WebhookAuth::ApiKey(KEY.into()),
+        dead,
+        dead_client,
+        good.urls.clone(),
+    )
+    .await;
+    let (code, items) = order(&h.pool, &[500_000]).await;
+
+    assert_eq!(
+        post_with_key(&h.app, &payload(10_001, &code, 500_000)).await,
+        (StatusCode::OK, json!({"success": true}))
+    );
+    assert_eq!(order_state(&h.pool, &code).await.0, "paid");
+    let (unpublished, attempts): (i64, Option<i64>) =
+        sqlx::query_as("SELECT COUNT(*), CAST(MAX(publish_attempts) AS SIGNED) FROM outbox WHERE published_at IS NULL").fetch_one(&h.pool).await.unwrap();
+    assert_eq!((unpublished, attempts), (1, Some(1)));
+    assert!(
+        testing::drain(&good.sqs, &good.urls[&Queue::Enroll])
+            .await
+            .is_empty()
+    );
+
+    // SQS is back: the sweeper publishes the row exactly once.
+    let report = sweeper::sweep(&h.pool, &good.publisher, 0).await.unwrap();
+    assert_eq!((report.republished, report.publish_failed), (1, 0));
+    assert_eq!(
+        testing::drain(&good.sqs, &good.urls[&Queue::Enroll]).await,
+        bodies_for(&items)
+    );
+    assert_eq!(
+        sweeper::sweep(&h.pool, &good.publisher, 0)
+            .await
+            .unwrap()
+            .republished,
+        0
+    );
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_database_failure_is_the_one_case_answered_with_an_error(pool: MySqlPool) {
+    let h = harness(pool).await;
+    let (code, _) = order(&h.pool, &[500_000]).await;
+    h.pool.close().await;
+    let (status, json) = post_with_key(&h.app, &payload(11_001, &code, 500_000)).await;
+    assert_eq!(
+        status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "SePay must retry"
+    );
+    assert_eq!(
+        json,
+        json!({"code": "internal", "message": "something went wrong on our side; please retry"})
+    );
+}

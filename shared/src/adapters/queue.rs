@@ -1,0 +1,161 @@
+//! Publishing stage messages to SQS, behind a small trait so the outbox relay can be driven
+//! by anything that delivers a body to a queue.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use thiserror::Error;
+use tokio::sync::OnceCell;
+
+use crate::config::Vars;
+use crate::domain::{Queue, Status};
+
+#[derive(Debug, Error)]
+#[error("publishing to the {queue} queue failed: {message}")]
+pub struct PublishError {
+    pub queue: Queue,
+    pub message: String,
+}
+
+pub trait Publisher: Send + Sync + 'static {
+    fn publish(
+        &self,
+        queue: Queue,
+        body: &str,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+}
+
+/// The AWS SDK configuration every binary shares: rustls with ring (the provider sqlx
+/// already uses), short timeouts so an unreachable endpoint fails fast instead of stalling
+/// a webhook reply, and `AWS_ENDPOINT_URL` honoured for moto or LocalStack.
+pub async fn aws_sdk_config() -> aws_config::SdkConfig {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(5))
+                .operation_timeout(Duration::from_secs(8))
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(2))
+        .load()
+        .await
+}
+
+/// Where each queue is: an explicit URL (`ENROLL_QUEUE_URL`, `DELIVER_QUEUE_URL`,
+/// `FINALIZE_QUEUE_URL`, as the SAM template sets them) or, when unset, a queue named
+/// `{QUEUE_NAME_PREFIX}{queue}` (default `coursedrop-enroll`, …) looked up once on first use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    pub urls: HashMap<Queue, String>,
+    pub name_prefix: String,
+}
+
+impl QueueConfig {
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Self {
+        let mut urls = HashMap::new();
+        for (queue, var) in [
+            (Queue::Enroll, "ENROLL_QUEUE_URL"),
+            (Queue::Deliver, "DELIVER_QUEUE_URL"),
+            (Queue::Finalize, "FINALIZE_QUEUE_URL"),
+        ] {
+            if let Some(url) = vars.get(var) {
+                urls.insert(queue, url);
+            }
+        }
+        QueueConfig {
+            urls,
+            name_prefix: vars.string_or("QUEUE_NAME_PREFIX", "coursedrop-"),
+        }
+    }
+
+    pub fn queue_name(&self, queue: Queue) -> String {
+        format!("{}{}", self.name_prefix, queue.as_str())
+    }
+}
+
+pub struct SqsPublisher {
+    client: aws_sdk_sqs::Client,
+    config: QueueConfig,
+    resolved: HashMap<Queue, OnceCell<String>>,
+}
+
+impl SqsPublisher {
+    pub fn new(client: aws_sdk_sqs::Client, config: QueueConfig) -> Self {
+        let resolved = Queue::ALL.iter().map(|q| (*q, OnceCell::new())).collect();
+        SqsPublisher {
+            client,
+            config,
+            resolved,
+        }
+    }
+
+    pub fn client(&self) -> &aws_sdk_sqs::Client {
+        &self.client
+    }
+
+    pub async fn queue_url(&self, queue: Queue) -> Result<String, PublishError> {
+        if let Some(url) = self.config.urls.get(&queue) {
+            return Ok(url.clone());
+        }
+        let cell = &self.resolved[&queue];
+        cell.get_or_try_init(|| async {
+            let name = self.config.queue_name(queue);
+            let out = self
+                .client
+                .get_queue_url()
+                .queue_name(&name)
+                .send()
+                .await
+                .map_err(|e| PublishError {
+                    queue,
+                    message: format!(
+                        "looking up queue {name}: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(&e)
+                    ),
+                })?;
+            out.queue_url.ok_or_else(|| PublishError {
+                queue,
+                message: format!("no URL for queue {name}"),
+            })
+        })
+        .await
+        .cloned()
+    }
+}
+
+impl Publisher for SqsPublisher {
+    async fn publish(&self, queue: Queue, body: &str) -> Result<(), PublishError> {
+        let url = self.queue_url(queue).await?;
+        self.client
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| PublishError {
+                queue,
+                message: aws_sdk_sqs::error::DisplayErrorContext(&e).to_string(),
+            })?;
+        Ok(())
+    }
+}
+
+impl<P: Publisher> Publisher for std::sync::Arc<P> {
+    fn publish(
+        &self,
+        queue: Queue,
+        body: &str,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send {
+        (**self).publish(queue, body)
+    }
+}

@@ -1,0 +1,93 @@
+//! The sweeper's work, run every minute: publish outbox rows the relay could not, and
+//! cancel unpaid orders whose time is up.
+
+use serde::Serialize;
+use sqlx::MySqlPool;
+
+use crate::adapters::queue::Publisher;
+use crate::domain::{ItemStatus, OrderStatus, Status};
+use crate::relay;
+use crate::store::items::{self, ItemChange};
+use crate::store::{StoreError, orders, outbox};
+
+const ACTOR: &str = "sweeper";
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SweepReport {
+    pub republished: usize,
+    pub publish_failed: usize,
+    pub expired_orders: usize,
+}
+
+/// One sweep. `outbox_grace_secs` leaves fresh rows to the relay that wrote them (30 s in
+/// production) so the two rarely publish the same row; when they do, consumers are
+/// idempotent.
+pub async fn sweep<P: Publisher>(
+    pool: &MySqlPool,
+    publisher: &P,
+    outbox_grace_secs: u32,
+) -> Result<SweepReport, StoreError> {
+    let mut report = SweepReport::default();
+    loop {
+        let batch =
+            outbox::unpublished(&mut *pool.acquire().await?, outbox_grace_secs, 100).await?;
+        let r = relay::publish_all(pool, publisher, &batch).await;
+        report.republished += r.published;
+        report.publish_failed += r.failed;
+        // Stop at the first failing batch: the queue is likely down; the next sweep retries.
+        if batch.len() < 100 || r.failed > 0 {
+            break;
+        }
+    }
+
+    let expired: Vec<u64> =
+        sqlx::query_scalar("SELECT id FROM orders WHERE status = ? AND expires_at < NOW(3) ORDER BY expires_at LIMIT 500")
+            .bind(OrderStatus::Pending.as_str())
+            .fetch_all(pool)
+            .await?;
+    for order_id in expired {
+        let mut tx = pool.begin().await?;
+        match orders::transition_in(
+            &mut tx,
+            order_id,
+            OrderStatus::Pending,
+            OrderStatus::Cancelled,
+            ACTOR,
+            Some("expired unpaid"),
+        )
+        .await
+        {
+            Ok(()) => {}
+            // Paid in the meantime: the payment won, as it should.
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+        let item_ids: Vec<u64> =
+            sqlx::query_scalar("SELECT id FROM order_items WHERE order_id = ? AND status = ?")
+                .bind(order_id)
+                .bind(ItemStatus::AwaitingPayment.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+        for id in item_ids {
+            items::transition_in(
+                &mut tx,
+                &ItemChange::new(
+                    id,
+                    ItemStatus::AwaitingPayment,
+                    ItemStatus::Cancelled,
+                    ACTOR,
+                ),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        report.expired_orders += 1;
+    }
+    tracing::info!(
+        republished = report.republished,
+        publish_failed = report.publish_failed,
+        expired_orders = report.expired_orders,
+        "sweep done"
+    );
+    Ok(report)
+}

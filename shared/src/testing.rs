@@ -1,0 +1,123 @@
+//! Helpers for integration tests against the real local services that `make test` starts:
+//! MariaDB (through `sqlx::test`) and moto (SQS).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_sdk_sqs::config::{Credentials, Region};
+use sqlx::MySqlPool;
+
+use crate::adapters::queue::{QueueConfig, SqsPublisher, aws_sdk_config};
+use crate::domain::{CourseSlug, Queue, Status, Vnd};
+use crate::store::catalog;
+
+pub const ENDPOINT_DEFAULT: &str = "http://127.0.0.1:4566";
+
+/// An SQS client for moto at `AWS_ENDPOINT_URL` (default 127.0.0.1:4566), dummy credentials.
+pub async fn sqs_client() -> aws_sdk_sqs::Client {
+    sqs_client_at(&std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| ENDPOINT_DEFAULT.into()))
+        .await
+}
+
+/// An SQS client for any endpoint: a dead one simulates SQS being unreachable.
+pub async fn sqs_client_at(endpoint: &str) -> aws_sdk_sqs::Client {
+    let sdk = aws_sdk_config().await;
+    let config = aws_sdk_sqs::config::Builder::from(&sdk)
+        .endpoint_url(endpoint)
+        .region(Region::new("ap-southeast-1"))
+        .credentials_provider(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "coursedrop-tests",
+        ))
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+/// Queues of their own for one test: `t<n>-<pid>-enroll`, … Returns the publisher and each URL.
+pub async fn fresh_queues(client: &aws_sdk_sqs::Client) -> (SqsPublisher, HashMap<Queue, String>) {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let prefix = format!(
+        "t{}-{}-{}-",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut urls = HashMap::new();
+    for q in Queue::ALL {
+        let out = client
+            .create_queue()
+            .queue_name(format!("{prefix}{}", q.as_str()))
+            .send()
+            .await
+            .expect("create queue in moto");
+        urls.insert(*q, out.queue_url.expect("queue url"));
+    }
+    let config = QueueConfig {
+        urls: urls.clone(),
+        name_prefix: prefix,
+    };
+    (SqsPublisher::new(client.clone(), config), urls)
+}
+
+/// Receives and deletes every message now in the queue; returns their bodies.
+pub async fn drain(client: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let out = client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive");
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return bodies;
+        }
+        for m in messages {
+            bodies.push(m.body.unwrap_or_default());
+            client
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle.unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+}
+
+/// Adds a course to the catalog and returns its id.
+pub async fn seed_course(
+    pool: &MySqlPool,
+    slug: &str,
+    title: &str,
+    price: i64,
+    active: bool,
+) -> u64 {
+    let mut conn = pool.acquire().await.expect("connection");
+    let slug = CourseSlug::parse(slug).expect("valid slug");
+    let id = catalog::insert(
+        &mut conn,
+        &catalog::NewCourse {
+            slug: &slug,
+            title,
+            price: Vnd::new(price).expect("valid price"),
+            source: &format!("s3://seller/courses/{slug}/"),
+            lms_course_id: None,
+        },
+    )
+    .await
+    .expect("insert course");
+    if !active {
+        sqlx::query("UPDATE courses SET active = FALSE WHERE id = ?")
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .expect("disable");
+    }
+    id
+}
