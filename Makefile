@@ -11,10 +11,12 @@ export AWS_SECRET_ACCESS_KEY ?= test
 export SMTP_URL ?= smtp://127.0.0.1:1025
 export MAILDIR ?= $(CURDIR)/.local/mail
 export RUST_LOG ?= info
+# Local-only key for the webhook; production sets its own (the webhook refuses all without one).
+export SEPAY_API_KEY ?= local-dev-key
 
 CARGO ?= cargo
 
-.PHONY: help services services-down services-status migrate test demo dev fmt lint check
+.PHONY: help services services-down services-status migrate test demo dev bench fmt lint check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -37,9 +39,11 @@ test: services ## start services, then run every test in the workspace
 demo: services ## run the flow locally, as far as it is built, against real local services
 	$(CARGO) run --quiet -p coursedrop-dev -- demo
 
-dev: services ## migrate and seed the demo catalog (the HTTP stack arrives with the orders issue)
-	$(CARGO) run --quiet -p coursedrop-dev -- migrate
-	$(CARGO) run --quiet -p coursedrop-dev -- seed
+dev: services ## the local stack on http://127.0.0.1:$${PORT:-3000}, left running (Ctrl-C stops)
+	$(CARGO) run --quiet -p coursedrop-dev -- serve
+
+bench: services ## benchmarks (release build); writes bench/latest.json and bench/latest.md
+	$(CARGO) run --quiet --release -p coursedrop-dev -- bench
 
 fmt: ## format the code
 	$(CARGO) fmt --all

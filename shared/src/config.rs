@@ -29,9 +29,7 @@ impl Vars<fn(&str) -> Option<String>> {
 impl<F: Fn(&str) -> Option<String>> Vars<F> {
     /// The variable's value, or `None` when it is unset or empty.
     pub fn get(&self, var: &str) -> Option<String> {
-        (self.0)(var)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
+        (self.0)(var).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
     }
 
     pub fn string_or(&self, var: &str, default: &str) -> String {
@@ -44,10 +42,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     {
         match self.get(var) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
-                var,
-                reason: format!("{v:?}: {e}"),
-            }),
+            Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid { var, reason: format!("{v:?}: {e}") }),
         }
     }
 }
@@ -61,14 +56,8 @@ pub fn database_url<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> String {
 /// The SePay payment-code pattern: `ORDER_CODE_PREFIX` (default `CD`),
 /// `ORDER_CODE_SUFFIX_MIN`/`_MAX` (6/10, as configured in SePay), `ORDER_CODE_LENGTH`
 /// (8, the suffix length we generate) and `ORDER_CODE_CHARSET` (`digits` or `alphanumeric`).
-pub fn code_pattern<F: Fn(&str) -> Option<String>>(
-    vars: &Vars<F>,
-) -> Result<CodePattern, ConfigError> {
-    let charset = match vars
-        .string_or("ORDER_CODE_CHARSET", "digits")
-        .to_ascii_lowercase()
-        .as_str()
-    {
+pub fn code_pattern<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<CodePattern, ConfigError> {
+    let charset = match vars.string_or("ORDER_CODE_CHARSET", "digits").to_ascii_lowercase().as_str() {
         "digits" => CodeCharset::Digits,
         "alphanumeric" => CodeCharset::Alphanumeric,
         other => {
@@ -88,10 +77,7 @@ pub fn code_pattern<F: Fn(&str) -> Option<String>>(
             CodePatternError::SuffixBounds => "ORDER_CODE_SUFFIX_MIN",
             CodePatternError::GeneratedLength => "ORDER_CODE_LENGTH",
         };
-        ConfigError::Invalid {
-            var,
-            reason: e.to_string(),
-        }
+        ConfigError::Invalid { var, reason: e.to_string() }
     })
 }
 
@@ -102,10 +88,7 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vars<impl Fn(&str) -> Option<String>> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Vars(move |k: &str| map.get(k).cloned())
     }
 
@@ -135,27 +118,9 @@ mod tests {
     #[test]
     fn bad_values_name_the_variable() {
         let err = code_pattern(&vars(&[("ORDER_CODE_LENGTH", "eight")])).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ConfigError::Invalid {
-                    var: "ORDER_CODE_LENGTH",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, ConfigError::Invalid { var: "ORDER_CODE_LENGTH", .. }), "{err}");
         let err = code_pattern(&vars(&[("ORDER_CODE_CHARSET", "hex")])).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ConfigError::Invalid {
-                    var: "ORDER_CODE_CHARSET",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, ConfigError::Invalid { var: "ORDER_CODE_CHARSET", .. }), "{err}");
         let err = code_pattern(&vars(&[("ORDER_CODE_LENGTH", "20")])).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -175,9 +140,7 @@ pub struct BankAccount {
     pub account_name: String,
 }
 
-pub fn bank_account<F: Fn(&str) -> Option<String>>(
-    vars: &Vars<F>,
-) -> Result<BankAccount, ConfigError> {
+pub fn bank_account<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<BankAccount, ConfigError> {
     let bank = BankAccount {
         bank_code: vars.string_or("BANK_CODE", "MBBank"),
         bank_bin: vars.string_or("BANK_BIN", "970422"),
@@ -185,21 +148,10 @@ pub fn bank_account<F: Fn(&str) -> Option<String>>(
         account_name: vars.string_or("BANK_ACCOUNT_NAME", "COURSEDROP DEMO"),
     };
     if bank.bank_bin.len() != 6 || !bank.bank_bin.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ConfigError::Invalid {
-            var: "BANK_BIN",
-            reason: "must be the bank's 6-digit BIN".into(),
-        });
+        return Err(ConfigError::Invalid { var: "BANK_BIN", reason: "must be the bank's 6-digit BIN".into() });
     }
-    if bank.account_number.is_empty()
-        || !bank
-            .account_number
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric())
-    {
-        return Err(ConfigError::Invalid {
-            var: "BANK_ACCOUNT_NUMBER",
-            reason: "must be letters and digits".into(),
-        });
+    if bank.account_number.is_empty() || !bank.account_number.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ConfigError::Invalid { var: "BANK_ACCOUNT_NUMBER", reason: "must be letters and digits".into() });
     }
     Ok(bank)
 }
@@ -208,9 +160,7 @@ pub fn bank_account<F: Fn(&str) -> Option<String>>(
 pub fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
     let s = s.trim();
     let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number with s, m, h or d"))?;
+    let n: i64 = number.parse().map_err(|_| format!("{s:?}: expected a number with s, m, h or d"))?;
     let seconds = match unit.trim() {
         "" | "s" => n,
         "m" => n * 60,
@@ -225,13 +175,9 @@ pub fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
 }
 
 /// How long an unpaid order waits for its transfer: `ORDER_TTL`, default 30 minutes.
-pub fn order_ttl<F: Fn(&str) -> Option<String>>(
-    vars: &Vars<F>,
-) -> Result<chrono::Duration, ConfigError> {
-    parse_duration(&vars.string_or("ORDER_TTL", "30m")).map_err(|reason| ConfigError::Invalid {
-        var: "ORDER_TTL",
-        reason,
-    })
+pub fn order_ttl<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<chrono::Duration, ConfigError> {
+    parse_duration(&vars.string_or("ORDER_TTL", "30m"))
+        .map_err(|reason| ConfigError::Invalid { var: "ORDER_TTL", reason })
 }
 
 /// The webhook's authentication: `SEPAY_AUTH` = `apikey` (default, with `SEPAY_API_KEY`)
@@ -244,18 +190,11 @@ pub fn webhook_auth<F: Fn(&str) -> Option<String>>(
     Ok(match mode.as_str() {
         "apikey" => match vars.get("SEPAY_API_KEY") {
             Some(key) => WebhookAuth::ApiKey(key),
-            None => WebhookAuth::Unconfigured {
-                reason: "SEPAY_AUTH=apikey but SEPAY_API_KEY is not set".into(),
-            },
+            None => WebhookAuth::Unconfigured { reason: "SEPAY_AUTH=apikey but SEPAY_API_KEY is not set".into() },
         },
         "hmac" => match vars.get("SEPAY_HMAC_SECRET") {
-            Some(secret) => WebhookAuth::Hmac {
-                secret,
-                tolerance_secs: 300,
-            },
-            None => WebhookAuth::Unconfigured {
-                reason: "SEPAY_AUTH=hmac but SEPAY_HMAC_SECRET is not set".into(),
-            },
+            Some(secret) => WebhookAuth::Hmac { secret, tolerance_secs: 300 },
+            None => WebhookAuth::Unconfigured { reason: "SEPAY_AUTH=hmac but SEPAY_HMAC_SECRET is not set".into() },
         },
         other => {
             return Err(ConfigError::Invalid {
@@ -284,19 +223,10 @@ mod more_tests {
     #[test]
     fn webhook_auth_fails_closed_without_a_key() {
         let none = Vars(|_: &str| None);
-        assert!(matches!(
-            webhook_auth(&none).unwrap(),
-            WebhookAuth::Unconfigured { .. }
-        ));
+        assert!(matches!(webhook_auth(&none).unwrap(), WebhookAuth::Unconfigured { .. }));
         let hmac_without_secret = Vars(|k: &str| (k == "SEPAY_AUTH").then(|| "hmac".to_string()));
-        assert!(matches!(
-            webhook_auth(&hmac_without_secret).unwrap(),
-            WebhookAuth::Unconfigured { .. }
-        ));
+        assert!(matches!(webhook_auth(&hmac_without_secret).unwrap(), WebhookAuth::Unconfigured { .. }));
         let key = Vars(|k: &str| (k == "SEPAY_API_KEY").then(|| "k".to_string()));
-        assert!(matches!(
-            webhook_auth(&key).unwrap(),
-            WebhookAuth::ApiKey(_)
-        ));
+        assert!(matches!(webhook_auth(&key).unwrap(), WebhookAuth::ApiKey(_)));
     }
 }

@@ -26,29 +26,17 @@ struct Body<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            field: None,
-        }
+        ApiError { status, code, message: message.into(), field: None }
     }
 
     pub fn invalid_field(field: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            field: Some(field),
-            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", message)
-        }
+        ApiError { field: Some(field), ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", message) }
     }
 
     pub fn internal(context: &str, error: &dyn std::fmt::Display) -> Self {
         // The detail goes to the log; the client gets a stable code and no internals.
         tracing::error!(error = %error, "{context}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "something went wrong on our side; please retry",
-        )
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on our side; please retry")
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -58,33 +46,22 @@ impl ApiError {
     /// Maps a failure to read the body: too large → 413, anything else → 400.
     pub fn from_body(rejection: BytesRejection) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is too large",
-            )
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
         } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "unreadable_body",
-                "the request body could not be read",
-            )
+            ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", "the request body could not be read")
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(Body {
-                code: self.code,
-                message: &self.message,
-                field: self.field,
-            }),
-        )
-            .into_response()
+        (self.status, Json(Body { code: self.code, message: &self.message, field: self.field })).into_response()
     }
+}
+
+/// Adds JSON answers for unknown paths (404) and wrong methods (405).
+pub fn with_fallbacks(router: axum::Router) -> axum::Router {
+    router.fallback(fallback).method_not_allowed_fallback(method_not_allowed)
 }
 
 /// For routes that do not exist.
@@ -102,11 +79,7 @@ pub fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
 
 /// For a known route called with the wrong method.
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this endpoint does not take that method",
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
 }
 
 /// Runs an HTTP function: under Lambda (`AWS_LAMBDA_RUNTIME_API` set) through lambda_http,
@@ -115,15 +88,10 @@ pub async fn serve(router: axum::Router, default_port: u16) -> Result<(), lambda
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         return lambda_http::run(router).await;
     }
-    let port = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(default_port);
+    let port = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(default_port);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
 }
 
@@ -132,10 +100,17 @@ pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! { _ = interrupt => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+/// An HTTP client builder with rustls on ring, the one crypto provider the workspace uses.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    // Installing twice is harmless: the first provider stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
 }

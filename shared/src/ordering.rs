@@ -36,10 +36,7 @@ pub struct OrderRequest {
 #[derive(Debug, Error)]
 pub enum PlaceOrderError {
     #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyConflict,
     #[error(transparent)]
@@ -47,10 +44,7 @@ pub enum PlaceOrderError {
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> PlaceOrderError {
-    PlaceOrderError::Invalid {
-        field,
-        message: message.into(),
-    }
+    PlaceOrderError::Invalid { field, message: message.into() }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,13 +59,8 @@ impl ValidRequest {
     /// A digest of the request as understood, to tell a retry from a different request.
     fn digest(&self) -> String {
         let slugs: Vec<&str> = self.slugs.iter().map(|s| s.as_str()).collect();
-        let canonical = format!(
-            "{}\n{}\n{}\n{}",
-            self.email,
-            self.phone.as_deref().unwrap_or(""),
-            self.lang,
-            slugs.join(",")
-        );
+        let canonical =
+            format!("{}\n{}\n{}\n{}", self.email, self.phone.as_deref().unwrap_or(""), self.lang, slugs.join(","));
         hex::encode(Sha256::digest(canonical.as_bytes()))
     }
 }
@@ -88,10 +77,7 @@ fn normalise_phone(raw: &str) -> Result<String, PlaceOrderError> {
             '0'..='9' => digits.push(c),
             ' ' | '.' | '-' | '(' | ')' => {}
             other => {
-                return Err(invalid(
-                    "phone",
-                    format!("phone may hold digits, spaces and + . - ( ), not {other:?}"),
-                ));
+                return Err(invalid("phone", format!("phone may hold digits, spaces and + . - ( ), not {other:?}")));
             }
         }
     }
@@ -106,12 +92,7 @@ fn validate(req: &OrderRequest) -> Result<ValidRequest, PlaceOrderError> {
         None => return Err(invalid("email", "email is required")),
         Some(e) => Email::parse(e).map_err(|e| invalid("email", e.to_string()))?,
     };
-    let phone = match req
-        .phone
-        .as_deref()
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-    {
+    let phone = match req.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
         None => None,
         Some(p) => Some(normalise_phone(p)?),
     };
@@ -122,38 +103,23 @@ fn validate(req: &OrderRequest) -> Result<ValidRequest, PlaceOrderError> {
         Some(_) => return Err(invalid("lang", "lang must be \"vi\" or \"en\"")),
     };
     let Some(courses) = req.courses.as_ref() else {
-        return Err(invalid(
-            "courses",
-            "courses is required: a list of course slugs",
-        ));
+        return Err(invalid("courses", "courses is required: a list of course slugs"));
     };
     if courses.is_empty() {
         return Err(invalid("courses", "choose at least one course"));
     }
     if courses.len() > MAX_COURSES_PER_ORDER {
-        return Err(invalid(
-            "courses",
-            format!("at most {MAX_COURSES_PER_ORDER} courses per order"),
-        ));
+        return Err(invalid("courses", format!("at most {MAX_COURSES_PER_ORDER} courses per order")));
     }
     let mut slugs: Vec<CourseSlug> = Vec::with_capacity(courses.len());
     for raw in courses {
-        let slug =
-            CourseSlug::parse(raw).map_err(|e| invalid("courses", format!("{raw:?}: {e}")))?;
+        let slug = CourseSlug::parse(raw).map_err(|e| invalid("courses", format!("{raw:?}: {e}")))?;
         if slugs.contains(&slug) {
-            return Err(invalid(
-                "courses",
-                format!("{slug} is listed more than once"),
-            ));
+            return Err(invalid("courses", format!("{slug} is listed more than once")));
         }
         slugs.push(slug);
     }
-    Ok(ValidRequest {
-        email,
-        phone,
-        lang,
-        slugs,
-    })
+    Ok(ValidRequest { email, phone, lang, slugs })
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -190,11 +156,7 @@ pub struct Placement {
     pub created: bool,
 }
 
-pub fn vietqr_payload(
-    bank: &BankAccount,
-    code: &str,
-    amount: i64,
-) -> Result<String, vietqr::VietQrError> {
+pub fn vietqr_payload(bank: &BankAccount, code: &str, amount: i64) -> Result<String, vietqr::VietQrError> {
     vietqr::VietQr {
         bank_bin: &bank.bank_bin,
         account_number: &bank.account_number,
@@ -218,29 +180,17 @@ struct OrderHead {
 
 const HEAD_COLUMNS: &str = "id, code, status, total_vnd, paid_vnd, expires_at, request_hash";
 
-async fn head_by_code(
-    conn: &mut MySqlConnection,
-    code: &str,
-) -> Result<Option<OrderHead>, StoreError> {
+async fn head_by_code(conn: &mut MySqlConnection, code: &str) -> Result<Option<OrderHead>, StoreError> {
     let sql = sqlx::AssertSqlSafe(format!("SELECT {HEAD_COLUMNS} FROM orders WHERE code = ?"));
     Ok(sqlx::query_as(sql).bind(code).fetch_optional(conn).await?)
 }
 
-async fn head_by_key(
-    conn: &mut MySqlConnection,
-    key: &str,
-) -> Result<Option<OrderHead>, StoreError> {
-    let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT {HEAD_COLUMNS} FROM orders WHERE idempotency_key = ?"
-    ));
+async fn head_by_key(conn: &mut MySqlConnection, key: &str) -> Result<Option<OrderHead>, StoreError> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {HEAD_COLUMNS} FROM orders WHERE idempotency_key = ?"));
     Ok(sqlx::query_as(sql).bind(key).fetch_optional(conn).await?)
 }
 
-async fn placed(
-    conn: &mut MySqlConnection,
-    head: &OrderHead,
-    s: &OrderSettings,
-) -> Result<PlacedOrder, StoreError> {
+async fn placed(conn: &mut MySqlConnection, head: &OrderHead, s: &OrderSettings) -> Result<PlacedOrder, StoreError> {
     let items: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT c.slug, c.title, i.price_vnd FROM order_items i JOIN courses c ON c.id = i.course_id
          WHERE i.order_id = ? ORDER BY i.id",
@@ -255,25 +205,13 @@ async fn placed(
         status: head.status.clone(),
         amount_vnd: head.total_vnd,
         expires_at: head.expires_at,
-        items: items
-            .into_iter()
-            .map(|(course, title, price_vnd)| PlacedItem {
-                course,
-                title,
-                price_vnd,
-            })
-            .collect(),
+        items: items.into_iter().map(|(course, title, price_vnd)| PlacedItem { course, title, price_vnd }).collect(),
         payment: PaymentInstructions {
             bank: s.bank.bank_code.clone(),
             account_number: s.bank.account_number.clone(),
             account_name: s.bank.account_name.clone(),
             transfer_text: head.code.clone(),
-            qr_image_url: sepay::qr_image_url(
-                &s.bank.account_number,
-                &s.bank.bank_code,
-                head.total_vnd,
-                &head.code,
-            ),
+            qr_image_url: sepay::qr_image_url(&s.bank.account_number, &s.bank.bank_code, head.total_vnd, &head.code),
             vietqr,
         },
     })
@@ -290,10 +228,7 @@ pub async fn place_order(
     if let Some(key) = idempotency_key
         && (key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()))
     {
-        return Err(invalid(
-            "Idempotency-Key",
-            "Idempotency-Key must be 1 to 128 visible ASCII characters",
-        ));
+        return Err(invalid("Idempotency-Key", "Idempotency-Key must be 1 to 128 visible ASCII characters"));
     }
     let valid = validate(request)?;
     let digest = valid.digest();
@@ -309,18 +244,14 @@ pub async fn place_order(
         && let Some(head) = head_by_key(&mut conn, key).await?
     {
         let head = replay(head)?;
-        return Ok(Placement {
-            order: placed(&mut conn, &head, settings).await?,
-            created: false,
-        });
+        return Ok(Placement { order: placed(&mut conn, &head, settings).await?, created: false });
     }
 
     let mut items = Vec::with_capacity(valid.slugs.len());
     for slug in &valid.slugs {
         match catalog::by_slug(&mut conn, slug).await? {
             Some(c) if c.active => {
-                let price = Vnd::new(c.price_vnd)
-                    .map_err(|e| StoreError::Corrupt(format!("price of {slug}: {e}")))?;
+                let price = Vnd::new(c.price_vnd).map_err(|e| StoreError::Corrupt(format!("price of {slug}: {e}")))?;
                 items.push((c.id, price));
             }
             Some(_) => return Err(invalid("courses", format!("{slug} is no longer for sale"))),
@@ -346,43 +277,25 @@ pub async fn place_order(
             Ok(_) => {
                 let head = head_by_code(&mut conn, code.as_str())
                     .await?
-                    .ok_or_else(|| StoreError::NotFound {
-                        kind: "order",
-                        id: code.to_string(),
-                    })?;
-                return Ok(Placement {
-                    order: placed(&mut conn, &head, settings).await?,
-                    created: true,
-                });
+                    .ok_or_else(|| StoreError::NotFound { kind: "order", id: code.to_string() })?;
+                return Ok(Placement { order: placed(&mut conn, &head, settings).await?, created: true });
             }
             Err(StoreError::Database(e)) if store::is_duplicate_key(&e, "uq_orders_code") => {
                 continue;
             }
-            Err(StoreError::Database(e))
-                if store::is_duplicate_key(&e, "uq_orders_idempotency_key") =>
-            {
+            Err(StoreError::Database(e)) if store::is_duplicate_key(&e, "uq_orders_idempotency_key") => {
                 // A concurrent request with the same key won the race: answer as its retry.
                 let key = idempotency_key.unwrap_or_default();
-                let head =
-                    head_by_key(&mut conn, key)
-                        .await?
-                        .ok_or_else(|| StoreError::NotFound {
-                            kind: "order",
-                            id: key.to_string(),
-                        })?;
+                let head = head_by_key(&mut conn, key)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound { kind: "order", id: key.to_string() })?;
                 let head = replay(head)?;
-                return Ok(Placement {
-                    order: placed(&mut conn, &head, settings).await?,
-                    created: false,
-                });
+                return Ok(Placement { order: placed(&mut conn, &head, settings).await?, created: false });
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Err(StoreError::Corrupt(
-        "could not draw an unused order code in 8 tries; widen ORDER_CODE_LENGTH".into(),
-    )
-    .into())
+    Err(StoreError::Corrupt("could not draw an unused order code in 8 tries; widen ORDER_CODE_LENGTH".into()).into())
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -425,10 +338,7 @@ struct ItemRow {
     drive_link: Option<String>,
 }
 
-pub async fn order_view(
-    pool: &MySqlPool,
-    code: &OrderCode,
-) -> Result<Option<OrderView>, StoreError> {
+pub async fn order_view(pool: &MySqlPool, code: &OrderCode) -> Result<Option<OrderView>, StoreError> {
     let mut conn = pool.acquire().await?;
     let Some(head) = head_by_code(&mut conn, code.as_str()).await? else {
         return Ok(None);
@@ -450,11 +360,7 @@ pub async fn order_view(
             .into_iter()
             .map(|r| ItemView {
                 // The link is the buyer's only once the folder is shared with them.
-                drive_link: if r.status == "completed" {
-                    r.drive_link
-                } else {
-                    None
-                },
+                drive_link: if r.status == "completed" { r.drive_link } else { None },
                 course: r.slug,
                 title: r.title,
                 status: r.status,
@@ -504,53 +410,21 @@ mod tests {
             other => panic!("expected invalid, got {other:?}"),
         };
         assert_eq!(field(&req("not-an-email", &["a"])), "email");
-        assert_eq!(
-            field(&OrderRequest {
-                email: None,
-                ..req("", &["a"])
-            }),
-            "email"
-        );
+        assert_eq!(field(&OrderRequest { email: None, ..req("", &["a"]) }), "email");
         assert_eq!(field(&req("a@b.vn", &[])), "courses");
         assert_eq!(field(&req("a@b.vn", &["a", "A"])), "courses");
         assert_eq!(field(&req("a@b.vn", &["bad slug"])), "courses");
-        assert_eq!(
-            field(&OrderRequest {
-                courses: None,
-                ..req("a@b.vn", &[])
-            }),
-            "courses"
-        );
-        assert_eq!(
-            field(&OrderRequest {
-                lang: Some("fr".into()),
-                ..req("a@b.vn", &["a"])
-            }),
-            "lang"
-        );
-        assert_eq!(
-            field(&OrderRequest {
-                phone: Some("12ab".into()),
-                ..req("a@b.vn", &["a"])
-            }),
-            "phone"
-        );
-        assert_eq!(
-            field(&OrderRequest {
-                phone: Some("123".into()),
-                ..req("a@b.vn", &["a"])
-            }),
-            "phone"
-        );
+        assert_eq!(field(&OrderRequest { courses: None, ..req("a@b.vn", &[]) }), "courses");
+        assert_eq!(field(&OrderRequest { lang: Some("fr".into()), ..req("a@b.vn", &["a"]) }), "lang");
+        assert_eq!(field(&OrderRequest { phone: Some("12ab".into()), ..req("a@b.vn", &["a"]) }), "phone");
+        assert_eq!(field(&OrderRequest { phone: Some("123".into()), ..req("a@b.vn", &["a"]) }), "phone");
     }
 
     #[test]
     fn the_digest_sees_through_formatting_but_not_content() {
-        let a = validate(&OrderRequest {
-            phone: Some("+84 912.345.678".into()),
-            ..req("x@Example.com", &["Rust-101"])
-        })
-        .unwrap();
+        let a =
+            validate(&OrderRequest { phone: Some("+84 912.345.678".into()), ..req("x@Example.com", &["Rust-101"]) })
+                .unwrap();
         let b = validate(&OrderRequest {
             phone: Some("+84912345678".into()),
             lang: Some("VI".into()),

@@ -29,12 +29,7 @@ pub enum PaymentOutcome {
     /// Kept with no order: no code found, no such order, or not our account.
     Unmatched { reason: &'static str },
     /// Added to the order; `paid` says whether the order became paid with this payment.
-    Applied {
-        order_code: String,
-        paid_vnd: i64,
-        total_vnd: i64,
-        became_paid: bool,
-    },
+    Applied { order_code: String, paid_vnd: i64, total_vnd: i64, became_paid: bool },
     /// Kept and flagged: the order could not take it (cancelled, refunded, already paid).
     Flagged { order_code: String, reason: String },
 }
@@ -71,16 +66,8 @@ pub fn order_code_of(tx: &SepayTransaction, pattern: &CodePattern) -> Option<Ord
     tx.code
         .as_deref()
         .and_then(|c| OrderCode::parse(c, pattern).ok())
-        .or_else(|| {
-            tx.content
-                .as_deref()
-                .and_then(|t| OrderCode::find_in(t, pattern))
-        })
-        .or_else(|| {
-            tx.description
-                .as_deref()
-                .and_then(|t| OrderCode::find_in(t, pattern))
-        })
+        .or_else(|| tx.content.as_deref().and_then(|t| OrderCode::find_in(t, pattern)))
+        .or_else(|| tx.description.as_deref().and_then(|t| OrderCode::find_in(t, pattern)))
 }
 
 async fn insert_payment(
@@ -114,34 +101,20 @@ async fn insert_payment(
     }
 }
 
-async fn lock_order(
-    conn: &mut MySqlConnection,
-    code: &OrderCode,
-) -> Result<Option<OrderRow>, StoreError> {
-    let row: Option<(u64, String, String, i64, i64)> = sqlx::query_as(
-        "SELECT id, code, status, total_vnd, paid_vnd FROM orders WHERE code = ? FOR UPDATE",
-    )
-    .bind(code.as_str())
-    .fetch_optional(conn)
-    .await?;
+async fn lock_order(conn: &mut MySqlConnection, code: &OrderCode) -> Result<Option<OrderRow>, StoreError> {
+    let row: Option<(u64, String, String, i64, i64)> =
+        sqlx::query_as("SELECT id, code, status, total_vnd, paid_vnd FROM orders WHERE code = ? FOR UPDATE")
+            .bind(code.as_str())
+            .fetch_optional(conn)
+            .await?;
     row.map(|(id, code, status, total_vnd, paid_vnd)| {
-        Ok(OrderRow {
-            id,
-            code,
-            status: OrderStatus::parse(&status)?,
-            total_vnd,
-            paid_vnd,
-        })
+        Ok(OrderRow { id, code, status: OrderStatus::parse(&status)?, total_vnd, paid_vnd })
     })
     .transpose()
 }
 
 async fn flag(conn: &mut MySqlConnection, order_id: u64, reason: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE orders SET attention = ? WHERE id = ?")
-        .bind(reason)
-        .bind(order_id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query("UPDATE orders SET attention = ? WHERE id = ?").bind(reason).bind(order_id).execute(&mut *conn).await?;
     events::record(
         conn,
         &NewEvent {
@@ -166,23 +139,13 @@ pub async fn record(
     settings: &PaymentSettings,
 ) -> Result<Recorded, StoreError> {
     let mut db = pool.begin().await?;
-    let unmatched = |reason| Recorded {
-        outcome: PaymentOutcome::Unmatched { reason },
-        outbox: vec![],
-    };
+    let unmatched = |reason| Recorded { outcome: PaymentOutcome::Unmatched { reason }, outbox: vec![] };
 
     if tx.transfer_type == TransferType::Out {
         let fresh = insert_payment(&mut db, tx, raw, None).await?;
         db.commit().await?;
-        let outcome = if fresh {
-            PaymentOutcome::Outgoing
-        } else {
-            PaymentOutcome::Duplicate
-        };
-        return Ok(Recorded {
-            outcome,
-            outbox: vec![],
-        });
+        let outcome = if fresh { PaymentOutcome::Outgoing } else { PaymentOutcome::Duplicate };
+        return Ok(Recorded { outcome, outbox: vec![] });
     }
 
     let code = order_code_of(tx, &settings.pattern);
@@ -197,10 +160,7 @@ pub async fn record(
         let fresh = insert_payment(&mut db, tx, raw, None).await?;
         db.commit().await?;
         if !fresh {
-            return Ok(Recorded {
-                outcome: PaymentOutcome::Duplicate,
-                outbox: vec![],
-            });
+            return Ok(Recorded { outcome: PaymentOutcome::Duplicate, outbox: vec![] });
         }
         let reason = match (code, ours) {
             (_, false) => "not paid into our account",
@@ -212,21 +172,11 @@ pub async fn record(
 
     if !insert_payment(&mut db, tx, raw, Some(order.id)).await? {
         db.rollback().await?;
-        return Ok(Recorded {
-            outcome: PaymentOutcome::Duplicate,
-            outbox: vec![],
-        });
+        return Ok(Recorded { outcome: PaymentOutcome::Duplicate, outbox: vec![] });
     }
     let paid_vnd = order.paid_vnd + tx.transfer_amount;
-    sqlx::query("UPDATE orders SET paid_vnd = ? WHERE id = ?")
-        .bind(paid_vnd)
-        .bind(order.id)
-        .execute(&mut *db)
-        .await?;
-    let detail = format!(
-        "sepay id {}: {} VND, {} of {} paid",
-        tx.id, tx.transfer_amount, paid_vnd, order.total_vnd
-    );
+    sqlx::query("UPDATE orders SET paid_vnd = ? WHERE id = ?").bind(paid_vnd).bind(order.id).execute(&mut *db).await?;
+    let detail = format!("sepay id {}: {} VND, {} of {} paid", tx.id, tx.transfer_amount, paid_vnd, order.total_vnd);
     events::record(
         &mut db,
         &NewEvent {
@@ -244,63 +194,31 @@ pub async fn record(
     let mut outbox = Vec::new();
     let outcome = match order.status {
         OrderStatus::Pending if paid_vnd >= order.total_vnd => {
-            orders::transition_in(
-                &mut db,
-                order.id,
-                OrderStatus::Pending,
-                OrderStatus::Paid,
-                ACTOR,
-                Some(&detail),
-            )
-            .await?;
-            let item_ids: Vec<u64> = sqlx::query_scalar(
-                "SELECT id FROM order_items WHERE order_id = ? AND status = ? ORDER BY id",
-            )
-            .bind(order.id)
-            .bind(ItemStatus::AwaitingPayment.as_str())
-            .fetch_all(&mut *db)
-            .await?;
+            orders::transition_in(&mut db, order.id, OrderStatus::Pending, OrderStatus::Paid, ACTOR, Some(&detail))
+                .await?;
+            let item_ids: Vec<u64> =
+                sqlx::query_scalar("SELECT id FROM order_items WHERE order_id = ? AND status = ? ORDER BY id")
+                    .bind(order.id)
+                    .bind(ItemStatus::AwaitingPayment.as_str())
+                    .fetch_all(&mut *db)
+                    .await?;
             for item_id in item_ids {
-                let change = ItemChange::new(
-                    item_id,
-                    ItemStatus::AwaitingPayment,
-                    ItemStatus::Enrolling,
-                    ACTOR,
-                )
-                .because("order paid");
+                let change = ItemChange::new(item_id, ItemStatus::AwaitingPayment, ItemStatus::Enrolling, ACTOR)
+                    .because("order paid");
                 outbox.extend(items::transition_in(&mut db, &change).await?.outbox);
             }
             if paid_vnd > order.total_vnd {
-                flag(
-                    &mut db,
-                    order.id,
-                    &format!("over-paid by {} VND", paid_vnd - order.total_vnd),
-                )
-                .await?;
+                flag(&mut db, order.id, &format!("over-paid by {} VND", paid_vnd - order.total_vnd)).await?;
             }
-            PaymentOutcome::Applied {
-                order_code: order.code,
-                paid_vnd,
-                total_vnd: order.total_vnd,
-                became_paid: true,
-            }
+            PaymentOutcome::Applied { order_code: order.code, paid_vnd, total_vnd: order.total_vnd, became_paid: true }
         }
-        OrderStatus::Pending => PaymentOutcome::Applied {
-            order_code: order.code,
-            paid_vnd,
-            total_vnd: order.total_vnd,
-            became_paid: false,
-        },
+        OrderStatus::Pending => {
+            PaymentOutcome::Applied { order_code: order.code, paid_vnd, total_vnd: order.total_vnd, became_paid: false }
+        }
         status => {
-            let reason = format!(
-                "payment of {} VND received while the order is {status}",
-                tx.transfer_amount
-            );
+            let reason = format!("payment of {} VND received while the order is {status}", tx.transfer_amount);
             flag(&mut db, order.id, &reason).await?;
-            PaymentOutcome::Flagged {
-                order_code: order.code,
-                reason,
-            }
+            PaymentOutcome::Flagged { order_code: order.code, reason }
         }
     };
     db.commit().await?;

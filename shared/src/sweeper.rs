@@ -29,8 +29,7 @@ pub async fn sweep<P: Publisher>(
 ) -> Result<SweepReport, StoreError> {
     let mut report = SweepReport::default();
     loop {
-        let batch =
-            outbox::unpublished(&mut *pool.acquire().await?, outbox_grace_secs, 100).await?;
+        let batch = outbox::unpublished(&mut *pool.acquire().await?, outbox_grace_secs, 100).await?;
         let r = relay::publish_all(pool, publisher, &batch).await;
         report.republished += r.published;
         report.publish_failed += r.failed;
@@ -40,11 +39,12 @@ pub async fn sweep<P: Publisher>(
         }
     }
 
-    let expired: Vec<u64> =
-        sqlx::query_scalar("SELECT id FROM orders WHERE status = ? AND expires_at < NOW(3) ORDER BY expires_at LIMIT 500")
-            .bind(OrderStatus::Pending.as_str())
-            .fetch_all(pool)
-            .await?;
+    let expired: Vec<u64> = sqlx::query_scalar(
+        "SELECT id FROM orders WHERE status = ? AND expires_at < NOW(3) ORDER BY expires_at LIMIT 500",
+    )
+    .bind(OrderStatus::Pending.as_str())
+    .fetch_all(pool)
+    .await?;
     for order_id in expired {
         let mut tx = pool.begin().await?;
         match orders::transition_in(
@@ -62,21 +62,15 @@ pub async fn sweep<P: Publisher>(
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e),
         }
-        let item_ids: Vec<u64> =
-            sqlx::query_scalar("SELECT id FROM order_items WHERE order_id = ? AND status = ?")
-                .bind(order_id)
-                .bind(ItemStatus::AwaitingPayment.as_str())
-                .fetch_all(&mut *tx)
-                .await?;
+        let item_ids: Vec<u64> = sqlx::query_scalar("SELECT id FROM order_items WHERE order_id = ? AND status = ?")
+            .bind(order_id)
+            .bind(ItemStatus::AwaitingPayment.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
         for id in item_ids {
             items::transition_in(
                 &mut tx,
-                &ItemChange::new(
-                    id,
-                    ItemStatus::AwaitingPayment,
-                    ItemStatus::Cancelled,
-                    ACTOR,
-                ),
+                &ItemChange::new(id, ItemStatus::AwaitingPayment, ItemStatus::Cancelled, ACTOR),
             )
             .await?;
         }

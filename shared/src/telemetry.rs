@@ -5,19 +5,12 @@ use tracing_subscriber::EnvFilter;
 
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
-        || std::env::var("LOG_FORMAT").as_deref() == Ok("json");
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
+    let json =
+        std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() || std::env::var("LOG_FORMAT").as_deref() == Ok("json");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     // A second init (tests, a binary that serves several functions) is harmless.
     let _ = if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .without_time()
-            .try_init()
+        builder.json().flatten_event(true).with_current_span(true).without_time().try_init()
     } else {
         builder.compact().try_init()
     };

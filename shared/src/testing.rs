@@ -15,8 +15,7 @@ pub const ENDPOINT_DEFAULT: &str = "http://127.0.0.1:4566";
 
 /// An SQS client for moto at `AWS_ENDPOINT_URL` (default 127.0.0.1:4566), dummy credentials.
 pub async fn sqs_client() -> aws_sdk_sqs::Client {
-    sqs_client_at(&std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| ENDPOINT_DEFAULT.into()))
-        .await
+    sqs_client_at(&std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| ENDPOINT_DEFAULT.into())).await
 }
 
 /// An SQS client for any endpoint: a dead one simulates SQS being unreachable.
@@ -25,13 +24,7 @@ pub async fn sqs_client_at(endpoint: &str) -> aws_sdk_sqs::Client {
     let config = aws_sdk_sqs::config::Builder::from(&sdk)
         .endpoint_url(endpoint)
         .region(Region::new("ap-southeast-1"))
-        .credentials_provider(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "coursedrop-tests",
-        ))
+        .credentials_provider(Credentials::new("test", "test", None, None, "coursedrop-tests"))
         .build();
     aws_sdk_sqs::Client::from_conf(config)
 }
@@ -55,10 +48,7 @@ pub async fn fresh_queues(client: &aws_sdk_sqs::Client) -> (SqsPublisher, HashMa
             .expect("create queue in moto");
         urls.insert(*q, out.queue_url.expect("queue url"));
     }
-    let config = QueueConfig {
-        urls: urls.clone(),
-        name_prefix: prefix,
-    };
+    let config = QueueConfig { urls: urls.clone(), name_prefix: prefix };
     (SqsPublisher::new(client.clone(), config), urls)
 }
 
@@ -66,13 +56,7 @@ pub async fn fresh_queues(client: &aws_sdk_sqs::Client) -> (SqsPublisher, HashMa
 pub async fn drain(client: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
     let mut bodies = Vec::new();
     loop {
-        let out = client
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .expect("receive");
+        let out = client.receive_message().queue_url(url).max_number_of_messages(10).send().await.expect("receive");
         let messages = out.messages.unwrap_or_default();
         if messages.is_empty() {
             return bodies;
@@ -91,13 +75,7 @@ pub async fn drain(client: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
 }
 
 /// Adds a course to the catalog and returns its id.
-pub async fn seed_course(
-    pool: &MySqlPool,
-    slug: &str,
-    title: &str,
-    price: i64,
-    active: bool,
-) -> u64 {
+pub async fn seed_course(pool: &MySqlPool, slug: &str, title: &str, price: i64, active: bool) -> u64 {
     let mut conn = pool.acquire().await.expect("connection");
     let slug = CourseSlug::parse(slug).expect("valid slug");
     let id = catalog::insert(

@@ -2,9 +2,7 @@
 //! `sqlx::test` (DATABASE_URL names the server; `make test` starts one).
 
 use chrono::{Duration, Utc};
-use coursedrop::domain::{
-    CourseSlug, Email, ItemStatus, OrderCode, OrderStatus, Queue, Stage, Status, Vnd,
-};
+use coursedrop::domain::{CourseSlug, Email, ItemStatus, OrderCode, OrderStatus, Queue, Stage, Status, Vnd};
 use coursedrop::store::items::{self, ItemChange};
 use coursedrop::store::{self, StoreError, catalog, events, orders, outbox};
 use sqlx::MySqlPool;
@@ -52,10 +50,7 @@ async fn order_with_items(pool: &MySqlPool, n: usize) -> Fixture {
     .await
     .unwrap();
     assert_eq!(created.total.get(), 499_000 * n as i64);
-    Fixture {
-        order_id: created.order_id,
-        item_ids: created.item_ids,
-    }
+    Fixture { order_id: created.order_id, item_ids: created.item_ids }
 }
 
 fn rand_suffix() -> String {
@@ -81,21 +76,12 @@ async fn count(pool: &MySqlPool, sql: &'static str) -> i64 {
 }
 
 async fn item_status(pool: &MySqlPool, id: u64) -> ItemStatus {
-    items::status(&mut pool.acquire().await.unwrap(), id)
-        .await
-        .unwrap()
-        .unwrap()
+    items::status(&mut pool.acquire().await.unwrap(), id).await.unwrap().unwrap()
 }
 
 fn change_for(item_id: u64, from: ItemStatus, to: ItemStatus) -> ItemChange<'static> {
     if to == ItemStatus::Failed {
-        ItemChange::failure(
-            item_id,
-            from,
-            Stage::Deliver,
-            "source object missing",
-            "test",
-        )
+        ItemChange::failure(item_id, from, Stage::Deliver, "source object missing", "test")
     } else {
         ItemChange::new(item_id, from, to, "test")
     }
@@ -125,29 +111,14 @@ async fn schema_snapshot(pool: &MySqlPool) -> Vec<String> {
 
 #[sqlx::test(migrations = false)]
 async fn migrations_apply_to_an_empty_database_and_again_change_nothing(pool: MySqlPool) {
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()"
-        )
-        .await,
-        0
-    );
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()").await, 0);
 
     store::migrate(&pool).await.unwrap();
     let first = schema_snapshot(&pool).await;
     let applied = count(&pool, "SELECT COUNT(*) FROM _sqlx_migrations").await;
     assert_eq!(applied as usize, store::MIGRATOR.iter().count());
 
-    for table in [
-        "courses",
-        "orders",
-        "order_items",
-        "payments",
-        "delivered_files",
-        "outbox",
-        "order_events",
-    ] {
+    for table in ["courses", "orders", "order_items", "payments", "delivered_files", "outbox", "order_events"] {
         let charset: String = sqlx::query_scalar(
             "SELECT c.character_set_name FROM information_schema.tables t
              JOIN information_schema.collation_character_set_applicability c ON c.collation_name = t.table_collation
@@ -172,31 +143,25 @@ async fn migrations_apply_to_an_empty_database_and_again_change_nothing(pool: My
 
     store::migrate(&pool).await.unwrap();
     assert_eq!(schema_snapshot(&pool).await, first);
-    assert_eq!(
-        count(&pool, "SELECT COUNT(*) FROM _sqlx_migrations").await,
-        applied
-    );
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM _sqlx_migrations").await, applied);
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn unique_keys_hold(pool: MySqlPool) {
     let f = order_with_items(&pool, 1).await;
-    let code: String = sqlx::query_scalar("SELECT code FROM orders WHERE id = ?")
-        .bind(f.order_id)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    let dup = sqlx::query("INSERT INTO orders (code, email, total_vnd, status, expires_at) VALUES (?, 'a@b.vn', 1, 'pending', NOW())")
-        .bind(&code)
-        .execute(&pool)
-        .await;
+    let code: String =
+        sqlx::query_scalar("SELECT code FROM orders WHERE id = ?").bind(f.order_id).fetch_one(&pool).await.unwrap();
+    let dup = sqlx::query(
+        "INSERT INTO orders (code, email, total_vnd, status, expires_at) VALUES (?, 'a@b.vn', 1, 'pending', NOW())",
+    )
+    .bind(&code)
+    .execute(&pool)
+    .await;
     assert!(dup.is_err(), "a second order with code {code} was accepted");
-    let payment = "INSERT INTO payments (sepay_id, transfer_type, amount_vnd, raw_payload) VALUES (92704, 'in', 1000, '{}')";
+    let payment =
+        "INSERT INTO payments (sepay_id, transfer_type, amount_vnd, raw_payload) VALUES (92704, 'in', 1000, '{}')";
     sqlx::query(payment).execute(&pool).await.unwrap();
-    assert!(
-        sqlx::query(payment).execute(&pool).await.is_err(),
-        "duplicate SePay id accepted"
-    );
+    assert!(sqlx::query(payment).execute(&pool).await.is_err(), "duplicate SePay id accepted");
 }
 
 // ---------------------------------------------------------------- item state machine
@@ -210,31 +175,18 @@ async fn every_allowed_item_transition_succeeds_and_writes_its_event(pool: MySql
         let events_before = count(&pool, "SELECT COUNT(*) FROM order_events").await;
         let outbox_before = count(&pool, "SELECT COUNT(*) FROM outbox").await;
 
-        let out = items::transition(&pool, &change_for(id, from, to))
-            .await
-            .unwrap_or_else(|e| panic!("{from} -> {to}: {e}"));
+        let out =
+            items::transition(&pool, &change_for(id, from, to)).await.unwrap_or_else(|e| panic!("{from} -> {to}: {e}"));
 
         assert_eq!(out.order_id, f.order_id);
         assert_eq!(item_status(&pool, id).await, to, "{from} -> {to}");
-        let last: (Option<u64>, Option<String>, Option<String>, String) = sqlx::query_as(
-            "SELECT item_id, from_status, to_status, actor FROM order_events ORDER BY id DESC LIMIT 1",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        assert_eq!(
-            last,
-            (
-                Some(id),
-                Some(from.as_str().into()),
-                Some(to.as_str().into()),
-                "test".into()
-            )
-        );
-        assert_eq!(
-            count(&pool, "SELECT COUNT(*) FROM order_events").await,
-            events_before + 1
-        );
+        let last: (Option<u64>, Option<String>, Option<String>, String) =
+            sqlx::query_as("SELECT item_id, from_status, to_status, actor FROM order_events ORDER BY id DESC LIMIT 1")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(last, (Some(id), Some(from.as_str().into()), Some(to.as_str().into()), "test".into()));
+        assert_eq!(count(&pool, "SELECT COUNT(*) FROM order_events").await, events_before + 1);
 
         let outbox_rows = count(&pool, "SELECT COUNT(*) FROM outbox").await - outbox_before;
         match to.starts_queue() {
@@ -253,10 +205,7 @@ async fn every_allowed_item_transition_succeeds_and_writes_its_event(pool: MySql
                     .fetch_one(&pool)
                     .await
                     .unwrap();
-            assert_eq!(
-                (stage.as_deref(), err.as_deref()),
-                (Some("deliver"), Some("source object missing"))
-            );
+            assert_eq!((stage.as_deref(), err.as_deref()), (Some("deliver"), Some("source object missing")));
         }
     }
 }
@@ -274,22 +223,14 @@ async fn every_other_item_transition_is_refused_and_changes_nothing(pool: MySqlP
             force_item(&pool, id, from).await;
             let events_before = count(&pool, "SELECT COUNT(*) FROM order_events").await;
             let outbox_before = count(&pool, "SELECT COUNT(*) FROM outbox").await;
-            let err = items::transition(&pool, &change_for(id, from, to))
-                .await
-                .unwrap_err();
+            let err = items::transition(&pool, &change_for(id, from, to)).await.unwrap_err();
             assert!(
                 matches!(err, StoreError::IllegalItemTransition { from: f, to: t } if f == from && t == to),
                 "{from} -> {to}: {err}"
             );
             assert_eq!(item_status(&pool, id).await, from);
-            assert_eq!(
-                count(&pool, "SELECT COUNT(*) FROM order_events").await,
-                events_before
-            );
-            assert_eq!(
-                count(&pool, "SELECT COUNT(*) FROM outbox").await,
-                outbox_before
-            );
+            assert_eq!(count(&pool, "SELECT COUNT(*) FROM order_events").await, events_before);
+            assert_eq!(count(&pool, "SELECT COUNT(*) FROM outbox").await, outbox_before);
             refused += 1;
         }
     }
@@ -298,53 +239,27 @@ async fn every_other_item_transition_is_refused_and_changes_nothing(pool: MySqlP
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
-async fn a_transition_from_the_wrong_current_status_is_a_conflict_and_changes_nothing(
-    pool: MySqlPool,
-) {
+async fn a_transition_from_the_wrong_current_status_is_a_conflict_and_changes_nothing(pool: MySqlPool) {
     let f = order_with_items(&pool, 1).await;
     let id = f.item_ids[0];
     force_item(&pool, id, ItemStatus::Enrolled).await;
     let events_before = count(&pool, "SELECT COUNT(*) FROM order_events").await;
 
-    let err = items::transition(
-        &pool,
-        &change_for(id, ItemStatus::Enrolling, ItemStatus::Enrolled),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(&err, StoreError::Conflict { expected: "enrolling", actual } if actual == "enrolled"),
-        "{err}"
-    );
+    let err = items::transition(&pool, &change_for(id, ItemStatus::Enrolling, ItemStatus::Enrolled)).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Conflict { expected: "enrolling", actual } if actual == "enrolled"), "{err}");
     assert_eq!(item_status(&pool, id).await, ItemStatus::Enrolled);
-    assert_eq!(
-        count(&pool, "SELECT COUNT(*) FROM order_events").await,
-        events_before
-    );
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM order_events").await, events_before);
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM outbox").await, 0);
 
-    let err = items::transition(
-        &pool,
-        &change_for(999_999, ItemStatus::Enrolling, ItemStatus::Enrolled),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(err, StoreError::NotFound { kind: "item", .. }),
-        "{err}"
-    );
+    let err =
+        items::transition(&pool, &change_for(999_999, ItemStatus::Enrolling, ItemStatus::Enrolled)).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { kind: "item", .. }), "{err}");
 
     // Into failed needs its stage and reason; nothing else may carry them.
     let mut bare = ItemChange::new(id, ItemStatus::Enrolled, ItemStatus::Failed, "test");
-    assert!(matches!(
-        items::transition(&pool, &bare).await,
-        Err(StoreError::FailureDetail)
-    ));
+    assert!(matches!(items::transition(&pool, &bare).await, Err(StoreError::FailureDetail)));
     bare.reason = Some("why");
-    assert!(matches!(
-        items::transition(&pool, &bare).await,
-        Err(StoreError::FailureDetail)
-    ));
+    assert!(matches!(items::transition(&pool, &bare).await, Err(StoreError::FailureDetail)));
     assert_eq!(item_status(&pool, id).await, ItemStatus::Enrolled);
 }
 
@@ -358,11 +273,8 @@ async fn twenty_concurrent_attempts_at_one_transition_have_exactly_one_winner(po
         .map(|_| {
             let pool = pool.clone();
             tokio::spawn(async move {
-                items::transition(
-                    &pool,
-                    &ItemChange::new(id, ItemStatus::Enrolling, ItemStatus::Enrolled, "racer"),
-                )
-                .await
+                items::transition(&pool, &ItemChange::new(id, ItemStatus::Enrolling, ItemStatus::Enrolled, "racer"))
+                    .await
             })
         })
         .collect();
@@ -377,18 +289,8 @@ async fn twenty_concurrent_attempts_at_one_transition_have_exactly_one_winner(po
     }
     assert_eq!((wins, conflicts), (1, 19));
     assert_eq!(item_status(&pool, id).await, ItemStatus::Enrolled);
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT COUNT(*) FROM order_events WHERE kind = 'item_status'"
-        )
-        .await,
-        1
-    );
-    assert_eq!(
-        count(&pool, "SELECT COUNT(*) FROM outbox WHERE queue = 'deliver'").await,
-        1
-    );
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM order_events WHERE kind = 'item_status'").await, 1);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM outbox WHERE queue = 'deliver'").await, 1);
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
@@ -400,52 +302,23 @@ async fn an_operator_retry_returns_a_failed_item_to_its_stage_with_a_message(poo
         (Stage::Finalize, f.item_ids[2], ItemStatus::Delivered),
     ] {
         force_item(&pool, item, from).await;
-        items::transition(
-            &pool,
-            &ItemChange::failure(item, from, stage, "boom", "test"),
-        )
-        .await
-        .unwrap();
-        sqlx::query("UPDATE order_items SET attempts = 5 WHERE id = ?")
-            .bind(item)
-            .execute(&pool)
-            .await
-            .unwrap();
+        items::transition(&pool, &ItemChange::failure(item, from, stage, "boom", "test")).await.unwrap();
+        sqlx::query("UPDATE order_items SET attempts = 5 WHERE id = ?").bind(item).execute(&pool).await.unwrap();
 
-        let out = items::retry_failed(&pool, item, "operator:lan")
-            .await
-            .unwrap();
+        let out = items::retry_failed(&pool, item, "operator:lan").await.unwrap();
 
         assert_eq!(item_status(&pool, item).await, stage.retry_status());
-        assert_eq!(
-            out.outbox.map(|m| m.queue),
-            stage.retry_status().starts_queue()
-        );
+        assert_eq!(out.outbox.map(|m| m.queue), stage.retry_status().starts_queue());
         let (failed_stage, attempts): (Option<String>, u32) =
             sqlx::query_as("SELECT failed_stage, attempts FROM order_items WHERE id = ?")
                 .bind(item)
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-        assert_eq!(
-            (failed_stage, attempts),
-            (None, 0),
-            "retry starts the stage afresh"
-        );
+        assert_eq!((failed_stage, attempts), (None, 0), "retry starts the stage afresh");
     }
-    let err = items::retry_failed(&pool, f.item_ids[0], "operator:lan")
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Conflict {
-                expected: "failed",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    let err = items::retry_failed(&pool, f.item_ids[0], "operator:lan").await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { expected: "failed", .. }), "{err}");
 }
 
 // ---------------------------------------------------------------- order state machine
@@ -468,68 +341,25 @@ async fn order_transitions_follow_the_table(pool: MySqlPool) {
             force_order(&pool, id, from).await;
             let events_before = count(&pool, "SELECT COUNT(*) FROM order_events").await;
             let result = orders::transition(&pool, id, from, to, "test", Some("why")).await;
-            let now = orders::status(&mut pool.acquire().await.unwrap(), id)
-                .await
-                .unwrap()
-                .unwrap();
+            let now = orders::status(&mut pool.acquire().await.unwrap(), id).await.unwrap().unwrap();
             if from.can_become(to) {
                 result.unwrap_or_else(|e| panic!("{from} -> {to}: {e}"));
                 assert_eq!(now, to);
-                assert_eq!(
-                    count(&pool, "SELECT COUNT(*) FROM order_events").await,
-                    events_before + 1
-                );
+                assert_eq!(count(&pool, "SELECT COUNT(*) FROM order_events").await, events_before + 1);
             } else {
-                assert!(
-                    matches!(result, Err(StoreError::IllegalOrderTransition { .. })),
-                    "{from} -> {to}"
-                );
+                assert!(matches!(result, Err(StoreError::IllegalOrderTransition { .. })), "{from} -> {to}");
                 assert_eq!(now, from);
-                assert_eq!(
-                    count(&pool, "SELECT COUNT(*) FROM order_events").await,
-                    events_before
-                );
+                assert_eq!(count(&pool, "SELECT COUNT(*) FROM order_events").await, events_before);
             }
         }
     }
     force_order(&pool, id, OrderStatus::Pending).await;
-    orders::transition(
-        &pool,
-        id,
-        OrderStatus::Pending,
-        OrderStatus::Paid,
-        "test",
-        None,
-    )
-    .await
-    .unwrap();
+    orders::transition(&pool, id, OrderStatus::Pending, OrderStatus::Paid, "test", None).await.unwrap();
     let paid_at: Option<chrono::DateTime<Utc>> =
-        sqlx::query_scalar("SELECT paid_at FROM orders WHERE id = ?")
-            .bind(id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        sqlx::query_scalar("SELECT paid_at FROM orders WHERE id = ?").bind(id).fetch_one(&pool).await.unwrap();
     assert!(paid_at.is_some());
-    let err = orders::transition(
-        &pool,
-        id,
-        OrderStatus::Pending,
-        OrderStatus::Paid,
-        "test",
-        None,
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Conflict {
-                expected: "pending",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    let err = orders::transition(&pool, id, OrderStatus::Pending, OrderStatus::Paid, "test", None).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { expected: "pending", .. }), "{err}");
 }
 
 // ---------------------------------------------------------------- outbox and events
@@ -540,12 +370,7 @@ async fn outbox_rows_wait_until_published_and_the_timeline_reads_in_order(pool: 
     for &id in &f.item_ids {
         items::transition(
             &pool,
-            &ItemChange::new(
-                id,
-                ItemStatus::AwaitingPayment,
-                ItemStatus::Enrolling,
-                "sepay-webhook",
-            ),
+            &ItemChange::new(id, ItemStatus::AwaitingPayment, ItemStatus::Enrolling, "sepay-webhook"),
         )
         .await
         .unwrap();
@@ -555,27 +380,15 @@ async fn outbox_rows_wait_until_published_and_the_timeline_reads_in_order(pool: 
     assert_eq!(pending.len(), 2);
     assert!(pending.iter().all(|m| m.queue == Queue::Enroll));
     // Rows younger than the sweeper's grace period are left to the relay that wrote them.
-    assert!(
-        outbox::unpublished(&mut conn, 3600, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(outbox::unpublished(&mut conn, 3600, 10).await.unwrap().is_empty());
 
-    outbox::record_publish_failure(&mut conn, pending[0].id, "connection refused")
-        .await
-        .unwrap();
-    outbox::mark_published(&mut conn, pending[0].id)
-        .await
-        .unwrap();
+    outbox::record_publish_failure(&mut conn, pending[0].id, "connection refused").await.unwrap();
+    outbox::mark_published(&mut conn, &[pending[0].id]).await.unwrap();
     let left = outbox::unpublished(&mut conn, 0, 10).await.unwrap();
     assert_eq!(left, vec![pending[1].clone()]);
 
     let timeline = events::for_order(&mut conn, f.order_id).await.unwrap();
-    let kinds: Vec<_> = timeline
-        .iter()
-        .map(|e| (e.kind.as_str(), e.to_status.as_deref()))
-        .collect();
+    let kinds: Vec<_> = timeline.iter().map(|e| (e.kind.as_str(), e.to_status.as_deref())).collect();
     assert_eq!(
         kinds,
         vec![
@@ -606,5 +419,12 @@ async fn text_is_stored_verbatim(pool: MySqlPool) {
     .unwrap();
     let got = catalog::by_slug(&mut conn, &slug).await.unwrap().unwrap();
     assert_eq!(got.title, title);
-    assert_eq!(count(&pool, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'orders'").await, 1);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'orders'"
+        )
+        .await,
+        1
+    );
 }

@@ -28,32 +28,29 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(
-        pool: MySqlPool,
-        vars: &Vars<F>,
-    ) -> Result<Self, ConfigError> {
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(pool: MySqlPool, vars: &Vars<F>) -> Result<Self, ConfigError> {
         let settings = OrderSettings {
             pattern: config::code_pattern(vars)?,
             bank: config::bank_account(vars)?,
             ttl: config::order_ttl(vars)?,
         };
-        Ok(AppState {
-            pool,
-            settings: Arc::new(settings),
-        })
+        Ok(AppState { pool, settings: Arc::new(settings) })
     }
 }
 
-pub fn router(state: AppState) -> Router {
+/// The function's routes, mergeable with others (as `make dev` does).
+pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/courses", get(list_courses))
-        .route("/orders", post(create_order))
+        .route("/orders", post(create_order).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .route("/orders/{code}", get(get_order))
         .route("/orders/{code}/qr.svg", get(qr_svg))
-        .fallback(http::fallback)
-        .method_not_allowed_fallback(http::method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// The function as deployed: its routes, with JSON answers for unknown paths and methods.
+pub fn router(state: AppState) -> Router {
+    http::with_fallbacks(routes(state))
 }
 
 #[derive(Serialize)]
@@ -64,24 +61,9 @@ struct CourseView {
 }
 
 async fn list_courses(State(s): State<AppState>) -> Result<Json<Vec<CourseView>>, ApiError> {
-    let mut conn = s
-        .pool
-        .acquire()
-        .await
-        .map_err(|e| ApiError::internal("listing courses", &e))?;
-    let courses = catalog::list_active(&mut conn)
-        .await
-        .map_err(|e| ApiError::internal("listing courses", &e))?;
-    Ok(Json(
-        courses
-            .into_iter()
-            .map(|c| CourseView {
-                slug: c.slug,
-                title: c.title,
-                price_vnd: c.price_vnd,
-            })
-            .collect(),
-    ))
+    let mut conn = s.pool.acquire().await.map_err(|e| ApiError::internal("listing courses", &e))?;
+    let courses = catalog::list_active(&mut conn).await.map_err(|e| ApiError::internal("listing courses", &e))?;
+    Ok(Json(courses.into_iter().map(|c| CourseView { slug: c.slug, title: c.title, price_vnd: c.price_vnd }).collect()))
 }
 
 async fn create_order(
@@ -98,32 +80,24 @@ async fn create_order(
         ));
     }
     let request: OrderRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("the body is not a valid order: {e}"),
-        )
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not a valid order: {e}"))
     })?;
     let key = match headers.get("idempotency-key") {
         None => None,
-        Some(v) => Some(v.to_str().map_err(|_| {
-            ApiError::invalid_field("Idempotency-Key", "Idempotency-Key must be visible ASCII")
-        })?),
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::invalid_field("Idempotency-Key", "Idempotency-Key must be visible ASCII"))?,
+        ),
     };
     match ordering::place_order(&s.pool, &s.settings, &request, key).await {
         Ok(placement) => {
             let mut response = (StatusCode::CREATED, Json(placement.order)).into_response();
             if !placement.created {
-                response.headers_mut().insert(
-                    "idempotent-replayed",
-                    header::HeaderValue::from_static("true"),
-                );
+                response.headers_mut().insert("idempotent-replayed", header::HeaderValue::from_static("true"));
             }
             Ok(response)
         }
-        Err(PlaceOrderError::Invalid { field, message }) => {
-            Err(ApiError::invalid_field(field, message))
-        }
+        Err(PlaceOrderError::Invalid { field, message }) => Err(ApiError::invalid_field(field, message)),
         Err(PlaceOrderError::IdempotencyConflict) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",
@@ -135,14 +109,10 @@ async fn create_order(
 
 /// A path segment that is not a well-formed code cannot name an order: 404, like an unknown one.
 fn code_from_path(s: &AppState, raw: &str) -> Result<OrderCode, ApiError> {
-    OrderCode::parse(raw, &s.settings.pattern)
-        .map_err(|_| ApiError::not_found("no order with this code"))
+    OrderCode::parse(raw, &s.settings.pattern).map_err(|_| ApiError::not_found("no order with this code"))
 }
 
-async fn get_order(
-    State(s): State<AppState>,
-    Path(raw): Path<String>,
-) -> Result<Json<ordering::OrderView>, ApiError> {
+async fn get_order(State(s): State<AppState>, Path(raw): Path<String>) -> Result<Json<ordering::OrderView>, ApiError> {
     let code = code_from_path(&s, &raw)?;
     match ordering::order_view(&s.pool, &code).await {
         Ok(Some(view)) => Ok(Json(view)),
@@ -158,14 +128,7 @@ async fn qr_svg(State(s): State<AppState>, Path(raw): Path<String>) -> Result<Re
         Ok(None) => return Err(ApiError::not_found("no order with this code")),
         Err(e) => return Err(ApiError::internal("reading an order for its QR", &e)),
     };
-    let svg = coursedrop::adapters::vietqr::svg(&payload)
-        .map_err(|e| ApiError::internal("rendering a QR", &e))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "image/svg+xml"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        svg,
-    )
+    let svg = coursedrop::adapters::vietqr::svg(&payload).map_err(|e| ApiError::internal("rendering a QR", &e))?;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "public, max-age=3600")], svg)
         .into_response())
 }

@@ -8,11 +8,8 @@ use coursedrop::config::{self, Vars};
 async fn main() -> anyhow::Result<()> {
     coursedrop::telemetry::init();
     let vars = Vars::process();
-    let pool = coursedrop::store::connect(&config::database_url(&vars), 4)
-        .await
-        .context("connecting to the database")?;
+    let pool =
+        coursedrop::store::connect(&config::database_url(&vars), 4).await.context("connecting to the database")?;
     let state = create_order::AppState::from_vars(pool, &vars)?;
-    coursedrop::http::serve(create_order::router(state), 3001)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))
+    coursedrop::http::serve(create_order::router(state), 3001).await.map_err(|e| anyhow::anyhow!(e))
 }

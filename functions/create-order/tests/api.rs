@@ -26,28 +26,17 @@ async fn app(pool: &MySqlPool) -> Router {
     router(AppState::from_vars(pool.clone(), &vars).unwrap())
 }
 
-async fn send(
-    app: &Router,
-    req: Request<Body>,
-) -> (StatusCode, axum::http::HeaderMap, Value, String) {
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value, String) {
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let text = String::from_utf8_lossy(&bytes).to_string();
-    (
-        status,
-        headers,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        text,
-    )
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null), text)
 }
 
 fn post_order(body: &str) -> Request<Body> {
-    Request::post("/orders")
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap()
+    Request::post("/orders").header("content-type", "application/json").body(Body::from(body.to_string())).unwrap()
 }
 
 fn get(uri: &str) -> Request<Body> {
@@ -78,10 +67,7 @@ async fn an_order_is_priced_from_the_catalog_with_payment_instructions(pool: MyS
     let code = json["code"].as_str().unwrap().to_string();
     assert!(code.starts_with("CD") && code.len() == 10, "{code}");
     assert_eq!(json["status"], "pending");
-    assert_eq!(
-        json["amount_vnd"], 798_000,
-        "prices come from the catalog, not the request"
-    );
+    assert_eq!(json["amount_vnd"], 798_000, "prices come from the catalog, not the request");
     assert_eq!(
         json["items"],
         json!([
@@ -90,31 +76,20 @@ async fn an_order_is_priced_from_the_catalog_with_payment_instructions(pool: MyS
         ])
     );
     let p = &json["payment"];
-    assert_eq!(
-        (p["bank"].as_str(), p["account_number"].as_str()),
-        (Some("MBBank"), Some("0123456789"))
-    );
+    assert_eq!((p["bank"].as_str(), p["account_number"].as_str()), (Some("MBBank"), Some("0123456789")));
     assert_eq!(p["transfer_text"], code.as_str());
     assert_eq!(
         p["qr_image_url"],
-        format!("https://qr.sepay.vn/img?acc=0123456789&bank=MBBank&amount=798000&des={code}")
-            .as_str()
+        format!("https://qr.sepay.vn/img?acc=0123456789&bank=MBBank&amount=798000&des={code}").as_str()
     );
     let vietqr = p["vietqr"].as_str().unwrap();
-    assert!(
-        vietqr.contains("0006970422011001234567890208QRIBFTTA"),
-        "{vietqr}"
-    );
+    assert!(vietqr.contains("0006970422011001234567890208QRIBFTTA"), "{vietqr}");
     assert!(vietqr.contains("54067980005802VN"), "{vietqr}");
     assert!(vietqr.contains(&format!("0810{code}")), "{vietqr}");
     let crc = u16::from_str_radix(&vietqr[vietqr.len() - 4..], 16).unwrap();
-    assert_eq!(
-        crc,
-        crc16_ccitt_false(&vietqr.as_bytes()[..vietqr.len() - 4])
-    );
+    assert_eq!(crc, crc16_ccitt_false(&vietqr.as_bytes()[..vietqr.len() - 4]));
 
-    let expires =
-        chrono::DateTime::parse_from_rfc3339(json["expires_at"].as_str().unwrap()).unwrap();
+    let expires = chrono::DateTime::parse_from_rfc3339(json["expires_at"].as_str().unwrap()).unwrap();
     let minutes = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_minutes();
     assert!((28..=30).contains(&minutes), "expires in {minutes} min");
 
@@ -124,45 +99,22 @@ async fn an_order_is_priced_from_the_catalog_with_payment_instructions(pool: MyS
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert_eq!(
-        stored,
-        (
-            "Buyer@example.com".into(),
-            Some("0912345678".into()),
-            798_000
-        )
-    );
+    assert_eq!(stored, ("Buyer@example.com".into(), Some("0912345678".into()), 798_000));
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn bad_orders_are_refused_naming_the_field(pool: MySqlPool) {
     let app = app(&pool).await;
     let cases = [
-        (
-            r#"{"email":"buyer@example.com","courses":["nope"]}"#,
-            "courses",
-            "there is no course nope",
-        ),
-        (
-            r#"{"email":"buyer@example.com","courses":["old-course"]}"#,
-            "courses",
-            "old-course is no longer for sale",
-        ),
+        (r#"{"email":"buyer@example.com","courses":["nope"]}"#, "courses", "there is no course nope"),
+        (r#"{"email":"buyer@example.com","courses":["old-course"]}"#, "courses", "old-course is no longer for sale"),
         (
             r#"{"email":"buyer@example.com","courses":["rust-101","rust-101"]}"#,
             "courses",
             "rust-101 is listed more than once",
         ),
-        (
-            r#"{"email":"buyer@example.com","courses":[]}"#,
-            "courses",
-            "choose at least one course",
-        ),
-        (
-            r#"{"email":"buyer@example.com"}"#,
-            "courses",
-            "courses is required: a list of course slugs",
-        ),
+        (r#"{"email":"buyer@example.com","courses":[]}"#, "courses", "choose at least one course"),
+        (r#"{"email":"buyer@example.com"}"#, "courses", "courses is required: a list of course slugs"),
         (
             r#"{"email":"buyer@","courses":["rust-101"]}"#,
             "email",
@@ -178,63 +130,27 @@ async fn bad_orders_are_refused_naming_the_field(pool: MySqlPool) {
     for (body, field, message) in cases {
         let (status, _, json, _) = send(&app, post_order(body)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        assert_eq!(
-            json,
-            json!({"code": "invalid_field", "field": field, "message": message}),
-            "{body}"
-        );
+        assert_eq!(json, json!({"code": "invalid_field", "field": field, "message": message}), "{body}");
     }
     let (status, _, json, _) = send(&app, post_order("{not json")).await;
-    assert_eq!(
-        (status, json["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_json"))
-    );
-    let (status, _, json, _) =
-        send(&app, post_order(r#"{"email": 5, "courses": ["rust-101"]}"#)).await;
-    assert_eq!(
-        (status, json["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_json"))
-    );
+    assert_eq!((status, json["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_json")));
+    let (status, _, json, _) = send(&app, post_order(r#"{"email": 5, "courses": ["rust-101"]}"#)).await;
+    assert_eq!((status, json["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_json")));
     let form = Request::post("/orders")
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Body::from("email=a"))
         .unwrap();
     let (status, _, json, _) = send(&app, form).await;
-    assert_eq!(
-        (status, json["code"].as_str()),
-        (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Some("unsupported_media_type")
-        )
-    );
-    let big = format!(
-        r#"{{"email":"buyer@example.com","courses":["rust-101"],"pad":"{}"}}"#,
-        "x".repeat(17 * 1024)
-    );
+    assert_eq!((status, json["code"].as_str()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, Some("unsupported_media_type")));
+    let big = format!(r#"{{"email":"buyer@example.com","courses":["rust-101"],"pad":"{}"}}"#, "x".repeat(17 * 1024));
     let (status, _, json, _) = send(&app, post_order(&big)).await;
-    assert_eq!(
-        (status, json["code"].as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
-    );
+    assert_eq!((status, json["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")));
     let (status, _, json, _) = send(&app, get("/nowhere")).await;
-    assert_eq!(
-        (status, json["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_found"))
-    );
-    let (status, _, json, _) = send(
-        &app,
-        Request::delete("/orders").body(Body::empty()).unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (status, json["code"].as_str()),
-        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
-    );
+    assert_eq!((status, json["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    let (status, _, json, _) = send(&app, Request::delete("/orders").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, json["code"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")));
 
-    let orders: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let orders: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders").fetch_one(&pool).await.unwrap();
     assert_eq!(orders, 0, "no refused request left an order behind");
 }
 
@@ -251,48 +167,23 @@ async fn an_idempotency_key_makes_a_retry_return_the_same_order(pool: MySqlPool)
     let body = r#"{"email":"buyer@example.com","courses":["rust-101"]}"#;
     let (s1, h1, first, _) = send(&app, keyed(body, "checkout-7f3a")).await;
     // The same request, formatted differently, is the same request.
-    let (s2, h2, second, _) = send(
-        &app,
-        keyed(
-            r#"{"courses":["RUST-101"],"email":" buyer@example.com"}"#,
-            "checkout-7f3a",
-        ),
-    )
-    .await;
+    let (s2, h2, second, _) =
+        send(&app, keyed(r#"{"courses":["RUST-101"],"email":" buyer@example.com"}"#, "checkout-7f3a")).await;
     assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
     assert_eq!(first, second);
     assert!(h1.get("idempotent-replayed").is_none());
     assert_eq!(h2.get("idempotent-replayed").unwrap(), "true");
 
-    let (s3, _, json, _) = send(
-        &app,
-        keyed(
-            r#"{"email":"buyer@example.com","courses":["sql-thuc-chien"]}"#,
-            "checkout-7f3a",
-        ),
-    )
-    .await;
-    assert_eq!(
-        (s3, json["code"].as_str()),
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some("idempotency_key_reused")
-        )
-    );
+    let (s3, _, json, _) =
+        send(&app, keyed(r#"{"email":"buyer@example.com","courses":["sql-thuc-chien"]}"#, "checkout-7f3a")).await;
+    assert_eq!((s3, json["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused")));
 
     // Concurrent retries with one key still make one order.
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let app = app.clone();
             tokio::spawn(async move {
-                send(
-                    &app,
-                    keyed(
-                        r#"{"email":"x@example.com","courses":["rust-101"]}"#,
-                        "race-1",
-                    ),
-                )
-                .await
+                send(&app, keyed(r#"{"email":"x@example.com","courses":["rust-101"]}"#, "race-1")).await
             })
         })
         .collect();
@@ -303,23 +194,18 @@ async fn an_idempotency_key_makes_a_retry_return_the_same_order(pool: MySqlPool)
         codes.insert(json["code"].as_str().unwrap().to_string());
     }
     assert_eq!(codes.len(), 1);
-    let orders: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let orders: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders").fetch_one(&pool).await.unwrap();
     assert_eq!(orders, 2);
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn the_status_view_finds_the_order_in_any_case_and_shows_no_personal_data(pool: MySqlPool) {
     let app = app(&pool).await;
-    let body =
-        r#"{"email":"secret.buyer@example.com","phone":"0987654321","courses":["rust-101"]}"#;
+    let body = r#"{"email":"secret.buyer@example.com","phone":"0987654321","courses":["rust-101"]}"#;
     let (_, _, placed, _) = send(&app, post_order(body)).await;
     let code = placed["code"].as_str().unwrap();
 
-    let (status, _, json, text) =
-        send(&app, get(&format!("/orders/{}", code.to_lowercase()))).await;
+    let (status, _, json, text) = send(&app, get(&format!("/orders/{}", code.to_lowercase()))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         json,
@@ -332,54 +218,32 @@ async fn the_status_view_finds_the_order_in_any_case_and_shows_no_personal_data(
             }]
         })
     );
-    assert!(
-        !text.contains("secret") && !text.contains("0987654321"),
-        "{text}"
-    );
+    assert!(!text.contains("secret") && !text.contains("0987654321"), "{text}");
 
     // A drive link appears only once the item is completed.
-    sqlx::query("UPDATE order_items SET status = 'delivered', drive_link = 'https://drive.google.com/drive/folders/x'").execute(&pool).await.unwrap();
-    let (_, _, json, _) = send(&app, get(&format!("/orders/{code}"))).await;
-    assert_eq!(json["items"][0]["drive_link"], Value::Null);
-    sqlx::query("UPDATE order_items SET status = 'completed'")
+    sqlx::query("UPDATE order_items SET status = 'delivered', drive_link = 'https://drive.google.com/drive/folders/x'")
         .execute(&pool)
         .await
         .unwrap();
     let (_, _, json, _) = send(&app, get(&format!("/orders/{code}"))).await;
-    assert_eq!(
-        json["items"][0]["drive_link"],
-        "https://drive.google.com/drive/folders/x"
-    );
+    assert_eq!(json["items"][0]["drive_link"], Value::Null);
+    sqlx::query("UPDATE order_items SET status = 'completed'").execute(&pool).await.unwrap();
+    let (_, _, json, _) = send(&app, get(&format!("/orders/{code}"))).await;
+    assert_eq!(json["items"][0]["drive_link"], "https://drive.google.com/drive/folders/x");
 
-    for unknown in [
-        "/orders/CD00000000",
-        "/orders/not-a-code",
-        "/orders/CD00000000/qr.svg",
-    ] {
+    for unknown in ["/orders/CD00000000", "/orders/not-a-code", "/orders/CD00000000/qr.svg"] {
         let (status, _, json, _) = send(&app, get(unknown)).await;
-        assert_eq!(
-            (status, json["code"].as_str()),
-            (StatusCode::NOT_FOUND, Some("not_found")),
-            "{unknown}"
-        );
+        assert_eq!((status, json["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{unknown}");
     }
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn the_qr_code_renders_as_svg(pool: MySqlPool) {
     let app = app(&pool).await;
-    let (_, _, placed, _) = send(
-        &app,
-        post_order(r#"{"email":"b@example.com","courses":["rust-101"]}"#),
-    )
-    .await;
+    let (_, _, placed, _) = send(&app, post_order(r#"{"email":"b@example.com","courses":["rust-101"]}"#)).await;
     let code = placed["code"].as_str().unwrap();
     let (status, headers, _, text) = send(&app, get(&format!("/orders/{code}/qr.svg"))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers.get("content-type").unwrap(), "image/svg+xml");
-    assert!(
-        text.contains("<svg") && text.contains("<path"),
-        "{}",
-        &text[..text.len().min(200)]
-    );
+    assert!(text.contains("<svg") && text.contains("<path"), "{}", &text[..text.len().min(200)]);
 }

@@ -46,22 +46,20 @@ impl<P: Publisher> WebhookState<P> {
             pattern: config::code_pattern(vars)?,
             account_number: config::bank_account(vars)?.account_number,
         };
-        Ok(WebhookState {
-            pool,
-            auth,
-            settings,
-            publisher,
-        })
+        Ok(WebhookState { pool, auth, settings, publisher })
     }
 }
 
-pub fn router<P: Publisher>(state: Arc<WebhookState<P>>) -> Router {
+/// The function's routes, mergeable with others (as `make dev` does).
+pub fn routes<P: Publisher>(state: Arc<WebhookState<P>>) -> Router {
     Router::new()
-        .route("/webhooks/sepay", post(receive::<P>))
-        .fallback(http::fallback)
-        .method_not_allowed_fallback(http::method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route("/webhooks/sepay", post(receive::<P>).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .with_state(state)
+}
+
+/// The function as deployed: its route, with JSON answers for unknown paths and methods.
+pub fn router<P: Publisher>(state: Arc<WebhookState<P>>) -> Router {
+    http::with_fallbacks(routes(state))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -79,10 +77,7 @@ async fn receive<P: Publisher>(
         signature: header(&headers, "x-sepay-signature"),
         timestamp: header(&headers, "x-sepay-timestamp"),
     };
-    if let Err(e) = s
-        .auth
-        .verify(presented, &body, chrono::Utc::now().timestamp())
-    {
+    if let Err(e) = s.auth.verify(presented, &body, chrono::Utc::now().timestamp()) {
         match (&e, &s.auth) {
             (AuthError::NotConfigured, WebhookAuth::Unconfigured { reason }) => {
                 tracing::error!(%reason, "refused a webhook: no key is configured")
@@ -102,12 +97,10 @@ async fn receive<P: Publisher>(
     // Bodies are JSON, and JSON is UTF-8; a lossy copy only ever differs for a body that
     // serde has just accepted, which cannot happen.
     let raw = String::from_utf8_lossy(&body);
-    let recorded = payments::record(&s.pool, &tx, &raw, &s.settings)
-        .await
-        .map_err(|e| {
-            // Not recorded: a non-2xx makes SePay deliver it again.
-            ApiError::internal("recording a SePay payment", &e)
-        })?;
+    let recorded = payments::record(&s.pool, &tx, &raw, &s.settings).await.map_err(|e| {
+        // Not recorded: a non-2xx makes SePay deliver it again.
+        ApiError::internal("recording a SePay payment", &e)
+    })?;
     match &recorded.outcome {
         PaymentOutcome::Duplicate => {
             tracing::info!(sepay_id = tx.id, "duplicate delivery; already recorded")
@@ -116,12 +109,7 @@ async fn receive<P: Publisher>(
         PaymentOutcome::Unmatched { reason } => {
             tracing::warn!(sepay_id = tx.id, amount = tx.transfer_amount, %reason, "unmatched transfer kept")
         }
-        PaymentOutcome::Applied {
-            order_code,
-            paid_vnd,
-            total_vnd,
-            became_paid,
-        } => {
+        PaymentOutcome::Applied { order_code, paid_vnd, total_vnd, became_paid } => {
             tracing::info!(sepay_id = tx.id, order_code = %order_code, paid_vnd, total_vnd, became_paid, "payment applied")
         }
         PaymentOutcome::Flagged { order_code, reason } => {

@@ -10,13 +10,10 @@ use coursedrop::config::{self, Vars};
 async fn main() -> anyhow::Result<()> {
     coursedrop::telemetry::init();
     let vars = Vars::process();
-    let pool = coursedrop::store::connect(&config::database_url(&vars), 4)
-        .await
-        .context("connecting to the database")?;
+    let pool =
+        coursedrop::store::connect(&config::database_url(&vars), 4).await.context("connecting to the database")?;
     let sqs = aws_sdk_sqs::Client::new(&aws_sdk_config().await);
     let publisher = SqsPublisher::new(sqs, QueueConfig::from_vars(&vars));
     let state = sepay_webhook::WebhookState::from_vars(pool, publisher, &vars)?;
-    coursedrop::http::serve(sepay_webhook::router(Arc::new(state)), 3002)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))
+    coursedrop::http::serve(sepay_webhook::router(Arc::new(state)), 3002).await.map_err(|e| anyhow::anyhow!(e))
 }

@@ -44,32 +44,16 @@ async fn harness_with(
     let state = WebhookState {
         pool: pool.clone(),
         auth,
-        settings: PaymentSettings {
-            pattern: pattern(),
-            account_number: ACCOUNT.into(),
-        },
+        settings: PaymentSettings { pattern: pattern(), account_number: ACCOUNT.into() },
         publisher: publisher.clone(),
     };
-    Harness {
-        pool,
-        app: router(Arc::new(state)),
-        sqs,
-        urls,
-        publisher,
-    }
+    Harness { pool, app: router(Arc::new(state)), sqs, urls, publisher }
 }
 
 async fn harness(pool: MySqlPool) -> Harness {
     let sqs = testing::sqs_client().await;
     let (publisher, urls) = testing::fresh_queues(&sqs).await;
-    harness_with(
-        pool,
-        WebhookAuth::ApiKey(KEY.into()),
-        Arc::new(publisher),
-        sqs,
-        urls,
-    )
-    .await
+    harness_with(pool, WebhookAuth::ApiKey(KEY.into()), Arc::new(publisher), sqs, urls).await
 }
 
 /// An order for `prices.len()` courses, pending payment; returns its code and item ids.
@@ -77,10 +61,7 @@ async fn order(pool: &MySqlPool, prices: &[i64]) -> (String, Vec<u64>) {
     let mut items = Vec::new();
     for (i, price) in prices.iter().enumerate() {
         let slug = format!("course-{i}-{}", Utc::now().timestamp_micros());
-        items.push((
-            testing::seed_course(pool, &slug, "Khoá học", *price, true).await,
-            Vnd::new(*price).unwrap(),
-        ));
+        items.push((testing::seed_course(pool, &slug, "Khoá học", *price, true).await, Vnd::new(*price).unwrap()));
     }
     let code = OrderCode::generate(&pattern());
     let created = orders::create(
@@ -116,17 +97,10 @@ async fn post(app: &Router, body: &str, headers: &[(&str, &str)]) -> (StatusCode
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = app
-        .clone()
-        .oneshot(req.body(Body::from(body.to_string())).unwrap())
-        .await
-        .unwrap();
+    let resp = app.clone().oneshot(req.body(Body::from(body.to_string())).unwrap()).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 async fn post_with_key(app: &Router, body: &str) -> (StatusCode, Value) {
@@ -146,18 +120,17 @@ async fn order_state(pool: &MySqlPool, code: &str) -> (String, i64, Option<Strin
 }
 
 async fn item_statuses(pool: &MySqlPool, code: &str) -> Vec<String> {
-    sqlx::query_scalar("SELECT i.status FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.code = ? ORDER BY i.id")
-        .bind(code)
-        .fetch_all(pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar(
+        "SELECT i.status FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.code = ? ORDER BY i.id",
+    )
+    .bind(code)
+    .fetch_all(pool)
+    .await
+    .unwrap()
 }
 
 fn bodies_for(items: &[u64]) -> Vec<String> {
-    let mut v: Vec<String> = items
-        .iter()
-        .map(|id| format!("{{\"item_id\":{id}}}"))
-        .collect();
+    let mut v: Vec<String> = items.iter().map(|id| format!("{{\"item_id\":{id}}}")).collect();
     v.sort();
     v
 }
@@ -167,38 +140,18 @@ async fn a_full_payment_marks_the_order_paid_and_sends_each_item_to_enrollment(p
     let h = harness(pool).await;
     let (code, items) = order(&h.pool, &[499_000, 299_000]).await;
     // The bank lower-cased the code and wrapped it in text of its own.
-    let body = payload(
-        1001,
-        &format!("MBVCB.123.{}.chuyen tien", code.to_lowercase()),
-        798_000,
-    );
+    let body = payload(1001, &format!("MBVCB.123.{}.chuyen tien", code.to_lowercase()), 798_000);
 
     let (status, json) = post_with_key(&h.app, &body).await;
 
     assert_eq!((status, json), (StatusCode::OK, json!({"success": true})));
-    assert_eq!(
-        order_state(&h.pool, &code).await,
-        ("paid".into(), 798_000, None)
-    );
-    assert_eq!(
-        item_statuses(&h.pool, &code).await,
-        vec!["enrolling", "enrolling"]
-    );
+    assert_eq!(order_state(&h.pool, &code).await, ("paid".into(), 798_000, None));
+    assert_eq!(item_statuses(&h.pool, &code).await, vec!["enrolling", "enrolling"]);
     let mut got = testing::drain(&h.sqs, &h.urls[&Queue::Enroll]).await;
     got.sort();
     assert_eq!(got, bodies_for(&items));
-    assert_eq!(
-        scalar(
-            &h.pool,
-            "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL"
-        )
-        .await,
-        0
-    );
-    let raw: String = sqlx::query_scalar("SELECT raw_payload FROM payments")
-        .fetch_one(&h.pool)
-        .await
-        .unwrap();
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL").await, 0);
+    let raw: String = sqlx::query_scalar("SELECT raw_payload FROM payments").fetch_one(&h.pool).await.unwrap();
     assert_eq!(raw, body, "the raw payload is kept as received");
 }
 
@@ -220,33 +173,12 @@ async fn fifty_concurrent_deliveries_of_one_payment_count_once(pool: MySqlPool) 
     }
 
     assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM payments").await, 1);
-    assert_eq!(
-        order_state(&h.pool, &code).await,
-        ("paid".into(), 600_000, None)
-    );
-    assert_eq!(
-        scalar(
-            &h.pool,
-            "SELECT COUNT(*) FROM order_events WHERE kind = 'order_status'"
-        )
-        .await,
-        1
-    );
-    assert_eq!(
-        scalar(
-            &h.pool,
-            "SELECT COUNT(*) FROM order_events WHERE kind = 'payment_received'"
-        )
-        .await,
-        1
-    );
+    assert_eq!(order_state(&h.pool, &code).await, ("paid".into(), 600_000, None));
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM order_events WHERE kind = 'order_status'").await, 1);
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM order_events WHERE kind = 'payment_received'").await, 1);
     let mut got = testing::drain(&h.sqs, &h.urls[&Queue::Enroll]).await;
     got.sort();
-    assert_eq!(
-        got,
-        bodies_for(&items),
-        "exactly one enroll message per item"
-    );
+    assert_eq!(got, bodies_for(&items), "exactly one enroll message per item");
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
@@ -254,63 +186,25 @@ async fn a_partial_payment_waits_for_the_rest(pool: MySqlPool) {
     let h = harness(pool).await;
     let (code, items) = order(&h.pool, &[500_000]).await;
 
-    assert_eq!(
-        post_with_key(&h.app, &payload(3001, &code, 200_000))
-            .await
-            .0,
-        StatusCode::OK
-    );
-    assert_eq!(
-        order_state(&h.pool, &code).await,
-        ("pending".into(), 200_000, None)
-    );
-    assert_eq!(
-        item_statuses(&h.pool, &code).await,
-        vec!["awaiting_payment"]
-    );
-    assert!(
-        testing::drain(&h.sqs, &h.urls[&Queue::Enroll])
-            .await
-            .is_empty()
-    );
+    assert_eq!(post_with_key(&h.app, &payload(3001, &code, 200_000)).await.0, StatusCode::OK);
+    assert_eq!(order_state(&h.pool, &code).await, ("pending".into(), 200_000, None));
+    assert_eq!(item_statuses(&h.pool, &code).await, vec!["awaiting_payment"]);
+    assert!(testing::drain(&h.sqs, &h.urls[&Queue::Enroll]).await.is_empty());
 
-    assert_eq!(
-        post_with_key(&h.app, &payload(3002, &code, 300_000))
-            .await
-            .0,
-        StatusCode::OK
-    );
-    assert_eq!(
-        order_state(&h.pool, &code).await,
-        ("paid".into(), 500_000, None)
-    );
-    assert_eq!(
-        testing::drain(&h.sqs, &h.urls[&Queue::Enroll]).await,
-        bodies_for(&items)
-    );
+    assert_eq!(post_with_key(&h.app, &payload(3002, &code, 300_000)).await.0, StatusCode::OK);
+    assert_eq!(order_state(&h.pool, &code).await, ("paid".into(), 500_000, None));
+    assert_eq!(testing::drain(&h.sqs, &h.urls[&Queue::Enroll]).await, bodies_for(&items));
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn an_over_payment_pays_the_order_and_flags_it(pool: MySqlPool) {
     let h = harness(pool).await;
     let (code, _) = order(&h.pool, &[500_000]).await;
-    assert_eq!(
-        post_with_key(&h.app, &payload(4001, &code, 550_000))
-            .await
-            .0,
-        StatusCode::OK
-    );
+    assert_eq!(post_with_key(&h.app, &payload(4001, &code, 550_000)).await.0, StatusCode::OK);
     let (status, paid, attention) = order_state(&h.pool, &code).await;
     assert_eq!((status.as_str(), paid), ("paid", 550_000));
     assert_eq!(attention.as_deref(), Some("over-paid by 50000 VND"));
-    assert_eq!(
-        scalar(
-            &h.pool,
-            "SELECT COUNT(*) FROM order_events WHERE kind = 'needs_attention'"
-        )
-        .await,
-        1
-    );
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM order_events WHERE kind = 'needs_attention'").await, 1);
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
@@ -325,77 +219,36 @@ async fn payments_that_match_no_order_are_kept(pool: MySqlPool) {
         payload(5003, &format!("thanhtoan{code}"), 500_000),
         other_account,
     ] {
-        assert_eq!(
-            post_with_key(&h.app, &body).await,
-            (StatusCode::OK, json!({"success": true}))
-        );
+        assert_eq!(post_with_key(&h.app, &body).await, (StatusCode::OK, json!({"success": true})));
     }
-    assert_eq!(
-        scalar(
-            &h.pool,
-            "SELECT COUNT(*) FROM payments WHERE order_id IS NULL"
-        )
-        .await,
-        4
-    );
-    assert_eq!(
-        order_state(&h.pool, &code).await,
-        ("pending".into(), 0, None)
-    );
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM payments WHERE order_id IS NULL").await, 4);
+    assert_eq!(order_state(&h.pool, &code).await, ("pending".into(), 0, None));
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn outgoing_transfers_are_recorded_and_ignored(pool: MySqlPool) {
     let h = harness(pool).await;
     let (code, _) = order(&h.pool, &[500_000]).await;
-    let body =
-        payload(6001, &code, 500_000).replace(r#""transferType":"in""#, r#""transferType":"out""#);
+    let body = payload(6001, &code, 500_000).replace(r#""transferType":"in""#, r#""transferType":"out""#);
     assert_eq!(post_with_key(&h.app, &body).await.0, StatusCode::OK);
     assert_eq!(
-        scalar(
-            &h.pool,
-            "SELECT COUNT(*) FROM payments WHERE transfer_type = 'out' AND order_id IS NULL"
-        )
-        .await,
+        scalar(&h.pool, "SELECT COUNT(*) FROM payments WHERE transfer_type = 'out' AND order_id IS NULL").await,
         1
     );
-    assert_eq!(
-        order_state(&h.pool, &code).await,
-        ("pending".into(), 0, None)
-    );
+    assert_eq!(order_state(&h.pool, &code).await, ("pending".into(), 0, None));
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn a_payment_for_a_cancelled_order_is_kept_and_flagged(pool: MySqlPool) {
     let h = harness(pool).await;
     let (code, _) = order(&h.pool, &[500_000]).await;
-    sqlx::query("UPDATE orders SET status = 'cancelled' WHERE code = ?")
-        .bind(&code)
-        .execute(&h.pool)
-        .await
-        .unwrap();
-    assert_eq!(
-        post_with_key(&h.app, &payload(7001, &code, 500_000))
-            .await
-            .0,
-        StatusCode::OK
-    );
+    sqlx::query("UPDATE orders SET status = 'cancelled' WHERE code = ?").bind(&code).execute(&h.pool).await.unwrap();
+    assert_eq!(post_with_key(&h.app, &payload(7001, &code, 500_000)).await.0, StatusCode::OK);
     let (status, paid, attention) = order_state(&h.pool, &code).await;
     assert_eq!((status.as_str(), paid), ("cancelled", 500_000));
-    assert_eq!(
-        attention.as_deref(),
-        Some("payment of 500000 VND received while the order is cancelled")
-    );
-    assert_eq!(
-        item_statuses(&h.pool, &code).await,
-        vec!["awaiting_payment"],
-        "nothing is delivered for it"
-    );
-    assert!(
-        testing::drain(&h.sqs, &h.urls[&Queue::Enroll])
-            .await
-            .is_empty()
-    );
+    assert_eq!(attention.as_deref(), Some("payment of 500000 VND received while the order is cancelled"));
+    assert_eq!(item_statuses(&h.pool, &code).await, vec!["awaiting_payment"], "nothing is delivered for it");
+    assert!(testing::drain(&h.sqs, &h.urls[&Queue::Enroll]).await.is_empty());
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
@@ -416,27 +269,16 @@ async fn bad_credentials_are_refused_and_change_nothing(pool: MySqlPool) {
     // No key configured: even the right-looking key is refused.
     let closed = harness_with(
         pool,
-        WebhookAuth::Unconfigured {
-            reason: "SEPAY_API_KEY is not set".into(),
-        },
+        WebhookAuth::Unconfigured { reason: "SEPAY_API_KEY is not set".into() },
         h.publisher.clone(),
         h.sqs.clone(),
         h.urls.clone(),
     )
     .await;
-    assert_eq!(
-        post_with_key(&closed.app, &body).await.0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        post(&closed.app, &body, &[]).await.0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(post_with_key(&closed.app, &body).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(post(&closed.app, &body, &[]).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM payments").await, 0);
-    assert_eq!(
-        order_state(&h.pool, &code).await,
-        ("pending".into(), 0, None)
-    );
+    assert_eq!(order_state(&h.pool, &code).await, ("pending".into(), 0, None));
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
@@ -444,10 +286,7 @@ async fn hmac_signatures_are_checked(pool: MySqlPool) {
     let base = harness(pool.clone()).await;
     let h = harness_with(
         pool,
-        WebhookAuth::Hmac {
-            secret: "hmac-secret".into(),
-            tolerance_secs: 300,
-        },
+        WebhookAuth::Hmac { secret: "hmac-secret".into(), tolerance_secs: 300 },
         base.publisher.clone(),
         base.sqs.clone(),
         base.urls.clone(),
@@ -457,50 +296,23 @@ async fn hmac_signatures_are_checked(pool: MySqlPool) {
     let body = payload(9001, &code, 500_000);
     let now = Utc::now().timestamp().to_string();
     let old = (Utc::now().timestamp() - 301).to_string();
-    let good = format!(
-        "sha256={}",
-        sepay::sign("hmac-secret", &now, body.as_bytes())
-    );
-    let stale = format!(
-        "sha256={}",
-        sepay::sign("hmac-secret", &old, body.as_bytes())
-    );
+    let good = format!("sha256={}", sepay::sign("hmac-secret", &now, body.as_bytes()));
+    let stale = format!("sha256={}", sepay::sign("hmac-secret", &old, body.as_bytes()));
 
     let tampered = body.replace("500000", "5000000");
     assert_eq!(
-        post(
-            &h.app,
-            &tampered,
-            &[("x-sepay-signature", &good), ("x-sepay-timestamp", &now)]
-        )
-        .await
-        .0,
+        post(&h.app, &tampered, &[("x-sepay-signature", &good), ("x-sepay-timestamp", &now)]).await.0,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        post(
-            &h.app,
-            &body,
-            &[("x-sepay-signature", &stale), ("x-sepay-timestamp", &old)]
-        )
-        .await
-        .0,
+        post(&h.app, &body, &[("x-sepay-signature", &stale), ("x-sepay-timestamp", &old)]).await.0,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(
-        post(&h.app, &body, &[("x-sepay-signature", &good)]).await.0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(post(&h.app, &body, &[("x-sepay-signature", &good)]).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM payments").await, 0);
 
     assert_eq!(
-        post(
-            &h.app,
-            &body,
-            &[("x-sepay-signature", &good), ("x-sepay-timestamp", &now)]
-        )
-        .await
-        .0,
+        post(&h.app, &body, &[("x-sepay-signature", &good), ("x-sepay-timestamp", &now)]).await.0,
         StatusCode::OK
     );
     assert_eq!(order_state(&h.pool, &code).await.0, "paid");
@@ -523,16 +335,8 @@ async fn bad_input_gets_a_clear_json_error(pool: MySqlPool) {
     }
     let huge = format!(r#"{{"id":1,"content":"{}"}}"#, "x".repeat(70 * 1024));
     let (status, json) = post_with_key(&h.app, &huge).await;
-    assert_eq!(
-        (status, json["code"].as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
-    );
-    let resp = h
-        .app
-        .clone()
-        .oneshot(Request::get("/webhooks/sepay").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    assert_eq!((status, json["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")));
+    let resp = h.app.clone().oneshot(Request::get("/webhooks/sepay").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM payments").await, 0);
 }
@@ -544,19 +348,9 @@ async fn with_sqs_unreachable_the_payment_is_kept_and_the_sweeper_publishes_late
     let dead_client = testing::sqs_client_at("http://127.0.0.1:9").await;
     let dead = Arc::new(SqsPublisher::new(
         dead_client.clone(),
-        QueueConfig {
-            urls: good.urls.clone(),
-            name_prefix: "unused-".into(),
-        },
+        QueueConfig { urls: good.urls.clone(), name_prefix: "unused-".into() },
     ));
-    let h = harness_with(
-        pool,
-        WebhookAuth::ApiKey(KEY.into()),
-        dead,
-        dead_client,
-        good.urls.clone(),
-    )
-    .await;
+    let h = harness_with(pool, WebhookAuth::ApiKey(KEY.into()), dead, dead_client, good.urls.clone()).await;
     let (code, items) = order(&h.pool, &[500_000]).await;
 
     assert_eq!(
@@ -565,28 +359,18 @@ async fn with_sqs_unreachable_the_payment_is_kept_and_the_sweeper_publishes_late
     );
     assert_eq!(order_state(&h.pool, &code).await.0, "paid");
     let (unpublished, attempts): (i64, Option<i64>) =
-        sqlx::query_as("SELECT COUNT(*), CAST(MAX(publish_attempts) AS SIGNED) FROM outbox WHERE published_at IS NULL").fetch_one(&h.pool).await.unwrap();
-    assert_eq!((unpublished, attempts), (1, Some(1)));
-    assert!(
-        testing::drain(&good.sqs, &good.urls[&Queue::Enroll])
+        sqlx::query_as("SELECT COUNT(*), CAST(MAX(publish_attempts) AS SIGNED) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&h.pool)
             .await
-            .is_empty()
-    );
+            .unwrap();
+    assert_eq!((unpublished, attempts), (1, Some(1)));
+    assert!(testing::drain(&good.sqs, &good.urls[&Queue::Enroll]).await.is_empty());
 
     // SQS is back: the sweeper publishes the row exactly once.
     let report = sweeper::sweep(&h.pool, &good.publisher, 0).await.unwrap();
     assert_eq!((report.republished, report.publish_failed), (1, 0));
-    assert_eq!(
-        testing::drain(&good.sqs, &good.urls[&Queue::Enroll]).await,
-        bodies_for(&items)
-    );
-    assert_eq!(
-        sweeper::sweep(&h.pool, &good.publisher, 0)
-            .await
-            .unwrap()
-            .republished,
-        0
-    );
+    assert_eq!(testing::drain(&good.sqs, &good.urls[&Queue::Enroll]).await, bodies_for(&items));
+    assert_eq!(sweeper::sweep(&h.pool, &good.publisher, 0).await.unwrap().republished, 0);
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
@@ -595,13 +379,6 @@ async fn a_database_failure_is_the_one_case_answered_with_an_error(pool: MySqlPo
     let (code, _) = order(&h.pool, &[500_000]).await;
     h.pool.close().await;
     let (status, json) = post_with_key(&h.app, &payload(11_001, &code, 500_000)).await;
-    assert_eq!(
-        status,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "SePay must retry"
-    );
-    assert_eq!(
-        json,
-        json!({"code": "internal", "message": "something went wrong on our side; please retry"})
-    );
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "SePay must retry");
+    assert_eq!(json, json!({"code": "internal", "message": "something went wrong on our side; please retry"}));
 }

@@ -1,7 +1,53 @@
-//! The `sweeper` Lambda function. Its behaviour has not been built yet: it exits with a
-//! non-zero status rather than pretending to work.
+//! The sweeper: on Lambda, one sweep per scheduled invocation (EventBridge, every minute);
+//! elsewhere, a sweep every `SWEEP_INTERVAL` (default 60s) until SIGINT/SIGTERM.
 
-fn main() {
-    eprintln!("sweeper: not built yet (see the open issues); exiting");
-    std::process::exit(2);
+// lambda_runtime's layered service makes the main future's type deeper than the default limit.
+#![recursion_limit = "256"]
+
+use std::time::Duration;
+
+use anyhow::Context;
+use coursedrop::adapters::queue::{QueueConfig, SqsPublisher, aws_sdk_config};
+use coursedrop::config::{self, Vars};
+use coursedrop::sweeper::{self, SweepReport};
+use lambda_runtime::{LambdaEvent, service_fn};
+
+/// Outbox rows younger than this are left to the relay that wrote them.
+const OUTBOX_GRACE_SECS: u32 = 30;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    coursedrop::telemetry::init();
+    let vars = Vars::process();
+    let pool =
+        coursedrop::store::connect(&config::database_url(&vars), 2).await.context("connecting to the database")?;
+    let sqs = aws_sdk_sqs::Client::new(&aws_sdk_config().await);
+    let publisher = SqsPublisher::new(sqs, QueueConfig::from_vars(&vars));
+
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        let (pool, publisher) = (&pool, &publisher);
+        // The scheduled event carries nothing the sweep needs.
+        return lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
+            sweeper::sweep(pool, publisher, OUTBOX_GRACE_SECS).await.map_err(lambda_runtime::Error::from)
+        }))
+        .await
+        .map_err(|e| anyhow::anyhow!(e));
+    }
+
+    let interval = config::parse_duration(&vars.string_or("SWEEP_INTERVAL", "60s"))
+        .map_err(|reason| anyhow::anyhow!("SWEEP_INTERVAL: {reason}"))?;
+    let mut tick = tokio::time::interval(Duration::from_secs(interval.num_seconds() as u64));
+    let shutdown = coursedrop::http::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = tick.tick() => {
+                let result: Result<SweepReport, _> = sweeper::sweep(&pool, &publisher, OUTBOX_GRACE_SECS).await;
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "sweep failed; retrying at the next tick");
+                }
+            }
+        }
+    }
 }

@@ -22,21 +22,25 @@ pub struct PublishError {
     pub message: String,
 }
 
+/// SQS takes at most this many messages per `SendMessageBatch`.
+pub const MAX_BATCH: usize = 10;
+
 pub trait Publisher: Send + Sync + 'static {
-    fn publish(
+    /// Publishes up to [`MAX_BATCH`] bodies to one queue in one call. The answer has one
+    /// entry per body, in order: a batch can partly succeed.
+    fn publish_batch(
         &self,
         queue: Queue,
-        body: &str,
-    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+        bodies: &[&str],
+    ) -> impl Future<Output = Vec<Result<(), PublishError>>> + Send;
 }
 
 /// The AWS SDK configuration every binary shares: rustls with ring (the provider sqlx
 /// already uses), short timeouts so an unreachable endpoint fails fast instead of stalling
 /// a webhook reply, and `AWS_ENDPOINT_URL` honoured for moto or LocalStack.
 pub async fn aws_sdk_config() -> aws_config::SdkConfig {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
+    let http =
+        aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring)).build_https();
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
         .timeout_config(
@@ -72,10 +76,7 @@ impl QueueConfig {
                 urls.insert(queue, url);
             }
         }
-        QueueConfig {
-            urls,
-            name_prefix: vars.string_or("QUEUE_NAME_PREFIX", "coursedrop-"),
-        }
+        QueueConfig { urls, name_prefix: vars.string_or("QUEUE_NAME_PREFIX", "coursedrop-") }
     }
 
     pub fn queue_name(&self, queue: Queue) -> String {
@@ -92,11 +93,7 @@ pub struct SqsPublisher {
 impl SqsPublisher {
     pub fn new(client: aws_sdk_sqs::Client, config: QueueConfig) -> Self {
         let resolved = Queue::ALL.iter().map(|q| (*q, OnceCell::new())).collect();
-        SqsPublisher {
-            client,
-            config,
-            resolved,
-        }
+        SqsPublisher { client, config, resolved }
     }
 
     pub fn client(&self) -> &aws_sdk_sqs::Client {
@@ -110,23 +107,11 @@ impl SqsPublisher {
         let cell = &self.resolved[&queue];
         cell.get_or_try_init(|| async {
             let name = self.config.queue_name(queue);
-            let out = self
-                .client
-                .get_queue_url()
-                .queue_name(&name)
-                .send()
-                .await
-                .map_err(|e| PublishError {
-                    queue,
-                    message: format!(
-                        "looking up queue {name}: {}",
-                        aws_sdk_sqs::error::DisplayErrorContext(&e)
-                    ),
-                })?;
-            out.queue_url.ok_or_else(|| PublishError {
+            let out = self.client.get_queue_url().queue_name(&name).send().await.map_err(|e| PublishError {
                 queue,
-                message: format!("no URL for queue {name}"),
-            })
+                message: format!("looking up queue {name}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)),
+            })?;
+            out.queue_url.ok_or_else(|| PublishError { queue, message: format!("no URL for queue {name}") })
         })
         .await
         .cloned()
@@ -134,28 +119,54 @@ impl SqsPublisher {
 }
 
 impl Publisher for SqsPublisher {
-    async fn publish(&self, queue: Queue, body: &str) -> Result<(), PublishError> {
-        let url = self.queue_url(queue).await?;
-        self.client
-            .send_message()
-            .queue_url(url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| PublishError {
-                queue,
-                message: aws_sdk_sqs::error::DisplayErrorContext(&e).to_string(),
-            })?;
-        Ok(())
+    async fn publish_batch(&self, queue: Queue, bodies: &[&str]) -> Vec<Result<(), PublishError>> {
+        assert!(bodies.len() <= MAX_BATCH, "at most {MAX_BATCH} messages per batch");
+        let all_failed =
+            |message: String| bodies.iter().map(|_| Err(PublishError { queue, message: message.clone() })).collect();
+        let url = match self.queue_url(queue).await {
+            Ok(url) => url,
+            Err(e) => return all_failed(e.message),
+        };
+        let mut entries = Vec::with_capacity(bodies.len());
+        for (i, body) in bodies.iter().enumerate() {
+            match aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(*body)
+                .build()
+            {
+                Ok(entry) => entries.push(entry),
+                Err(e) => return all_failed(e.to_string()),
+            }
+        }
+        let out = match self.client.send_message_batch().queue_url(url).set_entries(Some(entries)).send().await {
+            Ok(out) => out,
+            Err(e) => return all_failed(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()),
+        };
+        let mut results: Vec<Result<(), PublishError>> =
+            bodies.iter().map(|_| Err(PublishError { queue, message: "not acknowledged by SQS".into() })).collect();
+        for ok in out.successful {
+            if let Some(r) = ok.id.parse::<usize>().ok().and_then(|i| results.get_mut(i)) {
+                *r = Ok(());
+            }
+        }
+        for failed in out.failed {
+            if let Some(r) = failed.id.parse::<usize>().ok().and_then(|i| results.get_mut(i)) {
+                *r = Err(PublishError {
+                    queue,
+                    message: format!("{}: {}", failed.code, failed.message.unwrap_or_default()),
+                });
+            }
+        }
+        results
     }
 }
 
 impl<P: Publisher> Publisher for std::sync::Arc<P> {
-    fn publish(
+    fn publish_batch(
         &self,
         queue: Queue,
-        body: &str,
-    ) -> impl Future<Output = Result<(), PublishError>> + Send {
-        (**self).publish(queue, body)
+        bodies: &[&str],
+    ) -> impl Future<Output = Vec<Result<(), PublishError>>> + Send {
+        (**self).publish_batch(queue, bodies)
     }
 }

@@ -67,10 +67,7 @@ fn integer_or_numeric_string<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::
     }
     match Num::deserialize(d)? {
         Num::Int(n) => Ok(n),
-        Num::Text(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| serde::de::Error::custom("transferAmount must be an integer")),
+        Num::Text(s) => s.trim().parse().map_err(|_| serde::de::Error::custom("transferAmount must be an integer")),
     }
 }
 
@@ -84,8 +81,7 @@ pub enum PayloadError {
 
 impl SepayTransaction {
     pub fn parse(body: &[u8]) -> Result<Self, PayloadError> {
-        let tx: SepayTransaction =
-            serde_json::from_slice(body).map_err(|e| PayloadError::Invalid(e.to_string()))?;
+        let tx: SepayTransaction = serde_json::from_slice(body).map_err(|e| PayloadError::Invalid(e.to_string()))?;
         if tx.transfer_amount < 0 {
             return Err(PayloadError::NegativeAmount);
         }
@@ -144,8 +140,7 @@ fn secret_eq(given: &[u8], expected: &[u8]) -> bool {
 }
 
 pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
-        .expect("HMAC takes keys of any length");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -162,16 +157,9 @@ impl WebhookAuth {
                 if !scheme.eq_ignore_ascii_case("apikey") {
                     return Err(AuthError::Invalid);
                 }
-                if secret_eq(given.trim().as_bytes(), key.as_bytes()) {
-                    Ok(())
-                } else {
-                    Err(AuthError::Invalid)
-                }
+                if secret_eq(given.trim().as_bytes(), key.as_bytes()) { Ok(()) } else { Err(AuthError::Invalid) }
             }
-            WebhookAuth::Hmac {
-                secret,
-                tolerance_secs,
-            } => {
+            WebhookAuth::Hmac { secret, tolerance_secs } => {
                 let (Some(signature), Some(timestamp)) = (h.signature, h.timestamp) else {
                     return Err(AuthError::Missing);
                 };
@@ -181,16 +169,9 @@ impl WebhookAuth {
                     return Err(AuthError::Expired);
                 }
                 let given = signature.trim();
-                let given = given
-                    .strip_prefix("sha256=")
-                    .unwrap_or(given)
-                    .to_ascii_lowercase();
+                let given = given.strip_prefix("sha256=").unwrap_or(given).to_ascii_lowercase();
                 let expected = sign(secret, timestamp, body);
-                if secret_eq(given.as_bytes(), expected.as_bytes()) {
-                    Ok(())
-                } else {
-                    Err(AuthError::Invalid)
-                }
+                if secret_eq(given.as_bytes(), expected.as_bytes()) { Ok(()) } else { Err(AuthError::Invalid) }
             }
         }
     }
@@ -238,10 +219,7 @@ mod tests {
         assert_eq!(tx.sub_account, None);
         let with_empty = SAMPLE
             .replace(r#""subAccount":null"#, r#""subAccount":"""#)
-            .replace(
-                r#""transferAmount":2277000"#,
-                r#""transferAmount":"2277000""#,
-            );
+            .replace(r#""transferAmount":2277000"#, r#""transferAmount":"2277000""#);
         let tx2 = SepayTransaction::parse(with_empty.as_bytes()).unwrap();
         assert_eq!((tx2.sub_account, tx2.transfer_amount), (None, 2_277_000));
     }
@@ -257,13 +235,7 @@ mod tests {
             r#"{"id":"abc","transferType":"in","transferAmount":1}"#,
             r#"{"id":1,"transferType":"in","transferAmount":1.5}"#,
         ] {
-            assert!(
-                matches!(
-                    SepayTransaction::parse(body.as_bytes()),
-                    Err(PayloadError::Invalid(_))
-                ),
-                "{body}"
-            );
+            assert!(matches!(SepayTransaction::parse(body.as_bytes()), Err(PayloadError::Invalid(_))), "{body}");
         }
         assert_eq!(
             SepayTransaction::parse(br#"{"id":1,"transferType":"in","transferAmount":-5}"#),
@@ -274,69 +246,33 @@ mod tests {
     #[test]
     fn api_key_auth() {
         let auth = WebhookAuth::ApiKey("s3cret".into());
-        let with = |a: Option<&'static str>| AuthHeaders {
-            authorization: a,
-            ..Default::default()
-        };
+        let with = |a: Option<&'static str>| AuthHeaders { authorization: a, ..Default::default() };
         assert_eq!(auth.verify(with(Some("Apikey s3cret")), b"{}", 0), Ok(()));
         assert_eq!(auth.verify(with(Some("APIKEY  s3cret ")), b"{}", 0), Ok(()));
-        assert_eq!(
-            auth.verify(with(Some("Apikey s3cret2")), b"{}", 0),
-            Err(AuthError::Invalid)
-        );
-        assert_eq!(
-            auth.verify(with(Some("Bearer s3cret")), b"{}", 0),
-            Err(AuthError::Invalid)
-        );
-        assert_eq!(
-            auth.verify(with(Some("s3cret")), b"{}", 0),
-            Err(AuthError::Invalid)
-        );
+        assert_eq!(auth.verify(with(Some("Apikey s3cret2")), b"{}", 0), Err(AuthError::Invalid));
+        assert_eq!(auth.verify(with(Some("Bearer s3cret")), b"{}", 0), Err(AuthError::Invalid));
+        assert_eq!(auth.verify(with(Some("s3cret")), b"{}", 0), Err(AuthError::Invalid));
         assert_eq!(auth.verify(with(None), b"{}", 0), Err(AuthError::Missing));
-        let none = WebhookAuth::Unconfigured {
-            reason: "SEPAY_API_KEY is not set".into(),
-        };
-        assert_eq!(
-            none.verify(with(Some("Apikey ")), b"{}", 0),
-            Err(AuthError::NotConfigured)
-        );
+        let none = WebhookAuth::Unconfigured { reason: "SEPAY_API_KEY is not set".into() };
+        assert_eq!(none.verify(with(Some("Apikey ")), b"{}", 0), Err(AuthError::NotConfigured));
         assert_eq!(format!("{auth:?}"), "ApiKey(***)");
     }
 
     #[test]
     fn hmac_auth() {
-        let auth = WebhookAuth::Hmac {
-            secret: "k".into(),
-            tolerance_secs: 300,
-        };
+        let auth = WebhookAuth::Hmac { secret: "k".into(), tolerance_secs: 300 };
         let body = br#"{"id":1}"#;
         let sig = format!("sha256={}", sign("k", "1700000000", body));
-        let h = AuthHeaders {
-            authorization: None,
-            signature: Some(&sig),
-            timestamp: Some("1700000000"),
-        };
+        let h = AuthHeaders { authorization: None, signature: Some(&sig), timestamp: Some("1700000000") };
         assert_eq!(auth.verify(h, body, 1_700_000_100), Ok(()));
         assert_eq!(auth.verify(h, body, 1_700_000_301), Err(AuthError::Expired));
         assert_eq!(auth.verify(h, body, 1_699_999_699), Err(AuthError::Expired));
-        assert_eq!(
-            auth.verify(h, br#"{"id":2}"#, 1_700_000_000),
-            Err(AuthError::Invalid)
-        );
+        assert_eq!(auth.verify(h, br#"{"id":2}"#, 1_700_000_000), Err(AuthError::Invalid));
         let bare = sign("k", "1700000000", body).to_uppercase();
-        let h2 = AuthHeaders {
-            signature: Some(&bare),
-            ..h
-        };
+        let h2 = AuthHeaders { signature: Some(&bare), ..h };
         assert_eq!(auth.verify(h2, body, 1_700_000_000), Ok(()));
-        let h3 = AuthHeaders {
-            timestamp: None,
-            ..h
-        };
-        assert_eq!(
-            auth.verify(h3, body, 1_700_000_000),
-            Err(AuthError::Missing)
-        );
+        let h3 = AuthHeaders { timestamp: None, ..h };
+        assert_eq!(auth.verify(h3, body, 1_700_000_000), Err(AuthError::Missing));
     }
 
     #[test]

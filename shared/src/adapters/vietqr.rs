@@ -47,11 +47,7 @@ fn tlv(out: &mut String, id: &str, value: &str, name: &'static str) -> Result<()
 }
 
 fn printable_ascii(s: &str, name: &'static str) -> Result<(), VietQrError> {
-    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        Ok(())
-    } else {
-        Err(VietQrError::NotAscii(name))
-    }
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) { Ok(()) } else { Err(VietQrError::NotAscii(name)) }
 }
 
 impl VietQr<'_> {
@@ -61,10 +57,7 @@ impl VietQr<'_> {
         }
         if self.account_number.is_empty()
             || self.account_number.len() > 19
-            || !self
-                .account_number
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric())
+            || !self.account_number.bytes().all(|b| b.is_ascii_alphanumeric())
         {
             return Err(VietQrError::Account);
         }
@@ -75,12 +68,7 @@ impl VietQr<'_> {
 
         let mut beneficiary = String::new();
         tlv(&mut beneficiary, "00", self.bank_bin, "bank BIN")?;
-        tlv(
-            &mut beneficiary,
-            "01",
-            self.account_number,
-            "account number",
-        )?;
+        tlv(&mut beneficiary, "01", self.account_number, "account number")?;
         let mut merchant = String::new();
         tlv(&mut merchant, "00", NAPAS_GUID, "guid")?;
         tlv(&mut merchant, "01", &beneficiary, "beneficiary")?;
@@ -93,12 +81,7 @@ impl VietQr<'_> {
 
         let mut out = String::with_capacity(160);
         tlv(&mut out, "00", "01", "version")?;
-        tlv(
-            &mut out,
-            "01",
-            if self.amount.is_some() { "12" } else { "11" },
-            "method",
-        )?;
+        tlv(&mut out, "01", if self.amount.is_some() { "12" } else { "11" }, "method")?;
         tlv(&mut out, "38", &merchant, "merchant account")?;
         tlv(&mut out, "53", "704", "currency")?;
         if let Some(amount) = self.amount {
@@ -120,11 +103,7 @@ pub fn crc16_ccitt_false(data: &[u8]) -> u16 {
     for &byte in data {
         crc ^= (byte as u16) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
         }
     }
     crc
@@ -133,11 +112,7 @@ pub fn crc16_ccitt_false(data: &[u8]) -> u16 {
 /// The QR code as an SVG image, for the checkout page.
 pub fn svg(payload: &str) -> Result<String, qrcode::types::QrError> {
     let code = qrcode::QrCode::with_error_correction_level(payload, qrcode::EcLevel::M)?;
-    Ok(code
-        .render::<qrcode::render::svg::Color<'_>>()
-        .min_dimensions(264, 264)
-        .quiet_zone(true)
-        .build())
+    Ok(code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(264, 264).quiet_zone(true).build())
 }
 
 #[cfg(test)]

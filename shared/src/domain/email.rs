@@ -30,9 +30,7 @@ pub enum EmailError {
     LocalDots,
     #[error("the domain must have at least two parts, like example.com")]
     DomainNoDot,
-    #[error(
-        "the domain part {0:?} is not valid (letters, digits and inner hyphens, 1 to 63 characters)"
-    )]
+    #[error("the domain part {0:?} is not valid (letters, digits and inner hyphens, 1 to 63 characters)")]
     DomainLabel(String),
     #[error("the domain must end in a top-level domain of at least two letters")]
     TopLevelDomain,
@@ -56,10 +54,7 @@ impl Email {
         if local.is_empty() || local.len() > 64 {
             return Err(EmailError::LocalLength);
         }
-        if let Some(bad) = local
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || LOCAL_SPECIALS.contains(*c)))
-        {
+        if let Some(bad) = local.chars().find(|c| !(c.is_ascii_alphanumeric() || LOCAL_SPECIALS.contains(*c))) {
             return Err(EmailError::LocalChar(bad));
         }
         if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
@@ -133,10 +128,7 @@ mod tests {
             ("buyer.example.com", EmailError::At),
             ("a@b@example.com", EmailError::At),
             ("@example.com", EmailError::LocalLength),
-            (
-                &format!("{}@example.com", "a".repeat(65)),
-                EmailError::LocalLength,
-            ),
+            (&format!("{}@example.com", "a".repeat(65)), EmailError::LocalLength),
             ("nguyễn@example.com", EmailError::LocalChar('ễ')),
             ("a b@example.com", EmailError::LocalChar(' ')),
             ("a\u{0}b@example.com", EmailError::LocalChar('\u{0}')),
@@ -155,9 +147,6 @@ mod tests {
         let long = format!("{}@{}.com", "a".repeat(60), "b".repeat(200));
         assert_eq!(Email::parse(&long), Err(EmailError::TooLong));
         // Every reason reads as a sentence a buyer can act on.
-        assert_eq!(
-            EmailError::At.to_string(),
-            "email must contain exactly one '@'"
-        );
+        assert_eq!(EmailError::At.to_string(), "email must contain exactly one '@'");
     }
 }

@@ -6,9 +6,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// An amount of VND, never negative. Stored as BIGINT.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 #[serde(transparent)]
 pub struct Vnd(i64);
 

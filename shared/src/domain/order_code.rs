@@ -88,13 +88,7 @@ impl CodePattern {
         if !(suffix_min..=suffix_max).contains(&generated_len) {
             return Err(CodePatternError::GeneratedLength);
         }
-        Ok(CodePattern {
-            prefix,
-            suffix_min,
-            suffix_max,
-            generated_len,
-            charset,
-        })
+        Ok(CodePattern { prefix, suffix_min, suffix_max, generated_len, charset })
     }
 
     pub fn prefix(&self) -> &str {
@@ -144,10 +138,7 @@ impl OrderCode {
             return Err(OrderCodeError::Charset(pattern.charset_name()));
         }
         if !(pattern.suffix_min..=pattern.suffix_max).contains(&suffix.len()) {
-            return Err(OrderCodeError::Length {
-                min: pattern.suffix_min,
-                max: pattern.suffix_max,
-            });
+            return Err(OrderCodeError::Length { min: pattern.suffix_min, max: pattern.suffix_max });
         }
         Ok(OrderCode(s))
     }
@@ -198,26 +189,15 @@ mod tests {
         for pattern in [digits(), alnum()] {
             for _ in 0..500 {
                 let code = OrderCode::generate(&pattern);
-                assert_eq!(
-                    code.as_str().len(),
-                    pattern.prefix().len() + pattern.generated_len
-                );
-                assert_eq!(
-                    OrderCode::parse(code.as_str(), &pattern).as_ref(),
-                    Ok(&code)
-                );
+                assert_eq!(code.as_str().len(), pattern.prefix().len() + pattern.generated_len);
+                assert_eq!(OrderCode::parse(code.as_str(), &pattern).as_ref(), Ok(&code));
                 assert!(code.as_str().starts_with(pattern.prefix()));
             }
         }
         // Enough randomness that two codes in a row differ.
         let p = digits();
-        let many: std::collections::HashSet<_> =
-            (0..200).map(|_| OrderCode::generate(&p)).collect();
-        assert!(
-            many.len() > 190,
-            "only {} distinct codes of 200",
-            many.len()
-        );
+        let many: std::collections::HashSet<_> = (0..200).map(|_| OrderCode::generate(&p)).collect();
+        assert!(many.len() > 190, "only {} distinct codes of 200", many.len());
     }
 
     #[test]
@@ -225,51 +205,25 @@ mod tests {
         let p = alnum();
         for _ in 0..500 {
             let code = OrderCode::generate(&p);
-            assert!(
-                !code.as_str()[2..].contains(['0', 'O', '1', 'I', 'L']),
-                "{code}"
-            );
+            assert!(!code.as_str()[2..].contains(['0', 'O', '1', 'I', 'L']), "{code}");
         }
     }
 
     #[test]
     fn parse_is_case_insensitive_and_stores_upper_case() {
-        assert_eq!(
-            OrderCode::parse(" cd12345678 ", &digits())
-                .unwrap()
-                .as_str(),
-            "CD12345678"
-        );
-        assert_eq!(
-            OrderCode::parse("dhab3x9", &alnum()).unwrap().as_str(),
-            "DHAB3X9"
-        );
+        assert_eq!(OrderCode::parse(" cd12345678 ", &digits()).unwrap().as_str(), "CD12345678");
+        assert_eq!(OrderCode::parse("dhab3x9", &alnum()).unwrap().as_str(), "DHAB3X9");
     }
 
     #[test]
     fn parse_rejects_near_misses_with_a_reason() {
         let p = digits();
         assert_eq!(OrderCode::parse("", &p), Err(OrderCodeError::Empty));
-        assert_eq!(
-            OrderCode::parse("XD12345678", &p),
-            Err(OrderCodeError::Prefix("CD".into()))
-        );
-        assert_eq!(
-            OrderCode::parse("CD12345", &p),
-            Err(OrderCodeError::Length { min: 6, max: 10 })
-        );
-        assert_eq!(
-            OrderCode::parse("CD12345678901", &p),
-            Err(OrderCodeError::Length { min: 6, max: 10 })
-        );
-        assert_eq!(
-            OrderCode::parse("CD1234567A", &p),
-            Err(OrderCodeError::Charset("digits"))
-        );
-        assert_eq!(
-            OrderCode::parse("CD 12345678", &p),
-            Err(OrderCodeError::Charset("digits"))
-        );
+        assert_eq!(OrderCode::parse("XD12345678", &p), Err(OrderCodeError::Prefix("CD".into())));
+        assert_eq!(OrderCode::parse("CD12345", &p), Err(OrderCodeError::Length { min: 6, max: 10 }));
+        assert_eq!(OrderCode::parse("CD12345678901", &p), Err(OrderCodeError::Length { min: 6, max: 10 }));
+        assert_eq!(OrderCode::parse("CD1234567A", &p), Err(OrderCodeError::Charset("digits")));
+        assert_eq!(OrderCode::parse("CD 12345678", &p), Err(OrderCodeError::Charset("digits")));
     }
 
     #[test]
@@ -278,25 +232,15 @@ mod tests {
         let cases = [
             ("CD12345678", "CD12345678"),
             ("cd12345678", "CD12345678"),
-            (
-                "NGUYEN VAN A chuyen tien cd48213907 thanh toan",
-                "CD48213907",
-            ),
-            (
-                "MBVCB.5541236.012345.Cd48213907.CT tu 0123456789",
-                "CD48213907",
-            ),
+            ("NGUYEN VAN A chuyen tien cd48213907 thanh toan", "CD48213907"),
+            ("MBVCB.5541236.012345.Cd48213907.CT tu 0123456789", "CD48213907"),
             ("IBFT-CD48213907-FT24123", "CD48213907"),
             ("thanh toan don (CD000001)", "CD000001"),
             // The first well-formed code wins over an earlier near-miss.
             ("CD123 then CD7654321", "CD7654321"),
         ];
         for (text, want) in cases {
-            assert_eq!(
-                OrderCode::find_in(text, &p).map(|c| c.0),
-                Some(want.to_string()),
-                "text {text:?}"
-            );
+            assert_eq!(OrderCode::find_in(text, &p).map(|c| c.0), Some(want.to_string()), "text {text:?}");
         }
     }
 
@@ -322,33 +266,12 @@ mod tests {
     #[test]
     fn pattern_configuration_is_checked() {
         use CodeCharset::Digits;
-        assert_eq!(
-            CodePattern::new("", 3, 10, 6, Digits),
-            Err(CodePatternError::Prefix)
-        );
-        assert_eq!(
-            CodePattern::new("1CD", 3, 10, 6, Digits),
-            Err(CodePatternError::Prefix)
-        );
-        assert_eq!(
-            CodePattern::new("C-D", 3, 10, 6, Digits),
-            Err(CodePatternError::Prefix)
-        );
-        assert_eq!(
-            CodePattern::new("CD", 0, 10, 6, Digits),
-            Err(CodePatternError::SuffixBounds)
-        );
-        assert_eq!(
-            CodePattern::new("CD", 5, 4, 4, Digits),
-            Err(CodePatternError::SuffixBounds)
-        );
-        assert_eq!(
-            CodePattern::new("CD", 3, 31, 6, Digits),
-            Err(CodePatternError::SuffixBounds)
-        );
-        assert_eq!(
-            CodePattern::new("CD", 3, 10, 11, Digits),
-            Err(CodePatternError::GeneratedLength)
-        );
+        assert_eq!(CodePattern::new("", 3, 10, 6, Digits), Err(CodePatternError::Prefix));
+        assert_eq!(CodePattern::new("1CD", 3, 10, 6, Digits), Err(CodePatternError::Prefix));
+        assert_eq!(CodePattern::new("C-D", 3, 10, 6, Digits), Err(CodePatternError::Prefix));
+        assert_eq!(CodePattern::new("CD", 0, 10, 6, Digits), Err(CodePatternError::SuffixBounds));
+        assert_eq!(CodePattern::new("CD", 5, 4, 4, Digits), Err(CodePatternError::SuffixBounds));
+        assert_eq!(CodePattern::new("CD", 3, 31, 6, Digits), Err(CodePatternError::SuffixBounds));
+        assert_eq!(CodePattern::new("CD", 3, 10, 11, Digits), Err(CodePatternError::GeneratedLength));
     }
 }

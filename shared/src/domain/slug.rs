@@ -26,10 +26,7 @@ impl CourseSlug {
         if s.is_empty() || s.len() > 64 {
             return Err(SlugError::Length);
         }
-        if let Some(bad) = s
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-        {
+        if let Some(bad) = s.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
             return Err(SlugError::Char(bad));
         }
         if s.starts_with('-') || s.ends_with('-') || s.contains("--") {
@@ -55,10 +52,7 @@ mod tests {
 
     #[test]
     fn parses_and_folds_case() {
-        assert_eq!(
-            CourseSlug::parse(" Rust-101 ").unwrap().as_str(),
-            "rust-101"
-        );
+        assert_eq!(CourseSlug::parse(" Rust-101 ").unwrap().as_str(), "rust-101");
     }
 
     #[test]

@@ -31,10 +31,7 @@ pub trait Status: Copy + Eq + fmt::Debug + 'static {
             .iter()
             .copied()
             .find(|st| st.as_str() == s)
-            .ok_or_else(|| UnknownStatus {
-                kind: Self::KIND,
-                value: s.to_string(),
-            })
+            .ok_or_else(|| UnknownStatus { kind: Self::KIND, value: s.to_string() })
     }
 }
 
@@ -251,10 +248,7 @@ mod tests {
         }
         assert_eq!(
             "shipped".parse::<OrderStatus>(),
-            Err(UnknownStatus {
-                kind: "order status",
-                value: "shipped".into()
-            })
+            Err(UnknownStatus { kind: "order status", value: "shipped".into() })
         );
     }
 
@@ -266,11 +260,7 @@ mod tests {
         for terminal in [ItemStatus::Revoked, ItemStatus::Cancelled] {
             assert!(ItemStatus::ALL.iter().all(|to| !terminal.can_become(*to)));
         }
-        assert!(
-            OrderStatus::ALL
-                .iter()
-                .all(|to| !OrderStatus::Refunded.can_become(*to))
-        );
+        assert!(OrderStatus::ALL.iter().all(|to| !OrderStatus::Refunded.can_become(*to)));
     }
 
     #[test]
@@ -286,10 +276,7 @@ mod tests {
     #[test]
     fn every_retry_target_is_reachable_from_failed() {
         for stage in Stage::ALL {
-            assert!(
-                ItemStatus::Failed.can_become(stage.retry_status()),
-                "{stage}"
-            );
+            assert!(ItemStatus::Failed.can_become(stage.retry_status()), "{stage}");
         }
     }
 }

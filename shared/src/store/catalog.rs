@@ -28,36 +28,27 @@ pub struct Course {
 const COLUMNS: &str = "id, slug, title, price_vnd, source, lms_course_id, active";
 
 pub async fn insert(conn: &mut MySqlConnection, c: &NewCourse<'_>) -> Result<u64, StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO courses (slug, title, price_vnd, source, lms_course_id) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(c.slug.as_str())
-    .bind(c.title)
-    .bind(c.price.get())
-    .bind(c.source)
-    .bind(c.lms_course_id)
-    .execute(conn)
-    .await?;
+    let done =
+        sqlx::query("INSERT INTO courses (slug, title, price_vnd, source, lms_course_id) VALUES (?, ?, ?, ?, ?)")
+            .bind(c.slug.as_str())
+            .bind(c.title)
+            .bind(c.price.get())
+            .bind(c.source)
+            .bind(c.lms_course_id)
+            .execute(conn)
+            .await?;
     Ok(done.last_insert_id())
 }
 
 /// Active courses, by slug.
 pub async fn list_active(conn: &mut MySqlConnection) -> Result<Vec<Course>, StoreError> {
-    let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM courses WHERE active ORDER BY slug"
-    ));
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM courses WHERE active ORDER BY slug"));
     Ok(sqlx::query_as::<_, Course>(sql).fetch_all(conn).await?)
 }
 
-pub async fn by_slug(
-    conn: &mut MySqlConnection,
-    slug: &CourseSlug,
-) -> Result<Option<Course>, StoreError> {
+pub async fn by_slug(conn: &mut MySqlConnection, slug: &CourseSlug) -> Result<Option<Course>, StoreError> {
     let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM courses WHERE slug = ?"));
-    Ok(sqlx::query_as::<_, Course>(sql)
-        .bind(slug.as_str())
-        .fetch_optional(conn)
-        .await?)
+    Ok(sqlx::query_as::<_, Course>(sql).bind(slug.as_str()).fetch_optional(conn).await?)
 }
 
 /// Inserts the course or, if the slug exists, updates it to match; returns its id.

@@ -47,10 +47,7 @@ pub async fn record(conn: &mut MySqlConnection, e: &NewEvent<'_>) -> Result<(), 
 }
 
 /// An order's timeline, oldest first.
-pub async fn for_order(
-    conn: &mut MySqlConnection,
-    order_id: u64,
-) -> Result<Vec<Event>, StoreError> {
+pub async fn for_order(conn: &mut MySqlConnection, order_id: u64) -> Result<Vec<Event>, StoreError> {
     Ok(sqlx::query_as::<_, Event>(
         "SELECT id, order_id, item_id, kind, from_status, to_status, actor, detail, created_at
          FROM order_events WHERE order_id = ? ORDER BY id",

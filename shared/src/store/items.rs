@@ -23,14 +23,7 @@ pub struct ItemChange<'a> {
 
 impl<'a> ItemChange<'a> {
     pub fn new(item_id: u64, from: ItemStatus, to: ItemStatus, actor: &'a str) -> Self {
-        ItemChange {
-            item_id,
-            from,
-            to,
-            actor,
-            reason: None,
-            failed_stage: None,
-        }
+        ItemChange { item_id, from, to, actor, reason: None, failed_stage: None }
     }
 
     pub fn because(mut self, reason: &'a str) -> Self {
@@ -39,21 +32,8 @@ impl<'a> ItemChange<'a> {
     }
 
     /// A change into `failed` at `stage`, with the reason kept on the item.
-    pub fn failure(
-        item_id: u64,
-        from: ItemStatus,
-        stage: Stage,
-        reason: &'a str,
-        actor: &'a str,
-    ) -> Self {
-        ItemChange {
-            item_id,
-            from,
-            to: ItemStatus::Failed,
-            actor,
-            reason: Some(reason),
-            failed_stage: Some(stage),
-        }
+    pub fn failure(item_id: u64, from: ItemStatus, stage: Stage, reason: &'a str, actor: &'a str) -> Self {
+        ItemChange { item_id, from, to: ItemStatus::Failed, actor, reason: Some(reason), failed_stage: Some(stage) }
     }
 }
 
@@ -67,15 +47,9 @@ pub struct Transitioned {
 
 /// Performs the change inside the caller's transaction. On any error the caller must roll
 /// back (dropping the transaction does); nothing is written unless every step succeeds.
-pub async fn transition_in(
-    conn: &mut MySqlConnection,
-    change: &ItemChange<'_>,
-) -> Result<Transitioned, StoreError> {
+pub async fn transition_in(conn: &mut MySqlConnection, change: &ItemChange<'_>) -> Result<Transitioned, StoreError> {
     if !change.from.can_become(change.to) {
-        return Err(StoreError::IllegalItemTransition {
-            from: change.from,
-            to: change.to,
-        });
+        return Err(StoreError::IllegalItemTransition { from: change.from, to: change.to });
     }
     let into_failed = change.to == ItemStatus::Failed;
     if into_failed != change.failed_stage.is_some() || (into_failed && change.reason.is_none()) {
@@ -100,26 +74,16 @@ pub async fn transition_in(
     let sql = format!("UPDATE order_items SET {set} WHERE id = ? AND status = ?");
     let mut update = sqlx::query(AssertSqlSafe(sql)).bind(change.to.as_str());
     if into_failed {
-        update = update
-            .bind(change.failed_stage.map(|s| s.as_str()))
-            .bind(change.reason);
+        update = update.bind(change.failed_stage.map(|s| s.as_str())).bind(change.reason);
     }
-    let done = update
-        .bind(change.item_id)
-        .bind(change.from.as_str())
-        .execute(&mut *conn)
-        .await?;
+    let done = update.bind(change.item_id).bind(change.from.as_str()).execute(&mut *conn).await?;
 
     if done.rows_affected() == 0 {
         return Err(match status(conn, change.item_id).await? {
-            None => StoreError::NotFound {
-                kind: "item",
-                id: change.item_id.to_string(),
-            },
-            Some(actual) => StoreError::Conflict {
-                expected: change.from.as_str(),
-                actual: actual.as_str().to_string(),
-            },
+            None => StoreError::NotFound { kind: "item", id: change.item_id.to_string() },
+            Some(actual) => {
+                StoreError::Conflict { expected: change.from.as_str(), actual: actual.as_str().to_string() }
+            }
         });
     }
 
@@ -148,10 +112,7 @@ pub async fn transition_in(
 }
 
 /// Performs the change in a transaction of its own.
-pub async fn transition(
-    pool: &MySqlPool,
-    change: &ItemChange<'_>,
-) -> Result<Transitioned, StoreError> {
+pub async fn transition(pool: &MySqlPool, change: &ItemChange<'_>) -> Result<Transitioned, StoreError> {
     let mut tx = pool.begin().await?;
     let out = transition_in(&mut tx, change).await?;
     tx.commit().await?;
@@ -160,11 +121,7 @@ pub async fn transition(
 
 /// An operator's retry of a failed item: back to the status its failed stage starts from,
 /// with the stage's outbox row.
-pub async fn retry_failed(
-    pool: &MySqlPool,
-    item_id: u64,
-    actor: &str,
-) -> Result<Transitioned, StoreError> {
+pub async fn retry_failed(pool: &MySqlPool, item_id: u64, actor: &str) -> Result<Transitioned, StoreError> {
     let mut tx = pool.begin().await?;
     let row: Option<(String, Option<String>)> =
         sqlx::query_as("SELECT status, failed_stage FROM order_items WHERE id = ? FOR UPDATE")
@@ -172,10 +129,7 @@ pub async fn retry_failed(
             .fetch_optional(&mut *tx)
             .await?;
     let Some((status, stage)) = row else {
-        return Err(StoreError::NotFound {
-            kind: "item",
-            id: item_id.to_string(),
-        });
+        return Err(StoreError::NotFound { kind: "item", id: item_id.to_string() });
     };
     let status = ItemStatus::parse(&status)?;
     if status != ItemStatus::Failed {
@@ -185,20 +139,14 @@ pub async fn retry_failed(
         });
     }
     let stage = Stage::parse(stage.as_deref().unwrap_or_default())?;
-    let change = ItemChange::new(item_id, ItemStatus::Failed, stage.retry_status(), actor)
-        .because("operator retry");
+    let change = ItemChange::new(item_id, ItemStatus::Failed, stage.retry_status(), actor).because("operator retry");
     let out = transition_in(&mut tx, &change).await?;
     tx.commit().await?;
     Ok(out)
 }
 
-pub async fn status(
-    conn: &mut MySqlConnection,
-    item_id: u64,
-) -> Result<Option<ItemStatus>, StoreError> {
-    let s: Option<String> = sqlx::query_scalar("SELECT status FROM order_items WHERE id = ?")
-        .bind(item_id)
-        .fetch_optional(conn)
-        .await?;
+pub async fn status(conn: &mut MySqlConnection, item_id: u64) -> Result<Option<ItemStatus>, StoreError> {
+    let s: Option<String> =
+        sqlx::query_scalar("SELECT status FROM order_items WHERE id = ?").bind(item_id).fetch_optional(conn).await?;
     Ok(s.map(|s| ItemStatus::parse(&s)).transpose()?)
 }

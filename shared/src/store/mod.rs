@@ -34,13 +34,8 @@ pub enum StoreError {
     IllegalOrderTransition { from: OrderStatus, to: OrderStatus },
     /// The compare-and-set lost: someone else changed the row first.
     #[error("expected status {expected} but found {actual}")]
-    Conflict {
-        expected: &'static str,
-        actual: String,
-    },
-    #[error(
-        "a change into failed needs the stage and the reason; other changes must not have them"
-    )]
+    Conflict { expected: &'static str, actual: String },
+    #[error("a change into failed needs the stage and the reason; other changes must not have them")]
     FailureDetail,
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
@@ -66,8 +61,7 @@ impl StoreError {
 pub fn is_duplicate_key(e: &sqlx::Error, key: &str) -> bool {
     match e {
         sqlx::Error::Database(d) => {
-            d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-                .is_some_and(|m| m.number() == 1062)
+            d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().is_some_and(|m| m.number() == 1062)
                 && d.message().contains(key)
         }
         _ => false,

@@ -29,11 +29,7 @@ pub struct CreatedOrder {
 
 /// Inserts the order (pending) and its items (awaiting payment) in the caller's transaction.
 /// The total is the sum of the item prices, computed here so it can never disagree with them.
-pub async fn create_in(
-    conn: &mut MySqlConnection,
-    o: &NewOrder<'_>,
-    actor: &str,
-) -> Result<CreatedOrder, StoreError> {
+pub async fn create_in(conn: &mut MySqlConnection, o: &NewOrder<'_>, actor: &str) -> Result<CreatedOrder, StoreError> {
     let total = Vnd::sum(o.items.iter().map(|(_, price)| *price))
         .map_err(|e| StoreError::Corrupt(format!("order total: {e}")))?;
     let done = sqlx::query(
@@ -54,15 +50,13 @@ pub async fn create_in(
     let order_id = done.last_insert_id();
     let mut item_ids = Vec::with_capacity(o.items.len());
     for (course_id, price) in o.items {
-        let done = sqlx::query(
-            "INSERT INTO order_items (order_id, course_id, price_vnd, status) VALUES (?, ?, ?, ?)",
-        )
-        .bind(order_id)
-        .bind(course_id)
-        .bind(price.get())
-        .bind(ItemStatus::AwaitingPayment.as_str())
-        .execute(&mut *conn)
-        .await?;
+        let done = sqlx::query("INSERT INTO order_items (order_id, course_id, price_vnd, status) VALUES (?, ?, ?, ?)")
+            .bind(order_id)
+            .bind(course_id)
+            .bind(price.get())
+            .bind(ItemStatus::AwaitingPayment.as_str())
+            .execute(&mut *conn)
+            .await?;
         item_ids.push(done.last_insert_id());
     }
     events::record(
@@ -78,18 +72,10 @@ pub async fn create_in(
         },
     )
     .await?;
-    Ok(CreatedOrder {
-        order_id,
-        item_ids,
-        total,
-    })
+    Ok(CreatedOrder { order_id, item_ids, total })
 }
 
-pub async fn create(
-    pool: &MySqlPool,
-    o: &NewOrder<'_>,
-    actor: &str,
-) -> Result<CreatedOrder, StoreError> {
+pub async fn create(pool: &MySqlPool, o: &NewOrder<'_>, actor: &str) -> Result<CreatedOrder, StoreError> {
     let mut tx = pool.begin().await?;
     let created = create_in(&mut tx, o, actor).await?;
     tx.commit().await?;
@@ -109,13 +95,8 @@ pub async fn transition_in(
         return Err(StoreError::IllegalOrderTransition { from, to });
     }
     // The column name comes from a closed match over our own enum.
-    let stamp = to
-        .timestamp_column()
-        .map(|c| format!(", {c} = NOW(3)"))
-        .unwrap_or_default();
-    let sql = format!(
-        "UPDATE orders SET status = ?, updated_at = NOW(3){stamp} WHERE id = ? AND status = ?"
-    );
+    let stamp = to.timestamp_column().map(|c| format!(", {c} = NOW(3)")).unwrap_or_default();
+    let sql = format!("UPDATE orders SET status = ?, updated_at = NOW(3){stamp} WHERE id = ? AND status = ?");
     let done = sqlx::query(AssertSqlSafe(sql))
         .bind(to.as_str())
         .bind(order_id)
@@ -124,14 +105,8 @@ pub async fn transition_in(
         .await?;
     if done.rows_affected() == 0 {
         return Err(match status(conn, order_id).await? {
-            None => StoreError::NotFound {
-                kind: "order",
-                id: order_id.to_string(),
-            },
-            Some(actual) => StoreError::Conflict {
-                expected: from.as_str(),
-                actual: actual.as_str().to_string(),
-            },
+            None => StoreError::NotFound { kind: "order", id: order_id.to_string() },
+            Some(actual) => StoreError::Conflict { expected: from.as_str(), actual: actual.as_str().to_string() },
         });
     }
     events::record(
@@ -163,13 +138,8 @@ pub async fn transition(
     Ok(())
 }
 
-pub async fn status(
-    conn: &mut MySqlConnection,
-    order_id: u64,
-) -> Result<Option<OrderStatus>, StoreError> {
-    let s: Option<String> = sqlx::query_scalar("SELECT status FROM orders WHERE id = ?")
-        .bind(order_id)
-        .fetch_optional(conn)
-        .await?;
+pub async fn status(conn: &mut MySqlConnection, order_id: u64) -> Result<Option<OrderStatus>, StoreError> {
+    let s: Option<String> =
+        sqlx::query_scalar("SELECT status FROM orders WHERE id = ?").bind(order_id).fetch_optional(conn).await?;
     Ok(s.map(|s| OrderStatus::parse(&s)).transpose()?)
 }

@@ -28,23 +28,14 @@ struct OutboxRow {
     payload: String,
 }
 
-pub async fn enqueue(
-    conn: &mut MySqlConnection,
-    queue: Queue,
-    item_id: u64,
-) -> Result<OutboxMessage, StoreError> {
-    let body = serde_json::to_string(&ItemMessage { item_id })
-        .expect("a struct of one integer serializes");
+pub async fn enqueue(conn: &mut MySqlConnection, queue: Queue, item_id: u64) -> Result<OutboxMessage, StoreError> {
+    let body = serde_json::to_string(&ItemMessage { item_id }).expect("a struct of one integer serializes");
     let done = sqlx::query("INSERT INTO outbox (queue, payload) VALUES (?, ?)")
         .bind(queue.as_str())
         .bind(&body)
         .execute(conn)
         .await?;
-    Ok(OutboxMessage {
-        id: done.last_insert_id(),
-        queue,
-        body,
-    })
+    Ok(OutboxMessage { id: done.last_insert_id(), queue, body })
 }
 
 /// Unpublished rows created at least `min_age_secs` ago, oldest first.
@@ -62,36 +53,29 @@ pub async fn unpublished(
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(OutboxMessage {
-                id: r.id,
-                queue: Queue::parse(&r.queue)?,
-                body: r.payload,
-            })
-        })
-        .collect()
+    rows.into_iter().map(|r| Ok(OutboxMessage { id: r.id, queue: Queue::parse(&r.queue)?, body: r.payload })).collect()
 }
 
-pub async fn mark_published(conn: &mut MySqlConnection, id: u64) -> Result<(), StoreError> {
-    sqlx::query("UPDATE outbox SET published_at = NOW(3) WHERE id = ? AND published_at IS NULL")
-        .bind(id)
-        .execute(conn)
-        .await?;
+pub async fn mark_published(conn: &mut MySqlConnection, ids: &[u64]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    // Only placeholders are spliced in; the ids are bound.
+    let placeholders = vec!["?"; ids.len()].join(", ");
+    let sql = format!("UPDATE outbox SET published_at = NOW(3) WHERE published_at IS NULL AND id IN ({placeholders})");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        query = query.bind(id);
+    }
+    query.execute(conn).await?;
     Ok(())
 }
 
-pub async fn record_publish_failure(
-    conn: &mut MySqlConnection,
-    id: u64,
-    error: &str,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE outbox SET publish_attempts = publish_attempts + 1, last_error = ? WHERE id = ?",
-    )
-    .bind(error)
-    .bind(id)
-    .execute(conn)
-    .await?;
+pub async fn record_publish_failure(conn: &mut MySqlConnection, id: u64, error: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE outbox SET publish_attempts = publish_attempts + 1, last_error = ? WHERE id = ?")
+        .bind(error)
+        .bind(id)
+        .execute(conn)
+        .await?;
     Ok(())
 }

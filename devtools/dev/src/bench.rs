@@ -1,0 +1,211 @@
+//! `make bench`: requests/s and latency of the webhook (unique and duplicate payments) and of
+//! order creation, over real HTTP on loopback, against the local MariaDB and moto, in a
+//! database of its own (`<name>_bench`, recreated each run).
+//!
+//! Results are merged into `bench/latest.json` (other benchmarks add their own keys) and the
+//! Markdown table `bench/latest.md` is rewritten from it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use coursedrop::config::{self, Vars};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use crate::stack;
+
+struct Phase {
+    name: &'static str,
+    requests: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Phase {
+    fn percentile(&self, p: f64) -> f64 {
+        let mut l = self.latencies.clone();
+        l.sort();
+        let i = ((l.len() as f64 - 1.0) * p).round() as usize;
+        l[i].as_secs_f64() * 1000.0
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "requests": self.requests,
+            "requests_per_s": (self.requests as f64 / self.elapsed.as_secs_f64()).round(),
+            "p50_ms": (self.percentile(0.50) * 100.0).round() / 100.0,
+            "p99_ms": (self.percentile(0.99) * 100.0).round() / 100.0,
+        })
+    }
+}
+
+/// Sends `requests` with at most `concurrency` in flight; every answer must have `expect`.
+async fn run_phase<F>(
+    name: &'static str,
+    concurrency: usize,
+    requests: Vec<reqwest::RequestBuilder>,
+    expect: u16,
+    check: F,
+) -> Result<Phase>
+where
+    F: Fn(usize, &str) + Send + Sync + 'static,
+{
+    let gate = Arc::new(Semaphore::new(concurrency));
+    let check = Arc::new(check);
+    let n = requests.len();
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for (i, req) in requests.into_iter().enumerate() {
+        let permit = gate.clone().acquire_owned().await?;
+        let check = check.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let resp = req.send().await.map_err(|e| anyhow!("request {i}: {e}"))?;
+            let status = resp.status().as_u16();
+            let body = resp.text().await.unwrap_or_default();
+            let took = t.elapsed();
+            drop(permit);
+            if status != expect {
+                bail!("request {i}: expected {expect}, got {status}: {body}");
+            }
+            check(i, &body);
+            Ok::<Duration, anyhow::Error>(took)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(n);
+    for t in tasks {
+        latencies.push(t.await??);
+    }
+    Ok(Phase { name, requests: n, elapsed: start.elapsed(), latencies })
+}
+
+fn bench_database_url(url: &str) -> Result<(String, String, String)> {
+    let (base, db) = url.rsplit_once('/').ok_or_else(|| anyhow!("DATABASE_URL has no database name"))?;
+    let db = db.split('?').next().unwrap_or(db);
+    let bench_db = format!("{db}_bench");
+    Ok((format!("{base}/{db}"), bench_db.clone(), format!("{base}/{bench_db}")))
+}
+
+pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
+    let n: usize = vars.parse_or("BENCH_REQUESTS", 1000)?;
+    let concurrency: usize = vars.parse_or("BENCH_CONCURRENCY", 16)?;
+    let (admin_url, bench_db, bench_url) = bench_database_url(&config::database_url(vars))?;
+    let admin = coursedrop::store::connect(&admin_url, 1).await.context("connecting to the database server")?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{bench_db}`"))).execute(&admin).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{bench_db}` CHARACTER SET utf8mb4")))
+        .execute(&admin)
+        .await?;
+    let pool = coursedrop::store::connect(&bench_url, 24).await?;
+    stack::migrate(&pool).await?;
+    stack::seed(&pool).await?;
+    // Queues of the bench's own, so a running `make dev` never sees its messages.
+    let bench_vars =
+        Vars(|k: &str| if k == "QUEUE_NAME_PREFIX" { Some("coursedrop-bench-".into()) } else { vars.get(k) });
+    let stack = stack::build(pool.clone(), &bench_vars).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(axum::serve(listener, stack.router.clone()).into_future());
+    let http = coursedrop::http::client_builder().pool_max_idle_per_host(concurrency).build()?;
+    let key = vars.get("SEPAY_API_KEY").ok_or_else(|| anyhow!("SEPAY_API_KEY is not set"))?;
+    let account = config::bank_account(vars)?.account_number;
+    println!("bench: {n} requests per phase, {concurrency} in flight, server {base}, database {bench_db}");
+
+    let order_body = json!({"email": "bench@example.com", "courses": ["rust-101", "sql-thuc-chien"]}).to_string();
+    let requests = (0..n)
+        .map(|_| {
+            http.post(format!("{base}/orders")).header("content-type", "application/json").body(order_body.clone())
+        })
+        .collect();
+    let create = run_phase("create_order", concurrency, requests, 201, |_, _| {}).await?;
+    let codes: Vec<(String, i64)> =
+        sqlx::query_as("SELECT code, total_vnd FROM orders ORDER BY id").fetch_all(&pool).await?;
+
+    let payloads: Vec<String> = codes
+        .iter()
+        .enumerate()
+        .map(|(i, (code, total))| {
+            json!({"id": 1_000_000 + i, "gateway": "MBBank", "transactionDate": "2026-11-22 10:00:00", "accountNumber": account,
+                   "code": null, "content": format!("MBVCB.{i}.{code}.CT tu NGUYEN VAN A"), "transferType": "in",
+                   "transferAmount": total, "accumulated": 0, "subAccount": null, "referenceCode": "FT1", "description": ""})
+            .to_string()
+        })
+        .collect();
+    let hook = |body: &String| {
+        http.post(format!("{base}/webhooks/sepay"))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Apikey {key}"))
+            .body(body.clone())
+    };
+    let unique = run_phase("webhook_unique", concurrency, payloads.iter().map(hook).collect(), 200, |_, _| {}).await?;
+    let duplicate =
+        run_phase("webhook_duplicate", concurrency, payloads.iter().map(hook).collect(), 200, |_, _| {}).await?;
+
+    // The numbers only count if the work was really done, once.
+    let (payments, paid, unpublished): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM payments), (SELECT COUNT(*) FROM orders WHERE status = 'paid'),
+                (SELECT COUNT(*) FROM outbox WHERE published_at IS NULL)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    if payments != n as i64 || paid != n as i64 || unpublished != 0 {
+        bail!(
+            "bench invariants broken: {payments} payments, {paid} paid orders, {unpublished} unpublished outbox rows"
+        );
+    }
+    for (_, url) in &stack.queue_urls {
+        let _ = stack.sqs.purge_queue().queue_url(url).send().await;
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{bench_db}`"))).execute(&admin).await?;
+
+    let mut report = read_report();
+    report["machine"] = json!(machine());
+    report["date"] = json!(chrono::Utc::now().to_rfc3339());
+    report["http"] = json!({
+        "concurrency": concurrency,
+        "note": "real HTTP on loopback; MariaDB and moto SQS local; each unique payment pays a 2-course order and publishes 2 enroll messages",
+    });
+    for phase in [&create, &unique, &duplicate] {
+        report["http"][phase.name] = phase.json();
+    }
+    write_report(&report)?;
+    println!("{}", markdown(&report));
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!("{cpus} cores, {}", std::env::consts::ARCH)
+}
+
+const REPORT: &str = "bench/latest.json";
+
+fn read_report() -> Value {
+    std::fs::read_to_string(REPORT).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_else(|| json!({}))
+}
+
+fn write_report(report: &Value) -> Result<()> {
+    std::fs::create_dir_all("bench")?;
+    std::fs::write(REPORT, serde_json::to_string_pretty(report)? + "\n")?;
+    std::fs::write("bench/latest.md", markdown(report))?;
+    Ok(())
+}
+
+fn markdown(report: &Value) -> String {
+    let mut out = format!(
+        "# coursedrop benchmarks\n\n{} — {}\n\n| what | requests/s | p50 ms | p99 ms |\n|---|---:|---:|---:|\n",
+        report["date"].as_str().unwrap_or(""),
+        report["machine"].as_str().unwrap_or("")
+    );
+    for (key, label) in [
+        ("create_order", "POST /orders"),
+        ("webhook_unique", "POST /webhooks/sepay, unique payments"),
+        ("webhook_duplicate", "POST /webhooks/sepay, duplicates"),
+    ] {
+        let p = &report["http"][key];
+        if p.is_object() {
+            out.push_str(&format!("| {label} | {} | {} | {} |\n", p["requests_per_s"], p["p50_ms"], p["p99_ms"]));
+        }
+    }
+    out
+}

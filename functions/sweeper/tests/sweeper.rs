@@ -1,0 +1,113 @@
+//! The sweeper against real MariaDB and moto SQS.
+
+use chrono::{Duration, Utc};
+use coursedrop::domain::{CodeCharset, CodePattern, Email, ItemStatus, OrderCode, Queue, Vnd};
+use coursedrop::store::items::{self, ItemChange};
+use coursedrop::store::orders;
+use coursedrop::{sweeper, testing};
+use sqlx::MySqlPool;
+
+async fn order_expiring_in(pool: &MySqlPool, minutes: i64) -> (String, u64) {
+    let slug = format!("c-{}", Utc::now().timestamp_micros());
+    let course = testing::seed_course(pool, &slug, "Khoá học", 100_000, true).await;
+    let code = OrderCode::generate(&CodePattern::new("CD", 6, 10, 8, CodeCharset::Digits).unwrap());
+    let created = orders::create(
+        pool,
+        &orders::NewOrder {
+            code: &code,
+            email: &Email::parse("b@example.com").unwrap(),
+            phone: None,
+            lang: "vi",
+            expires_at: Utc::now() + Duration::minutes(minutes),
+            items: &[(course, Vnd::new(100_000).unwrap())],
+            idempotency_key: None,
+            request_hash: None,
+        },
+        "test",
+    )
+    .await
+    .unwrap();
+    (code.to_string(), created.item_ids[0])
+}
+
+async fn statuses(pool: &MySqlPool, code: &str) -> (String, String) {
+    sqlx::query_as("SELECT o.status, i.status FROM orders o JOIN order_items i ON i.order_id = o.id WHERE o.code = ?")
+        .bind(code)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn expired_unpaid_orders_are_cancelled_and_nothing_else(pool: MySqlPool) {
+    let sqs = testing::sqs_client().await;
+    let (publisher, _) = testing::fresh_queues(&sqs).await;
+    let (expired, _) = order_expiring_in(&pool, -1).await;
+    let (fresh, _) = order_expiring_in(&pool, 30).await;
+    let (paid_late, _) = order_expiring_in(&pool, -1).await;
+    sqlx::query("UPDATE orders SET status = 'paid' WHERE code = ?").bind(&paid_late).execute(&pool).await.unwrap();
+
+    let report = sweeper::sweep(&pool, &publisher, 30).await.unwrap();
+
+    assert_eq!(report.expired_orders, 1);
+    assert_eq!(statuses(&pool, &expired).await, ("cancelled".into(), "cancelled".into()));
+    assert_eq!(statuses(&pool, &fresh).await, ("pending".into(), "awaiting_payment".into()));
+    assert_eq!(statuses(&pool, &paid_late).await.0, "paid");
+    let events: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM order_events WHERE actor = 'sweeper'").fetch_one(&pool).await.unwrap();
+    assert_eq!(events, 2, "one order event and one item event");
+    assert_eq!(sweeper::sweep(&pool, &publisher, 30).await.unwrap().expired_orders, 0, "a second sweep finds nothing");
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn fresh_outbox_rows_are_left_to_their_relay_and_old_ones_published(pool: MySqlPool) {
+    let sqs = testing::sqs_client().await;
+    let (publisher, urls) = testing::fresh_queues(&sqs).await;
+    let (_, item) = order_expiring_in(&pool, 30).await;
+    items::transition(&pool, &ItemChange::new(item, ItemStatus::AwaitingPayment, ItemStatus::Enrolling, "test"))
+        .await
+        .unwrap();
+
+    assert_eq!(sweeper::sweep(&pool, &publisher, 30).await.unwrap().republished, 0);
+    assert!(testing::drain(&sqs, &urls[&Queue::Enroll]).await.is_empty());
+
+    sqlx::query("UPDATE outbox SET created_at = NOW(3) - INTERVAL 31 SECOND").execute(&pool).await.unwrap();
+    assert_eq!(sweeper::sweep(&pool, &publisher, 30).await.unwrap().republished, 1);
+    assert_eq!(testing::drain(&sqs, &urls[&Queue::Enroll]).await, vec![format!("{{\"item_id\":{item}}}")]);
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn many_rows_go_out_in_batches_each_exactly_once(pool: MySqlPool) {
+    let sqs = testing::sqs_client().await;
+    let (publisher, urls) = testing::fresh_queues(&sqs).await;
+    let mut expected = Vec::new();
+    // 23 enroll messages (three batches of up to ten) and 2 for finalize.
+    for i in 0..25 {
+        let (_, item) = order_expiring_in(&pool, 30).await;
+        items::transition(&pool, &ItemChange::new(item, ItemStatus::AwaitingPayment, ItemStatus::Enrolling, "test"))
+            .await
+            .unwrap();
+        if i >= 23 {
+            sqlx::query("UPDATE outbox SET queue = 'finalize' WHERE payload = ?")
+                .bind(format!("{{\"item_id\":{item}}}"))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        expected.push((i, format!("{{\"item_id\":{item}}}")));
+    }
+    let report = sweeper::sweep(&pool, &publisher, 0).await.unwrap();
+    assert_eq!((report.republished, report.publish_failed), (25, 0));
+    let mut enroll = testing::drain(&sqs, &urls[&Queue::Enroll]).await;
+    let mut finalize = testing::drain(&sqs, &urls[&Queue::Finalize]).await;
+    enroll.sort();
+    finalize.sort();
+    let mut want_enroll: Vec<String> = expected.iter().filter(|(i, _)| *i < 23).map(|(_, b)| b.clone()).collect();
+    let mut want_finalize: Vec<String> = expected.iter().filter(|(i, _)| *i >= 23).map(|(_, b)| b.clone()).collect();
+    want_enroll.sort();
+    want_finalize.sort();
+    assert_eq!((enroll, finalize), (want_enroll, want_finalize));
+    let left: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL").fetch_one(&pool).await.unwrap();
+    assert_eq!(left, 0);
+}
