@@ -138,6 +138,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
             .body(body.clone())
     };
     let unique = run_phase("webhook_unique", concurrency, payloads.iter().map(hook).collect(), 200, |_, _| {}).await?;
+    let sqs_alone = sqs_alone(&stack, n, concurrency).await?;
     let duplicate =
         run_phase("webhook_duplicate", concurrency, payloads.iter().map(hook).collect(), 200, |_, _| {}).await?;
 
@@ -165,12 +166,40 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
         "concurrency": concurrency,
         "note": "real HTTP on loopback; MariaDB and moto SQS local; each unique payment pays a 2-course order and publishes 2 enroll messages",
     });
-    for phase in [&create, &unique, &duplicate] {
+    for phase in [&create, &unique, &duplicate, &sqs_alone] {
         report["http"][phase.name] = phase.json();
     }
+    let ratio = (unique.requests as f64 / unique.elapsed.as_secs_f64())
+        / (sqs_alone.requests as f64 / sqs_alone.elapsed.as_secs_f64());
+    report["http"]["webhook_unique_vs_sqs_alone"] = json!((ratio * 100.0).round() / 100.0);
     write_report(&report)?;
     println!("{}", markdown(&report));
     Ok(())
+}
+
+/// The ceiling the local SQS emulator sets: the same `SendMessageBatch` calls the webhook
+/// makes (one per payment, two messages), straight from the SDK, at the same concurrency.
+async fn sqs_alone(stack: &stack::Stack, n: usize, concurrency: usize) -> Result<Phase> {
+    use coursedrop::adapters::queue::Publisher;
+    let gate = Arc::new(Semaphore::new(concurrency));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let permit = gate.clone().acquire_owned().await?;
+        let publisher = stack.publisher.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let results = publisher.publish_batch(coursedrop::domain::Queue::Deliver, &["{\"item_id\":0}", "{\"item_id\":0}"]).await;
+            drop(permit);
+            results.into_iter().collect::<Result<Vec<()>, _>>().map_err(|e| anyhow!("{e}"))?;
+            Ok::<Duration, anyhow::Error>(t.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(n);
+    for t in tasks {
+        latencies.push(t.await??);
+    }
+    Ok(Phase { name: "sqs_alone", requests: n, elapsed: start.elapsed(), latencies })
 }
 
 fn machine() -> String {
@@ -201,11 +230,15 @@ fn markdown(report: &Value) -> String {
         ("create_order", "POST /orders"),
         ("webhook_unique", "POST /webhooks/sepay, unique payments"),
         ("webhook_duplicate", "POST /webhooks/sepay, duplicates"),
+        ("sqs_alone", "SQS SendMessageBatch alone (moto), the webhook's ceiling here"),
     ] {
         let p = &report["http"][key];
         if p.is_object() {
             out.push_str(&format!("| {label} | {} | {} | {} |\n", p["requests_per_s"], p["p50_ms"], p["p99_ms"]));
         }
+    }
+    if let Some(r) = report["http"]["webhook_unique_vs_sqs_alone"].as_f64() {
+        out.push_str(&format!("\nUnique payments reach {r} × the rate of the SQS calls alone: the local SQS emulator (moto, one Python process) is the bound, not the webhook.\n"));
     }
     out
 }
