@@ -273,7 +273,16 @@ pub async fn place_order(
             idempotency_key,
             request_hash: Some(&digest),
         };
-        match orders::create(pool, &new, "create-order").await {
+        // On the connection this request already holds: taking a second from the pool while
+        // holding one can starve the pool under concurrent requests.
+        let created = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            orders::create_in(&mut tx, &new, "create-order").await?;
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        match created {
             Ok(_) => {
                 let head = head_by_code(&mut conn, code.as_str())
                     .await?

@@ -26,7 +26,10 @@ pub async fn publish_all<P: Publisher>(pool: &MySqlPool, publisher: &P, messages
         let for_queue: Vec<&OutboxMessage> = messages.iter().filter(|m| m.queue == *queue).collect();
         for chunk in for_queue.chunks(MAX_BATCH) {
             let bodies: Vec<&str> = chunk.iter().map(|m| m.body.as_str()).collect();
-            for (m, result) in chunk.iter().zip(publisher.publish_batch(*queue, &bodies).await) {
+            let started = std::time::Instant::now();
+            let results = publisher.publish_batch(*queue, &bodies).await;
+            tracing::debug!(queue = %queue, messages = bodies.len(), elapsed_ms = started.elapsed().as_millis() as u64, "published a batch");
+            for (m, result) in chunk.iter().zip(results) {
                 match result {
                     Ok(()) => published.push(m.id),
                     Err(e) => failures.push((m.id, e)),

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use coursedrop::config::{self, Vars};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -80,25 +80,10 @@ where
     Ok(Phase { name, requests: n, elapsed: start.elapsed(), latencies })
 }
 
-fn bench_database_url(url: &str) -> Result<(String, String, String)> {
-    let (base, db) = url.rsplit_once('/').ok_or_else(|| anyhow!("DATABASE_URL has no database name"))?;
-    let db = db.split('?').next().unwrap_or(db);
-    let bench_db = format!("{db}_bench");
-    Ok((format!("{base}/{db}"), bench_db.clone(), format!("{base}/{bench_db}")))
-}
-
 pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     let n: usize = vars.parse_or("BENCH_REQUESTS", 1000)?;
     let concurrency: usize = vars.parse_or("BENCH_CONCURRENCY", 16)?;
-    let (admin_url, bench_db, bench_url) = bench_database_url(&config::database_url(vars))?;
-    let admin = coursedrop::store::connect(&admin_url, 1).await.context("connecting to the database server")?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{bench_db}`"))).execute(&admin).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{bench_db}` CHARACTER SET utf8mb4")))
-        .execute(&admin)
-        .await?;
-    let pool = coursedrop::store::connect(&bench_url, 24).await?;
-    stack::migrate(&pool).await?;
-    stack::seed(&pool).await?;
+    let (pool, bench_db) = stack::fresh_database(&config::database_url(vars), "bench", 24).await?;
     // Queues of the bench's own, so a running `make dev` never sees its messages.
     let bench_vars =
         Vars(|k: &str| if k == "QUEUE_NAME_PREFIX" { Some("coursedrop-bench-".into()) } else { vars.get(k) });
@@ -154,10 +139,8 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
             "bench invariants broken: {payments} payments, {paid} paid orders, {unpublished} unpublished outbox rows"
         );
     }
-    for (_, url) in &stack.queue_urls {
-        let _ = stack.sqs.purge_queue().queue_url(url).send().await;
-    }
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{bench_db}`"))).execute(&admin).await?;
+    stack::purge_queues(&stack).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{bench_db}`"))).execute(&pool).await?;
 
     let mut report = read_report();
     report["machine"] = json!(machine());
@@ -189,7 +172,9 @@ async fn sqs_alone(stack: &stack::Stack, n: usize, concurrency: usize) -> Result
         let publisher = stack.publisher.clone();
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
-            let results = publisher.publish_batch(coursedrop::domain::Queue::Deliver, &["{\"item_id\":0}", "{\"item_id\":0}"]).await;
+            let results = publisher
+                .publish_batch(coursedrop::domain::Queue::Deliver, &["{\"item_id\":0}", "{\"item_id\":0}"])
+                .await;
             drop(permit);
             results.into_iter().collect::<Result<Vec<()>, _>>().map_err(|e| anyhow!("{e}"))?;
             Ok::<Duration, anyhow::Error>(t.elapsed())

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use coursedrop::config::{self, Vars};
 use coursedrop::domain::{Queue, Status};
+
 use serde_json::{Value, json};
 
 use crate::stack;
@@ -19,16 +20,20 @@ impl Stage {
 }
 
 pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
-    let pool =
-        coursedrop::store::connect(&config::database_url(vars), 8).await.context("connecting to the database")?;
-    stack::migrate(&pool).await?;
-    stack::seed(&pool).await?;
+    // A database and queues of the demo's own: the run is the same whatever `make dev` holds.
+    let (pool, database) =
+        stack::fresh_database(&config::database_url(vars), "demo", 8).await.context("preparing the demo database")?;
+    let demo_vars =
+        Vars(|k: &str| if k == "QUEUE_NAME_PREFIX" { Some("coursedrop-demo-".into()) } else { vars.get(k) });
+    let vars = &demo_vars;
     let stack = stack::build(pool.clone(), vars).await?;
+    stack::purge_queues(&stack).await;
+    stack::spawn_enroll(&stack, pool.clone(), vars)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(axum::serve(listener, stack.router.clone()).into_future());
     let http = coursedrop::http::client_builder().timeout(Duration::from_secs(30)).build()?;
-    println!("coursedrop demo — local stack on {base}");
+    println!("coursedrop demo — local stack on {base}, database {database}, queues coursedrop-demo-*");
 
     let stage = Stage("catalog");
     let courses: Value = http.get(format!("{base}/courses")).send().await?.error_for_status()?.json().await?;
@@ -89,41 +94,47 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
         status["paid_vnd"]
     ));
 
-    let stage = Stage("enroll-q");
-    let unpublished: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM outbox x JOIN order_items i ON x.payload = CONCAT('{\"item_id\":', i.id, '}')
-         JOIN orders o ON o.id = i.order_id WHERE o.code = ? AND x.published_at IS NULL",
-    )
-    .bind(&code)
-    .fetch_one(&pool)
-    .await?;
-    if unpublished > 0 {
-        bail!("stage enroll-q failed: {unpublished} enroll messages not published (is moto up?)");
-    }
-    let enroll_url =
-        stack.queue_urls.iter().find(|(q, _)| *q == Queue::Enroll).map(|(_, u)| u.clone()).unwrap_or_default();
-    let depth = stack
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&enroll_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await
-        .map_err(|e| anyhow!("stage enroll-q failed: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
-    let waiting = depth
-        .attributes
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages).cloned())
-        .unwrap_or_default();
+    // The enroll function takes the messages from its queue, as Lambda would hand them over.
+    let stage = Stage("enroll");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status: Value = http.get(format!("{base}/orders/{code}")).send().await?.json().await?;
+        let items = status["items"].as_array().cloned().unwrap_or_default();
+        if items.iter().all(|i| i["status"] != "enrolling" && i["status"] != "awaiting_payment") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("stage enroll failed: items still waiting after 30 s: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     for item in status["items"].as_array().into_iter().flatten() {
         println!(
             "               {:<16} {}",
             item["course"].as_str().unwrap_or_default(),
             item["status"].as_str().unwrap_or_default()
         );
+        if item["status"] != "enrolled" {
+            bail!("stage enroll failed: {} is {}", item["course"], item["status"]);
+        }
     }
-    stage.ok(format!("one message per course published to {} ({waiting} waiting there)", Queue::Enroll.as_str()));
+    let provider = vars.string_or("ENROLL_PROVIDER", "builtin");
+    let unpublished: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox x JOIN order_items i ON x.payload = CONCAT('{\"item_id\":', i.id, '}')
+         JOIN orders o ON o.id = i.order_id WHERE o.code = ? AND x.queue = 'deliver' AND x.published_at IS NULL",
+    )
+    .bind(&code)
+    .fetch_one(&pool)
+    .await?;
+    if unpublished > 0 {
+        bail!("stage enroll failed: {unpublished} deliver messages not published (is moto up?)");
+    }
+    stage.ok(format!(
+        "every course enrolled ({provider} provider); one message per course on the {} queue",
+        Queue::Deliver.as_str()
+    ));
 
-    println!("\nnot built yet: enrollment, delivery to Google Drive, sharing and the email (see the open issues).");
+    println!("\nnot built yet: delivery to Google Drive, sharing and the email (see the open issues).");
     println!("every stage that exists succeeded.");
     Ok(())
 }

@@ -45,6 +45,7 @@ async fn serve<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     stack::seed(&pool).await?;
     let stack = stack::build(pool.clone(), vars).await?;
     let every = config::parse_duration(&vars.string_or("SWEEP_INTERVAL", "10s")).map_err(anyhow::Error::msg)?;
+    stack::spawn_enroll(&stack, pool.clone(), vars)?;
     stack::spawn_sweeper(pool, stack.publisher.clone(), Duration::from_secs(every.num_seconds() as u64));
     let port: u16 = vars.parse_or("PORT", 3000)?;
     let listener =
@@ -53,7 +54,7 @@ async fn serve<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     println!(
         "  GET  /courses · POST /orders · GET /orders/{{code}} · GET /orders/{{code}}/qr.svg · POST /webhooks/sepay"
     );
-    println!("  the sweeper runs every {}s; Ctrl-C stops", every.num_seconds());
+    println!("  the enroll function polls its queue; the sweeper runs every {}s; Ctrl-C stops", every.num_seconds());
     axum::serve(listener, stack.router).with_graceful_shutdown(coursedrop::http::shutdown_signal()).await?;
     Ok(())
 }

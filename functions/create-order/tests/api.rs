@@ -247,3 +247,36 @@ async fn the_qr_code_renders_as_svg(pool: MySqlPool) {
     assert_eq!(headers.get("content-type").unwrap(), "image/svg+xml");
     assert!(text.contains("<svg") && text.contains("<path"), "{}", &text[..text.len().min(200)]);
 }
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn concurrent_orders_never_starve_a_small_pool(pool: MySqlPool) {
+    let _seeded = app(&pool).await;
+    // A request must never hold one pooled connection while waiting for another: with two
+    // connections and ten concurrent requests, that would deadlock until the acquire timeout.
+    let small = sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_with(pool.connect_options().as_ref().clone())
+        .await
+        .unwrap();
+    let app = router(AppState::from_vars(small, &Vars(|_: &str| None)).unwrap());
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let key = format!("small-pool-{}", i % 3);
+                let req = Request::post("/orders")
+                    .header("content-type", "application/json")
+                    .header("idempotency-key", key)
+                    .body(Body::from(r#"{"email":"x@example.com","courses":["rust-101"]}"#))
+                    .unwrap();
+                send(&app, req).await.0
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::CREATED);
+    }
+    let orders: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders").fetch_one(&pool).await.unwrap();
+    assert_eq!(orders, 3, "one order per idempotency key");
+}

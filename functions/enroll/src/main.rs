@@ -1,7 +1,34 @@
-//! The `enroll` Lambda function. Its behaviour has not been built yet: it exits with a
-//! non-zero status rather than pretending to work.
+//! The enroll Lambda (SQS, `ReportBatchItemFailures`). Config, pool, provider and SQS client
+//! are built once at cold start.
 
-fn main() {
-    eprintln!("enroll: not built yet (see the open issues); exiting");
-    std::process::exit(2);
+// lambda_runtime's layered service makes the main future's type deeper than the default limit.
+#![recursion_limit = "256"]
+
+use anyhow::Context;
+use aws_lambda_events::event::sqs::SqsEvent;
+use coursedrop::adapters::queue::{QueueConfig, SqsPublisher, aws_sdk_config};
+use coursedrop::config::{self, Vars};
+use coursedrop::enrollment::{EnrollSettings, Provider};
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    coursedrop::telemetry::init();
+    let vars = Vars::process();
+    let pool =
+        coursedrop::store::connect(&config::database_url(&vars), 2).await.context("connecting to the database")?;
+    let sqs = aws_sdk_sqs::Client::new(&aws_sdk_config().await);
+    let ctx = enroll::EnrollContext {
+        pool,
+        provider: Provider::from_vars(&vars)?,
+        publisher: SqsPublisher::new(sqs, QueueConfig::from_vars(&vars)),
+        settings: EnrollSettings::from_vars(&vars)?,
+        worker: std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| "enroll".into()),
+    };
+    let ctx = &ctx;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, lambda_runtime::Error>(enroll::handle(ctx, event.payload).await)
+    }))
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
 }

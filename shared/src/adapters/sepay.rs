@@ -1,6 +1,5 @@
 //! SePay: the bank-transfer webhook's payload, its authentication, and the QR image link.
 
-use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -139,13 +138,8 @@ fn secret_eq(given: &[u8], expected: &[u8]) -> bool {
     a.as_slice().ct_eq(b.as_slice()).into()
 }
 
-pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
-}
+/// SePay's HMAC signature: hex HMAC-SHA256 over `"{timestamp}.{body}"`.
+pub use super::signing::sign;
 
 impl WebhookAuth {
     pub fn verify(&self, h: AuthHeaders<'_>, body: &[u8], now_unix: i64) -> Result<(), AuthError> {

@@ -1,0 +1,438 @@
+//! The enroll function against real MariaDB, moto SQS, and local HTTP servers on port 0 that
+//! behave as a seller's LMS webhook and as Moodle's REST web services are documented to.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::Utc;
+use coursedrop::adapters::queue::SqsPublisher;
+use coursedrop::adapters::signing;
+use coursedrop::domain::{CodeCharset, CodePattern, Email, ItemStatus, OrderCode, Queue, Vnd};
+use coursedrop::enrollment::moodle::MoodleProvider;
+use coursedrop::enrollment::webhook::WebhookProvider;
+use coursedrop::enrollment::{Builtin, EnrollProvider, EnrollSettings};
+use coursedrop::store::items::{self, ItemChange};
+use coursedrop::store::orders;
+use coursedrop::testing;
+use enroll::{EnrollContext, handle};
+use serde_json::{Value, json};
+use sqlx::MySqlPool;
+
+// ------------------------------------------------------------------ fixtures
+
+/// Paid items, each in `enrolling`, for courses mapped to Moodle course 42.
+async fn enrolling_items(pool: &MySqlPool, n: usize) -> (String, Vec<u64>) {
+    let mut courses = Vec::new();
+    for i in 0..n {
+        let slug = format!("course-{i}-{}", Utc::now().timestamp_micros());
+        let id = testing::seed_course(pool, &slug, "Khoá học", 100_000, true).await;
+        sqlx::query("UPDATE courses SET lms_course_id = '42' WHERE id = ?").bind(id).execute(pool).await.unwrap();
+        courses.push((id, Vnd::new(100_000).unwrap()));
+    }
+    let code = OrderCode::generate(&CodePattern::new("CD", 6, 10, 8, CodeCharset::Digits).unwrap());
+    let created = orders::create(
+        pool,
+        &orders::NewOrder {
+            code: &code,
+            email: &Email::parse("Hoc.Vien@Example.com").unwrap(),
+            phone: Some("0912345678"),
+            lang: "vi",
+            expires_at: Utc::now() + chrono::Duration::minutes(30),
+            items: &courses,
+            idempotency_key: None,
+            request_hash: None,
+        },
+        "test",
+    )
+    .await
+    .unwrap();
+    for id in &created.item_ids {
+        items::transition(pool, &ItemChange::new(*id, ItemStatus::AwaitingPayment, ItemStatus::Enrolling, "test"))
+            .await
+            .unwrap();
+    }
+    sqlx::query("UPDATE outbox SET published_at = NOW(3)").execute(pool).await.unwrap();
+    (code.to_string(), created.item_ids)
+}
+
+fn event(records: &[(&str, &str)]) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    for (id, body) in records {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.to_string());
+        m.body = Some(body.to_string());
+        e.records.push(m);
+    }
+    e
+}
+
+fn body(item: u64) -> String {
+    format!("{{\"item_id\":{item}}}")
+}
+
+async fn context<P: EnrollProvider>(
+    pool: &MySqlPool,
+    provider: P,
+    max_attempts: u32,
+) -> (EnrollContext<P, SqsPublisher>, aws_sdk_sqs::Client, HashMap<Queue, String>) {
+    let sqs = testing::sqs_client().await;
+    let (publisher, urls) = testing::fresh_queues(&sqs).await;
+    let settings = EnrollSettings { max_attempts, lease_secs: 60 };
+    (EnrollContext { pool: pool.clone(), provider, publisher, settings, worker: "test".into() }, sqs, urls)
+}
+
+async fn item_status(pool: &MySqlPool, id: u64) -> String {
+    item(pool, id).await.0
+}
+
+async fn item(pool: &MySqlPool, id: u64) -> (String, u32, Option<String>, Option<String>) {
+    sqlx::query_as("SELECT status, attempts, failed_stage, last_error FROM order_items WHERE id = ?")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+fn failures(r: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+    r.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect()
+}
+
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(axum::serve(listener, router).into_future());
+    format!("http://{addr}")
+}
+
+// ------------------------------------------------------------------ a seller's LMS webhook
+
+#[derive(Default)]
+struct Lms {
+    /// Per item id, the statuses to answer with, in order; 200 once they run out. Keyed by
+    /// item because a batch's records are worked concurrently.
+    script: HashMap<u64, VecDeque<u16>>,
+    delay: Option<Duration>,
+    calls: Vec<Value>,
+    bad_signatures: usize,
+}
+
+async fn lms_webhook(State(lms): State<Arc<Mutex<Lms>>>, headers: HeaderMap, raw: String) -> StatusCode {
+    let delay = {
+        let mut l = lms.lock().unwrap();
+        let ts = headers.get("x-coursedrop-timestamp").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let sig = headers.get("x-coursedrop-signature").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        if sig != format!("sha256={}", signing::sign("lms-secret", &ts, raw.as_bytes())) {
+            l.bad_signatures += 1;
+            return StatusCode::UNAUTHORIZED;
+        }
+        l.calls.push(serde_json::from_str(&raw).unwrap());
+        l.delay
+    };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    let item = serde_json::from_str::<Value>(&raw).unwrap()["item_id"].as_u64().unwrap();
+    let status = lms.lock().unwrap().script.get_mut(&item).and_then(|s| s.pop_front()).unwrap_or(200);
+    StatusCode::from_u16(status).unwrap()
+}
+
+async fn lms(script: &[(u64, &[u16])]) -> (Arc<Mutex<Lms>>, WebhookProvider) {
+    let script = script.iter().map(|(item, statuses)| (*item, statuses.iter().copied().collect())).collect();
+    let state = Arc::new(Mutex::new(Lms { script, ..Default::default() }));
+    let url = serve(Router::new().route("/enroll", post(lms_webhook)).with_state(state.clone())).await;
+    (state, WebhookProvider::new(format!("{url}/enroll"), "lms-secret".into(), Duration::from_millis(500)))
+}
+
+// ------------------------------------------------------------------ Moodle
+
+#[derive(Default)]
+struct Moodle {
+    users: Vec<(u64, String, bool)>,
+    enrolments: Vec<(u64, u64, u64)>,
+    calls: Vec<String>,
+    fail_next: usize,
+}
+
+fn moodle_error(errorcode: &str, message: &str) -> Json<Value> {
+    // Moodle reports errors as HTTP 200 with an exception object.
+    Json(json!({"exception": "moodle_exception", "errorcode": errorcode, "message": message}))
+}
+
+async fn moodle_ws(
+    State(m): State<Arc<Mutex<Moodle>>>,
+    Query(q): Query<HashMap<String, String>>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Result<Json<Value>, StatusCode> {
+    let mut m = m.lock().unwrap();
+    let function = q.get("wsfunction").cloned().unwrap_or_default();
+    m.calls.push(function.clone());
+    if m.fail_next > 0 {
+        m.fail_next -= 1;
+        return Err(StatusCode::SERVICE_UNAVAILABLE);
+    }
+    if q.get("wstoken").map(String::as_str) != Some("good-token") {
+        return Ok(moodle_error("invalidtoken", "Invalid token - token not found"));
+    }
+    assert_eq!(q.get("moodlewsrestformat").map(String::as_str), Some("json"));
+    Ok(match function.as_str() {
+        "core_user_get_users_by_field" => {
+            assert_eq!(f.get("field").map(String::as_str), Some("email"));
+            let email = f.get("values[0]").cloned().unwrap_or_default();
+            let found: Vec<Value> = m
+                .users
+                .iter()
+                .filter(|u| u.1 == email)
+                .map(|u| json!({"id": u.0, "username": u.1, "email": u.1}))
+                .collect();
+            Json(json!(found))
+        }
+        "core_user_create_users" => {
+            let (Some(username), Some(email), Some(_), Some(_)) = (
+                f.get("users[0][username]"),
+                f.get("users[0][email]"),
+                f.get("users[0][firstname]"),
+                f.get("users[0][lastname]"),
+            ) else {
+                return Ok(moodle_error("invalidparameter", "Invalid parameter value detected"));
+            };
+            if m.users.iter().any(|u| &u.1 == username) {
+                return Ok(moodle_error("invalidparameter", "Username already exists"));
+            }
+            let id = 100 + m.users.len() as u64;
+            let createpassword = f.get("users[0][createpassword]").map(String::as_str) == Some("1");
+            m.users.push((id, email.clone(), createpassword));
+            Json(json!([{"id": id, "username": username}]))
+        }
+        "enrol_manual_enrol_users" => {
+            let num = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok());
+            let (Some(role), Some(user), Some(course)) =
+                (num("enrolments[0][roleid]"), num("enrolments[0][userid]"), num("enrolments[0][courseid]"))
+            else {
+                return Ok(moodle_error("invalidparameter", "Invalid parameter value detected"));
+            };
+            if course != 42 {
+                return Ok(moodle_error("invalidrecord", "Can't find data record in database table course."));
+            }
+            if !m.enrolments.contains(&(user, course, role)) {
+                m.enrolments.push((user, course, role));
+            }
+            Json(Value::Null)
+        }
+        _ => moodle_error("invalidrecord", "Can't find data record in database table external_functions."),
+    })
+}
+
+async fn moodle(token: &str) -> (Arc<Mutex<Moodle>>, MoodleProvider) {
+    let state = Arc::new(Mutex::new(Moodle::default()));
+    let url =
+        serve(Router::new().route("/webservice/rest/server.php", post(moodle_ws)).with_state(state.clone())).await;
+    (state, MoodleProvider::new(url, token.into(), 5, Duration::from_secs(2)))
+}
+
+// ------------------------------------------------------------------ tests
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn builtin_enrolls_and_hands_the_item_to_delivery(pool: MySqlPool) {
+    let (_, items_) = enrolling_items(&pool, 1).await;
+    let (ctx, sqs, urls) = context(&pool, Builtin, 5).await;
+    let r = handle(&ctx, event(&[("m1", &body(items_[0]))])).await;
+    assert!(failures(&r).is_empty());
+    assert_eq!(item(&pool, items_[0]).await.0, "enrolled");
+    assert_eq!(testing::drain(&sqs, &urls[&Queue::Deliver]).await, vec![body(items_[0])]);
+    let actor: String = sqlx::query_scalar("SELECT actor FROM order_events WHERE to_status = 'enrolled'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(actor, "enroll");
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn the_webhook_provider_signs_its_call_and_maps_answers(pool: MySqlPool) {
+    let (code, items_) = enrolling_items(&pool, 3).await;
+    // 200, 409 (already enrolled: success) and 422 (permanent).
+    let (lms, provider) = lms(&[(items_[1], &[409]), (items_[2], &[422])]).await;
+    let (ctx, sqs, urls) = context(&pool, provider, 5).await;
+    let r = handle(&ctx, event(&[("a", &body(items_[0])), ("b", &body(items_[1])), ("c", &body(items_[2]))])).await;
+    assert!(failures(&r).is_empty(), "nothing here is worth retrying");
+
+    assert_eq!(item(&pool, items_[0]).await.0, "enrolled");
+    assert_eq!(item(&pool, items_[1]).await.0, "enrolled");
+    let (status, _, stage, error) = item(&pool, items_[2]).await;
+    assert_eq!((status.as_str(), stage.as_deref()), ("failed", Some("enroll")));
+    assert!(error.as_deref().unwrap().starts_with("webhook: LMS webhook answered 422"), "{error:?}");
+    let mut delivered = testing::drain(&sqs, &urls[&Queue::Deliver]).await;
+    delivered.sort();
+    let mut want = vec![body(items_[0]), body(items_[1])];
+    want.sort();
+    assert_eq!(delivered, want, "only enrolled items go to delivery");
+
+    let lms = lms.lock().unwrap();
+    assert_eq!(lms.bad_signatures, 0);
+    let call = lms.calls.iter().find(|c| c["item_id"] == items_[0]).unwrap();
+    assert_eq!(
+        call,
+        &json!({"order_code": code, "email": "Hoc.Vien@example.com", "phone": "0912345678", "course_slug": call["course_slug"], "item_id": items_[0]})
+    );
+    assert!(call["course_slug"].as_str().unwrap().starts_with("course-0-"));
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_transient_failure_is_retried_then_succeeds(pool: MySqlPool) {
+    let (_, items_) = enrolling_items(&pool, 1).await;
+    let (lms, provider) = lms(&[(items_[0], &[503])]).await;
+    let (ctx, _, _) = context(&pool, provider, 5).await;
+    let r = handle(&ctx, event(&[("m1", &body(items_[0]))])).await;
+    assert_eq!(failures(&r), vec!["m1"]);
+    let (status, attempts, _, error) = item(&pool, items_[0]).await;
+    assert_eq!((status.as_str(), attempts), ("enrolling", 1));
+    assert!(error.unwrap().contains("503"));
+
+    let r = handle(&ctx, event(&[("m1", &body(items_[0]))])).await;
+    assert!(failures(&r).is_empty());
+    assert_eq!(item(&pool, items_[0]).await.0, "enrolled");
+    assert_eq!(lms.lock().unwrap().calls.len(), 2);
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_timeout_is_transient_and_exhausted_attempts_fail_the_item(pool: MySqlPool) {
+    let (_, items_) = enrolling_items(&pool, 1).await;
+    let (lms, provider) = lms(&[]).await;
+    lms.lock().unwrap().delay = Some(Duration::from_secs(2));
+    let (ctx, _, _) = context(&pool, provider, 2).await;
+
+    assert_eq!(failures(&handle(&ctx, event(&[("m1", &body(items_[0]))])).await), vec!["m1"]);
+    let r = handle(&ctx, event(&[("m1", &body(items_[0]))])).await;
+    assert!(failures(&r).is_empty(), "given up: no more retries");
+    let (status, attempts, stage, error) = item(&pool, items_[0]).await;
+    assert_eq!((status.as_str(), attempts, stage.as_deref()), ("failed", 2, Some("enroll")));
+    let error = error.unwrap();
+    assert!(error.starts_with("webhook: gave up after 2 attempts: LMS webhook unreachable"), "{error}");
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn the_same_message_twice_calls_the_provider_once(pool: MySqlPool) {
+    let (_, items_) = enrolling_items(&pool, 1).await;
+    let (lms, provider) = lms(&[]).await;
+    let (ctx, sqs, urls) = context(&pool, provider, 5).await;
+    for _ in 0..2 {
+        assert!(failures(&handle(&ctx, event(&[("m1", &body(items_[0]))])).await).is_empty());
+    }
+    assert_eq!(lms.lock().unwrap().calls.len(), 1);
+    assert_eq!(testing::drain(&sqs, &urls[&Queue::Deliver]).await.len(), 1);
+    // Also for items no longer enrolling for other reasons: no call.
+    for status in ["revoked", "cancelled", "failed"] {
+        sqlx::query("UPDATE order_items SET status = ? WHERE id = ?")
+            .bind(status)
+            .bind(items_[0])
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert!(failures(&handle(&ctx, event(&[("m1", &body(items_[0]))])).await).is_empty());
+    }
+    assert_eq!(lms.lock().unwrap().calls.len(), 1);
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn in_a_mixed_batch_only_the_transient_record_is_reported(pool: MySqlPool) {
+    let (_, items_) = enrolling_items(&pool, 4).await;
+    let (_, provider) = lms(&[(items_[3], &[503])]).await;
+    let (ctx, _, _) = context(&pool, provider, 5).await;
+    let r = handle(
+        &ctx,
+        event(&[
+            ("good-1", &body(items_[0])),
+            ("good-2", &body(items_[1])),
+            ("malformed", "{not json"),
+            ("good-3", &body(items_[2])),
+            ("transient", &body(items_[3])),
+        ]),
+    )
+    .await;
+    assert_eq!(failures(&r), vec!["transient"]);
+    for id in &items_[..3] {
+        assert_eq!(item(&pool, *id).await.0, "enrolled");
+    }
+    assert_eq!(item(&pool, items_[3]).await.0, "enrolling");
+    // An item that does not exist can never succeed: dropped, not retried.
+    assert!(failures(&handle(&ctx, event(&[("ghost", &body(987_654))])).await).is_empty());
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn moodle_creates_a_missing_user_then_enrols_them(pool: MySqlPool) {
+    let (_, items_) = enrolling_items(&pool, 2).await;
+    let (moodle, provider) = moodle("good-token").await;
+    let (ctx, _, _) = context(&pool, provider, 5).await;
+    // One course at a time: the second finds the user made for the first.
+    for (id, item) in [("a", items_[0]), ("b", items_[1])] {
+        assert!(failures(&handle(&ctx, event(&[(id, &body(item))])).await).is_empty());
+        assert_eq!(item_status(&pool, item).await, "enrolled");
+    }
+    let m = moodle.lock().unwrap();
+    assert_eq!(m.users, vec![(100, "hoc.vien@example.com".to_string(), true)], "one user, made with createpassword=1");
+    assert_eq!(m.enrolments, vec![(100, 42, 5)]);
+    assert_eq!(
+        m.calls,
+        vec![
+            "core_user_get_users_by_field",
+            "core_user_create_users",
+            "enrol_manual_enrol_users",
+            "core_user_get_users_by_field",
+            "enrol_manual_enrol_users"
+        ]
+    );
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn moodle_two_courses_of_one_buyer_in_one_batch_make_one_user(pool: MySqlPool) {
+    let (_, items_) = enrolling_items(&pool, 3).await;
+    let (moodle, provider) = moodle("good-token").await;
+    let (ctx, _, _) = context(&pool, provider, 5).await;
+    let r = handle(&ctx, event(&[("a", &body(items_[0])), ("b", &body(items_[1])), ("c", &body(items_[2]))])).await;
+    assert!(failures(&r).is_empty());
+    for item in &items_ {
+        assert_eq!(item_status(&pool, *item).await, "enrolled");
+    }
+    let m = moodle.lock().unwrap();
+    assert_eq!(m.users.len(), 1, "a create that lost the race found the winner's user");
+    assert_eq!(m.enrolments, vec![(100, 42, 5)]);
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn moodle_errors_in_a_200_are_read_by_their_code(pool: MySqlPool) {
+    let (_, items_) = enrolling_items(&pool, 2).await;
+    let (_, provider) = moodle("wrong-token").await;
+    let (ctx, _, _) = context(&pool, provider, 5).await;
+    assert!(failures(&handle(&ctx, event(&[("a", &body(items_[0]))])).await).is_empty());
+    let (status, _, stage, error) = item(&pool, items_[0]).await;
+    assert_eq!((status.as_str(), stage.as_deref()), ("failed", Some("enroll")));
+    assert!(error.unwrap().contains("invalidtoken"), "invalidtoken is permanent");
+
+    // A 503 from Moodle is transient; the retry then goes through.
+    let (moodle, provider) = moodle("good-token").await;
+    moodle.lock().unwrap().fail_next = 1;
+    let (ctx, _, _) = context(&pool, provider, 5).await;
+    assert_eq!(failures(&handle(&ctx, event(&[("b", &body(items_[1]))])).await), vec!["b"]);
+    assert!(failures(&handle(&ctx, event(&[("b", &body(items_[1]))])).await).is_empty());
+    assert_eq!(item(&pool, items_[1]).await.0, "enrolled");
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn an_operator_retry_sends_a_failed_enrollment_back_with_its_message(pool: MySqlPool) {
+    let (_, items_) = enrolling_items(&pool, 1).await;
+    let (_, provider) = lms(&[(items_[0], &[400])]).await;
+    let (ctx, sqs, urls) = context(&pool, provider, 5).await;
+    handle(&ctx, event(&[("a", &body(items_[0]))])).await;
+    assert_eq!(item(&pool, items_[0]).await.0, "failed");
+
+    let retried = items::retry_failed(&pool, items_[0], "operator:lan").await.unwrap();
+    coursedrop::relay::publish_all(&pool, &ctx.publisher, retried.outbox.as_slice()).await;
+    assert_eq!(testing::drain(&sqs, &urls[&Queue::Enroll]).await, vec![body(items_[0])]);
+    assert!(failures(&handle(&ctx, event(&[("a2", &body(items_[0]))])).await).is_empty());
+    assert_eq!(item(&pool, items_[0]).await.0, "enrolled");
+}

@@ -1,0 +1,245 @@
+//! Enrollment: its own stage, before any delivery. An item in `enrolling` is enrolled with
+//! the seller's provider; only then does it become `enrolled`, the one state the deliver job
+//! claims from.
+
+pub mod moodle;
+pub mod webhook;
+
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::{FromRow, MySqlPool};
+use thiserror::Error;
+
+use crate::config::{ConfigError, Vars, parse_duration};
+use crate::domain::{ItemStatus, Stage, Status};
+use crate::store::StoreError;
+use crate::store::items::{self, ItemChange};
+use crate::store::outbox::OutboxMessage;
+
+const ACTOR: &str = "enroll";
+
+/// Who is enrolled in what.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct Enrollee {
+    pub item_id: u64,
+    pub order_code: String,
+    pub email: String,
+    pub phone: Option<String>,
+    pub course_slug: String,
+    /// The course's id in the seller's LMS, where the provider needs one (Moodle).
+    pub lms_course_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum EnrollError {
+    /// Worth retrying: a timeout, a 5xx, a connection refused.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying cannot help: a bad token, a course that does not exist.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+pub trait EnrollProvider: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Enrolls; must be safe to repeat for someone already enrolled.
+    fn enroll(&self, who: &Enrollee) -> impl Future<Output = Result<(), EnrollError>> + Send;
+}
+
+/// The seller has no LMS: the entitlement is our own record (the item reaching `enrolled`,
+/// with its event), so enrolling always succeeds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Builtin;
+
+impl EnrollProvider for Builtin {
+    fn name(&self) -> &'static str {
+        "builtin"
+    }
+
+    async fn enroll(&self, _who: &Enrollee) -> Result<(), EnrollError> {
+        Ok(())
+    }
+}
+
+/// The provider chosen by `ENROLL_PROVIDER`.
+#[derive(Debug, Clone)]
+pub enum Provider {
+    Builtin(Builtin),
+    Webhook(webhook::WebhookProvider),
+    Moodle(moodle::MoodleProvider),
+}
+
+impl EnrollProvider for Provider {
+    fn name(&self) -> &'static str {
+        match self {
+            Provider::Builtin(p) => p.name(),
+            Provider::Webhook(p) => p.name(),
+            Provider::Moodle(p) => p.name(),
+        }
+    }
+
+    async fn enroll(&self, who: &Enrollee) -> Result<(), EnrollError> {
+        match self {
+            Provider::Builtin(p) => p.enroll(who).await,
+            Provider::Webhook(p) => p.enroll(who).await,
+            Provider::Moodle(p) => p.enroll(who).await,
+        }
+    }
+}
+
+impl Provider {
+    /// `ENROLL_PROVIDER` = `builtin` (default) | `webhook` (`ENROLL_WEBHOOK_URL`,
+    /// `ENROLL_WEBHOOK_SECRET`) | `moodle` (`MOODLE_URL`, `MOODLE_TOKEN`, `MOODLE_ROLE_ID`).
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
+        let required = |var: &'static str| {
+            vars.get(var).ok_or(ConfigError::Invalid { var, reason: "required by the chosen ENROLL_PROVIDER".into() })
+        };
+        match vars.string_or("ENROLL_PROVIDER", "builtin").to_ascii_lowercase().as_str() {
+            "builtin" => Ok(Provider::Builtin(Builtin)),
+            "webhook" => Ok(Provider::Webhook(webhook::WebhookProvider::new(
+                required("ENROLL_WEBHOOK_URL")?,
+                required("ENROLL_WEBHOOK_SECRET")?,
+                Duration::from_secs(10),
+            ))),
+            "moodle" => Ok(Provider::Moodle(moodle::MoodleProvider::new(
+                required("MOODLE_URL")?,
+                required("MOODLE_TOKEN")?,
+                vars.parse_or("MOODLE_ROLE_ID", 5u32)?,
+                Duration::from_secs(10),
+            ))),
+            other => Err(ConfigError::Invalid {
+                var: "ENROLL_PROVIDER",
+                reason: format!("{other:?}: expected builtin, webhook or moodle"),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnrollSettings {
+    /// Transient failures before the item is failed (`ENROLL_MAX_ATTEMPTS`, default 5).
+    pub max_attempts: u32,
+    /// How long one worker holds an item while it calls the provider (`ENROLL_LEASE`, 60s).
+    pub lease_secs: u32,
+}
+
+impl EnrollSettings {
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
+        let lease = parse_duration(&vars.string_or("ENROLL_LEASE", "60s"))
+            .map_err(|reason| ConfigError::Invalid { var: "ENROLL_LEASE", reason })?;
+        let max_attempts = vars.parse_or("ENROLL_MAX_ATTEMPTS", 5u32)?;
+        if max_attempts == 0 {
+            return Err(ConfigError::Invalid { var: "ENROLL_MAX_ATTEMPTS", reason: "must be at least 1".into() });
+        }
+        Ok(EnrollSettings { max_attempts, lease_secs: lease.num_seconds() as u32 })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Enrolled; the deliver message to publish.
+    Enrolled { outbox: Option<OutboxMessage> },
+    /// Nothing to do: the item is past enrollment (or revoked, cancelled, failed).
+    AlreadyDone(ItemStatus),
+    /// No such item: the message can never succeed.
+    UnknownItem,
+    /// Try again later (the provider's transient failure, or another worker holds it).
+    Retry(String),
+    /// Given up: the item is now `failed` at stage `enroll`.
+    Failed(String),
+}
+
+/// Takes the item for this worker, unless it is not enrolling or another holds it.
+async fn claim(
+    pool: &MySqlPool,
+    item_id: u64,
+    settings: &EnrollSettings,
+    worker: &str,
+) -> Result<Option<Outcome>, StoreError> {
+    let done = sqlx::query(
+        "UPDATE order_items SET lease_owner = ?, lease_until = NOW(3) + INTERVAL ? SECOND
+         WHERE id = ? AND status = 'enrolling' AND (lease_until IS NULL OR lease_until < NOW(3))",
+    )
+    .bind(worker)
+    .bind(settings.lease_secs)
+    .bind(item_id)
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 1 {
+        return Ok(None);
+    }
+    Ok(Some(match items::status(&mut *pool.acquire().await?, item_id).await? {
+        None => Outcome::UnknownItem,
+        Some(ItemStatus::Enrolling) => Outcome::Retry("another worker is enrolling this item".into()),
+        Some(other) => Outcome::AlreadyDone(other),
+    }))
+}
+
+async fn enrollee(pool: &MySqlPool, item_id: u64) -> Result<Enrollee, StoreError> {
+    sqlx::query_as(
+        "SELECT i.id AS item_id, o.code AS order_code, o.email, o.phone, c.slug AS course_slug, c.lms_course_id
+         FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id WHERE i.id = ?",
+    )
+    .bind(item_id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(StoreError::NotFound { kind: "item", id: item_id.to_string() })
+}
+
+async fn fail(pool: &MySqlPool, item_id: u64, reason: &str) -> Result<Outcome, StoreError> {
+    let change = ItemChange::failure(item_id, ItemStatus::Enrolling, Stage::Enroll, reason, ACTOR);
+    match items::transition(pool, &change).await {
+        Ok(_) => Ok(Outcome::Failed(reason.to_string())),
+        Err(StoreError::Conflict { actual, .. }) => Ok(Outcome::AlreadyDone(ItemStatus::parse(&actual)?)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Enrolls one item: claim, call the provider, record the result. Safe to call again with
+/// the same item at any time: an item past `enrolling` is left alone, without calling the
+/// provider.
+pub async fn enroll_item<P: EnrollProvider>(
+    pool: &MySqlPool,
+    provider: &P,
+    item_id: u64,
+    settings: &EnrollSettings,
+    worker: &str,
+) -> Result<Outcome, StoreError> {
+    if let Some(outcome) = claim(pool, item_id, settings, worker).await? {
+        return Ok(outcome);
+    }
+    let who = enrollee(pool, item_id).await?;
+    match provider.enroll(&who).await {
+        Ok(()) => {
+            let reason = format!("enrolled by {}", provider.name());
+            let change = ItemChange::new(item_id, ItemStatus::Enrolling, ItemStatus::Enrolled, ACTOR).because(&reason);
+            match items::transition(pool, &change).await {
+                Ok(t) => Ok(Outcome::Enrolled { outbox: t.outbox }),
+                // Revoked while we were enrolling: the refund wins.
+                Err(StoreError::Conflict { actual, .. }) => Ok(Outcome::AlreadyDone(ItemStatus::parse(&actual)?)),
+                Err(e) => Err(e),
+            }
+        }
+        Err(EnrollError::Permanent(reason)) => fail(pool, item_id, &format!("{}: {reason}", provider.name())).await,
+        Err(EnrollError::Transient(reason)) => {
+            sqlx::query(
+                "UPDATE order_items SET attempts = attempts + 1, last_error = ?, lease_owner = NULL, lease_until = NULL
+                 WHERE id = ? AND status = 'enrolling'",
+            )
+            .bind(&reason)
+            .bind(item_id)
+            .execute(pool)
+            .await?;
+            let attempts: u32 = sqlx::query_scalar("SELECT attempts FROM order_items WHERE id = ?")
+                .bind(item_id)
+                .fetch_one(pool)
+                .await?;
+            if attempts >= settings.max_attempts {
+                fail(pool, item_id, &format!("{}: gave up after {attempts} attempts: {reason}", provider.name())).await
+            } else {
+                Ok(Outcome::Retry(reason))
+            }
+        }
+    }
+}

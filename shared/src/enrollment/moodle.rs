@@ -1,0 +1,165 @@
+//! Moodle web services (REST, JSON format): find the user by email, create them if absent
+//! (Moodle mails them a password: `createpassword=1`), then `enrol_manual_enrol_users` into
+//! the course id mapped from the catalog (`courses.lms_course_id`). Enrolling twice is safe
+//! in Moodle.
+//!
+//! Parameters are form-encoded arrays (`enrolments[0][userid]=5`). Errors arrive as HTTP 200
+//! with `{"exception", "errorcode", "message"}`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::{EnrollError, EnrollProvider, Enrollee};
+
+#[derive(Clone)]
+pub struct MoodleProvider {
+    endpoint: String,
+    token: String,
+    role_id: u32,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for MoodleProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MoodleProvider({}, token ***)", self.endpoint)
+    }
+}
+
+#[derive(Deserialize)]
+struct MoodleException {
+    errorcode: String,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct MoodleUser {
+    id: u64,
+}
+
+/// Error codes that retrying cannot cure: the token, the service's permissions, or the data.
+const PERMANENT: &[&str] = &[
+    "invalidtoken",
+    "accessexception",
+    "invalidparameter",
+    "invalidrecord",
+    "invalidrecordunknown",
+    "servicerequireslogin",
+    "wsaccessuserdeleted",
+    "wsaccessusersuspended",
+    "enrolnotpermitted",
+    "wsusercannotenrol",
+    "nopermissions",
+    "requireloginerror",
+];
+
+impl MoodleProvider {
+    /// `site` is the Moodle root, e.g. `https://lms.example.com`.
+    pub fn new(site: String, token: String, role_id: u32, timeout: Duration) -> Self {
+        let endpoint = format!("{}/webservice/rest/server.php", site.trim_end_matches('/'));
+        let client = crate::http::client_builder().timeout(timeout).build().expect("an HTTP client with rustls builds");
+        MoodleProvider { endpoint, token, role_id, client }
+    }
+
+    async fn call<T: DeserializeOwned>(&self, function: &str, params: &[(String, String)]) -> Result<T, EnrollError> {
+        let response = self
+            .client
+            .post(&self.endpoint)
+            .query(&[("wstoken", self.token.as_str()), ("wsfunction", function), ("moodlewsrestformat", "json")])
+            .form(params)
+            .send()
+            .await
+            .map_err(|e| EnrollError::Transient(format!("Moodle unreachable ({function}): {e}")))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| EnrollError::Transient(format!("Moodle ({function}): {e}")))?;
+        if !status.is_success() {
+            let message = format!("Moodle answered {status} to {function}");
+            return Err(if status.is_server_error() || status.as_u16() == 429 {
+                EnrollError::Transient(message)
+            } else {
+                EnrollError::Permanent(message)
+            });
+        }
+        // Errors come back as 200 with an exception object.
+        if let Ok(e) = serde_json::from_str::<MoodleException>(&text) {
+            let message = format!("Moodle {function}: {} ({})", e.errorcode, e.message);
+            return Err(if PERMANENT.contains(&e.errorcode.as_str()) {
+                EnrollError::Permanent(message)
+            } else {
+                EnrollError::Transient(message)
+            });
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| EnrollError::Transient(format!("Moodle {function}: unexpected answer ({e}): {text:.200}")))
+    }
+}
+
+impl MoodleProvider {
+    async fn find_user(&self, email: &str) -> Result<Vec<MoodleUser>, EnrollError> {
+        self.call(
+            "core_user_get_users_by_field",
+            &[("field".into(), "email".into()), ("values[0]".into(), email.into())],
+        )
+        .await
+    }
+
+    async fn create_user(&self, who: &Enrollee, email: &str) -> Result<u64, EnrollError> {
+        let local = email.split('@').next().unwrap_or("hoc vien");
+        let created: Vec<MoodleUser> = self
+            .call(
+                "core_user_create_users",
+                &[
+                    ("users[0][username]".into(), email.into()),
+                    ("users[0][email]".into(), email.into()),
+                    ("users[0][firstname]".into(), local.to_string()),
+                    ("users[0][lastname]".into(), who.order_code.clone()),
+                    ("users[0][auth]".into(), "manual".into()),
+                    // Moodle makes a password and mails it to the buyer.
+                    ("users[0][createpassword]".into(), "1".into()),
+                ],
+            )
+            .await?;
+        created.first().map(|u| u.id).ok_or_else(|| EnrollError::Transient("Moodle created no user".into()))
+    }
+}
+
+impl EnrollProvider for MoodleProvider {
+    fn name(&self) -> &'static str {
+        "moodle"
+    }
+
+    async fn enroll(&self, who: &Enrollee) -> Result<(), EnrollError> {
+        let course_id = who
+            .lms_course_id
+            .as_deref()
+            .ok_or_else(|| EnrollError::Permanent(format!("course {} has no Moodle course id", who.course_slug)))?;
+        let email = who.email.to_lowercase();
+        let found = self.find_user(&email).await?;
+        let user_id = match found.first() {
+            Some(u) => u.id,
+            None => match self.create_user(who, &email).await {
+                Ok(id) => id,
+                // Another enrollment for the same buyer (a second course of the order, worked
+                // at the same time) may have created the user first: look again.
+                Err(create_error) => match self.find_user(&email).await?.first() {
+                    Some(u) => u.id,
+                    None => return Err(create_error),
+                },
+            },
+        };
+        // enrol_manual_enrol_users answers `null` on success.
+        let _: Option<serde_json::Value> = self
+            .call(
+                "enrol_manual_enrol_users",
+                &[
+                    ("enrolments[0][roleid]".into(), self.role_id.to_string()),
+                    ("enrolments[0][userid]".into(), user_id.to_string()),
+                    ("enrolments[0][courseid]".into(), course_id.to_string()),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+}
