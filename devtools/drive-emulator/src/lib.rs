@@ -1,0 +1,1025 @@
+//! A local emulator of the Google Drive v3 API, for the subset coursedrop uses, faithful to
+//! Google's documented behaviour where it is awkward:
+//!
+//! - `files.create` (metadata only: folders, or with an id from `files.generateIds`; a second
+//!   create with the same id gets 409), `files.get` (also `alt=media`), `files.list` with `q`
+//!   and paging, `files.delete` (recursive), `fields` selection, sizes as strings;
+//! - resumable uploads: `POST /upload/drive/v3/files?uploadType=resumable` → `Location`;
+//!   `PUT` chunks with `Content-Range`; a non-final chunk must be a multiple of 256 KiB; `308`
+//!   with `Range` (none when nothing is held); status queries with `bytes */total`; unknown
+//!   session → 404; the final answer carries `id, name, size, md5Checksum, parents`;
+//! - `permissions.create/list/delete`, including `invalidSharingRequest` for a silent share to
+//!   an address with no Google account;
+//! - bearer tokens, and `POST /token` for the refresh-token and service-account JWT flows;
+//! - fault injection (rates of 429, 503, 403 `rateLimitExceeded`, a connection reset in the
+//!   middle of a chunk, a 308 that keeps only part of a chunk; and the daily upload cap),
+//!   set at start or at run time with `POST /emulator/faults`.
+//!
+//! Bytes live on disk under the data directory; metadata lives in memory.
+
+// Helpers return the ready HTTP error as their `Err`: one per request, sent as it is, so
+// boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
+pub mod query;
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Form, Path, Query, State};
+use axum::http::{HeaderMap, Request, Response, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use base64::Engine;
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tokio::io::AsyncWriteExt;
+
+pub const FOLDER_MIME: &str = "application/vnd.google-apps.folder";
+/// Every chunk of a resumable upload but the last must be a multiple of this.
+pub const CHUNK_GRANULE: usize = 256 * 1024;
+
+/// Rates are probabilities per request, 0.0 to 1.0.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    pub rate_429: f64,
+    pub rate_503: f64,
+    pub rate_403_rate_limit: f64,
+    /// Upload chunks only: keep a prefix of the chunk, then reset the connection.
+    pub rate_reset: f64,
+    /// Upload chunks only: keep a prefix of the chunk and answer 308 with what is held.
+    pub rate_partial: f64,
+    /// While true, every upload call answers 403 `userRateLimitExceeded` (the daily cap).
+    pub daily_cap_exceeded: bool,
+}
+
+impl Faults {
+    /// The same rate for each kind of fault: `total` split five ways.
+    pub fn spread(total: f64) -> Self {
+        let r = total / 5.0;
+        Faults {
+            rate_429: r,
+            rate_503: r,
+            rate_403_rate_limit: r,
+            rate_reset: r,
+            rate_partial: r,
+            daily_cap_exceeded: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dir: PathBuf,
+    pub faults: Faults,
+    /// Bearer tokens accepted without the token endpoint (for `make dev`).
+    pub static_tokens: Vec<String>,
+    /// Refresh tokens the token endpoint accepts.
+    pub refresh_tokens: Vec<String>,
+    /// Addresses or `@domains` that have no Google account: a silent share to them fails.
+    pub no_google_account: Vec<String>,
+}
+
+impl Config {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Config {
+            dir: dir.into(),
+            faults: Faults::default(),
+            static_tokens: vec!["emulator-token".into()],
+            refresh_tokens: vec!["emulator-refresh-token".into()],
+            no_google_account: vec!["@no-google.example".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct File {
+    id: String,
+    name: String,
+    mime_type: String,
+    parents: Vec<String>,
+    size: u64,
+    md5: Option<String>,
+    created: chrono::DateTime<chrono::Utc>,
+    permissions: Vec<Permission>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Permission {
+    kind: &'static str,
+    id: String,
+    #[serde(rename = "type")]
+    kind_of: String,
+    role: String,
+    email_address: Option<String>,
+}
+
+struct Session {
+    name: String,
+    parents: Vec<String>,
+    mime_type: String,
+    file_id: String,
+    total: Option<u64>,
+    received: u64,
+    hasher: Md5,
+    path: PathBuf,
+    done: Option<String>,
+    fields: Option<String>,
+}
+
+#[derive(Default)]
+struct Meta {
+    files: HashMap<String, File>,
+    order: Vec<String>,
+    generated: HashSet<String>,
+    tokens: HashSet<String>,
+    sessions: HashMap<String, Arc<tokio::sync::Mutex<Session>>>,
+}
+
+struct Inner {
+    config: Config,
+    faults: Mutex<Faults>,
+    meta: Mutex<Meta>,
+}
+
+#[derive(Clone)]
+pub struct Emulator(Arc<Inner>);
+
+/// Marks a response after which the connection must be dropped without an answer.
+#[derive(Clone, Copy)]
+struct ResetConnection;
+
+fn random_id(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    (0..len).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// Google's error body: `{"error": {"code", "message", "errors": [{"domain", "reason", "message"}]}}`.
+fn google_error(status: StatusCode, domain: &str, reason: &str, message: &str) -> Response<Body> {
+    let body = json!({"error": {
+        "code": status.as_u16(),
+        "message": message,
+        "errors": [{"domain": domain, "reason": reason, "message": message}],
+    }});
+    (status, [(header::CONTENT_TYPE, "application/json; charset=UTF-8")], body.to_string()).into_response()
+}
+
+fn not_found(id: &str) -> Response<Body> {
+    google_error(StatusCode::NOT_FOUND, "global", "notFound", &format!("File not found: {id}."))
+}
+
+fn bad_request(reason: &str, message: &str) -> Response<Body> {
+    google_error(StatusCode::BAD_REQUEST, "global", reason, message)
+}
+
+/// Keeps only the requested fields: `id,name,files(id,name),nextPageToken`; `*` keeps all.
+fn select(value: &Value, fields: &str) -> Value {
+    let fields = fields.trim();
+    if fields.is_empty() || fields == "*" {
+        return value.clone();
+    }
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in fields.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&fields[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&fields[start..]);
+    let mut out = Map::new();
+    for part in parts {
+        let part = part.trim();
+        let (name, sub) = match part.find('(') {
+            Some(i) if part.ends_with(')') => (&part[..i], Some(&part[i + 1..part.len() - 1])),
+            _ => (part, None),
+        };
+        if let Some(v) = value.get(name) {
+            let v = match (sub, v) {
+                (Some(sub), Value::Array(items)) => Value::Array(items.iter().map(|i| select(i, sub)).collect()),
+                (Some(sub), other) => select(other, sub),
+                (None, other) => other.clone(),
+            };
+            out.insert(name.to_string(), v);
+        }
+    }
+    Value::Object(out)
+}
+
+impl File {
+    fn json(&self) -> Value {
+        let folder = self.mime_type == FOLDER_MIME;
+        let mut v = json!({
+            "kind": "drive#file",
+            "id": self.id,
+            "name": self.name,
+            "mimeType": self.mime_type,
+            "parents": self.parents,
+            "trashed": false,
+            "createdTime": self.created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "webViewLink": if folder {
+                format!("https://drive.google.com/drive/folders/{}", self.id)
+            } else {
+                format!("https://drive.google.com/file/d/{}/view?usp=drivesdk", self.id)
+            },
+        });
+        if !folder {
+            // Drive reports sizes as strings (int64 in JSON).
+            v["size"] = json!(self.size.to_string());
+            if let Some(md5) = &self.md5 {
+                v["md5Checksum"] = json!(md5);
+            }
+        }
+        v
+    }
+}
+
+const DEFAULT_FILE_FIELDS: &str = "kind,id,name,mimeType";
+
+#[derive(Deserialize)]
+struct FieldsQuery {
+    fields: Option<String>,
+}
+
+impl Emulator {
+    pub fn new(config: Config) -> std::io::Result<Self> {
+        std::fs::create_dir_all(config.dir.join("blobs"))?;
+        std::fs::create_dir_all(config.dir.join("sessions"))?;
+        let faults = Mutex::new(config.faults.clone());
+        let mut meta = Meta::default();
+        meta.tokens.extend(config.static_tokens.iter().cloned());
+        let root = File {
+            id: "root".into(),
+            name: "My Drive".into(),
+            mime_type: FOLDER_MIME.into(),
+            parents: vec![],
+            size: 0,
+            md5: None,
+            created: chrono::Utc::now(),
+            permissions: vec![],
+        };
+        meta.files.insert("root".into(), root);
+        Ok(Emulator(Arc::new(Inner { config, faults, meta: Mutex::new(meta) })))
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.0.faults.lock().unwrap() = faults;
+    }
+
+    /// A file's bytes on disk, for checks from tests.
+    pub fn blob_path(&self, id: &str) -> PathBuf {
+        self.0.config.dir.join("blobs").join(id)
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/token", post(token))
+            .route("/emulator/faults", post(set_faults).get(get_faults))
+            .route("/drive/v3/files", post(create_file).get(list_files))
+            .route("/drive/v3/files/generateIds", get(generate_ids))
+            .route("/drive/v3/files/{id}", get(get_file).delete(delete_file))
+            .route("/drive/v3/files/{id}/permissions", post(create_permission).get(list_permissions))
+            .route("/drive/v3/files/{id}/permissions/{pid}", delete(delete_permission))
+            .route("/upload/drive/v3/files", post(start_upload).put(upload_chunk))
+            // Chunks are up to the client's chunk size (16 MiB by default); allow room.
+            .layer(DefaultBodyLimit::max(256 * 1024 * 1024))
+            .with_state(self.clone())
+    }
+
+    /// Serves on `addr` until the process ends. Uses its own accept loop so that a handler can
+    /// drop a connection mid-request, as a network fault would.
+    pub async fn serve(self, listener: tokio::net::TcpListener) {
+        let router = self.router();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let router = router.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let router = router.clone();
+                    async move {
+                        let response = tower::ServiceExt::oneshot(router, req.map(Body::new))
+                            .await
+                            .unwrap_or_else(|e: Infallible| match e {});
+                        if response.extensions().get::<ResetConnection>().is_some() {
+                            return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset"));
+                        }
+                        Ok(response)
+                    }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    }
+
+    /// Binds 127.0.0.1:`port` (0 for any) and serves in the background; returns the base URL.
+    pub async fn spawn(self, port: u16) -> std::io::Result<(String, SocketAddr)> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(self.serve(listener));
+        Ok((format!("http://{addr}"), addr))
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> Result<(), Response<Body>> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        match token {
+            Some(t) if self.0.meta.lock().unwrap().tokens.contains(t) => Ok(()),
+            _ => Err(google_error(
+                StatusCode::UNAUTHORIZED,
+                "global",
+                "authError",
+                "Request had invalid authentication credentials. Expected OAuth 2 access token.",
+            )),
+        }
+    }
+
+    /// Rolls the dice for the generic faults; `upload` adds the daily cap.
+    fn injected(&self, upload: bool) -> Option<Response<Body>> {
+        let f = self.0.faults.lock().unwrap().clone();
+        if upload && f.daily_cap_exceeded {
+            return Some(google_error(
+                StatusCode::FORBIDDEN,
+                "usageLimits",
+                "userRateLimitExceeded",
+                "User rate limit exceeded.",
+            ));
+        }
+        let roll: f64 = rand::random();
+        if roll < f.rate_429 {
+            return Some(google_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "usageLimits",
+                "rateLimitExceeded",
+                "Rate Limit Exceeded",
+            ));
+        }
+        if roll < f.rate_429 + f.rate_503 {
+            return Some(google_error(StatusCode::SERVICE_UNAVAILABLE, "global", "backendError", "Backend Error"));
+        }
+        if roll < f.rate_429 + f.rate_503 + f.rate_403_rate_limit {
+            return Some(google_error(
+                StatusCode::FORBIDDEN,
+                "usageLimits",
+                "rateLimitExceeded",
+                "Rate Limit Exceeded",
+            ));
+        }
+        None
+    }
+
+    fn guard(&self, headers: &HeaderMap, upload: bool) -> Result<(), Response<Body>> {
+        self.authorized(headers)?;
+        match self.injected(upload) {
+            Some(r) => Err(r),
+            None => Ok(()),
+        }
+    }
+
+    fn check_parents(&self, parents: &[String]) -> Result<(), Response<Body>> {
+        let meta = self.0.meta.lock().unwrap();
+        for p in parents {
+            match meta.files.get(p) {
+                Some(f) if f.mime_type == FOLDER_MIME => {}
+                Some(_) => return Err(bad_request("invalidParent", &format!("The parent {p} is not a folder."))),
+                None => return Err(not_found(p)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes an id for a new file: the one asked for (it must come from generateIds and be
+    /// unused), or a fresh one.
+    fn take_id(&self, wanted: Option<&str>) -> Result<String, Response<Body>> {
+        let meta = self.0.meta.lock().unwrap();
+        match wanted {
+            None => Ok(random_id(33)),
+            Some(id) if meta.files.contains_key(id) => Err(google_error(
+                StatusCode::CONFLICT,
+                "global",
+                "duplicate",
+                "A file already exists with the provided ID.",
+            )),
+            Some(id) if !meta.generated.contains(id) => {
+                Err(bad_request("invalid", "The provided file ID is not usable."))
+            }
+            Some(id) => Ok(id.to_string()),
+        }
+    }
+
+    fn insert(&self, file: File) -> Result<Value, Response<Body>> {
+        let mut meta = self.0.meta.lock().unwrap();
+        if meta.files.contains_key(&file.id) {
+            // Two creates raced for one generated id: the second loses, as on Drive.
+            return Err(google_error(
+                StatusCode::CONFLICT,
+                "global",
+                "duplicate",
+                "A file already exists with the provided ID.",
+            ));
+        }
+        let v = file.json();
+        meta.order.push(file.id.clone());
+        meta.files.insert(file.id.clone(), file);
+        Ok(v)
+    }
+}
+
+// ------------------------------------------------------------------ token endpoint
+
+async fn token(State(emu): State<Emulator>, Form(form): Form<HashMap<String, String>>) -> Response<Body> {
+    let err = |e: &str, d: &str| {
+        (StatusCode::BAD_REQUEST, axum::Json(json!({"error": e, "error_description": d}))).into_response()
+    };
+    match form.get("grant_type").map(String::as_str) {
+        Some("refresh_token") => {
+            let ok = form.get("refresh_token").is_some_and(|t| emu.0.config.refresh_tokens.contains(t));
+            if !ok {
+                return err("invalid_grant", "Token has been expired or revoked.");
+            }
+        }
+        Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
+            // The signature is not checked (there is no key to check it against); the claims are.
+            let claims = form
+                .get("assertion")
+                .and_then(|a| a.split('.').nth(1))
+                .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok())
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+            let Some(claims) = claims else {
+                return err("invalid_grant", "Invalid JWT: cannot decode the assertion.");
+            };
+            let now = chrono::Utc::now().timestamp();
+            if claims["iss"].as_str().is_none() || claims["scope"].as_str().is_none() {
+                return err("invalid_grant", "Invalid JWT: iss and scope are required.");
+            }
+            if claims["exp"].as_i64().is_none_or(|exp| exp < now) {
+                return err(
+                    "invalid_grant",
+                    "Invalid JWT: Token must be a short-lived token and in a reasonable timeframe.",
+                );
+            }
+        }
+        _ => return err("unsupported_grant_type", "Invalid grant_type."),
+    }
+    let access = format!("ya29.emu-{}", random_id(40));
+    emu.0.meta.lock().unwrap().tokens.insert(access.clone());
+    axum::Json(json!({"access_token": access, "expires_in": 3599, "token_type": "Bearer"})).into_response()
+}
+
+async fn set_faults(State(emu): State<Emulator>, axum::Json(f): axum::Json<Faults>) -> axum::Json<Faults> {
+    emu.set_faults(f.clone());
+    axum::Json(f)
+}
+
+async fn get_faults(State(emu): State<Emulator>) -> axum::Json<Faults> {
+    axum::Json(emu.0.faults.lock().unwrap().clone())
+}
+
+// ------------------------------------------------------------------ files
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewFile {
+    id: Option<String>,
+    name: Option<String>,
+    mime_type: Option<String>,
+    #[serde(default)]
+    parents: Vec<String>,
+}
+
+fn parse_metadata(body: &Bytes) -> Result<NewFile, Response<Body>> {
+    if body.is_empty() {
+        return Ok(NewFile { id: None, name: None, mime_type: None, parents: vec![] });
+    }
+    serde_json::from_slice(body).map_err(|e| bad_request("parseError", &format!("Parse Error: {e}")))
+}
+
+async fn create_file(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    Query(q): Query<FieldsQuery>,
+    body: Bytes,
+) -> Response<Body> {
+    if let Err(r) = emu.guard(&headers, false) {
+        return r;
+    }
+    let new = match parse_metadata(&body) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let parents = if new.parents.is_empty() { vec!["root".to_string()] } else { new.parents };
+    if let Err(r) = emu.check_parents(&parents) {
+        return r;
+    }
+    let id = match emu.take_id(new.id.as_deref()) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let mime_type = new.mime_type.unwrap_or_else(|| "application/octet-stream".into());
+    let file = File {
+        id: id.clone(),
+        name: new.name.unwrap_or_else(|| "Untitled".into()),
+        md5: (mime_type != FOLDER_MIME).then(|| hex::encode(Md5::digest(b""))),
+        mime_type,
+        parents,
+        size: 0,
+        created: chrono::Utc::now(),
+        permissions: vec![],
+    };
+    if file.mime_type != FOLDER_MIME {
+        let _ = tokio::fs::write(emu.blob_path(&id), b"").await;
+    }
+    match emu.insert(file) {
+        Ok(v) => axum::Json(select(&v, q.fields.as_deref().unwrap_or(DEFAULT_FILE_FIELDS))).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct GenerateIds {
+    count: Option<usize>,
+}
+
+async fn generate_ids(State(emu): State<Emulator>, headers: HeaderMap, Query(q): Query<GenerateIds>) -> Response<Body> {
+    if let Err(r) = emu.guard(&headers, false) {
+        return r;
+    }
+    let count = q.count.unwrap_or(10);
+    if !(1..=1000).contains(&count) {
+        return bad_request("invalid", "Invalid value for count: must be between 1 and 1000.");
+    }
+    let ids: Vec<String> = (0..count).map(|_| random_id(33)).collect();
+    emu.0.meta.lock().unwrap().generated.extend(ids.iter().cloned());
+    axum::Json(json!({"kind": "drive#generatedIds", "space": "drive", "ids": ids})).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GetQuery {
+    fields: Option<String>,
+    alt: Option<String>,
+}
+
+async fn get_file(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<GetQuery>,
+) -> Response<Body> {
+    if let Err(r) = emu.guard(&headers, false) {
+        return r;
+    }
+    let Some(file) = emu.0.meta.lock().unwrap().files.get(&id).cloned() else {
+        return not_found(&id);
+    };
+    if q.alt.as_deref() == Some("media") {
+        if file.mime_type == FOLDER_MIME {
+            return google_error(
+                StatusCode::FORBIDDEN,
+                "global",
+                "fileNotDownloadable",
+                "Only files with binary content can be downloaded.",
+            );
+        }
+        return match tokio::fs::File::open(emu.blob_path(&id)).await {
+            // Streamed from disk, so a large download never sits in memory.
+            Ok(f) => Body::from_stream(tokio_util::io::ReaderStream::new(f)).into_response(),
+            Err(_) => not_found(&id),
+        };
+    }
+    axum::Json(select(&file.json(), q.fields.as_deref().unwrap_or(DEFAULT_FILE_FIELDS))).into_response()
+}
+
+async fn delete_file(State(emu): State<Emulator>, headers: HeaderMap, Path(id): Path<String>) -> Response<Body> {
+    if let Err(r) = emu.guard(&headers, false) {
+        return r;
+    }
+    let removed = {
+        let mut meta = emu.0.meta.lock().unwrap();
+        if !meta.files.contains_key(&id) || id == "root" {
+            return not_found(&id);
+        }
+        // Deleting a folder deletes everything under it, as on Drive.
+        let mut doomed = vec![id.clone()];
+        let mut i = 0;
+        while i < doomed.len() {
+            let parent = doomed[i].clone();
+            doomed.extend(meta.files.values().filter(|f| f.parents.contains(&parent)).map(|f| f.id.clone()));
+            i += 1;
+        }
+        for d in &doomed {
+            meta.files.remove(d);
+        }
+        meta.order.retain(|o| !doomed.contains(o));
+        doomed
+    };
+    for d in removed {
+        let _ = tokio::fs::remove_file(emu.blob_path(&d)).await;
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    q: Option<String>,
+    page_size: Option<usize>,
+    page_token: Option<String>,
+    fields: Option<String>,
+}
+
+async fn list_files(State(emu): State<Emulator>, headers: HeaderMap, Query(lq): Query<ListQuery>) -> Response<Body> {
+    if let Err(r) = emu.guard(&headers, false) {
+        return r;
+    }
+    let terms = match lq.q.as_deref().map(query::parse).transpose() {
+        Ok(t) => t.unwrap_or_default(),
+        Err(e) => return bad_request("invalid", &e.0),
+    };
+    let page_size = lq.page_size.unwrap_or(100).clamp(1, 1000);
+    let offset: usize = match lq.page_token.as_deref() {
+        None => 0,
+        Some(t) => match t.strip_prefix("emu-").and_then(|n| n.parse().ok()) {
+            Some(n) => n,
+            None => return bad_request("invalid", "Invalid Value: pageToken"),
+        },
+    };
+    let meta = emu.0.meta.lock().unwrap();
+    let matching: Vec<&File> = meta
+        .order
+        .iter()
+        .filter_map(|id| meta.files.get(id))
+        .filter(|f| f.id != "root")
+        .filter(|f| {
+            terms.iter().all(|t| match t {
+                query::Term::Name { equal, value } => (&f.name == value) == *equal,
+                query::Term::MimeType { equal, value } => (&f.mime_type == value) == *equal,
+                query::Term::InParents(p) => f.parents.contains(p),
+                // Deleted files are gone, nothing is ever in the trash here.
+                query::Term::Trashed(t) => !*t,
+            })
+        })
+        .collect();
+    let page: Vec<Value> = matching.iter().skip(offset).take(page_size).map(|f| f.json()).collect();
+    let mut body = json!({"kind": "drive#fileList", "incompleteSearch": false, "files": page});
+    if offset + page_size < matching.len() {
+        body["nextPageToken"] = json!(format!("emu-{}", offset + page_size));
+    }
+    let fields = lq.fields.unwrap_or_else(|| "kind,incompleteSearch,nextPageToken,files(kind,id,name,mimeType)".into());
+    axum::Json(select(&body, &fields)).into_response()
+}
+
+// ------------------------------------------------------------------ permissions
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PermissionQuery {
+    send_notification_email: Option<bool>,
+    fields: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewPermission {
+    role: String,
+    #[serde(rename = "type")]
+    kind_of: String,
+    email_address: Option<String>,
+}
+
+async fn create_permission(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<PermissionQuery>,
+    body: Bytes,
+) -> Response<Body> {
+    if let Err(r) = emu.guard(&headers, false) {
+        return r;
+    }
+    let new: NewPermission = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => return bad_request("parseError", &format!("Parse Error: {e}")),
+    };
+    if !["owner", "organizer", "fileOrganizer", "writer", "commenter", "reader"].contains(&new.role.as_str()) {
+        return bad_request("invalid", &format!("Invalid value for role: {}", new.role));
+    }
+    let email = new.email_address.clone().unwrap_or_default().to_lowercase();
+    if new.kind_of == "user" && email.is_empty() {
+        return bad_request("required", "Required: emailAddress");
+    }
+    let notify = q.send_notification_email.unwrap_or(true);
+    let no_account = emu
+        .0
+        .config
+        .no_google_account
+        .iter()
+        .any(|a| if a.starts_with('@') { email.ends_with(a.as_str()) } else { &email == a });
+    if new.kind_of == "user" && no_account && !notify {
+        let message = format!(
+            "Bad Request. User message: \"You are trying to invite {email}. Since there is no Google account associated with this email address, you must check the 'Notify people' box to invite this recipient.\""
+        );
+        return bad_request("invalidSharingRequest", &message);
+    }
+    let mut meta = emu.0.meta.lock().unwrap();
+    let Some(file) = meta.files.get_mut(&id) else {
+        return not_found(&id);
+    };
+    let permission = match file.permissions.iter_mut().find(|p| p.email_address.as_deref() == Some(email.as_str())) {
+        Some(existing) => {
+            existing.role = new.role;
+            existing.clone()
+        }
+        None => {
+            let p = Permission {
+                kind: "drive#permission",
+                id: format!("{:020}", rand::random_range(0..u64::MAX)),
+                kind_of: new.kind_of,
+                role: new.role,
+                email_address: (!email.is_empty()).then_some(email),
+            };
+            file.permissions.push(p.clone());
+            p
+        }
+    };
+    let v = serde_json::to_value(&permission).unwrap();
+    axum::Json(select(&v, q.fields.as_deref().unwrap_or("kind,id,type,role"))).into_response()
+}
+
+async fn list_permissions(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<FieldsQuery>,
+) -> Response<Body> {
+    if let Err(r) = emu.guard(&headers, false) {
+        return r;
+    }
+    let meta = emu.0.meta.lock().unwrap();
+    let Some(file) = meta.files.get(&id) else {
+        return not_found(&id);
+    };
+    let body = json!({"kind": "drive#permissionList", "permissions": file.permissions});
+    axum::Json(select(&body, q.fields.as_deref().unwrap_or("kind,permissions(kind,id,type,role)"))).into_response()
+}
+
+async fn delete_permission(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    Path((id, pid)): Path<(String, String)>,
+) -> Response<Body> {
+    if let Err(r) = emu.guard(&headers, false) {
+        return r;
+    }
+    let mut meta = emu.0.meta.lock().unwrap();
+    let Some(file) = meta.files.get_mut(&id) else {
+        return not_found(&id);
+    };
+    let before = file.permissions.len();
+    file.permissions.retain(|p| p.id != pid);
+    if file.permissions.len() == before {
+        return google_error(StatusCode::NOT_FOUND, "global", "notFound", &format!("Permission not found: {pid}."));
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+// ------------------------------------------------------------------ resumable uploads
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UploadQuery {
+    upload_type: Option<String>,
+    // The session URI spells this one with an underscore.
+    #[serde(rename = "upload_id")]
+    upload_id: Option<String>,
+    fields: Option<String>,
+}
+
+async fn start_upload(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    Query(q): Query<UploadQuery>,
+    body: Bytes,
+) -> Response<Body> {
+    if let Err(r) = emu.guard(&headers, true) {
+        return r;
+    }
+    if q.upload_type.as_deref() != Some("resumable") {
+        return bad_request("invalid", "This emulator supports uploadType=resumable only.");
+    }
+    let new = match parse_metadata(&body) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let parents = if new.parents.is_empty() { vec!["root".to_string()] } else { new.parents };
+    if let Err(r) = emu.check_parents(&parents) {
+        return r;
+    }
+    let file_id = match emu.take_id(new.id.as_deref()) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let total = headers.get("x-upload-content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let upload_id = random_id(40);
+    let path = emu.0.config.dir.join("sessions").join(&upload_id);
+    if let Err(e) = tokio::fs::write(&path, b"").await {
+        return google_error(StatusCode::INTERNAL_SERVER_ERROR, "global", "internalError", &e.to_string());
+    }
+    let session = Session {
+        name: new.name.unwrap_or_else(|| "Untitled".into()),
+        parents,
+        mime_type: new.mime_type.unwrap_or_else(|| "application/octet-stream".into()),
+        file_id,
+        total,
+        received: 0,
+        hasher: Md5::new(),
+        path,
+        done: None,
+        fields: q.fields,
+    };
+    emu.0.meta.lock().unwrap().sessions.insert(upload_id.clone(), Arc::new(tokio::sync::Mutex::new(session)));
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let location = format!("http://{host}/upload/drive/v3/files?uploadType=resumable&upload_id={upload_id}");
+    (StatusCode::OK, [(header::LOCATION, location)]).into_response()
+}
+
+enum ContentRange {
+    /// `bytes */total`: how much do you hold?
+    Status { total: Option<u64> },
+    /// `bytes a-b/total` (total `*` while unknown).
+    Chunk { first: u64, last: u64, total: Option<u64> },
+}
+
+fn parse_content_range(v: Option<&str>) -> Option<ContentRange> {
+    let spec = v?.trim().strip_prefix("bytes ")?.trim();
+    let (range, total) = spec.split_once('/')?;
+    let total = if total == "*" { None } else { Some(total.parse().ok()?) };
+    if range == "*" {
+        return Some(ContentRange::Status { total });
+    }
+    let (a, b) = range.split_once('-')?;
+    let (first, last) = (a.parse().ok()?, b.parse().ok()?);
+    (first <= last).then_some(ContentRange::Chunk { first, last, total })
+}
+
+/// 308 Resume Incomplete, with `Range` only once something is held.
+fn resume_incomplete(received: u64) -> Response<Body> {
+    let mut r = Response::builder().status(308);
+    if received > 0 {
+        r = r.header(header::RANGE, format!("bytes=0-{}", received - 1));
+    }
+    r.body(Body::empty()).unwrap()
+}
+
+async fn upload_chunk(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    Query(q): Query<UploadQuery>,
+    body: Bytes,
+) -> Response<Body> {
+    if let Err(r) = emu.authorized(&headers) {
+        return r;
+    }
+    let Some(upload_id) = q.upload_id.clone() else {
+        return bad_request("invalid", "Missing upload_id.");
+    };
+    let session = emu.0.meta.lock().unwrap().sessions.get(&upload_id).cloned();
+    let Some(session) = session else {
+        return google_error(StatusCode::NOT_FOUND, "global", "notFound", "Not Found");
+    };
+    // Chunks of one session are taken one at a time.
+    let mut s = session.lock().await;
+    let fields = q.fields.clone().or(s.fields.clone()).unwrap_or_else(|| DEFAULT_FILE_FIELDS.into());
+    if let Some(done) = &s.done {
+        let file = emu.0.meta.lock().unwrap().files.get(done).cloned();
+        return match file {
+            Some(f) => axum::Json(select(&f.json(), &fields)).into_response(),
+            None => not_found(done),
+        };
+    }
+    if let Some(r) = emu.injected(true) {
+        return r;
+    }
+    let range = match parse_content_range(headers.get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok())) {
+        Some(r) => r,
+        None if body.is_empty() => ContentRange::Status { total: None },
+        None => return bad_request("badContentRange", "Failed to parse Content-Range header."),
+    };
+    let (first, last, total) = match range {
+        ContentRange::Status { total } => {
+            if let (Some(t), None) = (total, s.total) {
+                s.total = Some(t);
+            }
+            if s.total.is_some_and(|t| t == s.received) && s.total.is_some() {
+                return complete(&emu, &mut s, &fields).await;
+            }
+            return resume_incomplete(s.received);
+        }
+        ContentRange::Chunk { first, last, total } => (first, last, total),
+    };
+    if body.len() as u64 != last - first + 1 {
+        return bad_request("badContentRange", "The Content-Range does not match the length of the body.");
+    }
+    if let (Some(known), Some(given)) = (s.total, total)
+        && known != given
+    {
+        return bad_request("badContentRange", "The total size does not match the size given before.");
+    }
+    if let Some(t) = total {
+        if last >= t {
+            return bad_request("badContentRange", "The Content-Range ends beyond the total size.");
+        }
+        s.total = Some(t);
+    }
+    if first > s.received {
+        return bad_request(
+            "badContentRange",
+            &format!("Content-Range starts at {first} but only {} bytes were received.", s.received),
+        );
+    }
+    let is_final = s.total.is_some_and(|t| last + 1 == t);
+    if !is_final && !body.len().is_multiple_of(CHUNK_GRANULE) {
+        return bad_request(
+            "invalid",
+            "Invalid request. The number of bytes uploaded is required to be equal or greater than 262144, except for the final request (it's recommended to be the exact multiple of 262144). The received request contained 0 bytes, which does not meet this requirement.",
+        );
+    }
+    // Bytes the server already holds from an earlier attempt are skipped, not written twice.
+    let fresh = body.slice((s.received - first) as usize..);
+
+    let (reset, partial) = {
+        let f = emu.0.faults.lock().unwrap();
+        let roll: f64 = rand::random();
+        (roll < f.rate_reset, roll >= f.rate_reset && roll < f.rate_reset + f.rate_partial)
+    };
+    let keep = if (reset || partial) && !fresh.is_empty() {
+        // A prefix, in whole 256 KiB units, strictly shorter than what was sent.
+        let units = fresh.len().div_ceil(CHUNK_GRANULE);
+        rand::random_range(0..units) * CHUNK_GRANULE
+    } else {
+        fresh.len()
+    };
+    if let Err(e) = append(&mut s, &fresh[..keep]).await {
+        return google_error(StatusCode::INTERNAL_SERVER_ERROR, "global", "internalError", &e.to_string());
+    }
+    if reset {
+        let mut r = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        r.extensions_mut().insert(ResetConnection);
+        return r;
+    }
+    if !partial && s.total.is_some_and(|t| t == s.received) {
+        return complete(&emu, &mut s, &fields).await;
+    }
+    resume_incomplete(s.received)
+}
+
+async fn append(s: &mut Session, bytes: &[u8]) -> std::io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let mut f = tokio::fs::OpenOptions::new().append(true).open(&s.path).await?;
+    f.write_all(bytes).await?;
+    f.flush().await?;
+    s.hasher.update(bytes);
+    s.received += bytes.len() as u64;
+    Ok(())
+}
+
+async fn complete(emu: &Emulator, s: &mut Session, fields: &str) -> Response<Body> {
+    if let Err(e) = tokio::fs::rename(&s.path, emu.blob_path(&s.file_id)).await {
+        return google_error(StatusCode::INTERNAL_SERVER_ERROR, "global", "internalError", &e.to_string());
+    }
+    let file = File {
+        id: s.file_id.clone(),
+        name: s.name.clone(),
+        mime_type: s.mime_type.clone(),
+        parents: s.parents.clone(),
+        size: s.received,
+        md5: Some(hex::encode(s.hasher.clone().finalize())),
+        created: chrono::Utc::now(),
+        permissions: vec![],
+    };
+    match emu.insert(file) {
+        Ok(v) => {
+            s.done = Some(s.file_id.clone());
+            axum::Json(select(&v, fields)).into_response()
+        }
+        Err(r) => r,
+    }
+}
