@@ -8,8 +8,8 @@ use aws_sdk_sqs::config::{Credentials, Region};
 use sqlx::MySqlPool;
 
 use crate::adapters::queue::{QueueConfig, SqsPublisher, aws_sdk_config};
-use crate::domain::{CourseSlug, Queue, Status, Vnd};
-use crate::store::catalog;
+use crate::domain::{CodeCharset, CodePattern, CourseSlug, Email, OrderCode, Queue, Status, Vnd};
+use crate::store::{catalog, orders};
 
 pub const ENDPOINT_DEFAULT: &str = "http://127.0.0.1:4566";
 
@@ -98,4 +98,39 @@ pub async fn seed_course(pool: &MySqlPool, slug: &str, title: &str, price: i64, 
             .expect("disable");
     }
     id
+}
+
+/// A pending order for one new course per price (slugs unique per call), expiring in
+/// `expires_in_minutes`. Returns the code and the created ids.
+pub async fn pending_order(
+    pool: &MySqlPool,
+    prices: &[i64],
+    expires_in_minutes: i64,
+) -> (OrderCode, orders::CreatedOrder) {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let mut items = Vec::new();
+    for (i, price) in prices.iter().enumerate() {
+        let slug =
+            format!("course-{i}-{}-{}", chrono::Utc::now().timestamp_micros(), N.fetch_add(1, Ordering::Relaxed));
+        items.push((seed_course(pool, &slug, "Khoá học", *price, true).await, Vnd::new(*price).expect("valid price")));
+    }
+    let pattern = CodePattern::new("CD", 6, 10, 8, CodeCharset::Digits).expect("valid pattern");
+    let code = OrderCode::generate(&pattern);
+    let created = orders::create(
+        pool,
+        &orders::NewOrder {
+            code: &code,
+            email: &Email::parse("buyer@example.com").expect("valid email"),
+            phone: None,
+            lang: "vi",
+            expires_at: chrono::Utc::now() + chrono::Duration::minutes(expires_in_minutes),
+            items: &items,
+            idempotency_key: None,
+            request_hash: None,
+        },
+        "test",
+    )
+    .await
+    .expect("create order");
+    (code, created)
 }

@@ -423,6 +423,16 @@ impl Emulator {
         }
     }
 
+    /// What creating a file or starting an upload share: the metadata, its parents (My Drive
+    /// when none), and the id it will have.
+    fn new_file(&self, body: &Bytes) -> Result<(NewFile, Vec<String>, String), Response<Body>> {
+        let new = parse_metadata(body)?;
+        let parents = if new.parents.is_empty() { vec!["root".to_string()] } else { new.parents.clone() };
+        self.check_parents(&parents)?;
+        let id = self.take_id(new.id.as_deref())?;
+        Ok((new, parents, id))
+    }
+
     fn insert(&self, file: File) -> Result<Value, Response<Body>> {
         let mut meta = self.0.meta.lock().unwrap();
         if meta.files.contains_key(&file.id) {
@@ -519,16 +529,8 @@ async fn create_file(
     if let Err(r) = emu.guard(&headers, false) {
         return r;
     }
-    let new = match parse_metadata(&body) {
+    let (new, parents, id) = match emu.new_file(&body) {
         Ok(n) => n,
-        Err(r) => return r,
-    };
-    let parents = if new.parents.is_empty() { vec!["root".to_string()] } else { new.parents };
-    if let Err(r) = emu.check_parents(&parents) {
-        return r;
-    }
-    let id = match emu.take_id(new.id.as_deref()) {
-        Ok(id) => id,
         Err(r) => return r,
     };
     let mime_type = new.mime_type.unwrap_or_else(|| "application/octet-stream".into());
@@ -823,16 +825,8 @@ async fn start_upload(
     if q.upload_type.as_deref() != Some("resumable") {
         return bad_request("invalid", "This emulator supports uploadType=resumable only.");
     }
-    let new = match parse_metadata(&body) {
+    let (new, parents, file_id) = match emu.new_file(&body) {
         Ok(n) => n,
-        Err(r) => return r,
-    };
-    let parents = if new.parents.is_empty() { vec!["root".to_string()] } else { new.parents };
-    if let Err(r) = emu.check_parents(&parents) {
-        return r;
-    }
-    let file_id = match emu.take_id(new.id.as_deref()) {
-        Ok(id) => id,
         Err(r) => return r,
     };
     let total = headers.get("x-upload-content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());

@@ -6,12 +6,11 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use coursedrop::adapters::queue::{QueueConfig, SqsPublisher};
 use coursedrop::adapters::sepay::{self, WebhookAuth};
-use coursedrop::domain::{CodeCharset, CodePattern, Email, OrderCode, Queue, Vnd};
+use coursedrop::domain::{CodeCharset, CodePattern, Queue};
 use coursedrop::payments::PaymentSettings;
-use coursedrop::store::orders;
 use coursedrop::{sweeper, testing};
 use http_body_util::BodyExt;
 use sepay_webhook::{WebhookState, router};
@@ -58,28 +57,7 @@ async fn harness(pool: MySqlPool) -> Harness {
 
 /// An order for `prices.len()` courses, pending payment; returns its code and item ids.
 async fn order(pool: &MySqlPool, prices: &[i64]) -> (String, Vec<u64>) {
-    let mut items = Vec::new();
-    for (i, price) in prices.iter().enumerate() {
-        let slug = format!("course-{i}-{}", Utc::now().timestamp_micros());
-        items.push((testing::seed_course(pool, &slug, "Khoá học", *price, true).await, Vnd::new(*price).unwrap()));
-    }
-    let code = OrderCode::generate(&pattern());
-    let created = orders::create(
-        pool,
-        &orders::NewOrder {
-            code: &code,
-            email: &Email::parse("buyer@example.com").unwrap(),
-            phone: None,
-            lang: "vi",
-            expires_at: Utc::now() + Duration::minutes(30),
-            items: &items,
-            idempotency_key: None,
-            request_hash: None,
-        },
-        "test",
-    )
-    .await
-    .unwrap();
+    let (code, created) = testing::pending_order(pool, prices, 30).await;
     (code.to_string(), created.item_ids)
 }
 

@@ -1,32 +1,12 @@
 //! The sweeper against real MariaDB and moto SQS.
 
-use chrono::{Duration, Utc};
-use coursedrop::domain::{CodeCharset, CodePattern, Email, ItemStatus, OrderCode, Queue, Vnd};
+use coursedrop::domain::{ItemStatus, Queue};
 use coursedrop::store::items::{self, ItemChange};
-use coursedrop::store::orders;
 use coursedrop::{sweeper, testing};
 use sqlx::MySqlPool;
 
 async fn order_expiring_in(pool: &MySqlPool, minutes: i64) -> (String, u64) {
-    let slug = format!("c-{}", Utc::now().timestamp_micros());
-    let course = testing::seed_course(pool, &slug, "Khoá học", 100_000, true).await;
-    let code = OrderCode::generate(&CodePattern::new("CD", 6, 10, 8, CodeCharset::Digits).unwrap());
-    let created = orders::create(
-        pool,
-        &orders::NewOrder {
-            code: &code,
-            email: &Email::parse("b@example.com").unwrap(),
-            phone: None,
-            lang: "vi",
-            expires_at: Utc::now() + Duration::minutes(minutes),
-            items: &[(course, Vnd::new(100_000).unwrap())],
-            idempotency_key: None,
-            request_hash: None,
-        },
-        "test",
-    )
-    .await
-    .unwrap();
+    let (code, created) = testing::pending_order(pool, &[100_000], minutes).await;
     (code.to_string(), created.item_ids[0])
 }
 

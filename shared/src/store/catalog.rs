@@ -28,15 +28,18 @@ pub struct Course {
 const COLUMNS: &str = "id, slug, title, price_vnd, source, lms_course_id, active";
 
 pub async fn insert(conn: &mut MySqlConnection, c: &NewCourse<'_>) -> Result<u64, StoreError> {
-    let done =
-        sqlx::query("INSERT INTO courses (slug, title, price_vnd, source, lms_course_id) VALUES (?, ?, ?, ?, ?)")
-            .bind(c.slug.as_str())
-            .bind(c.title)
-            .bind(c.price.get())
-            .bind(c.source)
-            .bind(c.lms_course_id)
-            .execute(conn)
-            .await?;
+    write(conn, "INSERT INTO courses (slug, title, price_vnd, source, lms_course_id) VALUES (?, ?, ?, ?, ?)", c).await
+}
+
+async fn write(conn: &mut MySqlConnection, sql: &'static str, c: &NewCourse<'_>) -> Result<u64, StoreError> {
+    let done = sqlx::query(sql)
+        .bind(c.slug.as_str())
+        .bind(c.title)
+        .bind(c.price.get())
+        .bind(c.source)
+        .bind(c.lms_course_id)
+        .execute(conn)
+        .await?;
     Ok(done.last_insert_id())
 }
 
@@ -55,17 +58,12 @@ pub async fn by_slug(conn: &mut MySqlConnection, slug: &CourseSlug) -> Result<Op
 /// Used by seeding and by the operator's `course add`, which must be safe to repeat.
 pub async fn upsert(conn: &mut MySqlConnection, c: &NewCourse<'_>) -> Result<u64, StoreError> {
     // `id = LAST_INSERT_ID(id)` makes MySQL report the existing row's id on the update path.
-    let done = sqlx::query(
+    write(
+        conn,
         "INSERT INTO courses (slug, title, price_vnd, source, lms_course_id) VALUES (?, ?, ?, ?, ?)
          ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id), title = VALUES(title), price_vnd = VALUES(price_vnd),
            source = VALUES(source), lms_course_id = VALUES(lms_course_id), active = TRUE",
+        c,
     )
-    .bind(c.slug.as_str())
-    .bind(c.title)
-    .bind(c.price.get())
-    .bind(c.source)
-    .bind(c.lms_course_id)
-    .execute(conn)
-    .await?;
-    Ok(done.last_insert_id())
+    .await
 }
