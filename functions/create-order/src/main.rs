@@ -2,14 +2,13 @@
 //! by lambda_http on Lambda or on 127.0.0.1:$PORT (default 3001) locally.
 
 use anyhow::Context;
-use coursedrop::config::{self, Vars};
+use coursedrop::config::Vars;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     coursedrop::telemetry::init();
     let vars = Vars::process();
-    let pool =
-        coursedrop::store::connect(&config::database_url(&vars), 4).await.context("connecting to the database")?;
+    let pool = coursedrop::store::connect_from_vars(&vars, 4).await.context("connecting to the database")?;
     let state = create_order::AppState::from_vars(pool, &vars)?;
     coursedrop::http::serve(create_order::router(state), 3001).await.map_err(|e| anyhow::anyhow!(e))
 }

@@ -6,8 +6,7 @@
 
 use anyhow::Context;
 use aws_lambda_events::event::sqs::SqsEvent;
-use coursedrop::adapters::queue::{QueueConfig, SqsPublisher, aws_sdk_config};
-use coursedrop::config::{self, Vars};
+use coursedrop::config::Vars;
 use coursedrop::enrollment::{EnrollSettings, Provider};
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -15,13 +14,11 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> anyhow::Result<()> {
     coursedrop::telemetry::init();
     let vars = Vars::process();
-    let pool =
-        coursedrop::store::connect(&config::database_url(&vars), 2).await.context("connecting to the database")?;
-    let sqs = aws_sdk_sqs::Client::new(&aws_sdk_config().await);
+    let pool = coursedrop::store::connect_from_vars(&vars, 2).await.context("connecting to the database")?;
     let ctx = enroll::EnrollContext {
         pool,
         provider: Provider::from_vars(&vars)?,
-        publisher: SqsPublisher::new(sqs, QueueConfig::from_vars(&vars)),
+        publisher: coursedrop::adapters::queue::sqs_publisher(&vars).await,
         settings: EnrollSettings::from_vars(&vars)?,
         worker: std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| "enroll".into()),
     };

@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use coursedrop::adapters::queue::{QueueConfig, SqsPublisher, aws_sdk_config};
 use coursedrop::config::{self, Vars};
 use coursedrop::sweeper::{self, SweepReport};
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -19,10 +18,8 @@ const OUTBOX_GRACE_SECS: u32 = 30;
 async fn main() -> anyhow::Result<()> {
     coursedrop::telemetry::init();
     let vars = Vars::process();
-    let pool =
-        coursedrop::store::connect(&config::database_url(&vars), 2).await.context("connecting to the database")?;
-    let sqs = aws_sdk_sqs::Client::new(&aws_sdk_config().await);
-    let publisher = SqsPublisher::new(sqs, QueueConfig::from_vars(&vars));
+    let pool = coursedrop::store::connect_from_vars(&vars, 2).await.context("connecting to the database")?;
+    let publisher = coursedrop::adapters::queue::sqs_publisher(&vars).await;
 
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         let (pool, publisher) = (&pool, &publisher);

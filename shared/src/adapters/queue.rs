@@ -84,6 +84,12 @@ impl QueueConfig {
     }
 }
 
+/// The publisher every function builds at cold start: an SQS client from the shared SDK
+/// configuration and the queues from the environment.
+pub async fn sqs_publisher<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> SqsPublisher {
+    SqsPublisher::new(aws_sdk_sqs::Client::new(&aws_sdk_config().await), QueueConfig::from_vars(vars))
+}
+
 pub struct SqsPublisher {
     client: aws_sdk_sqs::Client,
     config: QueueConfig,

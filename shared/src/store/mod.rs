@@ -78,6 +78,14 @@ pub async fn connect(database_url: &str, max_connections: u32) -> Result<MySqlPo
         .await
 }
 
+/// Connects to `DATABASE_URL` (or the local default).
+pub async fn connect_from_vars<F: Fn(&str) -> Option<String>>(
+    vars: &crate::config::Vars<F>,
+    max_connections: u32,
+) -> Result<MySqlPool, sqlx::Error> {
+    connect(&crate::config::database_url(vars), max_connections).await
+}
+
 /// Applies any migration not yet applied. Safe to run repeatedly and concurrently: sqlx
 /// takes an advisory lock.
 pub async fn migrate(pool: &MySqlPool) -> Result<(), sqlx::migrate::MigrateError> {
