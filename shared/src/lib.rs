@@ -8,6 +8,7 @@
 pub mod adapters;
 pub mod config;
 pub mod domain;
+pub mod drive;
 pub mod enrollment;
 pub mod http;
 pub mod ordering;

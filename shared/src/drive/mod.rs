@@ -1,0 +1,140 @@
+//! Google Drive. Uploads go through our own implementation of the resumable protocol
+//! (google-drive3's uploader needs a blocking seekable source and mishandles retried chunks,
+//! google-apis-rs #438).
+
+pub mod upload;
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Where Drive is and how hard to try. `api_root` is `https://www.googleapis.com/` in
+/// production and the emulator's address locally (`DRIVE_API_ROOT`).
+#[derive(Debug, Clone)]
+pub struct DriveConfig {
+    pub api_root: String,
+    /// Bytes per chunk: a multiple of 256 KiB (`DRIVE_CHUNK_SIZE`, default 16 MiB).
+    pub chunk_size: usize,
+    /// Tries of one call before giving up on a retryable error.
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+pub const CHUNK_GRANULE: usize = 256 * 1024;
+
+impl DriveConfig {
+    pub fn new(api_root: impl Into<String>) -> Self {
+        DriveConfig {
+            api_root: api_root.into().trim_end_matches('/').to_string(),
+            chunk_size: 16 * 1024 * 1024,
+            max_attempts: 8,
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(32),
+        }
+    }
+
+    /// Exponential backoff with full jitter: a random wait up to `base × 2^attempt`, capped.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self.backoff_base.saturating_mul(1u32 << attempt.min(16)).min(self.backoff_max);
+        let millis = ceiling.as_millis().max(1) as u64;
+        Duration::from_millis(rand::random_range(0..=millis))
+    }
+}
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum DriveError {
+    /// Retryable errors (429, 5xx, 403 rate limits, network) that outlasted every attempt.
+    #[error("Drive kept failing after {attempts} attempts; last: {last}")]
+    Exhausted { attempts: u32, last: String },
+    /// 403 `userRateLimitExceeded` that backoff does not cure: the daily upload cap. Pause
+    /// uploads (until tomorrow) instead of spending attempts.
+    #[error("Drive's daily upload limit is reached: {0}")]
+    DailyLimit(String),
+    /// The resumable session is gone (404/410, or other 4xx on a chunk): start a new one.
+    #[error("the upload session is gone: {0}")]
+    SessionGone(String),
+    /// Refused for good: 400, 401, 403 other than rate limits, 404 on metadata.
+    #[error("Drive refused the request ({status} {reason}): {message}")]
+    Refused { status: u16, reason: String, message: String },
+    #[error("the file's source failed: {0}")]
+    Source(String),
+    #[error("Drive's MD5 {remote} differs from the {local} computed while streaming")]
+    Checksum { local: String, remote: String },
+    #[error("cannot get an access token: {0}")]
+    Auth(String),
+}
+
+/// Supplies bearer tokens.
+pub trait AccessToken: Send + Sync + 'static {
+    fn token(&self) -> impl Future<Output = Result<String, DriveError>> + Send;
+}
+
+/// A fixed token (the emulator's, or one minted elsewhere).
+#[derive(Clone)]
+pub struct StaticToken(pub String);
+
+impl AccessToken for StaticToken {
+    async fn token(&self) -> Result<String, DriveError> {
+        Ok(self.0.clone())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorDetail {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    errors: Vec<ErrorItem>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorItem {
+    #[serde(default)]
+    reason: String,
+}
+
+/// A failed answer from Drive, read into what the retry logic needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub status: u16,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn parse(status: u16, body: &str) -> Self {
+        match serde_json::from_str::<ErrorBody>(body) {
+            Ok(b) => Failure {
+                status,
+                reason: b.error.errors.first().map(|e| e.reason.clone()).unwrap_or_default(),
+                message: b.error.message,
+            },
+            Err(_) => Failure { status, reason: String::new(), message: body.chars().take(200).collect() },
+        }
+    }
+
+    /// 429, 5xx, and 403 with a rate-limit reason are worth another try; 403
+    /// `storageQuotaExceeded` and the rest are not.
+    pub fn retryable(&self) -> bool {
+        matches!(self.status, 429 | 500 | 502 | 503 | 504)
+            || (self.status == 403 && matches!(self.reason.as_str(), "rateLimitExceeded" | "userRateLimitExceeded"))
+    }
+
+    pub fn is_user_rate_limit(&self) -> bool {
+        self.status == 403 && self.reason == "userRateLimitExceeded"
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.reason, self.message)
+    }
+}

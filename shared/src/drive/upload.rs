@@ -1,0 +1,375 @@
+//! The resumable upload protocol, streamed.
+//!
+//! `start` opens a session (its URI is what a restarted job needs to resume). `upload` reads
+//! the source as a stream, sends chunks of `chunk_size` (a multiple of 256 KiB; the last may
+//! be shorter), and keeps only the bytes Drive has not yet confirmed: memory stays at about one
+//! chunk whatever the file's size, and the source is never read twice. Every `308` is read for
+//! what Drive really holds (never assume a whole chunk arrived). After a failed chunk it backs
+//! off, asks Drive what it holds (`bytes */total`) and continues from there.
+
+use std::future::Future;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use md5::{Digest, Md5};
+use serde::{Deserialize, Deserializer};
+
+use super::{AccessToken, DriveConfig, DriveError, Failure};
+
+const FIELDS: &str = "id,name,size,md5Checksum,parents";
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadedFile {
+    pub id: String,
+    pub name: String,
+    /// Drive sends sizes as strings.
+    #[serde(default, deserialize_with = "u64_from_string")]
+    pub size: u64,
+    pub md5_checksum: Option<String>,
+    #[serde(default)]
+    pub parents: Vec<String>,
+}
+
+fn u64_from_string<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        S(String),
+        N(u64),
+    }
+    match N::deserialize(d)? {
+        N::N(n) => Ok(n),
+        N::S(s) => s.parse().map_err(serde::de::Error::custom),
+    }
+}
+
+/// What Drive holds of an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    Complete(UploadedFile),
+    /// The number of bytes held (the next byte to send).
+    Offset(u64),
+}
+
+/// One try's failure: worth another try, or final.
+enum Attempt {
+    Retry { what: String, user_rate_limit: bool },
+    Fatal(DriveError),
+}
+
+pub struct Uploader<T> {
+    http: reqwest::Client,
+    config: DriveConfig,
+    token: T,
+}
+
+/// `Range: bytes=0-N` → N + 1; no header → 0.
+fn held_from_range(range: Option<&str>) -> Result<u64, String> {
+    match range {
+        None => Ok(0),
+        Some(r) => r
+            .trim()
+            .strip_prefix("bytes=0-")
+            .and_then(|n| n.parse::<u64>().ok())
+            .map(|n| n + 1)
+            .ok_or_else(|| format!("unreadable Range header {r:?}")),
+    }
+}
+
+impl<T: AccessToken> Uploader<T> {
+    pub fn new(config: DriveConfig, token: T) -> Self {
+        assert!(
+            config.chunk_size > 0 && config.chunk_size.is_multiple_of(super::CHUNK_GRANULE),
+            "chunk size must be a multiple of 256 KiB"
+        );
+        let http = crate::http::client_builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .expect("an HTTP client with rustls builds");
+        Uploader { http, config, token }
+    }
+
+    pub fn config(&self) -> &DriveConfig {
+        &self.config
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or retryable failures outlast the attempts.
+    /// A `userRateLimitExceeded` that outlasts them is the daily cap.
+    async fn with_retries<R, F, Fut>(&self, mut op: F) -> Result<R, DriveError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<R, Attempt>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Ok(r) => return Ok(r),
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Retry { what, user_rate_limit }) => {
+                    attempt += 1;
+                    if attempt >= self.config.max_attempts {
+                        return Err(if user_rate_limit {
+                            DriveError::DailyLimit(what)
+                        } else {
+                            DriveError::Exhausted { attempts: attempt, last: what }
+                        });
+                    }
+                    tracing::debug!(attempt, %what, "Drive call failed; backing off");
+                    tokio::time::sleep(self.config.backoff(attempt)).await;
+                }
+            }
+        }
+    }
+
+    fn classify(failure: Failure) -> Attempt {
+        if failure.retryable() {
+            Attempt::Retry { user_rate_limit: failure.is_user_rate_limit(), what: failure.to_string() }
+        } else {
+            Attempt::Fatal(DriveError::Refused {
+                status: failure.status,
+                reason: failure.reason,
+                message: failure.message,
+            })
+        }
+    }
+
+    async fn bearer(&self) -> Result<String, Attempt> {
+        self.token.token().await.map_err(Attempt::Fatal)
+    }
+
+    /// Opens a resumable session for `name` in `parent`; returns the session URI.
+    pub async fn start(&self, name: &str, parent: &str, size: u64) -> Result<String, DriveError> {
+        let url = format!(
+            "{}/upload/drive/v3/files?uploadType=resumable&supportsAllDrives=true&fields={FIELDS}",
+            self.config.api_root
+        );
+        let metadata = serde_json::json!({"name": name, "parents": [parent]});
+        self.with_retries(|| async {
+            let token = self.bearer().await?;
+            let response = self
+                .http
+                .post(&url)
+                .bearer_auth(token)
+                .header("x-upload-content-length", size)
+                .json(&metadata)
+                .send()
+                .await
+                .map_err(|e| Attempt::Retry { what: format!("network: {e}"), user_rate_limit: false })?;
+            let status = response.status().as_u16();
+            if status == 200 {
+                return response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .map(String::from)
+                    .ok_or_else(|| {
+                        Attempt::Fatal(DriveError::Refused {
+                            status,
+                            reason: "noLocation".into(),
+                            message: "no session URI in the answer".into(),
+                        })
+                    });
+            }
+            Err(Self::classify(Failure::parse(status, &response.text().await.unwrap_or_default())))
+        })
+        .await
+    }
+
+    /// Reads an answer to a chunk or a status query.
+    async fn read_held(response: reqwest::Response) -> Result<Held, Attempt> {
+        let status = response.status().as_u16();
+        match status {
+            200 | 201 => {
+                let text = response
+                    .text()
+                    .await
+                    .map_err(|e| Attempt::Retry { what: format!("network: {e}"), user_rate_limit: false })?;
+                serde_json::from_str(&text).map(Held::Complete).map_err(|e| {
+                    Attempt::Fatal(DriveError::Refused {
+                        status,
+                        reason: "badBody".into(),
+                        message: format!("{e}: {text:.200}"),
+                    })
+                })
+            }
+            308 => {
+                let range = response.headers().get(reqwest::header::RANGE).and_then(|r| r.to_str().ok());
+                held_from_range(range)
+                    .map(Held::Offset)
+                    .map_err(|m| Attempt::Fatal(DriveError::Refused { status, reason: "badRange".into(), message: m }))
+            }
+            404 | 410 => Err(Attempt::Fatal(DriveError::SessionGone(format!("{status}")))),
+            _ => {
+                let failure = Failure::parse(status, &response.text().await.unwrap_or_default());
+                if failure.retryable() {
+                    Err(Self::classify(failure))
+                } else {
+                    // Another 4xx on a session: the documented answer is a new session.
+                    Err(Attempt::Fatal(DriveError::SessionGone(failure.to_string())))
+                }
+            }
+        }
+    }
+
+    /// Asks Drive how much of the upload it holds.
+    pub async fn held(&self, session: &str, total: u64) -> Result<Held, DriveError> {
+        self.with_retries(|| async {
+            let token = self.bearer().await?;
+            let response = self
+                .http
+                .put(session)
+                .bearer_auth(token)
+                .header(reqwest::header::CONTENT_RANGE, format!("bytes */{total}"))
+                .header(reqwest::header::CONTENT_LENGTH, 0)
+                .send()
+                .await
+                .map_err(|e| Attempt::Retry { what: format!("network: {e}"), user_rate_limit: false })?;
+            Self::read_held(response).await
+        })
+        .await
+    }
+
+    async fn put_chunk(&self, session: &str, offset: u64, chunk: Bytes, total: u64) -> Result<Held, Attempt> {
+        let token = self.bearer().await?;
+        let last = offset + chunk.len() as u64 - 1;
+        let response = self
+            .http
+            .put(session)
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_RANGE, format!("bytes {offset}-{last}/{total}"))
+            .body(chunk)
+            .send()
+            .await
+            .map_err(|e| Attempt::Retry { what: format!("network: {e}"), user_rate_limit: false })?;
+        Self::read_held(response).await
+    }
+
+    /// Streams `source` (which starts at byte `start`, what Drive already holds) into the
+    /// session. Every byte read from `source` goes through `hasher` once. `progress` hears the
+    /// number of bytes Drive confirms, as it grows.
+    pub async fn upload<S, E>(
+        &self,
+        session: &str,
+        start: u64,
+        total: u64,
+        mut source: S,
+        hasher: &mut Md5,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<UploadedFile, DriveError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let chunk_size = self.config.chunk_size;
+        // Bytes from `offset` on that Drive has not confirmed yet.
+        let mut pending = BytesMut::with_capacity(chunk_size);
+        let mut offset = start;
+        let mut source_done = false;
+        let mut stalled = 0u32;
+        loop {
+            while !source_done && pending.len() < chunk_size {
+                match source.next().await {
+                    Some(Ok(bytes)) => {
+                        hasher.update(&bytes);
+                        pending.extend_from_slice(&bytes);
+                    }
+                    Some(Err(e)) => return Err(DriveError::Source(e.to_string())),
+                    None => source_done = true,
+                }
+            }
+            if source_done && offset + pending.len() as u64 != total {
+                return Err(DriveError::Source(format!(
+                    "the source ended at {} of {total} bytes",
+                    offset + pending.len() as u64
+                )));
+            }
+            let n = if source_done { pending.len() } else { chunk_size };
+            let sent = if n == 0 {
+                // Nothing left to send (an empty file, or a resend after the last byte):
+                // the status query completes the upload.
+                self.held(session, total).await.map_err(Attempt::Fatal)
+            } else {
+                self.put_chunk(session, offset, Bytes::copy_from_slice(&pending[..n]), total).await
+            };
+            let held = match sent {
+                Ok(h) => h,
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Retry { what, user_rate_limit }) => {
+                    stalled += 1;
+                    if stalled >= self.config.max_attempts {
+                        return Err(if user_rate_limit {
+                            DriveError::DailyLimit(what)
+                        } else {
+                            DriveError::Exhausted { attempts: stalled, last: what }
+                        });
+                    }
+                    tracing::debug!(stalled, %what, offset, "chunk failed; asking Drive what it holds");
+                    tokio::time::sleep(self.config.backoff(stalled)).await;
+                    self.held(session, total).await?
+                }
+            };
+            match held {
+                Held::Complete(file) => {
+                    progress(total);
+                    return Ok(file);
+                }
+                Held::Offset(h) => {
+                    if h < offset || h > offset + pending.len() as u64 {
+                        // Drive lost bytes it had confirmed, or claims bytes never sent.
+                        return Err(DriveError::SessionGone(format!("Drive holds {h} bytes, expected {offset}..")));
+                    }
+                    let confirmed = (h - offset) as usize;
+                    if confirmed == 0 {
+                        stalled += 1;
+                        if stalled >= self.config.max_attempts {
+                            return Err(DriveError::Exhausted { attempts: stalled, last: "no bytes accepted".into() });
+                        }
+                    } else {
+                        stalled = 0;
+                        pending.advance(confirmed);
+                        offset = h;
+                        progress(offset);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_range_headers() {
+        assert_eq!(held_from_range(None), Ok(0));
+        assert_eq!(held_from_range(Some("bytes=0-262143")), Ok(262_144));
+        assert!(held_from_range(Some("bytes=5-9")).is_err());
+    }
+
+    #[test]
+    fn classifies_failures_as_drive_documents() {
+        let f = |status, reason: &str| Failure { status, reason: reason.into(), message: String::new() };
+        assert!(f(429, "rateLimitExceeded").retryable());
+        assert!(f(503, "backendError").retryable());
+        assert!(f(403, "rateLimitExceeded").retryable());
+        assert!(f(403, "userRateLimitExceeded").retryable() && f(403, "userRateLimitExceeded").is_user_rate_limit());
+        assert!(!f(403, "storageQuotaExceeded").retryable(), "never retry a full drive");
+        assert!(!f(400, "invalid").retryable());
+        let parsed = Failure::parse(
+            403,
+            r#"{"error":{"code":403,"message":"User rate limit exceeded.","errors":[{"domain":"usageLimits","reason":"userRateLimitExceeded"}]}}"#,
+        );
+        assert_eq!(parsed.reason, "userRateLimitExceeded");
+        assert_eq!(parsed.message, "User rate limit exceeded.");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let c = DriveConfig::new("http://x");
+        for attempt in 0..30 {
+            assert!(c.backoff(attempt) <= c.backoff_max);
+        }
+    }
+}

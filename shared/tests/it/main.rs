@@ -1,0 +1,5 @@
+//! shared's integration tests, one binary: the store against MariaDB, the Drive uploader
+//! against the Drive emulator.
+
+mod store;
+mod upload;

@@ -1,0 +1,142 @@
+//! The resumable uploader against the Drive emulator over real HTTP, with and without faults.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use coursedrop::drive::upload::{Held, Uploader};
+use coursedrop::drive::{CHUNK_GRANULE, DriveConfig, DriveError, StaticToken};
+use drive_emulator::{Config, Emulator, Faults};
+use md5::{Digest, Md5};
+
+struct Emu {
+    emu: Emulator,
+    base: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Emu {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn emulator() -> Emu {
+    let dir =
+        std::env::temp_dir().join(format!("upload-test-{}-{}", std::process::id(), rand::random_range(0..u64::MAX)));
+    let emu = Emulator::new(Config::new(&dir)).unwrap();
+    let (base, _) = emu.clone().spawn(0).await.unwrap();
+    Emu { emu, base, dir }
+}
+
+fn uploader(base: &str, chunk: usize) -> Uploader<StaticToken> {
+    let mut config = DriveConfig::new(base);
+    config.chunk_size = chunk;
+    // Tests should not wait seconds between retries.
+    config.backoff_base = Duration::from_millis(1);
+    config.backoff_max = Duration::from_millis(20);
+    config.max_attempts = 30;
+    Uploader::new(config, StaticToken("emulator-token".into()))
+}
+
+fn data(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| ((i * 131 + seed as usize) % 253) as u8).collect()
+}
+
+/// The bytes as a stream of uneven pieces, as S3 delivers them.
+fn stream(bytes: &[u8]) -> impl futures_util::Stream<Item = Result<Bytes, String>> + Unpin {
+    let pieces: Vec<Result<Bytes, String>> = bytes.chunks(100_003).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    futures_util::stream::iter(pieces)
+}
+
+fn md5_hex(b: &[u8]) -> String {
+    hex::encode(Md5::digest(b))
+}
+
+#[tokio::test]
+async fn uploads_odd_sizes_and_empty_files_with_matching_checksums() {
+    let e = emulator().await;
+    let up = uploader(&e.base, CHUNK_GRANULE);
+    for size in [0usize, 1, CHUNK_GRANULE, 3 * CHUNK_GRANULE + 12_345] {
+        let bytes = data(size, 7);
+        let session = up.start(&format!("f{size}.bin"), "root", size as u64).await.unwrap();
+        let mut hasher = Md5::new();
+        let mut seen = Vec::new();
+        let file =
+            up.upload(&session, 0, size as u64, stream(&bytes), &mut hasher, &mut |n| seen.push(n)).await.unwrap();
+        let local = hex::encode(hasher.finalize());
+        assert_eq!(local, md5_hex(&bytes));
+        assert_eq!(file.md5_checksum.as_deref(), Some(local.as_str()), "size {size}");
+        assert_eq!(file.size, size as u64);
+        assert_eq!(std::fs::read(e.emu.blob_path(&file.id)).unwrap(), bytes);
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]) && seen.last() == Some(&(size as u64)), "{seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn ten_percent_faults_still_deliver_every_byte_once() {
+    let e = emulator().await;
+    e.emu.set_faults(Faults::spread(0.10));
+    let up = uploader(&e.base, CHUNK_GRANULE);
+    for i in 0..12u8 {
+        let size = rand::random_range(0..6 * CHUNK_GRANULE);
+        let bytes = data(size, i);
+        let session = up.start(&format!("f{i}.bin"), "root", size as u64).await.unwrap();
+        let mut hasher = Md5::new();
+        let file = up.upload(&session, 0, size as u64, stream(&bytes), &mut hasher, &mut |_| {}).await.unwrap();
+        assert_eq!(file.md5_checksum, Some(md5_hex(&bytes)), "file {i} of {size} bytes");
+        assert_eq!(std::fs::read(e.emu.blob_path(&file.id)).unwrap(), bytes);
+    }
+}
+
+#[tokio::test]
+async fn an_interrupted_upload_resumes_from_what_drive_holds() {
+    let e = emulator().await;
+    let up = uploader(&e.base, CHUNK_GRANULE);
+    let bytes = data(5 * CHUNK_GRANULE + 999, 3);
+    let total = bytes.len() as u64;
+    let session = up.start("video.mp4", "root", total).await.unwrap();
+
+    // The source dies after three chunks' worth, as a killed job would stop.
+    let cut = 3 * CHUNK_GRANULE + 50_000;
+    let mut pieces: Vec<Result<Bytes, String>> =
+        bytes[..cut].chunks(100_003).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    pieces.push(Err("the job was stopped".into()));
+    let err = up
+        .upload(&session, 0, total, futures_util::stream::iter(pieces), &mut Md5::new(), &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DriveError::Source(_)), "{err}");
+
+    // A new process: ask Drive, hash the prefix it holds, send the rest.
+    let Held::Offset(held) = up.held(&session, total).await.unwrap() else { panic!("not complete yet") };
+    assert!(held > 0 && held <= cut as u64, "resumes from the server's offset ({held}), not from zero");
+    let mut hasher = Md5::new();
+    hasher.update(&bytes[..held as usize]);
+    let rest = &bytes[held as usize..];
+    let file = up.upload(&session, held, total, stream(rest), &mut hasher, &mut |_| {}).await.unwrap();
+    assert_eq!(hex::encode(hasher.finalize()), md5_hex(&bytes));
+    assert_eq!(file.md5_checksum, Some(md5_hex(&bytes)));
+    assert_eq!(std::fs::read(e.emu.blob_path(&file.id)).unwrap(), bytes, "every byte once");
+}
+
+#[tokio::test]
+async fn the_daily_cap_a_lost_session_and_a_refusal_are_told_apart() {
+    let e = emulator().await;
+    let up = uploader(&e.base, CHUNK_GRANULE);
+    e.emu.set_faults(Faults { daily_cap_exceeded: true, ..Faults::default() });
+    let err = up.start("a.bin", "root", 10).await.unwrap_err();
+    assert!(matches!(err, DriveError::DailyLimit(_)), "{err}");
+    e.emu.set_faults(Faults::default());
+
+    let gone = format!("{}/upload/drive/v3/files?uploadType=resumable&upload_id=expired", e.base);
+    let err = up.upload(&gone, 0, 3, stream(b"abc"), &mut Md5::new(), &mut |_| {}).await.unwrap_err();
+    assert!(matches!(err, DriveError::SessionGone(_)), "{err}");
+
+    let err = up.start("a.bin", "no-such-folder", 10).await.unwrap_err();
+    assert!(matches!(err, DriveError::Refused { status: 404, .. }), "{err}");
+
+    // A source shorter than announced is the source's fault, not Drive's.
+    let session = up.start("short.bin", "root", 10).await.unwrap();
+    let err = up.upload(&session, 0, 10, stream(b"abc"), &mut Md5::new(), &mut |_| {}).await.unwrap_err();
+    assert!(matches!(err, DriveError::Source(_)), "{err}");
+}
