@@ -14,6 +14,7 @@ pub mod http;
 pub mod ordering;
 pub mod payments;
 pub mod relay;
+pub mod source;
 pub mod store;
 pub mod sweeper;
 pub mod telemetry;

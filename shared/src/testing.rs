@@ -134,3 +134,43 @@ pub async fn pending_order(
     .expect("create order");
     (code, created)
 }
+
+/// An S3 source on moto at `AWS_ENDPOINT_URL` (default 127.0.0.1:4566), path-style, dummy
+/// credentials.
+pub async fn s3_source() -> crate::source::S3Source {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| ENDPOINT_DEFAULT.into());
+    let sdk = aws_sdk_config().await;
+    let config = aws_sdk_s3::config::Builder::from(&sdk)
+        .endpoint_url(endpoint)
+        .region(aws_sdk_s3::config::Region::new("ap-southeast-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "coursedrop-tests"))
+        .force_path_style(true)
+        .build();
+    crate::source::S3Source::new(aws_sdk_s3::Client::from_conf(config))
+}
+
+/// A bucket of its own for one test, holding `files` (key → bytes).
+pub async fn bucket_with(source: &crate::source::S3Source, files: &[(&str, Vec<u8>)]) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let bucket = format!(
+        "t-{}-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let s3 = source.client();
+    s3.create_bucket()
+        .bucket(&bucket)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from("ap-southeast-1"))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create bucket in moto");
+    for (key, bytes) in files {
+        s3.put_object().bucket(&bucket).key(*key).body(bytes.clone().into()).send().await.expect("put object");
+    }
+    bucket
+}

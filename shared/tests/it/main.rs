@@ -1,5 +1,6 @@
 //! shared's integration tests, one binary: the store against MariaDB, the Drive uploader
 //! against the Drive emulator.
 
+mod source;
 mod store;
 mod upload;

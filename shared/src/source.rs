@@ -1,0 +1,175 @@
+//! The seller's storage: course files under an S3 prefix, listed page by page and read as
+//! streams (from an offset, to resume an interrupted upload).
+
+use bytes::Bytes;
+use futures_util::Stream;
+use thiserror::Error;
+
+use crate::config::Vars;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    /// Ends with `/` unless empty (the whole bucket).
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum SourceError {
+    #[error("{0:?} is not an s3://bucket/prefix/ location")]
+    BadLocation(String),
+    #[error("source object {0} does not exist")]
+    Missing(String),
+    #[error("reading the source failed: {0}")]
+    Read(String),
+}
+
+impl SourceError {
+    /// A missing object or a bad location will not fix itself by retrying.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, SourceError::Missing(_) | SourceError::BadLocation(_))
+    }
+}
+
+impl S3Location {
+    pub fn parse(s: &str) -> Result<Self, SourceError> {
+        let rest = s.trim().strip_prefix("s3://").ok_or_else(|| SourceError::BadLocation(s.into()))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid_bucket {
+            return Err(SourceError::BadLocation(s.into()));
+        }
+        let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
+        Ok(S3Location { bucket: bucket.into(), prefix })
+    }
+}
+
+impl std::fmt::Display for S3Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceObject {
+    pub key: String,
+    /// The key below the prefix: the path the file gets in the buyer's folder.
+    pub path: String,
+    pub size: u64,
+}
+
+#[derive(Clone)]
+pub struct S3Source {
+    client: aws_sdk_s3::Client,
+    page_size: i32,
+}
+
+fn read_error<E: std::error::Error + 'static>(e: aws_sdk_s3::error::SdkError<E>) -> SourceError
+where
+    aws_sdk_s3::error::SdkError<E>: std::error::Error,
+{
+    SourceError::Read(aws_sdk_s3::error::DisplayErrorContext(&e).to_string())
+}
+
+impl S3Source {
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        S3Source { client, page_size: 1000 }
+    }
+
+    /// From the shared SDK configuration. `S3_FORCE_PATH_STYLE=true` for moto and LocalStack,
+    /// whose buckets are not DNS names.
+    pub async fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Self {
+        let sdk = crate::adapters::queue::aws_sdk_config().await;
+        let path_style = vars.get("S3_FORCE_PATH_STYLE").is_some_and(|v| v == "true" || v == "1");
+        let config = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(path_style).build();
+        S3Source::new(aws_sdk_s3::Client::from_conf(config))
+    }
+
+    /// Listing page size (S3's maximum is 1000); smaller in tests, to exercise paging.
+    pub fn with_page_size(mut self, page_size: i32) -> Self {
+        self.page_size = page_size.clamp(1, 1000);
+        self
+    }
+
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
+    /// Every object under the prefix, page by page, in key order. Folder markers (keys ending
+    /// in `/`) are skipped: the folder tree comes from the paths.
+    pub async fn list(&self, at: &S3Location) -> Result<Vec<SourceObject>, SourceError> {
+        let mut objects = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&at.bucket)
+                .prefix(&at.prefix)
+                .max_keys(self.page_size)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| match e.as_service_error() {
+                    Some(s) if s.is_no_such_bucket() => SourceError::Missing(format!("s3://{}", at.bucket)),
+                    _ => read_error(e),
+                })?;
+            for o in page.contents() {
+                let Some(key) = o.key() else { continue };
+                if key.ends_with('/') {
+                    continue;
+                }
+                let path = key.strip_prefix(at.prefix.as_str()).unwrap_or(key).to_string();
+                objects.push(SourceObject { key: key.to_string(), path, size: o.size().unwrap_or(0).max(0) as u64 });
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => return Ok(objects),
+            }
+        }
+    }
+
+    /// The object's bytes from `from` on, as a stream that never holds more than S3's own
+    /// read buffer.
+    pub async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        from: u64,
+    ) -> Result<impl Stream<Item = Result<Bytes, SourceError>> + Send + Unpin + use<>, SourceError> {
+        let mut request = self.client.get_object().bucket(bucket).key(key);
+        if from > 0 {
+            request = request.range(format!("bytes={from}-"));
+        }
+        let object = request.send().await.map_err(|e| match e.as_service_error() {
+            Some(s) if s.is_no_such_key() => SourceError::Missing(format!("s3://{bucket}/{key}")),
+            _ => read_error(e),
+        })?;
+        Ok(Box::pin(futures_util::stream::unfold(object.body, |mut body| async move {
+            match body.next().await {
+                None => None,
+                Some(Ok(bytes)) => Some((Ok(bytes), body)),
+                Some(Err(e)) => Some((Err(SourceError::Read(e.to_string())), body)),
+            }
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_locations() {
+        assert_eq!(
+            S3Location::parse("s3://seller-bucket/courses/rust-101").unwrap(),
+            S3Location { bucket: "seller-bucket".into(), prefix: "courses/rust-101/".into() }
+        );
+        assert_eq!(S3Location::parse("s3://seller-bucket/").unwrap().prefix, "");
+        assert_eq!(S3Location::parse("s3://seller-bucket").unwrap().prefix, "");
+        for bad in ["", "https://x/y", "s3://", "s3://UPPER/x", "s3://ab/x"] {
+            assert!(S3Location::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

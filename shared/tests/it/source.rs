@@ -1,0 +1,97 @@
+//! The S3 source against moto, and one file copied from S3 into the Drive emulator.
+
+use coursedrop::drive::upload::{Held, Uploader};
+use coursedrop::drive::{CHUNK_GRANULE, DriveConfig, StaticToken};
+use coursedrop::source::{S3Location, SourceError};
+use coursedrop::testing;
+use futures_util::StreamExt;
+use md5::{Digest, Md5};
+
+fn data(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| ((i * 7 + seed as usize) % 241) as u8).collect()
+}
+
+#[tokio::test]
+async fn lists_a_course_tree_page_by_page_and_reads_from_an_offset() {
+    let source = testing::s3_source().await.with_page_size(2);
+    let video = data(CHUNK_GRANULE + 7, 1);
+    let bucket = testing::bucket_with(
+        &source,
+        &[
+            ("courses/rust-101/01-intro/welcome.mp4", video.clone()),
+            ("courses/rust-101/01-intro/", vec![]),
+            ("courses/rust-101/02-ownership/notes/empty.txt", vec![]),
+            ("courses/rust-101/README.md", b"# Rust".to_vec()),
+            ("courses/rust-102/other.txt", b"not ours".to_vec()),
+        ],
+    )
+    .await;
+    let at = S3Location::parse(&format!("s3://{bucket}/courses/rust-101")).unwrap();
+    let listed = source.list(&at).await.unwrap();
+    let paths: Vec<(&str, u64)> = listed.iter().map(|o| (o.path.as_str(), o.size)).collect();
+    assert_eq!(
+        paths,
+        vec![("01-intro/welcome.mp4", video.len() as u64), ("02-ownership/notes/empty.txt", 0), ("README.md", 6)],
+        "folder markers skipped, other prefixes left out"
+    );
+
+    let mut tail = Vec::new();
+    let mut stream = source.open(&bucket, &listed[0].key, 1000).await.unwrap();
+    while let Some(chunk) = stream.next().await {
+        tail.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(tail, video[1000..]);
+
+    let missing = source.open(&bucket, "courses/rust-101/gone.mp4", 0).await.err().unwrap();
+    assert!(matches!(missing, SourceError::Missing(_)) && missing.is_permanent(), "{missing}");
+    let no_bucket = source.list(&S3Location::parse("s3://no-such-bucket-here/x/").unwrap()).await.unwrap_err();
+    assert!(matches!(no_bucket, SourceError::Missing(_)), "{no_bucket}");
+}
+
+#[tokio::test]
+async fn a_file_streams_from_s3_into_drive_and_resumes_from_drives_offset() {
+    let source = testing::s3_source().await;
+    let bytes = data(4 * CHUNK_GRANULE + 321, 9);
+    let bucket = testing::bucket_with(&source, &[("c/lesson.mp4", bytes.clone())]).await;
+
+    let dir =
+        std::env::temp_dir().join(format!("source-test-{}-{}", std::process::id(), rand::random_range(0..u64::MAX)));
+    let emu = drive_emulator::Emulator::new(drive_emulator::Config::new(&dir)).unwrap();
+    let (base, _) = emu.clone().spawn(0).await.unwrap();
+    let mut config = DriveConfig::new(&base);
+    config.chunk_size = CHUNK_GRANULE;
+    let up = Uploader::new(config, StaticToken("emulator-token".into()));
+    let total = bytes.len() as u64;
+    let session = up.start("lesson.mp4", "root", total).await.unwrap();
+
+    // The first run stops a little past two chunks (the stream is cut short, as a killed
+    // job's is).
+    let first = Box::pin(source.open(&bucket, "c/lesson.mp4", 0).await.unwrap().scan(0usize, |seen, item| {
+        let go = *seen < 2 * CHUNK_GRANULE + 1000;
+        if let Ok(b) = &item {
+            *seen += b.len();
+        }
+        futures_util::future::ready(go.then_some(item))
+    }));
+    let _ = up.upload(&session, 0, total, first, &mut Md5::new(), &mut |_| {}).await;
+    let Held::Offset(held) = up.held(&session, total).await.unwrap() else { panic!("not complete") };
+    assert!(held > 0, "something was held before the stop");
+
+    // The restart hashes the held prefix from S3 and streams the rest from Drive's offset.
+    let mut hasher = Md5::new();
+    let mut prefix = source.open(&bucket, "c/lesson.mp4", 0).await.unwrap();
+    let mut hashed = 0u64;
+    while hashed < held {
+        let chunk = prefix.next().await.unwrap().unwrap();
+        let take = chunk.len().min((held - hashed) as usize);
+        hasher.update(&chunk[..take]);
+        hashed += take as u64;
+    }
+    let rest = source.open(&bucket, "c/lesson.mp4", held).await.unwrap();
+    let file = up.upload(&session, held, total, rest, &mut hasher, &mut |_| {}).await.unwrap();
+    let local = hex::encode(hasher.finalize());
+    assert_eq!(file.md5_checksum.as_deref(), Some(local.as_str()));
+    assert_eq!(local, hex::encode(Md5::digest(&bytes)));
+    assert_eq!(std::fs::read(emu.blob_path(&file.id)).unwrap(), bytes);
+    let _ = std::fs::remove_dir_all(dir);
+}
