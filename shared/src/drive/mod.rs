@@ -2,6 +2,7 @@
 //! (google-drive3's uploader needs a blocking seekable source and mishandles retried chunks,
 //! google-apis-rs #438).
 
+pub mod meta;
 pub mod upload;
 
 use std::future::Future;

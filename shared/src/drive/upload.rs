@@ -53,14 +53,14 @@ pub enum Held {
 }
 
 /// One try's failure: worth another try, or final.
-enum Attempt {
+pub(super) enum Attempt {
     Retry { what: String, user_rate_limit: bool },
     Fatal(DriveError),
 }
 
-pub struct Uploader<T> {
-    http: reqwest::Client,
-    config: DriveConfig,
+pub struct DriveClient<T> {
+    pub(super) http: reqwest::Client,
+    pub(super) config: DriveConfig,
     token: T,
 }
 
@@ -77,7 +77,7 @@ fn held_from_range(range: Option<&str>) -> Result<u64, String> {
     }
 }
 
-impl<T: AccessToken> Uploader<T> {
+impl<T: AccessToken> DriveClient<T> {
     pub fn new(config: DriveConfig, token: T) -> Self {
         assert!(
             config.chunk_size > 0 && config.chunk_size.is_multiple_of(super::CHUNK_GRANULE),
@@ -87,7 +87,7 @@ impl<T: AccessToken> Uploader<T> {
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()
             .expect("an HTTP client with rustls builds");
-        Uploader { http, config, token }
+        DriveClient { http, config, token }
     }
 
     pub fn config(&self) -> &DriveConfig {
@@ -96,7 +96,7 @@ impl<T: AccessToken> Uploader<T> {
 
     /// Runs `op` until it succeeds, fails for good, or retryable failures outlast the attempts.
     /// A `userRateLimitExceeded` that outlasts them is the daily cap.
-    async fn with_retries<R, F, Fut>(&self, mut op: F) -> Result<R, DriveError>
+    pub(super) async fn with_retries<R, F, Fut>(&self, mut op: F) -> Result<R, DriveError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<R, Attempt>>,
@@ -122,7 +122,7 @@ impl<T: AccessToken> Uploader<T> {
         }
     }
 
-    fn classify(failure: Failure) -> Attempt {
+    pub(super) fn classify(failure: Failure) -> Attempt {
         if failure.retryable() {
             Attempt::Retry { user_rate_limit: failure.is_user_rate_limit(), what: failure.to_string() }
         } else {
@@ -134,17 +134,32 @@ impl<T: AccessToken> Uploader<T> {
         }
     }
 
-    async fn bearer(&self) -> Result<String, Attempt> {
+    pub(super) async fn bearer(&self) -> Result<String, Attempt> {
         self.token.token().await.map_err(Attempt::Fatal)
     }
 
-    /// Opens a resumable session for `name` in `parent`; returns the session URI.
+    /// Opens a resumable session for `name` in `parent`; returns the session URI. With `id`
+    /// (from `generate_ids`) the file gets that id, so a retried create can never make a
+    /// second copy: Drive answers 409 instead (`DriveError::Refused { status: 409, .. }`).
     pub async fn start(&self, name: &str, parent: &str, size: u64) -> Result<String, DriveError> {
+        self.start_with_id(name, parent, size, None).await
+    }
+
+    pub async fn start_with_id(
+        &self,
+        name: &str,
+        parent: &str,
+        size: u64,
+        id: Option<&str>,
+    ) -> Result<String, DriveError> {
         let url = format!(
             "{}/upload/drive/v3/files?uploadType=resumable&supportsAllDrives=true&fields={FIELDS}",
             self.config.api_root
         );
-        let metadata = serde_json::json!({"name": name, "parents": [parent]});
+        let mut metadata = serde_json::json!({"name": name, "parents": [parent]});
+        if let Some(id) = id {
+            metadata["id"] = serde_json::json!(id);
+        }
         self.with_retries(|| async {
             let token = self.bearer().await?;
             let response = self

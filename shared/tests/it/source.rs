@@ -1,6 +1,6 @@
 //! The S3 source against moto, and one file copied from S3 into the Drive emulator.
 
-use coursedrop::drive::upload::{Held, Uploader};
+use coursedrop::drive::upload::{DriveClient, Held};
 use coursedrop::drive::{CHUNK_GRANULE, DriveConfig, StaticToken};
 use coursedrop::source::{S3Location, SourceError};
 use coursedrop::testing;
@@ -60,7 +60,7 @@ async fn a_file_streams_from_s3_into_drive_and_resumes_from_drives_offset() {
     let (base, _) = emu.clone().spawn(0).await.unwrap();
     let mut config = DriveConfig::new(&base);
     config.chunk_size = CHUNK_GRANULE;
-    let up = Uploader::new(config, StaticToken("emulator-token".into()));
+    let up = DriveClient::new(config, StaticToken("emulator-token".into()));
     let total = bytes.len() as u64;
     let session = up.start("lesson.mp4", "root", total).await.unwrap();
 

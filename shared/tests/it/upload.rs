@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use coursedrop::drive::upload::{Held, Uploader};
+use coursedrop::drive::upload::{DriveClient, Held};
 use coursedrop::drive::{CHUNK_GRANULE, DriveConfig, DriveError, StaticToken};
 use drive_emulator::{Config, Emulator, Faults};
 use md5::{Digest, Md5};
@@ -28,14 +28,14 @@ async fn emulator() -> Emu {
     Emu { emu, base, dir }
 }
 
-fn uploader(base: &str, chunk: usize) -> Uploader<StaticToken> {
+fn uploader(base: &str, chunk: usize) -> DriveClient<StaticToken> {
     let mut config = DriveConfig::new(base);
     config.chunk_size = chunk;
     // Tests should not wait seconds between retries.
     config.backoff_base = Duration::from_millis(1);
     config.backoff_max = Duration::from_millis(20);
     config.max_attempts = 30;
-    Uploader::new(config, StaticToken("emulator-token".into()))
+    DriveClient::new(config, StaticToken("emulator-token".into()))
 }
 
 fn data(n: usize, seed: u8) -> Vec<u8> {
@@ -139,4 +139,26 @@ async fn the_daily_cap_a_lost_session_and_a_refusal_are_told_apart() {
     let session = up.start("short.bin", "root", 10).await.unwrap();
     let err = up.upload(&session, 0, 10, stream(b"abc"), &mut Md5::new(), &mut |_| {}).await.unwrap_err();
     assert!(matches!(err, DriveError::Source(_)), "{err}");
+}
+
+#[tokio::test]
+async fn pre_generated_ids_make_creates_safe_to_repeat() {
+    let e = emulator().await;
+    e.emu.set_faults(Faults::spread(0.10));
+    let drive = uploader(&e.base, CHUNK_GRANULE);
+    let ids = drive.generate_ids(2).await.unwrap();
+    let first = drive.create_folder(&ids[0], "Rust cơ bản — CD12345678", "root").await.unwrap();
+    let again = drive.create_folder(&ids[0], "Rust cơ bản — CD12345678", "root").await.unwrap();
+    assert_eq!(first, again, "a repeated create finds the folder instead of making a second");
+    assert!(first.web_view_link.unwrap().ends_with(&ids[0]));
+
+    let session = drive.start_with_id("a.txt", &ids[0], 3, Some(&ids[1])).await.unwrap();
+    drive.upload(&session, 0, 3, stream(b"abc"), &mut Md5::new(), &mut |_| {}).await.unwrap();
+    let err = drive.start_with_id("a.txt", &ids[0], 3, Some(&ids[1])).await.unwrap_err();
+    assert!(matches!(err, DriveError::Refused { status: 409, .. }), "{err}");
+    assert_eq!(drive.file(&ids[1]).await.unwrap().unwrap().md5_checksum, Some(md5_hex(b"abc")));
+
+    drive.delete(&ids[0]).await.unwrap();
+    drive.delete(&ids[0]).await.unwrap();
+    assert_eq!(drive.file(&ids[1]).await.unwrap(), None, "the folder took its file with it");
 }

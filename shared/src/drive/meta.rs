@@ -1,0 +1,106 @@
+//! Drive metadata calls the delivery and finalize stages need: ids, folders, file facts,
+//! deletes. (Interim: plain HTTP with the uploader's retries; google-drive3 is to take these
+//! over, pointed at the same `api_root`.)
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::upload::{Attempt, DriveClient};
+use super::{AccessToken, DriveError, Failure};
+
+pub const FOLDER_MIME: &str = "application/vnd.google-apps.folder";
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileFacts {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub md5_checksum: Option<String>,
+    #[serde(default)]
+    pub web_view_link: Option<String>,
+}
+
+fn network(e: reqwest::Error) -> Attempt {
+    Attempt::Retry { what: format!("network: {e}"), user_rate_limit: false }
+}
+
+async fn failure(response: reqwest::Response) -> Attempt {
+    let status = response.status().as_u16();
+    DriveClient::<super::StaticToken>::classify(Failure::parse(status, &response.text().await.unwrap_or_default()))
+}
+
+impl<T: AccessToken> DriveClient<T> {
+    /// Ids for files not created yet: storing one before creating makes the create safe to
+    /// repeat (a second create with it gets 409, not a duplicate).
+    pub async fn generate_ids(&self, count: usize) -> Result<Vec<String>, DriveError> {
+        #[derive(Deserialize)]
+        struct Ids {
+            ids: Vec<String>,
+        }
+        let url = format!("{}/drive/v3/files/generateIds?count={count}&space=drive", self.config.api_root);
+        self.with_retries(|| async {
+            let response = self.http.get(&url).bearer_auth(self.bearer().await?).send().await.map_err(network)?;
+            if response.status().is_success() {
+                return response.json::<Ids>().await.map(|i| i.ids).map_err(network);
+            }
+            Err(failure(response).await)
+        })
+        .await
+    }
+
+    /// Creates the folder with this id; an existing one (a repeated create) is success.
+    pub async fn create_folder(&self, id: &str, name: &str, parent: &str) -> Result<FileFacts, DriveError> {
+        let url = format!("{}/drive/v3/files?supportsAllDrives=true&fields=id,name,webViewLink", self.config.api_root);
+        let body = json!({"id": id, "name": name, "mimeType": FOLDER_MIME, "parents": [parent]});
+        let created = self
+            .with_retries(|| async {
+                let response =
+                    self.http.post(&url).bearer_auth(self.bearer().await?).json(&body).send().await.map_err(network)?;
+                match response.status().as_u16() {
+                    200 => response.json::<FileFacts>().await.map(Some).map_err(network),
+                    409 => Ok(None),
+                    _ => Err(failure(response).await),
+                }
+            })
+            .await?;
+        match created {
+            Some(facts) => Ok(facts),
+            None => self.file(id).await?.ok_or_else(|| DriveError::Refused {
+                status: 409,
+                reason: "duplicate".into(),
+                message: format!("{id} exists but cannot be read"),
+            }),
+        }
+    }
+
+    /// A file's facts, or `None` when it does not exist.
+    pub async fn file(&self, id: &str) -> Result<Option<FileFacts>, DriveError> {
+        let url = format!(
+            "{}/drive/v3/files/{id}?supportsAllDrives=true&fields=id,name,md5Checksum,webViewLink",
+            self.config.api_root
+        );
+        self.with_retries(|| async {
+            let response = self.http.get(&url).bearer_auth(self.bearer().await?).send().await.map_err(network)?;
+            match response.status().as_u16() {
+                200 => response.json::<FileFacts>().await.map(Some).map_err(network),
+                404 => Ok(None),
+                _ => Err(failure(response).await),
+            }
+        })
+        .await
+    }
+
+    /// Deletes a file (or a folder and what it holds); a missing one is success.
+    pub async fn delete(&self, id: &str) -> Result<(), DriveError> {
+        let url = format!("{}/drive/v3/files/{id}?supportsAllDrives=true", self.config.api_root);
+        self.with_retries(|| async {
+            let response = self.http.delete(&url).bearer_auth(self.bearer().await?).send().await.map_err(network)?;
+            match response.status().as_u16() {
+                200 | 204 | 404 => Ok(()),
+                _ => Err(failure(response).await),
+            }
+        })
+        .await
+    }
+}
