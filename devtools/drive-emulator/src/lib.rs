@@ -148,6 +148,9 @@ struct Inner {
     config: Config,
     faults: Mutex<Faults>,
     meta: Mutex<Meta>,
+    /// Bytes written by uploads, all sessions together: a resumed upload adds only what was
+    /// missing, a restarted one adds the file again.
+    written: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -272,11 +275,16 @@ impl Emulator {
             permissions: vec![],
         };
         meta.files.insert("root".into(), root);
-        Ok(Emulator(Arc::new(Inner { config, faults, meta: Mutex::new(meta) })))
+        Ok(Emulator(Arc::new(Inner { config, faults, meta: Mutex::new(meta), written: Default::default() })))
     }
 
     pub fn set_faults(&self, faults: Faults) {
         *self.0.faults.lock().unwrap() = faults;
+    }
+
+    /// Upload bytes written so far, all sessions together.
+    pub fn bytes_written(&self) -> u64 {
+        self.0.written.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A file's bytes on disk, for checks from tests.
@@ -969,6 +977,7 @@ async fn upload_chunk(
     } else {
         fresh.len()
     };
+    emu.0.written.fetch_add(keep as u64, std::sync::atomic::Ordering::Relaxed);
     if let Err(e) = append(&mut s, &fresh[..keep]).await {
         return google_error(StatusCode::INTERNAL_SERVER_ERROR, "global", "internalError", &e.to_string());
     }
@@ -983,12 +992,18 @@ async fn upload_chunk(
     resume_incomplete(s.received)
 }
 
+/// Writes at the session's offset, not at the end of the file: if a cancelled request left
+/// stray bytes behind (a client that hung up mid-write), they are overwritten or trimmed,
+/// as Drive commits a chunk whole or not at all.
 async fn append(s: &mut Session, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncSeekExt;
     if bytes.is_empty() {
         return Ok(());
     }
-    let mut f = tokio::fs::OpenOptions::new().append(true).open(&s.path).await?;
+    let mut f = tokio::fs::OpenOptions::new().write(true).open(&s.path).await?;
+    f.seek(std::io::SeekFrom::Start(s.received)).await?;
     f.write_all(bytes).await?;
+    f.set_len(s.received + bytes.len() as u64).await?;
     f.flush().await?;
     s.hasher.update(bytes);
     s.received += bytes.len() as u64;
@@ -996,7 +1011,11 @@ async fn append(s: &mut Session, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 async fn complete(emu: &Emulator, s: &mut Session, fields: &str) -> Response<Body> {
-    if let Err(e) = tokio::fs::rename(&s.path, emu.blob_path(&s.file_id)).await {
+    let trimmed = async {
+        tokio::fs::OpenOptions::new().write(true).open(&s.path).await?.set_len(s.received).await?;
+        tokio::fs::rename(&s.path, emu.blob_path(&s.file_id)).await
+    };
+    if let Err(e) = trimmed.await {
         return google_error(StatusCode::INTERNAL_SERVER_ERROR, "global", "internalError", &e.to_string());
     }
     let file = File {

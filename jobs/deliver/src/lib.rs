@@ -1,0 +1,563 @@
+//! Delivery of one item: the unit the job's SQS loop calls for each message.
+//!
+//! Claim the item (`enrolled → delivering`, with a lease a crashed worker's successor can take
+//! over), make or reuse its Drive folder, list the course's objects, copy them F at a time
+//! keeping the folder tree, then `delivering → delivered` with the finalize message. Every
+//! Drive object is created with an id generated and stored beforehand, so a repeated create
+//! gets 409 and never makes a copy; every file's upload session is stored, so a restarted
+//! job resumes from what Drive holds.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use coursedrop::adapters::queue::Publisher;
+use coursedrop::domain::{ItemStatus, Stage, Status};
+use coursedrop::drive::upload::{DriveClient, Held};
+use coursedrop::drive::{AccessToken, DriveError};
+use coursedrop::relay;
+use coursedrop::source::{S3Location, S3Source, SourceError, SourceObject};
+use coursedrop::store::StoreError;
+use coursedrop::store::items::{self, ItemChange};
+use futures_util::{StreamExt, TryStreamExt};
+use md5::{Digest, Md5};
+use sqlx::{FromRow, MySqlPool};
+use thiserror::Error;
+
+#[derive(Debug, Clone)]
+pub struct DeliverSettings {
+    /// Files copied at once per item (`DELIVER_FILES_IN_FLIGHT`, default 4).
+    pub files_in_flight: usize,
+    /// How long a claim lasts without a heartbeat (`DELIVER_LEASE`, default 120 s).
+    pub lease_secs: u32,
+    /// Transient failures before the item is failed (`DELIVER_MAX_ATTEMPTS`, default 5).
+    pub max_attempts: u32,
+    /// Where buyers' folders are made: a shared drive's folder, or `root`.
+    pub parent_folder: String,
+}
+
+impl Default for DeliverSettings {
+    fn default() -> Self {
+        DeliverSettings { files_in_flight: 4, lease_secs: 120, max_attempts: 5, parent_folder: "root".into() }
+    }
+}
+
+pub struct Deliverer<T, P> {
+    pub pool: MySqlPool,
+    pub drive: DriveClient<T>,
+    pub source: S3Source,
+    pub publisher: P,
+    pub settings: DeliverSettings,
+    /// Names the lease holder: the task's id and a counter.
+    pub worker: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Nothing to do: the item is not (or no longer) deliverable.
+    AlreadyDone(ItemStatus),
+    UnknownItem,
+    /// Another worker holds a live lease on it.
+    Busy,
+    /// A transient failure; try again later.
+    Retry(String),
+    /// Drive's daily upload cap: wait long, without spending an attempt.
+    Paused(String),
+    /// Given up: the item is `failed` at stage `deliver`.
+    Failed(String),
+}
+
+#[derive(Debug, Error)]
+enum CopyError {
+    #[error(transparent)]
+    Drive(#[from] DriveError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for CopyError {
+    fn from(e: sqlx::Error) -> Self {
+        CopyError::Store(e.into())
+    }
+}
+
+enum Verdict {
+    Retry(String),
+    Pause(String),
+    Fail(String),
+}
+
+impl CopyError {
+    fn verdict(&self) -> Verdict {
+        match self {
+            CopyError::Drive(DriveError::DailyLimit(m)) => Verdict::Pause(m.clone()),
+            CopyError::Drive(DriveError::Refused { status, .. }) if *status != 409 => Verdict::Fail(self.to_string()),
+            CopyError::Drive(DriveError::Checksum { .. }) => Verdict::Fail(self.to_string()),
+            CopyError::Source(s) if s.is_permanent() => Verdict::Fail(self.to_string()),
+            _ => Verdict::Retry(self.to_string()),
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct ItemFacts {
+    order_code: String,
+    title: String,
+    source: String,
+    drive_folder_id: Option<String>,
+}
+
+#[derive(FromRow)]
+struct FileRow {
+    id: u64,
+    size_bytes: u64,
+    md5: Option<String>,
+    drive_file_id: Option<String>,
+    upload_session_uri: Option<String>,
+    completed: bool,
+}
+
+struct Progress {
+    bytes: AtomicU64,
+    files: AtomicU32,
+}
+
+impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
+    /// Delivers one item. Safe to call again at any time: a delivered item is left alone,
+    /// and a half-delivered one continues where the last run stopped.
+    pub async fn deliver_item(&self, item_id: u64) -> Result<Outcome, StoreError> {
+        if let Some(outcome) = self.claim(item_id).await? {
+            return Ok(outcome);
+        }
+        let heartbeat = self.spawn_heartbeat(item_id);
+        let result = self.work(item_id).await;
+        heartbeat.abort();
+        match result {
+            Ok(()) => {
+                let change = ItemChange::new(item_id, ItemStatus::Delivering, ItemStatus::Delivered, &self.worker);
+                match items::transition(&self.pool, &change).await {
+                    Ok(t) => {
+                        relay::publish_all(&self.pool, &self.publisher, t.outbox.as_slice()).await;
+                        Ok(Outcome::Delivered)
+                    }
+                    // Revoked while we copied: the refund wins.
+                    Err(StoreError::Conflict { actual, .. }) => Ok(Outcome::AlreadyDone(ItemStatus::parse(&actual)?)),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => match e.verdict() {
+                Verdict::Pause(m) => {
+                    self.release(item_id, None).await?;
+                    Ok(Outcome::Paused(m))
+                }
+                Verdict::Fail(m) => self.fail(item_id, &m).await,
+                Verdict::Retry(m) => {
+                    let attempts = self.release(item_id, Some(&m)).await?;
+                    if attempts >= self.settings.max_attempts {
+                        self.fail(item_id, &format!("gave up after {attempts} attempts: {m}")).await
+                    } else {
+                        Ok(Outcome::Retry(m))
+                    }
+                }
+            },
+        }
+    }
+
+    /// Takes the item: from `enrolled`, or from a `delivering` whose lease has lapsed.
+    async fn claim(&self, item_id: u64) -> Result<Option<Outcome>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let change = ItemChange::new(item_id, ItemStatus::Enrolled, ItemStatus::Delivering, &self.worker);
+        match items::transition_in(&mut tx, &change).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound { .. }) => return Ok(Some(Outcome::UnknownItem)),
+            Err(StoreError::Conflict { actual, .. }) if actual == ItemStatus::Delivering.as_str() => {
+                drop(tx);
+                let taken = sqlx::query(
+                    "UPDATE order_items SET lease_owner = ?, lease_until = NOW(3) + INTERVAL ? SECOND
+                     WHERE id = ? AND status = 'delivering' AND (lease_until IS NULL OR lease_until < NOW(3))",
+                )
+                .bind(&self.worker)
+                .bind(self.settings.lease_secs)
+                .bind(item_id)
+                .execute(&self.pool)
+                .await?;
+                return Ok((taken.rows_affected() == 0).then_some(Outcome::Busy));
+            }
+            Err(StoreError::Conflict { actual, .. }) => {
+                return Ok(Some(Outcome::AlreadyDone(ItemStatus::parse(&actual)?)));
+            }
+            Err(e) => return Err(e),
+        }
+        sqlx::query("UPDATE order_items SET lease_owner = ?, lease_until = NOW(3) + INTERVAL ? SECOND WHERE id = ?")
+            .bind(&self.worker)
+            .bind(self.settings.lease_secs)
+            .bind(item_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(None)
+    }
+
+    /// Keeps the lease alive while the item is worked.
+    fn spawn_heartbeat(&self, item_id: u64) -> tokio::task::JoinHandle<()> {
+        let (pool, worker, lease) = (self.pool.clone(), self.worker.clone(), self.settings.lease_secs);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs((lease / 3).max(1) as u64));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let _ = sqlx::query(
+                    "UPDATE order_items SET lease_until = NOW(3) + INTERVAL ? SECOND
+                     WHERE id = ? AND status = 'delivering' AND lease_owner = ?",
+                )
+                .bind(lease)
+                .bind(item_id)
+                .bind(&worker)
+                .execute(&pool)
+                .await;
+            }
+        })
+    }
+
+    /// Hands the item back for a later try; with an error, counts an attempt. Returns the
+    /// attempts so far.
+    async fn release(&self, item_id: u64, error: Option<&str>) -> Result<u32, StoreError> {
+        sqlx::query(
+            "UPDATE order_items SET lease_owner = NULL, lease_until = NULL,
+                 attempts = attempts + IF(? IS NULL, 0, 1), last_error = COALESCE(?, last_error)
+             WHERE id = ? AND status = 'delivering'",
+        )
+        .bind(error)
+        .bind(error)
+        .bind(item_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(sqlx::query_scalar("SELECT attempts FROM order_items WHERE id = ?")
+            .bind(item_id)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn fail(&self, item_id: u64, reason: &str) -> Result<Outcome, StoreError> {
+        let change = ItemChange::failure(item_id, ItemStatus::Delivering, Stage::Deliver, reason, &self.worker);
+        match items::transition(&self.pool, &change).await {
+            Ok(_) => Ok(Outcome::Failed(reason.to_string())),
+            Err(StoreError::Conflict { actual, .. }) => Ok(Outcome::AlreadyDone(ItemStatus::parse(&actual)?)),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn work(&self, item_id: u64) -> Result<(), CopyError> {
+        let facts: ItemFacts = sqlx::query_as(
+            "SELECT o.code AS order_code, c.title, c.source, i.drive_folder_id
+             FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id WHERE i.id = ?",
+        )
+        .bind(item_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let at = S3Location::parse(&facts.source)?;
+        let folder_id = self.item_folder(item_id, &facts).await?;
+
+        let objects = self.source.list(&at).await?;
+        let bytes_total: u64 = objects.iter().map(|o| o.size).sum();
+        sqlx::query("UPDATE order_items SET files_total = ?, bytes_total = ? WHERE id = ?")
+            .bind(objects.len() as u32)
+            .bind(bytes_total)
+            .bind(item_id)
+            .execute(&self.pool)
+            .await?;
+
+        // The folder tree, parents before children (a BTreeSet orders "a/" before "a/b/").
+        let mut dirs = BTreeSet::new();
+        for o in &objects {
+            let mut end = 0;
+            while let Some(i) = o.path[end..].find('/') {
+                end += i + 1;
+                dirs.insert(o.path[..end].to_string());
+            }
+        }
+        let mut folders: HashMap<String, String> = HashMap::from([(String::new(), folder_id)]);
+        for dir in dirs {
+            let trimmed = dir.trim_end_matches('/');
+            let (parent, name) = match trimmed.rfind('/') {
+                Some(i) => (&dir[..=i], &trimmed[i + 1..]),
+                None => ("", trimmed),
+            };
+            let parent_id = folders[parent].clone();
+            let row = self.file_row(item_id, &dir, 0).await?;
+            let id = self.drive_id_for(&row).await?;
+            self.drive.create_folder(&id, name, &parent_id).await?;
+            sqlx::query("UPDATE delivered_files SET completed_at = COALESCE(completed_at, NOW(3)) WHERE id = ?")
+                .bind(row.id)
+                .execute(&self.pool)
+                .await?;
+            folders.insert(dir, id);
+        }
+
+        let done: (Option<u64>, i64) = sqlx::query_as(
+            "SELECT CAST(SUM(size_bytes) AS UNSIGNED), COUNT(*) FROM delivered_files
+             WHERE item_id = ? AND completed_at IS NOT NULL AND RIGHT(path, 1) <> '/'",
+        )
+        .bind(item_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let progress =
+            Arc::new(Progress { bytes: AtomicU64::new(done.0.unwrap_or(0)), files: AtomicU32::new(done.1 as u32) });
+        let writer = self.spawn_progress_writer(item_id, progress.clone());
+        // The futures are built in a plain loop: a closure over borrowed items here makes the
+        // whole future fail the `Send` check the job's spawn needs.
+        let mut pending = Vec::with_capacity(objects.len());
+        for o in &objects {
+            let parent = folders[&o.path[..o.path.rfind('/').map_or(0, |i| i + 1)]].clone();
+            pending.push(self.copy_file(item_id, &at, o, parent, &progress));
+        }
+        let copies = futures_util::stream::iter(pending)
+            .buffer_unordered(self.settings.files_in_flight.max(1))
+            .try_collect::<Vec<()>>()
+            .await;
+        writer.abort();
+        self.write_progress(item_id, &progress).await?;
+        copies.map(|_| ())
+    }
+
+    /// The buyer's folder for this item: its id is stored before the folder is made.
+    async fn item_folder(&self, item_id: u64, facts: &ItemFacts) -> Result<String, CopyError> {
+        let id = match &facts.drive_folder_id {
+            Some(id) => id.clone(),
+            None => {
+                let fresh = self.drive.generate_ids(1).await?.remove(0);
+                sqlx::query("UPDATE order_items SET drive_folder_id = COALESCE(drive_folder_id, ?) WHERE id = ?")
+                    .bind(&fresh)
+                    .bind(item_id)
+                    .execute(&self.pool)
+                    .await?;
+                sqlx::query_scalar("SELECT drive_folder_id FROM order_items WHERE id = ?")
+                    .bind(item_id)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        let name = format!("{} — {}", facts.title, facts.order_code);
+        let folder = self.drive.create_folder(&id, &name, &self.settings.parent_folder).await?;
+        sqlx::query("UPDATE order_items SET drive_link = ? WHERE id = ?")
+            .bind(folder.web_view_link)
+            .bind(item_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(id)
+    }
+
+    async fn file_row(&self, item_id: u64, path: &str, size: u64) -> Result<FileRow, CopyError> {
+        sqlx::query(
+            "INSERT IGNORE INTO delivered_files (item_id, path, path_sha256, size_bytes) VALUES (?, ?, UNHEX(SHA2(?, 256)), ?)",
+        )
+        .bind(item_id)
+        .bind(path)
+        .bind(path)
+        .bind(size)
+        .execute(&self.pool)
+        .await?;
+        Ok(sqlx::query_as(
+            "SELECT id, size_bytes, md5, drive_file_id, upload_session_uri, completed_at IS NOT NULL AS completed
+             FROM delivered_files WHERE item_id = ? AND path_sha256 = UNHEX(SHA2(?, 256))",
+        )
+        .bind(item_id)
+        .bind(path)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The Drive id this row's object gets, generated and stored on first need.
+    async fn drive_id_for(&self, row: &FileRow) -> Result<String, CopyError> {
+        if let Some(id) = &row.drive_file_id {
+            return Ok(id.clone());
+        }
+        let fresh = self.drive.generate_ids(1).await?.remove(0);
+        sqlx::query("UPDATE delivered_files SET drive_file_id = COALESCE(drive_file_id, ?) WHERE id = ?")
+            .bind(&fresh)
+            .bind(row.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT drive_file_id FROM delivered_files WHERE id = ?")
+            .bind(row.id)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// MD5 of the object's first `len` bytes, read from the source.
+    async fn hash_prefix(&self, at: &S3Location, key: &str, len: u64, hasher: &mut Md5) -> Result<(), CopyError> {
+        if len == 0 {
+            return Ok(());
+        }
+        let mut stream = self.source.open(&at.bucket, key, 0).await?;
+        let mut seen = 0u64;
+        while seen < len {
+            let Some(chunk) = stream.next().await else {
+                return Err(SourceError::Read(format!("{key} is shorter than {len} bytes")).into());
+            };
+            let chunk = chunk?;
+            let take = chunk.len().min((len - seen) as usize);
+            hasher.update(&chunk[..take]);
+            seen += take as u64;
+        }
+        Ok(())
+    }
+
+    async fn copy_file(
+        &self,
+        item_id: u64,
+        at: &S3Location,
+        object: &SourceObject,
+        parent: String,
+        progress: &Progress,
+    ) -> Result<(), CopyError> {
+        let name = object.path.rsplit('/').next().unwrap_or(&object.path);
+        for round in 0..2 {
+            let row = self.file_row(item_id, &object.path, object.size).await?;
+            if row.completed && row.size_bytes == object.size && row.md5.is_some() {
+                return Ok(());
+            }
+            let file_id = self.drive_id_for(&row).await?;
+            let mut resume = None;
+            if let Some(uri) = &row.upload_session_uri {
+                match self.drive.held(uri, object.size).await {
+                    Ok(Held::Offset(h)) => resume = Some((uri.clone(), h)),
+                    Ok(Held::Complete(_)) | Err(DriveError::SessionGone(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let (session, start) = match resume {
+                Some(r) => r,
+                None => match self.drive.start_with_id(name, &parent, object.size, Some(&file_id)).await {
+                    Ok(uri) => {
+                        sqlx::query(
+                            "UPDATE delivered_files SET upload_session_uri = ?, bytes_confirmed = 0 WHERE id = ?",
+                        )
+                        .bind(&uri)
+                        .bind(row.id)
+                        .execute(&self.pool)
+                        .await?;
+                        (uri, 0)
+                    }
+                    // The file exists: an earlier run finished it but did not record it.
+                    Err(DriveError::Refused { status: 409, .. }) => {
+                        let mut hasher = Md5::new();
+                        self.hash_prefix(at, &object.key, object.size, &mut hasher).await?;
+                        let local = hex_of(hasher);
+                        let remote = self.drive.file(&file_id).await?.and_then(|f| f.md5_checksum);
+                        if remote.as_deref() == Some(local.as_str()) {
+                            self.complete(row.id, &local, object.size, progress, object.size).await?;
+                            return Ok(());
+                        }
+                        self.redo(row.id).await?;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            let mut hasher = Md5::new();
+            self.hash_prefix(at, &object.key, start, &mut hasher).await?;
+            let stream = self.source.open(&at.bucket, &object.key, start).await?;
+            progress.bytes.fetch_add(start, Ordering::Relaxed);
+            let mut counted = start;
+            let uploaded = self
+                .drive
+                .upload(&session, start, object.size, stream, &mut hasher, &mut |confirmed| {
+                    progress.bytes.fetch_add(confirmed.saturating_sub(counted), Ordering::Relaxed);
+                    counted = counted.max(confirmed);
+                })
+                .await;
+            let uploaded = match uploaded {
+                Ok(f) => f,
+                Err(e) => {
+                    progress.bytes.fetch_sub(counted, Ordering::Relaxed);
+                    if matches!(e, DriveError::SessionGone(_)) {
+                        sqlx::query("UPDATE delivered_files SET upload_session_uri = NULL WHERE id = ?")
+                            .bind(row.id)
+                            .execute(&self.pool)
+                            .await?;
+                    }
+                    return Err(e.into());
+                }
+            };
+            let local = hex_of(hasher);
+            if uploaded.md5_checksum.as_deref() == Some(local.as_str()) {
+                self.complete(row.id, &local, object.size, progress, object.size - counted.min(object.size)).await?;
+                return Ok(());
+            }
+            progress.bytes.fetch_sub(counted, Ordering::Relaxed);
+            tracing::warn!(item_id, path = %object.path, local, remote = ?uploaded.md5_checksum, round, "MD5 mismatch; deleting and redoing the file");
+            self.drive.delete(&uploaded.id).await?;
+            self.redo(row.id).await?;
+        }
+        Err(DriveError::Checksum {
+            local: "(twice)".into(),
+            remote: format!("{} did not match after a redo", object.path),
+        }
+        .into())
+    }
+
+    /// Forgets a file's Drive object and session so the next round starts it afresh.
+    async fn redo(&self, row_id: u64) -> Result<(), CopyError> {
+        sqlx::query("UPDATE delivered_files SET drive_file_id = NULL, upload_session_uri = NULL, bytes_confirmed = 0 WHERE id = ?")
+            .bind(row_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        row_id: u64,
+        md5: &str,
+        size: u64,
+        progress: &Progress,
+        uncounted: u64,
+    ) -> Result<(), CopyError> {
+        sqlx::query(
+            "UPDATE delivered_files SET md5 = ?, bytes_confirmed = ?, upload_session_uri = NULL, completed_at = NOW(3) WHERE id = ?",
+        )
+        .bind(md5)
+        .bind(size)
+        .bind(row_id)
+        .execute(&self.pool)
+        .await?;
+        progress.bytes.fetch_add(uncounted, Ordering::Relaxed);
+        progress.files.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Progress reaches the database at most once a second, however many files are in flight.
+    fn spawn_progress_writer(&self, item_id: u64, progress: Arc<Progress>) -> tokio::task::JoinHandle<()> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let _ = write_progress(&pool, item_id, &progress).await;
+            }
+        })
+    }
+
+    async fn write_progress(&self, item_id: u64, progress: &Progress) -> Result<(), CopyError> {
+        write_progress(&self.pool, item_id, progress).await.map_err(CopyError::from)
+    }
+}
+
+async fn write_progress(pool: &MySqlPool, item_id: u64, progress: &Progress) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE order_items SET bytes_done = ?, files_done = ? WHERE id = ?")
+        .bind(progress.bytes.load(Ordering::Relaxed))
+        .bind(progress.files.load(Ordering::Relaxed))
+        .bind(item_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+fn hex_of(hasher: Md5) -> String {
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}

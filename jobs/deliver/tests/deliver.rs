@@ -1,0 +1,279 @@
+//! Delivery against real MariaDB, moto S3 and SQS, and the Drive emulator.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use coursedrop::adapters::queue::SqsPublisher;
+use coursedrop::domain::Queue;
+use coursedrop::drive::upload::DriveClient;
+use coursedrop::drive::{CHUNK_GRANULE, DriveConfig, StaticToken};
+use coursedrop::testing;
+use deliver::{DeliverSettings, Deliverer, Outcome};
+use drive_emulator::{Config, Emulator, Faults};
+use md5::{Digest, Md5};
+use serde_json::Value;
+use sqlx::MySqlPool;
+
+struct Harness {
+    pool: MySqlPool,
+    job: std::sync::Arc<Deliverer<StaticToken, SqsPublisher>>,
+    emu: Emulator,
+    base: String,
+    sqs: aws_sdk_sqs::Client,
+    urls: HashMap<Queue, String>,
+    item: u64,
+    files: Vec<(String, Vec<u8>)>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn data(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| ((i * 17 + seed as usize) % 239) as u8).collect()
+}
+
+async fn harness(pool: MySqlPool, files: &[(&str, Vec<u8>)], chunk: usize) -> Harness {
+    let source = testing::s3_source().await.with_page_size(2);
+    let keyed: Vec<(String, Vec<u8>)> = files.iter().map(|(p, b)| (format!("course/{p}"), b.clone())).collect();
+    let refs: Vec<(&str, Vec<u8>)> = keyed.iter().map(|(k, b)| (k.as_str(), b.clone())).collect();
+    let bucket = testing::bucket_with(&source, &refs).await;
+    let (_, created) = testing::pending_order(&pool, &[100_000], 30).await;
+    let item = created.item_ids[0];
+    sqlx::query("UPDATE courses c JOIN order_items i ON i.course_id = c.id SET c.source = ?, c.title = 'Rust cơ bản' WHERE i.id = ?")
+        .bind(format!("s3://{bucket}/course/"))
+        .bind(item)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE order_items SET status = 'enrolled' WHERE id = ?").bind(item).execute(&pool).await.unwrap();
+
+    let dir =
+        std::env::temp_dir().join(format!("deliver-test-{}-{}", std::process::id(), rand::random_range(0..u64::MAX)));
+    let emu = Emulator::new(Config::new(&dir)).unwrap();
+    let (base, _) = emu.clone().spawn(0).await.unwrap();
+    let mut config = DriveConfig::new(&base);
+    config.chunk_size = chunk;
+    config.backoff_base = Duration::from_millis(1);
+    config.backoff_max = Duration::from_millis(20);
+    config.max_attempts = 30;
+    let sqs = testing::sqs_client().await;
+    let (publisher, urls) = testing::fresh_queues(&sqs).await;
+    let job = std::sync::Arc::new(Deliverer {
+        pool: pool.clone(),
+        drive: DriveClient::new(config, StaticToken("emulator-token".into())),
+        source,
+        publisher,
+        settings: DeliverSettings { lease_secs: 30, ..DeliverSettings::default() },
+        worker: "test-worker".into(),
+    });
+    let files = files.iter().map(|(p, b)| (p.to_string(), b.clone())).collect();
+    Harness { pool, job, emu, base, sqs, urls, item, files, dir }
+}
+
+impl Harness {
+    async fn get(&self, path: &str) -> Value {
+        let http = coursedrop::http::client_builder().build().unwrap();
+        http.get(format!("{}{path}", self.base))
+            .bearer_auth("emulator-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Every file under the item's folder: path, size and MD5 of the bytes on the emulator's
+    /// disk. Walks the tree on Drive.
+    async fn drive_tree(&self) -> Vec<(String, usize, String)> {
+        let folder: String = sqlx::query_scalar("SELECT drive_folder_id FROM order_items WHERE id = ?")
+            .bind(self.item)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let mut todo = vec![(folder, String::new())];
+        while let Some((id, prefix)) = todo.pop() {
+            let q = format!("'{id}' in parents and trashed = false");
+            let list = self
+                .get(&format!(
+                    "/drive/v3/files?pageSize=1000&fields=files(id,name,mimeType)&q={}",
+                    coursedrop::adapters::sepay::url_encode(&q)
+                ))
+                .await;
+            for f in list["files"].as_array().unwrap() {
+                let path = format!("{prefix}{}", f["name"].as_str().unwrap());
+                if f["mimeType"] == "application/vnd.google-apps.folder" {
+                    todo.push((f["id"].as_str().unwrap().to_string(), format!("{path}/")));
+                } else {
+                    let bytes = std::fs::read(self.emu.blob_path(f["id"].as_str().unwrap())).unwrap();
+                    out.push((path, bytes.len(), hex::encode(Md5::digest(&bytes))));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn expected(&self) -> Vec<(String, usize, String)> {
+        summary(&self.files)
+    }
+
+    async fn item_row(&self) -> (String, Option<String>, Option<u32>, u32, Option<u64>, u64, Option<String>) {
+        sqlx::query_as("SELECT status, failed_stage, files_total, files_done, bytes_total, bytes_done, last_error FROM order_items WHERE id = ?")
+            .bind(self.item)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+fn summary(files: &[(String, Vec<u8>)]) -> Vec<(String, usize, String)> {
+    let mut e: Vec<_> = files.iter().map(|(p, b)| (p.clone(), b.len(), hex::encode(Md5::digest(b)))).collect();
+    e.sort();
+    e
+}
+
+fn tree() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("01-intro/welcome.mp4", data(3 * CHUNK_GRANULE + 17, 1)),
+        ("01-intro/notes/empty.txt", vec![]),
+        ("02-ownership/lesson.mp4", data(700_001, 2)),
+        ("README.md", b"# Rust co ban\n".to_vec()),
+    ]
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn delivers_a_nested_course_every_file_once_and_hands_it_to_finalize(pool: MySqlPool) {
+    let h = harness(pool, &tree(), CHUNK_GRANULE).await;
+    assert_eq!(h.job.deliver_item(h.item).await.unwrap(), Outcome::Delivered);
+
+    assert_eq!(h.drive_tree().await, h.expected(), "the tree, each file once, byte for byte");
+    let total: u64 = h.files.iter().map(|(_, b)| b.len() as u64).sum();
+    let (status, _, files_total, files_done, bytes_total, bytes_done, _) = h.item_row().await;
+    assert_eq!(
+        (status.as_str(), files_total, files_done, bytes_total, bytes_done),
+        ("delivered", Some(4), 4, Some(total), total)
+    );
+    assert_eq!(testing::drain(&h.sqs, &h.urls[&Queue::Finalize]).await, vec![format!("{{\"item_id\":{}}}", h.item)]);
+    let md5s: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT path, md5 FROM delivered_files WHERE RIGHT(path, 1) <> '/' ORDER BY path")
+            .fetch_all(&h.pool)
+            .await
+            .unwrap();
+    for (path, md5) in md5s {
+        let bytes = &h.files.iter().find(|(p, _)| *p == path).unwrap().1;
+        assert_eq!(md5, Some(hex::encode(Md5::digest(bytes))), "{path}");
+    }
+    let folder = h
+        .get(&format!(
+            "/drive/v3/files/{}?fields=name",
+            sqlx::query_scalar::<_, String>("SELECT drive_folder_id FROM order_items")
+                .fetch_one(&h.pool)
+                .await
+                .unwrap()
+        ))
+        .await;
+    assert!(folder["name"].as_str().unwrap().starts_with("Rust cơ bản — CD"), "{folder}");
+
+    // A redelivered message for a delivered item does no work.
+    let written = h.emu.bytes_written();
+    assert_eq!(
+        h.job.deliver_item(h.item).await.unwrap(),
+        Outcome::AlreadyDone(coursedrop::domain::ItemStatus::Delivered)
+    );
+    assert_eq!(h.emu.bytes_written(), written);
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_job_killed_mid_file_resumes_from_drives_offset_not_from_zero(pool: MySqlPool) {
+    let big = data(101 * 1024 * 1024 + 3, 5);
+    let files = vec![("videos/big.mp4", big.clone()), ("small.txt", b"hello".to_vec())];
+    let h = harness(pool, &files, 8 * 1024 * 1024).await;
+
+    // Kill the job abruptly once some of the big file is on Drive.
+    let job = h.job.clone();
+    let running = tokio::spawn({
+        let job = job.clone();
+        let item = h.item;
+        async move { job.deliver_item(item).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while h.emu.bytes_written() < 24 * 1024 * 1024 {
+        assert!(std::time::Instant::now() < deadline, "the upload never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.abort();
+    let _ = running.await;
+    let before = h.emu.bytes_written();
+    let status: String = sqlx::query_scalar("SELECT status FROM order_items WHERE id = ?")
+        .bind(h.item)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "delivering", "the dead worker's claim is still there");
+    assert_eq!(job.deliver_item(h.item).await.unwrap(), Outcome::Busy, "its lease is still live");
+
+    // The lease lapses; a new run takes over.
+    sqlx::query("UPDATE order_items SET lease_until = NOW(3) - INTERVAL 1 SECOND").execute(&h.pool).await.unwrap();
+    assert_eq!(job.deliver_item(h.item).await.unwrap(), Outcome::Delivered);
+
+    let total: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
+    let written = h.emu.bytes_written();
+    assert!(
+        written <= total + 8 * 1024 * 1024,
+        "resumed, not restarted: {written} bytes written for {total} (first run wrote {before})"
+    );
+    let expected = summary(&files.iter().map(|(p, b)| (p.to_string(), b.clone())).collect::<Vec<_>>());
+    let tree = h.drive_tree().await;
+    assert_eq!(tree.len(), 2);
+    assert_eq!(tree, expected, "every file once, byte for byte");
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn ten_percent_drive_faults_still_deliver_everything(pool: MySqlPool) {
+    let h = harness(pool, &tree(), CHUNK_GRANULE).await;
+    h.emu.set_faults(Faults::spread(0.10));
+    let mut outcome = h.job.deliver_item(h.item).await.unwrap();
+    // Faults may outlast one run's retries; the queue would redeliver, so do we.
+    for _ in 0..3 {
+        if !matches!(outcome, Outcome::Retry(_)) {
+            break;
+        }
+        outcome = h.job.deliver_item(h.item).await.unwrap();
+    }
+    assert_eq!(outcome, Outcome::Delivered);
+    h.emu.set_faults(Faults::default());
+    assert_eq!(h.drive_tree().await, h.expected());
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_missing_source_fails_the_item_clearly(pool: MySqlPool) {
+    let h = harness(pool, &tree(), CHUNK_GRANULE).await;
+    sqlx::query("UPDATE courses SET source = 's3://no-such-seller-bucket/course/'").execute(&h.pool).await.unwrap();
+    let outcome = h.job.deliver_item(h.item).await.unwrap();
+    let Outcome::Failed(reason) = outcome else { panic!("expected a failure, got {outcome:?}") };
+    assert!(reason.contains("s3://no-such-seller-bucket") && reason.contains("does not exist"), "{reason}");
+    let (status, stage, ..) = h.item_row().await;
+    assert_eq!((status.as_str(), stage.as_deref()), ("failed", Some("deliver")));
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn the_daily_upload_cap_pauses_without_spending_attempts(pool: MySqlPool) {
+    let h = harness(pool, &tree(), CHUNK_GRANULE).await;
+    h.emu.set_faults(Faults { daily_cap_exceeded: true, ..Faults::default() });
+    assert!(matches!(h.job.deliver_item(h.item).await.unwrap(), Outcome::Paused(_)));
+    let (status, attempts, lease): (String, u32, Option<String>) =
+        sqlx::query_as("SELECT status, attempts, lease_owner FROM order_items WHERE id = ?")
+            .bind(h.item)
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts, lease), ("delivering", 0, None), "handed back, no attempt spent");
+    h.emu.set_faults(Faults::default());
+    assert_eq!(h.job.deliver_item(h.item).await.unwrap(), Outcome::Delivered);
+}
