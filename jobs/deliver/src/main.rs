@@ -1,7 +1,60 @@
-//! The deliver job (a long-running SQS consumer in a container). Its behaviour has not been
-//! built yet: it exits with a non-zero status rather than pretending to work.
+//! The deliver job (ECS Fargate): a long-running consumer of the deliver queue. Everything is
+//! built once at start; SIGTERM (ECS stopping the task) stops receiving, lets work in flight
+//! finish within the grace period and hands back the rest.
 
-fn main() {
-    eprintln!("deliver: not built yet (see the open issues); exiting");
-    std::process::exit(2);
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use coursedrop::config::Vars;
+use coursedrop::domain::Queue;
+use coursedrop::drive::upload::DriveClient;
+use coursedrop::drive::{DriveConfig, StaticToken};
+use deliver::{ConsumerSettings, DeliverSettings, Deliverer};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    coursedrop::telemetry::init();
+    let vars = Vars::process();
+    let pool = coursedrop::store::connect_from_vars(&vars, 8).await.context("connecting to the database")?;
+    let publisher = coursedrop::adapters::queue::sqs_publisher(&vars).await;
+    let queue_url = publisher.queue_url(Queue::Deliver).await.map_err(|e| anyhow::anyhow!(e))?;
+    let sqs = publisher.client().clone();
+
+    let mut drive = DriveConfig::new(vars.string_or("DRIVE_API_ROOT", "https://www.googleapis.com"));
+    drive.chunk_size = vars.parse_or("DRIVE_CHUNK_SIZE", drive.chunk_size)?;
+    anyhow::ensure!(
+        drive.chunk_size > 0 && drive.chunk_size.is_multiple_of(coursedrop::drive::CHUNK_GRANULE),
+        "DRIVE_CHUNK_SIZE must be a positive multiple of 262144"
+    );
+    // Until the OAuth flows land (service account, delegation, refresh token), the job takes
+    // a bearer token from the environment: the emulator's locally.
+    let token = vars.get("DRIVE_ACCESS_TOKEN").context("DRIVE_ACCESS_TOKEN is not set")?;
+    let settings = DeliverSettings {
+        files_in_flight: vars.parse_or("DELIVER_FILES_IN_FLIGHT", 4usize)?,
+        lease_secs: vars.parse_or("DELIVER_LEASE_SECS", 120u32)?,
+        max_attempts: vars.parse_or("DELIVER_MAX_ATTEMPTS", 5u32)?,
+        parent_folder: vars.string_or("DRIVE_PARENT_FOLDER_ID", "root"),
+    };
+    let job = Arc::new(Deliverer {
+        pool,
+        drive: DriveClient::new(drive, StaticToken(token)),
+        source: coursedrop::source::S3Source::from_vars(&vars).await,
+        publisher,
+        settings,
+        worker: format!("deliver-{}-{}", hostname(), std::process::id()),
+    });
+    let consumer = ConsumerSettings {
+        max_in_flight: vars.parse_or("DELIVER_MESSAGES_IN_FLIGHT", 2usize)?,
+        grace: Duration::from_secs(vars.parse_or("DELIVER_STOP_GRACE_SECS", 90u64)?),
+        ..ConsumerSettings::default()
+    };
+    tracing::info!(queue = %queue_url, "deliver job started");
+    deliver::consume(job, sqs, queue_url, consumer, coursedrop::http::shutdown_signal()).await;
+    tracing::info!("deliver job stopped");
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "local".into())
 }

@@ -277,3 +277,102 @@ async fn the_daily_upload_cap_pauses_without_spending_attempts(pool: MySqlPool) 
     h.emu.set_faults(Faults::default());
     assert_eq!(h.job.deliver_item(h.item).await.unwrap(), Outcome::Delivered);
 }
+
+async fn send(h: &Harness, body: &str) {
+    h.sqs.send_message().queue_url(&h.urls[&Queue::Deliver]).message_body(body).send().await.unwrap();
+}
+
+fn quick_consumer() -> deliver::ConsumerSettings {
+    deliver::ConsumerSettings {
+        wait_secs: 1,
+        visibility_secs: 30,
+        retry_delay_secs: 1,
+        grace: Duration::from_millis(200),
+        ..Default::default()
+    }
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn the_consumer_works_its_queue_and_deletes_what_is_done(pool: MySqlPool) {
+    let h = harness(pool, &tree(), CHUNK_GRANULE).await;
+    send(&h, &format!("{{\"item_id\":{}}}", h.item)).await;
+    send(&h, "not a message").await;
+    send(&h, &format!("{{\"item_id\":{}}}", h.item)).await; // a duplicate
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let consumer = tokio::spawn(deliver::consume(
+        h.job.clone(),
+        h.sqs.clone(),
+        h.urls[&Queue::Deliver].clone(),
+        quick_consumer(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status: String = sqlx::query_scalar("SELECT status FROM order_items WHERE id = ?")
+            .bind(h.item)
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+        let visible = h
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&h.urls[&Queue::Deliver])
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let attrs = visible.attributes.unwrap_or_default();
+        let count = |k| attrs.get(&k).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+        let left = count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
+        if status == "delivered" && left == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "status {status}, {left} messages left");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_tx.send(()).unwrap();
+    consumer.await.unwrap();
+    assert_eq!(h.drive_tree().await, h.expected(), "the duplicate message did no second copy");
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_stopped_consumer_hands_unfinished_work_back(pool: MySqlPool) {
+    let h = harness(pool, &[("big.bin", data(60 * 1024 * 1024, 4))], 8 * 1024 * 1024).await;
+    send(&h, &format!("{{\"item_id\":{}}}", h.item)).await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let consumer = tokio::spawn(deliver::consume(
+        h.job.clone(),
+        h.sqs.clone(),
+        h.urls[&Queue::Deliver].clone(),
+        quick_consumer(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while h.emu.bytes_written() < 8 * 1024 * 1024 {
+        assert!(std::time::Instant::now() < deadline, "the upload never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_tx.send(()).unwrap(); // as SIGTERM does
+    consumer.await.unwrap();
+
+    let (status, owner): (String, Option<String>) =
+        sqlx::query_as("SELECT status, lease_owner FROM order_items WHERE id = ?")
+            .bind(h.item)
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), owner), ("delivering", None), "handed back: no lease to wait out");
+    assert_eq!(
+        testing::drain(&h.sqs, &h.urls[&Queue::Deliver]).await,
+        vec![format!("{{\"item_id\":{}}}", h.item)],
+        "the message is visible again"
+    );
+    // The next worker finishes it from where Drive stands.
+    assert_eq!(h.job.deliver_item(h.item).await.unwrap(), Outcome::Delivered);
+    assert_eq!(h.drive_tree().await, h.expected());
+}
