@@ -13,6 +13,8 @@ export MAILDIR ?= $(CURDIR)/.local/mail
 export RUST_LOG ?= info
 # Local-only key for the webhook; production sets its own (the webhook refuses all without one).
 export SEPAY_API_KEY ?= local-dev-key
+# moto's buckets are not DNS names.
+export S3_FORCE_PATH_STYLE ?= true
 
 CARGO ?= cargo
 

@@ -46,6 +46,11 @@ async fn serve<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     let stack = stack::build(pool.clone(), vars).await?;
     let every = config::parse_duration(&vars.string_or("SWEEP_INTERVAL", "10s")).map_err(anyhow::Error::msg)?;
     stack::spawn_enroll(&stack, pool.clone(), vars)?;
+    let source = coursedrop::source::S3Source::from_vars(vars).await;
+    let seeded = stack::seed_files(&source).await?;
+    let drive_port: u16 = vars.parse_or("DRIVE_EMULATOR_PORT", 4567)?;
+    let (_drive, drive_base) = stack::spawn_drive(std::path::Path::new(".local/drive"), drive_port).await?;
+    stack::spawn_deliver(&stack, pool.clone(), vars, &drive_base).await?;
     stack::spawn_sweeper(pool, stack.publisher.clone(), Duration::from_secs(every.num_seconds() as u64));
     let port: u16 = vars.parse_or("PORT", 3000)?;
     let listener =
@@ -54,7 +59,16 @@ async fn serve<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     println!(
         "  GET  /courses · POST /orders · GET /orders/{{code}} · GET /orders/{{code}}/qr.svg · POST /webhooks/sepay"
     );
-    println!("  the enroll function polls its queue; the sweeper runs every {}s; Ctrl-C stops", every.num_seconds());
+    println!(
+        "  the enroll function polls its queue; the deliver job consumes its queue; the sweeper runs every {}s",
+        every.num_seconds()
+    );
+    println!(
+        "  Google Drive emulator on {drive_base} (token emulator-token); course files: {:.1} MB in s3://{}/",
+        seeded as f64 / 1e6,
+        stack::DEMO_BUCKET
+    );
+    println!("  Ctrl-C stops");
     axum::serve(listener, stack.router).with_graceful_shutdown(coursedrop::http::shutdown_signal()).await?;
     Ok(())
 }

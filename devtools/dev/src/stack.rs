@@ -115,6 +115,95 @@ pub fn spawn_enroll<F: Fn(&str) -> Option<String>>(stack: &Stack, pool: MySqlPoo
     Ok(())
 }
 
+/// The demo courses' files: (course slug, path, size). Generated, so `make demo` needs no
+/// download; one is the size of a real lesson video.
+pub const DEMO_FILES: &[(&str, &str, usize)] = &[
+    ("rust-101", "01-gioi-thieu/bai-01-cai-dat.mp4", 64 * 1024 * 1024 + 12_345),
+    ("rust-101", "01-gioi-thieu/slides.pdf", 1_500_000),
+    ("rust-101", "02-ownership/bai-02-muon-va-tra.mp4", 24 * 1024 * 1024 + 777),
+    ("rust-101", "02-ownership/bai-tap/README.md", 2_048),
+    ("rust-101", "README.md", 1_024),
+    ("serverless-aws", "01-lambda/bai-01.mp4", 32 * 1024 * 1024 + 5),
+    ("serverless-aws", "01-lambda/code/handler.rs", 4_321),
+    ("serverless-aws", "02-sqs/bai-02.mp4", 16 * 1024 * 1024),
+    ("sql-thuc-chien", "bai-01-select.mp4", 12 * 1024 * 1024 + 3),
+    ("sql-thuc-chien", "du-lieu/mau.sql", 250_000),
+    ("sql-thuc-chien", "du-lieu/trong.txt", 0),
+];
+pub const DEMO_BUCKET: &str = "coursedrop-demo";
+
+/// Puts the demo files in local S3 (the bucket `coursedrop-demo`), skipping those already
+/// there with the right size.
+pub async fn seed_files(source: &coursedrop::source::S3Source) -> Result<u64> {
+    let s3 = source.client();
+    if s3.head_bucket().bucket(DEMO_BUCKET).send().await.is_err() {
+        s3.create_bucket()
+            .bucket(DEMO_BUCKET)
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from("ap-southeast-1"))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("creating bucket {DEMO_BUCKET}: {}", aws_sdk_s3::error::DisplayErrorContext(&e))
+            })?;
+    }
+    let mut total = 0;
+    for (slug, path, size) in DEMO_FILES {
+        let key = format!("courses/{slug}/{path}");
+        total += *size as u64;
+        let existing =
+            s3.head_object().bucket(DEMO_BUCKET).key(&key).send().await.ok().and_then(|h| h.content_length());
+        if existing == Some(*size as i64) {
+            continue;
+        }
+        let bytes: Vec<u8> = (0..*size).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        s3.put_object()
+            .bucket(DEMO_BUCKET)
+            .key(&key)
+            .body(bytes.into())
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("putting {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
+    }
+    Ok(total)
+}
+
+/// The Drive emulator, in this process, bytes under `dir`. Returns its base URL.
+pub async fn spawn_drive(dir: &std::path::Path, port: u16) -> Result<(drive_emulator::Emulator, String)> {
+    let emulator = drive_emulator::Emulator::new(drive_emulator::Config::new(dir))?;
+    let (base, _) = emulator.clone().spawn(port).await?;
+    Ok((emulator, base))
+}
+
+/// The deliver job's consumer, on the stack's deliver queue, into the Drive at `drive_base`.
+pub async fn spawn_deliver<F: Fn(&str) -> Option<String>>(
+    stack: &Stack,
+    pool: MySqlPool,
+    vars: &Vars<F>,
+    drive_base: &str,
+) -> Result<()> {
+    let mut drive = coursedrop::drive::DriveConfig::new(drive_base);
+    drive.chunk_size = vars.parse_or("DRIVE_CHUNK_SIZE", 8 * 1024 * 1024)?;
+    let job = Arc::new(deliver::Deliverer {
+        pool,
+        drive: coursedrop::drive::upload::DriveClient::new(
+            drive,
+            coursedrop::drive::StaticToken("emulator-token".into()),
+        ),
+        source: coursedrop::source::S3Source::from_vars(vars).await,
+        publisher: stack.publisher.clone(),
+        settings: deliver::DeliverSettings::default(),
+        worker: format!("local-deliver-{}", std::process::id()),
+    });
+    let url = stack.queue_urls.iter().find(|(q, _)| *q == Queue::Deliver).map(|(_, u)| u.clone()).unwrap_or_default();
+    let settings = deliver::ConsumerSettings { wait_secs: 1, retry_delay_secs: 5, ..Default::default() };
+    tokio::spawn(deliver::consume(job, stack.sqs.clone(), url, settings, std::future::pending()));
+    Ok(())
+}
+
 /// The sweeper's schedule, locally.
 pub fn spawn_sweeper(pool: MySqlPool, publisher: Arc<SqsPublisher>, every: Duration) {
     tokio::spawn(async move {
