@@ -81,6 +81,15 @@ where
 }
 
 pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
+    if vars.get("BENCH_SKIP_HTTP").is_some() {
+        // Only delivery, keeping the HTTP figures of the last full run.
+        let mut report = read_report();
+        report["delivery"] = crate::bench_delivery::run(vars).await?;
+        report["date"] = json!(chrono::Utc::now().to_rfc3339());
+        write_report(&report)?;
+        println!("{}", markdown(&report));
+        return Ok(());
+    }
     let n: usize = vars.parse_or("BENCH_REQUESTS", 1000)?;
     let concurrency: usize = vars.parse_or("BENCH_CONCURRENCY", 16)?;
     let (pool, bench_db) = stack::fresh_database(&config::database_url(vars), "bench", 24).await?;
@@ -142,7 +151,12 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     stack::purge_queues(&stack).await;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{bench_db}`"))).execute(&pool).await?;
 
+    let delivery =
+        if vars.get("BENCH_SKIP_DELIVERY").is_some() { None } else { Some(crate::bench_delivery::run(vars).await?) };
     let mut report = read_report();
+    if let Some(d) = delivery {
+        report["delivery"] = d;
+    }
     report["machine"] = json!(machine());
     report["date"] = json!(chrono::Utc::now().to_rfc3339());
     report["http"] = json!({
@@ -221,6 +235,14 @@ fn markdown(report: &Value) -> String {
         if p.is_object() {
             out.push_str(&format!("| {label} | {} | {} | {} |\n", p["requests_per_s"], p["p50_ms"], p["p99_ms"]));
         }
+    }
+    let d = &report["delivery"];
+    if d.is_object() {
+        out.push_str(&format!(
+            "\n| delivery (S3 → Drive emulator, default settings) | MB/s | peak RSS MiB |\n|---|---:|---:|\n| 1 GiB course | {} | {} |\n| 4 GiB course | {} | {} |\n| S3 read alone (1 GiB) | {} | |\n| Drive upload alone (1 GiB from memory) | {} | |\n\nDelivery reaches {} × the slower of reading alone and writing alone.\n",
+            d["1_gib"]["deliver_mb_s"], d["1_gib"]["peak_rss_mib"], d["4_gib"]["deliver_mb_s"], d["4_gib"]["peak_rss_mib"],
+            d["1_gib"]["s3_read_alone_mb_s"], d["1_gib"]["drive_write_alone_mb_s"], d["1_gib"]["ratio_to_slower_alone"]
+        ));
     }
     if let Some(r) = report["http"]["webhook_unique_vs_sqs_alone"].as_f64() {
         out.push_str(&format!("\nUnique payments reach {r} × the rate of the SQS calls alone: the local SQS emulator (moto, one Python process) is the bound, not the webhook.\n"));

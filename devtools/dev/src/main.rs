@@ -1,6 +1,7 @@
 //! Developer commands behind `make migrate`, `make dev`, `make demo` and `make bench`.
 
 mod bench;
+mod bench_delivery;
 mod demo;
 mod stack;
 
@@ -28,6 +29,10 @@ async fn main() -> Result<()> {
         "serve" => serve(&vars).await,
         "demo" => demo::run(&vars).await,
         "bench" => bench::run(&vars).await,
+        "deliver-one" => {
+            let item = std::env::args().nth(2).and_then(|i| i.parse().ok()).context("deliver-one needs an item id")?;
+            bench_delivery::deliver_one(&vars, item).await
+        }
         other => bail!("unknown command {other:?}; expected migrate, seed, serve, demo or bench"),
     }
 }

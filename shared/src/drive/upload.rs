@@ -9,7 +9,7 @@
 
 use std::future::Future;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Deserializer};
@@ -17,6 +17,8 @@ use serde::{Deserialize, Deserializer};
 use super::{AccessToken, DriveConfig, DriveError, Failure};
 
 const FIELDS: &str = "id,name,size,md5Checksum,parents";
+/// Room past a chunk for the source's last read, so filling never reallocates.
+const READ_HEADROOM: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -277,8 +279,9 @@ impl<T: AccessToken> DriveClient<T> {
         E: std::fmt::Display,
     {
         let chunk_size = self.config.chunk_size;
-        // Bytes from `offset` on that Drive has not confirmed yet.
-        let mut pending = BytesMut::with_capacity(chunk_size);
+        // Bytes from `offset` on that Drive has not confirmed yet, not counting the chunk in
+        // flight. The headroom keeps the last read of a fill from doubling the allocation.
+        let mut pending = BytesMut::with_capacity(chunk_size + READ_HEADROOM);
         let mut offset = start;
         let mut source_done = false;
         let mut stalled = 0u32;
@@ -300,12 +303,14 @@ impl<T: AccessToken> DriveClient<T> {
                 )));
             }
             let n = if source_done { pending.len() } else { chunk_size };
+            // Split off, not copied: the chunk in flight is the only copy of its bytes.
+            let chunk = pending.split_to(n).freeze();
             let sent = if n == 0 {
                 // Nothing left to send (an empty file, or a resend after the last byte):
                 // the status query completes the upload.
                 self.held(session, total).await.map_err(Attempt::Fatal)
             } else {
-                self.put_chunk(session, offset, Bytes::copy_from_slice(&pending[..n]), total).await
+                self.put_chunk(session, offset, chunk.clone(), total).await
             };
             let held = match sent {
                 Ok(h) => h,
@@ -330,11 +335,18 @@ impl<T: AccessToken> DriveClient<T> {
                     return Ok(file);
                 }
                 Held::Offset(h) => {
-                    if h < offset || h > offset + pending.len() as u64 {
+                    if h < offset || h > offset + n as u64 {
                         // Drive lost bytes it had confirmed, or claims bytes never sent.
                         return Err(DriveError::SessionGone(format!("Drive holds {h} bytes, expected {offset}..")));
                     }
                     let confirmed = (h - offset) as usize;
+                    if confirmed < n {
+                        // Part of the chunk did not arrive (rare): put it back in front.
+                        let mut rebuilt = BytesMut::with_capacity(chunk_size + READ_HEADROOM);
+                        rebuilt.extend_from_slice(&chunk[confirmed..]);
+                        rebuilt.extend_from_slice(&pending);
+                        pending = rebuilt;
+                    }
                     if confirmed == 0 {
                         stalled += 1;
                         if stalled >= self.config.max_attempts {
@@ -342,7 +354,6 @@ impl<T: AccessToken> DriveClient<T> {
                         }
                     } else {
                         stalled = 0;
-                        pending.advance(confirmed);
                         offset = h;
                         progress(offset);
                     }

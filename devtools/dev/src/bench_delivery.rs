@@ -1,0 +1,230 @@
+//! `make bench` (delivery part): one course copied from local S3 to the Drive emulator by a
+//! child process at default settings, against (a) reading the same objects from S3 and
+//! discarding them and (b) uploading the same bytes from memory to the emulator, in the same
+//! run. The child reports its own peak RSS (VmHWM), for a 1 GiB and a 4 GiB course.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use coursedrop::config::{self, Vars};
+use coursedrop::domain::{CourseSlug, Email, OrderCode, Vnd};
+use coursedrop::drive::upload::DriveClient;
+use coursedrop::drive::{DriveConfig, StaticToken};
+use coursedrop::source::{S3Location, S3Source};
+use coursedrop::store::{catalog, orders};
+use futures_util::{StreamExt, TryStreamExt};
+use serde_json::{Value, json};
+use sqlx::MySqlPool;
+
+use crate::stack;
+
+const BUCKET: &str = "coursedrop-bench";
+const FILE: usize = 128 * 1024 * 1024;
+const FILES_IN_FLIGHT: usize = 4;
+
+fn mb_per_s(bytes: u64, secs: f64) -> f64 {
+    (bytes as f64 / 1e6 / secs * 10.0).round() / 10.0
+}
+
+async fn seed_course(source: &S3Source, gib: usize) -> Result<S3Location> {
+    let s3 = source.client();
+    if s3.head_bucket().bucket(BUCKET).send().await.is_err() {
+        s3.create_bucket()
+            .bucket(BUCKET)
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from("ap-southeast-1"))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("creating {BUCKET}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
+    }
+    let body: Bytes = (0..FILE).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect::<Vec<u8>>().into();
+    for n in 0..gib * 8 {
+        let key = format!("gib-{gib}/part-{:02}/lesson-{n:03}.mp4", n / 8);
+        if s3.head_object().bucket(BUCKET).key(&key).send().await.ok().and_then(|h| h.content_length())
+            == Some(FILE as i64)
+        {
+            continue;
+        }
+        s3.put_object()
+            .bucket(BUCKET)
+            .key(&key)
+            .body(body.clone().into())
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("putting {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
+    }
+    Ok(S3Location::parse(&format!("s3://{BUCKET}/gib-{gib}/"))?)
+}
+
+async fn enrolled_item(pool: &MySqlPool, at: &S3Location, gib: usize) -> Result<u64> {
+    let slug = CourseSlug::parse(&format!("bench-{gib}-gib"))?;
+    let mut conn = pool.acquire().await?;
+    let course = catalog::upsert(
+        &mut conn,
+        &catalog::NewCourse {
+            slug: &slug,
+            title: "Bench",
+            price: Vnd::new(1)?,
+            source: &at.to_string(),
+            lms_course_id: None,
+        },
+    )
+    .await?;
+    let code = OrderCode::from_stored(format!("CD{:08}", rand::random_range(0..100_000_000u32)));
+    let created = orders::create(
+        pool,
+        &orders::NewOrder {
+            code: &code,
+            email: &Email::parse("bench@example.com")?,
+            phone: None,
+            lang: "vi",
+            expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+            items: &[(course, Vnd::new(1)?)],
+            idempotency_key: None,
+            request_hash: None,
+        },
+        "bench",
+    )
+    .await?;
+    let item = created.item_ids[0];
+    sqlx::query("UPDATE order_items SET status = 'enrolled' WHERE id = ?").bind(item).execute(pool).await?;
+    Ok(item)
+}
+
+/// (a): the objects read from S3, F at a time, bytes discarded.
+async fn read_alone(source: &S3Source, at: &S3Location) -> Result<(u64, f64)> {
+    let objects = source.list(at).await?;
+    let started = Instant::now();
+    let totals: Vec<u64> = futures_util::stream::iter(objects.iter().map(|o| async move {
+        let mut stream = source.open(&at.bucket, &o.key, 0).await?;
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            n += chunk?.len() as u64;
+        }
+        Ok::<u64, coursedrop::source::SourceError>(n)
+    }))
+    .buffer_unordered(FILES_IN_FLIGHT)
+    .try_collect()
+    .await?;
+    Ok((totals.iter().sum(), started.elapsed().as_secs_f64()))
+}
+
+/// (b): the same bytes uploaded from memory to the emulator, F files at a time.
+async fn write_alone(drive_base: &str, files: usize) -> Result<(u64, f64)> {
+    let drive = Arc::new(DriveClient::new(DriveConfig::new(drive_base), StaticToken("emulator-token".into())));
+    let body: Bytes = vec![7u8; FILE].into();
+    let started = Instant::now();
+    futures_util::stream::iter((0..files).map(|n| {
+        let (drive, body) = (drive.clone(), body.clone());
+        async move {
+            let session = drive.start(&format!("w{n}"), "root", FILE as u64).await?;
+            let pieces: Vec<Result<Bytes, std::io::Error>> =
+                (0..FILE).step_by(1 << 20).map(|i| Ok(body.slice(i..(i + (1 << 20)).min(FILE)))).collect();
+            drive
+                .upload(
+                    &session,
+                    0,
+                    FILE as u64,
+                    futures_util::stream::iter(pieces),
+                    &mut md5::Md5::default(),
+                    &mut |_| {},
+                )
+                .await?;
+            Ok::<(), coursedrop::drive::DriveError>(())
+        }
+    }))
+    .buffer_unordered(FILES_IN_FLIGHT)
+    .try_collect::<Vec<()>>()
+    .await?;
+    Ok(((files * FILE) as u64, started.elapsed().as_secs_f64()))
+}
+
+/// Delivery by a child process (`deliver-one`), so its memory is measured alone.
+async fn deliver_in_child(database_url: &str, drive_base: &str, item: u64) -> Result<(f64, u64)> {
+    let started = Instant::now();
+    let out = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("deliver-one")
+        .arg(item.to_string())
+        .env("DATABASE_URL", database_url)
+        .env("DRIVE_API_ROOT", drive_base)
+        .env("QUEUE_NAME_PREFIX", "coursedrop-bench-")
+        .output()
+        .await?;
+    let secs = started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!("deliver-one failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let report: Value = serde_json::from_slice(&out.stdout).context("deliver-one's report")?;
+    Ok((secs, report["peak_rss_kib"].as_u64().unwrap_or(0)))
+}
+
+/// The child: deliver one item at default settings, print `{"outcome", "peak_rss_kib"}`.
+pub async fn deliver_one<F: Fn(&str) -> Option<String>>(vars: &Vars<F>, item: u64) -> Result<()> {
+    let pool = coursedrop::store::connect_from_vars(vars, 8).await?;
+    let job = deliver::Deliverer {
+        pool,
+        drive: DriveClient::new(
+            DriveConfig::new(vars.string_or("DRIVE_API_ROOT", "")),
+            StaticToken("emulator-token".into()),
+        ),
+        source: S3Source::from_vars(vars).await,
+        publisher: coursedrop::adapters::queue::sqs_publisher(vars).await,
+        settings: deliver::DeliverSettings::default(),
+        worker: "bench".into(),
+    };
+    let outcome = job.deliver_item(item).await?;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok());
+    println!("{}", json!({"outcome": format!("{outcome:?}"), "peak_rss_kib": peak}));
+    if outcome != deliver::Outcome::Delivered {
+        bail!("not delivered: {outcome:?}");
+    }
+    Ok(())
+}
+
+pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Value> {
+    let (pool, db) = stack::fresh_database(&config::database_url(vars), "benchdeliver", 8).await?;
+    let bench_vars =
+        Vars(|k: &str| if k == "QUEUE_NAME_PREFIX" { Some("coursedrop-bench-".into()) } else { vars.get(k) });
+    let _stack = stack::build(pool.clone(), &bench_vars).await?;
+    let url = config::database_url(vars);
+    let db_url = format!("{}/{db}", url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url));
+    let source = S3Source::from_vars(vars).await;
+    let dir = std::path::PathBuf::from(".local/bench-drive");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (_emu, drive_base) = stack::spawn_drive(&dir, 0).await?;
+
+    let mut report = json!({"file_mib": FILE >> 20, "files_in_flight": FILES_IN_FLIGHT, "chunk_mib": 16});
+    for gib in [1usize, 4] {
+        println!("bench: seeding a {gib} GiB course in local S3 (kept for the next run)");
+        let at = seed_course(&source, gib).await?;
+        let bytes = (gib * 8 * FILE) as u64;
+        let item = enrolled_item(&pool, &at, gib).await?;
+        let (secs, rss) = deliver_in_child(&db_url, &drive_base, item).await?;
+        let key = format!("{gib}_gib");
+        report[&key] = json!({"deliver_mb_s": mb_per_s(bytes, secs), "seconds": (secs * 10.0).round() / 10.0, "peak_rss_mib": rss / 1024});
+        if gib == 1 {
+            let (read, read_secs) = read_alone(&source, &at).await?;
+            let (written, write_secs) = write_alone(&drive_base, gib * 8).await?;
+            let (r, w) = (mb_per_s(read, read_secs), mb_per_s(written, write_secs));
+            report[&key]["s3_read_alone_mb_s"] = json!(r);
+            report[&key]["drive_write_alone_mb_s"] = json!(w);
+            report[&key]["ratio_to_slower_alone"] = json!(((mb_per_s(bytes, secs) / r.min(w)) * 100.0).round() / 100.0);
+        }
+        println!("bench: {key}: {}", report[&key]);
+        let _ = std::fs::remove_dir_all(dir.join("blobs"));
+        std::fs::create_dir_all(dir.join("blobs"))?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{db}`"))).execute(&pool).await?;
+    Ok(report)
+}
