@@ -96,6 +96,24 @@ impl S3Source {
         &self.client
     }
 
+    /// Makes the bucket unless it exists (for local seeding: demo, bench, tests).
+    pub async fn ensure_bucket(&self, bucket: &str, region: &str) -> Result<(), SourceError> {
+        if self.client.head_bucket().bucket(bucket).send().await.is_ok() {
+            return Ok(());
+        }
+        let location = aws_sdk_s3::types::CreateBucketConfiguration::builder()
+            .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(region))
+            .build();
+        self.client
+            .create_bucket()
+            .bucket(bucket)
+            .create_bucket_configuration(location)
+            .send()
+            .await
+            .map_err(read_error)?;
+        Ok(())
+    }
+
     /// Every object under the prefix, page by page, in key order. Folder markers (keys ending
     /// in `/`) are skipped: the folder tree comes from the paths.
     pub async fn list(&self, at: &S3Location) -> Result<Vec<SourceObject>, SourceError> {

@@ -158,17 +158,8 @@ pub async fn bucket_with(source: &crate::source::S3Source, files: &[(&str, Vec<u
         chrono::Utc::now().timestamp_micros(),
         N.fetch_add(1, Ordering::Relaxed)
     );
+    source.ensure_bucket(&bucket, "ap-southeast-1").await.expect("create bucket in moto");
     let s3 = source.client();
-    s3.create_bucket()
-        .bucket(&bucket)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from("ap-southeast-1"))
-                .build(),
-        )
-        .send()
-        .await
-        .expect("create bucket in moto");
     for (key, bytes) in files {
         s3.put_object().bucket(&bucket).key(*key).body(bytes.clone().into()).send().await.expect("put object");
     }

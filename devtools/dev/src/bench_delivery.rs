@@ -29,19 +29,8 @@ fn mb_per_s(bytes: u64, secs: f64) -> f64 {
 }
 
 async fn seed_course(source: &S3Source, gib: usize) -> Result<S3Location> {
+    source.ensure_bucket(BUCKET, "ap-southeast-1").await?;
     let s3 = source.client();
-    if s3.head_bucket().bucket(BUCKET).send().await.is_err() {
-        s3.create_bucket()
-            .bucket(BUCKET)
-            .create_bucket_configuration(
-                aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from("ap-southeast-1"))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("creating {BUCKET}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
-    }
     let body: Bytes = (0..FILE).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect::<Vec<u8>>().into();
     for n in 0..gib * 8 {
         let key = format!("gib-{gib}/part-{:02}/lesson-{n:03}.mp4", n / 8);

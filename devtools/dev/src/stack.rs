@@ -135,21 +135,8 @@ pub const DEMO_BUCKET: &str = "coursedrop-demo";
 /// Puts the demo files in local S3 (the bucket `coursedrop-demo`), skipping those already
 /// there with the right size.
 pub async fn seed_files(source: &coursedrop::source::S3Source) -> Result<u64> {
+    source.ensure_bucket(DEMO_BUCKET, "ap-southeast-1").await?;
     let s3 = source.client();
-    if s3.head_bucket().bucket(DEMO_BUCKET).send().await.is_err() {
-        s3.create_bucket()
-            .bucket(DEMO_BUCKET)
-            .create_bucket_configuration(
-                aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from("ap-southeast-1"))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("creating bucket {DEMO_BUCKET}: {}", aws_sdk_s3::error::DisplayErrorContext(&e))
-            })?;
-    }
     let mut total = 0;
     for (slug, path, size) in DEMO_FILES {
         let key = format!("courses/{slug}/{path}");
