@@ -165,3 +165,20 @@ pub async fn bucket_with(source: &crate::source::S3Source, files: &[(&str, Vec<u
     }
     bucket
 }
+
+/// The SMTP sink's Maildir: `MAILDIR`, else the workspace's `.local/mail`.
+pub fn maildir() -> std::path::PathBuf {
+    std::env::var("MAILDIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local/mail"))
+}
+
+/// Every message the sink holds for `to`, raw.
+pub fn mails_to(to: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(maildir().join("new")) else { return vec![] };
+    let needle = format!("To: {to}");
+    entries
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter(|raw| raw.lines().any(|l| l.trim_end().eq_ignore_ascii_case(&needle)))
+        .collect()
+}

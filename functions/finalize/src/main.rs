@@ -1,7 +1,35 @@
-//! The `finalize` Lambda function. Its behaviour has not been built yet: it exits with a
-//! non-zero status rather than pretending to work.
+//! The finalize Lambda (SQS, `ReportBatchItemFailures`). Config, pool, Drive client and SMTP
+//! transport are built once at cold start.
 
-fn main() {
-    eprintln!("finalize: not built yet (see the open issues); exiting");
-    std::process::exit(2);
+// lambda_runtime's layered service makes the main future's type deeper than the default limit.
+#![recursion_limit = "256"]
+
+use anyhow::Context;
+use aws_lambda_events::event::sqs::SqsEvent;
+use coursedrop::config::Vars;
+use coursedrop::drive::upload::DriveClient;
+use coursedrop::drive::{DriveConfig, StaticToken};
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    coursedrop::telemetry::init();
+    let vars = Vars::process();
+    let pool = coursedrop::store::connect_from_vars(&vars, 2).await.context("connecting to the database")?;
+    // Until the OAuth flows land, a bearer token from the environment (the emulator's locally).
+    let token = vars.get("DRIVE_ACCESS_TOKEN").context("DRIVE_ACCESS_TOKEN is not set")?;
+    let ctx = finalize::FinalizeContext {
+        pool,
+        drive: DriveClient::new(
+            DriveConfig::new(vars.string_or("DRIVE_API_ROOT", "https://www.googleapis.com")),
+            StaticToken(token),
+        ),
+        mailer: coursedrop::mail::Mailer::from_vars(&vars)?,
+    };
+    let ctx = &ctx;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, lambda_runtime::Error>(finalize::handle(ctx, event.payload).await)
+    }))
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
 }

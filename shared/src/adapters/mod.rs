@@ -4,4 +4,5 @@ pub mod poller;
 pub mod queue;
 pub mod sepay;
 pub mod signing;
+pub mod sqs_batch;
 pub mod vietqr;

@@ -104,3 +104,69 @@ impl<T: AccessToken> DriveClient<T> {
         .await
     }
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Permission {
+    pub id: String,
+    #[serde(default)]
+    pub email_address: Option<String>,
+    #[serde(default)]
+    pub role: String,
+}
+
+impl<T: AccessToken> DriveClient<T> {
+    pub async fn permissions(&self, file_id: &str) -> Result<Vec<Permission>, DriveError> {
+        #[derive(Deserialize)]
+        struct List {
+            #[serde(default)]
+            permissions: Vec<Permission>,
+        }
+        let url = format!(
+            "{}/drive/v3/files/{file_id}/permissions?supportsAllDrives=true&fields=permissions(id,emailAddress,role)",
+            self.config.api_root
+        );
+        self.with_retries(|| async {
+            let response = self.http.get(&url).bearer_auth(self.bearer().await?).send().await.map_err(network)?;
+            if response.status().is_success() {
+                return response.json::<List>().await.map(|l| l.permissions).map_err(network);
+            }
+            Err(failure(response).await)
+        })
+        .await
+    }
+
+    /// Gives `email` read access. `notify` is Drive's own notification email: off by default
+    /// (we send ours), on for addresses with no Google account, where a silent share fails.
+    pub async fn share_reader(&self, file_id: &str, email: &str, notify: bool) -> Result<Permission, DriveError> {
+        let url = format!(
+            "{}/drive/v3/files/{file_id}/permissions?supportsAllDrives=true&sendNotificationEmail={notify}&fields=id,emailAddress,role",
+            self.config.api_root
+        );
+        let body = json!({"role": "reader", "type": "user", "emailAddress": email});
+        self.with_retries(|| async {
+            let response =
+                self.http.post(&url).bearer_auth(self.bearer().await?).json(&body).send().await.map_err(network)?;
+            if response.status().is_success() {
+                return response.json::<Permission>().await.map_err(network);
+            }
+            Err(failure(response).await)
+        })
+        .await
+    }
+
+    pub async fn unshare(&self, file_id: &str, permission_id: &str) -> Result<(), DriveError> {
+        let url = format!(
+            "{}/drive/v3/files/{file_id}/permissions/{permission_id}?supportsAllDrives=true",
+            self.config.api_root
+        );
+        self.with_retries(|| async {
+            let response = self.http.delete(&url).bearer_auth(self.bearer().await?).send().await.map_err(network)?;
+            match response.status().as_u16() {
+                200 | 204 | 404 => Ok(()),
+                _ => Err(failure(response).await),
+            }
+        })
+        .await
+    }
+}

@@ -1,0 +1,259 @@
+//! The finalize function against MariaDB, the Drive emulator and a real SMTP server that
+//! stores mail in a Maildir (the one `make test` starts on 127.0.0.1:1025).
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use base64::Engine;
+use coursedrop::config::Vars;
+use coursedrop::drive::upload::DriveClient;
+use coursedrop::drive::{DriveConfig, StaticToken};
+use coursedrop::mail::Mailer;
+use coursedrop::testing;
+use drive_emulator::{Config, Emulator};
+use finalize::{FinalizeContext, handle};
+use sqlx::MySqlPool;
+
+struct Harness {
+    pool: MySqlPool,
+    emu: Emulator,
+    base: String,
+    email: String,
+    items: Vec<u64>,
+    folders: Vec<String>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn drive(base: &str) -> DriveClient<StaticToken> {
+    let mut c = DriveConfig::new(base);
+    c.backoff_base = Duration::from_millis(1);
+    c.backoff_max = Duration::from_millis(10);
+    DriveClient::new(c, StaticToken("emulator-token".into()))
+}
+
+fn mailer(smtp: &str) -> Mailer {
+    let smtp = smtp.to_string();
+    Mailer::from_vars(&Vars(move |k: &str| match k {
+        "SMTP_URL" => Some(smtp.clone()),
+        "SUPPORT_CONTACT" => Some("hotro@seller.vn".into()),
+        _ => None,
+    }))
+    .unwrap()
+}
+
+/// A paid order whose items are delivered into folders on the emulator.
+async fn harness(pool: MySqlPool, items: usize, lang: &str, domain: &str) -> Harness {
+    let dir =
+        std::env::temp_dir().join(format!("finalize-test-{}-{}", std::process::id(), rand::random_range(0..u64::MAX)));
+    let emu = Emulator::new(Config::new(&dir)).unwrap();
+    let (base, _) = emu.clone().spawn(0).await.unwrap();
+    let (_, created) = testing::pending_order(&pool, &vec![100_000; items], 30).await;
+    let email = format!("buyer-{}@{domain}", rand::random_range(0..u64::MAX));
+    sqlx::query("UPDATE orders SET status = 'paid', email = ?, lang = ? WHERE id = ?")
+        .bind(&email)
+        .bind(lang)
+        .bind(created.order_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let d = drive(&base);
+    let mut folders = Vec::new();
+    for item in &created.item_ids {
+        let id = d.generate_ids(1).await.unwrap().remove(0);
+        let folder = d.create_folder(&id, "Khoá học — CD1", "root").await.unwrap();
+        sqlx::query("UPDATE order_items SET status = 'delivered', drive_folder_id = ?, drive_link = ? WHERE id = ?")
+            .bind(&id)
+            .bind(folder.web_view_link)
+            .bind(item)
+            .execute(&pool)
+            .await
+            .unwrap();
+        folders.push(id);
+    }
+    Harness { pool, emu, base, email, items: created.item_ids, folders, dir }
+}
+
+impl Harness {
+    fn ctx(&self, smtp: &str) -> FinalizeContext<StaticToken> {
+        FinalizeContext { pool: self.pool.clone(), drive: drive(&self.base), mailer: mailer(smtp) }
+    }
+
+    async fn status(&self, item: u64) -> (String, String) {
+        sqlx::query_as("SELECT i.status, o.status FROM order_items i JOIN orders o ON o.id = i.order_id WHERE i.id = ?")
+            .bind(item)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn readers(&self, folder: &str) -> Vec<String> {
+        drive(&self.base).permissions(folder).await.unwrap().into_iter().filter_map(|p| p.email_address).collect()
+    }
+}
+
+const SMTP: &str = "smtp://127.0.0.1:1025";
+
+fn event(item: u64, id: &str) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    let mut m = SqsMessage::default();
+    m.message_id = Some(id.into());
+    m.body = Some(format!("{{\"item_id\":{item}}}"));
+    e.records.push(m);
+    e
+}
+
+fn failures(r: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+    r.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect()
+}
+
+fn message_id(raw: &str) -> String {
+    raw.lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+        .map(|l| l[11..].trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The decoded text and HTML parts of a raw message (both base64, as the mailer writes them).
+fn parts(raw: &str) -> (String, String) {
+    let mut text = String::new();
+    let mut html = String::new();
+    // The Maildir keeps messages with \n line ends; the wire had \r\n.
+    let raw = raw.replace("\r\n", "\n");
+    for part in raw.split("\n--").skip(1) {
+        let Some((headers, body)) = part.split_once("\n\n") else { continue };
+        let b64: String = body.lines().take_while(|l| !l.starts_with("--")).collect::<Vec<_>>().join("");
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else { continue };
+        let decoded = String::from_utf8(bytes).unwrap_or_default();
+        if headers.contains("text/plain") {
+            text = decoded;
+        } else if headers.contains("text/html") {
+            html = decoded;
+        }
+    }
+    (text, html)
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn the_same_message_three_times_sends_one_email_and_shares_once(pool: MySqlPool) {
+    let h = harness(pool, 1, "vi", "gmail.com").await;
+    let ctx = h.ctx(SMTP);
+    for i in 0..3 {
+        assert!(failures(&handle(&ctx, event(h.items[0], &format!("m{i}"))).await).is_empty());
+    }
+    assert_eq!(testing::mails_to(&h.email).len(), 1);
+    assert_eq!(h.readers(&h.folders[0]).await, vec![h.email.clone()]);
+    assert_eq!(h.status(h.items[0]).await, ("completed".into(), "completed".into()));
+    let sent: (Option<String>, bool) =
+        sqlx::query_as("SELECT email_message_id, email_sent_at IS NOT NULL FROM order_items WHERE id = ?")
+            .bind(h.items[0])
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!(Some(message_id(&testing::mails_to(&h.email)[0])), sent.0, "the recorded Message-ID is the one sent");
+    assert!(sent.1);
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn the_email_reads_in_the_orders_language_with_link_and_code(pool: MySqlPool) {
+    for (lang, phrase) in [("vi", "Cảm ơn bạn đã mua khoá học"), ("en", "Thank you for buying")] {
+        let h = harness(pool.clone(), 1, lang, "gmail.com").await;
+        handle(&h.ctx(SMTP), event(h.items[0], "m")).await;
+        let mails = testing::mails_to(&h.email);
+        assert_eq!(mails.len(), 1);
+        let (text, html) = parts(&mails[0]);
+        // What a mail client shows: entities decoded (the template escapes `/` and `&`).
+        let html = html.replace("&#x2f;", "/").replace("&amp;", "&");
+        let (code, link): (String, String) = sqlx::query_as(
+            "SELECT o.code, i.drive_link FROM order_items i JOIN orders o ON o.id = i.order_id WHERE i.id = ?",
+        )
+        .bind(h.items[0])
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+        for (kind, body) in [("text", &text), ("html", &html)] {
+            assert!(body.contains(phrase), "{lang} {kind}: {body}");
+            assert!(body.contains(&code) && body.contains(&link), "{lang} {kind} has the code and the link");
+            assert!(body.contains("hotro@seller.vn"), "{lang} {kind} has the support contact");
+        }
+        assert!(html.contains(&format!("href=\"{link}\"")));
+    }
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_crash_before_sending_still_sends_exactly_one_email(pool: MySqlPool) {
+    let h = harness(pool, 1, "vi", "gmail.com").await;
+    // The Message-ID was fixed, then the function died before sending.
+    sqlx::query("UPDATE order_items SET email_message_id = '<delivery.fixed@coursedrop.local>' WHERE id = ?")
+        .bind(h.items[0])
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    handle(&h.ctx(SMTP), event(h.items[0], "m")).await;
+    let mails = testing::mails_to(&h.email);
+    assert_eq!(mails.len(), 1);
+    assert_eq!(message_id(&mails[0]), "<delivery.fixed@coursedrop.local>");
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_crash_after_sending_resends_with_the_same_message_id(pool: MySqlPool) {
+    let h = harness(pool, 1, "vi", "gmail.com").await;
+    handle(&h.ctx(SMTP), event(h.items[0], "m1")).await;
+    // The one window no system closes: the SMTP server took the mail, the record was lost.
+    sqlx::query("UPDATE order_items SET email_sent_at = NULL, status = 'delivered' WHERE id = ?")
+        .bind(h.items[0])
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    handle(&h.ctx(SMTP), event(h.items[0], "m2")).await;
+    let ids: Vec<String> = testing::mails_to(&h.email).iter().map(|m| message_id(m)).collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[0], ids[1], "mail clients fold the two");
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn with_smtp_down_the_item_waits_and_is_sent_once_smtp_is_back(pool: MySqlPool) {
+    let h = harness(pool, 1, "vi", "gmail.com").await;
+    let down = handle(&h.ctx("smtp://127.0.0.1:9"), event(h.items[0], "m")).await;
+    assert_eq!(failures(&down), vec!["m"], "retried, not lost");
+    assert_eq!(h.status(h.items[0]).await.0, "delivered");
+    assert!(testing::mails_to(&h.email).is_empty());
+    assert!(failures(&handle(&h.ctx(SMTP), event(h.items[0], "m")).await).is_empty());
+    assert_eq!(testing::mails_to(&h.email).len(), 1);
+    assert_eq!(h.status(h.items[0]).await.0, "completed");
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn an_address_without_a_google_account_is_shared_with_notification(pool: MySqlPool) {
+    let h = harness(pool, 1, "vi", "no-google.example").await;
+    assert!(failures(&handle(&h.ctx(SMTP), event(h.items[0], "m")).await).is_empty());
+    assert_eq!(h.readers(&h.folders[0]).await, vec![h.email.clone()]);
+    assert_eq!(h.status(h.items[0]).await.0, "completed");
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn the_order_completes_with_its_last_item_and_closed_orders_get_nothing(pool: MySqlPool) {
+    let h = harness(pool.clone(), 2, "vi", "gmail.com").await;
+    let ctx = h.ctx(SMTP);
+    handle(&ctx, event(h.items[0], "a")).await;
+    assert_eq!(h.status(h.items[0]).await, ("completed".into(), "paid".into()));
+    handle(&ctx, event(h.items[1], "b")).await;
+    assert_eq!(h.status(h.items[1]).await, ("completed".into(), "completed".into()));
+
+    let refunded = harness(pool, 1, "vi", "gmail.com").await;
+    sqlx::query("UPDATE orders SET status = 'refunded'").execute(&refunded.pool).await.ok();
+    sqlx::query("UPDATE orders o JOIN order_items i ON i.order_id = o.id SET o.status = 'refunded' WHERE i.id = ?")
+        .bind(refunded.items[0])
+        .execute(&refunded.pool)
+        .await
+        .unwrap();
+    handle(&refunded.ctx(SMTP), event(refunded.items[0], "r")).await;
+    assert!(testing::mails_to(&refunded.email).is_empty(), "a refunded order never gets a delivery email");
+    assert!(refunded.readers(&refunded.folders[0]).await.is_empty());
+    let _ = refunded.emu.bytes_written();
+}
