@@ -15,6 +15,7 @@ pub mod http;
 pub mod mail;
 pub mod ordering;
 pub mod payments;
+pub mod refund;
 pub mod relay;
 pub mod source;
 pub mod store;

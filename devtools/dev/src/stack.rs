@@ -191,6 +191,40 @@ pub async fn spawn_deliver<F: Fn(&str) -> Option<String>>(
     Ok(())
 }
 
+/// The finalize function, fed like Lambda would feed it, sharing on the Drive at
+/// `drive_base` and mailing through `SMTP_URL`.
+pub fn spawn_finalize<F: Fn(&str) -> Option<String>>(
+    stack: &Stack,
+    pool: MySqlPool,
+    vars: &Vars<F>,
+    drive_base: &str,
+) -> Result<()> {
+    let ctx = Arc::new(finalize::FinalizeContext {
+        pool,
+        drive: coursedrop::drive::upload::DriveClient::new(
+            coursedrop::drive::DriveConfig::new(drive_base),
+            coursedrop::drive::StaticToken("emulator-token".into()),
+        ),
+        mailer: coursedrop::mail::Mailer::from_vars(vars)?,
+    });
+    let url = stack.queue_urls.iter().find(|(q, _)| *q == Queue::Finalize).map(|(_, u)| u.clone()).unwrap_or_default();
+    let client = stack.sqs.clone();
+    tokio::spawn(async move {
+        coursedrop::adapters::poller::poll_like_lambda(
+            client,
+            url,
+            Duration::from_secs(5),
+            |event| {
+                let ctx = ctx.clone();
+                async move { finalize::handle(&ctx, event).await }
+            },
+            std::future::pending(),
+        )
+        .await
+    });
+    Ok(())
+}
+
 /// The sweeper's schedule, locally.
 pub fn spawn_sweeper(pool: MySqlPool, publisher: Arc<SqsPublisher>, every: Duration) {
     tokio::spawn(async move {

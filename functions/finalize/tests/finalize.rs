@@ -257,3 +257,37 @@ async fn the_order_completes_with_its_last_item_and_closed_orders_get_nothing(po
     assert!(refunded.readers(&refunded.folders[0]).await.is_empty());
     let _ = refunded.emu.bytes_written();
 }
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_refund_removes_access_revokes_items_and_nothing_more_is_sent(pool: MySqlPool) {
+    let h = harness(pool, 2, "vi", "gmail.com").await;
+    let ctx = h.ctx(SMTP);
+    handle(&ctx, event(h.items[0], "a")).await; // one course shared and emailed, one not yet
+    assert_eq!(h.readers(&h.folders[0]).await, vec![h.email.clone()]);
+    let code: String =
+        sqlx::query_scalar("SELECT o.code FROM orders o JOIN order_items i ON i.order_id = o.id WHERE i.id = ?")
+            .bind(h.items[0])
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    let code = coursedrop::domain::OrderCode::from_stored(code);
+
+    let report = coursedrop::refund::refund(&h.pool, &ctx.drive, &code, "operator:lan", "buyer asked").await.unwrap();
+    assert_eq!((report.items_revoked, report.permissions_removed, report.folders_left.len()), (2, 1, 0));
+    assert!(h.readers(&h.folders[0]).await.is_empty());
+    assert_eq!(h.status(h.items[0]).await, ("revoked".into(), "refunded".into()));
+    assert_eq!(h.status(h.items[1]).await.0, "revoked");
+    let payments_kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM order_events WHERE to_status = 'revoked'")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(payments_kept, 2, "each revocation is on the timeline");
+
+    // The second item's finalize message arrives late: nothing is shared or sent.
+    assert!(failures(&handle(&ctx, event(h.items[1], "b")).await).is_empty());
+    assert_eq!(testing::mails_to(&h.email).len(), 1, "only the email sent before the refund");
+    assert!(h.readers(&h.folders[1]).await.is_empty());
+    // Refunding again is harmless.
+    let again = coursedrop::refund::refund(&h.pool, &ctx.drive, &code, "operator:lan", "again").await.unwrap();
+    assert_eq!((again.items_revoked, again.permissions_removed), (0, 0));
+}

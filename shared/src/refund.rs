@@ -1,0 +1,103 @@
+//! Refunds: the order becomes `refunded`, every item the buyer had is `revoked`, and the
+//! buyer's access to each Drive folder is removed. The payment rows stay: a refund is a new
+//! fact, not an erasure. Safe to repeat: a second call finishes removing access.
+
+use serde::Serialize;
+use sqlx::MySqlPool;
+
+use crate::domain::{ItemStatus, OrderCode, OrderStatus, Status};
+use crate::drive::AccessToken;
+use crate::drive::upload::DriveClient;
+use crate::store::items::{self, ItemChange};
+use crate::store::{StoreError, orders};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RefundReport {
+    pub items_revoked: usize,
+    pub permissions_removed: usize,
+    /// Folders whose access could not be removed now (Drive unavailable): run the refund again.
+    pub folders_left: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefundError {
+    #[error("no order {0}")]
+    NotFound(String),
+    #[error("order {code} is {status}: only a paid or completed order can be refunded")]
+    NotRefundable { code: String, status: OrderStatus },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for RefundError {
+    fn from(e: sqlx::Error) -> Self {
+        RefundError::Store(e.into())
+    }
+}
+
+pub async fn refund<T: AccessToken>(
+    pool: &MySqlPool,
+    drive: &DriveClient<T>,
+    code: &OrderCode,
+    actor: &str,
+    reason: &str,
+) -> Result<RefundReport, RefundError> {
+    let row: Option<(u64, String, String)> = sqlx::query_as("SELECT id, status, email FROM orders WHERE code = ?")
+        .bind(code.as_str())
+        .fetch_optional(pool)
+        .await?;
+    let Some((order_id, status, email)) = row else { return Err(RefundError::NotFound(code.to_string())) };
+    let status = OrderStatus::parse(&status).map_err(StoreError::from)?;
+    let mut report = RefundReport::default();
+    if status != OrderStatus::Refunded {
+        if !status.can_become(OrderStatus::Refunded) {
+            return Err(RefundError::NotRefundable { code: code.to_string(), status });
+        }
+        let mut tx = pool.begin().await?;
+        orders::transition_in(&mut tx, order_id, status, OrderStatus::Refunded, actor, Some(reason)).await?;
+        let held: Vec<(u64, String)> =
+            sqlx::query_as("SELECT id, status FROM order_items WHERE order_id = ? FOR UPDATE")
+                .bind(order_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        for (item_id, item_status) in held {
+            let from = ItemStatus::parse(&item_status).map_err(StoreError::from)?;
+            if from.can_become(ItemStatus::Revoked) {
+                items::transition_in(
+                    &mut tx,
+                    &ItemChange::new(item_id, from, ItemStatus::Revoked, actor).because(reason),
+                )
+                .await?;
+                report.items_revoked += 1;
+            }
+        }
+        tx.commit().await?;
+    }
+    let folders: Vec<String> = sqlx::query_scalar(
+        "SELECT drive_folder_id FROM order_items WHERE order_id = ? AND drive_folder_id IS NOT NULL ORDER BY id",
+    )
+    .bind(order_id)
+    .fetch_all(pool)
+    .await?;
+    for folder in folders {
+        let removed = async {
+            let mut n = 0;
+            for p in drive.permissions(&folder).await? {
+                if p.email_address.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&email)) {
+                    drive.unshare(&folder, &p.id).await?;
+                    n += 1;
+                }
+            }
+            Ok::<usize, crate::drive::DriveError>(n)
+        }
+        .await;
+        match removed {
+            Ok(n) => report.permissions_removed += n,
+            Err(e) => {
+                tracing::warn!(%folder, error = %e, "could not remove access yet; run the refund again");
+                report.folders_left.push(folder);
+            }
+        }
+    }
+    Ok(report)
+}
