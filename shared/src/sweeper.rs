@@ -5,9 +5,8 @@ use serde::Serialize;
 use sqlx::MySqlPool;
 
 use crate::adapters::queue::Publisher;
-use crate::domain::{ItemStatus, OrderStatus, Status};
+use crate::domain::{OrderStatus, Status};
 use crate::relay;
-use crate::store::items::{self, ItemChange};
 use crate::store::{StoreError, orders, outbox};
 
 const ACTOR: &str = "sweeper";
@@ -46,36 +45,12 @@ pub async fn sweep<P: Publisher>(
     .fetch_all(pool)
     .await?;
     for order_id in expired {
-        let mut tx = pool.begin().await?;
-        match orders::transition_in(
-            &mut tx,
-            order_id,
-            OrderStatus::Pending,
-            OrderStatus::Cancelled,
-            ACTOR,
-            Some("expired unpaid"),
-        )
-        .await
-        {
-            Ok(()) => {}
+        match orders::cancel_unpaid(pool, order_id, ACTOR, "expired unpaid").await {
+            Ok(()) => report.expired_orders += 1,
             // Paid in the meantime: the payment won, as it should.
-            Err(StoreError::Conflict { .. }) => continue,
+            Err(StoreError::Conflict { .. }) => {}
             Err(e) => return Err(e),
         }
-        let item_ids: Vec<u64> = sqlx::query_scalar("SELECT id FROM order_items WHERE order_id = ? AND status = ?")
-            .bind(order_id)
-            .bind(ItemStatus::AwaitingPayment.as_str())
-            .fetch_all(&mut *tx)
-            .await?;
-        for id in item_ids {
-            items::transition_in(
-                &mut tx,
-                &ItemChange::new(id, ItemStatus::AwaitingPayment, ItemStatus::Cancelled, ACTOR),
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        report.expired_orders += 1;
     }
     tracing::info!(
         republished = report.republished,

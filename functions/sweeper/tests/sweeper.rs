@@ -91,3 +91,39 @@ async fn many_rows_go_out_in_batches_each_exactly_once(pool: MySqlPool) {
         sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL").fetch_one(&pool).await.unwrap();
     assert_eq!(left, 0);
 }
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn an_operator_cancels_an_unpaid_order_but_not_a_paid_one(pool: MySqlPool) {
+    let (unpaid, _) = testing::pending_order(&pool, &[100_000, 200_000], 30).await;
+    let (paid, _) = testing::pending_order(&pool, &[100_000], 30).await;
+    sqlx::query("UPDATE orders SET status = 'paid' WHERE code = ?").bind(paid.as_str()).execute(&pool).await.unwrap();
+    let id = |code: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, u64>("SELECT id FROM orders WHERE code = ?")
+                .bind(code)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    coursedrop::store::orders::cancel_unpaid(
+        &pool,
+        id(unpaid.to_string()).await,
+        "operator:lan",
+        "buyer changed their mind",
+    )
+    .await
+    .unwrap();
+    let items: Vec<String> =
+        sqlx::query_scalar("SELECT i.status FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.code = ?")
+            .bind(unpaid.as_str())
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(items, vec!["cancelled", "cancelled"]);
+    let err = coursedrop::store::orders::cancel_unpaid(&pool, id(paid.to_string()).await, "operator:lan", "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, coursedrop::store::StoreError::Conflict { expected: "pending", .. }), "{err}");
+}

@@ -143,3 +143,22 @@ pub async fn status(conn: &mut MySqlConnection, order_id: u64) -> Result<Option<
         sqlx::query_scalar("SELECT status FROM orders WHERE id = ?").bind(order_id).fetch_optional(conn).await?;
     Ok(s.map(|s| OrderStatus::parse(&s)).transpose()?)
 }
+
+/// Cancels a pending order and its items in one transaction: the sweeper's expiry and an
+/// operator's cancel. A Conflict means the order is no longer pending (paid meanwhile).
+pub async fn cancel_unpaid(pool: &MySqlPool, order_id: u64, actor: &str, reason: &str) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    transition_in(&mut tx, order_id, OrderStatus::Pending, OrderStatus::Cancelled, actor, Some(reason)).await?;
+    let item_ids: Vec<u64> = sqlx::query_scalar("SELECT id FROM order_items WHERE order_id = ? AND status = ?")
+        .bind(order_id)
+        .bind(ItemStatus::AwaitingPayment.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+    for id in item_ids {
+        let change = super::items::ItemChange::new(id, ItemStatus::AwaitingPayment, ItemStatus::Cancelled, actor)
+            .because(reason);
+        super::items::transition_in(&mut tx, &change).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
