@@ -97,20 +97,9 @@ pub fn spawn_enroll<F: Fn(&str) -> Option<String>>(stack: &Stack, pool: MySqlPoo
         settings: coursedrop::enrollment::EnrollSettings::from_vars(vars)?,
         worker: format!("local-{}", std::process::id()),
     });
-    let url = stack.queue_urls.iter().find(|(q, _)| *q == Queue::Enroll).map(|(_, u)| u.clone()).unwrap_or_default();
-    let client = stack.sqs.clone();
-    tokio::spawn(async move {
-        coursedrop::adapters::poller::poll_like_lambda(
-            client,
-            url,
-            Duration::from_secs(5),
-            |event| {
-                let ctx = ctx.clone();
-                async move { enroll::handle(&ctx, event).await }
-            },
-            std::future::pending(),
-        )
-        .await
+    spawn_sqs_function(stack, Queue::Enroll, move |event| {
+        let ctx = ctx.clone();
+        async move { enroll::handle(&ctx, event).await }
     });
     Ok(())
 }
@@ -207,22 +196,29 @@ pub fn spawn_finalize<F: Fn(&str) -> Option<String>>(
         ),
         mailer: coursedrop::mail::Mailer::from_vars(vars)?,
     });
-    let url = stack.queue_urls.iter().find(|(q, _)| *q == Queue::Finalize).map(|(_, u)| u.clone()).unwrap_or_default();
-    let client = stack.sqs.clone();
-    tokio::spawn(async move {
-        coursedrop::adapters::poller::poll_like_lambda(
-            client,
-            url,
-            Duration::from_secs(5),
-            |event| {
-                let ctx = ctx.clone();
-                async move { finalize::handle(&ctx, event).await }
-            },
-            std::future::pending(),
-        )
-        .await
+    spawn_sqs_function(stack, Queue::Finalize, move |event| {
+        let ctx = ctx.clone();
+        async move { finalize::handle(&ctx, event).await }
     });
     Ok(())
+}
+
+/// An SQS-triggered function fed from its queue by a poller that keeps Lambda's contract:
+/// it deletes exactly the messages the function did not report as failures.
+fn spawn_sqs_function<H, Fut>(stack: &Stack, queue: Queue, handler: H)
+where
+    H: Fn(aws_lambda_events::event::sqs::SqsEvent) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = aws_lambda_events::event::sqs::SqsBatchResponse> + Send + 'static,
+{
+    let url = stack.queue_urls.iter().find(|(q, _)| *q == queue).map(|(_, u)| u.clone()).unwrap_or_default();
+    let client = stack.sqs.clone();
+    tokio::spawn(coursedrop::adapters::poller::poll_like_lambda(
+        client,
+        url,
+        Duration::from_secs(5),
+        handler,
+        std::future::pending(),
+    ));
 }
 
 /// The sweeper's schedule, locally.
