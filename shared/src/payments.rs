@@ -138,6 +138,15 @@ pub async fn record(
     raw: &str,
     settings: &PaymentSettings,
 ) -> Result<Recorded, StoreError> {
+    crate::store::retry_deadlocks(|| record_once(pool, tx, raw, settings)).await
+}
+
+async fn record_once(
+    pool: &MySqlPool,
+    tx: &SepayTransaction,
+    raw: &str,
+    settings: &PaymentSettings,
+) -> Result<Recorded, StoreError> {
     let mut db = pool.begin().await?;
     let unmatched = |reason| Recorded { outcome: PaymentOutcome::Unmatched { reason }, outbox: vec![] };
 

@@ -114,10 +114,13 @@ pub async fn transition_in(conn: &mut MySqlConnection, change: &ItemChange<'_>) 
 
 /// Performs the change in a transaction of its own.
 pub async fn transition(pool: &MySqlPool, change: &ItemChange<'_>) -> Result<Transitioned, StoreError> {
-    let mut tx = pool.begin().await?;
-    let out = transition_in(&mut tx, change).await?;
-    tx.commit().await?;
-    Ok(out)
+    super::retry_deadlocks(|| async {
+        let mut tx = pool.begin().await?;
+        let out = transition_in(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(out)
+    })
+    .await
 }
 
 /// An operator's retry of a failed item: back to the status its failed stage starts from,

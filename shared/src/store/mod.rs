@@ -57,6 +57,37 @@ impl StoreError {
     }
 }
 
+/// Whether the transaction lost to a deadlock (1213) or a lock wait timeout (1205): InnoDB
+/// rolled it back, and running it again is the documented remedy.
+pub fn is_deadlock(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(sqlx::Error::Database(d)) => {
+            d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().is_some_and(|m| matches!(m.number(), 1213 | 1205))
+        }
+        _ => false,
+    }
+}
+
+/// Runs a whole transaction again when InnoDB picks it as a deadlock victim (up to five
+/// tries, with short jittered waits).
+pub async fn retry_deadlocks<T, F, Fut>(mut run: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 0u64;
+    loop {
+        match run().await {
+            Err(e) if is_deadlock(&e) && attempt < 4 => {
+                attempt += 1;
+                tracing::debug!(attempt, "deadlock; running the transaction again");
+                tokio::time::sleep(Duration::from_millis(rand::random_range(1..=10 * attempt))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Whether `e` is MySQL's "duplicate entry" (error 1062) on the named unique key.
 pub fn is_duplicate_key(e: &sqlx::Error, key: &str) -> bool {
     match e {

@@ -132,10 +132,13 @@ pub async fn transition(
     actor: &str,
     reason: Option<&str>,
 ) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
-    transition_in(&mut tx, order_id, from, to, actor, reason).await?;
-    tx.commit().await?;
-    Ok(())
+    super::retry_deadlocks(|| async {
+        let mut tx = pool.begin().await?;
+        transition_in(&mut tx, order_id, from, to, actor, reason).await?;
+        tx.commit().await?;
+        Ok(())
+    })
+    .await
 }
 
 pub async fn status(conn: &mut MySqlConnection, order_id: u64) -> Result<Option<OrderStatus>, StoreError> {

@@ -428,3 +428,49 @@ async fn text_is_stored_verbatim(pool: MySqlPool) {
         1
     );
 }
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_deadlock_victim_runs_again_and_both_transactions_succeed(pool: MySqlPool) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let f = order_with_items(&pool, 2).await;
+    let (a, b) = (f.item_ids[0], f.item_ids[1]);
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let tries = Arc::new(AtomicU32::new(0));
+    // Two transactions take the same two rows in opposite orders: InnoDB must pick a victim.
+    let run = |first: u64, second: u64| {
+        let (pool, barrier, tries) = (pool.clone(), barrier.clone(), tries.clone());
+        tokio::spawn(async move {
+            let mut own_tries = 0;
+            store::retry_deadlocks(|| {
+                own_tries += 1;
+                let (pool, barrier, tries, try_no) = (pool.clone(), barrier.clone(), tries.clone(), own_tries);
+                async move {
+                    tries.fetch_add(1, Ordering::SeqCst);
+                    let mut tx = pool.begin().await?;
+                    sqlx::query("UPDATE order_items SET attempts = attempts + 1 WHERE id = ?")
+                        .bind(first)
+                        .execute(&mut *tx)
+                        .await?;
+                    if try_no == 1 {
+                        barrier.wait().await;
+                    }
+                    sqlx::query("UPDATE order_items SET attempts = attempts + 1 WHERE id = ?")
+                        .bind(second)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok::<(), StoreError>(())
+                }
+            })
+            .await
+        })
+    };
+    let (one, two) = (run(a, b), run(b, a));
+    one.await.unwrap().unwrap();
+    two.await.unwrap().unwrap();
+    assert_eq!(tries.load(Ordering::SeqCst), 3, "exactly one transaction was a victim and ran again");
+    let attempts: Vec<u32> =
+        sqlx::query_scalar("SELECT attempts FROM order_items ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(attempts, vec![2, 2], "both transactions' work is there, once");
+}
