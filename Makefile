@@ -38,10 +38,10 @@ migrate: services ## apply database migrations to $DATABASE_URL
 test: services ## start services, then run every test in the workspace
 	$(CARGO) test --workspace --locked --no-fail-fast
 
-demo: services ## run the flow locally, as far as it is built, against real local services
+demo: services ## the whole flow locally (order, payment, enrollment, delivery, email), on real local services
 	$(CARGO) run --quiet -p coursedrop-dev -- demo
 
-dev: services ## the local stack on http://127.0.0.1:$${PORT:-3000}, left running (Ctrl-C stops)
+dev: services ## the whole stack left running: API on :$${PORT:-3000}, functions, deliver job, Drive emulator on :4567
 	$(CARGO) run --quiet -p coursedrop-dev -- serve
 
 bench: services ## benchmarks (release build); writes bench/latest.json and bench/latest.md
