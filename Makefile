@@ -41,7 +41,7 @@ test: services ## start services, then run every test in the workspace
 demo: services ## the whole flow locally (order, payment, enrollment, delivery, email), on real local services
 	$(CARGO) run --quiet -p coursedrop-dev -- demo
 
-dev: services ## the whole stack left running: API on :$${PORT:-3000}, functions, deliver job, Drive emulator on :4567
+dev: services ## the whole stack left running: API on :3000 (PORT), functions, deliver job, Drive emulator on :4567
 	$(CARGO) run --quiet -p coursedrop-dev -- serve
 
 bench: services ## benchmarks (release build); writes bench/latest.json and bench/latest.md
