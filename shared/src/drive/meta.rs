@@ -5,8 +5,10 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::upload::{Attempt, DriveClient};
-use super::{AccessToken, DriveError, Failure};
+use serde::de::DeserializeOwned;
+
+use super::upload::{Attempt, DriveClient, failure, network};
+use super::{AccessToken, DriveError};
 
 pub const FOLDER_MIME: &str = "application/vnd.google-apps.folder";
 
@@ -21,13 +23,13 @@ pub struct FileFacts {
     pub web_view_link: Option<String>,
 }
 
-fn network(e: reqwest::Error) -> Attempt {
-    Attempt::Retry { what: format!("network: {e}"), user_rate_limit: false }
-}
-
-async fn failure(response: reqwest::Response) -> Attempt {
-    let status = response.status().as_u16();
-    DriveClient::<super::StaticToken>::classify(Failure::parse(status, &response.text().await.unwrap_or_default()))
+/// A success's JSON body, or the classified failure.
+async fn json_or_failure<R: DeserializeOwned>(response: reqwest::Response) -> Result<R, Attempt> {
+    if response.status().is_success() {
+        response.json::<R>().await.map_err(network)
+    } else {
+        Err(failure(response).await)
+    }
 }
 
 impl<T: AccessToken> DriveClient<T> {
@@ -40,11 +42,7 @@ impl<T: AccessToken> DriveClient<T> {
         }
         let url = format!("{}/drive/v3/files/generateIds?count={count}&space=drive", self.config.api_root);
         self.with_retries(|| async {
-            let response = self.http.get(&url).bearer_auth(self.bearer().await?).send().await.map_err(network)?;
-            if response.status().is_success() {
-                return response.json::<Ids>().await.map(|i| i.ids).map_err(network);
-            }
-            Err(failure(response).await)
+            json_or_failure::<Ids>(self.send(self.http.get(&url)).await?).await.map(|i| i.ids)
         })
         .await
     }
@@ -55,8 +53,7 @@ impl<T: AccessToken> DriveClient<T> {
         let body = json!({"id": id, "name": name, "mimeType": FOLDER_MIME, "parents": [parent]});
         let created = self
             .with_retries(|| async {
-                let response =
-                    self.http.post(&url).bearer_auth(self.bearer().await?).json(&body).send().await.map_err(network)?;
+                let response = self.send(self.http.post(&url).json(&body)).await?;
                 match response.status().as_u16() {
                     200 => response.json::<FileFacts>().await.map(Some).map_err(network),
                     409 => Ok(None),
@@ -81,7 +78,7 @@ impl<T: AccessToken> DriveClient<T> {
             self.config.api_root
         );
         self.with_retries(|| async {
-            let response = self.http.get(&url).bearer_auth(self.bearer().await?).send().await.map_err(network)?;
+            let response = self.send(self.http.get(&url)).await?;
             match response.status().as_u16() {
                 200 => response.json::<FileFacts>().await.map(Some).map_err(network),
                 404 => Ok(None),
@@ -93,9 +90,13 @@ impl<T: AccessToken> DriveClient<T> {
 
     /// Deletes a file (or a folder and what it holds); a missing one is success.
     pub async fn delete(&self, id: &str) -> Result<(), DriveError> {
-        let url = format!("{}/drive/v3/files/{id}?supportsAllDrives=true", self.config.api_root);
+        self.delete_at(format!("{}/drive/v3/files/{id}?supportsAllDrives=true", self.config.api_root)).await
+    }
+
+    /// DELETE, where something already gone is success.
+    async fn delete_at(&self, url: String) -> Result<(), DriveError> {
         self.with_retries(|| async {
-            let response = self.http.delete(&url).bearer_auth(self.bearer().await?).send().await.map_err(network)?;
+            let response = self.send(self.http.delete(&url)).await?;
             match response.status().as_u16() {
                 200 | 204 | 404 => Ok(()),
                 _ => Err(failure(response).await),
@@ -127,11 +128,7 @@ impl<T: AccessToken> DriveClient<T> {
             self.config.api_root
         );
         self.with_retries(|| async {
-            let response = self.http.get(&url).bearer_auth(self.bearer().await?).send().await.map_err(network)?;
-            if response.status().is_success() {
-                return response.json::<List>().await.map(|l| l.permissions).map_err(network);
-            }
-            Err(failure(response).await)
+            json_or_failure::<List>(self.send(self.http.get(&url)).await?).await.map(|l| l.permissions)
         })
         .await
     }
@@ -144,29 +141,14 @@ impl<T: AccessToken> DriveClient<T> {
             self.config.api_root
         );
         let body = json!({"role": "reader", "type": "user", "emailAddress": email});
-        self.with_retries(|| async {
-            let response =
-                self.http.post(&url).bearer_auth(self.bearer().await?).json(&body).send().await.map_err(network)?;
-            if response.status().is_success() {
-                return response.json::<Permission>().await.map_err(network);
-            }
-            Err(failure(response).await)
-        })
-        .await
+        self.with_retries(|| async { json_or_failure(self.send(self.http.post(&url).json(&body)).await?).await }).await
     }
 
     pub async fn unshare(&self, file_id: &str, permission_id: &str) -> Result<(), DriveError> {
-        let url = format!(
+        self.delete_at(format!(
             "{}/drive/v3/files/{file_id}/permissions/{permission_id}?supportsAllDrives=true",
             self.config.api_root
-        );
-        self.with_retries(|| async {
-            let response = self.http.delete(&url).bearer_auth(self.bearer().await?).send().await.map_err(network)?;
-            match response.status().as_u16() {
-                200 | 204 | 404 => Ok(()),
-                _ => Err(failure(response).await),
-            }
-        })
+        ))
         .await
     }
 }

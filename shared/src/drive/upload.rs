@@ -54,6 +54,26 @@ pub enum Held {
     Offset(u64),
 }
 
+/// A request that got no answer (connection refused or reset, timeout): worth another try.
+pub(super) fn network(e: reqwest::Error) -> Attempt {
+    Attempt::Retry { what: format!("network: {e}"), user_rate_limit: false }
+}
+
+/// Drive's error answer, read as worth another try or final.
+pub(super) fn classify(failure: Failure) -> Attempt {
+    if failure.retryable() {
+        Attempt::Retry { user_rate_limit: failure.is_user_rate_limit(), what: failure.to_string() }
+    } else {
+        Attempt::Fatal(DriveError::Refused { status: failure.status, reason: failure.reason, message: failure.message })
+    }
+}
+
+/// Reads a non-success answer's body and classifies it.
+pub(super) async fn failure(response: reqwest::Response) -> Attempt {
+    let status = response.status().as_u16();
+    classify(Failure::parse(status, &response.text().await.unwrap_or_default()))
+}
+
 /// One try's failure: worth another try, or final.
 pub(super) enum Attempt {
     Retry { what: String, user_rate_limit: bool },
@@ -124,20 +144,10 @@ impl<T: AccessToken> DriveClient<T> {
         }
     }
 
-    pub(super) fn classify(failure: Failure) -> Attempt {
-        if failure.retryable() {
-            Attempt::Retry { user_rate_limit: failure.is_user_rate_limit(), what: failure.to_string() }
-        } else {
-            Attempt::Fatal(DriveError::Refused {
-                status: failure.status,
-                reason: failure.reason,
-                message: failure.message,
-            })
-        }
-    }
-
-    pub(super) async fn bearer(&self) -> Result<String, Attempt> {
-        self.token.token().await.map_err(Attempt::Fatal)
+    /// Sends `request` with the bearer token; a failure to get an answer is worth a retry.
+    pub(super) async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Attempt> {
+        let token = self.token.token().await.map_err(Attempt::Fatal)?;
+        request.bearer_auth(token).send().await.map_err(network)
     }
 
     /// Opens a resumable session for `name` in `parent`; returns the session URI. With `id`
@@ -163,16 +173,8 @@ impl<T: AccessToken> DriveClient<T> {
             metadata["id"] = serde_json::json!(id);
         }
         self.with_retries(|| async {
-            let token = self.bearer().await?;
-            let response = self
-                .http
-                .post(&url)
-                .bearer_auth(token)
-                .header("x-upload-content-length", size)
-                .json(&metadata)
-                .send()
-                .await
-                .map_err(|e| Attempt::Retry { what: format!("network: {e}"), user_rate_limit: false })?;
+            let response =
+                self.send(self.http.post(&url).header("x-upload-content-length", size).json(&metadata)).await?;
             let status = response.status().as_u16();
             if status == 200 {
                 return response
@@ -188,7 +190,7 @@ impl<T: AccessToken> DriveClient<T> {
                         })
                     });
             }
-            Err(Self::classify(Failure::parse(status, &response.text().await.unwrap_or_default())))
+            Err(failure(response).await)
         })
         .await
     }
@@ -198,10 +200,7 @@ impl<T: AccessToken> DriveClient<T> {
         let status = response.status().as_u16();
         match status {
             200 | 201 => {
-                let text = response
-                    .text()
-                    .await
-                    .map_err(|e| Attempt::Retry { what: format!("network: {e}"), user_rate_limit: false })?;
+                let text = response.text().await.map_err(network)?;
                 serde_json::from_str(&text).map(Held::Complete).map_err(|e| {
                     Attempt::Fatal(DriveError::Refused {
                         status,
@@ -220,7 +219,7 @@ impl<T: AccessToken> DriveClient<T> {
             _ => {
                 let failure = Failure::parse(status, &response.text().await.unwrap_or_default());
                 if failure.retryable() {
-                    Err(Self::classify(failure))
+                    Err(classify(failure))
                 } else {
                     // Another 4xx on a session: the documented answer is a new session.
                     Err(Attempt::Fatal(DriveError::SessionGone(failure.to_string())))
@@ -232,33 +231,25 @@ impl<T: AccessToken> DriveClient<T> {
     /// Asks Drive how much of the upload it holds.
     pub async fn held(&self, session: &str, total: u64) -> Result<Held, DriveError> {
         self.with_retries(|| async {
-            let token = self.bearer().await?;
-            let response = self
+            let request = self
                 .http
                 .put(session)
-                .bearer_auth(token)
                 .header(reqwest::header::CONTENT_RANGE, format!("bytes */{total}"))
-                .header(reqwest::header::CONTENT_LENGTH, 0)
-                .send()
-                .await
-                .map_err(|e| Attempt::Retry { what: format!("network: {e}"), user_rate_limit: false })?;
+                .header(reqwest::header::CONTENT_LENGTH, 0);
+            let response = self.send(request).await?;
             Self::read_held(response).await
         })
         .await
     }
 
     async fn put_chunk(&self, session: &str, offset: u64, chunk: Bytes, total: u64) -> Result<Held, Attempt> {
-        let token = self.bearer().await?;
         let last = offset + chunk.len() as u64 - 1;
-        let response = self
+        let request = self
             .http
             .put(session)
-            .bearer_auth(token)
             .header(reqwest::header::CONTENT_RANGE, format!("bytes {offset}-{last}/{total}"))
-            .body(chunk)
-            .send()
-            .await
-            .map_err(|e| Attempt::Retry { what: format!("network: {e}"), user_rate_limit: false })?;
+            .body(chunk);
+        let response = self.send(request).await?;
         Self::read_held(response).await
     }
 
