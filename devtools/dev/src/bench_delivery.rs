@@ -141,6 +141,7 @@ async fn deliver_in_child(database_url: &str, drive_base: &str, item: u64) -> Re
         .arg(item.to_string())
         .env("DATABASE_URL", database_url)
         .env("DRIVE_API_ROOT", drive_base)
+        .env("DRIVE_ACCESS_TOKEN", "emulator-token")
         .env("QUEUE_NAME_PREFIX", "coursedrop-bench-")
         .output()
         .await?;
@@ -157,10 +158,7 @@ pub async fn deliver_one<F: Fn(&str) -> Option<String>>(vars: &Vars<F>, item: u6
     let pool = coursedrop::store::connect_from_vars(vars, 8).await?;
     let job = deliver::Deliverer {
         pool,
-        drive: DriveClient::new(
-            DriveConfig::new(vars.string_or("DRIVE_API_ROOT", "")),
-            StaticToken("emulator-token".into()),
-        ),
+        drive: DriveClient::from_vars(vars)?,
         source: S3Source::from_vars(vars).await,
         publisher: coursedrop::adapters::queue::sqs_publisher(vars).await,
         settings: deliver::DeliverSettings::default(),

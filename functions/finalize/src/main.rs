@@ -8,7 +8,6 @@ use anyhow::Context;
 use aws_lambda_events::event::sqs::SqsEvent;
 use coursedrop::config::Vars;
 use coursedrop::drive::upload::DriveClient;
-use coursedrop::drive::{DriveConfig, StaticToken};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -16,14 +15,9 @@ async fn main() -> anyhow::Result<()> {
     coursedrop::telemetry::init();
     let vars = Vars::process();
     let pool = coursedrop::store::connect_from_vars(&vars, 2).await.context("connecting to the database")?;
-    // Until the OAuth flows land, a bearer token from the environment (the emulator's locally).
-    let token = vars.get("DRIVE_ACCESS_TOKEN").context("DRIVE_ACCESS_TOKEN is not set")?;
     let ctx = finalize::FinalizeContext {
         pool,
-        drive: DriveClient::new(
-            DriveConfig::new(vars.string_or("DRIVE_API_ROOT", "https://www.googleapis.com")),
-            StaticToken(token),
-        ),
+        drive: DriveClient::from_vars(&vars)?,
         mailer: coursedrop::mail::Mailer::from_vars(&vars)?,
     };
     let ctx = &ctx;

@@ -9,7 +9,6 @@ use anyhow::Context;
 use coursedrop::config::Vars;
 use coursedrop::domain::Queue;
 use coursedrop::drive::upload::DriveClient;
-use coursedrop::drive::{DriveConfig, StaticToken};
 use deliver::{ConsumerSettings, DeliverSettings, Deliverer};
 
 #[tokio::main]
@@ -21,15 +20,6 @@ async fn main() -> anyhow::Result<()> {
     let queue_url = publisher.queue_url(Queue::Deliver).await.map_err(|e| anyhow::anyhow!(e))?;
     let sqs = publisher.client().clone();
 
-    let mut drive = DriveConfig::new(vars.string_or("DRIVE_API_ROOT", "https://www.googleapis.com"));
-    drive.chunk_size = vars.parse_or("DRIVE_CHUNK_SIZE", drive.chunk_size)?;
-    anyhow::ensure!(
-        drive.chunk_size > 0 && drive.chunk_size.is_multiple_of(coursedrop::drive::CHUNK_GRANULE),
-        "DRIVE_CHUNK_SIZE must be a positive multiple of 262144"
-    );
-    // Until the OAuth flows land (service account, delegation, refresh token), the job takes
-    // a bearer token from the environment: the emulator's locally.
-    let token = vars.get("DRIVE_ACCESS_TOKEN").context("DRIVE_ACCESS_TOKEN is not set")?;
     let settings = DeliverSettings {
         files_in_flight: vars.parse_or("DELIVER_FILES_IN_FLIGHT", 4usize)?,
         lease_secs: vars.parse_or("DELIVER_LEASE_SECS", 120u32)?,
@@ -38,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let job = Arc::new(Deliverer {
         pool,
-        drive: DriveClient::new(drive, StaticToken(token)),
+        drive: DriveClient::from_vars(&vars)?,
         source: coursedrop::source::S3Source::from_vars(&vars).await,
         publisher,
         settings,

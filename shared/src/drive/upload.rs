@@ -99,6 +99,29 @@ fn held_from_range(range: Option<&str>) -> Result<u64, String> {
     }
 }
 
+impl DriveClient<super::StaticToken> {
+    /// The client the deliver job and the finalize function build at start:
+    /// `DRIVE_API_ROOT` (default Google's), `DRIVE_CHUNK_SIZE` (16 MiB, a multiple of
+    /// 256 KiB) and, until the OAuth flows land, the bearer token `DRIVE_ACCESS_TOKEN`.
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(
+        vars: &crate::config::Vars<F>,
+    ) -> Result<Self, crate::config::ConfigError> {
+        use crate::config::ConfigError;
+        let mut config = DriveConfig::new(vars.string_or("DRIVE_API_ROOT", "https://www.googleapis.com"));
+        config.chunk_size = vars.parse_or("DRIVE_CHUNK_SIZE", config.chunk_size)?;
+        if config.chunk_size == 0 || !config.chunk_size.is_multiple_of(super::CHUNK_GRANULE) {
+            return Err(ConfigError::Invalid {
+                var: "DRIVE_CHUNK_SIZE",
+                reason: "must be a positive multiple of 262144".into(),
+            });
+        }
+        let token = vars
+            .get("DRIVE_ACCESS_TOKEN")
+            .ok_or(ConfigError::Invalid { var: "DRIVE_ACCESS_TOKEN", reason: "is not set".into() })?;
+        Ok(DriveClient::new(config, super::StaticToken(token)))
+    }
+}
+
 impl<T: AccessToken> DriveClient<T> {
     pub fn new(config: DriveConfig, token: T) -> Self {
         assert!(
