@@ -54,11 +54,10 @@ fn new_message_id(item_id: u64, domain: &str) -> String {
 
 async fn fail(pool: &MySqlPool, item_id: u64, reason: &str) -> Result<Outcome, StoreError> {
     let change = ItemChange::failure(item_id, ItemStatus::Delivered, Stage::Finalize, reason, ACTOR);
-    match items::transition(pool, &change).await {
-        Ok(_) => Ok(Outcome::Failed(reason.to_string())),
-        Err(StoreError::Conflict { actual, .. }) => Ok(Outcome::AlreadyDone(ItemStatus::parse(&actual)?)),
-        Err(e) => Err(e),
-    }
+    Ok(match items::transition_unless_moved(pool, &change).await? {
+        Ok(_) => Outcome::Failed(reason.to_string()),
+        Err(now) => Outcome::AlreadyDone(now),
+    })
 }
 
 /// Makes sure the buyer can read the folder: existing access is success; a silent share to

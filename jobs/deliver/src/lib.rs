@@ -139,14 +139,13 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         match result {
             Ok(()) => {
                 let change = ItemChange::new(item_id, ItemStatus::Delivering, ItemStatus::Delivered, &self.worker);
-                match items::transition(&self.pool, &change).await {
+                match items::transition_unless_moved(&self.pool, &change).await? {
                     Ok(t) => {
                         relay::publish_all(&self.pool, &self.publisher, t.outbox.as_slice()).await;
                         Ok(Outcome::Delivered)
                     }
                     // Revoked while we copied: the refund wins.
-                    Err(StoreError::Conflict { actual, .. }) => Ok(Outcome::AlreadyDone(ItemStatus::parse(&actual)?)),
-                    Err(e) => Err(e),
+                    Err(now) => Ok(Outcome::AlreadyDone(now)),
                 }
             }
             Err(e) => match e.verdict() {
@@ -244,11 +243,10 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
 
     async fn fail(&self, item_id: u64, reason: &str) -> Result<Outcome, StoreError> {
         let change = ItemChange::failure(item_id, ItemStatus::Delivering, Stage::Deliver, reason, &self.worker);
-        match items::transition(&self.pool, &change).await {
-            Ok(_) => Ok(Outcome::Failed(reason.to_string())),
-            Err(StoreError::Conflict { actual, .. }) => Ok(Outcome::AlreadyDone(ItemStatus::parse(&actual)?)),
-            Err(e) => Err(e),
-        }
+        Ok(match items::transition_unless_moved(&self.pool, &change).await? {
+            Ok(_) => Outcome::Failed(reason.to_string()),
+            Err(now) => Outcome::AlreadyDone(now),
+        })
     }
 
     async fn work(&self, item_id: u64) -> Result<(), CopyError> {

@@ -12,7 +12,7 @@ use sqlx::{FromRow, MySqlPool};
 use thiserror::Error;
 
 use crate::config::{ConfigError, Vars, parse_duration};
-use crate::domain::{ItemStatus, Stage, Status};
+use crate::domain::{ItemStatus, Stage};
 use crate::store::StoreError;
 use crate::store::items::{self, ItemChange};
 use crate::store::outbox::OutboxMessage;
@@ -189,11 +189,10 @@ async fn enrollee(pool: &MySqlPool, item_id: u64) -> Result<Enrollee, StoreError
 
 async fn fail(pool: &MySqlPool, item_id: u64, reason: &str) -> Result<Outcome, StoreError> {
     let change = ItemChange::failure(item_id, ItemStatus::Enrolling, Stage::Enroll, reason, ACTOR);
-    match items::transition(pool, &change).await {
-        Ok(_) => Ok(Outcome::Failed(reason.to_string())),
-        Err(StoreError::Conflict { actual, .. }) => Ok(Outcome::AlreadyDone(ItemStatus::parse(&actual)?)),
-        Err(e) => Err(e),
-    }
+    Ok(match items::transition_unless_moved(pool, &change).await? {
+        Ok(_) => Outcome::Failed(reason.to_string()),
+        Err(now) => Outcome::AlreadyDone(now),
+    })
 }
 
 /// Enrolls one item: claim, call the provider, record the result. Safe to call again with
@@ -214,12 +213,11 @@ pub async fn enroll_item<P: EnrollProvider>(
         Ok(()) => {
             let reason = format!("enrolled by {}", provider.name());
             let change = ItemChange::new(item_id, ItemStatus::Enrolling, ItemStatus::Enrolled, ACTOR).because(&reason);
-            match items::transition(pool, &change).await {
-                Ok(t) => Ok(Outcome::Enrolled { outbox: t.outbox }),
+            Ok(match items::transition_unless_moved(pool, &change).await? {
+                Ok(t) => Outcome::Enrolled { outbox: t.outbox },
                 // Revoked while we were enrolling: the refund wins.
-                Err(StoreError::Conflict { actual, .. }) => Ok(Outcome::AlreadyDone(ItemStatus::parse(&actual)?)),
-                Err(e) => Err(e),
-            }
+                Err(now) => Outcome::AlreadyDone(now),
+            })
         }
         Err(EnrollError::Permanent(reason)) => fail(pool, item_id, &format!("{}: {reason}", provider.name())).await,
         Err(EnrollError::Transient(reason)) => {

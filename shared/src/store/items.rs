@@ -123,6 +123,19 @@ pub async fn transition(pool: &MySqlPool, change: &ItemChange<'_>) -> Result<Tra
     .await
 }
 
+/// Performs the change, or, when the item has already moved on (the compare-and-set lost),
+/// says where it is now: `Ok(Err(status))`. For workers whose message may be stale.
+pub async fn transition_unless_moved(
+    pool: &MySqlPool,
+    change: &ItemChange<'_>,
+) -> Result<Result<Transitioned, ItemStatus>, StoreError> {
+    match transition(pool, change).await {
+        Ok(t) => Ok(Ok(t)),
+        Err(StoreError::Conflict { actual, .. }) => Ok(Err(ItemStatus::parse(&actual)?)),
+        Err(e) => Err(e),
+    }
+}
+
 /// An operator's retry of a failed item: back to the status its failed stage starts from,
 /// with the stage's outbox row.
 pub async fn retry_failed(pool: &MySqlPool, item_id: u64, actor: &str) -> Result<Transitioned, StoreError> {
