@@ -154,6 +154,21 @@ pub async fn spawn_drive(dir: &std::path::Path, port: u16) -> Result<(drive_emul
     Ok((emulator, base))
 }
 
+/// A Drive client on the local emulator, configured as the job is (`DRIVE_CHUNK_SIZE`
+/// checked; 8 MiB chunks unless set).
+fn emulator_drive<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+    drive_base: &str,
+) -> Result<coursedrop::drive::upload::DriveClient<coursedrop::drive::StaticToken>> {
+    let local = Vars(|k: &str| match k {
+        "DRIVE_API_ROOT" => Some(drive_base.to_string()),
+        "DRIVE_ACCESS_TOKEN" => Some("emulator-token".to_string()),
+        "DRIVE_CHUNK_SIZE" => Some(vars.string_or("DRIVE_CHUNK_SIZE", &(8 * 1024 * 1024).to_string())),
+        other => vars.get(other),
+    });
+    Ok(coursedrop::drive::upload::DriveClient::from_vars(&local)?)
+}
+
 /// The deliver job's consumer, on the stack's deliver queue, into the Drive at `drive_base`.
 pub async fn spawn_deliver<F: Fn(&str) -> Option<String>>(
     stack: &Stack,
@@ -161,14 +176,9 @@ pub async fn spawn_deliver<F: Fn(&str) -> Option<String>>(
     vars: &Vars<F>,
     drive_base: &str,
 ) -> Result<()> {
-    let mut drive = coursedrop::drive::DriveConfig::new(drive_base);
-    drive.chunk_size = vars.parse_or("DRIVE_CHUNK_SIZE", 8 * 1024 * 1024)?;
     let job = Arc::new(deliver::Deliverer {
         pool,
-        drive: coursedrop::drive::upload::DriveClient::new(
-            drive,
-            coursedrop::drive::StaticToken("emulator-token".into()),
-        ),
+        drive: emulator_drive(vars, drive_base)?,
         source: coursedrop::source::S3Source::from_vars(vars).await,
         publisher: stack.publisher.clone(),
         settings: deliver::DeliverSettings::default(),
@@ -190,10 +200,7 @@ pub fn spawn_finalize<F: Fn(&str) -> Option<String>>(
 ) -> Result<()> {
     let ctx = Arc::new(finalize::FinalizeContext {
         pool,
-        drive: coursedrop::drive::upload::DriveClient::new(
-            coursedrop::drive::DriveConfig::new(drive_base),
-            coursedrop::drive::StaticToken("emulator-token".into()),
-        ),
+        drive: emulator_drive(vars, drive_base)?,
         mailer: coursedrop::mail::Mailer::from_vars(vars)?,
     });
     spawn_sqs_function(stack, Queue::Finalize, move |event| {

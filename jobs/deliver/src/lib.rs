@@ -445,7 +445,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
                     Err(DriveError::Refused { status: 409, .. }) => {
                         let mut hasher = Md5::new();
                         self.hash_prefix(at, &object.key, object.size, &mut hasher).await?;
-                        let local = hex_of(hasher);
+                        let local = hex::encode(hasher.finalize());
                         let remote = self.drive.file(&file_id).await?.and_then(|f| f.md5_checksum);
                         if remote.as_deref() == Some(local.as_str()) {
                             self.complete(row.id, &local, object.size, progress, object.size).await?;
@@ -482,7 +482,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
                     return Err(e.into());
                 }
             };
-            let local = hex_of(hasher);
+            let local = hex::encode(hasher.finalize());
             if uploaded.md5_checksum.as_deref() == Some(local.as_str()) {
                 self.complete(row.id, &local, object.size, progress, object.size - counted.min(object.size)).await?;
                 return Ok(());
@@ -554,10 +554,6 @@ async fn write_progress(pool: &MySqlPool, item_id: u64, progress: &Progress) -> 
         .execute(pool)
         .await?;
     Ok(())
-}
-
-fn hex_of(hasher: Md5) -> String {
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
