@@ -135,15 +135,23 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
         }
     }
     let provider = vars.string_or("ENROLL_PROVIDER", "builtin");
-    let unpublished: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM outbox x JOIN order_items i ON x.payload = CONCAT('{\"item_id\":', i.id, '}')
-         JOIN orders o ON o.id = i.order_id WHERE o.code = ? AND x.queue = 'deliver' AND x.published_at IS NULL",
-    )
-    .bind(&code)
-    .fetch_one(&pool)
-    .await?;
-    if unpublished > 0 {
-        bail!("stage enroll failed: {unpublished} deliver messages not published (is moto up?)");
+    // The relay publishes right after the enrollment commits: wait for it, briefly.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let unpublished: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox x JOIN order_items i ON x.payload = CONCAT('{\"item_id\":', i.id, '}')
+             JOIN orders o ON o.id = i.order_id WHERE o.code = ? AND x.queue = 'deliver' AND x.published_at IS NULL",
+        )
+        .bind(&code)
+        .fetch_one(&pool)
+        .await?;
+        if unpublished == 0 {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("stage enroll failed: {unpublished} deliver messages not published after 15 s (is moto up?)");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stage.ok(format!(
         "every course enrolled ({provider} provider); one message per course on the {} queue",
