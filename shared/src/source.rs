@@ -59,6 +59,17 @@ pub struct SourceObject {
     pub size: u64,
 }
 
+/// S3 moves whole course files: a limit on the whole operation (right for SQS, whose calls
+/// are small and must fail fast) would cut large transfers off. Connecting still fails fast.
+pub fn s3_timeouts() -> aws_config::timeout::TimeoutConfig {
+    // Disabled explicitly: left unset, the shared configuration's limits would still apply.
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .disable_operation_timeout()
+        .disable_operation_attempt_timeout()
+        .build()
+}
+
 #[derive(Clone)]
 pub struct S3Source {
     client: aws_sdk_s3::Client,
@@ -82,7 +93,8 @@ impl S3Source {
     pub async fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Self {
         let sdk = crate::adapters::queue::aws_sdk_config().await;
         let path_style = vars.get("S3_FORCE_PATH_STYLE").is_some_and(|v| v == "true" || v == "1");
-        let config = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(path_style).build();
+        let config =
+            aws_sdk_s3::config::Builder::from(&sdk).force_path_style(path_style).timeout_config(s3_timeouts()).build();
         S3Source::new(aws_sdk_s3::Client::from_conf(config))
     }
 

@@ -145,6 +145,7 @@ pub async fn s3_source() -> crate::source::S3Source {
         .region(aws_sdk_s3::config::Region::new("ap-southeast-1"))
         .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "coursedrop-tests"))
         .force_path_style(true)
+        .timeout_config(crate::source::s3_timeouts())
         .build();
     crate::source::S3Source::new(aws_sdk_s3::Client::from_conf(config))
 }

@@ -95,3 +95,13 @@ async fn a_file_streams_from_s3_into_drive_and_resumes_from_drives_offset() {
     assert_eq!(std::fs::read(emu.blob_path(&file.id)).unwrap(), bytes);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn s3_clients_set_no_limit_on_a_whole_transfer() {
+    // The shared SDK configuration limits operations to 8 s for SQS; course files take longer.
+    let source = testing::s3_source().await;
+    let timeouts = source.client().config().timeout_config().cloned().unwrap();
+    assert_eq!(timeouts.operation_timeout(), None);
+    assert_eq!(timeouts.operation_attempt_timeout(), None);
+    assert_eq!(timeouts.connect_timeout(), Some(std::time::Duration::from_secs(5)));
+}
