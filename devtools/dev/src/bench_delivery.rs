@@ -158,7 +158,7 @@ pub async fn deliver_one<F: Fn(&str) -> Option<String>>(vars: &Vars<F>, item: u6
     let pool = coursedrop::store::connect_from_vars(vars, 8).await?;
     let job = deliver::Deliverer {
         pool,
-        drive: DriveClient::from_vars(vars)?,
+        drive: DriveClient::from_vars(vars).await?,
         source: S3Source::from_vars(vars).await,
         publisher: coursedrop::adapters::queue::sqs_publisher(vars).await,
         settings: deliver::DeliverSettings::default(),

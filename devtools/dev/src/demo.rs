@@ -34,7 +34,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     let _ = std::fs::remove_dir_all(&drive_dir);
     let (_drive, drive_base) = stack::spawn_drive(&drive_dir, 0).await?;
     stack::spawn_deliver(&stack, pool.clone(), vars, &drive_base).await?;
-    stack::spawn_finalize(&stack, pool.clone(), vars, &drive_base)?;
+    stack::spawn_finalize(&stack, pool.clone(), vars, &drive_base).await?;
     // A buyer of this run only, so the mailbox check finds this run's email.
     let buyer = format!("nguoi.mua.{:06}@example.com", rand::random_range(0..1_000_000u32));
     stack::spawn_enroll(&stack, pool.clone(), vars)?;

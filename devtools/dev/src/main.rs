@@ -56,7 +56,7 @@ async fn serve<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     let drive_port: u16 = vars.parse_or("DRIVE_EMULATOR_PORT", 4567)?;
     let (_drive, drive_base) = stack::spawn_drive(std::path::Path::new(".local/drive"), drive_port).await?;
     stack::spawn_deliver(&stack, pool.clone(), vars, &drive_base).await?;
-    stack::spawn_finalize(&stack, pool.clone(), vars, &drive_base)?;
+    stack::spawn_finalize(&stack, pool.clone(), vars, &drive_base).await?;
     stack::spawn_sweeper(pool, stack.publisher.clone(), Duration::from_secs(every.num_seconds() as u64));
     let port: u16 = vars.parse_or("PORT", 3000)?;
     let listener =

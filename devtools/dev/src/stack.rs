@@ -155,18 +155,23 @@ pub async fn spawn_drive(dir: &std::path::Path, port: u16) -> Result<(drive_emul
 }
 
 /// A Drive client on the local emulator, configured as the job is (`DRIVE_CHUNK_SIZE`
-/// checked; 8 MiB chunks unless set).
-fn emulator_drive<F: Fn(&str) -> Option<String>>(
+/// checked; 8 MiB chunks unless set). It signs in with the OAuth refresh-token flow against
+/// the emulator's token endpoint, as production does against Google's.
+async fn emulator_drive<F: Fn(&str) -> Option<String>>(
     vars: &Vars<F>,
     drive_base: &str,
-) -> Result<coursedrop::drive::upload::DriveClient<coursedrop::drive::StaticToken>> {
+) -> Result<coursedrop::drive::upload::DriveClient<coursedrop::drive::auth::DriveAuth>> {
     let local = Vars(|k: &str| match k {
         "DRIVE_API_ROOT" => Some(drive_base.to_string()),
-        "DRIVE_ACCESS_TOKEN" => Some("emulator-token".to_string()),
+        "DRIVE_TOKEN_URI" => Some(format!("{drive_base}/token")),
+        "DRIVE_REFRESH_TOKEN" => Some("emulator-refresh-token".to_string()),
+        "DRIVE_CLIENT_ID" => Some("coursedrop-local".to_string()),
+        "DRIVE_CLIENT_SECRET" => Some("local-secret".to_string()),
+        "DRIVE_SERVICE_ACCOUNT_KEY" | "DRIVE_ACCESS_TOKEN" => None,
         "DRIVE_CHUNK_SIZE" => Some(vars.string_or("DRIVE_CHUNK_SIZE", &(8 * 1024 * 1024).to_string())),
         other => vars.get(other),
     });
-    Ok(coursedrop::drive::upload::DriveClient::from_vars(&local)?)
+    Ok(coursedrop::drive::upload::DriveClient::from_vars(&local).await?)
 }
 
 /// The deliver job's consumer, on the stack's deliver queue, into the Drive at `drive_base`.
@@ -178,7 +183,7 @@ pub async fn spawn_deliver<F: Fn(&str) -> Option<String>>(
 ) -> Result<()> {
     let job = Arc::new(deliver::Deliverer {
         pool,
-        drive: emulator_drive(vars, drive_base)?,
+        drive: emulator_drive(vars, drive_base).await?,
         source: coursedrop::source::S3Source::from_vars(vars).await,
         publisher: stack.publisher.clone(),
         settings: deliver::DeliverSettings::default(),
@@ -192,7 +197,7 @@ pub async fn spawn_deliver<F: Fn(&str) -> Option<String>>(
 
 /// The finalize function, fed like Lambda would feed it, sharing on the Drive at
 /// `drive_base` and mailing through `SMTP_URL`.
-pub fn spawn_finalize<F: Fn(&str) -> Option<String>>(
+pub async fn spawn_finalize<F: Fn(&str) -> Option<String>>(
     stack: &Stack,
     pool: MySqlPool,
     vars: &Vars<F>,
@@ -200,7 +205,7 @@ pub fn spawn_finalize<F: Fn(&str) -> Option<String>>(
 ) -> Result<()> {
     let ctx = Arc::new(finalize::FinalizeContext {
         pool,
-        drive: emulator_drive(vars, drive_base)?,
+        drive: emulator_drive(vars, drive_base).await?,
         mailer: coursedrop::mail::Mailer::from_vars(vars)?,
     });
     spawn_sqs_function(stack, Queue::Finalize, move |event| {

@@ -1,8 +1,8 @@
 //! A local emulator of the Google Drive v3 API, for the subset coursedrop uses, faithful to
 //! Google's documented behaviour where it is awkward:
 //!
-//! - `files.create` (metadata only: folders, or with an id from `files.generateIds`; a second
-//!   create with the same id gets 409), `files.get` (also `alt=media`), `files.list` with `q`
+//! - `files.create`, metadata only or `uploadType=multipart` (folders, or with an id from
+//!   `files.generateIds`; a second create with the same id gets 409), `files.get` (also `alt=media`), `files.list` with `q`
 //!   and paging, `files.delete` (recursive), `fields` selection, sizes as strings;
 //! - resumable uploads: `POST /upload/drive/v3/files?uploadType=resumable` → `Location`;
 //!   `PUT` chunks with `Content-Range`; a non-final chunk must be a multiple of 256 KiB; `308`
@@ -141,6 +141,8 @@ struct Meta {
     order: Vec<String>,
     generated: HashSet<String>,
     tokens: HashSet<String>,
+    /// What the token endpoint granted: the grant type and, for a JWT, its claims.
+    grants: Vec<Value>,
     sessions: HashMap<String, Arc<tokio::sync::Mutex<Session>>>,
 }
 
@@ -285,6 +287,11 @@ impl Emulator {
     /// Upload bytes written so far, all sessions together.
     pub fn bytes_written(&self) -> u64 {
         self.0.written.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The token endpoint's grants so far (`{"grant_type", "claims"?}`), oldest first.
+    pub fn token_grants(&self) -> Vec<Value> {
+        self.0.meta.lock().unwrap().grants.clone()
     }
 
     /// A file's bytes on disk, for checks from tests.
@@ -465,12 +472,16 @@ async fn token(State(emu): State<Emulator>, Form(form): Form<HashMap<String, Str
     let err = |e: &str, d: &str| {
         (StatusCode::BAD_REQUEST, axum::Json(json!({"error": e, "error_description": d}))).into_response()
     };
-    match form.get("grant_type").map(String::as_str) {
+    let grant = match form.get("grant_type").map(String::as_str) {
         Some("refresh_token") => {
             let ok = form.get("refresh_token").is_some_and(|t| emu.0.config.refresh_tokens.contains(t));
             if !ok {
                 return err("invalid_grant", "Token has been expired or revoked.");
             }
+            if form.get("client_id").is_none_or(String::is_empty) {
+                return err("invalid_request", "Could not determine client ID from request.");
+            }
+            json!({"grant_type": "refresh_token", "client_id": form["client_id"]})
         }
         Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
             // The signature is not checked (there is no key to check it against); the claims are.
@@ -492,11 +503,15 @@ async fn token(State(emu): State<Emulator>, Form(form): Form<HashMap<String, Str
                     "Invalid JWT: Token must be a short-lived token and in a reasonable timeframe.",
                 );
             }
+            json!({"grant_type": "jwt-bearer", "claims": claims})
         }
         _ => return err("unsupported_grant_type", "Invalid grant_type."),
-    }
+    };
     let access = format!("ya29.emu-{}", random_id(40));
-    emu.0.meta.lock().unwrap().tokens.insert(access.clone());
+    let mut meta = emu.0.meta.lock().unwrap();
+    meta.tokens.insert(access.clone());
+    meta.grants.push(grant);
+    drop(meta);
     axum::Json(json!({"access_token": access, "expires_in": 3599, "token_type": "Bearer"})).into_response()
 }
 
@@ -541,24 +556,89 @@ async fn create_file(
         Ok(n) => n,
         Err(r) => return r,
     };
+    create_with_media(&emu, new, parents, id, &[], q.fields.as_deref()).await
+}
+
+/// Stores a file (or folder) created in one request, metadata only or multipart.
+async fn create_with_media(
+    emu: &Emulator,
+    new: NewFile,
+    parents: Vec<String>,
+    id: String,
+    media: &[u8],
+    fields: Option<&str>,
+) -> Response<Body> {
     let mime_type = new.mime_type.unwrap_or_else(|| "application/octet-stream".into());
+    let is_folder = mime_type == FOLDER_MIME;
+    if is_folder && !media.is_empty() {
+        return bad_request("invalidContent", "A folder cannot have content.");
+    }
     let file = File {
         id: id.clone(),
         name: new.name.unwrap_or_else(|| "Untitled".into()),
-        md5: (mime_type != FOLDER_MIME).then(|| hex::encode(Md5::digest(b""))),
+        md5: (!is_folder).then(|| hex::encode(Md5::digest(media))),
         mime_type,
         parents,
-        size: 0,
+        size: media.len() as u64,
         created: chrono::Utc::now(),
         permissions: vec![],
     };
-    if file.mime_type != FOLDER_MIME {
-        let _ = tokio::fs::write(emu.blob_path(&id), b"").await;
+    if !is_folder && let Err(e) = tokio::fs::write(emu.blob_path(&id), media).await {
+        return google_error(StatusCode::INTERNAL_SERVER_ERROR, "global", "internalError", &e.to_string());
     }
     match emu.insert(file) {
-        Ok(v) => axum::Json(select(&v, q.fields.as_deref().unwrap_or(DEFAULT_FILE_FIELDS))).into_response(),
+        Ok(v) => axum::Json(select(&v, fields.unwrap_or(DEFAULT_FILE_FIELDS))).into_response(),
         Err(r) => r,
     }
+}
+
+/// Splits a `multipart/related` body (RFC 2387, as Drive's multipart upload sends it) into
+/// its metadata part and its media part.
+fn parse_multipart(content_type: Option<&str>, body: &[u8]) -> Result<(Bytes, Bytes), Response<Body>> {
+    let bad = |m: &str| bad_request("badContent", m);
+    let ct = content_type.ok_or_else(|| bad("Content-Type is required for a multipart upload."))?;
+    if !ct.trim_start().to_ascii_lowercase().starts_with("multipart/related") {
+        return Err(bad("A multipart upload must be multipart/related."));
+    }
+    let boundary = ct
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("boundary="))
+        .next()
+        .map(|b| b.trim_matches('"'))
+        .ok_or_else(|| bad("The multipart Content-Type has no boundary."))?;
+    let delimiter = format!("--{boundary}");
+    let mut parts = Vec::new();
+    let mut rest = body;
+    // Skip the preamble up to the first delimiter.
+    let Some(first) = find(rest, delimiter.as_bytes()) else {
+        return Err(bad("No multipart boundary in the body."));
+    };
+    rest = &rest[first + delimiter.len()..];
+    loop {
+        if rest.starts_with(b"--") {
+            break; // the closing delimiter
+        }
+        let Some(next) = find(rest, delimiter.as_bytes()) else {
+            return Err(bad("The multipart body is not terminated."));
+        };
+        let part = &rest[..next];
+        let part = part.strip_prefix(b"\r\n").unwrap_or(part);
+        // The CRLF before a delimiter belongs to the delimiter.
+        let part = part.strip_suffix(b"\r\n").unwrap_or(part);
+        let Some(split) = find(part, b"\r\n\r\n") else {
+            return Err(bad("A multipart part has no header end."));
+        };
+        parts.push(Bytes::copy_from_slice(&part[split + 4..]));
+        rest = &rest[next + delimiter.len()..];
+    }
+    match <[Bytes; 2]>::try_from(parts) {
+        Ok([metadata, media]) => Ok((metadata, media)),
+        Err(_) => Err(bad("A multipart upload has exactly two parts: metadata, then media.")),
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[derive(Deserialize)]
@@ -830,8 +910,21 @@ async fn start_upload(
     if let Err(r) = emu.guard(&headers, true) {
         return r;
     }
-    if q.upload_type.as_deref() != Some("resumable") {
-        return bad_request("invalid", "This emulator supports uploadType=resumable only.");
+    match q.upload_type.as_deref() {
+        Some("resumable") => {}
+        Some("multipart") => {
+            let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+            let (metadata, media) = match parse_multipart(content_type, &body) {
+                Ok(parts) => parts,
+                Err(r) => return r,
+            };
+            let (new, parents, id) = match emu.new_file(&metadata) {
+                Ok(n) => n,
+                Err(r) => return r,
+            };
+            return create_with_media(&emu, new, parents, id, &media, q.fields.as_deref()).await;
+        }
+        _ => return bad_request("invalid", "uploadType must be resumable or multipart."),
     }
     let (new, parents, file_id) = match emu.new_file(&body) {
         Ok(n) => n,

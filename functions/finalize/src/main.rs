@@ -17,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
     let pool = coursedrop::store::connect_from_vars(&vars, 2).await.context("connecting to the database")?;
     let ctx = finalize::FinalizeContext {
         pool,
-        drive: DriveClient::from_vars(&vars)?,
+        drive: DriveClient::from_vars(&vars).await?,
         mailer: coursedrop::mail::Mailer::from_vars(&vars)?,
     };
     let ctx = &ctx;

@@ -28,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let job = Arc::new(Deliverer {
         pool,
-        drive: DriveClient::from_vars(&vars)?,
+        drive: DriveClient::from_vars(&vars).await?,
         source: coursedrop::source::S3Source::from_vars(&vars).await,
         publisher,
         settings,

@@ -1,134 +1,214 @@
-//! Drive metadata calls the delivery and finalize stages need: ids, folders, file facts,
-//! deletes. (Interim: plain HTTP with the uploader's retries; google-drive3 is to take these
-//! over, pointed at the same `api_root`.)
+//! Drive metadata through google-drive3: ids, folders, listing, file facts, deletes and
+//! permissions. Every call goes through the same retry loop and failure classifier as the
+//! uploader, so a 429 or a 403 rate limit here is handled exactly as during an upload.
 
-use serde::Deserialize;
-use serde_json::json;
+use std::time::Duration;
 
-use serde::de::DeserializeOwned;
+use google_drive3::api;
 
-use super::upload::{Attempt, DriveClient, failure, network};
-use super::{AccessToken, DriveError};
+use super::upload::{Attempt, DriveClient, classify};
+use super::{AccessToken, DriveError, Failure};
 
 pub const FOLDER_MIME: &str = "application/vnd.google-apps.folder";
+/// The hub has no time limit of its own; a call that hangs longer than this is retried.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileFacts {
     pub id: String,
     pub name: String,
-    #[serde(default)]
+    pub mime_type: Option<String>,
+    pub size: Option<u64>,
     pub md5_checksum: Option<String>,
-    #[serde(default)]
     pub web_view_link: Option<String>,
 }
 
-/// A success's JSON body, or the classified failure.
-async fn json_or_failure<R: DeserializeOwned>(response: reqwest::Response) -> Result<R, Attempt> {
-    if response.status().is_success() {
-        response.json::<R>().await.map_err(network)
-    } else {
-        Err(failure(response).await)
+impl FileFacts {
+    fn from_api(f: api::File) -> Self {
+        FileFacts {
+            id: f.id.unwrap_or_default(),
+            name: f.name.unwrap_or_default(),
+            mime_type: f.mime_type,
+            size: f.size.and_then(|s| u64::try_from(s).ok()),
+            md5_checksum: f.md5_checksum,
+            web_view_link: f.web_view_link,
+        }
     }
+
+    pub fn is_folder(&self) -> bool {
+        self.mime_type.as_deref() == Some(FOLDER_MIME)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permission {
+    pub id: String,
+    pub email_address: Option<String>,
+    pub role: String,
+}
+
+impl Permission {
+    fn from_api(p: api::Permission) -> Self {
+        Permission { id: p.id.unwrap_or_default(), email_address: p.email_address, role: p.role.unwrap_or_default() }
+    }
+}
+
+const FILE_FIELDS: &str = "id,name,mimeType,size,md5Checksum,webViewLink";
+
+/// A hub call's error, read as worth another try or final. Drive's JSON error arrives as
+/// `BadRequest` whatever its status; `Failure` is a non-JSON answer.
+fn hub_failure(e: google_drive3::Error) -> Attempt {
+    use google_drive3::Error as E;
+    match e {
+        E::HttpError(e) => Attempt::Retry { what: format!("network: {e}"), user_rate_limit: false },
+        E::Io(e) => Attempt::Retry { what: format!("network: {e}"), user_rate_limit: false },
+        E::BadRequest(value) => classify(Failure::from_value(&value)),
+        E::Failure(response) => {
+            classify(Failure { status: response.status().as_u16(), reason: String::new(), message: String::new() })
+        }
+        E::MissingToken(e) => Attempt::Fatal(DriveError::Auth(e.to_string())),
+        other => Attempt::Fatal(DriveError::Refused {
+            status: 0,
+            reason: "client".into(),
+            message: other.to_string().trim().to_string(),
+        }),
+    }
+}
+
+/// Runs one hub call with a time limit; `Err` is already classified.
+async fn call<R>(fut: impl Future<Output = google_drive3::Result<R>>) -> Result<R, Attempt> {
+    match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(hub_failure),
+        Err(_) => Err(Attempt::Retry { what: format!("no answer in {CALL_TIMEOUT:?}"), user_rate_limit: false }),
+    }
+}
+
+/// The status of a refused call, when it is `status` (a 404 that means "absent", say).
+fn refused_with(e: &DriveError, status: u16) -> bool {
+    matches!(e, DriveError::Refused { status: s, .. } if *s == status)
 }
 
 impl<T: AccessToken> DriveClient<T> {
     /// Ids for files not created yet: storing one before creating makes the create safe to
     /// repeat (a second create with it gets 409, not a duplicate).
     pub async fn generate_ids(&self, count: usize) -> Result<Vec<String>, DriveError> {
-        #[derive(Deserialize)]
-        struct Ids {
-            ids: Vec<String>,
-        }
-        let url = format!("{}/drive/v3/files/generateIds?count={count}&space=drive", self.config.api_root);
+        let count = i32::try_from(count).unwrap_or(i32::MAX);
         self.with_retries(|| async {
-            json_or_failure::<Ids>(self.send(self.http.get(&url)).await?).await.map(|i| i.ids)
+            let (_, ids) = call(self.hub.files().generate_ids().count(count).space("drive").doit()).await?;
+            Ok(ids.ids.unwrap_or_default())
         })
         .await
     }
 
     /// Creates the folder with this id; an existing one (a repeated create) is success.
+    ///
+    /// google-drive3's `files.create` has no metadata-only call, so this is a multipart
+    /// create with empty media, which Drive accepts for folders.
     pub async fn create_folder(&self, id: &str, name: &str, parent: &str) -> Result<FileFacts, DriveError> {
-        let url = format!("{}/drive/v3/files?supportsAllDrives=true&fields=id,name,webViewLink", self.config.api_root);
-        let body = json!({"id": id, "name": name, "mimeType": FOLDER_MIME, "parents": [parent]});
+        let folder = api::File {
+            id: Some(id.to_string()),
+            name: Some(name.to_string()),
+            mime_type: Some(FOLDER_MIME.to_string()),
+            parents: Some(vec![parent.to_string()]),
+            ..Default::default()
+        };
+        let mime: mime::Mime = FOLDER_MIME.parse().expect("a valid MIME type");
         let created = self
             .with_retries(|| async {
-                let response = self.send(self.http.post(&url).json(&body)).await?;
-                match response.status().as_u16() {
-                    200 => response.json::<FileFacts>().await.map(Some).map_err(network),
-                    409 => Ok(None),
-                    _ => Err(failure(response).await),
-                }
+                let create = self
+                    .hub
+                    .files()
+                    .create(folder.clone())
+                    .supports_all_drives(true)
+                    .param("fields", FILE_FIELDS)
+                    .upload(std::io::Cursor::new(Vec::<u8>::new()), mime.clone());
+                call(create).await.map(|(_, f)| Some(FileFacts::from_api(f)))
             })
-            .await?;
+            .await;
         match created {
-            Some(facts) => Ok(facts),
-            None => self.file(id).await?.ok_or_else(|| DriveError::Refused {
+            Ok(Some(facts)) => Ok(facts),
+            Err(e) if refused_with(&e, 409) => self.file(id).await?.ok_or_else(|| DriveError::Refused {
                 status: 409,
                 reason: "duplicate".into(),
                 message: format!("{id} exists but cannot be read"),
             }),
+            Ok(None) => unreachable!("create answers a file or an error"),
+            Err(e) => Err(e),
         }
     }
 
     /// A file's facts, or `None` when it does not exist.
     pub async fn file(&self, id: &str) -> Result<Option<FileFacts>, DriveError> {
-        let url = format!(
-            "{}/drive/v3/files/{id}?supportsAllDrives=true&fields=id,name,md5Checksum,webViewLink",
-            self.config.api_root
-        );
-        self.with_retries(|| async {
-            let response = self.send(self.http.get(&url)).await?;
-            match response.status().as_u16() {
-                200 => response.json::<FileFacts>().await.map(Some).map_err(network),
-                404 => Ok(None),
-                _ => Err(failure(response).await),
+        let got = self
+            .with_retries(|| async {
+                let get = self.hub.files().get(id).supports_all_drives(true).param("fields", FILE_FIELDS).doit();
+                call(get).await.map(|(_, f)| FileFacts::from_api(f))
+            })
+            .await;
+        match got {
+            Ok(facts) => Ok(Some(facts)),
+            Err(e) if refused_with(&e, 404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What a folder holds (not trashed), every page of it, in name order.
+    pub async fn children(&self, folder_id: &str) -> Result<Vec<FileFacts>, DriveError> {
+        let q = format!("'{}' in parents and trashed = false", folder_id.replace('\'', "\\'"));
+        let fields = format!("nextPageToken,files({FILE_FIELDS})");
+        let mut all = Vec::new();
+        let mut page: Option<String> = None;
+        loop {
+            let list = self
+                .with_retries(|| async {
+                    let mut list = self
+                        .hub
+                        .files()
+                        .list()
+                        .q(&q)
+                        .order_by("name")
+                        .page_size(1000)
+                        .supports_all_drives(true)
+                        .include_items_from_all_drives(true)
+                        .param("fields", &fields);
+                    if let Some(token) = &page {
+                        list = list.page_token(token);
+                    }
+                    call(list.doit()).await.map(|(_, l)| l)
+                })
+                .await?;
+            all.extend(list.files.unwrap_or_default().into_iter().map(FileFacts::from_api));
+            match list.next_page_token {
+                Some(next) if !next.is_empty() => page = Some(next),
+                _ => return Ok(all),
             }
-        })
-        .await
+        }
     }
 
     /// Deletes a file (or a folder and what it holds); a missing one is success.
     pub async fn delete(&self, id: &str) -> Result<(), DriveError> {
-        self.delete_at(format!("{}/drive/v3/files/{id}?supportsAllDrives=true", self.config.api_root)).await
-    }
-
-    /// DELETE, where something already gone is success.
-    async fn delete_at(&self, url: String) -> Result<(), DriveError> {
-        self.with_retries(|| async {
-            let response = self.send(self.http.delete(&url)).await?;
-            match response.status().as_u16() {
-                200 | 204 | 404 => Ok(()),
-                _ => Err(failure(response).await),
-            }
-        })
-        .await
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Permission {
-    pub id: String,
-    #[serde(default)]
-    pub email_address: Option<String>,
-    #[serde(default)]
-    pub role: String,
-}
-
-impl<T: AccessToken> DriveClient<T> {
-    pub async fn permissions(&self, file_id: &str) -> Result<Vec<Permission>, DriveError> {
-        #[derive(Deserialize)]
-        struct List {
-            #[serde(default)]
-            permissions: Vec<Permission>,
+        let deleted = self
+            .with_retries(|| async { call(self.hub.files().delete(id).supports_all_drives(true).doit()).await })
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(e) if refused_with(&e, 404) => Ok(()),
+            Err(e) => Err(e),
         }
-        let url = format!(
-            "{}/drive/v3/files/{file_id}/permissions?supportsAllDrives=true&fields=permissions(id,emailAddress,role)",
-            self.config.api_root
-        );
+    }
+
+    pub async fn permissions(&self, file_id: &str) -> Result<Vec<Permission>, DriveError> {
         self.with_retries(|| async {
-            json_or_failure::<List>(self.send(self.http.get(&url)).await?).await.map(|l| l.permissions)
+            let list = self
+                .hub
+                .permissions()
+                .list(file_id)
+                .supports_all_drives(true)
+                .param("fields", "permissions(id,emailAddress,role)")
+                .doit();
+            call(list)
+                .await
+                .map(|(_, l)| l.permissions.unwrap_or_default().into_iter().map(Permission::from_api).collect())
         })
         .await
     }
@@ -136,19 +216,37 @@ impl<T: AccessToken> DriveClient<T> {
     /// Gives `email` read access. `notify` is Drive's own notification email: off by default
     /// (we send ours), on for addresses with no Google account, where a silent share fails.
     pub async fn share_reader(&self, file_id: &str, email: &str, notify: bool) -> Result<Permission, DriveError> {
-        let url = format!(
-            "{}/drive/v3/files/{file_id}/permissions?supportsAllDrives=true&sendNotificationEmail={notify}&fields=id,emailAddress,role",
-            self.config.api_root
-        );
-        let body = json!({"role": "reader", "type": "user", "emailAddress": email});
-        self.with_retries(|| async { json_or_failure(self.send(self.http.post(&url).json(&body)).await?).await }).await
+        let permission = api::Permission {
+            role: Some("reader".into()),
+            type_: Some("user".into()),
+            email_address: Some(email.to_string()),
+            ..Default::default()
+        };
+        self.with_retries(|| async {
+            let create = self
+                .hub
+                .permissions()
+                .create(permission.clone(), file_id)
+                .supports_all_drives(true)
+                .send_notification_email(notify)
+                .param("fields", "id,emailAddress,role")
+                .doit();
+            call(create).await.map(|(_, p)| Permission::from_api(p))
+        })
+        .await
     }
 
+    /// Removes a permission; one already gone is success.
     pub async fn unshare(&self, file_id: &str, permission_id: &str) -> Result<(), DriveError> {
-        self.delete_at(format!(
-            "{}/drive/v3/files/{file_id}/permissions/{permission_id}?supportsAllDrives=true",
-            self.config.api_root
-        ))
-        .await
+        let deleted = self
+            .with_retries(|| async {
+                call(self.hub.permissions().delete(file_id, permission_id).supports_all_drives(true).doit()).await
+            })
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(e) if refused_with(&e, 404) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -1,7 +1,10 @@
-//! Google Drive. Uploads go through our own implementation of the resumable protocol
-//! (google-drive3's uploader needs a blocking seekable source and mishandles retried chunks,
-//! google-apis-rs #438).
+//! Google Drive. Metadata (folders, listing, permissions) goes through google-drive3's hub
+//! (`meta`); uploads go through our own implementation of the resumable protocol (`upload`):
+//! google-drive3's uploader needs a blocking seekable source and mishandles retried chunks
+//! (google-apis-rs #438). Both draw tokens from one `AccessToken` source (`auth`) and share
+//! one retry loop and failure classifier.
 
+pub mod auth;
 pub mod meta;
 pub mod upload;
 
@@ -91,6 +94,8 @@ struct ErrorBody {
 #[derive(Debug, Deserialize)]
 struct ErrorDetail {
     #[serde(default)]
+    code: Option<u16>,
+    #[serde(default)]
     message: String,
     #[serde(default)]
     errors: Vec<ErrorItem>,
@@ -119,6 +124,20 @@ impl Failure {
                 message: b.error.message,
             },
             Err(_) => Failure { status, reason: String::new(), message: body.chars().take(200).collect() },
+        }
+    }
+
+    /// Drive's JSON error as google-drive3 hands it over (the status is in `error.code`).
+    pub fn from_value(value: &serde_json::Value) -> Self {
+        match serde_json::from_value::<ErrorBody>(value.clone()) {
+            Ok(b) => Failure {
+                status: b.error.code.unwrap_or(0),
+                reason: b.error.errors.first().map(|e| e.reason.clone()).unwrap_or_default(),
+                message: b.error.message,
+            },
+            Err(_) => {
+                Failure { status: 0, reason: String::new(), message: value.to_string().chars().take(200).collect() }
+            }
         }
     }
 

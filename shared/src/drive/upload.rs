@@ -14,6 +14,9 @@ use futures_util::{Stream, StreamExt};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Deserializer};
 
+use std::sync::Arc;
+
+use super::auth::{DriveAuth, HttpsConnector, HubToken, https_connector};
 use super::{AccessToken, DriveConfig, DriveError, Failure};
 
 const FIELDS: &str = "id,name,size,md5Checksum,parents";
@@ -55,7 +58,7 @@ pub enum Held {
 }
 
 /// A request that got no answer (connection refused or reset, timeout): worth another try.
-pub(super) fn network(e: reqwest::Error) -> Attempt {
+fn network(e: reqwest::Error) -> Attempt {
     Attempt::Retry { what: format!("network: {e}"), user_rate_limit: false }
 }
 
@@ -69,7 +72,7 @@ pub(super) fn classify(failure: Failure) -> Attempt {
 }
 
 /// Reads a non-success answer's body and classifies it.
-pub(super) async fn failure(response: reqwest::Response) -> Attempt {
+async fn failure(response: reqwest::Response) -> Attempt {
     let status = response.status().as_u16();
     classify(Failure::parse(status, &response.text().await.unwrap_or_default()))
 }
@@ -81,9 +84,10 @@ pub(super) enum Attempt {
 }
 
 pub struct DriveClient<T> {
-    pub(super) http: reqwest::Client,
+    http: reqwest::Client,
+    pub(super) hub: google_drive3::DriveHub<HttpsConnector>,
     pub(super) config: DriveConfig,
-    token: T,
+    token: Arc<T>,
 }
 
 /// `Range: bytes=0-N` → N + 1; no header → 0.
@@ -99,11 +103,11 @@ fn held_from_range(range: Option<&str>) -> Result<u64, String> {
     }
 }
 
-impl DriveClient<super::StaticToken> {
+impl DriveClient<DriveAuth> {
     /// The client the deliver job and the finalize function build at start:
     /// `DRIVE_API_ROOT` (default Google's), `DRIVE_CHUNK_SIZE` (16 MiB, a multiple of
-    /// 256 KiB) and, until the OAuth flows land, the bearer token `DRIVE_ACCESS_TOKEN`.
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(
+    /// 256 KiB) and the credentials `DriveAuth::from_vars` reads.
+    pub async fn from_vars<F: Fn(&str) -> Option<String>>(
         vars: &crate::config::Vars<F>,
     ) -> Result<Self, crate::config::ConfigError> {
         use crate::config::ConfigError;
@@ -115,10 +119,7 @@ impl DriveClient<super::StaticToken> {
                 reason: "must be a positive multiple of 262144".into(),
             });
         }
-        let token = vars
-            .get("DRIVE_ACCESS_TOKEN")
-            .ok_or(ConfigError::Invalid { var: "DRIVE_ACCESS_TOKEN", reason: "is not set".into() })?;
-        Ok(DriveClient::new(config, super::StaticToken(token)))
+        Ok(DriveClient::new(config, DriveAuth::from_vars(vars).await?))
     }
 }
 
@@ -132,7 +133,13 @@ impl<T: AccessToken> DriveClient<T> {
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()
             .expect("an HTTP client with rustls builds");
-        DriveClient { http, config, token }
+        let token = Arc::new(token);
+        let hyper_client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https_connector());
+        let mut hub = google_drive3::DriveHub::new(hyper_client, HubToken(token.clone()));
+        hub.base_url(format!("{}/drive/v3/", config.api_root));
+        hub.root_url(format!("{}/", config.api_root));
+        DriveClient { http, hub, config, token }
     }
 
     pub fn config(&self) -> &DriveConfig {

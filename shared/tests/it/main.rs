@@ -1,6 +1,7 @@
 //! shared's integration tests, one binary: the store against MariaDB, the Drive uploader
 //! against the Drive emulator.
 
+mod drive_meta;
 mod source;
 mod store;
 mod upload;
