@@ -18,7 +18,7 @@ export S3_FORCE_PATH_STYLE ?= true
 
 CARGO ?= cargo
 
-.PHONY: help services services-down services-status migrate test demo dev bench fmt lint check
+.PHONY: help services services-down services-status migrate test demo dev bench fmt lint check admin
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ demo: services ## the whole flow locally (order, payment, enrollment, delivery, 
 
 dev: services ## the whole stack left running: API on :3000 (PORT), functions, deliver job, Drive emulator on :4567
 	$(CARGO) run --quiet -p coursedrop-dev -- serve
+
+admin: ## the operator CLI against the configured database, e.g. make admin ARGS="orders --status paid"
+	@$(CARGO) run --quiet -p coursedrop-admin -- $(ARGS)
 
 bench: services ## benchmarks (release build); writes bench/latest.json and bench/latest.md
 	$(CARGO) run --quiet --release -p coursedrop-dev -- bench

@@ -113,7 +113,66 @@ async fn lock_order(conn: &mut MySqlConnection, code: &OrderCode) -> Result<Opti
     .transpose()
 }
 
-async fn flag(conn: &mut MySqlConnection, order_id: u64, reason: &str) -> Result<(), StoreError> {
+/// Adds a payment of `amount` to the locked `order`: the order becomes paid when the sum
+/// reaches its total, and its items go to enrollment with their outbox rows. A payment the
+/// order cannot take (cancelled, refunded, already paid) is kept and the order flagged.
+async fn apply(
+    db: &mut MySqlConnection,
+    order: OrderRow,
+    amount: i64,
+    what: &str,
+    actor: &str,
+) -> Result<(PaymentOutcome, Vec<OutboxMessage>), StoreError> {
+    let paid_vnd = order.paid_vnd + amount;
+    sqlx::query("UPDATE orders SET paid_vnd = ? WHERE id = ?").bind(paid_vnd).bind(order.id).execute(&mut *db).await?;
+    let detail = format!("{what}, {} of {} paid", paid_vnd, order.total_vnd);
+    events::record(
+        db,
+        &NewEvent {
+            order_id: order.id,
+            item_id: None,
+            kind: "payment_received",
+            from_status: None,
+            to_status: None,
+            actor,
+            detail: Some(&detail),
+        },
+    )
+    .await?;
+
+    let mut outbox = Vec::new();
+    let outcome = match order.status {
+        OrderStatus::Pending if paid_vnd >= order.total_vnd => {
+            orders::transition_in(db, order.id, OrderStatus::Pending, OrderStatus::Paid, actor, Some(&detail)).await?;
+            let item_ids: Vec<u64> =
+                sqlx::query_scalar("SELECT id FROM order_items WHERE order_id = ? AND status = ? ORDER BY id")
+                    .bind(order.id)
+                    .bind(ItemStatus::AwaitingPayment.as_str())
+                    .fetch_all(&mut *db)
+                    .await?;
+            for item_id in item_ids {
+                let change = ItemChange::new(item_id, ItemStatus::AwaitingPayment, ItemStatus::Enrolling, actor)
+                    .because("order paid");
+                outbox.extend(items::transition_in(db, &change).await?.outbox);
+            }
+            if paid_vnd > order.total_vnd {
+                flag(db, order.id, &format!("over-paid by {} VND", paid_vnd - order.total_vnd), actor).await?;
+            }
+            PaymentOutcome::Applied { order_code: order.code, paid_vnd, total_vnd: order.total_vnd, became_paid: true }
+        }
+        OrderStatus::Pending => {
+            PaymentOutcome::Applied { order_code: order.code, paid_vnd, total_vnd: order.total_vnd, became_paid: false }
+        }
+        status => {
+            let reason = format!("payment of {} VND received while the order is {status}", amount);
+            flag(db, order.id, &reason, actor).await?;
+            PaymentOutcome::Flagged { order_code: order.code, reason }
+        }
+    };
+    Ok((outcome, outbox))
+}
+
+async fn flag(conn: &mut MySqlConnection, order_id: u64, reason: &str, actor: &str) -> Result<(), StoreError> {
     sqlx::query("UPDATE orders SET attention = ? WHERE id = ?").bind(reason).bind(order_id).execute(&mut *conn).await?;
     events::record(
         conn,
@@ -123,7 +182,7 @@ async fn flag(conn: &mut MySqlConnection, order_id: u64, reason: &str) -> Result
             kind: "needs_attention",
             from_status: None,
             to_status: None,
-            actor: ACTOR,
+            actor,
             detail: Some(reason),
         },
     )
@@ -183,53 +242,86 @@ async fn record_once(
         db.rollback().await?;
         return Ok(Recorded { outcome: PaymentOutcome::Duplicate, outbox: vec![] });
     }
-    let paid_vnd = order.paid_vnd + tx.transfer_amount;
-    sqlx::query("UPDATE orders SET paid_vnd = ? WHERE id = ?").bind(paid_vnd).bind(order.id).execute(&mut *db).await?;
-    let detail = format!("sepay id {}: {} VND, {} of {} paid", tx.id, tx.transfer_amount, paid_vnd, order.total_vnd);
-    events::record(
-        &mut db,
-        &NewEvent {
-            order_id: order.id,
-            item_id: None,
-            kind: "payment_received",
-            from_status: None,
-            to_status: None,
-            actor: ACTOR,
-            detail: Some(&detail),
-        },
-    )
-    .await?;
-
-    let mut outbox = Vec::new();
-    let outcome = match order.status {
-        OrderStatus::Pending if paid_vnd >= order.total_vnd => {
-            orders::transition_in(&mut db, order.id, OrderStatus::Pending, OrderStatus::Paid, ACTOR, Some(&detail))
-                .await?;
-            let item_ids: Vec<u64> =
-                sqlx::query_scalar("SELECT id FROM order_items WHERE order_id = ? AND status = ? ORDER BY id")
-                    .bind(order.id)
-                    .bind(ItemStatus::AwaitingPayment.as_str())
-                    .fetch_all(&mut *db)
-                    .await?;
-            for item_id in item_ids {
-                let change = ItemChange::new(item_id, ItemStatus::AwaitingPayment, ItemStatus::Enrolling, ACTOR)
-                    .because("order paid");
-                outbox.extend(items::transition_in(&mut db, &change).await?.outbox);
-            }
-            if paid_vnd > order.total_vnd {
-                flag(&mut db, order.id, &format!("over-paid by {} VND", paid_vnd - order.total_vnd)).await?;
-            }
-            PaymentOutcome::Applied { order_code: order.code, paid_vnd, total_vnd: order.total_vnd, became_paid: true }
-        }
-        OrderStatus::Pending => {
-            PaymentOutcome::Applied { order_code: order.code, paid_vnd, total_vnd: order.total_vnd, became_paid: false }
-        }
-        status => {
-            let reason = format!("payment of {} VND received while the order is {status}", tx.transfer_amount);
-            flag(&mut db, order.id, &reason).await?;
-            PaymentOutcome::Flagged { order_code: order.code, reason }
-        }
-    };
+    let detail = format!("sepay id {}: {} VND", tx.id, tx.transfer_amount);
+    let (outcome, outbox) = apply(&mut db, order, tx.transfer_amount, &detail, ACTOR).await?;
     db.commit().await?;
     Ok(Recorded { outcome, outbox })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("no payment {0}")]
+    NoPayment(u64),
+    #[error("payment {payment} already belongs to order {order}")]
+    AlreadyAttached { payment: u64, order: String },
+    #[error("payment {0} is an outgoing transfer; only incoming ones can pay an order")]
+    Outgoing(u64),
+    #[error("no order {0}")]
+    NoOrder(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for AttachError {
+    fn from(e: sqlx::Error) -> Self {
+        AttachError::Store(e.into())
+    }
+}
+
+/// An operator attaches an unmatched payment (a transfer whose text lost the code, say) to
+/// an order. It counts exactly as if the webhook had matched it: the order becomes paid
+/// when the sum reaches its total, and its items go to enrollment.
+pub async fn attach(pool: &MySqlPool, payment_id: u64, code: &OrderCode, actor: &str) -> Result<Recorded, AttachError> {
+    let mut db = pool.begin().await?;
+    let order = lock_order(&mut db, code).await?.ok_or_else(|| AttachError::NoOrder(code.to_string()))?;
+    let payment: Option<(i64, String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT p.sepay_id, p.transfer_type, o.code, p.amount_vnd
+         FROM payments p LEFT JOIN orders o ON o.id = p.order_id WHERE p.id = ? FOR UPDATE",
+    )
+    .bind(payment_id)
+    .fetch_optional(&mut *db)
+    .await?;
+    let Some((sepay_id, transfer_type, attached_to, amount)) = payment else {
+        return Err(AttachError::NoPayment(payment_id));
+    };
+    if let Some(order) = attached_to {
+        return Err(AttachError::AlreadyAttached { payment: payment_id, order });
+    }
+    if transfer_type != TransferType::In.as_str() {
+        return Err(AttachError::Outgoing(payment_id));
+    }
+    sqlx::query("UPDATE payments SET order_id = ? WHERE id = ?")
+        .bind(order.id)
+        .bind(payment_id)
+        .execute(&mut *db)
+        .await?;
+    let what = format!("sepay id {sepay_id}: {amount} VND, attached by an operator");
+    let (outcome, outbox) = apply(&mut db, order, amount, &what, actor).await?;
+    db.commit().await?;
+    Ok(Recorded { outcome, outbox })
+}
+
+/// A transfer kept with no order, for an operator to look at.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct UnmatchedPayment {
+    pub id: u64,
+    pub sepay_id: i64,
+    pub amount_vnd: i64,
+    pub gateway: Option<String>,
+    pub account_number: Option<String>,
+    pub content: Option<String>,
+    pub reference_code: Option<String>,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Incoming transfers that matched no order, newest first.
+pub async fn unmatched(pool: &MySqlPool, limit: u32) -> Result<Vec<UnmatchedPayment>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT id, sepay_id, amount_vnd, gateway, account_number, content, reference_code, received_at
+         FROM payments WHERE order_id IS NULL AND transfer_type = ? ORDER BY id DESC LIMIT ?",
+    )
+    .bind(TransferType::In.as_str())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
 }

@@ -1,5 +1,6 @@
-//! The sweeper's work, run every minute: publish outbox rows the relay could not, and
-//! cancel unpaid orders whose time is up.
+//! The sweeper's work, run every minute: publish outbox rows the relay could not, cancel
+//! unpaid orders whose time is up, and count (and log) items stuck past their stage's
+//! deadline, for an alarm and for `coursedrop-admin stuck`.
 
 use serde::Serialize;
 use sqlx::MySqlPool;
@@ -16,6 +17,7 @@ pub struct SweepReport {
     pub republished: usize,
     pub publish_failed: usize,
     pub expired_orders: usize,
+    pub stuck_items: usize,
 }
 
 /// One sweep. `outbox_grace_secs` leaves fresh rows to the relay that wrote them (30 s in
@@ -52,7 +54,19 @@ pub async fn sweep<P: Publisher>(
             Err(e) => return Err(e),
         }
     }
+    let stuck = crate::operations::stuck_items(pool, &crate::operations::Deadlines::default()).await?;
+    for item in &stuck {
+        tracing::warn!(
+            item_id = item.id,
+            order_code = %item.order_code,
+            status = %item.status,
+            minutes = item.minutes,
+            "item stuck past its stage's deadline"
+        );
+    }
+    report.stuck_items = stuck.len();
     tracing::info!(
+        stuck_items = report.stuck_items,
         republished = report.republished,
         publish_failed = report.publish_failed,
         expired_orders = report.expired_orders,

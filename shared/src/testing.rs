@@ -183,3 +183,25 @@ pub fn mails_to(to: &str) -> Vec<String> {
         .filter(|raw| raw.lines().any(|l| l.trim_end().eq_ignore_ascii_case(&needle)))
         .collect()
 }
+
+/// The decoded text and HTML parts of a raw message (both base64, as the mailer writes them).
+pub fn mail_parts(raw: &str) -> (String, String) {
+    let mut text = String::new();
+    let mut html = String::new();
+    // The Maildir keeps messages with \n line ends; the wire had \r\n.
+    let raw = raw.replace("\r\n", "\n");
+    for part in raw.split("\n--").skip(1) {
+        let Some((headers, body)) = part.split_once("\n\n") else { continue };
+        let b64: String = body.lines().take_while(|l| !l.starts_with("--")).collect::<Vec<_>>().join("");
+        let Ok(bytes) = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64.trim()) else {
+            continue;
+        };
+        let decoded = String::from_utf8(bytes).unwrap_or_default();
+        if headers.contains("text/plain") {
+            text = decoded;
+        } else if headers.contains("text/html") {
+            html = decoded;
+        }
+    }
+    (text, html)
+}

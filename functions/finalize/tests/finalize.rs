@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use base64::Engine;
 use coursedrop::config::Vars;
 use coursedrop::drive::upload::DriveClient;
 use coursedrop::drive::{DriveConfig, StaticToken};
@@ -119,26 +118,6 @@ fn message_id(raw: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The decoded text and HTML parts of a raw message (both base64, as the mailer writes them).
-fn parts(raw: &str) -> (String, String) {
-    let mut text = String::new();
-    let mut html = String::new();
-    // The Maildir keeps messages with \n line ends; the wire had \r\n.
-    let raw = raw.replace("\r\n", "\n");
-    for part in raw.split("\n--").skip(1) {
-        let Some((headers, body)) = part.split_once("\n\n") else { continue };
-        let b64: String = body.lines().take_while(|l| !l.starts_with("--")).collect::<Vec<_>>().join("");
-        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else { continue };
-        let decoded = String::from_utf8(bytes).unwrap_or_default();
-        if headers.contains("text/plain") {
-            text = decoded;
-        } else if headers.contains("text/html") {
-            html = decoded;
-        }
-    }
-    (text, html)
-}
-
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn the_same_message_three_times_sends_one_email_and_shares_once(pool: MySqlPool) {
     let h = harness(pool, 1, "vi", "gmail.com").await;
@@ -166,7 +145,7 @@ async fn the_email_reads_in_the_orders_language_with_link_and_code(pool: MySqlPo
         handle(&h.ctx(SMTP), event(h.items[0], "m")).await;
         let mails = testing::mails_to(&h.email);
         assert_eq!(mails.len(), 1);
-        let (text, html) = parts(&mails[0]);
+        let (text, html) = testing::mail_parts(&mails[0]);
         // What a mail client shows: entities decoded (the template escapes `/` and `&`).
         let html = html.replace("&#x2f;", "/").replace("&amp;", "&");
         let (code, link): (String, String) = sqlx::query_as(

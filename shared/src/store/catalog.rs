@@ -14,7 +14,7 @@ pub struct NewCourse<'a> {
     pub lms_course_id: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+#[derive(Debug, Clone, FromRow, PartialEq, Eq, serde::Serialize)]
 pub struct Course {
     pub id: u64,
     pub slug: String,

@@ -16,7 +16,7 @@ pub struct NewEvent<'a> {
     pub detail: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+#[derive(Debug, Clone, FromRow, PartialEq, Eq, serde::Serialize)]
 pub struct Event {
     pub id: u64,
     pub order_id: u64,

@@ -1,0 +1,461 @@
+//! `coursedrop-admin`: the operator's CLI. It reads the same settings as the functions
+//! (`DATABASE_URL`, the queue settings, `SMTP_URL`, the Drive credentials), needs only the ones
+//! the command uses, and records every change in the order's timeline as
+//! `operator:<name>` (`--operator`, default `$USER`).
+//!
+//! Tables for people by default; `--json` for scripts. Exit code 0 on success, 1 when the
+//! command was refused or failed (the reason on stderr), 2 for a usage error.
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Parser, Subcommand};
+use coursedrop::adapters::queue;
+use coursedrop::config::{self, Vars};
+use coursedrop::domain::{CourseSlug, ItemStatus, OrderCode, OrderStatus, Status, Vnd};
+use coursedrop::drive::upload::DriveClient;
+use coursedrop::mail::Mailer;
+use coursedrop::operations::{self, Deadlines};
+use coursedrop::payments;
+use coursedrop::refund;
+use coursedrop::relay;
+use coursedrop::source::S3Source;
+use coursedrop::store::{self, items, orders, outbox::OutboxMessage};
+use serde_json::{Value, json};
+use sqlx::MySqlPool;
+
+mod table;
+
+use table::{Table, vnd};
+
+#[derive(Parser)]
+#[command(name = "coursedrop-admin", version, about = "Operate coursedrop: catalog, orders, items, payments.")]
+struct Cli {
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Who is acting, for the timeline (recorded as operator:<name>).
+    #[arg(long, global = true, env = "USER", default_value = "admin")]
+    operator: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The catalog.
+    #[command(subcommand)]
+    Course(CourseCommand),
+    /// Orders, newest first.
+    Orders {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One order: its items and its timeline.
+    Order { code: String },
+    /// Items, most recently changed first.
+    Items {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Items in a working state longer than its deadline.
+    Stuck,
+    /// Send a failed item back to the stage it failed in.
+    Retry { item_id: u64 },
+    /// Send a completed item's delivery email again.
+    ResendEmail { item_id: u64 },
+    /// Refund a paid order: revoke its items and remove the buyer's Drive access.
+    Refund {
+        code: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Cancel an unpaid order.
+    Cancel {
+        code: String,
+        #[arg(long, default_value = "cancelled by an operator")]
+        reason: String,
+    },
+    /// Payments that matched no order.
+    #[command(subcommand)]
+    Payments(PaymentCommand),
+}
+
+#[derive(Subcommand)]
+enum CourseCommand {
+    /// Add a course; its source prefix must exist and hold files.
+    Add {
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        title: String,
+        /// Price in VND (an integer).
+        #[arg(long)]
+        price: i64,
+        /// s3://bucket/prefix/
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        lms_course_id: Option<String>,
+    },
+    List,
+    /// Take a course off sale; orders already made keep it.
+    Disable {
+        slug: String,
+    },
+    /// Put a course back on sale.
+    Enable {
+        slug: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PaymentCommand {
+    /// Incoming transfers kept without an order, newest first.
+    Unmatched {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Count an unmatched payment towards an order.
+    Attach { payment_id: u64, code: String },
+}
+
+struct Ctx {
+    pool: MySqlPool,
+    vars: Vars<fn(&str) -> Option<String>>,
+    actor: String,
+}
+
+impl Ctx {
+    fn code(&self, input: &str) -> Result<OrderCode> {
+        let pattern = config::code_pattern(&self.vars)?;
+        OrderCode::parse(input, &pattern).map_err(|e| anyhow!("{input:?} is not an order code: {e}"))
+    }
+
+    /// Publishes the outbox rows a command wrote. If the queue is unreachable the rows stay
+    /// and the sweeper publishes them within a minute; the command still succeeded.
+    async fn publish(&self, rows: &[OutboxMessage]) -> &'static str {
+        if rows.is_empty() {
+            return "";
+        }
+        let publisher = queue::sqs_publisher(&self.vars).await;
+        let report = relay::publish_all(&self.pool, &publisher, rows).await;
+        if report.failed == 0 { "queued" } else { "saved; the sweeper will queue it within a minute" }
+    }
+}
+
+fn item_status(s: Option<String>) -> Result<Option<ItemStatus>> {
+    s.map(|s| ItemStatus::parse(&s).map_err(|e| anyhow!("{e}; one of: {}", names(ItemStatus::ALL)))).transpose()
+}
+
+fn order_status(s: Option<String>) -> Result<Option<OrderStatus>> {
+    s.map(|s| OrderStatus::parse(&s).map_err(|e| anyhow!("{e}; one of: {}", names(OrderStatus::ALL)))).transpose()
+}
+
+fn names<S: Status>(all: &[S]) -> String {
+    all.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn progress(i: &operations::ItemSummary) -> String {
+    match (i.files_total, i.bytes_total) {
+        (Some(files), Some(bytes)) if bytes > 0 => {
+            format!("{}/{} files, {:.0}%", i.files_done, files, i.bytes_done as f64 * 100.0 / bytes as f64)
+        }
+        (Some(files), _) => format!("{}/{} files", i.files_done, files),
+        _ => String::new(),
+    }
+}
+
+fn items_table(items: &[operations::ItemSummary]) -> Table {
+    let mut t = Table::new(&["ITEM", "ORDER", "COURSE", "STATUS", "PROGRESS", "ATTEMPTS", "UPDATED", "LAST ERROR"]);
+    for i in items {
+        let status = match &i.failed_stage {
+            Some(stage) if i.status == "failed" => format!("failed ({stage})"),
+            _ => i.status.clone(),
+        };
+        t.row(vec![
+            i.id.to_string(),
+            i.order_code.clone(),
+            i.course.clone(),
+            status,
+            progress(i),
+            i.attempts.to_string(),
+            when(i.updated_at),
+            i.last_error.clone().unwrap_or_default(),
+        ]);
+    }
+    t
+}
+
+/// Runs the command; returns what to print (JSON for scripts, text for people).
+async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
+    Ok(match cli.command {
+        Command::Course(CourseCommand::Add { slug, title, price, source, lms_course_id }) => {
+            let slug = CourseSlug::parse(&slug).map_err(|e| anyhow!("--slug: {e}"))?;
+            let price = Vnd::new(price).map_err(|e| anyhow!("--price: {e}"))?;
+            let s3 = S3Source::from_vars(&ctx.vars).await;
+            let added =
+                operations::add_course(&ctx.pool, &s3, &slug, &title, price, &source, lms_course_id.as_deref()).await?;
+            let text = format!(
+                "added course {} (id {}): {} files, {:.1} MB at {source}",
+                added.slug,
+                added.id,
+                added.files,
+                added.bytes as f64 / 1e6
+            );
+            (json!(added), text)
+        }
+        Command::Course(CourseCommand::List) => {
+            let courses = operations::courses(&ctx.pool).await?;
+            let mut t = Table::new(&["SLUG", "TITLE", "PRICE", "ON SALE", "SOURCE"]);
+            for c in &courses {
+                t.row(vec![
+                    c.slug.clone(),
+                    c.title.clone(),
+                    vnd(c.price_vnd),
+                    if c.active { "yes" } else { "no" }.into(),
+                    c.source.clone(),
+                ]);
+            }
+            (json!(courses), t.render())
+        }
+        Command::Course(CourseCommand::Disable { slug }) | Command::Course(CourseCommand::Enable { slug })
+            if CourseSlug::parse(&slug).is_err() =>
+        {
+            return Err(anyhow!("{slug:?} is not a course slug"));
+        }
+        Command::Course(CourseCommand::Disable { slug }) => {
+            operations::set_course_active(&ctx.pool, &CourseSlug::parse(&slug)?, false).await?;
+            (json!({"slug": slug, "active": false}), format!("course {slug} is off sale"))
+        }
+        Command::Course(CourseCommand::Enable { slug }) => {
+            operations::set_course_active(&ctx.pool, &CourseSlug::parse(&slug)?, true).await?;
+            (json!({"slug": slug, "active": true}), format!("course {slug} is on sale"))
+        }
+        Command::Orders { status, limit } => {
+            let orders = operations::orders(&ctx.pool, order_status(status)?, limit).await?;
+            let mut t = Table::new(&["ORDER", "EMAIL", "STATUS", "TOTAL", "PAID", "ITEMS", "CREATED", "ATTENTION"]);
+            for o in &orders {
+                t.row(vec![
+                    o.code.clone(),
+                    o.email.clone(),
+                    o.status.clone(),
+                    vnd(o.total_vnd),
+                    vnd(o.paid_vnd),
+                    o.items.to_string(),
+                    when(o.created_at),
+                    o.attention.clone().unwrap_or_default(),
+                ]);
+            }
+            (json!(orders), t.render())
+        }
+        Command::Order { code } => {
+            let timeline = operations::timeline(&ctx.pool, &ctx.code(&code)?).await?;
+            let o = &timeline.order;
+            let mut text = format!(
+                "order {}  {}  {}  paid {} of {}  created {}\n",
+                o.code,
+                o.email,
+                o.status,
+                vnd(o.paid_vnd),
+                vnd(o.total_vnd),
+                when(o.created_at)
+            );
+            if let Some(a) = &o.attention {
+                text.push_str(&format!("needs attention: {a}\n"));
+            }
+            text.push('\n');
+            text.push_str(&items_table(&timeline.items).render());
+            let mut t = Table::new(&["WHEN", "ITEM", "WHAT", "CHANGE", "BY", "DETAIL"]);
+            for e in &timeline.events {
+                let change = match (&e.from_status, &e.to_status) {
+                    (Some(f), Some(to)) => format!("{f} → {to}"),
+                    (None, Some(to)) => format!("→ {to}"),
+                    _ => String::new(),
+                };
+                t.row(vec![
+                    when(e.created_at),
+                    e.item_id.map(|i| i.to_string()).unwrap_or_default(),
+                    e.kind.clone(),
+                    change,
+                    e.actor.clone(),
+                    e.detail.clone().unwrap_or_default(),
+                ]);
+            }
+            text.push('\n');
+            text.push_str(&t.render());
+            (json!(timeline), text)
+        }
+        Command::Items { status, limit } => {
+            let items = operations::items(&ctx.pool, item_status(status)?, limit).await?;
+            let text = items_table(&items).render();
+            (json!(items), text)
+        }
+        Command::Stuck => {
+            let stuck = operations::stuck_items(&ctx.pool, &Deadlines::default()).await?;
+            let mut t = Table::new(&["ITEM", "ORDER", "COURSE", "STATUS", "FOR", "ATTEMPTS", "LAST ERROR"]);
+            for s in &stuck {
+                t.row(vec![
+                    s.id.to_string(),
+                    s.order_code.clone(),
+                    s.course.clone(),
+                    s.status.clone(),
+                    format!("{} min", s.minutes),
+                    s.attempts.to_string(),
+                    s.last_error.clone().unwrap_or_default(),
+                ]);
+            }
+            let text = if stuck.is_empty() { "no stuck items".to_string() } else { t.render() };
+            (json!(stuck), text)
+        }
+        Command::Retry { item_id } => {
+            let done = items::retry_failed(&ctx.pool, item_id, &ctx.actor).await.map_err(|e| match e {
+                store::StoreError::Conflict { actual, .. } => {
+                    anyhow!("item {item_id} is {actual}, not failed: nothing to retry")
+                }
+                store::StoreError::NotFound { .. } => anyhow!("no item {item_id}"),
+                e => e.into(),
+            })?;
+            let queued = ctx.publish(done.outbox.as_slice()).await;
+            let now = items::status(&mut *ctx.pool.acquire().await?, item_id).await?;
+            let to = now.map(|s| s.as_str()).unwrap_or("gone");
+            (
+                json!({"item_id": item_id, "status": to, "message": queued}),
+                format!("item {item_id} is {to} again: {queued}"),
+            )
+        }
+        Command::ResendEmail { item_id } => {
+            let mailer = Mailer::from_vars(&ctx.vars)?;
+            let sent = operations::resend_email(&ctx.pool, &mailer, item_id, &ctx.actor).await?;
+            let text = format!("sent item {item_id}'s delivery email to {} ({})", sent.to, sent.message_id);
+            (json!(sent), text)
+        }
+        Command::Refund { code, reason } => {
+            let code = ctx.code(&code)?;
+            let drive = DriveClient::from_vars(&ctx.vars).await?;
+            let report = refund::refund(&ctx.pool, &drive, &code, &ctx.actor, &reason).await?;
+            let mut text = format!(
+                "order {code} refunded: {} items revoked, {} Drive permissions removed",
+                report.items_revoked, report.permissions_removed
+            );
+            if !report.folders_left.is_empty() {
+                text.push_str(&format!(
+                    "\nDrive did not answer for {} folders; run the refund again to finish removing access",
+                    report.folders_left.len()
+                ));
+            }
+            (json!(report), text)
+        }
+        Command::Cancel { code, reason } => {
+            let code = ctx.code(&code)?;
+            let order = operations::order(&ctx.pool, &code).await?;
+            if order.status != OrderStatus::Pending.as_str() {
+                return Err(anyhow!("order {code} is {}: only an unpaid order can be cancelled", order.status));
+            }
+            orders::cancel_unpaid(&ctx.pool, order.id, &ctx.actor, &reason).await.map_err(|e| match e {
+                store::StoreError::Conflict { actual, .. } => {
+                    anyhow!("order {code} became {actual} meanwhile: it was not cancelled")
+                }
+                e => e.into(),
+            })?;
+            (json!({"code": code.as_str(), "status": "cancelled"}), format!("order {code} cancelled"))
+        }
+        Command::Payments(PaymentCommand::Unmatched { limit }) => {
+            let payments = payments::unmatched(&ctx.pool, limit).await?;
+            let mut t = Table::new(&["PAYMENT", "SEPAY ID", "AMOUNT", "RECEIVED", "BANK", "TRANSFER TEXT"]);
+            for p in &payments {
+                t.row(vec![
+                    p.id.to_string(),
+                    p.sepay_id.to_string(),
+                    vnd(p.amount_vnd),
+                    when(p.received_at),
+                    p.gateway.clone().unwrap_or_default(),
+                    p.content.clone().unwrap_or_default(),
+                ]);
+            }
+            let text = if payments.is_empty() { "no unmatched payments".to_string() } else { t.render() };
+            (json!(payments), text)
+        }
+        Command::Payments(PaymentCommand::Attach { payment_id, code }) => {
+            let code = ctx.code(&code)?;
+            let recorded = payments::attach(&ctx.pool, payment_id, &code, &ctx.actor).await?;
+            let queued = ctx.publish(&recorded.outbox).await;
+            let text = match &recorded.outcome {
+                payments::PaymentOutcome::Applied { paid_vnd, total_vnd, became_paid: true, .. } => format!(
+                    "payment {payment_id} attached to {code}: {} of {} paid; the order is paid and its courses are {queued}",
+                    vnd(*paid_vnd),
+                    vnd(*total_vnd)
+                ),
+                payments::PaymentOutcome::Applied { paid_vnd, total_vnd, .. } => format!(
+                    "payment {payment_id} attached to {code}: {} of {} paid; still waiting for the rest",
+                    vnd(*paid_vnd),
+                    vnd(*total_vnd)
+                ),
+                payments::PaymentOutcome::Flagged { reason, .. } => {
+                    format!("payment {payment_id} attached to {code} and the order flagged: {reason}")
+                }
+                other => format!("payment {payment_id}: {other:?}"),
+            };
+            (
+                json!({"payment_id": payment_id, "code": code.as_str(), "outcome": format!("{:?}", recorded.outcome)}),
+                text,
+            )
+        }
+    })
+}
+
+/// The error and its causes in one line, each cause once (sqlx repeats its message down the
+/// chain), with a hint for the mistakes an operator can fix.
+fn explain(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+    }
+    if message.contains("1146 (42S02)") {
+        message.push_str(" (the database has no schema yet: run `make migrate`)");
+    }
+    message
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let json_output = cli.json;
+    let vars = Vars::process();
+    let result = async {
+        let pool = store::connect_from_vars(&vars, 2).await.context("connecting to the database (DATABASE_URL)")?;
+        let ctx = Ctx { pool, vars, actor: format!("operator:{}", cli.operator) };
+        run(cli, &ctx).await
+    }
+    .await;
+    match result {
+        Ok((value, text)) => {
+            if json_output {
+                println!("{}", serde_json::to_string_pretty(&value).expect("JSON values serialise"));
+            } else {
+                println!("{text}");
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let message = explain(&e);
+            if json_output {
+                println!("{}", json!({"error": message}));
+            }
+            eprintln!("error: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

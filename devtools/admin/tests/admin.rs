@@ -1,0 +1,320 @@
+//! The admin CLI, run as its real binary against real services: MariaDB (a fresh database
+//! per test), moto S3 and SQS, the SMTP sink and the Drive emulator.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use coursedrop::domain::Queue;
+use coursedrop::drive::DriveConfig;
+use coursedrop::drive::auth::DriveAuth;
+use coursedrop::drive::upload::DriveClient;
+use coursedrop::testing;
+use serde_json::Value;
+use sqlx::MySqlPool;
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+}
+
+async fn database_url(pool: &MySqlPool) -> String {
+    let db: String = sqlx::query_scalar("SELECT DATABASE()").fetch_one(pool).await.unwrap();
+    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/coursedrop".into());
+    format!("{}/{db}", base.rsplit_once('/').unwrap().0)
+}
+
+async fn admin(pool: &MySqlPool, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let url = database_url(pool).await;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coursedrop-admin"));
+    cmd.args(args).env("DATABASE_URL", url).env("USER", "lan");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn queue_env(urls: &HashMap<Queue, String>) -> Vec<(&'static str, String)> {
+    vec![
+        ("ENROLL_QUEUE_URL", urls[&Queue::Enroll].clone()),
+        ("DELIVER_QUEUE_URL", urls[&Queue::Deliver].clone()),
+        ("FINALIZE_QUEUE_URL", urls[&Queue::Finalize].clone()),
+    ]
+}
+
+fn refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+async fn item_status(pool: &MySqlPool, item: u64) -> String {
+    sqlx::query_scalar("SELECT status FROM order_items WHERE id = ?").bind(item).fetch_one(pool).await.unwrap()
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_course_is_added_only_when_its_source_holds_files(pool: MySqlPool) {
+    let source = testing::s3_source().await;
+    let bucket =
+        testing::bucket_with(&source, &[("rust/01-intro/a.mp4", vec![1; 1000]), ("rust/notes.pdf", vec![2; 24])]).await;
+    let add = |slug: &'static str, at: String| {
+        let pool = pool.clone();
+        async move {
+            let price = "1990000".to_string();
+            admin(
+                &pool,
+                &["course", "add", "--slug", slug, "--title", "Rust cơ bản", "--price", &price, "--source", &at],
+                &[],
+            )
+            .await
+        }
+    };
+
+    let empty = add("rust", format!("s3://{bucket}/typo/")).await;
+    assert!(!empty.ok && empty.stderr.contains("holds no files"), "{}", empty.stderr);
+    let no_bucket = add("rust", "s3://no-such-bucket-coursedrop/rust/".into()).await;
+    assert!(!no_bucket.ok && no_bucket.stderr.contains("error:"), "{}", no_bucket.stderr);
+    let not_s3 = add("rust", "/home/seller/rust".into()).await;
+    assert!(!not_s3.ok && not_s3.stderr.contains("s3://"), "{}", not_s3.stderr);
+
+    let added = add("rust", format!("s3://{bucket}/rust/")).await;
+    assert!(added.ok, "{}", added.stderr);
+    assert!(added.stdout.contains("2 files"), "{}", added.stdout);
+    let again = add("rust", format!("s3://{bucket}/rust/")).await;
+    assert!(!again.ok && again.stderr.contains("exists already"), "{}", again.stderr);
+
+    let list = admin(&pool, &["course", "list"], &[]).await;
+    assert!(list.stdout.contains("1.990.000 ₫") && list.stdout.contains("Rust cơ bản"), "{}", list.stdout);
+    assert!(admin(&pool, &["course", "disable", "rust"], &[]).await.ok);
+    let listed = admin(&pool, &["--json", "course", "list"], &[]).await.json();
+    assert_eq!(listed[0]["active"], false);
+    let on_sale = coursedrop::store::catalog::list_active(&mut pool.acquire().await.unwrap()).await.unwrap();
+    assert!(on_sale.is_empty(), "a disabled course is off the buyer's catalog");
+    assert!(admin(&pool, &["course", "enable", "rust"], &[]).await.ok);
+    let unknown = admin(&pool, &["course", "disable", "nope"], &[]).await;
+    assert!(!unknown.ok && unknown.stderr.contains("no course nope"), "{}", unknown.stderr);
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn orders_items_and_a_timeline_are_listed_and_bad_input_is_explained(pool: MySqlPool) {
+    let (code, created) = testing::pending_order(&pool, &[500_000, 250_000], 30).await;
+    let orders = admin(&pool, &["--json", "orders", "--status", "pending"], &[]).await.json();
+    assert_eq!(orders[0]["code"], code.as_str());
+    assert_eq!(orders[0]["items"], 2);
+    assert_eq!(orders[0]["total_vnd"], 750_000);
+    let none = admin(&pool, &["--json", "orders", "--status", "completed"], &[]).await.json();
+    assert_eq!(none.as_array().unwrap().len(), 0);
+
+    let items = admin(&pool, &["--json", "items", "--status", "awaiting_payment"], &[]).await.json();
+    assert_eq!(items.as_array().unwrap().len(), 2);
+    assert_eq!(items[1]["id"].as_u64().unwrap().min(items[0]["id"].as_u64().unwrap()), created.item_ids[0]);
+
+    let timeline = admin(&pool, &["order", &code.as_str().to_lowercase()], &[]).await;
+    assert!(timeline.ok, "codes are accepted in any case: {}", timeline.stderr);
+    assert!(timeline.stdout.contains("order_created") && timeline.stdout.contains("750.000 ₫"), "{}", timeline.stdout);
+
+    let unknown = admin(&pool, &["order", "CD99999999"], &[]).await;
+    assert!(!unknown.ok && unknown.stderr.contains("no order CD99999999"), "{}", unknown.stderr);
+    let garbled = admin(&pool, &["order", "hello"], &[]).await;
+    assert!(!garbled.ok && garbled.stderr.contains("not an order code"), "{}", garbled.stderr);
+    let bad_status = admin(&pool, &["items", "--status", "lost"], &[]).await;
+    assert!(!bad_status.ok && bad_status.stderr.contains("delivering"), "lists the statuses: {}", bad_status.stderr);
+    let json_error = admin(&pool, &["--json", "order", "CD99999999"], &[]).await;
+    assert!(json_error.json()["error"].as_str().unwrap().contains("no order"));
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_failed_item_is_retried_at_its_stage_and_queued_at_once(pool: MySqlPool) {
+    let sqs = testing::sqs_client().await;
+    let (_, urls) = testing::fresh_queues(&sqs).await;
+    let env = queue_env(&urls);
+    let (_, created) = testing::pending_order(&pool, &[100_000], 30).await;
+    let item = created.item_ids[0];
+    sqlx::query(
+        "UPDATE order_items SET status = 'failed', failed_stage = 'deliver', last_error = 'S3 said no' WHERE id = ?",
+    )
+    .bind(item)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let failed = admin(&pool, &["items", "--status", "failed"], &[]).await;
+    assert!(failed.stdout.contains("failed (deliver)") && failed.stdout.contains("S3 said no"), "{}", failed.stdout);
+    let retried = admin(&pool, &["retry", &item.to_string()], &refs(&env)).await;
+    assert!(retried.ok, "{}", retried.stderr);
+    assert!(retried.stdout.contains("enrolled again: queued"), "{}", retried.stdout);
+    assert_eq!(item_status(&pool, item).await, "enrolled");
+    assert_eq!(testing::drain(&sqs, &urls[&Queue::Deliver]).await, vec![format!("{{\"item_id\":{item}}}")]);
+    let actor: String = sqlx::query_scalar("SELECT actor FROM order_events WHERE item_id = ? ORDER BY id DESC LIMIT 1")
+        .bind(item)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(actor, "operator:lan");
+
+    let again = admin(&pool, &["retry", &item.to_string()], &refs(&env)).await;
+    assert!(!again.ok && again.stderr.contains("is enrolled, not failed"), "{}", again.stderr);
+    let missing = admin(&pool, &["retry", "999999"], &refs(&env)).await;
+    assert!(!missing.ok && missing.stderr.contains("no item 999999"), "{}", missing.stderr);
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn only_an_unpaid_order_can_be_cancelled(pool: MySqlPool) {
+    let (pending, created) = testing::pending_order(&pool, &[100_000], 30).await;
+    let done = admin(&pool, &["cancel", pending.as_str(), "--reason", "buyer asked"], &[]).await;
+    assert!(done.ok, "{}", done.stderr);
+    assert_eq!(item_status(&pool, created.item_ids[0]).await, "cancelled");
+    let (paid, _) = testing::pending_order(&pool, &[100_000], 30).await;
+    sqlx::query("UPDATE orders SET status = 'paid' WHERE code = ?").bind(paid.as_str()).execute(&pool).await.unwrap();
+    let refused = admin(&pool, &["cancel", paid.as_str()], &[]).await;
+    assert!(!refused.ok && refused.stderr.contains("is paid: only an unpaid order"), "{}", refused.stderr);
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn an_unmatched_payment_is_listed_and_attached_and_pays_the_order(pool: MySqlPool) {
+    let sqs = testing::sqs_client().await;
+    let (_, urls) = testing::fresh_queues(&sqs).await;
+    let env = queue_env(&urls);
+    let (code, created) = testing::pending_order(&pool, &[300_000], 30).await;
+    let payment = sqlx::query(
+        "INSERT INTO payments (sepay_id, order_id, transfer_type, amount_vnd, gateway, content, raw_payload)
+         VALUES (777001, NULL, 'in', 300000, 'Vietcombank', 'chuyen tien khoa hoc', '{}')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap()
+    .last_insert_id();
+
+    let listed = admin(&pool, &["payments", "unmatched"], &[]).await;
+    assert!(listed.stdout.contains("chuyen tien khoa hoc") && listed.stdout.contains("300.000 ₫"), "{}", listed.stdout);
+    let attached = admin(&pool, &["payments", "attach", &payment.to_string(), code.as_str()], &refs(&env)).await;
+    assert!(attached.ok, "{}", attached.stderr);
+    assert!(attached.stdout.contains("the order is paid"), "{}", attached.stdout);
+    let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE code = ?")
+        .bind(code.as_str())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "paid");
+    assert_eq!(item_status(&pool, created.item_ids[0]).await, "enrolling");
+    assert_eq!(testing::drain(&sqs, &urls[&Queue::Enroll]).await.len(), 1);
+    let unmatched = admin(&pool, &["--json", "payments", "unmatched"], &[]).await.json();
+    assert_eq!(unmatched.as_array().unwrap().len(), 0);
+
+    let twice = admin(&pool, &["payments", "attach", &payment.to_string(), code.as_str()], &refs(&env)).await;
+    assert!(!twice.ok && twice.stderr.contains("already belongs to order"), "{}", twice.stderr);
+    let paid_vnd: i64 = sqlx::query_scalar("SELECT paid_vnd FROM orders WHERE code = ?")
+        .bind(code.as_str())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(paid_vnd, 300_000, "counted once");
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn items_past_their_stage_deadline_are_listed_as_stuck(pool: MySqlPool) {
+    let (_, created) = testing::pending_order(&pool, &[1, 2, 3], 30).await;
+    let [slow, fresh, waiting] = created.item_ids[..] else { panic!() };
+    sqlx::query("UPDATE order_items SET status = 'enrolling', updated_at = NOW(3) - INTERVAL 40 MINUTE WHERE id = ?")
+        .bind(slow)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE order_items SET status = 'delivering', updated_at = NOW(3) - INTERVAL 5 MINUTE WHERE id = ?")
+        .bind(fresh)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE order_items SET updated_at = NOW(3) - INTERVAL 3 DAY WHERE id = ?")
+        .bind(waiting)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let stuck = admin(&pool, &["--json", "stuck"], &[]).await.json();
+    let ids: Vec<u64> = stuck.as_array().unwrap().iter().map(|s| s["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, vec![slow], "awaiting payment is not stuck, and 5 minutes of delivering is not either");
+    assert!(stuck[0]["minutes"].as_i64().unwrap() >= 40);
+
+    let sqs = testing::sqs_client().await;
+    let (publisher, _) = testing::fresh_queues(&sqs).await;
+    let report = coursedrop::sweeper::sweep(&pool, &publisher, 30).await.unwrap();
+    assert_eq!(report.stuck_items, 1, "the sweeper counts them for the alarm");
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_completed_items_email_is_resent_as_a_new_message(pool: MySqlPool) {
+    let (_, created) = testing::pending_order(&pool, &[100_000], 30).await;
+    let item = created.item_ids[0];
+    let buyer = format!("resend-{}@example.com", rand::random::<u32>());
+    sqlx::query("UPDATE orders SET email = ? WHERE id = ?")
+        .bind(&buyer)
+        .bind(created.order_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let early = admin(&pool, &["resend-email", &item.to_string()], &[]).await;
+    assert!(!early.ok && early.stderr.contains("only a completed item"), "{}", early.stderr);
+    sqlx::query("UPDATE order_items SET status = 'completed', drive_link = 'https://drive.google.com/drive/folders/abc' WHERE id = ?")
+        .bind(item)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let sent = admin(&pool, &["resend-email", &item.to_string()], &[]).await;
+    assert!(sent.ok, "{}", sent.stderr);
+    let mails = testing::mails_to(&buyer);
+    assert_eq!(mails.len(), 1);
+    let (text, _) = testing::mail_parts(&mails[0]);
+    assert!(text.contains("https://drive.google.com/drive/folders/abc"), "{text}");
+    let events: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM order_events WHERE item_id = ? AND kind = 'email_resent'")
+            .bind(item)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(events, 1);
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_refund_revokes_items_and_removes_drive_access(pool: MySqlPool) {
+    let dir = std::env::temp_dir().join(format!("admin-refund-{}", rand::random::<u64>()));
+    let emu = drive_emulator::Emulator::new(drive_emulator::Config::new(&dir)).unwrap();
+    let (base, _) = emu.clone().spawn(0).await.unwrap();
+    let drive = DriveClient::new(DriveConfig::new(&base), DriveAuth::Fixed("emulator-token".into()));
+    let folder = drive.generate_ids(1).await.unwrap().remove(0);
+    drive.create_folder(&folder, "Khoá học — CD", "root").await.unwrap();
+    drive.share_reader(&folder, "buyer@example.com", false).await.unwrap();
+
+    let (code, created) = testing::pending_order(&pool, &[100_000], 30).await;
+    sqlx::query("UPDATE orders SET status = 'paid' WHERE id = ?").bind(created.order_id).execute(&pool).await.unwrap();
+    sqlx::query("UPDATE order_items SET status = 'completed', drive_folder_id = ? WHERE id = ?")
+        .bind(&folder)
+        .bind(created.item_ids[0])
+        .execute(&pool)
+        .await
+        .unwrap();
+    let env = [("DRIVE_API_ROOT", base.as_str()), ("DRIVE_ACCESS_TOKEN", "emulator-token")];
+    let refunded = admin(&pool, &["refund", code.as_str(), "--reason", "buyer asked"], &env).await;
+    assert!(refunded.ok, "{}", refunded.stderr);
+    assert!(refunded.stdout.contains("1 items revoked, 1 Drive permissions removed"), "{}", refunded.stdout);
+    assert_eq!(item_status(&pool, created.item_ids[0]).await, "revoked");
+    assert!(
+        drive
+            .permissions(&folder)
+            .await
+            .unwrap()
+            .iter()
+            .all(|p| p.email_address.as_deref() != Some("buyer@example.com"))
+    );
+    let no_reason = admin(&pool, &["refund", code.as_str()], &env).await;
+    assert!(!no_reason.ok && no_reason.stderr.contains("--reason"), "a refund needs a reason: {}", no_reason.stderr);
+    let _ = std::fs::remove_dir_all(dir);
+}

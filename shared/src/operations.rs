@@ -1,0 +1,313 @@
+//! What an operator does by hand, as library calls (the `coursedrop-admin` CLI maps its
+//! commands onto these): manage the catalog, look at orders, items and their timelines, find
+//! stuck items, resend a delivery email. Each change is recorded in `order_events` with the
+//! operator as the actor, like every other change. Retry, refund, cancel and attaching a
+//! payment live with their flows (`store::items::retry_failed`, `refund`,
+//! `store::orders::cancel_unpaid`, `payments::attach`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{FromRow, MySqlPool};
+use thiserror::Error;
+
+use crate::domain::{CourseSlug, ItemStatus, OrderCode, OrderStatus, Status, Vnd};
+use crate::mail::{DeliveryMail, MailError, Mailer};
+use crate::source::{S3Location, S3Source, SourceError};
+use crate::store::catalog::{self, Course, NewCourse};
+use crate::store::events::{self, Event, NewEvent};
+use crate::store::{StoreError, is_duplicate_key};
+
+#[derive(Debug, Error)]
+pub enum OpsError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("the course source: {0}")]
+    Source(#[from] SourceError),
+    #[error("email: {0}")]
+    Mail(#[from] MailError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for OpsError {
+    fn from(e: sqlx::Error) -> Self {
+        OpsError::Store(e.into())
+    }
+}
+
+// ------------------------------------------------------------------ catalog
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AddedCourse {
+    pub id: u64,
+    pub slug: String,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Adds a course after checking that its source prefix exists and holds files: a typo in
+/// the prefix is caught now, not when the first buyer has paid.
+pub async fn add_course(
+    pool: &MySqlPool,
+    source: &S3Source,
+    slug: &CourseSlug,
+    title: &str,
+    price: Vnd,
+    at: &str,
+    lms_course_id: Option<&str>,
+) -> Result<AddedCourse, OpsError> {
+    let location = S3Location::parse(at)?;
+    if title.trim().is_empty() {
+        return Err(OpsError::Refused("the title is empty".into()));
+    }
+    let objects = source.list(&location).await?;
+    if objects.is_empty() {
+        return Err(OpsError::Refused(format!("{location} holds no files; upload the course there first")));
+    }
+    let new = NewCourse { slug, title: title.trim(), price, source: &location.to_string(), lms_course_id };
+    let id = match catalog::insert(&mut *pool.acquire().await?, &new).await {
+        Ok(id) => id,
+        Err(StoreError::Database(e)) if is_duplicate_key(&e, "uq_courses_slug") => {
+            return Err(OpsError::Refused(format!("a course with slug {slug} exists already")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(AddedCourse { id, slug: slug.to_string(), files: objects.len(), bytes: objects.iter().map(|o| o.size).sum() })
+}
+
+/// Every course, active or not, by slug.
+pub async fn courses(pool: &MySqlPool) -> Result<Vec<Course>, OpsError> {
+    Ok(sqlx::query_as("SELECT id, slug, title, price_vnd, source, lms_course_id, active FROM courses ORDER BY slug")
+        .fetch_all(pool)
+        .await?)
+}
+
+/// Takes a course off sale (or back on). Orders already made keep it.
+pub async fn set_course_active(pool: &MySqlPool, slug: &CourseSlug, active: bool) -> Result<(), OpsError> {
+    let done = sqlx::query("UPDATE courses SET active = ? WHERE slug = ?")
+        .bind(active)
+        .bind(slug.as_str())
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 && catalog::by_slug(&mut *pool.acquire().await?, slug).await?.is_none() {
+        return Err(OpsError::NotFound(format!("no course {slug}")));
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ orders and items
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct OrderSummary {
+    pub id: u64,
+    pub code: String,
+    pub email: String,
+    pub status: String,
+    pub total_vnd: i64,
+    pub paid_vnd: i64,
+    pub items: i64,
+    pub attention: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+const ORDER_SUMMARY: &str = "SELECT o.id, o.code, o.email, o.status, o.total_vnd, o.paid_vnd,
+        (SELECT COUNT(*) FROM order_items i WHERE i.order_id = o.id) AS items, o.attention, o.created_at
+     FROM orders o";
+
+/// Orders, newest first, optionally in one status.
+pub async fn orders(pool: &MySqlPool, status: Option<OrderStatus>, limit: u32) -> Result<Vec<OrderSummary>, OpsError> {
+    let sql =
+        sqlx::AssertSqlSafe(format!("{ORDER_SUMMARY} WHERE (? IS NULL OR o.status = ?) ORDER BY o.id DESC LIMIT ?"));
+    let status = status.map(|s| s.as_str());
+    Ok(sqlx::query_as(sql).bind(status).bind(status).bind(limit).fetch_all(pool).await?)
+}
+
+pub async fn order(pool: &MySqlPool, code: &OrderCode) -> Result<OrderSummary, OpsError> {
+    let sql = sqlx::AssertSqlSafe(format!("{ORDER_SUMMARY} WHERE o.code = ?"));
+    sqlx::query_as(sql)
+        .bind(code.as_str())
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| OpsError::NotFound(format!("no order {code}")))
+}
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct ItemSummary {
+    pub id: u64,
+    pub order_code: String,
+    pub course: String,
+    pub status: String,
+    pub failed_stage: Option<String>,
+    pub last_error: Option<String>,
+    pub attempts: u32,
+    pub files_done: u32,
+    pub files_total: Option<u32>,
+    pub bytes_done: u64,
+    pub bytes_total: Option<u64>,
+    pub drive_link: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const ITEM_SUMMARY: &str = "SELECT i.id, o.code AS order_code, c.slug AS course, i.status, i.failed_stage,
+        i.last_error, i.attempts, i.files_done, i.files_total, i.bytes_done, i.bytes_total, i.drive_link, i.updated_at
+     FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id";
+
+/// Items, most recently changed first, optionally in one status.
+pub async fn items(pool: &MySqlPool, status: Option<ItemStatus>, limit: u32) -> Result<Vec<ItemSummary>, OpsError> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "{ITEM_SUMMARY} WHERE (? IS NULL OR i.status = ?) ORDER BY i.updated_at DESC, i.id DESC LIMIT ?"
+    ));
+    let status = status.map(|s| s.as_str());
+    Ok(sqlx::query_as(sql).bind(status).bind(status).bind(limit).fetch_all(pool).await?)
+}
+
+pub async fn items_of(pool: &MySqlPool, order_id: u64) -> Result<Vec<ItemSummary>, OpsError> {
+    let sql = sqlx::AssertSqlSafe(format!("{ITEM_SUMMARY} WHERE i.order_id = ? ORDER BY i.id"));
+    Ok(sqlx::query_as(sql).bind(order_id).fetch_all(pool).await?)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Timeline {
+    pub order: OrderSummary,
+    pub items: Vec<ItemSummary>,
+    pub events: Vec<Event>,
+}
+
+/// An order with its items and every recorded change, oldest first.
+pub async fn timeline(pool: &MySqlPool, code: &OrderCode) -> Result<Timeline, OpsError> {
+    let order = order(pool, code).await?;
+    let items = items_of(pool, order.id).await?;
+    let events = events::for_order(&mut *pool.acquire().await?, order.id).await?;
+    Ok(Timeline { order, items, events })
+}
+
+// ------------------------------------------------------------------ stuck items
+
+/// How long an item may stay in a working state before someone should look. Delivery
+/// counts from the last progress saved (every second while bytes move), not from the claim,
+/// so a big course is never "stuck" merely for being big.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    pub enrolling: Duration,
+    pub enrolled: Duration,
+    pub delivering_without_progress: Duration,
+    pub delivered: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            enrolling: Duration::from_secs(15 * 60),
+            enrolled: Duration::from_secs(30 * 60),
+            delivering_without_progress: Duration::from_secs(30 * 60),
+            delivered: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct StuckItem {
+    pub id: u64,
+    pub order_code: String,
+    pub course: String,
+    pub status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub since: DateTime<Utc>,
+    pub minutes: i64,
+}
+
+/// Items in a working state longer than its deadline, longest first.
+pub async fn stuck_items(pool: &MySqlPool, deadlines: &Deadlines) -> Result<Vec<StuckItem>, StoreError> {
+    let limits = [
+        (ItemStatus::Enrolling, deadlines.enrolling),
+        (ItemStatus::Enrolled, deadlines.enrolled),
+        (ItemStatus::Delivering, deadlines.delivering_without_progress),
+        (ItemStatus::Delivered, deadlines.delivered),
+    ];
+    let condition =
+        limits.iter().map(|_| "(i.status = ? AND i.updated_at < NOW(3) - INTERVAL ? SECOND)").collect::<Vec<_>>();
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT i.id, o.code AS order_code, c.slug AS course, i.status, i.attempts, i.last_error,
+                i.updated_at AS since, TIMESTAMPDIFF(MINUTE, i.updated_at, NOW(3)) AS minutes
+         FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id
+         WHERE {} ORDER BY i.updated_at LIMIT 1000",
+        condition.join(" OR ")
+    ));
+    let mut query = sqlx::query_as::<_, StuckItem>(sql);
+    for (status, limit) in limits {
+        query = query.bind(status.as_str()).bind(limit.as_secs());
+    }
+    Ok(query.fetch_all(pool).await?)
+}
+
+// ------------------------------------------------------------------ email
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Resent {
+    pub item_id: u64,
+    pub to: String,
+    pub message_id: String,
+}
+
+/// Sends a completed item's delivery email again (the buyer lost it, or it went to spam),
+/// as a new message, and records that it was sent.
+pub async fn resend_email(pool: &MySqlPool, mailer: &Mailer, item_id: u64, actor: &str) -> Result<Resent, OpsError> {
+    #[derive(FromRow)]
+    struct Facts {
+        order_id: u64,
+        status: String,
+        email: String,
+        lang: String,
+        code: String,
+        title: String,
+        drive_link: Option<String>,
+    }
+    let facts: Option<Facts> = sqlx::query_as(
+        "SELECT o.id AS order_id, i.status, o.email, o.lang, o.code, c.title, i.drive_link
+         FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id WHERE i.id = ?",
+    )
+    .bind(item_id)
+    .fetch_optional(pool)
+    .await?;
+    let f = facts.ok_or_else(|| OpsError::NotFound(format!("no item {item_id}")))?;
+    let status = ItemStatus::parse(&f.status).map_err(StoreError::from)?;
+    let link = match (status, f.drive_link) {
+        (ItemStatus::Completed, Some(link)) => link,
+        _ => {
+            return Err(OpsError::Refused(format!(
+                "item {item_id} is {status}: only a completed item's email can be resent"
+            )));
+        }
+    };
+    let domain = mailer.from_address().email.domain().to_string();
+    let message_id = format!("<delivery.{item_id}.resent.{:016x}@{domain}>", rand::random::<u64>());
+    let mail = DeliveryMail {
+        to: &f.email,
+        lang: &f.lang,
+        title: &f.title,
+        code: &f.code,
+        link: &link,
+        message_id: &message_id,
+    };
+    mailer.send(mailer.delivery(&mail)?).await?;
+    let detail = format!("delivery email resent as {message_id}");
+    events::record(
+        &mut *pool.acquire().await?,
+        &NewEvent {
+            order_id: f.order_id,
+            item_id: Some(item_id),
+            kind: "email_resent",
+            from_status: None,
+            to_status: None,
+            actor,
+            detail: Some(&detail),
+        },
+    )
+    .await?;
+    Ok(Resent { item_id, to: f.email, message_id })
+}
