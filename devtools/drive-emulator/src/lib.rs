@@ -58,6 +58,9 @@ pub struct Faults {
     pub rate_partial: f64,
     /// While true, every upload call answers 403 `userRateLimitExceeded` (the daily cap).
     pub daily_cap_exceeded: bool,
+    /// Upload bandwidth of each session, bytes per second (0: as fast as the disk):
+    /// a real network's pace, so a run can watch a delivery in progress.
+    pub upload_bytes_per_sec: u64,
 }
 
 impl Faults {
@@ -71,6 +74,7 @@ impl Faults {
             rate_reset: r,
             rate_partial: r,
             daily_cap_exceeded: false,
+            upload_bytes_per_sec: 0,
         }
     }
 }
@@ -1058,11 +1062,14 @@ async fn upload_chunk(
     // Bytes the server already holds from an earlier attempt are skipped, not written twice.
     let fresh = body.slice((s.received - first) as usize..);
 
-    let (reset, partial) = {
+    let (reset, partial, pace) = {
         let f = emu.0.faults.lock().unwrap();
         let roll: f64 = rand::random();
-        (roll < f.rate_reset, roll >= f.rate_reset && roll < f.rate_reset + f.rate_partial)
+        (roll < f.rate_reset, roll >= f.rate_reset && roll < f.rate_reset + f.rate_partial, f.upload_bytes_per_sec)
     };
+    if pace > 0 {
+        tokio::time::sleep(std::time::Duration::from_secs_f64(fresh.len() as f64 / pace as f64)).await;
+    }
     let keep = if (reset || partial) && !fresh.is_empty() {
         // A prefix, in whole 256 KiB units, strictly shorter than what was sent.
         let units = fresh.len().div_ceil(CHUNK_GRANULE);

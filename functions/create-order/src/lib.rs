@@ -1,5 +1,6 @@
 //! The buyer-facing HTTP API: `GET /courses`, `POST /orders`, `GET /orders/{code}` and
-//! `GET /orders/{code}/qr.svg`. Handlers parse, call `coursedrop::ordering` and map.
+//! `GET /orders/{code}/qr.svg`, and the buyer's page at `GET /` that uses them. Handlers
+//! parse, call `coursedrop::ordering` and map.
 
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ impl AppState {
 /// The function's routes, mergeable with others (as `make dev` does).
 pub fn routes(state: AppState) -> Router {
     Router::new()
+        .route("/", get(page))
         .route("/courses", get(list_courses))
         .route("/orders", post(create_order).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .route("/orders/{code}", get(get_order))
@@ -51,6 +53,29 @@ pub fn routes(state: AppState) -> Router {
 /// The function as deployed: its routes, with JSON answers for unknown paths and methods.
 pub fn router(state: AppState) -> Router {
     http::with_fallbacks(routes(state))
+}
+
+/// The buyer's page: plain HTML and a little JavaScript, no build step. It only calls the
+/// API above, with relative URLs, so it works wherever the API is mounted.
+const PAGE: &str = include_str!("page.html");
+
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            // Everything the page loads is its own; it writes data only through textContent.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self'; \
+                 frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        PAGE,
+    )
+        .into_response()
 }
 
 #[derive(Serialize)]
