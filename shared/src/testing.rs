@@ -205,3 +205,13 @@ pub fn mail_parts(raw: &str) -> (String, String) {
     }
     (text, html)
 }
+
+/// A Drive configuration for tests against the emulator: retries that wait milliseconds,
+/// not seconds, and enough of them to ride out injected fault rates.
+pub fn fast_drive_config(base: &str) -> crate::drive::DriveConfig {
+    let mut config = crate::drive::DriveConfig::new(base);
+    config.backoff_base = std::time::Duration::from_millis(1);
+    config.backoff_max = std::time::Duration::from_millis(20);
+    config.max_attempts = 30;
+    config
+}

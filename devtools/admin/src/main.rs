@@ -146,6 +146,10 @@ impl Ctx {
     }
 }
 
+fn course_slug(input: &str) -> Result<CourseSlug> {
+    CourseSlug::parse(input).map_err(|_| anyhow!("{input:?} is not a course slug"))
+}
+
 fn item_status(s: Option<String>) -> Result<Option<ItemStatus>> {
     s.map(|s| ItemStatus::parse(&s).map_err(|e| anyhow!("{e}; one of: {}", names(ItemStatus::ALL)))).transpose()
 }
@@ -225,17 +229,12 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
             }
             (json!(courses), t.render())
         }
-        Command::Course(CourseCommand::Disable { slug }) | Command::Course(CourseCommand::Enable { slug })
-            if CourseSlug::parse(&slug).is_err() =>
-        {
-            return Err(anyhow!("{slug:?} is not a course slug"));
-        }
         Command::Course(CourseCommand::Disable { slug }) => {
-            operations::set_course_active(&ctx.pool, &CourseSlug::parse(&slug)?, false).await?;
+            operations::set_course_active(&ctx.pool, &course_slug(&slug)?, false).await?;
             (json!({"slug": slug, "active": false}), format!("course {slug} is off sale"))
         }
         Command::Course(CourseCommand::Enable { slug }) => {
-            operations::set_course_active(&ctx.pool, &CourseSlug::parse(&slug)?, true).await?;
+            operations::set_course_active(&ctx.pool, &course_slug(&slug)?, true).await?;
             (json!({"slug": slug, "active": true}), format!("course {slug} is on sale"))
         }
         Command::Orders { status, limit } => {

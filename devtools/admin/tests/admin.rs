@@ -285,9 +285,8 @@ async fn a_completed_items_email_is_resent_as_a_new_message(pool: MySqlPool) {
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn a_refund_revokes_items_and_removes_drive_access(pool: MySqlPool) {
-    let dir = std::env::temp_dir().join(format!("admin-refund-{}", rand::random::<u64>()));
-    let emu = drive_emulator::Emulator::new(drive_emulator::Config::new(&dir)).unwrap();
-    let (base, _) = emu.clone().spawn(0).await.unwrap();
+    let emulator = drive_emulator::TempEmulator::start("admin-refund").await.unwrap();
+    let base = emulator.base.clone();
     let drive = DriveClient::new(DriveConfig::new(&base), DriveAuth::Fixed("emulator-token".into()));
     let folder = drive.generate_ids(1).await.unwrap().remove(0);
     drive.create_folder(&folder, "Khoá học — CD", "root").await.unwrap();
@@ -316,5 +315,4 @@ async fn a_refund_revokes_items_and_removes_drive_access(pool: MySqlPool) {
     );
     let no_reason = admin(&pool, &["refund", code.as_str()], &env).await;
     assert!(!no_reason.ok && no_reason.stderr.contains("--reason"), "a refund needs a reason: {}", no_reason.stderr);
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -470,6 +470,32 @@ impl Emulator {
     }
 }
 
+/// An emulator on 127.0.0.1 (any free port) with its bytes in a fresh temporary directory,
+/// removed when this is dropped: what a test needs. Keep it alive as long as the test uses it.
+pub struct TempEmulator {
+    pub emu: Emulator,
+    /// The base URL, e.g. `http://127.0.0.1:41234`.
+    pub base: String,
+    dir: PathBuf,
+}
+
+impl TempEmulator {
+    /// `label` names the directory, to tell which test left one behind after a crash.
+    pub async fn start(label: &str) -> std::io::Result<Self> {
+        let dir =
+            std::env::temp_dir().join(format!("{label}-{}-{}", std::process::id(), rand::random_range(0..u64::MAX)));
+        let emu = Emulator::new(Config::new(&dir))?;
+        let (base, _) = emu.clone().spawn(0).await?;
+        Ok(TempEmulator { emu, base, dir })
+    }
+}
+
+impl Drop for TempEmulator {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 // ------------------------------------------------------------------ token endpoint
 
 async fn token(State(emu): State<Emulator>, Form(form): Form<HashMap<String, String>>) -> Response<Body> {

@@ -1,36 +1,24 @@
 //! The emulator over real HTTP on port 0: the protocol behaviours the Drive client relies on.
 
 use base64::Engine;
-use drive_emulator::{CHUNK_GRANULE, Config, Emulator, FOLDER_MIME, Faults};
+use drive_emulator::{CHUNK_GRANULE, FOLDER_MIME, Faults, TempEmulator};
 use md5::{Digest, Md5};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 struct Drive {
-    base: String,
     http: reqwest::Client,
-    emu: Emulator,
-    _dir: TempDir,
-}
-
-struct TempDir(std::path::PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    running: TempEmulator,
 }
 
 async fn drive() -> Drive {
-    let dir =
-        std::env::temp_dir().join(format!("drive-emu-test-{}-{}", std::process::id(), rand::random_range(0..u64::MAX)));
-    let emu = Emulator::new(Config::new(&dir)).unwrap();
-    let (base, _) = emu.clone().spawn(0).await.unwrap();
-    Drive { base, http: coursedrop::http::client_builder().build().unwrap(), emu, _dir: TempDir(dir) }
+    let running = TempEmulator::start("drive-emu-test").await.unwrap();
+    Drive { http: coursedrop::http::client_builder().build().unwrap(), running }
 }
 
 impl Drive {
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base)).bearer_auth("emulator-token")
+        self.http.request(method, format!("{}{path}", self.running.base)).bearer_auth("emulator-token")
     }
 
     async fn folder(&self, name: &str, parent: &str) -> String {
@@ -77,14 +65,14 @@ fn range_header(r: &reqwest::Response) -> Option<String> {
 #[tokio::test]
 async fn requests_need_a_token_from_a_real_oauth_flow() {
     let d = drive().await;
-    let anon = d.http.get(format!("{}/drive/v3/files", d.base)).send().await.unwrap();
+    let anon = d.http.get(format!("{}/drive/v3/files", d.running.base)).send().await.unwrap();
     assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
     let body: Value = anon.json().await.unwrap();
     assert_eq!(body["error"]["errors"][0]["reason"], "authError");
 
     let refreshed: Value = d
         .http
-        .post(format!("{}/token", d.base))
+        .post(format!("{}/token", d.running.base))
         .form(&[("grant_type", "refresh_token"), ("refresh_token", "emulator-refresh-token"), ("client_id", "x")])
         .send()
         .await
@@ -93,7 +81,7 @@ async fn requests_need_a_token_from_a_real_oauth_flow() {
         .await
         .unwrap();
     let token = refreshed["access_token"].as_str().unwrap();
-    let ok = d.http.get(format!("{}/drive/v3/files", d.base)).bearer_auth(token).send().await.unwrap();
+    let ok = d.http.get(format!("{}/drive/v3/files", d.running.base)).bearer_auth(token).send().await.unwrap();
     assert_eq!(ok.status(), StatusCode::OK);
 
     let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
@@ -102,7 +90,7 @@ async fn requests_need_a_token_from_a_real_oauth_flow() {
     let jwt = format!("{}.{}.c2ln", b64(json!({"alg": "RS256", "typ": "JWT"})), b64(claims));
     let sa = d
         .http
-        .post(format!("{}/token", d.base))
+        .post(format!("{}/token", d.running.base))
         .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", jwt.as_str())])
         .send()
         .await
@@ -110,7 +98,7 @@ async fn requests_need_a_token_from_a_real_oauth_flow() {
     assert_eq!(sa.status(), StatusCode::OK);
     let bad = d
         .http
-        .post(format!("{}/token", d.base))
+        .post(format!("{}/token", d.running.base))
         .form(&[("grant_type", "refresh_token"), ("refresh_token", "nope")])
         .send()
         .await
@@ -228,13 +216,17 @@ async fn a_resumable_upload_in_chunks_reports_ranges_and_a_checksum() {
     assert_eq!(file["size"], total.to_string(), "sizes are strings");
     assert_eq!(file["md5Checksum"], hex::encode(Md5::digest(&data)));
     assert_eq!(file["parents"], json!(["root"]));
-    assert_eq!(std::fs::read(d.emu.blob_path(file["id"].as_str().unwrap())).unwrap(), data, "bytes on disk");
+    assert_eq!(std::fs::read(d.running.emu.blob_path(file["id"].as_str().unwrap())).unwrap(), data, "bytes on disk");
 
     // After completion the session answers with the file.
     let again = d.put(&session, &format!("bytes */{total}"), vec![]).await.unwrap();
     assert_eq!(again.status(), StatusCode::OK);
     let unknown = d
-        .put(&format!("{}/upload/drive/v3/files?uploadType=resumable&upload_id=nope", d.base), "bytes */1", vec![])
+        .put(
+            &format!("{}/upload/drive/v3/files?uploadType=resumable&upload_id=nope", d.running.base),
+            "bytes */1",
+            vec![],
+        )
         .await
         .unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
@@ -253,17 +245,17 @@ async fn injected_faults_behave_as_documented() {
     let data = bytes(4 * CHUNK_GRANULE);
     let total = data.len();
 
-    d.emu.set_faults(Faults { rate_partial: 1.0, ..Faults::default() });
+    d.running.emu.set_faults(Faults { rate_partial: 1.0, ..Faults::default() });
     let session = d.start("a.bin", "root", Some(total as u64)).await;
     let r = d.put(&session, &format!("bytes 0-{}/{total}", total - 1), data.clone()).await.unwrap();
     assert_eq!(r.status().as_u16(), 308, "part of the chunk kept: never assume a whole chunk arrived");
     let held = range_header(&r).map(|h| h.trim_start_matches("bytes=0-").parse::<usize>().unwrap() + 1).unwrap_or(0);
     assert!(held < total && held.is_multiple_of(CHUNK_GRANULE), "held {held}");
 
-    d.emu.set_faults(Faults { rate_reset: 1.0, ..Faults::default() });
+    d.running.emu.set_faults(Faults { rate_reset: 1.0, ..Faults::default() });
     let r = d.put(&session, &format!("bytes {held}-{}/{total}", total - 1), data[held..].to_vec()).await;
     assert!(r.is_err(), "the connection is reset mid-chunk");
-    d.emu.set_faults(Faults::default());
+    d.running.emu.set_faults(Faults::default());
     let status = d.put(&session, &format!("bytes */{total}"), vec![]).await.unwrap();
     let held2 =
         range_header(&status).map(|h| h.trim_start_matches("bytes=0-").parse::<usize>().unwrap() + 1).unwrap_or(0);
@@ -278,7 +270,7 @@ async fn injected_faults_behave_as_documented() {
         (Faults { rate_403_rate_limit: 1.0, ..Faults::default() }, 403, "rateLimitExceeded"),
         (Faults { daily_cap_exceeded: true, ..Faults::default() }, 403, "userRateLimitExceeded"),
     ] {
-        d.emu.set_faults(faults);
+        d.running.emu.set_faults(faults);
         let r = d
             .req(reqwest::Method::POST, "/upload/drive/v3/files?uploadType=resumable")
             .json(&json!({"name": "x"}))

@@ -9,24 +9,16 @@ use coursedrop::drive::upload::DriveClient;
 use coursedrop::drive::{DriveConfig, StaticToken};
 use coursedrop::mail::Mailer;
 use coursedrop::testing;
-use drive_emulator::{Config, Emulator};
+use drive_emulator::TempEmulator;
 use finalize::{FinalizeContext, handle};
 use sqlx::MySqlPool;
 
 struct Harness {
     pool: MySqlPool,
-    emu: Emulator,
-    base: String,
+    drive: TempEmulator,
     email: String,
     items: Vec<u64>,
     folders: Vec<String>,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn drive(base: &str) -> DriveClient<StaticToken> {
@@ -48,10 +40,7 @@ fn mailer(smtp: &str) -> Mailer {
 
 /// A paid order whose items are delivered into folders on the emulator.
 async fn harness(pool: MySqlPool, items: usize, lang: &str, domain: &str) -> Harness {
-    let dir =
-        std::env::temp_dir().join(format!("finalize-test-{}-{}", std::process::id(), rand::random_range(0..u64::MAX)));
-    let emu = Emulator::new(Config::new(&dir)).unwrap();
-    let (base, _) = emu.clone().spawn(0).await.unwrap();
+    let emulator = TempEmulator::start("finalize-test").await.unwrap();
     let (_, created) = testing::pending_order(&pool, &vec![100_000; items], 30).await;
     let email = format!("buyer-{}@{domain}", rand::random_range(0..u64::MAX));
     sqlx::query("UPDATE orders SET status = 'paid', email = ?, lang = ? WHERE id = ?")
@@ -61,7 +50,7 @@ async fn harness(pool: MySqlPool, items: usize, lang: &str, domain: &str) -> Har
         .execute(&pool)
         .await
         .unwrap();
-    let d = drive(&base);
+    let d = drive(&emulator.base);
     let mut folders = Vec::new();
     for item in &created.item_ids {
         let id = d.generate_ids(1).await.unwrap().remove(0);
@@ -75,12 +64,12 @@ async fn harness(pool: MySqlPool, items: usize, lang: &str, domain: &str) -> Har
             .unwrap();
         folders.push(id);
     }
-    Harness { pool, emu, base, email, items: created.item_ids, folders, dir }
+    Harness { pool, drive: emulator, email, items: created.item_ids, folders }
 }
 
 impl Harness {
     fn ctx(&self, smtp: &str) -> FinalizeContext<StaticToken> {
-        FinalizeContext { pool: self.pool.clone(), drive: drive(&self.base), mailer: mailer(smtp) }
+        FinalizeContext { pool: self.pool.clone(), drive: drive(&self.drive.base), mailer: mailer(smtp) }
     }
 
     async fn status(&self, item: u64) -> (String, String) {
@@ -92,7 +81,7 @@ impl Harness {
     }
 
     async fn readers(&self, folder: &str) -> Vec<String> {
-        drive(&self.base).permissions(folder).await.unwrap().into_iter().filter_map(|p| p.email_address).collect()
+        drive(&self.drive.base).permissions(folder).await.unwrap().into_iter().filter_map(|p| p.email_address).collect()
     }
 }
 
@@ -234,7 +223,6 @@ async fn the_order_completes_with_its_last_item_and_closed_orders_get_nothing(po
     handle(&refunded.ctx(SMTP), event(refunded.items[0], "r")).await;
     assert!(testing::mails_to(&refunded.email).is_empty(), "a refunded order never gets a delivery email");
     assert!(refunded.readers(&refunded.folders[0]).await.is_empty());
-    let _ = refunded.emu.bytes_written();
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]

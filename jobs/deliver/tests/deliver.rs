@@ -6,10 +6,10 @@ use std::time::Duration;
 use coursedrop::adapters::queue::SqsPublisher;
 use coursedrop::domain::Queue;
 use coursedrop::drive::upload::DriveClient;
-use coursedrop::drive::{CHUNK_GRANULE, DriveConfig, StaticToken};
+use coursedrop::drive::{CHUNK_GRANULE, StaticToken};
 use coursedrop::testing;
 use deliver::{DeliverSettings, Deliverer, Outcome};
-use drive_emulator::{Config, Emulator, Faults};
+use drive_emulator::{Faults, TempEmulator};
 use md5::{Digest, Md5};
 use serde_json::Value;
 use sqlx::MySqlPool;
@@ -17,19 +17,11 @@ use sqlx::MySqlPool;
 struct Harness {
     pool: MySqlPool,
     job: std::sync::Arc<Deliverer<StaticToken, SqsPublisher>>,
-    emu: Emulator,
-    base: String,
+    drive: TempEmulator,
     sqs: aws_sdk_sqs::Client,
     urls: HashMap<Queue, String>,
     item: u64,
     files: Vec<(String, Vec<u8>)>,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn data(n: usize, seed: u8) -> Vec<u8> {
@@ -51,15 +43,9 @@ async fn harness(pool: MySqlPool, files: &[(&str, Vec<u8>)], chunk: usize) -> Ha
         .unwrap();
     sqlx::query("UPDATE order_items SET status = 'enrolled' WHERE id = ?").bind(item).execute(&pool).await.unwrap();
 
-    let dir =
-        std::env::temp_dir().join(format!("deliver-test-{}-{}", std::process::id(), rand::random_range(0..u64::MAX)));
-    let emu = Emulator::new(Config::new(&dir)).unwrap();
-    let (base, _) = emu.clone().spawn(0).await.unwrap();
-    let mut config = DriveConfig::new(&base);
+    let drive = TempEmulator::start("deliver-test").await.unwrap();
+    let mut config = testing::fast_drive_config(&drive.base);
     config.chunk_size = chunk;
-    config.backoff_base = Duration::from_millis(1);
-    config.backoff_max = Duration::from_millis(20);
-    config.max_attempts = 30;
     let sqs = testing::sqs_client().await;
     let (publisher, urls) = testing::fresh_queues(&sqs).await;
     let job = std::sync::Arc::new(Deliverer {
@@ -71,13 +57,13 @@ async fn harness(pool: MySqlPool, files: &[(&str, Vec<u8>)], chunk: usize) -> Ha
         worker: "test-worker".into(),
     });
     let files = files.iter().map(|(p, b)| (p.to_string(), b.clone())).collect();
-    Harness { pool, job, emu, base, sqs, urls, item, files, dir }
+    Harness { pool, job, drive, sqs, urls, item, files }
 }
 
 impl Harness {
     async fn get(&self, path: &str) -> Value {
         let http = coursedrop::http::client_builder().build().unwrap();
-        http.get(format!("{}{path}", self.base))
+        http.get(format!("{}{path}", self.drive.base))
             .bearer_auth("emulator-token")
             .send()
             .await
@@ -110,7 +96,7 @@ impl Harness {
                 if f["mimeType"] == "application/vnd.google-apps.folder" {
                     todo.push((f["id"].as_str().unwrap().to_string(), format!("{path}/")));
                 } else {
-                    let bytes = std::fs::read(self.emu.blob_path(f["id"].as_str().unwrap())).unwrap();
+                    let bytes = std::fs::read(self.drive.emu.blob_path(f["id"].as_str().unwrap())).unwrap();
                     out.push((path, bytes.len(), hex::encode(Md5::digest(&bytes))));
                 }
             }
@@ -181,12 +167,12 @@ async fn delivers_a_nested_course_every_file_once_and_hands_it_to_finalize(pool:
     assert!(folder["name"].as_str().unwrap().starts_with("Rust cơ bản — CD"), "{folder}");
 
     // A redelivered message for a delivered item does no work.
-    let written = h.emu.bytes_written();
+    let written = h.drive.emu.bytes_written();
     assert_eq!(
         h.job.deliver_item(h.item).await.unwrap(),
         Outcome::AlreadyDone(coursedrop::domain::ItemStatus::Delivered)
     );
-    assert_eq!(h.emu.bytes_written(), written);
+    assert_eq!(h.drive.emu.bytes_written(), written);
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
@@ -203,13 +189,13 @@ async fn a_job_killed_mid_file_resumes_from_drives_offset_not_from_zero(pool: My
         async move { job.deliver_item(item).await }
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while h.emu.bytes_written() < 24 * 1024 * 1024 {
+    while h.drive.emu.bytes_written() < 24 * 1024 * 1024 {
         assert!(std::time::Instant::now() < deadline, "the upload never got going");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     running.abort();
     let _ = running.await;
-    let before = h.emu.bytes_written();
+    let before = h.drive.emu.bytes_written();
     let status: String = sqlx::query_scalar("SELECT status FROM order_items WHERE id = ?")
         .bind(h.item)
         .fetch_one(&h.pool)
@@ -223,7 +209,7 @@ async fn a_job_killed_mid_file_resumes_from_drives_offset_not_from_zero(pool: My
     assert_eq!(job.deliver_item(h.item).await.unwrap(), Outcome::Delivered);
 
     let total: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
-    let written = h.emu.bytes_written();
+    let written = h.drive.emu.bytes_written();
     assert!(
         written <= total + 8 * 1024 * 1024,
         "resumed, not restarted: {written} bytes written for {total} (first run wrote {before})"
@@ -237,7 +223,7 @@ async fn a_job_killed_mid_file_resumes_from_drives_offset_not_from_zero(pool: My
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn ten_percent_drive_faults_still_deliver_everything(pool: MySqlPool) {
     let h = harness(pool, &tree(), CHUNK_GRANULE).await;
-    h.emu.set_faults(Faults::spread(0.10));
+    h.drive.emu.set_faults(Faults::spread(0.10));
     let mut outcome = h.job.deliver_item(h.item).await.unwrap();
     // Faults may outlast one run's retries; the queue would redeliver, so do we.
     for _ in 0..3 {
@@ -247,7 +233,7 @@ async fn ten_percent_drive_faults_still_deliver_everything(pool: MySqlPool) {
         outcome = h.job.deliver_item(h.item).await.unwrap();
     }
     assert_eq!(outcome, Outcome::Delivered);
-    h.emu.set_faults(Faults::default());
+    h.drive.emu.set_faults(Faults::default());
     assert_eq!(h.drive_tree().await, h.expected());
 }
 
@@ -265,7 +251,7 @@ async fn a_missing_source_fails_the_item_clearly(pool: MySqlPool) {
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn the_daily_upload_cap_pauses_without_spending_attempts(pool: MySqlPool) {
     let h = harness(pool, &tree(), CHUNK_GRANULE).await;
-    h.emu.set_faults(Faults { daily_cap_exceeded: true, ..Faults::default() });
+    h.drive.emu.set_faults(Faults { daily_cap_exceeded: true, ..Faults::default() });
     assert!(matches!(h.job.deliver_item(h.item).await.unwrap(), Outcome::Paused(_)));
     let (status, attempts, lease): (String, u32, Option<String>) =
         sqlx::query_as("SELECT status, attempts, lease_owner FROM order_items WHERE id = ?")
@@ -274,7 +260,7 @@ async fn the_daily_upload_cap_pauses_without_spending_attempts(pool: MySqlPool) 
             .await
             .unwrap();
     assert_eq!((status.as_str(), attempts, lease), ("delivering", 0, None), "handed back, no attempt spent");
-    h.emu.set_faults(Faults::default());
+    h.drive.emu.set_faults(Faults::default());
     assert_eq!(h.job.deliver_item(h.item).await.unwrap(), Outcome::Delivered);
 }
 
@@ -353,7 +339,7 @@ async fn a_stopped_consumer_hands_unfinished_work_back(pool: MySqlPool) {
         },
     ));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while h.emu.bytes_written() < 8 * 1024 * 1024 {
+    while h.drive.emu.bytes_written() < 8 * 1024 * 1024 {
         assert!(std::time::Instant::now() < deadline, "the upload never got going");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

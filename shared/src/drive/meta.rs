@@ -122,18 +122,16 @@ impl<T: AccessToken> DriveClient<T> {
                     .supports_all_drives(true)
                     .param("fields", FILE_FIELDS)
                     .upload(std::io::Cursor::new(Vec::<u8>::new()), mime.clone());
-                call(create).await.map(|(_, f)| Some(FileFacts::from_api(f)))
+                call(create).await.map(|(_, f)| FileFacts::from_api(f))
             })
             .await;
         match created {
-            Ok(Some(facts)) => Ok(facts),
             Err(e) if refused_with(&e, 409) => self.file(id).await?.ok_or_else(|| DriveError::Refused {
                 status: 409,
                 reason: "duplicate".into(),
                 message: format!("{id} exists but cannot be read"),
             }),
-            Ok(None) => unreachable!("create answers a file or an error"),
-            Err(e) => Err(e),
+            other => other,
         }
     }
 

@@ -3,34 +3,18 @@
 //! permissions, and retries under injected faults.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use coursedrop::config::Vars;
 use coursedrop::drive::auth::DriveAuth;
 use coursedrop::drive::meta::FOLDER_MIME;
 use coursedrop::drive::upload::DriveClient;
-use coursedrop::drive::{AccessToken, DriveConfig, DriveError};
-use drive_emulator::{Config, Emulator, Faults};
+use coursedrop::drive::{AccessToken, DriveError};
+use coursedrop::testing;
+use drive_emulator::{Faults, TempEmulator};
 use futures_util::StreamExt;
 
-struct Emu {
-    emu: Emulator,
-    base: String,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Emu {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn emulator() -> Emu {
-    let dir =
-        std::env::temp_dir().join(format!("meta-test-{}-{}", std::process::id(), rand::random_range(0..u64::MAX)));
-    let emu = Emulator::new(Config::new(&dir)).unwrap();
-    let (base, _) = emu.clone().spawn(0).await.unwrap();
-    Emu { emu, base, dir }
+async fn emulator() -> TempEmulator {
+    TempEmulator::start("meta-test").await.unwrap()
 }
 
 fn vars(pairs: &[(&str, String)]) -> Vars<impl Fn(&str) -> Option<String> + use<>> {
@@ -40,14 +24,6 @@ fn vars(pairs: &[(&str, String)]) -> Vars<impl Fn(&str) -> Option<String> + use<
 
 fn test_key() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-service-account.json")).unwrap()
-}
-
-fn quick(base: &str) -> DriveConfig {
-    let mut config = DriveConfig::new(base);
-    config.backoff_base = Duration::from_millis(1);
-    config.backoff_max = Duration::from_millis(20);
-    config.max_attempts = 30;
-    config
 }
 
 #[tokio::test]
@@ -60,7 +36,7 @@ async fn a_service_account_signs_in_with_a_jwt_for_its_subject_and_drives_the_hu
     ]))
     .await
     .unwrap();
-    let drive = DriveClient::new(quick(&e.base), auth);
+    let drive = DriveClient::new(testing::fast_drive_config(&e.base), auth);
     let folder = drive.create_folder(&drive.generate_ids(1).await.unwrap()[0], "Khoá học", "root").await.unwrap();
     assert_eq!(drive.file(&folder.id).await.unwrap().unwrap().name, "Khoá học");
 
@@ -92,7 +68,7 @@ async fn a_refresh_token_is_traded_once_and_cached_and_a_revoked_one_is_a_clear_
     assert!(concurrent.iter().all(|t| t.as_ref().unwrap() == &first));
     assert_eq!(e.emu.token_grants().len(), 1, "nine callers, one refresh");
     assert_eq!(e.emu.token_grants()[0]["client_id"], "client-1");
-    let drive = DriveClient::new(quick(&e.base), auth);
+    let drive = DriveClient::new(testing::fast_drive_config(&e.base), auth);
     assert!(drive.file("root").await.unwrap().is_some(), "the refreshed token is accepted");
 
     let revoked = DriveAuth::from_vars(&configured("revoked")).await.unwrap();
@@ -119,7 +95,7 @@ async fn credentials_must_be_exactly_one_kind() {
 #[tokio::test]
 async fn folders_are_idempotent_and_listing_pages_through_everything() {
     let e = emulator().await;
-    let drive = DriveClient::new(quick(&e.base), DriveAuth::Fixed("emulator-token".into()));
+    let drive = DriveClient::new(testing::fast_drive_config(&e.base), DriveAuth::Fixed("emulator-token".into()));
     let id = drive.generate_ids(1).await.unwrap().remove(0);
     let made = drive.create_folder(&id, "Course — CD1234", "root").await.unwrap();
     let again = drive.create_folder(&id, "Course — CD1234", "root").await.unwrap();
@@ -158,7 +134,7 @@ async fn folders_are_idempotent_and_listing_pages_through_everything() {
 async fn metadata_calls_ride_out_rate_limits_and_server_errors() {
     let e = emulator().await;
     e.emu.set_faults(Faults { rate_429: 0.2, rate_503: 0.2, rate_403_rate_limit: 0.1, ..Faults::default() });
-    let drive = DriveClient::new(quick(&e.base), DriveAuth::Fixed("emulator-token".into()));
+    let drive = DriveClient::new(testing::fast_drive_config(&e.base), DriveAuth::Fixed("emulator-token".into()));
     for n in 0..10 {
         let id = drive.generate_ids(1).await.unwrap().remove(0);
         drive.create_folder(&id, &format!("f{n}"), "root").await.unwrap();
@@ -175,7 +151,7 @@ async fn metadata_calls_ride_out_rate_limits_and_server_errors() {
 #[tokio::test]
 async fn a_refused_call_is_final_and_says_why() {
     let e = emulator().await;
-    let bad = DriveClient::new(quick(&e.base), DriveAuth::Fixed("not-a-token".into()));
+    let bad = DriveClient::new(testing::fast_drive_config(&e.base), DriveAuth::Fixed("not-a-token".into()));
     match bad.generate_ids(1).await {
         Err(DriveError::Refused { status: 401, .. }) => {}
         other => panic!("expected 401, got {other:?}"),

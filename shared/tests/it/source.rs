@@ -54,11 +54,8 @@ async fn a_file_streams_from_s3_into_drive_and_resumes_from_drives_offset() {
     let bytes = data(4 * CHUNK_GRANULE + 321, 9);
     let bucket = testing::bucket_with(&source, &[("c/lesson.mp4", bytes.clone())]).await;
 
-    let dir =
-        std::env::temp_dir().join(format!("source-test-{}-{}", std::process::id(), rand::random_range(0..u64::MAX)));
-    let emu = drive_emulator::Emulator::new(drive_emulator::Config::new(&dir)).unwrap();
-    let (base, _) = emu.clone().spawn(0).await.unwrap();
-    let mut config = DriveConfig::new(&base);
+    let drive = drive_emulator::TempEmulator::start("source-test").await.unwrap();
+    let mut config = DriveConfig::new(&drive.base);
     config.chunk_size = CHUNK_GRANULE;
     let up = DriveClient::new(config, StaticToken("emulator-token".into()));
     let total = bytes.len() as u64;
@@ -92,8 +89,7 @@ async fn a_file_streams_from_s3_into_drive_and_resumes_from_drives_offset() {
     let local = hex::encode(hasher.finalize());
     assert_eq!(file.md5_checksum.as_deref(), Some(local.as_str()));
     assert_eq!(local, hex::encode(Md5::digest(&bytes)));
-    assert_eq!(std::fs::read(emu.blob_path(&file.id)).unwrap(), bytes);
-    let _ = std::fs::remove_dir_all(dir);
+    assert_eq!(std::fs::read(drive.emu.blob_path(&file.id)).unwrap(), bytes);
 }
 
 #[tokio::test]

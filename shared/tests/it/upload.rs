@@ -1,40 +1,18 @@
 //! The resumable uploader against the Drive emulator over real HTTP, with and without faults.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use coursedrop::drive::upload::{DriveClient, Held};
-use coursedrop::drive::{CHUNK_GRANULE, DriveConfig, DriveError, StaticToken};
-use drive_emulator::{Config, Emulator, Faults};
+use coursedrop::drive::{CHUNK_GRANULE, DriveError, StaticToken};
+use drive_emulator::{Faults, TempEmulator};
 use md5::{Digest, Md5};
 
-struct Emu {
-    emu: Emulator,
-    base: String,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Emu {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn emulator() -> Emu {
-    let dir =
-        std::env::temp_dir().join(format!("upload-test-{}-{}", std::process::id(), rand::random_range(0..u64::MAX)));
-    let emu = Emulator::new(Config::new(&dir)).unwrap();
-    let (base, _) = emu.clone().spawn(0).await.unwrap();
-    Emu { emu, base, dir }
+async fn emulator() -> TempEmulator {
+    TempEmulator::start("upload-test").await.unwrap()
 }
 
 fn uploader(base: &str, chunk: usize) -> DriveClient<StaticToken> {
-    let mut config = DriveConfig::new(base);
+    let mut config = coursedrop::testing::fast_drive_config(base);
     config.chunk_size = chunk;
-    // Tests should not wait seconds between retries.
-    config.backoff_base = Duration::from_millis(1);
-    config.backoff_max = Duration::from_millis(20);
-    config.max_attempts = 30;
     DriveClient::new(config, StaticToken("emulator-token".into()))
 }
 
