@@ -18,7 +18,8 @@ export S3_FORCE_PATH_STYLE ?= true
 
 CARGO ?= cargo
 
-.PHONY: help services services-down services-status migrate test demo dev bench fmt lint check admin
+.PHONY: help services services-down services-status migrate test demo dev bench fmt lint check admin \
+	build-lambdas package-job deploy lint-infra fuzz chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -48,7 +49,20 @@ admin: ## the operator CLI against the configured database, e.g. make admin ARGS
 	@$(CARGO) run --quiet -p coursedrop-admin -- $(ARGS)
 
 bench: services ## benchmarks (release build); writes bench/latest.json and bench/latest.md
+	$(CARGO) build --quiet --release --locked $(addprefix -p ,$(FUNCTIONS))
 	$(CARGO) run --quiet --release -p coursedrop-dev -- bench
+
+FUZZ_TARGETS := sepay_payload order_code vietqr
+FUZZ_SECONDS ?= 600
+fuzz: ## run each fuzz target (devtools/fuzz) for FUZZ_SECONDS (600); any crash fails and leaves its input in devtools/fuzz/artifacts/
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
+	@# cargo-fuzz passes -Z flags; RUSTC_BOOTSTRAP lets the machine's stable toolchain take them.
+	@mkdir -p target && for t in $(FUZZ_TARGETS); do \
+	  log=target/fuzz-$$t.log; echo "fuzz: $$t for $(FUZZ_SECONDS) s (log: $$log)"; \
+	  if ! RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir devtools/fuzz $$t -- \
+	      -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 >$$log 2>&1; then tail -n 40 $$log; exit 1; fi; \
+	  grep -E '^stat::(number_of_executed_units|new_units_added|peak_rss_mb)' $$log; \
+	done
 
 fmt: ## format the code
 	$(CARGO) fmt --all
@@ -58,3 +72,28 @@ lint: ## clippy on everything, warnings are errors; formatting checked
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 check: lint test ## what CI runs
+
+# ------------------------------------------------------------------ deployment (README: Deploying)
+FUNCTIONS := create-order sepay-webhook enroll finalize sweeper
+STAGE ?= prod
+STACK ?= coursedrop-$(STAGE)
+# Non-secret stack parameters, one Key=Value per line (infra/params.example.env shows them).
+DEPLOY_PARAMS ?= infra/params.$(STAGE).env
+GIT_SHA := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
+# The ECR repository the job's image is pushed to, e.g. 123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/coursedrop-deliver
+DELIVER_REPO ?=
+
+lint-infra: ## cfn-lint on infra/template.yaml, then the template's own rules (infra/check_template.py)
+	@bin=$$(devtools/services tool cfn-lint) && $$bin/cfn-lint infra/template.yaml && $$bin/python infra/check_template.py infra/template.yaml
+
+build-lambdas: ## the five functions for Lambda (cargo lambda build --release --arm64), zipped in target/lambda/<name>/
+	@bin=$$(devtools/services tool cargo-lambda) && PATH="$$bin:$$PATH" \
+	  cargo lambda build --release --arm64 --output-format zip $(addprefix -p ,$(FUNCTIONS))
+	@for f in $(FUNCTIONS); do \
+	  printf '  %-14s %6d KiB zipped\n' $$f $$(( $$(stat -c %s target/lambda/$$f/bootstrap.zip) / 1024 )); done
+
+package-job: ## the deliver job's image for Fargate arm64 (docker buildx), tagged with the git commit
+	docker buildx build --platform linux/arm64 -f infra/Dockerfile --load -t coursedrop-deliver:$(GIT_SHA) .
+
+deploy: lint-infra ## push the job's image and deploy the stack with SAM (infra/deploy; README: Deploying)
+	STAGE=$(STAGE) STACK=$(STACK) DEPLOY_PARAMS=$(DEPLOY_PARAMS) DELIVER_REPO=$(DELIVER_REPO) infra/deploy

@@ -47,6 +47,37 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     }
 }
 
+/// Variables as every binary reads them: the environment, overlaid with the Secrets Manager
+/// secret named by `APP_SECRET_ID` when that is set.
+pub type AppVars = Vars<Box<dyn Fn(&str) -> Option<String> + Send + Sync>>;
+
+impl AppVars {
+    /// Reads the secret (if any) once; call it at cold start. A secret that cannot be read
+    /// fails the start: running with half a configuration would only fail later and worse.
+    pub async fn load() -> Result<Self, crate::adapters::secrets::SecretError> {
+        Self::load_over(|name| std::env::var(name).ok()).await
+    }
+
+    /// [`AppVars::load`] over any lookup instead of the process environment. The secret's
+    /// values win over the lookup's, so a stray variable cannot shadow a rotated secret.
+    pub async fn load_over(
+        env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Result<Self, crate::adapters::secrets::SecretError> {
+        let secret = match env("APP_SECRET_ID").map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) {
+            None => std::collections::HashMap::new(),
+            Some(id) => {
+                let values = crate::adapters::secrets::fetch_secret(&id).await?;
+                // Names only: the values are the secrets.
+                let mut names: Vec<&str> = values.keys().map(String::as_str).collect();
+                names.sort_unstable();
+                tracing::info!(secret = %id, variables = ?names, "configuration secret loaded");
+                values
+            }
+        };
+        Ok(Vars(Box::new(move |name| secret.get(name).cloned().or_else(|| env(name)))))
+    }
+}
+
 pub const DEFAULT_DATABASE_URL: &str = "mysql://root@127.0.0.1:3306/coursedrop";
 
 pub fn database_url<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> String {

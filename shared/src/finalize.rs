@@ -95,6 +95,7 @@ pub async fn finalize_item<T: AccessToken>(
     .fetch_optional(pool)
     .await?;
     let Some(f) = facts else { return Ok(Outcome::UnknownItem) };
+    tracing::Span::current().record("order_code", f.code.as_str());
     let status = ItemStatus::parse(&f.status)?;
     if status != ItemStatus::Delivered {
         return Ok(Outcome::AlreadyDone(status));
@@ -134,7 +135,8 @@ pub async fn finalize_item<T: AccessToken>(
             Err(e) => return fail(pool, item_id, &format!("email: {e}")).await,
         };
         match mailer.send(message).await {
-            Ok(()) => {}
+            // The address is masked: logs are read by more people than orders are.
+            Ok(()) => tracing::info!(to = %crate::domain::mask_email(&f.email), %message_id, "delivery email sent"),
             Err(MailError::Transient(e)) => return Ok(Outcome::Retry(format!("email: {e}"))),
             Err(e @ MailError::Permanent(_)) => return fail(pool, item_id, &format!("email: {e}")).await,
         }

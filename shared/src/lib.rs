@@ -13,6 +13,7 @@ pub mod enrollment;
 pub mod finalize;
 pub mod http;
 pub mod mail;
+pub mod metrics;
 pub mod operations;
 pub mod ordering;
 pub mod payments;

@@ -209,6 +209,41 @@ impl Default for Deadlines {
     }
 }
 
+impl Deadlines {
+    /// `DEADLINE_ENROLLING`, `DEADLINE_ENROLLED`, `DEADLINE_DELIVERING`, `DEADLINE_DELIVERED`
+    /// (`30m`, `45s`, …), each defaulting as above.
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(
+        vars: &crate::config::Vars<F>,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let d = Deadlines::default();
+        let read = |var: &'static str, default: Duration| -> Result<Duration, crate::config::ConfigError> {
+            match vars.get(var) {
+                None => Ok(default),
+                Some(v) => crate::config::parse_duration(&v)
+                    .map(|d| Duration::from_secs(d.num_seconds() as u64))
+                    .map_err(|reason| crate::config::ConfigError::Invalid { var, reason }),
+            }
+        };
+        Ok(Deadlines {
+            enrolling: read("DEADLINE_ENROLLING", d.enrolling)?,
+            enrolled: read("DEADLINE_ENROLLED", d.enrolled)?,
+            delivering_without_progress: read("DEADLINE_DELIVERING", d.delivering_without_progress)?,
+            delivered: read("DEADLINE_DELIVERED", d.delivered)?,
+        })
+    }
+
+    /// The deadline of a working status, if it has one.
+    pub fn of(&self, status: ItemStatus) -> Option<Duration> {
+        match status {
+            ItemStatus::Enrolling => Some(self.enrolling),
+            ItemStatus::Enrolled => Some(self.enrolled),
+            ItemStatus::Delivering => Some(self.delivering_without_progress),
+            ItemStatus::Delivered => Some(self.delivered),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct StuckItem {
     pub id: u64,

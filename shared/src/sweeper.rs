@@ -6,7 +6,8 @@ use serde::Serialize;
 use sqlx::MySqlPool;
 
 use crate::adapters::queue::Publisher;
-use crate::domain::{OrderStatus, Status};
+use crate::domain::{ItemStatus, OrderStatus, Queue, Status};
+use crate::operations::Deadlines;
 use crate::relay;
 use crate::store::{StoreError, orders, outbox};
 
@@ -18,6 +19,8 @@ pub struct SweepReport {
     pub publish_failed: usize,
     pub expired_orders: usize,
     pub stuck_items: usize,
+    /// Stuck items whose stage message was sent again (at most once per deadline each).
+    pub requeued: usize,
 }
 
 /// One sweep. `outbox_grace_secs` leaves fresh rows to the relay that wrote them (30 s in
@@ -27,6 +30,16 @@ pub async fn sweep<P: Publisher>(
     pool: &MySqlPool,
     publisher: &P,
     outbox_grace_secs: u32,
+) -> Result<SweepReport, StoreError> {
+    sweep_with(pool, publisher, outbox_grace_secs, &Deadlines::default()).await
+}
+
+/// [`sweep`] with the stage deadlines of the configuration.
+pub async fn sweep_with<P: Publisher>(
+    pool: &MySqlPool,
+    publisher: &P,
+    outbox_grace_secs: u32,
+    deadlines: &Deadlines,
 ) -> Result<SweepReport, StoreError> {
     let mut report = SweepReport::default();
     loop {
@@ -54,7 +67,7 @@ pub async fn sweep<P: Publisher>(
             Err(e) => return Err(e),
         }
     }
-    let stuck = crate::operations::stuck_items(pool, &crate::operations::Deadlines::default()).await?;
+    let stuck = crate::operations::stuck_items(pool, deadlines).await?;
     for item in &stuck {
         tracing::warn!(
             item_id = item.id,
@@ -65,12 +78,51 @@ pub async fn sweep<P: Publisher>(
         );
     }
     report.stuck_items = stuck.len();
+    // A stuck item's stage message is sent again: every consumer is idempotent, so this is
+    // safe, and it heals what nothing else would (a message lost, a worker gone with its
+    // lease). Once per deadline per item, so a paused upload is not hammered. The item stays
+    // "stuck" (and alarmed) until it moves.
+    let mut requeued = Vec::new();
+    for item in &stuck {
+        let status = ItemStatus::parse(&item.status)?;
+        let (Some(queue), Some(deadline)) = (requeue_queue(status), deadlines.of(status)) else { continue };
+        let mut tx = pool.begin().await?;
+        let recent: bool = sqlx::query_scalar(
+            "SELECT EXISTS(SELECT 1 FROM outbox WHERE queue = ? AND payload = ? AND created_at > NOW(3) - INTERVAL ? SECOND)",
+        )
+        .bind(queue.as_str())
+        .bind(serde_json::to_string(&outbox::ItemMessage { item_id: item.id }).expect("one integer serializes"))
+        .bind(deadline.as_secs())
+        .fetch_one(&mut *tx)
+        .await?;
+        if recent {
+            continue;
+        }
+        requeued.push(outbox::enqueue(&mut tx, queue, item.id).await?);
+        tx.commit().await?;
+        tracing::warn!(item_id = item.id, order_code = %item.order_code, status = %item.status, %queue, "stuck item's message sent again");
+    }
+    report.requeued = requeued.len();
+    let r = relay::publish_all(pool, publisher, &requeued).await;
+    report.publish_failed += r.failed;
+    crate::metrics::emit(crate::metrics::Metric::StuckItems { count: stuck.len() as u64 });
     tracing::info!(
         stuck_items = report.stuck_items,
         republished = report.republished,
         publish_failed = report.publish_failed,
         expired_orders = report.expired_orders,
+        requeued = report.requeued,
         "sweep done"
     );
     Ok(report)
+}
+
+/// The queue whose message moves an item on from `status`.
+fn requeue_queue(status: ItemStatus) -> Option<Queue> {
+    match status {
+        ItemStatus::Enrolling => Some(Queue::Enroll),
+        ItemStatus::Enrolled | ItemStatus::Delivering => Some(Queue::Deliver),
+        ItemStatus::Delivered => Some(Queue::Finalize),
+        _ => None,
+    }
 }

@@ -4,6 +4,7 @@
 use tracing_subscriber::EnvFilter;
 
 pub fn init() {
+    crate::metrics::init();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json =
         std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() || std::env::var("LOG_FORMAT").as_deref() == Ok("json");

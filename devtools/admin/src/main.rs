@@ -9,7 +9,7 @@
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 use coursedrop::adapters::queue;
-use coursedrop::config::{self, Vars};
+use coursedrop::config::{self, AppVars};
 use coursedrop::domain::{CourseSlug, ItemStatus, OrderCode, OrderStatus, Status, Vnd};
 use coursedrop::drive::upload::DriveClient;
 use coursedrop::mail::Mailer;
@@ -124,7 +124,7 @@ enum PaymentCommand {
 
 struct Ctx {
     pool: MySqlPool,
-    vars: Vars<fn(&str) -> Option<String>>,
+    vars: AppVars,
     actor: String,
 }
 
@@ -432,8 +432,9 @@ fn explain(e: &anyhow::Error) -> String {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let json_output = cli.json;
-    let vars = Vars::process();
     let result = async {
+        // APP_SECRET_ID lets an operator use the deployed secret instead of typing credentials.
+        let vars = AppVars::load().await.context("reading the configuration secret (APP_SECRET_ID)")?;
         let pool = store::connect_from_vars(&vars, 2).await.context("connecting to the database (DATABASE_URL)")?;
         let ctx = Ctx { pool, vars, actor: format!("operator:{}", cli.operator) };
         run(cli, &ctx).await

@@ -82,10 +82,9 @@ where
 
 pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     if vars.get("BENCH_SKIP_HTTP").is_some() {
-        // Only delivery, keeping the HTTP figures of the last full run.
+        // The other parts only, keeping the HTTP figures of the last full run.
         let mut report = read_report();
-        report["delivery"] = crate::bench_delivery::run(vars).await?;
-        report["date"] = json!(chrono::Utc::now().to_rfc3339());
+        other_parts(vars, &mut report).await?;
         write_report(&report)?;
         println!("{}", markdown(&report));
         return Ok(());
@@ -151,14 +150,8 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     stack::purge_queues(&stack).await;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{bench_db}`"))).execute(&pool).await?;
 
-    let delivery =
-        if vars.get("BENCH_SKIP_DELIVERY").is_some() { None } else { Some(crate::bench_delivery::run(vars).await?) };
     let mut report = read_report();
-    if let Some(d) = delivery {
-        report["delivery"] = d;
-    }
-    report["machine"] = json!(machine());
-    report["date"] = json!(chrono::Utc::now().to_rfc3339());
+    other_parts(vars, &mut report).await?;
     report["http"] = json!({
         "concurrency": concurrency,
         "note": "real HTTP on loopback; MariaDB and moto SQS local; each unique payment pays a 2-course order and publishes 2 enroll messages",
@@ -171,6 +164,19 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     report["http"]["webhook_unique_vs_sqs_alone"] = json!((ratio * 100.0).round() / 100.0);
     write_report(&report)?;
     println!("{}", markdown(&report));
+    Ok(())
+}
+
+/// Delivery (unless `BENCH_SKIP_DELIVERY`) and start-up (unless `BENCH_SKIP_STARTUP`).
+async fn other_parts<F: Fn(&str) -> Option<String>>(vars: &Vars<F>, report: &mut Value) -> Result<()> {
+    if vars.get("BENCH_SKIP_STARTUP").is_none() {
+        report["startup"] = crate::bench_startup::run(vars).await?;
+    }
+    if vars.get("BENCH_SKIP_DELIVERY").is_none() {
+        report["delivery"] = crate::bench_delivery::run(vars).await?;
+    }
+    report["machine"] = json!(machine());
+    report["date"] = json!(chrono::Utc::now().to_rfc3339());
     Ok(())
 }
 
@@ -243,6 +249,23 @@ fn markdown(report: &Value) -> String {
             d["1_gib"]["deliver_mb_s"], d["1_gib"]["peak_rss_mib"], d["4_gib"]["deliver_mb_s"], d["4_gib"]["peak_rss_mib"],
             d["1_gib"]["s3_read_alone_mb_s"], d["1_gib"]["drive_write_alone_mb_s"], d["1_gib"]["ratio_to_slower_alone"]
         ));
+    }
+    let st = &report["startup"];
+    if st.is_object() {
+        out.push_str(
+            "\n| function | start to ready p50 ms | max ms | binary MiB (x86_64) | zip MiB (arm64) |\n|---|---:|---:|---:|---:|\n",
+        );
+        for name in crate::bench_startup::FUNCTIONS {
+            let f = &st[name];
+            if f.is_object() {
+                let zip = f["arm64_zip_mib"].as_f64().map_or("—".to_string(), |z| z.to_string());
+                out.push_str(&format!(
+                    "| {name} | {} | {} | {} | {zip} |\n",
+                    f["ready_ms_p50"], f["ready_ms_max"], f["binary_mib"]
+                ));
+            }
+        }
+        out.push_str(&format!("\nStart to ready: {} runs each; {}.\n", st["runs"], st["note"].as_str().unwrap_or("")));
     }
     if let Some(r) = report["http"]["webhook_unique_vs_sqs_alone"].as_f64() {
         out.push_str(&format!("\nUnique payments reach {r} × the rate of the SQS calls alone: the local SQS emulator (moto, one Python process) is the bound, not the webhook.\n"));

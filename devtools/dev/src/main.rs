@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_delivery;
+mod bench_startup;
 mod demo;
 mod stack;
 

@@ -116,6 +116,10 @@ async fn create_order(
     };
     match ordering::place_order(&s.pool, &s.settings, &request, key).await {
         Ok(placement) => {
+            if placement.created {
+                let buyer = coursedrop::domain::mask_email(request.email.as_deref().unwrap_or_default());
+                tracing::info!(order_code = %placement.order.code, %buyer, amount_vnd = placement.order.amount_vnd, "order placed");
+            }
             let mut response = (StatusCode::CREATED, Json(placement.order)).into_response();
             if !placement.created {
                 response.headers_mut().insert("idempotent-replayed", header::HeaderValue::from_static("true"));

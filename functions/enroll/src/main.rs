@@ -6,14 +6,14 @@
 
 use anyhow::Context;
 use aws_lambda_events::event::sqs::SqsEvent;
-use coursedrop::config::Vars;
+use coursedrop::config::AppVars;
 use coursedrop::enrollment::{EnrollSettings, Provider};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     coursedrop::telemetry::init();
-    let vars = Vars::process();
+    let vars = AppVars::load().await.context("reading the configuration secret")?;
     let pool = coursedrop::store::connect_from_vars(&vars, 2).await.context("connecting to the database")?;
     let ctx = enroll::EnrollContext {
         pool,

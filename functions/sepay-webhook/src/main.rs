@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use coursedrop::config::Vars;
+use coursedrop::config::AppVars;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     coursedrop::telemetry::init();
-    let vars = Vars::process();
+    let vars = AppVars::load().await.context("reading the configuration secret")?;
     let pool = coursedrop::store::connect_from_vars(&vars, 4).await.context("connecting to the database")?;
     let publisher = coursedrop::adapters::queue::sqs_publisher(&vars).await;
     let state = sepay_webhook::WebhookState::from_vars(pool, publisher, &vars)?;

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use coursedrop::config::{self, Vars};
+use coursedrop::config::{self, AppVars};
 use coursedrop::sweeper::{self, SweepReport};
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -17,15 +17,18 @@ const OUTBOX_GRACE_SECS: u32 = 30;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     coursedrop::telemetry::init();
-    let vars = Vars::process();
+    let vars = AppVars::load().await.context("reading the configuration secret")?;
     let pool = coursedrop::store::connect_from_vars(&vars, 2).await.context("connecting to the database")?;
     let publisher = coursedrop::adapters::queue::sqs_publisher(&vars).await;
+    let deadlines = coursedrop::operations::Deadlines::from_vars(&vars)?;
 
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        let (pool, publisher) = (&pool, &publisher);
+        let (pool, publisher, deadlines) = (&pool, &publisher, &deadlines);
         // The scheduled event carries nothing the sweep needs.
         return lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
-            sweeper::sweep(pool, publisher, OUTBOX_GRACE_SECS).await.map_err(lambda_runtime::Error::from)
+            sweeper::sweep_with(pool, publisher, OUTBOX_GRACE_SECS, deadlines)
+                .await
+                .map_err(lambda_runtime::Error::from)
         }))
         .await
         .map_err(|e| anyhow::anyhow!(e));
@@ -40,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::select! {
             _ = &mut shutdown => return Ok(()),
             _ = tick.tick() => {
-                let result: Result<SweepReport, _> = sweeper::sweep(&pool, &publisher, OUTBOX_GRACE_SECS).await;
+                let result: Result<SweepReport, _> = sweeper::sweep_with(&pool, &publisher, OUTBOX_GRACE_SECS, &deadlines).await;
                 if let Err(e) = result {
                     tracing::error!(error = %e, "sweep failed; retrying at the next tick");
                 }

@@ -127,3 +127,41 @@ async fn an_operator_cancels_an_unpaid_order_but_not_a_paid_one(pool: MySqlPool)
         .unwrap_err();
     assert!(matches!(err, coursedrop::store::StoreError::Conflict { expected: "pending", .. }), "{err}");
 }
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_stuck_item_whose_message_was_lost_is_sent_again_once_per_deadline(pool: MySqlPool) {
+    let sqs = testing::sqs_client().await;
+    let (publisher, urls) = testing::fresh_queues(&sqs).await;
+    let (_, item) = order_expiring_in(&pool, 30).await;
+    let (_, fresh) = order_expiring_in(&pool, 30).await;
+    for id in [item, fresh] {
+        items::transition(&pool, &ItemChange::new(id, ItemStatus::AwaitingPayment, ItemStatus::Enrolling, "test"))
+            .await
+            .unwrap();
+        items::transition(&pool, &ItemChange::new(id, ItemStatus::Enrolling, ItemStatus::Enrolled, "test"))
+            .await
+            .unwrap();
+    }
+    // Both deliver messages were published, then lost (a queue purged, say).
+    sweeper::sweep(&pool, &publisher, 0).await.unwrap();
+    let _ = testing::drain(&sqs, &urls[&Queue::Enroll]).await;
+    let _ = testing::drain(&sqs, &urls[&Queue::Deliver]).await;
+    // One has waited past the enrolled deadline, and its last message is older than that too.
+    sqlx::query("UPDATE order_items SET updated_at = NOW(3) - INTERVAL 10 MINUTE WHERE id = ?")
+        .bind(item)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE outbox SET created_at = NOW(3) - INTERVAL 10 MINUTE").execute(&pool).await.unwrap();
+    let deadlines =
+        coursedrop::operations::Deadlines { enrolled: std::time::Duration::from_secs(300), ..Default::default() };
+
+    let report = sweeper::sweep_with(&pool, &publisher, 30, &deadlines).await.unwrap();
+    assert_eq!((report.stuck_items, report.requeued), (1, 1));
+    assert_eq!(testing::drain(&sqs, &urls[&Queue::Deliver]).await, vec![format!("{{\"item_id\":{item}}}")]);
+
+    // Still stuck a minute later: counted again, but not sent again within the deadline.
+    let report = sweeper::sweep_with(&pool, &publisher, 30, &deadlines).await.unwrap();
+    assert_eq!((report.stuck_items, report.requeued), (1, 0));
+    assert!(testing::drain(&sqs, &urls[&Queue::Deliver]).await.is_empty());
+}

@@ -24,6 +24,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 use sqlx::{FromRow, MySqlPool};
 use thiserror::Error;
+use tracing::Instrument;
 
 #[derive(Debug, Clone)]
 pub struct DeliverSettings {
@@ -134,10 +135,15 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
             return Ok(outcome);
         }
         let heartbeat = self.spawn_heartbeat(item_id);
+        let started = std::time::Instant::now();
         let result = self.work(item_id).await;
         heartbeat.abort();
         match result {
-            Ok(()) => {
+            Ok(copied) => {
+                coursedrop::metrics::emit(coursedrop::metrics::Metric::Delivered {
+                    bytes: copied,
+                    seconds: started.elapsed().as_secs_f64(),
+                });
                 let change = ItemChange::new(item_id, ItemStatus::Delivering, ItemStatus::Delivered, &self.worker);
                 match items::transition_unless_moved(&self.pool, &change).await? {
                     Ok(t) => {
@@ -249,7 +255,8 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         })
     }
 
-    async fn work(&self, item_id: u64) -> Result<(), CopyError> {
+    /// Copies what is missing; answers the bytes copied by this run.
+    async fn work(&self, item_id: u64) -> Result<u64, CopyError> {
         let facts: ItemFacts = sqlx::query_as(
             "SELECT o.code AS order_code, c.title, c.source, i.drive_folder_id
              FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id WHERE i.id = ?",
@@ -257,6 +264,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         .bind(item_id)
         .fetch_one(&self.pool)
         .await?;
+        tracing::Span::current().record("order_code", facts.order_code.as_str());
         let at = S3Location::parse(&facts.source)?;
         let folder_id = self.item_folder(item_id, &facts).await?;
 
@@ -303,8 +311,8 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         .bind(item_id)
         .fetch_one(&self.pool)
         .await?;
-        let progress =
-            Arc::new(Progress { bytes: AtomicU64::new(done.0.unwrap_or(0)), files: AtomicU32::new(done.1 as u32) });
+        let already = done.0.unwrap_or(0);
+        let progress = Arc::new(Progress { bytes: AtomicU64::new(already), files: AtomicU32::new(done.1 as u32) });
         let writer = self.spawn_progress_writer(item_id, progress.clone());
         // The futures are built in a plain loop: a closure over borrowed items here makes the
         // whole future fail the `Send` check the job's spawn needs.
@@ -319,7 +327,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
             .await;
         writer.abort();
         self.write_progress(item_id, &progress).await?;
-        copies.map(|_| ())
+        copies.map(|_| progress.bytes.load(Ordering::Relaxed).saturating_sub(already))
     }
 
     /// The buyer's folder for this item: its id is stored before the folder is made.
@@ -719,14 +727,12 @@ pub async fn consume<T: AccessToken, P: Publisher>(
                 settle(&sqs, &url, &receipt, Settle::Delete).await;
                 continue;
             };
-            let handle = in_flight.spawn(work_message(
-                job.clone(),
-                sqs.clone(),
-                url.clone(),
-                settings.clone(),
-                message.item_id,
-                receipt.clone(),
-            ));
+            // Every log line of the item's work carries its id, and its order code once known.
+            let span = tracing::info_span!("item", item_id = message.item_id, order_code = tracing::field::Empty);
+            let handle = in_flight.spawn(
+                work_message(job.clone(), sqs.clone(), url.clone(), settings.clone(), message.item_id, receipt.clone())
+                    .instrument(span),
+            );
             working.insert(handle.id(), (message.item_id, receipt));
         }
     }

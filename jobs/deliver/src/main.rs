@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use coursedrop::config::Vars;
+use coursedrop::config::AppVars;
 use coursedrop::domain::Queue;
 use coursedrop::drive::upload::DriveClient;
 use deliver::{ConsumerSettings, DeliverSettings, Deliverer};
@@ -14,7 +14,7 @@ use deliver::{ConsumerSettings, DeliverSettings, Deliverer};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     coursedrop::telemetry::init();
-    let vars = Vars::process();
+    let vars = AppVars::load().await.context("reading the configuration secret")?;
     let pool = coursedrop::store::connect_from_vars(&vars, 8).await.context("connecting to the database")?;
     let publisher = coursedrop::adapters::queue::sqs_publisher(&vars).await;
     let queue_url = publisher.queue_url(Queue::Deliver).await.map_err(|e| anyhow::anyhow!(e))?;
@@ -37,6 +37,8 @@ async fn main() -> anyhow::Result<()> {
     let consumer = ConsumerSettings {
         max_in_flight: vars.parse_or("DELIVER_MESSAGES_IN_FLIGHT", 2usize)?,
         grace: Duration::from_secs(vars.parse_or("DELIVER_STOP_GRACE_SECS", 90u64)?),
+        // How long a crashed task's message stays hidden; the heartbeat renews it at half.
+        visibility_secs: vars.parse_or("DELIVER_VISIBILITY_SECS", 300i32)?,
         ..ConsumerSettings::default()
     };
     tracing::info!(queue = %queue_url, "deliver job started");

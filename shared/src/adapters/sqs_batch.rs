@@ -5,6 +5,7 @@
 use std::future::Future;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use tracing::Instrument;
 
 use crate::store::outbox::ItemMessage;
 
@@ -24,7 +25,11 @@ where
         let work = &work;
         async move {
             let retry = match parsed {
-                Ok(m) => work(m.item_id).await,
+                // The item's logs carry its id, and its order code once the stage has read it.
+                Ok(m) => {
+                    let span = tracing::info_span!("item", item_id = m.item_id, order_code = tracing::field::Empty);
+                    work(m.item_id).instrument(span).await
+                }
                 Err(_) => false,
             };
             (retry, message_id)

@@ -177,14 +177,16 @@ async fn claim(
 }
 
 async fn enrollee(pool: &MySqlPool, item_id: u64) -> Result<Enrollee, StoreError> {
-    sqlx::query_as(
+    let enrollee: Enrollee = sqlx::query_as(
         "SELECT i.id AS item_id, o.code AS order_code, o.email, o.phone, c.slug AS course_slug, c.lms_course_id
          FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id WHERE i.id = ?",
     )
     .bind(item_id)
     .fetch_optional(pool)
     .await?
-    .ok_or(StoreError::NotFound { kind: "item", id: item_id.to_string() })
+    .ok_or(StoreError::NotFound { kind: "item", id: item_id.to_string() })?;
+    tracing::Span::current().record("order_code", enrollee.order_code.as_str());
+    Ok(enrollee)
 }
 
 async fn fail(pool: &MySqlPool, item_id: u64, reason: &str) -> Result<Outcome, StoreError> {

@@ -105,6 +105,12 @@ pub async fn transition_in(conn: &mut MySqlConnection, change: &ItemChange<'_>) 
         },
     )
     .await?;
+    // Counted when written: a transaction rolled back after this (a deadlock retried) counts
+    // the change again, which a stage-entry rate can bear.
+    crate::metrics::emit(crate::metrics::Metric::ItemEntered { status: change.to.as_str() });
+    if let Some(stage) = change.failed_stage {
+        crate::metrics::emit(crate::metrics::Metric::ItemFailed { stage: stage.as_str() });
+    }
     let outbox = match change.to.starts_queue() {
         Some(queue) => Some(outbox::enqueue(conn, queue, change.item_id).await?),
         None => None,

@@ -2,6 +2,7 @@
 //! against the Drive emulator.
 
 mod drive_meta;
+mod secrets;
 mod source;
 mod store;
 mod upload;

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""The template's own rules, which cfn-lint cannot know: run by `make lint-infra` after cfn-lint.
+
+Each rule comes from ../shared/FACTS.md or issue #6: every API route present, SQS consumers
+report partial batch failures, visibility >= 6 x the consumer's timeout, maxReceiveCount >= 5,
+Lambdas on provided.al2023/arm64 built by cargo-lambda, each function reads the secret and is
+granted only the queues it uses, the sweeper runs every minute, the alarms exist.
+Exits 1 listing every broken rule.
+"""
+
+import sys
+
+from cfnlint.decode import cfn_yaml
+
+EXPECTED_ROUTES = {
+    ("GET", "/"): "CreateOrderFunction",
+    ("GET", "/courses"): "CreateOrderFunction",
+    ("POST", "/orders"): "CreateOrderFunction",
+    ("GET", "/orders/{code}"): "CreateOrderFunction",
+    ("GET", "/orders/{code}/qr.svg"): "CreateOrderFunction",
+    ("POST", "/webhooks/sepay"): "SepayWebhookFunction",
+}
+# The queues each function may publish to (the outbox relay), by logical id.
+PUBLISHES = {
+    "CreateOrderFunction": set(),
+    "SepayWebhookFunction": {"EnrollQueue"},
+    "EnrollFunction": {"DeliverQueue"},
+    "FinalizeFunction": set(),
+    "SweeperFunction": {"EnrollQueue", "DeliverQueue", "FinalizeQueue"},
+}
+
+
+def main(path):
+    t = cfn_yaml.load(path)
+    res = t["Resources"]
+    glob = t.get("Globals", {}).get("Function", {})
+    problems = []
+
+    def prop(fn, name, default=None):
+        return res[fn]["Properties"].get(name, glob.get(name, default))
+
+    functions = [k for k, v in res.items() if v["Type"] == "AWS::Serverless::Function"]
+    if set(functions) != set(PUBLISHES):
+        problems.append(f"functions are {sorted(functions)}, expected {sorted(PUBLISHES)}")
+
+    routes = {}
+    for fn in functions:
+        if prop(fn, "Runtime") != "provided.al2023":
+            problems.append(f"{fn}: runtime is not provided.al2023")
+        if prop(fn, "Architectures") != ["arm64"]:
+            problems.append(f"{fn}: not arm64")
+        if res[fn].get("Metadata", {}).get("BuildMethod") != "rust-cargolambda":
+            problems.append(f"{fn}: BuildMethod is not rust-cargolambda")
+        statements = [
+            s for p in res[fn]["Properties"].get("Policies", []) if isinstance(p, dict) for s in p.get("Statement", [])
+        ]
+        actions = lambda s: s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+        if not any("secretsmanager:GetSecretValue" in actions(s) and s["Resource"] == {"Ref": "ConfigSecretArn"} for s in statements):
+            problems.append(f"{fn}: cannot read the configuration secret (and only it)")
+        for s in statements:
+            if "*" in str(s.get("Resource")) or any(a.endswith(":*") or a == "*" for a in actions(s)):
+                problems.append(f"{fn}: wildcard in {s}")
+        sends = set()
+        for s in statements:
+            if "sqs:SendMessage" in actions(s):
+                targets = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+                sends |= {r["Fn::GetAtt"][0] for r in targets}
+        if sends != PUBLISHES.get(fn, set()):
+            problems.append(f"{fn}: may send to {sorted(sends)}, needs exactly {sorted(PUBLISHES.get(fn, set()))}")
+
+        timeout = prop(fn, "Timeout", 3)
+        for name, ev in res[fn]["Properties"].get("Events", {}).items():
+            p = ev["Properties"]
+            if ev["Type"] == "HttpApi":
+                routes[(p["Method"], p["Path"])] = fn
+            elif ev["Type"] == "SQS":
+                if p.get("FunctionResponseTypes") != ["ReportBatchItemFailures"]:
+                    problems.append(f"{fn}.{name}: no ReportBatchItemFailures")
+                queue = p["Queue"]["Fn::GetAtt"][0]
+                qp = res[queue]["Properties"]
+                if qp.get("VisibilityTimeout", 30) < 6 * timeout:
+                    problems.append(f"{queue}: visibility {qp.get('VisibilityTimeout', 30)} s < 6 x {fn}'s {timeout} s")
+            elif ev["Type"] in ("Schedule", "ScheduleV2"):
+                if p["ScheduleExpression"] != "rate(1 minute)":
+                    problems.append(f"{fn}.{name}: not every minute")
+    if routes != EXPECTED_ROUTES:
+        problems.append(f"routes differ: missing {set(EXPECTED_ROUTES) - set(routes)}, extra {set(routes) - set(EXPECTED_ROUTES)}")
+    if "ScheduleV2" not in str([res["SweeperFunction"]["Properties"]["Events"]]):
+        problems.append("the sweeper has no schedule")
+
+    for name in ("EnrollQueue", "DeliverQueue", "FinalizeQueue"):
+        redrive = res[name]["Properties"].get("RedrivePolicy")
+        if not redrive:
+            problems.append(f"{name}: no dead-letter queue")
+            continue
+        if redrive["maxReceiveCount"] < 5:
+            problems.append(f"{name}: maxReceiveCount {redrive['maxReceiveCount']} < 5")
+        dlq = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        watched = [
+            k
+            for k, v in res.items()
+            if v["Type"] == "AWS::CloudWatch::Alarm"
+            and v["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+            and dlq in str(v["Properties"].get("Dimensions"))
+        ]
+        if not watched:
+            problems.append(f"{dlq}: no alarm on its messages")
+        aged = [
+            k
+            for k, v in res.items()
+            if v["Type"] == "AWS::CloudWatch::Alarm"
+            and v["Properties"].get("MetricName") == "ApproximateAgeOfOldestMessage"
+            and f"'{name}'" in str(v["Properties"].get("Dimensions"))
+        ]
+        if not aged:
+            problems.append(f"{name}: no alarm on the age of its oldest message")
+    if not any(v["Properties"].get("MetricName") == "StuckItems" for v in res.values() if v["Type"] == "AWS::CloudWatch::Alarm"):
+        problems.append("no alarm on the sweeper's StuckItems metric")
+
+    task = res["DeliverTaskDefinition"]["Properties"]
+    if task.get("RequiresCompatibilities") != ["FARGATE"]:
+        problems.append("the deliver job is not a Fargate task")
+    target = res["DeliverScalableTarget"]["Properties"]
+    if target["MinCapacity"] != 0:
+        problems.append("the deliver service does not scale to zero")
+
+    for p in problems:
+        print(f"{path}: {p}", file=sys.stderr)
+    if not problems:
+        print(f"{path}: {len(functions)} functions, {len(routes)} routes, 3 queues with dead-letter queues: rules hold")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "infra/template.yaml"))
