@@ -64,6 +64,10 @@ fuzz: ## run each fuzz target (devtools/fuzz) for FUZZ_SECONDS (600); any crash 
 	  grep -E '^stat::(number_of_executed_units|new_units_added|peak_rss_mb)' $$log; \
 	done
 
+chaos: services ## 50 orders while the job is killed, moto and MariaDB restart and Drive fails 10 % (release build; exit 1 on any violation)
+	$(CARGO) build --quiet --release --locked -p deliver
+	$(CARGO) run --quiet --release -p coursedrop-dev -- chaos
+
 fmt: ## format the code
 	$(CARGO) fmt --all
 

@@ -112,8 +112,10 @@ fn validate(req: &OrderRequest) -> Result<ValidRequest, PlaceOrderError> {
         return Err(invalid("courses", format!("at most {MAX_COURSES_PER_ORDER} courses per order")));
     }
     let mut slugs: Vec<CourseSlug> = Vec::with_capacity(courses.len());
-    for raw in courses {
-        let slug = CourseSlug::parse(raw).map_err(|e| invalid("courses", format!("{raw:?}: {e}")))?;
+    for (i, raw) in courses.iter().enumerate() {
+        // The position, not the text: a refusal never echoes what a client sent.
+        let slug =
+            CourseSlug::parse(raw).map_err(|e| invalid("courses", format!("course {} of the list: {e}", i + 1)))?;
         if slugs.contains(&slug) {
             return Err(invalid("courses", format!("{slug} is listed more than once")));
         }

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_delivery;
 mod bench_startup;
+mod chaos;
 mod demo;
 mod stack;
 
@@ -15,6 +16,9 @@ use coursedrop::config::{self, Vars};
 async fn main() -> Result<()> {
     let command = std::env::args().nth(1).unwrap_or_default();
     let vars = Vars::process();
+    if matches!(command.as_str(), "demo" | "chaos") {
+        coursedrop::telemetry::init_quiet_in_terminal();
+    }
     match command.as_str() {
         "migrate" | "seed" => {
             let pool = connect(&vars).await?;
@@ -30,11 +34,18 @@ async fn main() -> Result<()> {
         "serve" => serve(&vars).await,
         "demo" => demo::run(&vars).await,
         "bench" => bench::run(&vars).await,
+        "chaos" => {
+            if chaos::run(&vars).await? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
         "deliver-one" => {
             let item = std::env::args().nth(2).and_then(|i| i.parse().ok()).context("deliver-one needs an item id")?;
             bench_delivery::deliver_one(&vars, item).await
         }
-        other => bail!("unknown command {other:?}; expected migrate, seed, serve, demo or bench"),
+        other => bail!("unknown command {other:?}; expected migrate, seed, serve, demo, bench or chaos"),
     }
 }
 

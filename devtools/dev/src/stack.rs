@@ -235,11 +235,21 @@ where
 
 /// The sweeper's schedule, locally.
 pub fn spawn_sweeper(pool: MySqlPool, publisher: Arc<SqsPublisher>, every: Duration) {
+    spawn_sweeper_with(pool, publisher, every, coursedrop::operations::Deadlines::default());
+}
+
+/// The sweeper's schedule with given stage deadlines (`make chaos` uses seconds, not minutes).
+pub fn spawn_sweeper_with(
+    pool: MySqlPool,
+    publisher: Arc<SqsPublisher>,
+    every: Duration,
+    deadlines: coursedrop::operations::Deadlines,
+) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            if let Err(e) = sweeper::sweep(&pool, &publisher, 30).await {
+            if let Err(e) = sweeper::sweep_with(&pool, &publisher, 30, &deadlines).await {
                 tracing::error!(error = %e, "sweep failed");
             }
         }

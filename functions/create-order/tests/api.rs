@@ -280,3 +280,38 @@ async fn concurrent_orders_never_starve_a_small_pool(pool: MySqlPool) {
     let orders: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders").fetch_one(&pool).await.unwrap();
     assert_eq!(orders, 3, "one order per idempotency key");
 }
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn hostile_text_is_stored_verbatim_or_refused_and_does_no_harm(pool: MySqlPool) {
+    let app = app(&pool).await;
+    // A quote and SQL comment characters are legal in an address's local part.
+    let email = "o'brien--x/*y*/+1=1@example.com";
+    let (status, _, json, _) =
+        send(&app, post_order(&json!({"email": email, "courses": ["rust-101"]}).to_string())).await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+    let stored: String = sqlx::query_scalar("SELECT email FROM orders").fetch_one(&pool).await.unwrap();
+    assert_eq!(stored, email);
+
+    // Everything else hostile is refused with a JSON error naming the field, and writes nothing.
+    let nasty = "'); DROP TABLE orders; --\u{0}\u{1b}[2J";
+    for (body, field) in [
+        (json!({"email": nasty, "courses": ["rust-101"]}), "email"),
+        (json!({"email": "a@example.com", "phone": nasty, "courses": ["rust-101"]}), "phone"),
+        (json!({"email": "a@example.com", "courses": [nasty]}), "courses"),
+        (json!({"email": "a@example.com", "lang": nasty, "courses": ["rust-101"]}), "lang"),
+    ] {
+        let (status, _, json, text) = send(&app, post_order(&body.to_string())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {text}");
+        assert_eq!(json["code"], "invalid_field", "{text}");
+        assert_eq!(json["field"], field, "{text}");
+        assert!(!text.contains("DROP TABLE"), "the error must not echo the input back: {text}");
+    }
+    let (status, _, _, text) = send(&app, get(&format!("/orders/{}", urlencode(nasty)))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+    let orders: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders").fetch_one(&pool).await.unwrap();
+    assert_eq!(orders, 1);
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}

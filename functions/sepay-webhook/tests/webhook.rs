@@ -360,3 +360,32 @@ async fn a_database_failure_is_the_one_case_answered_with_an_error(pool: MySqlPo
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "SePay must retry");
     assert_eq!(json, json!({"code": "internal", "message": "something went wrong on our side; please retry"}));
 }
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn hostile_text_is_stored_verbatim_and_does_no_harm(pool: MySqlPool) {
+    let h = harness(pool).await;
+    let (code, _) = order(&h.pool, &[500_000]).await;
+    let orders_before = scalar(&h.pool, "SELECT COUNT(*) FROM orders").await;
+    let nasty = "'; DROP TABLE payments; -- \" OR 1=1 /* \u{0}\u{7}\u{1b}[31m\r\n\t\u{202e}đã chuyển";
+    let content = format!("{nasty} {code} {nasty}");
+    let body = serde_json::json!({
+        "id": 9901, "gateway": nasty, "transactionDate": "2026-11-22 10:00:00", "accountNumber": "0123456789",
+        "code": null, "content": content, "transferType": "in", "transferAmount": 500_000,
+        "accumulated": 0, "subAccount": null, "referenceCode": nasty, "description": nasty,
+    })
+    .to_string();
+    let (status, json) = post_with_key(&h.app, &body).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+
+    let (stored_content, gateway, reference, raw): (String, String, String, String) =
+        sqlx::query_as("SELECT content, gateway, reference_code, raw_payload FROM payments WHERE sepay_id = 9901")
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!((stored_content.as_str(), gateway.as_str(), reference.as_str()), (content.as_str(), nasty, nasty));
+    assert_eq!(serde_json::from_str::<Value>(&raw).unwrap(), serde_json::from_str::<Value>(&body).unwrap());
+    // The code was still found, the order paid, and every table is where it was.
+    assert_eq!(order_state(&h.pool, &code).await.0, "paid");
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM orders").await, orders_before);
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM payments").await, 1);
+}

@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         grace: Duration::from_secs(vars.parse_or("DELIVER_STOP_GRACE_SECS", 90u64)?),
         // How long a crashed task's message stays hidden; the heartbeat renews it at half.
         visibility_secs: vars.parse_or("DELIVER_VISIBILITY_SECS", 300i32)?,
+        retry_delay_secs: vars.parse_or("DELIVER_RETRY_DELAY_SECS", 60i32)?,
         ..ConsumerSettings::default()
     };
     tracing::info!(queue = %queue_url, "deliver job started");

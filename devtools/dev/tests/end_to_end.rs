@@ -1,3 +1,6 @@
+//! End to end, through the binaries: the log check of a whole flow (`logs`), and the buyer's
+//! page in a real browser.
+//!
 //! The buyer's page in a real browser: Debian's Chromium, headless, driven over WebDriver
 //! (chromedriver) against the whole local stack (`coursedrop-dev serve` on a fresh database:
 //! every function, the deliver job, the Drive emulator, moto, MariaDB, the SMTP sink).
@@ -10,6 +13,9 @@
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "end_to_end/logs.rs"]
+mod logs;
 
 use base64::Engine;
 use serde_json::{Value, json};

@@ -1,0 +1,616 @@
+//! `make chaos`: 50 orders through the local stack while things break, then a check that
+//! nothing was lost, doubled or given away.
+//!
+//! The stack runs as in `make dev` (API, webhook, enroll, finalize and the sweeper in this
+//! process), except the deliver job, which is a child process so it can be killed. During the
+//! run: each payment's webhook arrives 3–10 times at once (and is retried like SePay retries
+//! until it gets a 2xx); the job is killed with SIGKILL 5 times at random moments and
+//! restarted; the Drive emulator fails 10 % of calls; moto is restarted once (queues, messages
+//! and S3 objects are gone; the harness puts the infrastructure back as AWS would still have
+//! it, and the sweeper recovers the lost messages) and MariaDB once.
+//!
+//! Pass: every paid order completed; each delivery email exactly once; every Drive folder holds
+//! each source file exactly once with its MD5; every payment kept (unmatched ones listed); the
+//! dead-letter queues empty; no unpaid order delivered. Exit status 1 on any violation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use coursedrop::config::{self, Vars};
+use coursedrop::domain::{CourseSlug, Queue, Status, Vnd};
+use coursedrop::drive::upload::DriveClient;
+use coursedrop::store::catalog;
+use md5::{Digest, Md5};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::stack;
+
+const BUCKET: &str = "coursedrop-chaos";
+const PREFIX: &str = "coursedrop-chaos-";
+
+/// The chaos catalog: slug, price, files (path, size). Sizes straddle the 1 MiB chunk the job
+/// is given here, so uploads span several chunks and a kill lands mid-file.
+/// A course's files: path under its prefix, size in bytes.
+type Files = &'static [(&'static str, usize)];
+const COURSES: &[(&str, i64, Files)] = &[
+    ("chaos-rust", 1_990_000, &[("01/bai-01.mp4", 2_621_440 + 17), ("01/slides.pdf", 1_024), ("trong.txt", 0)]),
+    (
+        "chaos-sql",
+        990_000,
+        &[("bai-01.mp4", 1_572_864), ("du-lieu/mau.sql", 300_000), ("du-lieu/sau/x.bin", 700_001), ("a.md", 10)],
+    ),
+    ("chaos-aws", 1_490_000, &[("lambda/bai.mp4", 3_355_443), ("lambda/code.rs", 5_000)]),
+];
+
+fn file_bytes(slug: &str, path: &str, size: usize) -> Vec<u8> {
+    let seed = slug.len() * 31 + path.len() * 7;
+    (0..size).map(|i| ((i.wrapping_mul(2_654_435_761) >> 11) + seed) as u8).collect()
+}
+
+/// id, order code, email, email Message-ID, Drive folder, course slug.
+type DeliveredItem = (u64, String, String, Option<String>, Option<String>, String);
+
+struct Check {
+    name: &'static str,
+    ok: bool,
+    detail: String,
+}
+
+pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> {
+    let started = Instant::now();
+    let n_orders: usize = vars.parse_or("CHAOS_ORDERS", 50)?;
+    let timeout = Duration::from_secs(vars.parse_or("CHAOS_TIMEOUT_SECS", 600u64)?);
+    let run_id: u32 = rand::random_range(0..1_000_000);
+    let database_url = config::database_url(vars);
+    let (pool, database) = stack::fresh_database(&database_url, "chaos", 16).await?;
+    let chaos_db_url = format!("{}/{database}", database_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(""));
+    let chaos_vars = Vars(|k: &str| match k {
+        "QUEUE_NAME_PREFIX" => Some(PREFIX.into()),
+        "ENROLL_LEASE" => Some("5s".into()),
+        _ => vars.get(k),
+    });
+    let stack = stack::build(pool.clone(), &chaos_vars).await?;
+    stack::purge_queues(&stack).await;
+    let dead_letters = attach_dead_letter_queues(&stack).await?;
+    let source = coursedrop::source::S3Source::from_vars(vars).await;
+    put_course_files(&source).await?;
+    {
+        let mut conn = pool.acquire().await?;
+        sqlx::query("UPDATE courses SET active = FALSE").execute(&mut *conn).await?;
+        for (slug, price, _) in COURSES {
+            let slug = CourseSlug::parse(slug)?;
+            let source = format!("s3://{BUCKET}/courses/{slug}/");
+            let title = format!("Khoá {slug}");
+            catalog::upsert(
+                &mut conn,
+                &catalog::NewCourse {
+                    slug: &slug,
+                    title: &title,
+                    price: Vnd::new(*price)?,
+                    source: &source,
+                    lms_course_id: None,
+                },
+            )
+            .await?;
+        }
+    }
+
+    let drive_dir = std::path::PathBuf::from(".local/drive-chaos");
+    let _ = std::fs::remove_dir_all(&drive_dir);
+    let (drive, drive_base) = stack::spawn_drive(&drive_dir, 0).await?;
+    drive.set_faults(drive_emulator::Faults::spread(0.10));
+    stack::spawn_enroll(&stack, pool.clone(), &chaos_vars)?;
+    stack::spawn_finalize(&stack, pool.clone(), &chaos_vars, &drive_base).await?;
+    let deadlines = coursedrop::operations::Deadlines {
+        enrolling: Duration::from_secs(20),
+        enrolled: Duration::from_secs(20),
+        delivering_without_progress: Duration::from_secs(30),
+        delivered: Duration::from_secs(20),
+    };
+    stack::spawn_sweeper_with(pool.clone(), stack.publisher.clone(), Duration::from_secs(3), deadlines);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(axum::serve(listener, stack.router.clone()).into_future());
+
+    let job = Arc::new(Mutex::new(DeliverJob::start(vars, &chaos_db_url, &drive_base)?));
+    println!(
+        "chaos: {n_orders} orders, stack on {base}, database {database}, Drive emulator {drive_base} (10 % faults)"
+    );
+
+    // Orders: 1–3 courses each; one in ten stays unpaid.
+    let http = coursedrop::http::client_builder().timeout(Duration::from_secs(20)).build()?;
+    let mut orders = Vec::new();
+    for i in 0..n_orders {
+        let k = rand::random_range(1..=3usize);
+        let mut slugs: Vec<&str> = COURSES.iter().map(|c| c.0).collect();
+        slugs.truncate(3);
+        let start = rand::random_range(0..3usize);
+        let chosen: Vec<&str> = (0..k).map(|j| slugs[(start + j) % 3]).collect();
+        let email = format!("chaos-{run_id}-{i}@example.com");
+        let body = json!({"email": email, "courses": chosen});
+        let order: Value =
+            http.post(format!("{base}/orders")).json(&body).send().await?.error_for_status()?.json().await?;
+        let code = order["code"].as_str().ok_or_else(|| anyhow!("no code in {order}"))?.to_string();
+        let amount = order["amount_vnd"].as_i64().unwrap_or(0);
+        orders.push((code, amount, email, i % 10 != 9));
+    }
+
+    // The outages, on their own schedule while payments and deliveries run.
+    let kills = Arc::new(AtomicUsize::new(0));
+    let chaos = {
+        let (job, kills, vars_db, drive_base) = (job.clone(), kills.clone(), chaos_db_url.clone(), drive_base.clone());
+        let stack_sqs = stack.sqs.clone();
+        let queue_names: Vec<String> = Queue::ALL.iter().map(|q| format!("{PREFIX}{}", q.as_str())).collect();
+        let source = source.clone();
+        tokio::spawn(async move {
+            let mut log = Vec::new();
+            let plan =
+                [(2u64, "kill"), (6, "moto"), (5, "kill"), (8, "mariadb"), (6, "kill"), (7, "kill"), (9, "kill")];
+            for (after, what) in plan {
+                tokio::time::sleep(Duration::from_secs(after + rand::random_range(0..4u64))).await;
+                let t = Instant::now();
+                let outcome = match what {
+                    "kill" => {
+                        let mut j = job.lock().await;
+                        j.kill().await;
+                        kills.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        j.restart(&vars_db, &drive_base)
+                            .map(|_| "deliver job killed (SIGKILL) and restarted".to_string())
+                    }
+                    "moto" => restart_moto(&stack_sqs, &queue_names, &source)
+                        .await
+                        .map(|_| "moto restarted; queues, dead-letter queues and course files put back".to_string()),
+                    _ => restart_service("mariadb").await.map(|_| "MariaDB restarted".to_string()),
+                };
+                log.push(match outcome {
+                    Ok(s) => format!("{:>5.1}s  {s} ({} ms)", t.elapsed().as_secs_f64() + 0.0, t.elapsed().as_millis()),
+                    Err(e) => format!("FAILED {what}: {e:#}"),
+                });
+            }
+            log
+        })
+    };
+
+    // Payments: each webhook 3–10 times at once, each retried until answered 2xx, as SePay does.
+    let key = vars.get("SEPAY_API_KEY").ok_or_else(|| anyhow!("SEPAY_API_KEY is not set"))?;
+    let account = config::bank_account(vars)?.account_number;
+    let mut sent_ids = Vec::new();
+    let mut senders = Vec::new();
+    let mut unmatched_ids = Vec::new();
+    for (i, (code, amount, _, paid)) in orders.iter().enumerate() {
+        let mut payloads = Vec::new();
+        if *paid {
+            let id = 7_000_000 + (run_id as i64 % 1000) * 1000 + i as i64;
+            payloads.push((id, format!("MBVCB.{i}.{code}.CT tu NGUYEN VAN A"), *amount));
+        }
+        if i % 17 == 3 {
+            // A transfer without any code: it must be kept, unmatched.
+            let id = 8_000_000 + (run_id as i64 % 1000) * 1000 + i as i64;
+            unmatched_ids.push(id);
+            payloads.push((id, format!("chuyen tien hoc phi {i}"), 500_000));
+        }
+        for (id, content, amount) in payloads {
+            sent_ids.push(id);
+            let body = json!({"id": id, "gateway": "MBBank", "transactionDate": "2026-11-22 10:00:00",
+                "accountNumber": account, "code": null, "content": content, "transferType": "in",
+                "transferAmount": amount, "accumulated": 0, "subAccount": null, "referenceCode": "FT1", "description": ""})
+            .to_string();
+            for _ in 0..rand::random_range(3..=10) {
+                let (http, url, key, body) =
+                    (http.clone(), format!("{base}/webhooks/sepay"), key.clone(), body.clone());
+                senders.push(tokio::spawn(async move { send_like_sepay(&http, &url, &key, &body).await }));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut webhook_calls = 0;
+    let mut webhook_failures = 0;
+    for s in senders {
+        let (calls, ok) = s.await?;
+        webhook_calls += calls;
+        webhook_failures += usize::from(!ok);
+    }
+
+    // Wait for the deliveries.
+    let paid_codes: Vec<&str> = orders.iter().filter(|o| o.3).map(|o| o.0.as_str()).collect();
+    let chaos_log = chaos.await?;
+    let mut last = String::new();
+    loop {
+        let (done, items_left): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM orders WHERE status = 'completed'),
+                    (SELECT COUNT(*) FROM order_items WHERE status NOT IN ('completed', 'awaiting_payment', 'cancelled'))",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap_or((-1, -1));
+        let line = format!("{done}/{} orders completed, {items_left} items in flight", paid_codes.len());
+        if line != last {
+            println!("  {:>5.0}s  {line}", started.elapsed().as_secs_f64());
+            last = line;
+        }
+        if done == paid_codes.len() as i64 || started.elapsed() > timeout {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    job.lock().await.kill().await;
+    drive.set_faults(drive_emulator::Faults::default());
+
+    let mut checks = Vec::new();
+    let (completed,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM orders WHERE status = 'completed'").fetch_one(&pool).await?;
+    let failed: Vec<(u64, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT id, failed_stage, last_error FROM order_items WHERE status = 'failed'")
+            .fetch_all(&pool)
+            .await?;
+    checks.push(Check {
+        name: "every paid order completed",
+        ok: completed == paid_codes.len() as i64,
+        detail: format!("{completed} of {} completed; failed items: {failed:?}", paid_codes.len()),
+    });
+
+    // Emails: each item's Message-ID exactly once in the sink, to the right buyer.
+    let items: Vec<DeliveredItem> = sqlx::query_as(
+        "SELECT i.id, o.code, o.email, i.email_message_id, i.drive_folder_id, c.slug
+         FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id
+         WHERE o.status = 'completed'",
+    )
+    .fetch_all(&pool)
+    .await?;
+    let mails = read_maildir(&vars.string_or("MAILDIR", ".local/mail"), &format!("chaos-{run_id}-"))?;
+    let mut mail_problems = Vec::new();
+    for (id, _, email, message_id, _, _) in &items {
+        let Some(mid) = message_id else {
+            mail_problems.push(format!("item {id}: no Message-ID"));
+            continue;
+        };
+        let got: Vec<&(String, String)> = mails.iter().filter(|(m, _)| m.contains(mid.as_str())).collect();
+        if got.len() != 1 || !got[0].1.contains(email.as_str()) {
+            mail_problems.push(format!("item {id}: {} emails with {mid}", got.len()));
+        }
+    }
+    checks.push(Check {
+        name: "each delivery email sent exactly once",
+        ok: mail_problems.is_empty() && mails.len() == items.len(),
+        detail: format!("{} emails for {} items; {}", mails.len(), items.len(), summarize(&mail_problems)),
+    });
+
+    // Drive: each folder holds each source file once, with its MD5.
+    let reader = DriveClient::new(
+        coursedrop::drive::DriveConfig::new(&drive_base),
+        coursedrop::drive::StaticToken("emulator-token".into()),
+    );
+    let expected: HashMap<&str, BTreeMap<String, String>> = COURSES
+        .iter()
+        .map(|(slug, _, files)| {
+            let tree = files
+                .iter()
+                .map(|(path, size)| (path.to_string(), hex::encode(Md5::digest(file_bytes(slug, path, *size)))))
+                .collect();
+            (*slug, tree)
+        })
+        .collect();
+    let mut drive_problems = Vec::new();
+    for (id, _, _, _, folder, slug) in &items {
+        let Some(folder) = folder else {
+            drive_problems.push(format!("item {id}: no folder"));
+            continue;
+        };
+        let found = list_tree(&reader, folder).await?;
+        let mut counts: BTreeMap<String, (usize, Option<String>)> = BTreeMap::new();
+        for (path, md5) in found {
+            let e = counts.entry(path).or_insert((0, None));
+            e.0 += 1;
+            e.1 = md5;
+        }
+        let want = &expected[slug.as_str()];
+        let got: BTreeMap<String, String> =
+            counts.iter().map(|(p, (_, m))| (p.clone(), m.clone().unwrap_or_default())).collect();
+        if got != *want || counts.values().any(|(n, _)| *n != 1) {
+            drive_problems.push(format!("item {id}: folder differs from the source: {counts:?}"));
+        }
+    }
+    checks.push(Check {
+        name: "every Drive folder holds each file once, MD5 equal",
+        ok: drive_problems.is_empty(),
+        detail: format!("{} folders checked; {}", items.len(), summarize(&drive_problems)),
+    });
+
+    let (payments, unmatched): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), CAST(COALESCE(SUM(order_id IS NULL), 0) AS SIGNED) FROM payments")
+            .fetch_one(&pool)
+            .await?;
+    checks.push(Check {
+        name: "no payment lost or doubled",
+        ok: payments == sent_ids.len() as i64 && unmatched == unmatched_ids.len() as i64 && webhook_failures == 0,
+        detail: format!(
+            "{payments} payments kept for {} sent ({webhook_calls} webhook calls, {webhook_failures} never accepted); unmatched kept: {unmatched_ids:?}",
+            sent_ids.len()
+        ),
+    });
+
+    let mut dlq_counts = Vec::new();
+    for url in &dead_letters {
+        let attrs = stack
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await?;
+        let n: i64 = attrs
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1);
+        dlq_counts.push(n);
+    }
+    checks.push(Check {
+        name: "dead-letter queues empty",
+        ok: dlq_counts.iter().all(|n| *n == 0),
+        detail: format!("messages: {dlq_counts:?}"),
+    });
+
+    let (leaked,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM order_items i JOIN orders o ON o.id = i.order_id
+         WHERE o.status IN ('pending', 'cancelled') AND (i.drive_folder_id IS NOT NULL OR i.status NOT IN ('awaiting_payment', 'cancelled'))",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let unpaid = orders.iter().filter(|o| !o.3).count();
+    checks.push(Check {
+        name: "no unpaid order delivered",
+        ok: leaked == 0,
+        detail: format!("{unpaid} unpaid orders; {leaked} of their items moved on"),
+    });
+
+    println!("\nchaos events:");
+    for line in &chaos_log {
+        println!("  {line}");
+    }
+    let kills = kills.load(Ordering::SeqCst);
+    checks.push(Check {
+        name: "every planned outage happened",
+        ok: kills == 5 && chaos_log.iter().all(|l| !l.starts_with("FAILED")),
+        detail: format!("{kills} job kills, {} events", chaos_log.len()),
+    });
+    println!("\n| check | result | detail |\n|---|---|---|");
+    for c in &checks {
+        println!("| {} | {} | {} |", c.name, if c.ok { "pass" } else { "FAIL" }, c.detail);
+    }
+    let all_ok = checks.iter().all(|c| c.ok);
+    println!(
+        "\nchaos: {} in {:.0} s ({} orders, {} paid, {} items delivered)",
+        if all_ok { "PASS" } else { "FAIL" },
+        started.elapsed().as_secs_f64(),
+        orders.len(),
+        paid_codes.len(),
+        items.len()
+    );
+    if all_ok {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{database}`"))).execute(&pool).await?;
+        let _ = std::fs::remove_dir_all(&drive_dir);
+    }
+    Ok(all_ok)
+}
+
+fn summarize(problems: &[String]) -> String {
+    match problems.len() {
+        0 => "no problems".into(),
+        n => format!("{n} problems, first: {}", problems[..n.min(3)].join("; ")),
+    }
+}
+
+/// One webhook delivery, retried every second until a 2xx, as SePay retries (up to 3 minutes).
+async fn send_like_sepay(http: &reqwest::Client, url: &str, key: &str, body: &str) -> (usize, bool) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut calls = 0;
+    while Instant::now() < deadline {
+        calls += 1;
+        let sent = http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("authorization", format!("Apikey {key}"))
+            .body(body.to_string())
+            .send()
+            .await;
+        if sent.is_ok_and(|r| r.status().is_success()) {
+            return (calls, true);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    (calls, false)
+}
+
+/// A dead-letter queue for each stage queue, `maxReceiveCount` 5 as in the template.
+async fn attach_dead_letter_queues(stack: &stack::Stack) -> Result<Vec<String>> {
+    let mut dlqs = Vec::new();
+    for (queue, url) in &stack.queue_urls {
+        let name = format!("{PREFIX}{}-dlq", queue.as_str());
+        let dlq = stack.sqs.create_queue().queue_name(&name).send().await?.queue_url.unwrap_or_default();
+        let _ = stack.sqs.purge_queue().queue_url(&dlq).send().await;
+        let arn = stack
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&dlq)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await?
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+            .ok_or_else(|| anyhow!("{name} has no ARN"))?;
+        stack
+            .sqs
+            .set_queue_attributes()
+            .queue_url(url)
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+                json!({"deadLetterTargetArn": arn, "maxReceiveCount": 5}).to_string(),
+            )
+            .send()
+            .await?;
+        dlqs.push(dlq);
+    }
+    Ok(dlqs)
+}
+
+async fn put_course_files(source: &coursedrop::source::S3Source) -> Result<()> {
+    source.ensure_bucket(BUCKET, "ap-southeast-1").await?;
+    for (slug, _, files) in COURSES {
+        for (path, size) in *files {
+            source
+                .client()
+                .put_object()
+                .bucket(BUCKET)
+                .key(format!("courses/{slug}/{path}"))
+                .body(file_bytes(slug, path, *size).into())
+                .send()
+                .await
+                .map_err(|e| anyhow!("putting {slug}/{path}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
+        }
+    }
+    Ok(())
+}
+
+async fn restart_service(name: &str) -> Result<()> {
+    let out = tokio::process::Command::new("devtools/services").args(["restart", name]).output().await?;
+    if !out.status.success() {
+        return Err(anyhow!("devtools/services restart {name}: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(())
+}
+
+/// moto keeps everything in memory: after its restart the harness recreates what AWS would
+/// still hold (the queues with their dead-letter queues, the seller's bucket). The messages
+/// that were in the queues are gone; the sweeper's stuck-item re-send is what brings them back.
+async fn restart_moto(
+    sqs: &aws_sdk_sqs::Client,
+    names: &[String],
+    source: &coursedrop::source::S3Source,
+) -> Result<()> {
+    restart_service("moto").await?;
+    for name in names {
+        let url = sqs.create_queue().queue_name(name).send().await?.queue_url.unwrap_or_default();
+        let dlq = sqs.create_queue().queue_name(format!("{name}-dlq")).send().await?.queue_url.unwrap_or_default();
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await?
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+            .unwrap_or_default();
+        sqs.set_queue_attributes()
+            .queue_url(&url)
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+                json!({"deadLetterTargetArn": arn, "maxReceiveCount": 5}).to_string(),
+            )
+            .send()
+            .await?;
+    }
+    put_course_files(source).await
+}
+
+/// The deliver job as a child process, configured for a short chaos run.
+struct DeliverJob {
+    child: Option<tokio::process::Child>,
+    env: Vec<(String, String)>,
+}
+
+impl DeliverJob {
+    fn start<F: Fn(&str) -> Option<String>>(vars: &Vars<F>, db_url: &str, drive_base: &str) -> Result<Self> {
+        let mut env: Vec<(String, String)> = [
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "S3_FORCE_PATH_STYLE",
+            "PATH",
+        ]
+        .iter()
+        .filter_map(|k| vars.get(k).map(|v| (k.to_string(), v)))
+        .collect();
+        for (k, v) in [
+            ("QUEUE_NAME_PREFIX", PREFIX),
+            ("DRIVE_ACCESS_TOKEN", "emulator-token"),
+            ("DRIVE_CHUNK_SIZE", "1048576"),
+            ("DELIVER_LEASE_SECS", "8"),
+            ("DELIVER_VISIBILITY_SECS", "10"),
+            ("DELIVER_RETRY_DELAY_SECS", "2"),
+            ("DELIVER_MESSAGES_IN_FLIGHT", "4"),
+            ("DELIVER_MAX_ATTEMPTS", "30"),
+            ("RUST_LOG", "warn"),
+        ] {
+            env.push((k.into(), v.into()));
+        }
+        let mut job = DeliverJob { child: None, env };
+        job.restart(db_url, drive_base)?;
+        Ok(job)
+    }
+
+    fn restart(&mut self, db_url: &str, drive_base: &str) -> Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(".local/log/chaos-deliver.log")?;
+        let child = tokio::process::Command::new("target/release/deliver")
+            .env_clear()
+            .envs(self.env.iter().cloned())
+            .env("DATABASE_URL", db_url)
+            .env("DRIVE_API_ROOT", drive_base)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting target/release/deliver (make chaos builds it)")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.start_kill();
+            let _ = c.wait().await;
+        }
+    }
+}
+
+/// Every file under `folder`, by path, with its MD5 (folders walked, not listed).
+async fn list_tree<T: coursedrop::drive::AccessToken>(
+    drive: &DriveClient<T>,
+    folder: &str,
+) -> Result<Vec<(String, Option<String>)>> {
+    let mut out = Vec::new();
+    let mut todo = vec![(folder.to_string(), String::new())];
+    while let Some((id, prefix)) = todo.pop() {
+        for f in drive.children(&id).await? {
+            let path = format!("{prefix}{}", f.name);
+            if f.mime_type.as_deref() == Some("application/vnd.google-apps.folder") {
+                todo.push((f.id, format!("{path}/")));
+            } else {
+                out.push((path, f.md5_checksum));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// (headers-and-body, recipients) of each message to a chaos buyer of this run.
+fn read_maildir(maildir: &str, to_prefix: &str) -> Result<Vec<(String, String)>> {
+    let dir = std::path::Path::new(maildir).join("new");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let text = std::fs::read_to_string(entry?.path()).unwrap_or_default();
+        let text = text.replace("\r\n", "\n");
+        let head = text.split("\n\n").next().unwrap_or("").to_string();
+        let to = head.lines().find(|l| l.to_ascii_lowercase().starts_with("to:")).unwrap_or("").to_string();
+        if to.contains(to_prefix) {
+            out.push((head, to));
+        }
+    }
+    Ok(out)
+}
