@@ -6,7 +6,7 @@
 //! Tables for people by default; `--json` for scripts. Exit code 0 on success, 1 when the
 //! command was refused or failed (the reason on stderr), 2 for a usage error.
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use coursedrop::adapters::queue;
 use coursedrop::config::{self, AppVars};
@@ -131,7 +131,7 @@ struct Ctx {
 impl Ctx {
     fn code(&self, input: &str) -> Result<OrderCode> {
         let pattern = config::code_pattern(&self.vars)?;
-        OrderCode::parse(input, &pattern).map_err(|e| anyhow!("{input:?} is not an order code: {e}"))
+        OrderCode::parse(input, &pattern).map_err(|e| invalid(format!("{input:?} is not an order code: {e}")))
     }
 
     /// Publishes the outbox rows a command wrote. If the queue is unreachable the rows stay
@@ -146,16 +146,67 @@ impl Ctx {
     }
 }
 
+/// A refusal with a stable code for `--json` output (`invalid_input`, `not_found`, `refused`);
+/// other failures get theirs from their type in [`error_code`].
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct Coded {
+    code: &'static str,
+    message: String,
+}
+
+fn coded(code: &'static str, message: impl Into<String>) -> anyhow::Error {
+    Coded { code, message: message.into() }.into()
+}
+
+fn invalid(message: impl Into<String>) -> anyhow::Error {
+    coded("invalid_input", message)
+}
+
+/// The stable code of a failed command, from the first cause whose type says what it was.
+fn error_code(e: &anyhow::Error) -> &'static str {
+    for cause in e.chain() {
+        if let Some(c) = cause.downcast_ref::<Coded>() {
+            return c.code;
+        }
+        if let Some(o) = cause.downcast_ref::<operations::OpsError>() {
+            match o {
+                operations::OpsError::NotFound(_) => return "not_found",
+                operations::OpsError::Refused(_) => return "refused",
+                operations::OpsError::Source(_) => return "source",
+                operations::OpsError::Mail(_) => return "mail",
+                operations::OpsError::Store(_) => {}
+            }
+        }
+        if let Some(s) = cause.downcast_ref::<store::StoreError>() {
+            match s {
+                store::StoreError::NotFound { .. } => return "not_found",
+                store::StoreError::Conflict { .. } => return "conflict",
+                _ => return "database",
+            }
+        }
+        if cause.downcast_ref::<sqlx::Error>().is_some() {
+            return "database";
+        }
+        if cause.downcast_ref::<config::ConfigError>().is_some() {
+            return "config";
+        }
+    }
+    "failed"
+}
+
 fn course_slug(input: &str) -> Result<CourseSlug> {
-    CourseSlug::parse(input).map_err(|_| anyhow!("{input:?} is not a course slug"))
+    CourseSlug::parse(input).map_err(|_| invalid(format!("{input:?} is not a course slug")))
 }
 
 fn item_status(s: Option<String>) -> Result<Option<ItemStatus>> {
-    s.map(|s| ItemStatus::parse(&s).map_err(|e| anyhow!("{e}; one of: {}", names(ItemStatus::ALL)))).transpose()
+    s.map(|s| ItemStatus::parse(&s).map_err(|e| invalid(format!("{e}; one of: {}", names(ItemStatus::ALL)))))
+        .transpose()
 }
 
 fn order_status(s: Option<String>) -> Result<Option<OrderStatus>> {
-    s.map(|s| OrderStatus::parse(&s).map_err(|e| anyhow!("{e}; one of: {}", names(OrderStatus::ALL)))).transpose()
+    s.map(|s| OrderStatus::parse(&s).map_err(|e| invalid(format!("{e}; one of: {}", names(OrderStatus::ALL)))))
+        .transpose()
 }
 
 fn names<S: Status>(all: &[S]) -> String {
@@ -201,8 +252,8 @@ fn items_table(items: &[operations::ItemSummary]) -> Table {
 async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
     Ok(match cli.command {
         Command::Course(CourseCommand::Add { slug, title, price, source, lms_course_id }) => {
-            let slug = CourseSlug::parse(&slug).map_err(|e| anyhow!("--slug: {e}"))?;
-            let price = Vnd::new(price).map_err(|e| anyhow!("--price: {e}"))?;
+            let slug = CourseSlug::parse(&slug).map_err(|e| invalid(format!("--slug: {e}")))?;
+            let price = Vnd::new(price).map_err(|e| invalid(format!("--price: {e}")))?;
             let s3 = S3Source::from_vars(&ctx.vars).await;
             let added =
                 operations::add_course(&ctx.pool, &s3, &slug, &title, price, &source, lms_course_id.as_deref()).await?;
@@ -316,9 +367,9 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
         Command::Retry { item_id } => {
             let done = items::retry_failed(&ctx.pool, item_id, &ctx.actor).await.map_err(|e| match e {
                 store::StoreError::Conflict { actual, .. } => {
-                    anyhow!("item {item_id} is {actual}, not failed: nothing to retry")
+                    coded("refused", format!("item {item_id} is {actual}, not failed: nothing to retry"))
                 }
-                store::StoreError::NotFound { .. } => anyhow!("no item {item_id}"),
+                store::StoreError::NotFound { .. } => coded("not_found", format!("no item {item_id}")),
                 e => e.into(),
             })?;
             let queued = ctx.publish(done.outbox.as_slice()).await;
@@ -355,11 +406,14 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
             let code = ctx.code(&code)?;
             let order = operations::order(&ctx.pool, &code).await?;
             if order.status != OrderStatus::Pending.as_str() {
-                return Err(anyhow!("order {code} is {}: only an unpaid order can be cancelled", order.status));
+                return Err(coded(
+                    "refused",
+                    format!("order {code} is {}: only an unpaid order can be cancelled", order.status),
+                ));
             }
             orders::cancel_unpaid(&ctx.pool, order.id, &ctx.actor, &reason).await.map_err(|e| match e {
                 store::StoreError::Conflict { actual, .. } => {
-                    anyhow!("order {code} became {actual} meanwhile: it was not cancelled")
+                    coded("refused", format!("order {code} became {actual} meanwhile: it was not cancelled"))
                 }
                 e => e.into(),
             })?;
@@ -452,7 +506,7 @@ async fn main() -> std::process::ExitCode {
         Err(e) => {
             let message = explain(&e);
             if json_output {
-                println!("{}", json!({"error": message}));
+                println!("{}", json!({"error": {"code": error_code(&e), "message": message}}));
             }
             eprintln!("error: {message}");
             std::process::ExitCode::FAILURE

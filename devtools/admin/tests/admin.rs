@@ -129,7 +129,12 @@ async fn orders_items_and_a_timeline_are_listed_and_bad_input_is_explained(pool:
     let bad_status = admin(&pool, &["items", "--status", "lost"], &[]).await;
     assert!(!bad_status.ok && bad_status.stderr.contains("delivering"), "lists the statuses: {}", bad_status.stderr);
     let json_error = admin(&pool, &["--json", "order", "CD99999999"], &[]).await;
-    assert!(json_error.json()["error"].as_str().unwrap().contains("no order"));
+    assert_eq!(json_error.json()["error"]["code"], "not_found", "{}", json_error.stdout);
+    assert!(json_error.json()["error"]["message"].as_str().unwrap().contains("no order"));
+    let json_invalid = admin(&pool, &["--json", "items", "--status", "lost"], &[]).await;
+    assert_eq!(json_invalid.json()["error"]["code"], "invalid_input", "{}", json_invalid.stdout);
+    let json_refused = admin(&pool, &["--json", "retry", "999999"], &[]).await;
+    assert_eq!(json_refused.json()["error"]["code"], "not_found", "{}", json_refused.stdout);
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]

@@ -162,9 +162,17 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
                         j.restart(&vars_db, &drive_base)
                             .map(|_| "deliver job killed (SIGKILL) and restarted".to_string())
                     }
-                    "moto" => restart_moto(&stack_sqs, &queue_names, &source)
-                        .await
-                        .map(|_| "moto restarted; queues, dead-letter queues and course files put back".to_string()),
+                    "moto" => {
+                        // The job is held while moto is empty: S3 losing the seller's files is
+                        // moto's artefact, not an outage AWS has; the queues' loss is kept.
+                        let mut j = job.lock().await;
+                        j.kill().await;
+                        let restarted = restart_moto(&stack_sqs, &queue_names, &source).await;
+                        let started = j.restart(&vars_db, &drive_base);
+                        restarted.and(started).map(|_| {
+                            "moto restarted; queues and course files put back, their messages lost".to_string()
+                        })
+                    }
                     _ => restart_service("mariadb").await.map(|_| "MariaDB restarted".to_string()),
                 };
                 log.push(match outcome {
@@ -427,11 +435,17 @@ async fn send_like_sepay(http: &reqwest::Client, url: &str, key: &str, body: &st
     (calls, false)
 }
 
-/// A dead-letter queue for each stage queue, `maxReceiveCount` 5 as in the template.
+/// `maxReceiveCount` as infra/template.yaml deploys it.
+fn max_receive_count(queue: &str) -> u32 {
+    if queue == "deliver" { 20 } else { 10 }
+}
+
+/// A dead-letter queue for each stage queue, redriven as in the template.
 async fn attach_dead_letter_queues(stack: &stack::Stack) -> Result<Vec<String>> {
     let mut dlqs = Vec::new();
     for (queue, url) in &stack.queue_urls {
         let name = format!("{PREFIX}{}-dlq", queue.as_str());
+        let max_receives = max_receive_count(queue.as_str());
         let dlq = stack.sqs.create_queue().queue_name(&name).send().await?.queue_url.unwrap_or_default();
         let _ = stack.sqs.purge_queue().queue_url(&dlq).send().await;
         let arn = stack
@@ -450,7 +464,7 @@ async fn attach_dead_letter_queues(stack: &stack::Stack) -> Result<Vec<String>> 
             .queue_url(url)
             .attributes(
                 aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
-                json!({"deadLetterTargetArn": arn, "maxReceiveCount": 5}).to_string(),
+                json!({"deadLetterTargetArn": arn, "maxReceiveCount": max_receives}).to_string(),
             )
             .send()
             .await?;
@@ -497,6 +511,7 @@ async fn restart_moto(
     for name in names {
         let url = sqs.create_queue().queue_name(name).send().await?.queue_url.unwrap_or_default();
         let dlq = sqs.create_queue().queue_name(format!("{name}-dlq")).send().await?.queue_url.unwrap_or_default();
+        let max_receives = max_receive_count(name.trim_start_matches(PREFIX));
         let arn = sqs
             .get_queue_attributes()
             .queue_url(&dlq)
@@ -510,7 +525,7 @@ async fn restart_moto(
             .queue_url(&url)
             .attributes(
                 aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
-                json!({"deadLetterTargetArn": arn, "maxReceiveCount": 5}).to_string(),
+                json!({"deadLetterTargetArn": arn, "maxReceiveCount": max_receives}).to_string(),
             )
             .send()
             .await?;

@@ -269,6 +269,11 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         let folder_id = self.item_folder(item_id, &facts).await?;
 
         let objects = self.source.list(&at).await?;
+        // Never an empty folder for a paid course: a prefix that lists nothing (files moved, a
+        // bucket being restored) is retried, and fails the item with this reason if it stays so.
+        if objects.is_empty() {
+            return Err(SourceError::Read(format!("{} holds no files; nothing to deliver", facts.source)).into());
+        }
         let bytes_total: u64 = objects.iter().map(|o| o.size).sum();
         sqlx::query("UPDATE order_items SET files_total = ?, bytes_total = ? WHERE id = ?")
             .bind(objects.len() as u32)

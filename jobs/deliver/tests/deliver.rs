@@ -249,6 +249,27 @@ async fn a_missing_source_fails_the_item_clearly(pool: MySqlPool) {
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_source_that_lists_nothing_is_never_delivered_as_an_empty_folder(pool: MySqlPool) {
+    let h = harness(pool, &tree(), CHUNK_GRANULE).await;
+    sqlx::query("UPDATE courses SET source = CONCAT(SUBSTRING_INDEX(source, '/', 3), '/nothing-here/')")
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    let first = h.job.deliver_item(h.item).await.unwrap();
+    let Outcome::Retry(reason) = first else { panic!("expected a retry, got {first:?}") };
+    assert!(reason.contains("holds no files"), "{reason}");
+    let last = loop {
+        match h.job.deliver_item(h.item).await.unwrap() {
+            Outcome::Retry(_) => continue,
+            other => break other,
+        }
+    };
+    assert!(matches!(&last, Outcome::Failed(r) if r.contains("holds no files")), "{last:?}");
+    let (status, stage, ..) = h.item_row().await;
+    assert_eq!((status.as_str(), stage.as_deref()), ("failed", Some("deliver")));
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn the_daily_upload_cap_pauses_without_spending_attempts(pool: MySqlPool) {
     let h = harness(pool, &tree(), CHUNK_GRANULE).await;
     h.drive.emu.set_faults(Faults { daily_cap_exceeded: true, ..Faults::default() });
