@@ -147,6 +147,10 @@ pub async fn finalize_item<T: AccessToken>(
     }
 
     let mut tx = pool.begin().await?;
+    // The order's row first: two items of one order finalized at once would each see the other
+    // still open and neither complete the order (found by `make chaos`). Locked, they take
+    // turns, and the second sees the first's item completed.
+    sqlx::query("SELECT id FROM orders WHERE id = ? FOR UPDATE").bind(f.order_id).execute(&mut *tx).await?;
     let change =
         ItemChange::new(item_id, ItemStatus::Delivered, ItemStatus::Completed, ACTOR).because("shared and emailed");
     match items::transition_in(&mut tx, &change).await {
@@ -154,10 +158,13 @@ pub async fn finalize_item<T: AccessToken>(
         Err(StoreError::Conflict { actual, .. }) => return Ok(Outcome::AlreadyDone(ItemStatus::parse(&actual)?)),
         Err(e) => return Err(e),
     }
-    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM order_items WHERE order_id = ? AND status <> 'completed'")
-        .bind(f.order_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    // A locking read: the latest committed rows, not the transaction's snapshot.
+    let open: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM order_items WHERE order_id = ? AND status <> 'completed' LOCK IN SHARE MODE",
+    )
+    .bind(f.order_id)
+    .fetch_one(&mut *tx)
+    .await?;
     let order_completed = open == 0 && order_status == OrderStatus::Paid;
     if order_completed {
         orders::transition_in(&mut tx, f.order_id, OrderStatus::Paid, OrderStatus::Completed, ACTOR, None).await?;

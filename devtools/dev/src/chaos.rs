@@ -146,6 +146,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
         let stack_sqs = stack.sqs.clone();
         let queue_names: Vec<String> = Queue::ALL.iter().map(|q| format!("{PREFIX}{}", q.as_str())).collect();
         let source = source.clone();
+        let run_started = started;
         tokio::spawn(async move {
             let mut log = Vec::new();
             let plan =
@@ -176,7 +177,11 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
                     _ => restart_service("mariadb").await.map(|_| "MariaDB restarted".to_string()),
                 };
                 log.push(match outcome {
-                    Ok(s) => format!("{:>5.1}s  {s} ({} ms)", t.elapsed().as_secs_f64() + 0.0, t.elapsed().as_millis()),
+                    Ok(s) => format!(
+                        "at {:>5.1} s  {s} (took {} ms)",
+                        (t - run_started).as_secs_f64(),
+                        t.elapsed().as_millis()
+                    ),
                     Err(e) => format!("FAILED {what}: {e:#}"),
                 });
             }
