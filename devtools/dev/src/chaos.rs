@@ -445,37 +445,42 @@ fn max_receive_count(queue: &str) -> u32 {
     if queue == "deliver" { 20 } else { 10 }
 }
 
-/// A dead-letter queue for each stage queue, redriven as in the template.
+/// A dead-letter queue for each stage queue, redriven as in the template; their URLs.
 async fn attach_dead_letter_queues(stack: &stack::Stack) -> Result<Vec<String>> {
     let mut dlqs = Vec::new();
-    for (queue, url) in &stack.queue_urls {
-        let name = format!("{PREFIX}{}-dlq", queue.as_str());
-        let max_receives = max_receive_count(queue.as_str());
-        let dlq = stack.sqs.create_queue().queue_name(&name).send().await?.queue_url.unwrap_or_default();
+    for (queue, _) in &stack.queue_urls {
+        let dlq = redriven_queue(&stack.sqs, &format!("{PREFIX}{}", queue.as_str())).await?;
         let _ = stack.sqs.purge_queue().queue_url(&dlq).send().await;
-        let arn = stack
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&dlq)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await?
-            .attributes()
-            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
-            .ok_or_else(|| anyhow!("{name} has no ARN"))?;
-        stack
-            .sqs
-            .set_queue_attributes()
-            .queue_url(url)
-            .attributes(
-                aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
-                json!({"deadLetterTargetArn": arn, "maxReceiveCount": max_receives}).to_string(),
-            )
-            .send()
-            .await?;
         dlqs.push(dlq);
     }
     Ok(dlqs)
+}
+
+/// Creates the queue `name` (if missing) with its dead-letter queue `name-dlq`, redriven after
+/// [`max_receive_count`] receives; answers the dead-letter queue's URL.
+async fn redriven_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let url = sqs.create_queue().queue_name(name).send().await?.queue_url.unwrap_or_default();
+    let dlq = sqs.create_queue().queue_name(format!("{name}-dlq")).send().await?.queue_url.unwrap_or_default();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .ok_or_else(|| anyhow!("{name}-dlq has no ARN"))?;
+    let max_receives = max_receive_count(name.trim_start_matches(PREFIX));
+    sqs.set_queue_attributes()
+        .queue_url(&url)
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": arn, "maxReceiveCount": max_receives}).to_string(),
+        )
+        .send()
+        .await?;
+    Ok(dlq)
 }
 
 async fn put_course_files(source: &coursedrop::source::S3Source) -> Result<()> {
@@ -514,26 +519,7 @@ async fn restart_moto(
 ) -> Result<()> {
     restart_service("moto").await?;
     for name in names {
-        let url = sqs.create_queue().queue_name(name).send().await?.queue_url.unwrap_or_default();
-        let dlq = sqs.create_queue().queue_name(format!("{name}-dlq")).send().await?.queue_url.unwrap_or_default();
-        let max_receives = max_receive_count(name.trim_start_matches(PREFIX));
-        let arn = sqs
-            .get_queue_attributes()
-            .queue_url(&dlq)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await?
-            .attributes()
-            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
-            .unwrap_or_default();
-        sqs.set_queue_attributes()
-            .queue_url(&url)
-            .attributes(
-                aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
-                json!({"deadLetterTargetArn": arn, "maxReceiveCount": max_receives}).to_string(),
-            )
-            .send()
-            .await?;
+        redriven_queue(sqs, name).await?;
     }
     put_course_files(source).await
 }
