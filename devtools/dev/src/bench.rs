@@ -250,6 +250,26 @@ fn markdown(report: &Value) -> String {
             d["1_gib"]["s3_read_alone_mb_s"], d["1_gib"]["drive_write_alone_mb_s"], d["1_gib"]["ratio_to_slower_alone"]
         ));
     }
+    let g = &report["delivery"]["1_gib"];
+    if g["cpu"].is_object() {
+        out.push_str("\n| 1 GiB run | wall s | job CPU s | emulator + bench CPU s | moto CPU s | cores busy |\n|---|---:|---:|---:|---:|---:|\n");
+        for (label, c) in [
+            ("delivery", &g["cpu"]),
+            ("S3 read alone", &g["s3_read_alone_cpu"]),
+            ("Drive write alone", &g["drive_write_alone_cpu"]),
+        ] {
+            let f = |k: &str| c[k].as_f64().unwrap_or(0.0);
+            let busy = (f("job_cpu_s") + f("emulator_and_bench_cpu_s") + f("moto_cpu_s")) / f("wall_s").max(0.001);
+            out.push_str(&format!(
+                "| {label} | {} | {} | {} | {} | {:.2} |\n",
+                c["wall_s"],
+                c["job_cpu_s"].as_f64().map_or("—".into(), |v| v.to_string()),
+                c["emulator_and_bench_cpu_s"],
+                c["moto_cpu_s"],
+                busy
+            ));
+        }
+    }
     let st = &report["startup"];
     if st.is_object() {
         out.push_str(

@@ -24,6 +24,34 @@ const BUCKET: &str = "coursedrop-bench";
 const FILE: usize = 128 * 1024 * 1024;
 const FILES_IN_FLIGHT: usize = 4;
 
+/// CPU seconds (user + system) a process has used, from /proc (Linux's clock tick is 100 Hz).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The moto server's pid (started by devtools/services), if it is ours.
+fn moto_pid() -> Option<String> {
+    std::fs::read_to_string(".local/run/moto.pid").ok().map(|p| p.trim().to_string())
+}
+
+/// CPU seconds used during `f` by this process (the Drive emulator and the bench's own
+/// client) and by moto; with the wall time, whether the two cores were the bound.
+async fn with_cpu<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<(T, Value)> {
+    let moto = moto_pid();
+    let (self0, moto0) = (cpu_seconds("self"), moto.as_deref().map(cpu_seconds));
+    let started = Instant::now();
+    let out = f.await?;
+    let wall = started.elapsed().as_secs_f64();
+    let round = |v: f64| (v * 10.0).round() / 10.0;
+    let this = cpu_seconds("self") - self0;
+    let moto = moto.as_deref().map(cpu_seconds).zip(moto0).map(|(a, b)| a - b);
+    Ok((out, json!({"wall_s": round(wall), "emulator_and_bench_cpu_s": round(this), "moto_cpu_s": moto.map(round)})))
+}
+
 fn mb_per_s(bytes: u64, secs: f64) -> f64 {
     (bytes as f64 / 1e6 / secs * 10.0).round() / 10.0
 }
@@ -134,7 +162,7 @@ async fn write_alone(drive_base: &str, files: usize) -> Result<(u64, f64)> {
 }
 
 /// Delivery by a child process (`deliver-one`), so its memory is measured alone.
-async fn deliver_in_child(database_url: &str, drive_base: &str, item: u64) -> Result<(f64, u64)> {
+async fn deliver_in_child(database_url: &str, drive_base: &str, item: u64) -> Result<(f64, u64, f64)> {
     let started = Instant::now();
     let out = tokio::process::Command::new(std::env::current_exe()?)
         .arg("deliver-one")
@@ -150,7 +178,7 @@ async fn deliver_in_child(database_url: &str, drive_base: &str, item: u64) -> Re
         bail!("deliver-one failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let report: Value = serde_json::from_slice(&out.stdout).context("deliver-one's report")?;
-    Ok((secs, report["peak_rss_kib"].as_u64().unwrap_or(0)))
+    Ok((secs, report["peak_rss_kib"].as_u64().unwrap_or(0), report["cpu_s"].as_f64().unwrap_or(0.0)))
 }
 
 /// The child: deliver one item at default settings, print `{"outcome", "peak_rss_kib"}`.
@@ -171,7 +199,7 @@ pub async fn deliver_one<F: Fn(&str) -> Option<String>>(vars: &Vars<F>, item: u6
         .find(|l| l.starts_with("VmHWM:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse::<u64>().ok());
-    println!("{}", json!({"outcome": format!("{outcome:?}"), "peak_rss_kib": peak}));
+    println!("{}", json!({"outcome": format!("{outcome:?}"), "peak_rss_kib": peak, "cpu_s": cpu_seconds("self")}));
     if outcome != deliver::Outcome::Delivered {
         bail!("not delivered: {outcome:?}");
     }
@@ -196,12 +224,15 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Value>
         let at = seed_course(&source, gib).await?;
         let bytes = (gib * 8 * FILE) as u64;
         let item = enrolled_item(&pool, &at, gib).await?;
-        let (secs, rss) = deliver_in_child(&db_url, &drive_base, item).await?;
+        let ((secs, rss, job_cpu), mut cpu) = with_cpu(deliver_in_child(&db_url, &drive_base, item)).await?;
+        cpu["job_cpu_s"] = json!((job_cpu * 10.0).round() / 10.0);
         let key = format!("{gib}_gib");
-        report[&key] = json!({"deliver_mb_s": mb_per_s(bytes, secs), "seconds": (secs * 10.0).round() / 10.0, "peak_rss_mib": rss / 1024});
+        report[&key] = json!({"deliver_mb_s": mb_per_s(bytes, secs), "seconds": (secs * 10.0).round() / 10.0, "peak_rss_mib": rss / 1024, "cpu": cpu});
         if gib == 1 {
-            let (read, read_secs) = read_alone(&source, &at).await?;
-            let (written, write_secs) = write_alone(&drive_base, gib * 8).await?;
+            let ((read, read_secs), read_cpu) = with_cpu(read_alone(&source, &at)).await?;
+            let ((written, write_secs), write_cpu) = with_cpu(write_alone(&drive_base, gib * 8)).await?;
+            report[&key]["s3_read_alone_cpu"] = read_cpu;
+            report[&key]["drive_write_alone_cpu"] = write_cpu;
             let (r, w) = (mb_per_s(read, read_secs), mb_per_s(written, write_secs));
             report[&key]["s3_read_alone_mb_s"] = json!(r);
             report[&key]["drive_write_alone_mb_s"] = json!(w);
