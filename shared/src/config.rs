@@ -36,6 +36,16 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         self.get(var).unwrap_or_else(|| default.to_string())
     }
 
+    /// A duration such as `30m` (see [`parse_duration`]), or `None` when unset.
+    pub fn duration(&self, var: &'static str) -> Result<Option<chrono::Duration>, ConfigError> {
+        self.get(var).map(|v| parse_duration(&v).map_err(|reason| ConfigError::Invalid { var, reason })).transpose()
+    }
+
+    /// [`Vars::duration`] with a default written the same way (`"60s"`).
+    pub fn duration_or(&self, var: &'static str, default: &str) -> Result<chrono::Duration, ConfigError> {
+        parse_duration(&self.string_or(var, default)).map_err(|reason| ConfigError::Invalid { var, reason })
+    }
+
     pub fn parse_or<T: FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
     where
         T::Err: std::fmt::Display,
@@ -147,6 +157,16 @@ mod tests {
     }
 
     #[test]
+    fn durations_are_read_unset_set_or_refused_by_name() {
+        let v = vars(&[("DEADLINE_ENROLLED", "45s"), ("DEADLINE_DELIVERED", "soon")]);
+        assert_eq!(v.duration("DEADLINE_ENROLLING").unwrap(), None);
+        assert_eq!(v.duration("DEADLINE_ENROLLED").unwrap(), Some(chrono::Duration::seconds(45)));
+        let err = v.duration("DEADLINE_DELIVERED").unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { var: "DEADLINE_DELIVERED", .. }), "{err}");
+        assert_eq!(v.duration_or("SWEEP_INTERVAL", "10s").unwrap(), chrono::Duration::seconds(10));
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         let err = code_pattern(&vars(&[("ORDER_CODE_LENGTH", "eight")])).unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { var: "ORDER_CODE_LENGTH", .. }), "{err}");
@@ -207,8 +227,7 @@ pub fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
 
 /// How long an unpaid order waits for its transfer: `ORDER_TTL`, default 30 minutes.
 pub fn order_ttl<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<chrono::Duration, ConfigError> {
-    parse_duration(&vars.string_or("ORDER_TTL", "30m"))
-        .map_err(|reason| ConfigError::Invalid { var: "ORDER_TTL", reason })
+    vars.duration_or("ORDER_TTL", "30m")
 }
 
 /// The webhook's authentication: `SEPAY_AUTH` = `apikey` (default, with `SEPAY_API_KEY`)

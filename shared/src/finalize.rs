@@ -95,7 +95,7 @@ pub async fn finalize_item<T: AccessToken>(
     .fetch_optional(pool)
     .await?;
     let Some(f) = facts else { return Ok(Outcome::UnknownItem) };
-    tracing::Span::current().record("order_code", f.code.as_str());
+    crate::telemetry::record_order_code(&f.code);
     let status = ItemStatus::parse(&f.status)?;
     if status != ItemStatus::Delivered {
         return Ok(Outcome::AlreadyDone(status));

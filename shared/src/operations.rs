@@ -217,12 +217,7 @@ impl Deadlines {
     ) -> Result<Self, crate::config::ConfigError> {
         let d = Deadlines::default();
         let read = |var: &'static str, default: Duration| -> Result<Duration, crate::config::ConfigError> {
-            match vars.get(var) {
-                None => Ok(default),
-                Some(v) => crate::config::parse_duration(&v)
-                    .map(|d| Duration::from_secs(d.num_seconds() as u64))
-                    .map_err(|reason| crate::config::ConfigError::Invalid { var, reason }),
-            }
+            Ok(vars.duration(var)?.map_or(default, |v| Duration::from_secs(v.num_seconds() as u64)))
         };
         Ok(Deadlines {
             enrolling: read("DEADLINE_ENROLLING", d.enrolling)?,
@@ -258,12 +253,8 @@ pub struct StuckItem {
 
 /// Items in a working state longer than its deadline, longest first.
 pub async fn stuck_items(pool: &MySqlPool, deadlines: &Deadlines) -> Result<Vec<StuckItem>, StoreError> {
-    let limits = [
-        (ItemStatus::Enrolling, deadlines.enrolling),
-        (ItemStatus::Enrolled, deadlines.enrolled),
-        (ItemStatus::Delivering, deadlines.delivering_without_progress),
-        (ItemStatus::Delivered, deadlines.delivered),
-    ];
+    let limits: Vec<(ItemStatus, Duration)> =
+        ItemStatus::ALL.iter().filter_map(|s| deadlines.of(*s).map(|d| (*s, d))).collect();
     let condition =
         limits.iter().map(|_| "(i.status = ? AND i.updated_at < NOW(3) - INTERVAL ? SECOND)").collect::<Vec<_>>();
     let sql = sqlx::AssertSqlSafe(format!(

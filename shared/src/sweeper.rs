@@ -117,12 +117,8 @@ pub async fn sweep_with<P: Publisher>(
     Ok(report)
 }
 
-/// The queue whose message moves an item on from `status`.
+/// The queue whose message moves an item on from `status`: the one its status started, and
+/// for `delivering` (a claim of `enrolled`'s work) the deliver queue.
 fn requeue_queue(status: ItemStatus) -> Option<Queue> {
-    match status {
-        ItemStatus::Enrolling => Some(Queue::Enroll),
-        ItemStatus::Enrolled | ItemStatus::Delivering => Some(Queue::Deliver),
-        ItemStatus::Delivered => Some(Queue::Finalize),
-        _ => None,
-    }
+    status.starts_queue().or((status == ItemStatus::Delivering).then_some(Queue::Deliver))
 }

@@ -8,6 +8,17 @@ pub fn init() {
     init_with(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
 }
 
+/// The span every stage's work on one item runs in: its id now, its order code once the stage
+/// has read it ([`record_order_code`]).
+pub fn item_span(item_id: u64) -> tracing::Span {
+    tracing::info_span!("item", item_id, order_code = tracing::field::Empty)
+}
+
+/// Fills the current [`item_span`]'s order code.
+pub fn record_order_code(code: &str) {
+    tracing::Span::current().record("order_code", code);
+}
+
 /// True when log lines are JSON: on Lambda, or with `LOG_FORMAT=json`.
 pub fn json_logs() -> bool {
     std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() || std::env::var("LOG_FORMAT").as_deref() == Ok("json")

@@ -348,7 +348,7 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
             (json!(items), text)
         }
         Command::Stuck => {
-            let stuck = operations::stuck_items(&ctx.pool, &Deadlines::default()).await?;
+            let stuck = operations::stuck_items(&ctx.pool, &Deadlines::from_vars(&ctx.vars)?).await?;
             let mut t = Table::new(&["ITEM", "ORDER", "COURSE", "STATUS", "FOR", "ATTEMPTS", "LAST ERROR"]);
             for s in &stuck {
                 t.row(vec![

@@ -56,7 +56,8 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Value>
             let start = Instant::now();
             let mut child = tokio::process::Command::new(&binary)
                 .env_clear()
-                .envs(passthrough(vars))
+                // Only what a Lambda would have (AWS, as moto); the rest comes from the secret.
+                .envs(crate::stack::local_aws_env(vars))
                 .env("AWS_LAMBDA_RUNTIME_API", &api_addr)
                 .env("AWS_LAMBDA_FUNCTION_NAME", name)
                 .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
@@ -101,13 +102,4 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Value>
     }
     let _ = sm.delete_secret().secret_id(secret_id).force_delete_without_recovery(true).send().await;
     Ok(report)
-}
-
-/// Only what a Lambda would have: the AWS endpoint and credentials (moto), the region, and
-/// the local queue prefix; everything else comes from the secret.
-fn passthrough<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Vec<(String, String)> {
-    ["AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "QUEUE_NAME_PREFIX", "PATH"]
-        .iter()
-        .filter_map(|k| vars.get(k).map(|v| (k.to_string(), v)))
-        .collect()
 }

@@ -111,7 +111,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
         delivering_without_progress: Duration::from_secs(30),
         delivered: Duration::from_secs(20),
     };
-    stack::spawn_sweeper_with(pool.clone(), stack.publisher.clone(), Duration::from_secs(3), deadlines);
+    stack::spawn_sweeper(pool.clone(), stack.publisher.clone(), Duration::from_secs(3), deadlines);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(axum::serve(listener, stack.router.clone()).into_future());
@@ -126,10 +126,8 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
     let mut orders = Vec::new();
     for i in 0..n_orders {
         let k = rand::random_range(1..=3usize);
-        let mut slugs: Vec<&str> = COURSES.iter().map(|c| c.0).collect();
-        slugs.truncate(3);
-        let start = rand::random_range(0..3usize);
-        let chosen: Vec<&str> = (0..k).map(|j| slugs[(start + j) % 3]).collect();
+        let start = rand::random_range(0..COURSES.len());
+        let chosen: Vec<&str> = (0..k).map(|j| COURSES[(start + j) % COURSES.len()].0).collect();
         let email = format!("chaos-{run_id}-{i}@example.com");
         let body = json!({"email": email, "courses": chosen});
         let order: Value =
@@ -142,7 +140,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
     // The outages, on their own schedule while payments and deliveries run.
     let kills = Arc::new(AtomicUsize::new(0));
     let chaos = {
-        let (job, kills, vars_db, drive_base) = (job.clone(), kills.clone(), chaos_db_url.clone(), drive_base.clone());
+        let (job, kills) = (job.clone(), kills.clone());
         let stack_sqs = stack.sqs.clone();
         let queue_names: Vec<String> = Queue::ALL.iter().map(|q| format!("{PREFIX}{}", q.as_str())).collect();
         let source = source.clone();
@@ -160,8 +158,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
                         j.kill().await;
                         kills.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(500)).await;
-                        j.restart(&vars_db, &drive_base)
-                            .map(|_| "deliver job killed (SIGKILL) and restarted".to_string())
+                        j.restart().map(|_| "deliver job killed (SIGKILL) and restarted".to_string())
                     }
                     "moto" => {
                         // The job is held while moto is empty: S3 losing the seller's files is
@@ -169,7 +166,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
                         let mut j = job.lock().await;
                         j.kill().await;
                         let restarted = restart_moto(&stack_sqs, &queue_names, &source).await;
-                        let started = j.restart(&vars_db, &drive_base);
+                        let started = j.restart();
                         restarted.and(started).map(|_| {
                             "moto restarted; queues and course files put back, their messages lost".to_string()
                         })
@@ -532,17 +529,9 @@ struct DeliverJob {
 
 impl DeliverJob {
     fn start<F: Fn(&str) -> Option<String>>(vars: &Vars<F>, db_url: &str, drive_base: &str) -> Result<Self> {
-        let mut env: Vec<(String, String)> = [
-            "AWS_ENDPOINT_URL",
-            "AWS_REGION",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "S3_FORCE_PATH_STYLE",
-            "PATH",
-        ]
-        .iter()
-        .filter_map(|k| vars.get(k).map(|v| (k.to_string(), v)))
-        .collect();
+        let mut env = stack::local_aws_env(vars);
+        env.push(("DATABASE_URL".into(), db_url.into()));
+        env.push(("DRIVE_API_ROOT".into(), drive_base.into()));
         for (k, v) in [
             ("QUEUE_NAME_PREFIX", PREFIX),
             ("DRIVE_ACCESS_TOKEN", "emulator-token"),
@@ -557,17 +546,16 @@ impl DeliverJob {
             env.push((k.into(), v.into()));
         }
         let mut job = DeliverJob { child: None, env };
-        job.restart(db_url, drive_base)?;
+        job.restart()?;
         Ok(job)
     }
 
-    fn restart(&mut self, db_url: &str, drive_base: &str) -> Result<()> {
+    /// Starts the job again with the same environment.
+    fn restart(&mut self) -> Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(".local/log/chaos-deliver.log")?;
         let child = tokio::process::Command::new("target/release/deliver")
             .env_clear()
             .envs(self.env.iter().cloned())
-            .env("DATABASE_URL", db_url)
-            .env("DRIVE_API_ROOT", drive_base)
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true)

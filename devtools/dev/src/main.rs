@@ -61,7 +61,7 @@ async fn serve<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     stack::migrate(&pool).await?;
     stack::seed(&pool).await?;
     let stack = stack::build(pool.clone(), vars).await?;
-    let every = config::parse_duration(&vars.string_or("SWEEP_INTERVAL", "10s")).map_err(anyhow::Error::msg)?;
+    let every = vars.duration_or("SWEEP_INTERVAL", "10s")?;
     stack::spawn_enroll(&stack, pool.clone(), vars)?;
     let source = coursedrop::source::S3Source::from_vars(vars).await;
     let seeded = stack::seed_files(&source).await?;
@@ -69,7 +69,8 @@ async fn serve<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     let (_drive, drive_base) = stack::spawn_drive(std::path::Path::new(".local/drive"), drive_port).await?;
     stack::spawn_deliver(&stack, pool.clone(), vars, &drive_base).await?;
     stack::spawn_finalize(&stack, pool.clone(), vars, &drive_base).await?;
-    stack::spawn_sweeper(pool, stack.publisher.clone(), Duration::from_secs(every.num_seconds() as u64));
+    let deadlines = coursedrop::operations::Deadlines::from_vars(vars)?;
+    stack::spawn_sweeper(pool, stack.publisher.clone(), Duration::from_secs(every.num_seconds() as u64), deadlines);
     let port: u16 = vars.parse_or("PORT", 3000)?;
     let listener =
         tokio::net::TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("binding port {port}"))?;

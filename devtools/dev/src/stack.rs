@@ -233,13 +233,19 @@ where
     ));
 }
 
-/// The sweeper's schedule, locally.
-pub fn spawn_sweeper(pool: MySqlPool, publisher: Arc<SqsPublisher>, every: Duration) {
-    spawn_sweeper_with(pool, publisher, every, coursedrop::operations::Deadlines::default());
+/// What a child process started with a clean environment needs to reach the local AWS
+/// emulator as its parent does (endpoint, region, dummy credentials, path-style S3) and to
+/// find programs (PATH). Everything else the child is given explicitly.
+pub fn local_aws_env<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Vec<(String, String)> {
+    ["AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_FORCE_PATH_STYLE", "PATH"]
+        .iter()
+        .filter_map(|k| vars.get(k).map(|v| (k.to_string(), v)))
+        .collect()
 }
 
-/// The sweeper's schedule with given stage deadlines (`make chaos` uses seconds, not minutes).
-pub fn spawn_sweeper_with(
+/// The sweeper's schedule, locally, with the stage deadlines it is given (`make dev` reads
+/// `DEADLINE_*` as production does; `make chaos` uses seconds, not minutes).
+pub fn spawn_sweeper(
     pool: MySqlPool,
     publisher: Arc<SqsPublisher>,
     every: Duration,

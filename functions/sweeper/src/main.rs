@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use coursedrop::config::{self, AppVars};
+use coursedrop::config::AppVars;
 use coursedrop::sweeper::{self, SweepReport};
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -34,8 +34,7 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!(e));
     }
 
-    let interval = config::parse_duration(&vars.string_or("SWEEP_INTERVAL", "60s"))
-        .map_err(|reason| anyhow::anyhow!("SWEEP_INTERVAL: {reason}"))?;
+    let interval = vars.duration_or("SWEEP_INTERVAL", "60s")?;
     let mut tick = tokio::time::interval(Duration::from_secs(interval.num_seconds() as u64));
     let shutdown = coursedrop::http::shutdown_signal();
     tokio::pin!(shutdown);

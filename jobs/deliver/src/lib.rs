@@ -264,7 +264,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         .bind(item_id)
         .fetch_one(&self.pool)
         .await?;
-        tracing::Span::current().record("order_code", facts.order_code.as_str());
+        coursedrop::telemetry::record_order_code(&facts.order_code);
         let at = S3Location::parse(&facts.source)?;
         let folder_id = self.item_folder(item_id, &facts).await?;
 
@@ -733,10 +733,9 @@ pub async fn consume<T: AccessToken, P: Publisher>(
                 continue;
             };
             // Every log line of the item's work carries its id, and its order code once known.
-            let span = tracing::info_span!("item", item_id = message.item_id, order_code = tracing::field::Empty);
             let handle = in_flight.spawn(
                 work_message(job.clone(), sqs.clone(), url.clone(), settings.clone(), message.item_id, receipt.clone())
-                    .instrument(span),
+                    .instrument(coursedrop::telemetry::item_span(message.item_id)),
             );
             working.insert(handle.id(), (message.item_id, receipt));
         }

@@ -26,10 +26,7 @@ where
         async move {
             let retry = match parsed {
                 // The item's logs carry its id, and its order code once the stage has read it.
-                Ok(m) => {
-                    let span = tracing::info_span!("item", item_id = m.item_id, order_code = tracing::field::Empty);
-                    work(m.item_id).instrument(span).await
-                }
+                Ok(m) => work(m.item_id).instrument(crate::telemetry::item_span(m.item_id)).await,
                 Err(_) => false,
             };
             (retry, message_id)

@@ -11,7 +11,7 @@ use std::time::Duration;
 use sqlx::{FromRow, MySqlPool};
 use thiserror::Error;
 
-use crate::config::{ConfigError, Vars, parse_duration};
+use crate::config::{ConfigError, Vars};
 use crate::domain::{ItemStatus, Stage};
 use crate::store::StoreError;
 use crate::store::items::{self, ItemChange};
@@ -126,8 +126,7 @@ pub struct EnrollSettings {
 
 impl EnrollSettings {
     pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
-        let lease = parse_duration(&vars.string_or("ENROLL_LEASE", "60s"))
-            .map_err(|reason| ConfigError::Invalid { var: "ENROLL_LEASE", reason })?;
+        let lease = vars.duration_or("ENROLL_LEASE", "60s")?;
         let max_attempts = vars.parse_or("ENROLL_MAX_ATTEMPTS", 5u32)?;
         if max_attempts == 0 {
             return Err(ConfigError::Invalid { var: "ENROLL_MAX_ATTEMPTS", reason: "must be at least 1".into() });
@@ -185,7 +184,7 @@ async fn enrollee(pool: &MySqlPool, item_id: u64) -> Result<Enrollee, StoreError
     .fetch_optional(pool)
     .await?
     .ok_or(StoreError::NotFound { kind: "item", id: item_id.to_string() })?;
-    tracing::Span::current().record("order_code", enrollee.order_code.as_str());
+    crate::telemetry::record_order_code(&enrollee.order_code);
     Ok(enrollee)
 }
 
