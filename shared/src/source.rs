@@ -116,14 +116,13 @@ impl S3Source {
         let location = aws_sdk_s3::types::CreateBucketConfiguration::builder()
             .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(region))
             .build();
-        self.client
-            .create_bucket()
-            .bucket(bucket)
-            .create_bucket_configuration(location)
-            .send()
-            .await
-            .map_err(read_error)?;
-        Ok(())
+        match self.client.create_bucket().bucket(bucket).create_bucket_configuration(location).send().await {
+            Ok(_) => Ok(()),
+            // Made by someone else between our check and our create (two local runs starting
+            // at once): it exists, which is all this asks.
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_bucket_already_owned_by_you()) => Ok(()),
+            Err(e) => Err(read_error(e)),
+        }
     }
 
     /// Every object under the prefix, page by page, in key order. Folder markers (keys ending

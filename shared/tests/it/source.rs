@@ -101,3 +101,13 @@ async fn s3_clients_set_no_limit_on_a_whole_transfer() {
     assert_eq!(timeouts.operation_attempt_timeout(), None);
     assert_eq!(timeouts.connect_timeout(), Some(std::time::Duration::from_secs(5)));
 }
+
+#[tokio::test]
+async fn ensuring_a_bucket_from_many_places_at_once_succeeds_for_all() {
+    let source = testing::s3_source().await;
+    let bucket = format!("coursedrop-race-{}", rand::random::<u32>());
+    let results = futures_util::future::join_all((0..8).map(|_| source.ensure_bucket(&bucket, "ap-southeast-1"))).await;
+    for r in results {
+        r.unwrap();
+    }
+}
