@@ -251,6 +251,14 @@ fn markdown(report: &Value) -> String {
         ));
     }
     let g = &report["delivery"]["1_gib"];
+    let sh = &g["shaped_links"];
+    if sh.is_object() {
+        out.push_str(&format!(
+            "\nWith shaped links (S3 {} MB/s, Drive {} MB/s per connection): delivery {} MB/s, S3 read alone {} MB/s, Drive upload alone {} MB/s; delivery reaches {} × the slower.\n",
+            sh["s3_link_mb_s_per_connection"], sh["drive_link_mb_s_per_connection"], sh["deliver_mb_s"],
+            sh["s3_read_alone_mb_s"], sh["drive_write_alone_mb_s"], sh["ratio_to_slower_alone"]
+        ));
+    }
     if g["cpu"].is_object() {
         out.push_str("\n| 1 GiB run | wall s | job CPU s | emulator + bench CPU s | moto CPU s | cores busy |\n|---|---:|---:|---:|---:|---:|\n");
         for (label, c) in [

@@ -2,6 +2,14 @@
 //! child process at default settings, against (a) reading the same objects from S3 and
 //! discarding them and (b) uploading the same bytes from memory to the emulator, in the same
 //! run. The child reports its own peak RSS (VmHWM), for a 1 GiB and a 4 GiB course.
+//!
+//! Two scenarios for the 1 GiB course. Direct: every process on the machine's cores, so the
+//! figures say how much CPU the work costs here. Shaped links: S3 and Drive each behind a
+//! link that caps every connection's rate (`link`), as the network does in production, so
+//! the figures say whether the pipeline overlaps reading with sending.
+//!
+//! `BENCH_JOB_EXE` delivers with another build's `coursedrop-dev deliver-one` (the bench
+//! itself is the default), to compare two builds in one run.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -161,18 +169,30 @@ async fn write_alone(drive_base: &str, files: usize) -> Result<(u64, f64)> {
     Ok(((files * FILE) as u64, started.elapsed().as_secs_f64()))
 }
 
+/// Where the delivering child runs and what it talks to.
+struct Child<'a> {
+    exe: &'a std::path::Path,
+    database_url: &'a str,
+    drive_base: &'a str,
+    /// Local S3 (and SQS) at another address than `AWS_ENDPOINT_URL`: a shaped link.
+    aws_endpoint: Option<&'a str>,
+}
+
 /// Delivery by a child process (`deliver-one`), so its memory is measured alone.
-async fn deliver_in_child(database_url: &str, drive_base: &str, item: u64) -> Result<(f64, u64, f64)> {
+async fn deliver_in_child(child: &Child<'_>, item: u64) -> Result<(f64, u64, f64)> {
     let started = Instant::now();
-    let out = tokio::process::Command::new(std::env::current_exe()?)
+    let mut command = tokio::process::Command::new(child.exe);
+    command
         .arg("deliver-one")
         .arg(item.to_string())
-        .env("DATABASE_URL", database_url)
-        .env("DRIVE_API_ROOT", drive_base)
+        .env("DATABASE_URL", child.database_url)
+        .env("DRIVE_API_ROOT", child.drive_base)
         .env("DRIVE_ACCESS_TOKEN", "emulator-token")
-        .env("QUEUE_NAME_PREFIX", "coursedrop-bench-")
-        .output()
-        .await?;
+        .env("QUEUE_NAME_PREFIX", "coursedrop-bench-");
+    if let Some(endpoint) = child.aws_endpoint {
+        command.env("AWS_ENDPOINT_URL", endpoint);
+    }
+    let out = command.output().await?;
     let secs = started.elapsed().as_secs_f64();
     if !out.status.success() {
         bail!("deliver-one failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -206,6 +226,44 @@ pub async fn deliver_one<F: Fn(&str) -> Option<String>>(vars: &Vars<F>, item: u6
     Ok(())
 }
 
+/// The 1 GiB course again, with S3 and Drive behind shaped links: delivery against reading
+/// alone and writing alone through the same links.
+async fn shaped_links<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+    child: &Child<'_>,
+    pool: &MySqlPool,
+    source: &S3Source,
+    at: &S3Location,
+) -> Result<Value> {
+    // Assumed, not measured: one S3 GET and one Drive upload session each get tens of MB/s
+    // over the internet, Drive's the slower. Both are settings.
+    let s3_mb_s: f64 = vars.parse_or("BENCH_S3_LINK_MB_S", 50.0)?;
+    let drive_mb_s: f64 = vars.parse_or("BENCH_DRIVE_LINK_MB_S", 25.0)?;
+    let s3_link =
+        crate::link::spawn(&vars.string_or("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"), s3_mb_s * 1e6).await?;
+    let drive_link = crate::link::spawn(child.drive_base, drive_mb_s * 1e6).await?;
+    println!("bench: shaped links: S3 {s3_mb_s} MB/s and Drive {drive_mb_s} MB/s per connection");
+
+    let item = enrolled_item(pool, at, 1).await?;
+    let linked = Child { drive_base: &drive_link, aws_endpoint: Some(&s3_link), ..*child };
+    let (secs, rss, job_cpu) = deliver_in_child(&linked, item).await?;
+    let bytes = (8 * FILE) as u64;
+    let linked_s3 = aws_sdk_s3::Client::from_conf(source.client().config().to_builder().endpoint_url(&s3_link).build());
+    let (read, read_secs) = read_alone(&S3Source::new(linked_s3), at).await?;
+    let (written, write_secs) = write_alone(&drive_link, 8).await?;
+    let (d, r, w) = (mb_per_s(bytes, secs), mb_per_s(read, read_secs), mb_per_s(written, write_secs));
+    Ok(json!({
+        "s3_link_mb_s_per_connection": s3_mb_s,
+        "drive_link_mb_s_per_connection": drive_mb_s,
+        "deliver_mb_s": d,
+        "peak_rss_mib": rss / 1024,
+        "job_cpu_s": (job_cpu * 10.0).round() / 10.0,
+        "s3_read_alone_mb_s": r,
+        "drive_write_alone_mb_s": w,
+        "ratio_to_slower_alone": ((d / r.min(w)) * 100.0).round() / 100.0,
+    }))
+}
+
 pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Value> {
     let (pool, db) = stack::fresh_database(&config::database_url(vars), "benchdeliver", 8).await?;
     let bench_vars =
@@ -218,13 +276,22 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Value>
     let _ = std::fs::remove_dir_all(&dir);
     let (_emu, drive_base) = stack::spawn_drive(&dir, 0).await?;
 
+    let exe = match vars.get("BENCH_JOB_EXE") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => std::env::current_exe()?,
+    };
+    let child = Child { exe: &exe, database_url: &db_url, drive_base: &drive_base, aws_endpoint: None };
+
     let mut report = json!({"file_mib": FILE >> 20, "files_in_flight": FILES_IN_FLIGHT, "chunk_mib": 16});
+    if let Some(other) = vars.get("BENCH_JOB_EXE") {
+        report["job_exe"] = json!(other);
+    }
     for gib in [1usize, 4] {
         println!("bench: seeding a {gib} GiB course in local S3 (kept for the next run)");
         let at = seed_course(&source, gib).await?;
         let bytes = (gib * 8 * FILE) as u64;
         let item = enrolled_item(&pool, &at, gib).await?;
-        let ((secs, rss, job_cpu), mut cpu) = with_cpu(deliver_in_child(&db_url, &drive_base, item)).await?;
+        let ((secs, rss, job_cpu), mut cpu) = with_cpu(deliver_in_child(&child, item)).await?;
         cpu["job_cpu_s"] = json!((job_cpu * 10.0).round() / 10.0);
         let key = format!("{gib}_gib");
         report[&key] = json!({"deliver_mb_s": mb_per_s(bytes, secs), "seconds": (secs * 10.0).round() / 10.0, "peak_rss_mib": rss / 1024, "cpu": cpu});
@@ -237,6 +304,9 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Value>
             report[&key]["s3_read_alone_mb_s"] = json!(r);
             report[&key]["drive_write_alone_mb_s"] = json!(w);
             report[&key]["ratio_to_slower_alone"] = json!(((mb_per_s(bytes, secs) / r.min(w)) * 100.0).round() / 100.0);
+            let _ = std::fs::remove_dir_all(dir.join("blobs"));
+            std::fs::create_dir_all(dir.join("blobs"))?;
+            report[&key]["shaped_links"] = shaped_links(vars, &child, &pool, &source, &at).await?;
         }
         println!("bench: {key}: {}", report[&key]);
         let _ = std::fs::remove_dir_all(dir.join("blobs"));

@@ -5,6 +5,7 @@ mod bench_delivery;
 mod bench_startup;
 mod chaos;
 mod demo;
+mod link;
 mod stack;
 
 use std::time::Duration;

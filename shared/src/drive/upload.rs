@@ -2,10 +2,11 @@
 //!
 //! `start` opens a session (its URI is what a restarted job needs to resume). `upload` reads
 //! the source as a stream, sends chunks of `chunk_size` (a multiple of 256 KiB; the last may
-//! be shorter), and keeps only the bytes Drive has not yet confirmed: memory stays at about one
-//! chunk whatever the file's size, and the source is never read twice. Every `308` is read for
-//! what Drive really holds (never assume a whole chunk arrived). After a failed chunk it backs
-//! off, asks Drive what it holds (`bytes */total`) and continues from there.
+//! be shorter), each body streaming out as the source is read, so reading and sending overlap.
+//! It keeps only the bytes Drive has not yet confirmed, in 1 MiB segments: memory stays at
+//! about one chunk whatever the file's size, and the source is never read twice. Every `308` is read for what Drive really holds (never assume a whole
+//! chunk arrived). After a failed chunk it backs off, asks Drive what it holds
+//! (`bytes */total`) and continues from there, sending the unconfirmed bytes again.
 
 use std::future::Future;
 
@@ -20,8 +21,6 @@ use super::auth::{DriveAuth, HttpsConnector, HubToken, https_connector};
 use super::{AccessToken, DriveConfig, DriveError, Failure};
 
 const FIELDS: &str = "id,name,size,md5Checksum,parents";
-/// Room past a chunk for the source's last read, so filling never reallocates.
-const READ_HEADROOM: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -272,26 +271,71 @@ impl<T: AccessToken> DriveClient<T> {
         .await
     }
 
-    async fn put_chunk(&self, session: &str, offset: u64, chunk: Bytes, total: u64) -> Result<Held, Attempt> {
-        let last = offset + chunk.len() as u64 - 1;
+    /// Sends bytes `offset..offset + n` as one chunk whose body is streamed: the bytes Drive
+    /// has not confirmed go first, then the source is read as the request goes out, so reading
+    /// and sending overlap within the chunk. The outer error is the source's (final); the inner
+    /// result is Drive's answer.
+    async fn put_streamed<S, E>(
+        &self,
+        session: &str,
+        offset: u64,
+        n: u64,
+        total: u64,
+        reader: &mut SourceReader<'_, S>,
+    ) -> Result<Result<Held, Attempt>, DriveError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let end = offset + n;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
+        // The channel holds clones of segments the reader keeps anyway: it adds no copy and
+        // no memory.
+        for segment in reader.unconfirmed.prefix(n) {
+            let _ = tx.send(Ok(segment));
+        }
+        let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|segment| (segment, rx))
+        }));
         let request = self
             .http
             .put(session)
-            .header(reqwest::header::CONTENT_RANGE, format!("bytes {offset}-{last}/{total}"))
-            .body(chunk);
-        let response = self.send(request).await?;
-        Self::read_held(response).await
+            .header(reqwest::header::CONTENT_RANGE, format!("bytes {offset}-{}/{total}", end - 1))
+            .header(reqwest::header::CONTENT_LENGTH, n)
+            .body(body);
+        let reading = async move {
+            let read = reader
+                .read_until(end, total, |segment| {
+                    let _ = tx.send(Ok(segment));
+                })
+                .await;
+            if let Err(e) = &read {
+                // Ends the body early: the request fails rather than sending a short chunk.
+                let _ = tx.send(Err(std::io::Error::other(e.to_string())));
+            }
+            read
+        };
+        let answer = async {
+            let response = self.send(request).await?;
+            Self::read_held(response).await
+        };
+        let (read, answer) = tokio::join!(reading, answer);
+        read?;
+        Ok(answer)
     }
 
     /// Streams `source` (which starts at byte `start`, what Drive already holds) into the
     /// session. Every byte read from `source` goes through `hasher` once. `progress` hears the
     /// number of bytes Drive confirms, as it grows.
+    ///
+    /// Only the bytes Drive has not confirmed are kept: memory stays at about one chunk
+    /// whatever the file's size.
     pub async fn upload<S, E>(
         &self,
         session: &str,
         start: u64,
         total: u64,
-        mut source: S,
+        source: S,
         hasher: &mut Md5,
         progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<UploadedFile, DriveError>
@@ -299,39 +343,29 @@ impl<T: AccessToken> DriveClient<T> {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let chunk_size = self.config.chunk_size;
-        // Bytes from `offset` on that Drive has not confirmed yet, not counting the chunk in
-        // flight. The headroom keeps the last read of a fill from doubling the allocation.
-        let mut pending = BytesMut::with_capacity(chunk_size + READ_HEADROOM);
+        if start > total {
+            return Err(DriveError::Source(format!("resuming at {start} of a {total}-byte file")));
+        }
+        let chunk_size = self.config.chunk_size as u64;
+        let mut reader = SourceReader {
+            source,
+            hasher,
+            unconfirmed: Unconfirmed::default(),
+            segment: BytesMut::new(),
+            read_to: start,
+            ended: false,
+        };
         let mut offset = start;
-        let mut source_done = false;
         let mut stalled = 0u32;
         loop {
-            while !source_done && pending.len() < chunk_size {
-                match source.next().await {
-                    Some(Ok(bytes)) => {
-                        hasher.update(&bytes);
-                        pending.extend_from_slice(&bytes);
-                    }
-                    Some(Err(e)) => return Err(DriveError::Source(e.to_string())),
-                    None => source_done = true,
-                }
-            }
-            if source_done && offset + pending.len() as u64 != total {
-                return Err(DriveError::Source(format!(
-                    "the source ended at {} of {total} bytes",
-                    offset + pending.len() as u64
-                )));
-            }
-            let n = if source_done { pending.len() } else { chunk_size };
-            // Split off, not copied: the chunk in flight is the only copy of its bytes.
-            let chunk = pending.split_to(n).freeze();
+            let n = chunk_size.min(total - offset);
             let sent = if n == 0 {
-                // Nothing left to send (an empty file, or a resend after the last byte):
-                // the status query completes the upload.
+                // Nothing left to send (an empty file, or a resend after the last byte): the
+                // source must be at its end, and the status query completes the upload.
+                reader.read_until(total, total, |_| {}).await?;
                 self.held(session, total).await.map_err(Attempt::Fatal)
             } else {
-                self.put_chunk(session, offset, chunk.clone(), total).await
+                self.put_streamed(session, offset, n, total, &mut reader).await?
             };
             let held = match sent {
                 Ok(h) => h,
@@ -356,19 +390,13 @@ impl<T: AccessToken> DriveClient<T> {
                     return Ok(file);
                 }
                 Held::Offset(h) => {
-                    if h < offset || h > offset + n as u64 {
+                    if h < offset || h > reader.read_to.min(offset + n) {
                         // Drive lost bytes it had confirmed, or claims bytes never sent.
                         return Err(DriveError::SessionGone(format!("Drive holds {h} bytes, expected {offset}..")));
                     }
-                    let confirmed = (h - offset) as usize;
-                    if confirmed < n {
-                        // Part of the chunk did not arrive (rare): put it back in front.
-                        let mut rebuilt = BytesMut::with_capacity(chunk_size + READ_HEADROOM);
-                        rebuilt.extend_from_slice(&chunk[confirmed..]);
-                        rebuilt.extend_from_slice(&pending);
-                        pending = rebuilt;
-                    }
-                    if confirmed == 0 {
+                    // Whatever Drive did not take of the chunk stays in front, to go first.
+                    reader.unconfirmed.confirm(h - offset);
+                    if h == offset {
                         stalled += 1;
                         if stalled >= self.config.max_attempts {
                             return Err(DriveError::Exhausted { attempts: stalled, last: "no bytes accepted".into() });
@@ -384,9 +412,159 @@ impl<T: AccessToken> DriveClient<T> {
     }
 }
 
+/// Bytes read from the source that Drive has not confirmed yet, in the order read: what a
+/// retried chunk sends again.
+#[derive(Default)]
+struct Unconfirmed {
+    segments: std::collections::VecDeque<Bytes>,
+    len: u64,
+}
+
+impl Unconfirmed {
+    fn push(&mut self, segment: Bytes) {
+        self.len += segment.len() as u64;
+        self.segments.push_back(segment);
+    }
+
+    /// Forgets the first `n` bytes, which Drive now holds.
+    fn confirm(&mut self, mut n: u64) {
+        self.len -= n.min(self.len);
+        while n > 0 {
+            let Some(front) = self.segments.front_mut() else { return };
+            if front.len() as u64 <= n {
+                n -= front.len() as u64;
+                self.segments.pop_front();
+            } else {
+                let _ = front.split_to(n as usize);
+                n = 0;
+            }
+        }
+    }
+
+    /// The first `n` bytes (or fewer, if fewer are held), sharing the held memory.
+    fn prefix(&self, n: u64) -> impl Iterator<Item = Bytes> + '_ {
+        let mut left = n;
+        self.segments.iter().map_while(move |segment| {
+            (left > 0).then(|| {
+                let take = (segment.len() as u64).min(left) as usize;
+                left -= take as u64;
+                segment.slice(..take)
+            })
+        })
+    }
+}
+
+/// What the source gives is copied into segments this big before it is kept and sent: a
+/// source's frames can be small and can pin buffers far larger than themselves (an HTTP
+/// client's read buffer), so keeping them as they come would hold more memory than the bytes
+/// and send them in many small writes. One copy buys exact memory and large writes.
+const SEGMENT: usize = 1024 * 1024;
+
+/// The source of one upload, read once: each frame is hashed as it arrives, and its bytes are
+/// kept until Drive confirms them.
+struct SourceReader<'h, S> {
+    source: S,
+    hasher: &'h mut Md5,
+    unconfirmed: Unconfirmed,
+    /// Bytes read but not yet in `unconfirmed` (always empty between calls of `read_until`).
+    segment: BytesMut,
+    /// The file offset of the next byte the source gives.
+    read_to: u64,
+    ended: bool,
+}
+
+impl<S, E> SourceReader<'_, S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    /// Reads until the file's bytes up to `end` are held, handing each new segment's part below
+    /// `end` to `send`. At the file's last byte, the source must end too.
+    async fn read_until(&mut self, end: u64, total: u64, mut send: impl FnMut(Bytes)) -> Result<(), DriveError> {
+        // The segment holding the file's last byte goes out only once the source has ended,
+        // so a source longer than announced never completes the file.
+        let mut last = None;
+        while self.read_to < end || (end == total && !self.ended) {
+            match self.source.next().await {
+                Some(Ok(frame)) => {
+                    if self.read_to + frame.len() as u64 > total {
+                        return Err(DriveError::Source(format!("the source holds more than {total} bytes")));
+                    }
+                    self.hasher.update(&frame);
+                    let mut rest = &frame[..];
+                    while !rest.is_empty() {
+                        if self.segment.capacity() == 0 {
+                            self.segment = BytesMut::with_capacity(SEGMENT);
+                        }
+                        let take = rest.len().min(SEGMENT - self.segment.len());
+                        self.segment.extend_from_slice(&rest[..take]);
+                        self.read_to += take as u64;
+                        rest = &rest[take..];
+                        if self.segment.len() == SEGMENT || self.read_to >= end {
+                            self.flush(end, total, &mut send, &mut last);
+                        }
+                    }
+                }
+                Some(Err(e)) => return Err(DriveError::Source(e.to_string())),
+                None => {
+                    self.ended = true;
+                    if self.read_to < end {
+                        return Err(DriveError::Source(format!(
+                            "the source ended at {} of {total} bytes",
+                            self.read_to
+                        )));
+                    }
+                }
+            }
+        }
+        self.flush(end, total, &mut send, &mut last);
+        if let Some(part) = last {
+            send(part);
+        }
+        Ok(())
+    }
+
+    /// Moves the segment into `unconfirmed` and sends its part below `end` (or keeps it in
+    /// `last` if it holds the file's last byte).
+    fn flush(&mut self, end: u64, total: u64, send: &mut impl FnMut(Bytes), last: &mut Option<Bytes>) {
+        if self.segment.is_empty() {
+            return;
+        }
+        let segment = std::mem::take(&mut self.segment).freeze();
+        let start = self.read_to - segment.len() as u64;
+        self.unconfirmed.push(segment.clone());
+        let below_end = (segment.len() as u64).min(end.saturating_sub(start)) as usize;
+        if below_end > 0 {
+            let part = segment.slice(..below_end);
+            if self.read_to == total { *last = Some(part) } else { send(part) }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn held_bytes(u: &Unconfirmed, n: u64) -> Vec<u8> {
+        u.prefix(n).flat_map(|b| b.to_vec()).collect()
+    }
+
+    #[test]
+    fn unconfirmed_frames_are_confirmed_and_resent_across_frame_edges() {
+        let mut u = Unconfirmed::default();
+        for frame in [&b"abc"[..], b"", b"defgh", b"ij"] {
+            u.push(Bytes::copy_from_slice(frame));
+        }
+        assert_eq!(u.len, 10);
+        assert_eq!(held_bytes(&u, 4), b"abcd");
+        assert_eq!(held_bytes(&u, 99), b"abcdefghij", "a prefix longer than held is what is held");
+        u.confirm(4);
+        assert_eq!((u.len, held_bytes(&u, 99)), (6, b"efghij".to_vec()));
+        u.confirm(4);
+        assert_eq!((u.len, held_bytes(&u, 1)), (2, b"i".to_vec()));
+        u.confirm(2);
+        assert_eq!((u.len, u.prefix(5).count()), (0, 0));
+    }
 
     #[test]
     fn reads_range_headers() {

@@ -117,6 +117,13 @@ async fn the_daily_cap_a_lost_session_and_a_refusal_are_told_apart() {
     let session = up.start("short.bin", "root", 10).await.unwrap();
     let err = up.upload(&session, 0, 10, stream(b"abc"), &mut Md5::new(), &mut |_| {}).await.unwrap_err();
     assert!(matches!(err, DriveError::Source(_)), "{err}");
+    // So is one longer than announced: the file must not be completed with the wrong bytes.
+    let session = up.start("long.bin", "root", 3).await.unwrap();
+    let frames =
+        futures_util::stream::iter([Ok::<_, String>(Bytes::from_static(b"abc")), Ok(Bytes::from_static(b"d"))]);
+    let err = up.upload(&session, 0, 3, frames, &mut Md5::new(), &mut |_| {}).await.unwrap_err();
+    assert!(matches!(err, DriveError::Source(_)), "{err}");
+    assert_eq!(up.held(&session, 3).await.unwrap(), Held::Offset(0), "nothing of the long source was kept");
 }
 
 #[tokio::test]
