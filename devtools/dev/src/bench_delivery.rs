@@ -60,6 +60,11 @@ async fn with_cpu<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<
     Ok((out, json!({"wall_s": round(wall), "emulator_and_bench_cpu_s": round(this), "moto_cpu_s": moto.map(round)})))
 }
 
+/// Delivery's rate as a share of the slower of reading alone and writing alone.
+fn ratio_to_slower(deliver_mb_s: f64, read_mb_s: f64, write_mb_s: f64) -> f64 {
+    (deliver_mb_s / read_mb_s.min(write_mb_s) * 100.0).round() / 100.0
+}
+
 fn mb_per_s(bytes: u64, secs: f64) -> f64 {
     (bytes as f64 / 1e6 / secs * 10.0).round() / 10.0
 }
@@ -260,7 +265,7 @@ async fn shaped_links<F: Fn(&str) -> Option<String>>(
         "job_cpu_s": (job_cpu * 10.0).round() / 10.0,
         "s3_read_alone_mb_s": r,
         "drive_write_alone_mb_s": w,
-        "ratio_to_slower_alone": ((d / r.min(w)) * 100.0).round() / 100.0,
+        "ratio_to_slower_alone": ratio_to_slower(d, r, w),
     }))
 }
 
@@ -276,14 +281,15 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Value>
     let _ = std::fs::remove_dir_all(&dir);
     let (_emu, drive_base) = stack::spawn_drive(&dir, 0).await?;
 
-    let exe = match vars.get("BENCH_JOB_EXE") {
+    let other_exe = vars.get("BENCH_JOB_EXE");
+    let exe = match &other_exe {
         Some(path) => std::path::PathBuf::from(path),
         None => std::env::current_exe()?,
     };
     let child = Child { exe: &exe, database_url: &db_url, drive_base: &drive_base, aws_endpoint: None };
 
     let mut report = json!({"file_mib": FILE >> 20, "files_in_flight": FILES_IN_FLIGHT, "chunk_mib": 16});
-    if let Some(other) = vars.get("BENCH_JOB_EXE") {
+    if let Some(other) = other_exe {
         report["job_exe"] = json!(other);
     }
     for gib in [1usize, 4] {
@@ -303,7 +309,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Value>
             let (r, w) = (mb_per_s(read, read_secs), mb_per_s(written, write_secs));
             report[&key]["s3_read_alone_mb_s"] = json!(r);
             report[&key]["drive_write_alone_mb_s"] = json!(w);
-            report[&key]["ratio_to_slower_alone"] = json!(((mb_per_s(bytes, secs) / r.min(w)) * 100.0).round() / 100.0);
+            report[&key]["ratio_to_slower_alone"] = json!(ratio_to_slower(mb_per_s(bytes, secs), r, w));
             let _ = std::fs::remove_dir_all(dir.join("blobs"));
             std::fs::create_dir_all(dir.join("blobs"))?;
             report[&key]["shaped_links"] = shaped_links(vars, &child, &pool, &source, &at).await?;
