@@ -29,6 +29,14 @@ pub async fn sqs_client_at(endpoint: &str) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(config)
 }
 
+/// The URL of the database `pool` is connected to (a `sqlx::test` database), for a child
+/// process that must use the same one: `DATABASE_URL` with its database name replaced.
+pub async fn database_url_of(pool: &MySqlPool) -> String {
+    let db: String = sqlx::query_scalar("SELECT DATABASE()").fetch_one(pool).await.expect("current database");
+    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| crate::config::DEFAULT_DATABASE_URL.into());
+    format!("{}/{db}", base.rsplit_once('/').expect("a URL with a database").0)
+}
+
 /// Queues of their own for one test: `t<n>-<pid>-enroll`, … Returns the publisher and each URL.
 pub async fn fresh_queues(client: &aws_sdk_sqs::Client) -> (SqsPublisher, HashMap<Queue, String>) {
     static N: AtomicU64 = AtomicU64::new(0);

@@ -24,14 +24,8 @@ impl Run {
     }
 }
 
-async fn database_url(pool: &MySqlPool) -> String {
-    let db: String = sqlx::query_scalar("SELECT DATABASE()").fetch_one(pool).await.unwrap();
-    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/coursedrop".into());
-    format!("{}/{db}", base.rsplit_once('/').unwrap().0)
-}
-
 async fn admin(pool: &MySqlPool, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let url = database_url(pool).await;
+    let url = testing::database_url_of(pool).await;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_coursedrop-admin"));
     cmd.args(args).env("DATABASE_URL", url).env("USER", "lan");
     for (k, v) in env {

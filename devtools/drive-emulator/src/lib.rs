@@ -61,6 +61,9 @@ pub struct Faults {
     /// Upload bandwidth of each session, bytes per second (0: as fast as the disk):
     /// a real network's pace, so a run can watch a delivery in progress.
     pub upload_bytes_per_sec: u64,
+    /// The next this many upload chunks that carry bytes answer 503 and keep nothing (status
+    /// queries are not counted): a run of consecutive failures of an exact length.
+    pub fail_next_chunks: u32,
 }
 
 impl Faults {
@@ -75,6 +78,7 @@ impl Faults {
             rate_partial: r,
             daily_cap_exceeded: false,
             upload_bytes_per_sec: 0,
+            fail_next_chunks: 0,
         }
     }
 }
@@ -931,6 +935,18 @@ struct UploadQuery {
     fields: Option<String>,
 }
 
+/// Google documents folders as made by a metadata-only `files.create` and says nothing of a
+/// folder sent through an upload endpoint; this emulator refuses it rather than accept what
+/// Drive may not.
+fn folder_through_upload(new: &NewFile) -> Option<Response<Body>> {
+    (new.mime_type.as_deref() == Some(FOLDER_MIME)).then(|| {
+        bad_request(
+            "badContent",
+            "A folder is created with a metadata-only files.create (POST /drive/v3/files), not through an upload.",
+        )
+    })
+}
+
 async fn start_upload(
     State(emu): State<Emulator>,
     headers: HeaderMap,
@@ -952,6 +968,9 @@ async fn start_upload(
                 Ok(n) => n,
                 Err(r) => return r,
             };
+            if let Some(r) = folder_through_upload(&new) {
+                return r;
+            }
             return create_with_media(&emu, new, parents, id, &media, q.fields.as_deref()).await;
         }
         _ => return bad_request("invalid", "uploadType must be resumable or multipart."),
@@ -960,6 +979,9 @@ async fn start_upload(
         Ok(n) => n,
         Err(r) => return r,
     };
+    if let Some(r) = folder_through_upload(&new) {
+        return r;
+    }
     let total = headers.get("x-upload-content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let upload_id = random_id(40);
     let path = emu.0.config.dir.join("sessions").join(&upload_id);
@@ -1084,6 +1106,13 @@ async fn upload_chunk(
             "invalid",
             "Invalid request. The number of bytes uploaded is required to be equal or greater than 262144, except for the final request (it's recommended to be the exact multiple of 262144). The received request contained 0 bytes, which does not meet this requirement.",
         );
+    }
+    {
+        let mut f = emu.0.faults.lock().unwrap();
+        if f.fail_next_chunks > 0 && !body.is_empty() {
+            f.fail_next_chunks -= 1;
+            return google_error(StatusCode::SERVICE_UNAVAILABLE, "global", "backendError", "Backend Error");
+        }
     }
     // Bytes the server already holds from an earlier attempt are skipped, not written twice.
     let fresh = body.slice((s.received - first) as usize..);

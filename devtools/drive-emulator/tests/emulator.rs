@@ -337,3 +337,74 @@ async fn permissions_are_created_listed_and_deleted_with_drive_errors() {
         .unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
+
+/// Folders are made as Google documents it, by a metadata-only `files.create`; a folder sent
+/// through either upload endpoint is refused, so no client can come to depend on it.
+#[tokio::test]
+async fn folders_are_made_by_metadata_only_create_and_never_through_an_upload() {
+    let d = drive().await;
+    let made: Value = d
+        .req(reqwest::Method::POST, "/drive/v3/files?fields=id,mimeType,parents")
+        .json(&json!({"name": "Khoá học", "mimeType": FOLDER_MIME, "parents": ["root"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(made["mimeType"], FOLDER_MIME);
+    assert_eq!(made["parents"], json!(["root"]));
+
+    let boundary = "b0undary";
+    let metadata = json!({"name": "via upload", "mimeType": FOLDER_MIME, "parents": ["root"]});
+    let body = format!(
+        "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n--{boundary}\r\nContent-Type: {FOLDER_MIME}\r\n\r\n\r\n--{boundary}--\r\n"
+    );
+    let multipart = d
+        .req(reqwest::Method::POST, "/upload/drive/v3/files?uploadType=multipart")
+        .header("content-type", format!("multipart/related; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(multipart.status(), StatusCode::BAD_REQUEST);
+    let error: Value = multipart.json().await.unwrap();
+    assert!(error["error"]["message"].as_str().unwrap().contains("metadata-only"), "{error}");
+
+    let resumable = d
+        .req(reqwest::Method::POST, "/upload/drive/v3/files?uploadType=resumable")
+        .json(&metadata)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumable.status(), StatusCode::BAD_REQUEST);
+
+    let listed: Value = d
+        .req(reqwest::Method::GET, "/drive/v3/files?q=name%20%3D%20%27via%20upload%27")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["files"], json!([]), "nothing was made: {listed}");
+}
+
+/// `fail_next_chunks` fails exactly that many chunks that carry bytes, keeps none of their
+/// bytes, and leaves status queries alone.
+#[tokio::test]
+async fn fail_next_chunks_fails_exactly_that_many_chunks() {
+    let d = drive().await;
+    let session = d.start("f.bin", "root", Some(CHUNK_GRANULE as u64)).await;
+    d.running.emu.set_faults(Faults { fail_next_chunks: 2, ..Faults::default() });
+    let range = format!("bytes 0-{}/{CHUNK_GRANULE}", CHUNK_GRANULE - 1);
+    for _ in 0..2 {
+        let failed = d.put(&session, &range, bytes(CHUNK_GRANULE)).await.unwrap();
+        assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let status = d.put(&session, &format!("bytes */{CHUNK_GRANULE}"), vec![]).await.unwrap();
+        assert_eq!(status.status().as_u16(), 308);
+        assert!(status.headers().get("range").is_none(), "nothing kept");
+    }
+    let done = d.put(&session, &range, bytes(CHUNK_GRANULE)).await.unwrap();
+    assert_eq!(done.status(), StatusCode::OK);
+}

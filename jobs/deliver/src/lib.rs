@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use coursedrop::adapters::queue::Publisher;
+use coursedrop::adapters::queue::{Publisher, long_poll_client};
 use coursedrop::domain::{ItemStatus, Stage, Status};
 use coursedrop::drive::upload::{DriveClient, Held};
 use coursedrop::drive::{AccessToken, DriveError};
@@ -696,6 +696,8 @@ pub async fn consume<T: AccessToken, P: Publisher>(
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
+    let wait = settings.wait_secs.clamp(0, 20);
+    let receiver = long_poll_client(&sqs, Duration::from_secs(wait as u64));
     let mut in_flight: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
     let mut working: HashMap<tokio::task::Id, (u64, String)> = HashMap::new();
     loop {
@@ -706,10 +708,30 @@ pub async fn consume<T: AccessToken, P: Publisher>(
             }
         }
         let free = (settings.max_in_flight.max(1) - in_flight.len()).min(10) as i32;
+        let receive = receiver
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(free)
+            .wait_time_seconds(wait)
+            .visibility_timeout(settings.visibility_secs)
+            .send();
+        tokio::pin!(receive);
+        // A receive is never dropped while open: SQS would hand a message to it all the same,
+        // and nobody would work it until its visibility timeout. On a stop, the open receive
+        // ends (within the wait) while work in flight gets its grace, and what it got is made
+        // visible again at once.
         let received = tokio::select! {
-            _ = &mut stop => return shut_down(job, sqs, url, settings, in_flight, working).await,
-            r = sqs.receive_message().queue_url(&url).max_number_of_messages(free).wait_time_seconds(settings.wait_secs)
-                .visibility_timeout(settings.visibility_secs).send() => r,
+            r = &mut receive => r,
+            _ = &mut stop => {
+                let (sqs_, url_) = (sqs.clone(), url.clone());
+                let release = async move {
+                    for m in receive.await.map(|out| out.messages.unwrap_or_default()).unwrap_or_default() {
+                        settle(&sqs_, &url_, &m.receipt_handle.unwrap_or_default(), Settle::RetryIn(0)).await;
+                    }
+                };
+                tokio::join!(release, shut_down(job, sqs, url, settings, in_flight, working));
+                return;
+            }
         };
         while let Some(done) = in_flight.try_join_next_with_id() {
             if let Ok((id, ())) = done {

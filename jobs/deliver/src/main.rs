@@ -40,6 +40,8 @@ async fn main() -> anyhow::Result<()> {
         // How long a crashed task's message stays hidden; the heartbeat renews it at half.
         visibility_secs: vars.parse_or("DELIVER_VISIBILITY_SECS", 300i32)?,
         retry_delay_secs: vars.parse_or("DELIVER_RETRY_DELAY_SECS", 60i32)?,
+        // SQS's long-poll wait, 1 to 20 s; the receiving client's timeouts are set from it.
+        wait_secs: vars.parse_or("DELIVER_WAIT_SECS", 20i32)?.clamp(1, 20),
         ..ConsumerSettings::default()
     };
     tracing::info!(queue = %queue_url, "deliver job started");

@@ -383,3 +383,78 @@ async fn a_stopped_consumer_hands_unfinished_work_back(pool: MySqlPool) {
     assert_eq!(h.job.deliver_item(h.item).await.unwrap(), Outcome::Delivered);
     assert_eq!(h.drive_tree().await, h.expected());
 }
+
+/// Messages in the queue, visible or taken by a receive and not yet settled.
+async fn messages_in(h: &Harness) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = h
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&h.urls[&Queue::Deliver])
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    let attrs = out.attributes.unwrap_or_default();
+    [A::ApproximateNumberOfMessages, A::ApproximateNumberOfMessagesNotVisible]
+        .iter()
+        .map(|a| attrs.get(a).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
+        .sum()
+}
+
+/// The real `deliver` binary, idle for several long-poll waits longer than the shared SDK
+/// configuration's 8 s operation timeout: no receive may fail, and a message sent at any
+/// moment is taken by a receive the job is still waiting on and worked. A receive the client
+/// abandoned would take the message and hide it for the visibility timeout (120 s here), so
+/// the queue would not drain.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn an_idle_job_keeps_every_long_poll_and_claims_each_message(pool: MySqlPool) {
+    const WAIT_SECS: u64 = 10;
+    let h = harness(pool.clone(), &[("a.txt", data(70_000, 1))], CHUNK_GRANULE).await;
+    let log = std::env::temp_dir().join(format!("deliver-idle-{}-{}.log", std::process::id(), h.item));
+    let mut job = tokio::process::Command::new(env!("CARGO_BIN_EXE_deliver"))
+        .env("DATABASE_URL", testing::database_url_of(&pool).await)
+        .env("ENROLL_QUEUE_URL", &h.urls[&Queue::Enroll])
+        .env("DELIVER_QUEUE_URL", &h.urls[&Queue::Deliver])
+        .env("FINALIZE_QUEUE_URL", &h.urls[&Queue::Finalize])
+        .env("DRIVE_API_ROOT", &h.drive.base)
+        .env("DRIVE_ACCESS_TOKEN", "emulator-token")
+        .env("DRIVE_CHUNK_SIZE", CHUNK_GRANULE.to_string())
+        .env("DELIVER_WAIT_SECS", WAIT_SECS.to_string())
+        .env("DELIVER_VISIBILITY_SECS", "120")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    tokio::time::sleep(Duration::from_secs(3 * WAIT_SECS + 2)).await;
+    // Messages for items that do not exist are worked at once (dropped as unknown); the last
+    // is the real item. Each is sent at a random moment of a wait period.
+    let mut bodies: Vec<String> = (1..=4u64).map(|n| format!(r#"{{"item_id":{}}}"#, 900_000_000 + n)).collect();
+    bodies.push(format!(r#"{{"item_id":{}}}"#, h.item));
+    for body in &bodies {
+        tokio::time::sleep(Duration::from_millis(rand::random_range(0..WAIT_SECS * 1000))).await;
+        send(&h, body).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(WAIT_SECS + 15);
+        while messages_in(&h).await > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{body} was not worked: taken by a receive nobody waits on?\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let _ = job.start_kill();
+    let _ = job.wait().await;
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert!(stderr.contains("deliver job started"), "{stderr}");
+    assert!(!stderr.contains("receive failed"), "an idle receive failed:\n{stderr}");
+    assert_eq!(h.item_row().await.0, "delivered", "{stderr}");
+    assert_eq!(h.drive_tree().await, h.expected());
+}

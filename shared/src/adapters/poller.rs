@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 
+/// Long-poll wait of each receive, seconds: Lambda's SQS event source long-polls for 20 s, and
+/// a long poll answers as soon as a message arrives, so nothing waits for it.
+const WAIT_SECS: i32 = 20;
+
 /// Receives, calls `handler`, deletes the successes. Returns when `stop` resolves.
 pub async fn poll_like_lambda<H, Fut>(
     client: aws_sdk_sqs::Client,
@@ -20,10 +24,31 @@ pub async fn poll_like_lambda<H, Fut>(
     Fut: Future<Output = SqsBatchResponse>,
 {
     tokio::pin!(stop);
+    let receiver = super::queue::long_poll_client(&client, Duration::from_secs(WAIT_SECS as u64));
     loop {
+        let receive = receiver
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(WAIT_SECS)
+            .send();
+        tokio::pin!(receive);
+        // An open receive is never dropped (SQS would hand it a message nobody works): on a
+        // stop it ends within the wait and what it got is made visible again.
         let received = tokio::select! {
-            _ = &mut stop => return,
-            r = client.receive_message().queue_url(&queue_url).max_number_of_messages(10).wait_time_seconds(1).send() => r,
+            r = &mut receive => r,
+            _ = &mut stop => {
+                for m in receive.await.map(|out| out.messages.unwrap_or_default()).unwrap_or_default() {
+                    let _ = client
+                        .change_message_visibility()
+                        .queue_url(&queue_url)
+                        .receipt_handle(m.receipt_handle.unwrap_or_default())
+                        .visibility_timeout(0)
+                        .send()
+                        .await;
+                }
+                return;
+            }
         };
         let messages = match received {
             Ok(out) => out.messages.unwrap_or_default(),

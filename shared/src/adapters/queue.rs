@@ -55,6 +55,35 @@ pub async fn aws_sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// How much longer than its wait a long poll's attempt may take before the client gives up:
+/// SQS answers an idle long poll just after the wait, plus a network round trip.
+pub const LONG_POLL_MARGIN: Duration = Duration::from_secs(10);
+
+/// A client for receiving with long polls of up to `wait`, built from `client` (same
+/// endpoint, region, credentials and retries) with timeouts that outlast the wait.
+///
+/// The shared configuration's 5 s per attempt suits a webhook's publish, not a 20 s long poll:
+/// the client would give up on every idle receive while the receive stays open at SQS, and a
+/// message arriving then is handed to that abandoned receive and stays invisible for the
+/// visibility timeout with its receive count raised, taken by nobody. Every receiver uses
+/// this client; senders keep the short timeouts.
+pub fn long_poll_client(client: &aws_sdk_sqs::Client, wait: Duration) -> aws_sdk_sqs::Client {
+    let attempt = wait + LONG_POLL_MARGIN;
+    let config = client
+        .config()
+        .to_builder()
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(attempt)
+                // Room for every attempt the retry configuration allows (2), each a full wait.
+                .operation_timeout(attempt * 2 + Duration::from_secs(2))
+                .build(),
+        )
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
 /// Where each queue is: an explicit URL (`ENROLL_QUEUE_URL`, `DELIVER_QUEUE_URL`,
 /// `FINALIZE_QUEUE_URL`, as the SAM template sets them) or, when unset, a queue named
 /// `{QUEUE_NAME_PREFIX}{queue}` (default `coursedrop-enroll`, …) looked up once on first use.

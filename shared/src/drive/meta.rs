@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use google_drive3::api;
 
-use super::upload::{Attempt, DriveClient, classify};
+use super::upload::{Attempt, DriveClient, classify, failure, network};
 use super::{AccessToken, DriveError, Failure};
 
 pub const FOLDER_MIME: &str = "application/vnd.google-apps.folder";
@@ -102,27 +102,29 @@ impl<T: AccessToken> DriveClient<T> {
 
     /// Creates the folder with this id; an existing one (a repeated create) is success.
     ///
-    /// google-drive3's `files.create` has no metadata-only call, so this is a multipart
-    /// create with empty media, which Drive accepts for folders.
+    /// Google documents folder creation as a metadata-only `files.create`: `POST
+    /// /drive/v3/files` with a JSON body whose mimeType is the folder type. google-drive3 7 has
+    /// no metadata-only create (its `create` always uploads media), and whether Drive accepts
+    /// a folder through an upload is not documented, so this is our own request, with the
+    /// hub's token and the same retry loop.
     pub async fn create_folder(&self, id: &str, name: &str, parent: &str) -> Result<FileFacts, DriveError> {
-        let folder = api::File {
-            id: Some(id.to_string()),
-            name: Some(name.to_string()),
-            mime_type: Some(FOLDER_MIME.to_string()),
-            parents: Some(vec![parent.to_string()]),
-            ..Default::default()
-        };
-        let mime: mime::Mime = FOLDER_MIME.parse().expect("a valid MIME type");
+        let url = format!("{}/drive/v3/files?supportsAllDrives=true&fields={FILE_FIELDS}", self.config.api_root);
+        let metadata = serde_json::json!({"id": id, "name": name, "mimeType": FOLDER_MIME, "parents": [parent]});
         let created = self
             .with_retries(|| async {
-                let create = self
-                    .hub
-                    .files()
-                    .create(folder.clone())
-                    .supports_all_drives(true)
-                    .param("fields", FILE_FIELDS)
-                    .upload(std::io::Cursor::new(Vec::<u8>::new()), mime.clone());
-                call(create).await.map(|(_, f)| FileFacts::from_api(f))
+                let response = self.send(self.http.post(&url).json(&metadata)).await?;
+                let status = response.status().as_u16();
+                if !response.status().is_success() {
+                    return Err(failure(response).await);
+                }
+                let text = response.text().await.map_err(network)?;
+                serde_json::from_str::<api::File>(&text).map(FileFacts::from_api).map_err(|e| {
+                    Attempt::Fatal(DriveError::Refused {
+                        status,
+                        reason: "badBody".into(),
+                        message: format!("{e}: {text:.200}"),
+                    })
+                })
             })
             .await;
         match created {

@@ -141,8 +141,9 @@ impl Failure {
         }
     }
 
-    /// 429, 5xx, and 403 with a rate-limit reason are worth another try; 403
-    /// `storageQuotaExceeded` and the rest are not.
+    /// 429, 500, 502, 503, 504 and 403 with a rate-limit reason are worth another try (Google's
+    /// list); 403 `storageQuotaExceeded` and the rest are not. 501 Not Implemented is not: the
+    /// server does not implement the request, and sending it again cannot change that.
     pub fn retryable(&self) -> bool {
         matches!(self.status, 429 | 500 | 502 | 503 | 504)
             || (self.status == 403 && matches!(self.reason.as_str(), "rateLimitExceeded" | "userRateLimitExceeded"))

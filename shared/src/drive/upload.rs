@@ -58,7 +58,7 @@ pub enum Held {
 }
 
 /// A request that got no answer (connection refused or reset, timeout): worth another try.
-fn network(e: reqwest::Error) -> Attempt {
+pub(super) fn network(e: reqwest::Error) -> Attempt {
     Attempt::Retry { what: format!("network: {e}"), user_rate_limit: false }
 }
 
@@ -72,7 +72,7 @@ pub(super) fn classify(failure: Failure) -> Attempt {
 }
 
 /// Reads a non-success answer's body and classifies it.
-async fn failure(response: reqwest::Response) -> Attempt {
+pub(super) async fn failure(response: reqwest::Response) -> Attempt {
     let status = response.status().as_u16();
     classify(Failure::parse(status, &response.text().await.unwrap_or_default()))
 }
@@ -84,7 +84,7 @@ pub(super) enum Attempt {
 }
 
 pub struct DriveClient<T> {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     pub(super) hub: google_drive3::DriveHub<HttpsConnector>,
     pub(super) config: DriveConfig,
     token: Arc<T>,
@@ -357,7 +357,9 @@ impl<T: AccessToken> DriveClient<T> {
             ended: false,
         };
         let mut offset = start;
-        let mut stalled = 0u32;
+        // Attempts in a row that moved nothing. A failed chunk counts once: the status query
+        // that follows it reports on the same attempt and adds nothing.
+        let mut failures = 0u32;
         loop {
             let n = chunk_size.min(total - offset);
             let sent = if n == 0 {
@@ -368,21 +370,21 @@ impl<T: AccessToken> DriveClient<T> {
             } else {
                 self.put_streamed(session, offset, n, total, &mut reader).await?
             };
-            let held = match sent {
-                Ok(h) => h,
+            let (held, counted) = match sent {
+                Ok(h) => (h, false),
                 Err(Attempt::Fatal(e)) => return Err(e),
                 Err(Attempt::Retry { what, user_rate_limit }) => {
-                    stalled += 1;
-                    if stalled >= self.config.max_attempts {
+                    failures += 1;
+                    if failures >= self.config.max_attempts {
                         return Err(if user_rate_limit {
                             DriveError::DailyLimit(what)
                         } else {
-                            DriveError::Exhausted { attempts: stalled, last: what }
+                            DriveError::Exhausted { attempts: failures, last: what }
                         });
                     }
-                    tracing::debug!(stalled, %what, offset, "chunk failed; asking Drive what it holds");
-                    tokio::time::sleep(self.config.backoff(stalled)).await;
-                    self.held(session, total).await?
+                    tracing::debug!(failures, %what, offset, "chunk failed; asking Drive what it holds");
+                    tokio::time::sleep(self.config.backoff(failures)).await;
+                    (self.held(session, total).await?, true)
                 }
             };
             match held {
@@ -397,15 +399,16 @@ impl<T: AccessToken> DriveClient<T> {
                     }
                     // Whatever Drive did not take of the chunk stays in front, to go first.
                     reader.unconfirmed.confirm(h - offset);
-                    if h == offset {
-                        stalled += 1;
-                        if stalled >= self.config.max_attempts {
-                            return Err(DriveError::Exhausted { attempts: stalled, last: "no bytes accepted".into() });
-                        }
-                    } else {
-                        stalled = 0;
+                    if h > offset {
+                        failures = 0;
                         offset = h;
                         progress(offset);
+                    } else if !counted {
+                        // A 308 that took none of the chunk is a failed attempt of its own.
+                        failures += 1;
+                        if failures >= self.config.max_attempts {
+                            return Err(DriveError::Exhausted { attempts: failures, last: "no bytes accepted".into() });
+                        }
                     }
                 }
             }

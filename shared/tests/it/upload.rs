@@ -147,3 +147,44 @@ async fn pre_generated_ids_make_creates_safe_to_repeat() {
     drive.delete(&ids[0]).await.unwrap();
     assert_eq!(drive.file(&ids[1]).await.unwrap(), None, "the folder took its file with it");
 }
+
+/// Each failed attempt counts once: a failed chunk and the status query after it are one
+/// attempt. With `max_attempts` = 8, seven failures in a row are survived and eight are not
+/// (the status query used to count a second time, so four were fatal).
+#[tokio::test]
+async fn max_attempts_allows_exactly_that_many_consecutive_failures() {
+    let e = emulator().await;
+    let mut config = coursedrop::testing::fast_drive_config(&e.base);
+    config.chunk_size = CHUNK_GRANULE;
+    config.max_attempts = 8;
+    let up = DriveClient::new(config, StaticToken("emulator-token".into()));
+    let bytes = data(3 * CHUNK_GRANULE + 5, 3);
+    let total = bytes.len() as u64;
+
+    e.emu.set_faults(Faults { fail_next_chunks: 7, ..Faults::default() });
+    let session = up.start("seven.bin", "root", total).await.unwrap();
+    let file = up
+        .upload(&session, 0, total, stream(&bytes), &mut Md5::new(), &mut |_| {})
+        .await
+        .expect("seven failures in a row are within eight attempts");
+    assert_eq!(file.md5_checksum, Some(md5_hex(&bytes)));
+    assert_eq!(std::fs::read(e.emu.blob_path(&file.id)).unwrap(), bytes);
+
+    e.emu.set_faults(Faults { fail_next_chunks: 8, ..Faults::default() });
+    let session = up.start("eight.bin", "root", total).await.unwrap();
+    let err = up.upload(&session, 0, total, stream(&bytes), &mut Md5::new(), &mut |_| {}).await.unwrap_err();
+    assert!(matches!(err, DriveError::Exhausted { attempts: 8, .. }), "{err}");
+
+    // Progress resets the count: seven failures before each of the four chunks are survived.
+    let session = up.start("spread.bin", "root", total).await.unwrap();
+    let mut sent = 0;
+    let mut faults_left = |n: u64| {
+        if n > sent {
+            sent = n;
+            e.emu.set_faults(Faults { fail_next_chunks: 7, ..Faults::default() });
+        }
+    };
+    e.emu.set_faults(Faults { fail_next_chunks: 7, ..Faults::default() });
+    let file = up.upload(&session, 0, total, stream(&bytes), &mut Md5::new(), &mut faults_left).await.unwrap();
+    assert_eq!(file.md5_checksum, Some(md5_hex(&bytes)));
+}
