@@ -50,6 +50,8 @@ admin: ## the operator CLI against the configured database, e.g. make admin ARGS
 
 bench: services ## benchmarks (release build); writes bench/latest.json and bench/latest.md
 	$(CARGO) build --quiet --release --locked $(addprefix -p ,$(FUNCTIONS))
+	@# The webhook beside the system it replaces and the database's own limit, with wrk.
+	devtools/bench-webhook | tee bench/webhook.md
 	$(CARGO) run --quiet --release -p coursedrop-dev -- bench
 
 FUZZ_TARGETS := sepay_payload order_code vietqr

@@ -1,5 +1,6 @@
-//! The outbox relay: after a transaction commits, its outbox rows are published and marked.
-//! A row whose publish fails stays unpublished, with the error, for the sweeper.
+//! The outbox relay: after a transaction commits, its outbox rows are published. A publish
+//! that succeeds writes nothing (the stage it triggers marks the row consumed, in its own
+//! transaction); one that fails is recorded, with the error, for the sweeper to take at once.
 
 use sqlx::MySqlPool;
 
@@ -13,12 +14,17 @@ pub struct RelayReport {
     pub failed: usize,
 }
 
-/// Publishes the messages, batched per queue (one SQS call for up to ten), then marks the
-/// published rows in one statement and records the error on the others.
+/// Publishes the messages, batched per queue (one SQS call for up to ten). A failure is
+/// recorded on its row; a success writes nothing.
 pub async fn publish_all<P: Publisher>(pool: &MySqlPool, publisher: &P, messages: &[OutboxMessage]) -> RelayReport {
+    publish(pool, publisher, messages).await.0
+}
+
+/// Publishes, records the failures, and returns the ids published.
+async fn publish<P: Publisher>(pool: &MySqlPool, publisher: &P, messages: &[OutboxMessage]) -> (RelayReport, Vec<u64>) {
     let mut report = RelayReport::default();
     if messages.is_empty() {
-        return report;
+        return (report, Vec::new());
     }
     let mut published = Vec::with_capacity(messages.len());
     let mut failures = Vec::new();
@@ -39,21 +45,30 @@ pub async fn publish_all<P: Publisher>(pool: &MySqlPool, publisher: &P, messages
     }
     report.published = published.len();
     report.failed = failures.len();
-    let mut conn = match pool.acquire().await {
-        Ok(c) => c,
-        Err(e) => {
-            // Published rows may go out again from the sweeper: harmless, every consumer is
-            // idempotent.
-            tracing::warn!(error = %e, "cannot record publish outcomes");
-            return report;
-        }
-    };
-    if let Err(e) = outbox::mark_published(&mut conn, &published).await {
-        tracing::warn!(error = %e, "published but not marked; the sweeper will publish again");
+    if failures.is_empty() {
+        return (report, published);
     }
-    for (id, e) in failures {
-        tracing::warn!(outbox_id = id, queue = %e.queue, error = %e, "publish failed; left for the sweeper");
-        let _ = outbox::record_publish_failure(&mut conn, id, &e.to_string()).await;
+    match pool.acquire().await {
+        Ok(mut conn) => {
+            for (id, e) in failures {
+                tracing::warn!(outbox_id = id, queue = %e.queue, error = %e, "publish failed; left for the sweeper");
+                let _ = outbox::record_publish_failure(&mut conn, id, &e.to_string()).await;
+            }
+        }
+        // Unconsumed rows are published again by the sweeper in any case, only later.
+        Err(e) => tracing::warn!(error = %e, "cannot record publish failures"),
+    }
+    (report, published)
+}
+
+/// The sweeper's publish: like [`publish_all`], and the rows published are marked with when,
+/// so a row nobody consumes is published again only after the sweeper's interval.
+pub async fn republish<P: Publisher>(pool: &MySqlPool, publisher: &P, messages: &[OutboxMessage]) -> RelayReport {
+    let (report, published) = publish(pool, publisher, messages).await;
+    if let Ok(mut conn) = pool.acquire().await
+        && let Err(e) = outbox::mark_published(&mut conn, &published).await
+    {
+        tracing::warn!(error = %e, "published but not marked; the next sweep publishes again");
     }
     report
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::MySqlPool;
 
 use crate::adapters::queue::Publisher;
-use crate::domain::{ItemStatus, OrderStatus, Queue, Status};
+use crate::domain::{ItemStatus, OrderStatus, Status};
 use crate::operations::Deadlines;
 use crate::relay;
 use crate::store::{StoreError, orders, outbox};
@@ -23,28 +23,55 @@ pub struct SweepReport {
     pub requeued: usize,
 }
 
-/// One sweep. `outbox_grace_secs` leaves fresh rows to the relay that wrote them (30 s in
-/// production) so the two rarely publish the same row; when they do, consumers are
-/// idempotent.
+/// When the sweeper publishes an outbox row again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxTiming {
+    /// Rows younger than this are left to the relay that wrote them (30 s in production): a
+    /// row whose publish the relay saw fail is published after it.
+    pub grace_secs: u32,
+    /// A row published but not consumed for this long is published again, and again at this
+    /// interval while nobody consumes it (`OUTBOX_REPUBLISH_AFTER`, default 5 minutes). Longer
+    /// than a healthy stage takes to take its message in.
+    pub republish_after_secs: u32,
+}
+
+impl OutboxTiming {
+    pub const DEFAULT_REPUBLISH_AFTER_SECS: u32 = 300;
+
+    pub fn grace(grace_secs: u32) -> Self {
+        OutboxTiming { grace_secs, republish_after_secs: Self::DEFAULT_REPUBLISH_AFTER_SECS }
+    }
+
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(
+        vars: &crate::config::Vars<F>,
+        grace_secs: u32,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let after = vars.duration_or("OUTBOX_REPUBLISH_AFTER", "5m")?;
+        Ok(OutboxTiming { grace_secs, republish_after_secs: after.num_seconds().clamp(1, u32::MAX as i64) as u32 })
+    }
+}
+
+/// One sweep, with the default stage deadlines.
 pub async fn sweep<P: Publisher>(
     pool: &MySqlPool,
     publisher: &P,
-    outbox_grace_secs: u32,
+    outbox: OutboxTiming,
 ) -> Result<SweepReport, StoreError> {
-    sweep_with(pool, publisher, outbox_grace_secs, &Deadlines::default()).await
+    sweep_with(pool, publisher, outbox, &Deadlines::default()).await
 }
 
 /// [`sweep`] with the stage deadlines of the configuration.
 pub async fn sweep_with<P: Publisher>(
     pool: &MySqlPool,
     publisher: &P,
-    outbox_grace_secs: u32,
+    timing: OutboxTiming,
     deadlines: &Deadlines,
 ) -> Result<SweepReport, StoreError> {
     let mut report = SweepReport::default();
     loop {
-        let batch = outbox::unpublished(&mut *pool.acquire().await?, outbox_grace_secs, 100).await?;
-        let r = relay::publish_all(pool, publisher, &batch).await;
+        let batch =
+            outbox::due(&mut *pool.acquire().await?, timing.grace_secs, timing.republish_after_secs, 100).await?;
+        let r = relay::republish(pool, publisher, &batch).await;
         report.republished += r.published;
         report.publish_failed += r.failed;
         // Stop at the first failing batch: the queue is likely down; the next sweep retries.
@@ -85,13 +112,13 @@ pub async fn sweep_with<P: Publisher>(
     let mut requeued = Vec::new();
     for item in &stuck {
         let status = ItemStatus::parse(&item.status)?;
-        let (Some(queue), Some(deadline)) = (requeue_queue(status), deadlines.of(status)) else { continue };
+        let (Some(queue), Some(deadline)) = (status.served_by(), deadlines.of(status)) else { continue };
         let mut tx = pool.begin().await?;
         let recent: bool = sqlx::query_scalar(
             "SELECT EXISTS(SELECT 1 FROM outbox WHERE queue = ? AND payload = ? AND created_at > NOW(3) - INTERVAL ? SECOND)",
         )
         .bind(queue.as_str())
-        .bind(serde_json::to_string(&outbox::ItemMessage { item_id: item.id }).expect("one integer serializes"))
+        .bind(outbox::ItemMessage::body(item.id))
         .bind(deadline.as_secs())
         .fetch_one(&mut *tx)
         .await?;
@@ -103,7 +130,7 @@ pub async fn sweep_with<P: Publisher>(
         tracing::warn!(item_id = item.id, order_code = %item.order_code, status = %item.status, %queue, "stuck item's message sent again");
     }
     report.requeued = requeued.len();
-    let r = relay::publish_all(pool, publisher, &requeued).await;
+    let r = relay::republish(pool, publisher, &requeued).await;
     report.publish_failed += r.failed;
     crate::metrics::emit(crate::metrics::Metric::StuckItems { count: stuck.len() as u64 });
     tracing::info!(
@@ -115,10 +142,4 @@ pub async fn sweep_with<P: Publisher>(
         "sweep done"
     );
     Ok(report)
-}
-
-/// The queue whose message moves an item on from `status`: the one its status started, and
-/// for `delivering` (a claim of `enrolled`'s work) the deliver queue.
-fn requeue_queue(status: ItemStatus) -> Option<Queue> {
-    status.starts_queue().or((status == ItemStatus::Delivering).then_some(Queue::Deliver))
 }

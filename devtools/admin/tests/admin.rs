@@ -245,7 +245,8 @@ async fn items_past_their_stage_deadline_are_listed_as_stuck(pool: MySqlPool) {
 
     let sqs = testing::sqs_client().await;
     let (publisher, _) = testing::fresh_queues(&sqs).await;
-    let report = coursedrop::sweeper::sweep(&pool, &publisher, 30).await.unwrap();
+    let report =
+        coursedrop::sweeper::sweep(&pool, &publisher, coursedrop::sweeper::OutboxTiming::grace(30)).await.unwrap();
     assert_eq!(report.stuck_items, 1, "the sweeper counts them for the alarm");
 }
 

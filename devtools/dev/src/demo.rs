@@ -135,21 +135,25 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
         }
     }
     let provider = vars.string_or("ENROLL_PROVIDER", "builtin");
-    // The relay publishes right after the enrollment commits: wait for it, briefly.
+    // The relay publishes right after the enrollment commits, writing nothing when it
+    // succeeds; a failed publish is recorded on its row. Wait briefly for either the deliver
+    // job to take each message in (the row consumed) or a failure to show.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let unpublished: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM outbox x JOIN order_items i ON x.payload = CONCAT('{\"item_id\":', i.id, '}')
-             JOIN orders o ON o.id = i.order_id WHERE o.code = ? AND x.queue = 'deliver' AND x.published_at IS NULL",
+        let (waiting, failed): (i64, i64) = sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(x.consumed_at IS NULL), 0) AS SIGNED),
+                    CAST(COALESCE(SUM(x.publish_attempts > 0 AND x.consumed_at IS NULL), 0) AS SIGNED)
+             FROM outbox x JOIN order_items i ON x.item_id = i.id
+             JOIN orders o ON o.id = i.order_id WHERE o.code = ? AND x.queue = 'deliver'",
         )
         .bind(&code)
         .fetch_one(&pool)
         .await?;
-        if unpublished == 0 {
-            break;
+        if failed > 0 {
+            bail!("stage enroll failed: {failed} deliver messages could not be published (is moto up?)");
         }
-        if std::time::Instant::now() > deadline {
-            bail!("stage enroll failed: {unpublished} deliver messages not published after 15 s (is moto up?)");
+        if waiting == 0 || std::time::Instant::now() > deadline {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

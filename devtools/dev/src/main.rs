@@ -71,7 +71,14 @@ async fn serve<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     stack::spawn_deliver(&stack, pool.clone(), vars, &drive_base).await?;
     stack::spawn_finalize(&stack, pool.clone(), vars, &drive_base).await?;
     let deadlines = coursedrop::operations::Deadlines::from_vars(vars)?;
-    stack::spawn_sweeper(pool, stack.publisher.clone(), Duration::from_secs(every.num_seconds() as u64), deadlines);
+    let timing = coursedrop::sweeper::OutboxTiming::from_vars(vars, 30)?;
+    stack::spawn_sweeper(
+        pool,
+        stack.publisher.clone(),
+        Duration::from_secs(every.num_seconds() as u64),
+        timing,
+        deadlines,
+    );
     let port: u16 = vars.parse_or("PORT", 3000)?;
     let listener =
         tokio::net::TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("binding port {port}"))?;

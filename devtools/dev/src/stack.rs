@@ -249,13 +249,14 @@ pub fn spawn_sweeper(
     pool: MySqlPool,
     publisher: Arc<SqsPublisher>,
     every: Duration,
+    timing: sweeper::OutboxTiming,
     deadlines: coursedrop::operations::Deadlines,
 ) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            if let Err(e) = sweeper::sweep_with(&pool, &publisher, 30, &deadlines).await {
+            if let Err(e) = sweeper::sweep_with(&pool, &publisher, timing, &deadlines).await {
                 tracing::error!(error = %e, "sweep failed");
             }
         }

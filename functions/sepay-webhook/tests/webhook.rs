@@ -128,7 +128,17 @@ async fn a_full_payment_marks_the_order_paid_and_sends_each_item_to_enrollment(p
     let mut got = testing::drain(&h.sqs, &h.urls[&Queue::Enroll]).await;
     got.sort();
     assert_eq!(got, bodies_for(&items));
-    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL").await, 0);
+    // Published after commit with no second write: the rows are as the payment's commit left
+    // them, each naming its item, until the enroll stage consumes them.
+    assert_eq!(
+        scalar(
+            &h.pool,
+            "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL AND publish_attempts = 0 AND consumed_at IS NULL
+             AND item_id IS NOT NULL"
+        )
+        .await,
+        2
+    );
     let raw: String = sqlx::query_scalar("SELECT raw_payload FROM payments").fetch_one(&h.pool).await.unwrap();
     assert_eq!(raw, body, "the raw payload is kept as received");
 }
@@ -337,7 +347,7 @@ async fn with_sqs_unreachable_the_payment_is_kept_and_the_sweeper_publishes_late
     );
     assert_eq!(order_state(&h.pool, &code).await.0, "paid");
     let (unpublished, attempts): (i64, Option<i64>) =
-        sqlx::query_as("SELECT COUNT(*), CAST(MAX(publish_attempts) AS SIGNED) FROM outbox WHERE published_at IS NULL")
+        sqlx::query_as("SELECT COUNT(*), CAST(MAX(publish_attempts) AS SIGNED) FROM outbox WHERE publish_attempts > 0")
             .fetch_one(&h.pool)
             .await
             .unwrap();
@@ -345,10 +355,16 @@ async fn with_sqs_unreachable_the_payment_is_kept_and_the_sweeper_publishes_late
     assert!(testing::drain(&good.sqs, &good.urls[&Queue::Enroll]).await.is_empty());
 
     // SQS is back: the sweeper publishes the row exactly once.
-    let report = sweeper::sweep(&h.pool, &good.publisher, 0).await.unwrap();
+    let report = sweeper::sweep(&h.pool, &good.publisher, coursedrop::sweeper::OutboxTiming::grace(0)).await.unwrap();
     assert_eq!((report.republished, report.publish_failed), (1, 0));
     assert_eq!(testing::drain(&good.sqs, &good.urls[&Queue::Enroll]).await, bodies_for(&items));
-    assert_eq!(sweeper::sweep(&h.pool, &good.publisher, 0).await.unwrap().republished, 0);
+    assert_eq!(
+        sweeper::sweep(&h.pool, &good.publisher, coursedrop::sweeper::OutboxTiming::grace(0))
+            .await
+            .unwrap()
+            .republished,
+        0
+    );
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
@@ -388,4 +404,74 @@ async fn hostile_text_is_stored_verbatim_and_does_no_harm(pool: MySqlPool) {
     assert_eq!(order_state(&h.pool, &code).await.0, "paid");
     assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM orders").await, orders_before);
     assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM payments").await, 1);
+}
+
+/// Statements the server ran and commits, on the one connection of `pool`, since it opened.
+async fn session_counters(pool: &MySqlPool) -> (i64, i64) {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SHOW SESSION STATUS WHERE Variable_name IN ('Questions', 'Com_commit')")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let get = |name: &str| rows.iter().find(|(n, _)| n == name).map(|(_, v)| v.parse::<i64>().unwrap()).unwrap();
+    (get("Questions"), get("Com_commit"))
+}
+
+/// What one payment costs the database, counted by the server on the connection that made it:
+/// a payment that pays a 2-course order is one read, then BEGIN, five statements (order and
+/// items locked, payment, order and items paid, outbox rows, events) and one COMMIT; a
+/// repeated delivery is one read and no commit.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_paying_payment_is_one_transaction_of_five_statements_and_a_duplicate_one_read(pool: MySqlPool) {
+    let one = coursedrop::store::connect(&testing::database_url_of(&pool).await, 1).await.unwrap();
+    let settings = PaymentSettings { pattern: pattern(), account_number: ACCOUNT.into() };
+    let pay = |id: i64, code: String| {
+        let (one, settings) = (one.clone(), settings.clone());
+        async move {
+            let body = payload(id, &code, 500_000);
+            let tx = sepay::SepayTransaction::parse(body.as_bytes()).unwrap();
+            coursedrop::payments::record(&one, &tx, &body, &settings).await.unwrap().outcome
+        }
+    };
+    // Warm: every statement prepared once, as in a running function.
+    let (warm, _) = order(&pool, &[250_000, 250_000]).await;
+    pay(1, warm).await;
+
+    let (code, items) = order(&pool, &[250_000, 250_000]).await;
+    let (q0, c0) = session_counters(&one).await;
+    let outcome = pay(2, code.clone()).await;
+    let (q1, c1) = session_counters(&one).await;
+    assert!(matches!(outcome, coursedrop::payments::PaymentOutcome::Applied { became_paid: true, .. }), "{outcome:?}");
+    // The second SHOW counts itself.
+    assert_eq!((q1 - q0 - 1, c1 - c0), (8, 1), "statements and commits of the paying payment");
+    assert_eq!(item_statuses(&pool, &code).await, vec!["enrolling", "enrolling"]);
+    let outbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE item_id IN (?, ?) AND queue = 'enroll'")
+        .bind(items[0])
+        .bind(items[1])
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(outbox, 2);
+    let events: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT e.kind, e.to_status FROM order_events e JOIN orders o ON o.id = e.order_id WHERE o.code = ? ORDER BY e.id",
+    )
+    .bind(&code)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        events,
+        vec![
+            ("order_created".into(), Some("pending".into())),
+            ("payment_received".into(), None),
+            ("order_status".into(), Some("paid".into())),
+            ("item_status".into(), Some("enrolling".into())),
+            ("item_status".into(), Some("enrolling".into())),
+        ]
+    );
+
+    let (q0, c0) = session_counters(&one).await;
+    assert_eq!(pay(2, code).await, coursedrop::payments::PaymentOutcome::Duplicate);
+    let (q1, c1) = session_counters(&one).await;
+    assert_eq!((q1 - q0 - 1, c1 - c0), (1, 0), "a duplicate is answered from one read");
 }

@@ -21,14 +21,13 @@ async fn main() -> anyhow::Result<()> {
     let pool = coursedrop::store::connect_from_vars(&vars, 2).await.context("connecting to the database")?;
     let publisher = coursedrop::adapters::queue::sqs_publisher(&vars).await;
     let deadlines = coursedrop::operations::Deadlines::from_vars(&vars)?;
+    let timing = sweeper::OutboxTiming::from_vars(&vars, OUTBOX_GRACE_SECS)?;
 
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         let (pool, publisher, deadlines) = (&pool, &publisher, &deadlines);
         // The scheduled event carries nothing the sweep needs.
         return lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
-            sweeper::sweep_with(pool, publisher, OUTBOX_GRACE_SECS, deadlines)
-                .await
-                .map_err(lambda_runtime::Error::from)
+            sweeper::sweep_with(pool, publisher, timing, deadlines).await.map_err(lambda_runtime::Error::from)
         }))
         .await
         .map_err(|e| anyhow::anyhow!(e));
@@ -42,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::select! {
             _ = &mut shutdown => return Ok(()),
             _ = tick.tick() => {
-                let result: Result<SweepReport, _> = sweeper::sweep_with(&pool, &publisher, OUTBOX_GRACE_SECS, &deadlines).await;
+                let result: Result<SweepReport, _> = sweeper::sweep_with(&pool, &publisher, timing, &deadlines).await;
                 if let Err(e) = result {
                     tracing::error!(error = %e, "sweep failed; retrying at the next tick");
                 }

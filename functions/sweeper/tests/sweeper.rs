@@ -2,6 +2,7 @@
 
 use coursedrop::domain::{ItemStatus, Queue};
 use coursedrop::store::items::{self, ItemChange};
+use coursedrop::sweeper::OutboxTiming;
 use coursedrop::{sweeper, testing};
 use sqlx::MySqlPool;
 
@@ -27,7 +28,7 @@ async fn expired_unpaid_orders_are_cancelled_and_nothing_else(pool: MySqlPool) {
     let (paid_late, _) = order_expiring_in(&pool, -1).await;
     sqlx::query("UPDATE orders SET status = 'paid' WHERE code = ?").bind(&paid_late).execute(&pool).await.unwrap();
 
-    let report = sweeper::sweep(&pool, &publisher, 30).await.unwrap();
+    let report = sweeper::sweep(&pool, &publisher, OutboxTiming::grace(30)).await.unwrap();
 
     assert_eq!(report.expired_orders, 1);
     assert_eq!(statuses(&pool, &expired).await, ("cancelled".into(), "cancelled".into()));
@@ -36,24 +37,56 @@ async fn expired_unpaid_orders_are_cancelled_and_nothing_else(pool: MySqlPool) {
     let events: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM order_events WHERE actor = 'sweeper'").fetch_one(&pool).await.unwrap();
     assert_eq!(events, 2, "one order event and one item event");
-    assert_eq!(sweeper::sweep(&pool, &publisher, 30).await.unwrap().expired_orders, 0, "a second sweep finds nothing");
+    assert_eq!(
+        sweeper::sweep(&pool, &publisher, OutboxTiming::grace(30)).await.unwrap().expired_orders,
+        0,
+        "a second sweep finds nothing"
+    );
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
-async fn fresh_outbox_rows_are_left_to_their_relay_and_old_ones_published(pool: MySqlPool) {
+async fn outbox_rows_are_published_again_only_when_their_relay_failed_or_nobody_consumed_them(pool: MySqlPool) {
     let sqs = testing::sqs_client().await;
     let (publisher, urls) = testing::fresh_queues(&sqs).await;
+    let timing = OutboxTiming { grace_secs: 30, republish_after_secs: 300 };
     let (_, item) = order_expiring_in(&pool, 30).await;
     items::transition(&pool, &ItemChange::new(item, ItemStatus::AwaitingPayment, ItemStatus::Enrolling, "test"))
         .await
         .unwrap();
+    let sweep = || async { sweeper::sweep(&pool, &publisher, timing).await.unwrap().republished };
+    let body = vec![format!("{{\"item_id\":{item}}}")];
 
-    assert_eq!(sweeper::sweep(&pool, &publisher, 30).await.unwrap().republished, 0);
-    assert!(testing::drain(&sqs, &urls[&Queue::Enroll]).await.is_empty());
-
+    assert_eq!(sweep().await, 0, "a fresh row is its relay's");
     sqlx::query("UPDATE outbox SET created_at = NOW(3) - INTERVAL 31 SECOND").execute(&pool).await.unwrap();
-    assert_eq!(sweeper::sweep(&pool, &publisher, 30).await.unwrap().republished, 1);
-    assert_eq!(testing::drain(&sqs, &urls[&Queue::Enroll]).await, vec![format!("{{\"item_id\":{item}}}")]);
+    assert_eq!(sweep().await, 0, "published by its relay, it has the republish interval to be consumed");
+
+    let id: u64 = sqlx::query_scalar("SELECT id FROM outbox").fetch_one(&pool).await.unwrap();
+    coursedrop::store::outbox::record_publish_failure(&mut pool.acquire().await.unwrap(), id, "refused").await.unwrap();
+    assert_eq!(sweep().await, 1, "the relay's publish failed: at once");
+    assert_eq!(testing::drain(&sqs, &urls[&Queue::Enroll]).await, body);
+    assert_eq!(sweep().await, 0, "published just now");
+
+    sqlx::query("UPDATE outbox SET published_at = NOW(3) - INTERVAL 301 SECOND").execute(&pool).await.unwrap();
+    assert_eq!(sweep().await, 1, "nobody consumed it in the interval: published again");
+    assert_eq!(testing::drain(&sqs, &urls[&Queue::Enroll]).await, body);
+
+    // The enroll stage takes the item in: its row is consumed and never published again.
+    items::transition(&pool, &ItemChange::new(item, ItemStatus::Enrolling, ItemStatus::Enrolled, "enroll"))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE outbox SET created_at = NOW(3) - INTERVAL 1 HOUR, published_at = NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let consumed: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE queue = 'enroll' AND consumed_at IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(consumed, 1);
+    assert_eq!(sweep().await, 1, "only the deliver row, which nobody consumed yet");
+    assert_eq!(testing::drain(&sqs, &urls[&Queue::Enroll]).await, Vec::<String>::new());
+    assert_eq!(testing::drain(&sqs, &urls[&Queue::Deliver]).await, body);
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
@@ -76,7 +109,8 @@ async fn many_rows_go_out_in_batches_each_exactly_once(pool: MySqlPool) {
         }
         expected.push((i, format!("{{\"item_id\":{item}}}")));
     }
-    let report = sweeper::sweep(&pool, &publisher, 0).await.unwrap();
+    let report =
+        sweeper::sweep(&pool, &publisher, OutboxTiming { grace_secs: 0, republish_after_secs: 0 }).await.unwrap();
     assert_eq!((report.republished, report.publish_failed), (25, 0));
     let mut enroll = testing::drain(&sqs, &urls[&Queue::Enroll]).await;
     let mut finalize = testing::drain(&sqs, &urls[&Queue::Finalize]).await;
@@ -143,7 +177,7 @@ async fn a_stuck_item_whose_message_was_lost_is_sent_again_once_per_deadline(poo
             .unwrap();
     }
     // Both deliver messages were published, then lost (a queue purged, say).
-    sweeper::sweep(&pool, &publisher, 0).await.unwrap();
+    sweeper::sweep(&pool, &publisher, OutboxTiming { grace_secs: 0, republish_after_secs: 0 }).await.unwrap();
     let _ = testing::drain(&sqs, &urls[&Queue::Enroll]).await;
     let _ = testing::drain(&sqs, &urls[&Queue::Deliver]).await;
     // One has waited past the enrolled deadline, and its last message is older than that too.
@@ -156,12 +190,12 @@ async fn a_stuck_item_whose_message_was_lost_is_sent_again_once_per_deadline(poo
     let deadlines =
         coursedrop::operations::Deadlines { enrolled: std::time::Duration::from_secs(300), ..Default::default() };
 
-    let report = sweeper::sweep_with(&pool, &publisher, 30, &deadlines).await.unwrap();
+    let report = sweeper::sweep_with(&pool, &publisher, OutboxTiming::grace(30), &deadlines).await.unwrap();
     assert_eq!((report.stuck_items, report.requeued), (1, 1));
     assert_eq!(testing::drain(&sqs, &urls[&Queue::Deliver]).await, vec![format!("{{\"item_id\":{item}}}")]);
 
     // Still stuck a minute later: counted again, but not sent again within the deadline.
-    let report = sweeper::sweep_with(&pool, &publisher, 30, &deadlines).await.unwrap();
+    let report = sweeper::sweep_with(&pool, &publisher, OutboxTiming::grace(30), &deadlines).await.unwrap();
     assert_eq!((report.stuck_items, report.requeued), (1, 0));
     assert!(testing::drain(&sqs, &urls[&Queue::Deliver]).await.is_empty());
 }

@@ -178,6 +178,13 @@ impl ItemStatus {
         }
     }
 
+    /// The queue whose message moves an item on from this status: the one the status
+    /// started, and for `delivering` (a claim of `enrolled`'s work) the deliver queue. An item
+    /// that leaves this status has consumed that queue's outbox rows.
+    pub fn served_by(self) -> Option<Queue> {
+        self.starts_queue().or((self == ItemStatus::Delivering).then_some(Queue::Deliver))
+    }
+
     /// The column that records when an item entered this status, if it has one.
     pub(crate) fn timestamp_column(self) -> Option<&'static str> {
         match self {

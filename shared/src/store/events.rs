@@ -46,6 +46,27 @@ pub async fn record(conn: &mut MySqlConnection, e: &NewEvent<'_>) -> Result<(), 
     Ok(())
 }
 
+/// Several events in one insert.
+pub async fn record_all(conn: &mut MySqlConnection, events: &[NewEvent<'_>]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut insert = sqlx::QueryBuilder::new(
+        "INSERT INTO order_events (order_id, item_id, kind, from_status, to_status, actor, detail) ",
+    );
+    insert.push_values(events, |mut row, e| {
+        row.push_bind(e.order_id)
+            .push_bind(e.item_id)
+            .push_bind(e.kind)
+            .push_bind(e.from_status)
+            .push_bind(e.to_status)
+            .push_bind(e.actor)
+            .push_bind(e.detail);
+    });
+    insert.build().execute(conn).await?;
+    Ok(())
+}
+
 /// An order's timeline, oldest first.
 pub async fn for_order(conn: &mut MySqlConnection, order_id: u64) -> Result<Vec<Event>, StoreError> {
     Ok(sqlx::query_as::<_, Event>(

@@ -111,11 +111,82 @@ pub async fn transition_in(conn: &mut MySqlConnection, change: &ItemChange<'_>) 
     if let Some(stage) = change.failed_stage {
         crate::metrics::emit(crate::metrics::Metric::ItemFailed { stage: stage.as_str() });
     }
+    // Leaving the status a queue's message serves is that message arriving.
+    if let Some(queue) = change.from.served_by() {
+        outbox::mark_consumed(conn, change.item_id, queue).await?;
+    }
     let outbox = match change.to.starts_queue() {
         Some(queue) => Some(outbox::enqueue(conn, queue, change.item_id).await?),
         None => None,
     };
     Ok(Transitioned { order_id, outbox })
+}
+
+/// All of an order's items in `from`, to move to `to` together.
+#[derive(Debug, Clone)]
+pub struct MoveAll<'a> {
+    pub order_id: u64,
+    /// The order's items in `from`, known to the caller, which holds the order's lock.
+    pub item_ids: &'a [u64],
+    pub from: ItemStatus,
+    pub to: ItemStatus,
+    pub actor: &'a str,
+    pub reason: Option<&'a str>,
+}
+
+/// Moves all of an order's items in `from` to `to` in one statement, in the caller's
+/// transaction. Their events are added to `events` for the caller to write with its own in
+/// one insert; their outbox rows are written in one insert and returned.
+pub async fn move_all_in<'a>(
+    conn: &mut MySqlConnection,
+    m: &MoveAll<'a>,
+    events: &mut Vec<NewEvent<'a>>,
+) -> Result<Vec<OutboxMessage>, StoreError> {
+    let MoveAll { order_id, item_ids, from, to, actor, reason } = *m;
+    if !from.can_become(to) || to == ItemStatus::Failed {
+        return Err(StoreError::IllegalItemTransition { from, to });
+    }
+    if item_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The column comes from a closed match over our own enum, never from input.
+    let stamp = to.timestamp_column().map(|c| format!(", {c} = NOW(3)")).unwrap_or_default();
+    let sql =
+        format!("UPDATE order_items SET status = ?, updated_at = NOW(3){stamp} WHERE order_id = ? AND status = ?");
+    let done = sqlx::query(AssertSqlSafe(sql))
+        .bind(to.as_str())
+        .bind(order_id)
+        .bind(from.as_str())
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() != item_ids.len() as u64 {
+        // The caller's lock should make this impossible; never write half a change.
+        return Err(StoreError::Conflict {
+            expected: from.as_str(),
+            actual: format!("{} of {} items moved", done.rows_affected(), item_ids.len()),
+        });
+    }
+    for &item_id in item_ids {
+        events.push(NewEvent {
+            order_id,
+            item_id: Some(item_id),
+            kind: "item_status",
+            from_status: Some(from.as_str()),
+            to_status: Some(to.as_str()),
+            actor,
+            detail: reason,
+        });
+        crate::metrics::emit(crate::metrics::Metric::ItemEntered { status: to.as_str() });
+    }
+    if let Some(queue) = from.served_by() {
+        for &item_id in item_ids {
+            outbox::mark_consumed(conn, item_id, queue).await?;
+        }
+    }
+    match to.starts_queue() {
+        Some(queue) => outbox::enqueue_all(conn, queue, item_ids).await,
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Performs the change in a transaction of its own.

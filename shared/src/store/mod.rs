@@ -10,6 +10,7 @@ pub mod events;
 pub mod items;
 pub mod orders;
 pub mod outbox;
+pub mod payments;
 
 use std::time::Duration;
 
@@ -109,12 +110,19 @@ pub async fn connect(database_url: &str, max_connections: u32) -> Result<MySqlPo
         .await
 }
 
-/// Connects to `DATABASE_URL` (or the local default).
+/// Connects to `DATABASE_URL` (or the local default) with at most `DATABASE_MAX_CONNECTIONS`
+/// connections, `default_max` when unset: each binary's own (a Lambda serves one request at a
+/// time; the deliver job works several files at once).
 pub async fn connect_from_vars<F: Fn(&str) -> Option<String>>(
     vars: &crate::config::Vars<F>,
-    max_connections: u32,
+    default_max: u32,
 ) -> Result<MySqlPool, sqlx::Error> {
-    connect(&crate::config::database_url(vars), max_connections).await
+    let max =
+        vars.parse_or("DATABASE_MAX_CONNECTIONS", default_max).map_err(|e| sqlx::Error::Configuration(e.into()))?;
+    if max == 0 {
+        return Err(sqlx::Error::Configuration("DATABASE_MAX_CONNECTIONS must be at least 1".into()));
+    }
+    connect(&crate::config::database_url(vars), max).await
 }
 
 /// Applies any migration not yet applied. Safe to run repeatedly and concurrently: sqlx

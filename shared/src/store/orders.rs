@@ -124,6 +124,80 @@ pub async fn transition_in(
     .await
 }
 
+/// A payment's effect on its locked order, in one statement: the new sum; with `to`, the
+/// status it moves to (and that status's timestamp); with `attention`, the flag for an
+/// operator. The caller writes the events.
+pub async fn record_payment_in(
+    conn: &mut MySqlConnection,
+    order_id: u64,
+    from: OrderStatus,
+    paid_vnd: i64,
+    to: Option<OrderStatus>,
+    attention: Option<&str>,
+) -> Result<(), StoreError> {
+    if let Some(to) = to
+        && !from.can_become(to)
+    {
+        return Err(StoreError::IllegalOrderTransition { from, to });
+    }
+    // The column name comes from a closed match over our own enum.
+    let stamp = to.and_then(|t| t.timestamp_column()).map(|c| format!(", {c} = NOW(3)")).unwrap_or_default();
+    let sql = format!(
+        "UPDATE orders SET paid_vnd = ?, status = ?, attention = COALESCE(?, attention), updated_at = NOW(3){stamp}
+         WHERE id = ? AND status = ?"
+    );
+    let done = sqlx::query(AssertSqlSafe(sql))
+        .bind(paid_vnd)
+        .bind(to.unwrap_or(from).as_str())
+        .bind(attention)
+        .bind(order_id)
+        .bind(from.as_str())
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(match status(conn, order_id).await? {
+            None => StoreError::NotFound { kind: "order", id: order_id.to_string() },
+            Some(actual) => StoreError::Conflict { expected: from.as_str(), actual: actual.as_str().to_string() },
+        });
+    }
+    Ok(())
+}
+
+/// The payment that pays a locked pending order, in one statement: the order becomes paid
+/// with its new sum (and `attention`, for an over-payment), and its `items` awaiting payment
+/// go to enrollment. The caller writes the events and the outbox rows.
+pub async fn pay_in(
+    conn: &mut MySqlConnection,
+    order_id: u64,
+    paid_vnd: i64,
+    attention: Option<&str>,
+    items: usize,
+) -> Result<(), StoreError> {
+    let done = sqlx::query(
+        "UPDATE orders o LEFT JOIN order_items i ON i.order_id = o.id AND i.status = ?
+         SET o.paid_vnd = ?, o.status = ?, o.attention = COALESCE(?, o.attention), o.paid_at = NOW(3),
+             o.updated_at = NOW(3), i.status = ?, i.enrolling_at = NOW(3), i.updated_at = NOW(3)
+         WHERE o.id = ? AND o.status = ?",
+    )
+    .bind(ItemStatus::AwaitingPayment.as_str())
+    .bind(paid_vnd)
+    .bind(OrderStatus::Paid.as_str())
+    .bind(attention)
+    .bind(ItemStatus::Enrolling.as_str())
+    .bind(order_id)
+    .bind(OrderStatus::Pending.as_str())
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() != 1 + items as u64 {
+        // The caller's lock makes this impossible; never write half a payment.
+        return Err(StoreError::Conflict {
+            expected: OrderStatus::Pending.as_str(),
+            actual: format!("{} rows of an order and {items} items changed", done.rows_affected()),
+        });
+    }
+    Ok(())
+}
+
 pub async fn transition(
     pool: &MySqlPool,
     order_id: u64,
@@ -157,11 +231,17 @@ pub async fn cancel_unpaid(pool: &MySqlPool, order_id: u64, actor: &str, reason:
         .bind(ItemStatus::AwaitingPayment.as_str())
         .fetch_all(&mut *tx)
         .await?;
-    for id in item_ids {
-        let change = super::items::ItemChange::new(id, ItemStatus::AwaitingPayment, ItemStatus::Cancelled, actor)
-            .because(reason);
-        super::items::transition_in(&mut tx, &change).await?;
-    }
+    let mut events = Vec::with_capacity(item_ids.len());
+    let cancel = super::items::MoveAll {
+        order_id,
+        item_ids: &item_ids,
+        from: ItemStatus::AwaitingPayment,
+        to: ItemStatus::Cancelled,
+        actor,
+        reason: Some(reason),
+    };
+    super::items::move_all_in(&mut tx, &cancel, &mut events).await?;
+    events::record_all(&mut tx, &events).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -1,6 +1,12 @@
 //! The transactional outbox: a message for a queue is written in the same transaction as the
-//! state change that calls for it, and published after commit. A publish that fails leaves
-//! the row for the sweeper, so no state change is ever left without its message.
+//! state change that calls for it, and published after commit.
+//!
+//! Nothing is written when a publish succeeds, so the request that made the change commits
+//! once. What closes the loop is the consumer: the stage a row's message triggers marks the
+//! row consumed in its own transaction, when the item leaves the status the message serves
+//! (`ItemStatus::served_by`). The sweeper publishes again only rows nobody consumed in time,
+//! and at once a row whose publish the relay saw fail. A lost message therefore costs a delay,
+//! never the state change: at least once, with every consumer idempotent.
 
 use serde::Serialize;
 use sqlx::{FromRow, MySqlConnection};
@@ -12,6 +18,12 @@ use crate::domain::{Queue, Status};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ItemMessage {
     pub item_id: u64,
+}
+
+impl ItemMessage {
+    pub fn body(item_id: u64) -> String {
+        serde_json::to_string(&ItemMessage { item_id }).expect("a struct of one integer serializes")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,53 +41,90 @@ struct OutboxRow {
 }
 
 pub async fn enqueue(conn: &mut MySqlConnection, queue: Queue, item_id: u64) -> Result<OutboxMessage, StoreError> {
-    let body = serde_json::to_string(&ItemMessage { item_id }).expect("a struct of one integer serializes");
-    let done = sqlx::query("INSERT INTO outbox (queue, payload) VALUES (?, ?)")
-        .bind(queue.as_str())
-        .bind(&body)
-        .execute(conn)
-        .await?;
-    Ok(OutboxMessage { id: done.last_insert_id(), queue, body })
+    Ok(enqueue_all(conn, queue, &[item_id]).await?.remove(0))
 }
 
-/// Unpublished rows created at least `min_age_secs` ago, oldest first.
-pub async fn unpublished(
+/// One row per item for `queue`, in one statement. Ids are the insert's first id onwards: a
+/// multi-row `INSERT … VALUES` is a "simple insert", whose auto-increment values InnoDB
+/// allocates consecutively in every `innodb_autoinc_lock_mode`.
+pub async fn enqueue_all(
     conn: &mut MySqlConnection,
-    min_age_secs: u32,
+    queue: Queue,
+    item_ids: &[u64],
+) -> Result<Vec<OutboxMessage>, StoreError> {
+    if item_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut insert = sqlx::QueryBuilder::new("INSERT INTO outbox (queue, payload, item_id) ");
+    insert.push_values(item_ids, |mut row, &item_id| {
+        row.push_bind(queue.as_str()).push_bind(ItemMessage::body(item_id)).push_bind(item_id);
+    });
+    let done = insert.build().execute(conn).await?;
+    let first = done.last_insert_id();
+    Ok(item_ids
+        .iter()
+        .enumerate()
+        .map(|(i, &item_id)| OutboxMessage { id: first + i as u64, queue, body: ItemMessage::body(item_id) })
+        .collect())
+}
+
+/// Records, in the consuming stage's transaction, that the item's `queue` rows did their work.
+pub async fn mark_consumed(conn: &mut MySqlConnection, item_id: u64, queue: Queue) -> Result<(), StoreError> {
+    sqlx::query("UPDATE outbox SET consumed_at = NOW(3) WHERE item_id = ? AND queue = ? AND consumed_at IS NULL")
+        .bind(item_id)
+        .bind(queue.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Rows the sweeper should publish, oldest first: unconsumed, older than `grace_secs` (left to
+/// the relay that wrote them), and either failed by the relay and not published since, or
+/// not published (by anyone) for `republish_after_secs`.
+pub async fn due(
+    conn: &mut MySqlConnection,
+    grace_secs: u32,
+    republish_after_secs: u32,
     limit: u32,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
     let rows = sqlx::query_as::<_, OutboxRow>(
         "SELECT id, queue, payload FROM outbox
-         WHERE published_at IS NULL AND created_at <= NOW(3) - INTERVAL ? SECOND
+         WHERE consumed_at IS NULL AND created_at <= NOW(3) - INTERVAL ? SECOND
+           AND ((publish_attempts > 0 AND published_at IS NULL)
+                OR COALESCE(published_at, created_at) <= NOW(3) - INTERVAL ? SECOND)
          ORDER BY created_at, id LIMIT ?",
     )
-    .bind(min_age_secs)
+    .bind(grace_secs)
+    .bind(republish_after_secs)
     .bind(limit)
     .fetch_all(conn)
     .await?;
     rows.into_iter().map(|r| Ok(OutboxMessage { id: r.id, queue: Queue::parse(&r.queue)?, body: r.payload })).collect()
 }
 
+/// The sweeper published these rows now.
 pub async fn mark_published(conn: &mut MySqlConnection, ids: &[u64]) -> Result<(), StoreError> {
     if ids.is_empty() {
         return Ok(());
     }
-    // Only placeholders are spliced in; the ids are bound.
-    let placeholders = vec!["?"; ids.len()].join(", ");
-    let sql = format!("UPDATE outbox SET published_at = NOW(3) WHERE published_at IS NULL AND id IN ({placeholders})");
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut update = sqlx::QueryBuilder::new("UPDATE outbox SET published_at = NOW(3) WHERE id IN (");
+    let mut list = update.separated(", ");
     for id in ids {
-        query = query.bind(id);
+        list.push_bind(*id);
     }
-    query.execute(conn).await?;
+    update.push(")");
+    update.build().execute(conn).await?;
     Ok(())
 }
 
+/// A publish failed: counted, with the error, so the sweeper takes the row at once.
 pub async fn record_publish_failure(conn: &mut MySqlConnection, id: u64, error: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE outbox SET publish_attempts = publish_attempts + 1, last_error = ? WHERE id = ?")
-        .bind(error)
-        .bind(id)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE outbox SET publish_attempts = publish_attempts + 1, last_error = ?, published_at = NULL WHERE id = ?",
+    )
+    .bind(error)
+    .bind(id)
+    .execute(conn)
+    .await?;
     Ok(())
 }

@@ -136,7 +136,8 @@ async fn migrations_apply_to_an_empty_database_and_again_change_nothing(pool: My
         "payments|uq_payments_sepay_id|0|1|sepay_id",
         "order_items|ix_items_status_updated|1|1|status",
         "order_items|ix_items_status_updated|1|2|updated_at",
-        "outbox|ix_outbox_unpublished|1|1|published_at",
+        "outbox|ix_outbox_unconsumed|1|1|consumed_at",
+        "outbox|ix_outbox_item|1|1|item_id",
     ] {
         assert!(first.iter().any(|r| r == needle), "missing index {needle}");
     }
@@ -365,7 +366,7 @@ async fn order_transitions_follow_the_table(pool: MySqlPool) {
 // ---------------------------------------------------------------- outbox and events
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
-async fn outbox_rows_wait_until_published_and_the_timeline_reads_in_order(pool: MySqlPool) {
+async fn outbox_rows_are_due_until_consumed_and_the_timeline_reads_in_order(pool: MySqlPool) {
     let f = order_with_items(&pool, 2).await;
     for &id in &f.item_ids {
         items::transition(
@@ -376,16 +377,31 @@ async fn outbox_rows_wait_until_published_and_the_timeline_reads_in_order(pool: 
         .unwrap();
     }
     let mut conn = pool.acquire().await.unwrap();
-    let pending = outbox::unpublished(&mut conn, 0, 10).await.unwrap();
-    assert_eq!(pending.len(), 2);
-    assert!(pending.iter().all(|m| m.queue == Queue::Enroll));
-    // Rows younger than the sweeper's grace period are left to the relay that wrote them.
-    assert!(outbox::unpublished(&mut conn, 3600, 10).await.unwrap().is_empty());
+    let rows = outbox::due(&mut conn, 0, 0, 10).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|m| m.queue == Queue::Enroll));
+    // Rows younger than the grace period are left to the relay that wrote them.
+    assert!(outbox::due(&mut conn, 3600, 0, 10).await.unwrap().is_empty());
+    // A publish nobody saw fail is given the republish interval to be consumed.
+    assert!(outbox::due(&mut conn, 0, 3600, 10).await.unwrap().is_empty());
+    // One the relay saw fail is due at once, until the sweeper publishes it.
+    outbox::record_publish_failure(&mut conn, rows[0].id, "connection refused").await.unwrap();
+    assert_eq!(outbox::due(&mut conn, 0, 3600, 10).await.unwrap(), vec![rows[0].clone()]);
+    outbox::mark_published(&mut conn, &[rows[0].id]).await.unwrap();
+    assert!(outbox::due(&mut conn, 0, 3600, 10).await.unwrap().is_empty());
 
-    outbox::record_publish_failure(&mut conn, pending[0].id, "connection refused").await.unwrap();
-    outbox::mark_published(&mut conn, &[pending[0].id]).await.unwrap();
-    let left = outbox::unpublished(&mut conn, 0, 10).await.unwrap();
-    assert_eq!(left, vec![pending[1].clone()]);
+    // The stage leaving `enrolling` consumed the item's enroll row, and wrote a deliver row.
+    items::transition(&pool, &ItemChange::new(f.item_ids[0], ItemStatus::Enrolling, ItemStatus::Enrolled, "enroll"))
+        .await
+        .unwrap();
+    let due = outbox::due(&mut conn, 0, 0, 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|m| (m.queue, m.body.clone())).collect::<Vec<_>>(),
+        vec![
+            (Queue::Enroll, format!("{{\"item_id\":{}}}", f.item_ids[1])),
+            (Queue::Deliver, format!("{{\"item_id\":{}}}", f.item_ids[0]))
+        ]
+    );
 
     let timeline = events::for_order(&mut conn, f.order_id).await.unwrap();
     let kinds: Vec<_> = timeline.iter().map(|e| (e.kind.as_str(), e.to_status.as_deref())).collect();
@@ -394,7 +410,8 @@ async fn outbox_rows_wait_until_published_and_the_timeline_reads_in_order(pool: 
         vec![
             ("order_created", Some("pending")),
             ("item_status", Some("enrolling")),
-            ("item_status", Some("enrolling"))
+            ("item_status", Some("enrolling")),
+            ("item_status", Some("enrolled"))
         ]
     );
 }
