@@ -573,12 +573,19 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
     /// Gives a claimed item back at once (a stopping worker), so the next can take it without
     /// waiting for the lease to lapse.
     pub async fn hand_back(&self, item_id: u64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE order_items SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?")
-            .bind(item_id)
-            .bind(&self.worker)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        // `delivering → enrolled`, while the lease is ours: the next worker claims it as any
+        // enrolled item and resumes from what Drive holds. The item's new deliver outbox row
+        // is not published: the handed-back message becomes visible at once, and the claim
+        // it leads to consumes the row (the sweeper publishes it only if nobody does).
+        let change = ItemChange::new(item_id, ItemStatus::Delivering, ItemStatus::Enrolled, &self.worker)
+            .because("handed back by a stopping worker")
+            .held_by(&self.worker);
+        match items::transition(&self.pool, &change).await {
+            Ok(_) => Ok(()),
+            // Another worker holds it, or it has moved on: nothing of ours to hand back.
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -373,7 +373,19 @@ async fn a_stopped_consumer_hands_unfinished_work_back(pool: MySqlPool) {
             .fetch_one(&h.pool)
             .await
             .unwrap();
-    assert_eq!((status.as_str(), owner), ("delivering", None), "handed back: no lease to wait out");
+    assert_eq!(
+        (status.as_str(), owner),
+        ("enrolled", None),
+        "handed back: delivering → enrolled, no lease to wait out"
+    );
+    let handed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM order_events WHERE item_id = ? AND from_status = 'delivering' AND to_status = 'enrolled'",
+    )
+    .bind(h.item)
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(handed, 1, "the hand-back is in the item's timeline");
     assert_eq!(
         testing::drain(&h.sqs, &h.urls[&Queue::Deliver]).await,
         vec![format!("{{\"item_id\":{}}}", h.item)],

@@ -19,11 +19,19 @@ pub struct ItemChange<'a> {
     pub reason: Option<&'a str>,
     /// Required exactly when `to` is `failed`.
     pub failed_stage: Option<Stage>,
+    /// When set, the change happens only while this worker holds the item's lease.
+    pub lease_owner: Option<&'a str>,
 }
 
 impl<'a> ItemChange<'a> {
     pub fn new(item_id: u64, from: ItemStatus, to: ItemStatus, actor: &'a str) -> Self {
-        ItemChange { item_id, from, to, actor, reason: None, failed_stage: None }
+        ItemChange { item_id, from, to, actor, reason: None, failed_stage: None, lease_owner: None }
+    }
+
+    /// Only while `owner` holds the item's lease: a worker that lost its lease changes nothing.
+    pub fn held_by(mut self, owner: &'a str) -> Self {
+        self.lease_owner = Some(owner);
+        self
     }
 
     pub fn because(mut self, reason: &'a str) -> Self {
@@ -33,7 +41,15 @@ impl<'a> ItemChange<'a> {
 
     /// A change into `failed` at `stage`, with the reason kept on the item.
     pub fn failure(item_id: u64, from: ItemStatus, stage: Stage, reason: &'a str, actor: &'a str) -> Self {
-        ItemChange { item_id, from, to: ItemStatus::Failed, actor, reason: Some(reason), failed_stage: Some(stage) }
+        ItemChange {
+            item_id,
+            from,
+            to: ItemStatus::Failed,
+            actor,
+            reason: Some(reason),
+            failed_stage: Some(stage),
+            lease_owner: None,
+        }
     }
 }
 
@@ -72,12 +88,17 @@ pub async fn transition_in(conn: &mut MySqlConnection, change: &ItemChange<'_>) 
     if matches!(change.from, ItemStatus::Enrolling | ItemStatus::Delivering) {
         set.push_str(", lease_owner = NULL, lease_until = NULL");
     }
-    let sql = format!("UPDATE order_items SET {set} WHERE id = ? AND status = ?");
+    let held = if change.lease_owner.is_some() { " AND lease_owner = ?" } else { "" };
+    let sql = format!("UPDATE order_items SET {set} WHERE id = ? AND status = ?{held}");
     let mut update = sqlx::query(AssertSqlSafe(sql)).bind(change.to.as_str());
     if into_failed {
         update = update.bind(change.failed_stage.map(|s| s.as_str())).bind(change.reason);
     }
-    let done = update.bind(change.item_id).bind(change.from.as_str()).execute(&mut *conn).await?;
+    update = update.bind(change.item_id).bind(change.from.as_str());
+    if let Some(owner) = change.lease_owner {
+        update = update.bind(owner);
+    }
+    let done = update.execute(&mut *conn).await?;
 
     if done.rows_affected() == 0 {
         return Err(match status(conn, change.item_id).await? {
