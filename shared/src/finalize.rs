@@ -155,7 +155,7 @@ pub async fn finalize_item<T: AccessToken>(
         ItemChange::new(item_id, ItemStatus::Delivered, ItemStatus::Completed, ACTOR).because("shared and emailed");
     match items::transition_in(&mut tx, &change).await {
         Ok(_) => {}
-        Err(StoreError::Conflict { actual, .. }) => return Ok(Outcome::AlreadyDone(ItemStatus::parse(&actual)?)),
+        Err(StoreError::ItemConflict { actual, .. }) => return Ok(Outcome::AlreadyDone(actual)),
         Err(e) => return Err(e),
     }
     // A locking read: the latest committed rows, not the transaction's snapshot.

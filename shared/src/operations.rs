@@ -5,6 +5,7 @@
 //! payment live with their flows (`store::items::retry_failed`, `refund`,
 //! `store::orders::cancel_unpaid`, `payments::attach`).
 
+use crate::domain::EventKind;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -327,7 +328,7 @@ pub async fn resend_email(pool: &MySqlPool, mailer: &Mailer, item_id: u64, actor
         &NewEvent {
             order_id: f.order_id,
             item_id: Some(item_id),
-            kind: "email_resent",
+            kind: EventKind::EmailResent,
             from_status: None,
             to_status: None,
             actor,

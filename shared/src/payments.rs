@@ -2,6 +2,7 @@
 //! it matches, adds it to its order, and when the order is paid moves its items into
 //! enrollment with their outbox rows.
 
+use crate::domain::EventKind;
 use sqlx::{MySqlConnection, MySqlPool};
 
 use crate::adapters::sepay::{SepayTransaction, TransferType};
@@ -108,13 +109,13 @@ async fn apply(
         actor,
         detail,
     };
-    let mut events = vec![event("payment_received", None, None, Some(detail.as_str()), None)];
+    let mut events = vec![event(EventKind::PaymentReceived, None, None, Some(detail.as_str()), None)];
     let mut outbox = Vec::new();
     if becomes_paid {
         let awaiting = order.items_in(ItemStatus::AwaitingPayment);
         orders::pay_in(db, order.id, paid_vnd, attention.as_deref(), awaiting.len()).await?;
         events.push(event(
-            "order_status",
+            EventKind::OrderStatus,
             Some(OrderStatus::Pending.as_str()),
             Some(OrderStatus::Paid.as_str()),
             Some(detail.as_str()),
@@ -123,7 +124,7 @@ async fn apply(
         for &item_id in &awaiting {
             let (from, to) = (ItemStatus::AwaitingPayment, ItemStatus::Enrolling);
             events.push(event(
-                "item_status",
+                EventKind::ItemStatus,
                 Some(from.as_str()),
                 Some(to.as_str()),
                 Some("order paid"),
@@ -136,7 +137,7 @@ async fn apply(
         orders::record_payment_in(db, order.id, order.status, paid_vnd, None, attention.as_deref()).await?;
     }
     if let Some(reason) = &attention {
-        events.push(event("needs_attention", None, None, Some(reason.as_str()), None));
+        events.push(event(EventKind::NeedsAttention, None, None, Some(reason.as_str()), None));
     }
     events::record_all(db, &events).await?;
 

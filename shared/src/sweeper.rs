@@ -90,7 +90,7 @@ pub async fn sweep_with<P: Publisher>(
         match orders::cancel_unpaid(pool, order_id, ACTOR, "expired unpaid").await {
             Ok(()) => report.expired_orders += 1,
             // Paid in the meantime: the payment won, as it should.
-            Err(StoreError::Conflict { .. }) => {}
+            Err(StoreError::OrderConflict { .. }) => {}
             Err(e) => return Err(e),
         }
     }

@@ -181,7 +181,9 @@ fn error_code(e: &anyhow::Error) -> &'static str {
         if let Some(s) = cause.downcast_ref::<store::StoreError>() {
             match s {
                 store::StoreError::NotFound { .. } => return "not_found",
-                store::StoreError::Conflict { .. } => return "conflict",
+                store::StoreError::ItemConflict { .. }
+                | store::StoreError::OrderConflict { .. }
+                | store::StoreError::PartialChange { .. } => return "conflict",
                 _ => return "database",
             }
         }
@@ -366,7 +368,7 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
         }
         Command::Retry { item_id } => {
             let done = items::retry_failed(&ctx.pool, item_id, &ctx.actor).await.map_err(|e| match e {
-                store::StoreError::Conflict { actual, .. } => {
+                store::StoreError::ItemConflict { actual, .. } => {
                     coded("refused", format!("item {item_id} is {actual}, not failed: nothing to retry"))
                 }
                 store::StoreError::NotFound { .. } => coded("not_found", format!("no item {item_id}")),
@@ -412,7 +414,7 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
                 ));
             }
             orders::cancel_unpaid(&ctx.pool, order.id, &ctx.actor, &reason).await.map_err(|e| match e {
-                store::StoreError::Conflict { actual, .. } => {
+                store::StoreError::OrderConflict { actual, .. } => {
                     coded("refused", format!("order {code} became {actual} meanwhile: it was not cancelled"))
                 }
                 e => e.into(),

@@ -159,7 +159,13 @@ async fn an_operator_cancels_an_unpaid_order_but_not_a_paid_one(pool: MySqlPool)
     let err = coursedrop::store::orders::cancel_unpaid(&pool, id(paid.to_string()).await, "operator:lan", "x")
         .await
         .unwrap_err();
-    assert!(matches!(err, coursedrop::store::StoreError::Conflict { expected: "pending", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            coursedrop::store::StoreError::OrderConflict { expected: coursedrop::domain::OrderStatus::Pending, .. }
+        ),
+        "{err}"
+    );
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]

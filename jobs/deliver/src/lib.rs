@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use coursedrop::adapters::queue::{Publisher, long_poll_client};
-use coursedrop::domain::{ItemStatus, Stage, Status};
+use coursedrop::domain::{ItemStatus, Stage};
 use coursedrop::drive::upload::{DriveClient, Held};
 use coursedrop::drive::{AccessToken, DriveError};
 use coursedrop::relay;
@@ -179,7 +179,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         match items::transition_in(&mut tx, &change).await {
             Ok(_) => {}
             Err(StoreError::NotFound { .. }) => return Ok(Some(Outcome::UnknownItem)),
-            Err(StoreError::Conflict { actual, .. }) if actual == ItemStatus::Delivering.as_str() => {
+            Err(StoreError::ItemConflict { actual: ItemStatus::Delivering, .. }) => {
                 drop(tx);
                 let taken = sqlx::query(
                     "UPDATE order_items SET lease_owner = ?, lease_until = NOW(3) + INTERVAL ? SECOND
@@ -192,8 +192,8 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
                 .await?;
                 return Ok((taken.rows_affected() == 0).then_some(Outcome::Busy));
             }
-            Err(StoreError::Conflict { actual, .. }) => {
-                return Ok(Some(Outcome::AlreadyDone(ItemStatus::parse(&actual)?)));
+            Err(StoreError::ItemConflict { actual, .. }) => {
+                return Ok(Some(Outcome::AlreadyDone(actual)));
             }
             Err(e) => return Err(e),
         }
@@ -583,7 +583,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         match items::transition(&self.pool, &change).await {
             Ok(_) => Ok(()),
             // Another worker holds it, or it has moved on: nothing of ours to hand back.
-            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(()),
+            Err(StoreError::ItemConflict { .. } | StoreError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }

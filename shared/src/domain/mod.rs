@@ -10,4 +10,4 @@ pub use email::{Email, EmailError, mask_email};
 pub use money::{Vnd, VndError};
 pub use order_code::{CodeCharset, CodePattern, CodePatternError, OrderCode, OrderCodeError};
 pub use slug::{CourseSlug, SlugError};
-pub use state::{ItemStatus, OrderStatus, Queue, Stage, Status, UnknownStatus};
+pub use state::{EventKind, ItemStatus, OrderStatus, Queue, Stage, Status, UnknownStatus};

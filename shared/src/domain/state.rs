@@ -35,8 +35,15 @@ pub trait Status: Copy + Eq + fmt::Debug + 'static {
     }
 }
 
+/// A status type from its variants and stored names, once: the enum, `Status` (its `KIND`,
+/// `ALL` in declaration order, `as_str`, and the allowed transitions as data), `Display` and
+/// `FromStr`. Nothing can be added to one list and forgotten in another.
 macro_rules! status_enum {
-    ($name:ident, $kind:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+    (
+        $name:ident, $kind:literal,
+        { $($variant:ident => $text:literal),+ $(,)? },
+        transitions: [ $( $(#[doc = $why:literal])* ($from:ident, $to:ident) ),* $(,)? ] $(,)?
+    ) => {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
@@ -44,6 +51,15 @@ macro_rules! status_enum {
         impl $name {
             pub const fn name(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl Status for $name {
+            const KIND: &'static str = $kind;
+            const ALL: &'static [Self] = &[$($name::$variant),+];
+            const TRANSITIONS: &'static [(Self, Self)] = &[$(($name::$from, $name::$to)),*];
+            fn as_str(self) -> &'static str {
+                self.name()
             }
         }
 
@@ -68,7 +84,15 @@ status_enum!(OrderStatus, "order status", {
     Completed => "completed",
     Cancelled => "cancelled",
     Refunded => "refunded",
-});
+}, transitions: [
+    (Pending, Paid),
+    (Pending, Cancelled),
+    /// An operator accepts a payment that arrived after the order expired.
+    (Cancelled, Paid),
+    (Paid, Completed),
+    (Paid, Refunded),
+    (Completed, Refunded),
+]);
 
 status_enum!(ItemStatus, "item status", {
     AwaitingPayment => "awaiting_payment",
@@ -80,91 +104,53 @@ status_enum!(ItemStatus, "item status", {
     Failed => "failed",
     Revoked => "revoked",
     Cancelled => "cancelled",
-});
+}, transitions: [
+    (AwaitingPayment, Enrolling),
+    (AwaitingPayment, Cancelled),
+    (Enrolling, Enrolled),
+    (Enrolling, Failed),
+    (Enrolled, Delivering),
+    (Enrolled, Failed),
+    (Delivering, Delivered),
+    (Delivering, Failed),
+    /// A stopping worker hands its claimed item back for another to take.
+    (Delivering, Enrolled),
+    (Delivered, Completed),
+    (Delivered, Failed),
+    /// An operator's retry re-enters the stage that failed (see Stage::retry_status).
+    (Failed, Enrolling),
+    (Failed, Enrolled),
+    (Failed, Delivered),
+    /// A refund revokes access from any state the buyer's payment reached.
+    (Enrolling, Revoked),
+    (Enrolled, Revoked),
+    (Delivering, Revoked),
+    (Delivered, Revoked),
+    (Completed, Revoked),
+    (Failed, Revoked),
+]);
 
 status_enum!(Stage, "stage", {
     Enroll => "enroll",
     Deliver => "deliver",
     Finalize => "finalize",
-});
+}, transitions: []);
 
 status_enum!(Queue, "queue", {
     Enroll => "enroll",
     Deliver => "deliver",
     Finalize => "finalize",
-});
+}, transitions: []);
 
-impl Status for OrderStatus {
-    const KIND: &'static str = "order status";
-    const ALL: &'static [Self] = &[
-        OrderStatus::Pending,
-        OrderStatus::Paid,
-        OrderStatus::Completed,
-        OrderStatus::Cancelled,
-        OrderStatus::Refunded,
-    ];
-    const TRANSITIONS: &'static [(Self, Self)] = {
-        use OrderStatus::*;
-        &[
-            (Pending, Paid),
-            (Pending, Cancelled),
-            // An operator accepts a payment that arrived after the order expired.
-            (Cancelled, Paid),
-            (Paid, Completed),
-            (Paid, Refunded),
-            (Completed, Refunded),
-        ]
-    };
-    fn as_str(self) -> &'static str {
-        self.name()
-    }
-}
-
-impl Status for ItemStatus {
-    const KIND: &'static str = "item status";
-    const ALL: &'static [Self] = &[
-        ItemStatus::AwaitingPayment,
-        ItemStatus::Enrolling,
-        ItemStatus::Enrolled,
-        ItemStatus::Delivering,
-        ItemStatus::Delivered,
-        ItemStatus::Completed,
-        ItemStatus::Failed,
-        ItemStatus::Revoked,
-        ItemStatus::Cancelled,
-    ];
-    const TRANSITIONS: &'static [(Self, Self)] = {
-        use ItemStatus::*;
-        &[
-            (AwaitingPayment, Enrolling),
-            (AwaitingPayment, Cancelled),
-            (Enrolling, Enrolled),
-            (Enrolling, Failed),
-            (Enrolled, Delivering),
-            (Enrolled, Failed),
-            (Delivering, Delivered),
-            (Delivering, Failed),
-            // A stopping worker hands its claimed item back for another to take.
-            (Delivering, Enrolled),
-            (Delivered, Completed),
-            (Delivered, Failed),
-            // An operator's retry re-enters the stage that failed (see Stage::retry_status).
-            (Failed, Enrolling),
-            (Failed, Enrolled),
-            (Failed, Delivered),
-            // A refund revokes access from any state the buyer's payment reached.
-            (Enrolling, Revoked),
-            (Enrolled, Revoked),
-            (Delivering, Revoked),
-            (Delivered, Revoked),
-            (Completed, Revoked),
-            (Failed, Revoked),
-        ]
-    };
-    fn as_str(self) -> &'static str {
-        self.name()
-    }
-}
+// What an `order_events` row records.
+status_enum!(EventKind, "event kind", {
+    OrderCreated => "order_created",
+    OrderStatus => "order_status",
+    ItemStatus => "item_status",
+    PaymentReceived => "payment_received",
+    NeedsAttention => "needs_attention",
+    EmailResent => "email_resent",
+}, transitions: []);
 
 impl ItemStatus {
     /// The queue whose consumer works on an item that has just entered this status: the
@@ -210,15 +196,6 @@ impl OrderStatus {
     }
 }
 
-impl Status for Stage {
-    const KIND: &'static str = "stage";
-    const ALL: &'static [Self] = &[Stage::Enroll, Stage::Deliver, Stage::Finalize];
-    const TRANSITIONS: &'static [(Self, Self)] = &[];
-    fn as_str(self) -> &'static str {
-        self.name()
-    }
-}
-
 impl Stage {
     /// Where an operator's retry sends a failed item: the status from which the stage's
     /// consumer picks it up. The deliver job claims `enrolled` items, so a failed delivery
@@ -229,15 +206,6 @@ impl Stage {
             Stage::Deliver => ItemStatus::Enrolled,
             Stage::Finalize => ItemStatus::Delivered,
         }
-    }
-}
-
-impl Status for Queue {
-    const KIND: &'static str = "queue";
-    const ALL: &'static [Self] = &[Queue::Enroll, Queue::Deliver, Queue::Finalize];
-    const TRANSITIONS: &'static [(Self, Self)] = &[];
-    fn as_str(self) -> &'static str {
-        self.name()
     }
 }
 

@@ -4,12 +4,13 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, MySqlConnection};
 
 use super::StoreError;
+use crate::domain::{EventKind, Status};
 
 #[derive(Debug, Clone)]
 pub struct NewEvent<'a> {
     pub order_id: u64,
     pub item_id: Option<u64>,
-    pub kind: &'a str,
+    pub kind: EventKind,
     pub from_status: Option<&'a str>,
     pub to_status: Option<&'a str>,
     pub actor: &'a str,
@@ -36,7 +37,7 @@ pub async fn record(conn: &mut MySqlConnection, e: &NewEvent<'_>) -> Result<(), 
     )
     .bind(e.order_id)
     .bind(e.item_id)
-    .bind(e.kind)
+    .bind(e.kind.as_str())
     .bind(e.from_status)
     .bind(e.to_status)
     .bind(e.actor)
@@ -57,7 +58,7 @@ pub async fn record_all(conn: &mut MySqlConnection, events: &[NewEvent<'_>]) -> 
     insert.push_values(events, |mut row, e| {
         row.push_bind(e.order_id)
             .push_bind(e.item_id)
-            .push_bind(e.kind)
+            .push_bind(e.kind.as_str())
             .push_bind(e.from_status)
             .push_bind(e.to_status)
             .push_bind(e.actor)

@@ -1,5 +1,6 @@
 //! Order items: one course in one order, moved through its states by compare-and-set.
 
+use crate::domain::EventKind;
 use sqlx::{AssertSqlSafe, MySqlConnection, MySqlPool};
 
 use super::StoreError;
@@ -103,9 +104,7 @@ pub async fn transition_in(conn: &mut MySqlConnection, change: &ItemChange<'_>) 
     if done.rows_affected() == 0 {
         return Err(match status(conn, change.item_id).await? {
             None => StoreError::NotFound { kind: "item", id: change.item_id.to_string() },
-            Some(actual) => {
-                StoreError::Conflict { expected: change.from.as_str(), actual: actual.as_str().to_string() }
-            }
+            Some(actual) => StoreError::ItemConflict { expected: change.from, actual },
         });
     }
 
@@ -118,7 +117,7 @@ pub async fn transition_in(conn: &mut MySqlConnection, change: &ItemChange<'_>) 
         &NewEvent {
             order_id,
             item_id: Some(change.item_id),
-            kind: "item_status",
+            kind: EventKind::ItemStatus,
             from_status: Some(change.from.as_str()),
             to_status: Some(change.to.as_str()),
             actor: change.actor,
@@ -182,16 +181,17 @@ pub async fn move_all_in<'a>(
         .await?;
     if done.rows_affected() != item_ids.len() as u64 {
         // The caller's lock should make this impossible; never write half a change.
-        return Err(StoreError::Conflict {
-            expected: from.as_str(),
-            actual: format!("{} of {} items moved", done.rows_affected(), item_ids.len()),
+        return Err(StoreError::PartialChange {
+            what: "moving an order's items",
+            expected: item_ids.len() as u64,
+            changed: done.rows_affected(),
         });
     }
     for &item_id in item_ids {
         events.push(NewEvent {
             order_id,
             item_id: Some(item_id),
-            kind: "item_status",
+            kind: EventKind::ItemStatus,
             from_status: Some(from.as_str()),
             to_status: Some(to.as_str()),
             actor,
@@ -229,7 +229,7 @@ pub async fn transition_unless_moved(
 ) -> Result<Result<Transitioned, ItemStatus>, StoreError> {
     match transition(pool, change).await {
         Ok(t) => Ok(Ok(t)),
-        Err(StoreError::Conflict { actual, .. }) => Ok(Err(ItemStatus::parse(&actual)?)),
+        Err(StoreError::ItemConflict { actual, .. }) => Ok(Err(actual)),
         Err(e) => Err(e),
     }
 }
@@ -248,10 +248,7 @@ pub async fn retry_failed(pool: &MySqlPool, item_id: u64, actor: &str) -> Result
     };
     let status = ItemStatus::parse(&status)?;
     if status != ItemStatus::Failed {
-        return Err(StoreError::Conflict {
-            expected: ItemStatus::Failed.as_str(),
-            actual: status.as_str().to_string(),
-        });
+        return Err(StoreError::ItemConflict { expected: ItemStatus::Failed, actual: status });
     }
     let stage = Stage::parse(stage.as_deref().unwrap_or_default())?;
     let change = ItemChange::new(item_id, ItemStatus::Failed, stage.retry_status(), actor).because("operator retry");

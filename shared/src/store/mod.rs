@@ -33,9 +33,16 @@ pub enum StoreError {
     IllegalItemTransition { from: ItemStatus, to: ItemStatus },
     #[error("an order cannot go from {from} to {to}")]
     IllegalOrderTransition { from: OrderStatus, to: OrderStatus },
-    /// The compare-and-set lost: someone else changed the row first.
-    #[error("expected status {expected} but found {actual}")]
-    Conflict { expected: &'static str, actual: String },
+    /// The item's compare-and-set lost: someone else changed it first.
+    #[error("expected item status {expected} but found {actual}")]
+    ItemConflict { expected: ItemStatus, actual: ItemStatus },
+    /// The order's compare-and-set lost: someone else changed it first.
+    #[error("expected order status {expected} but found {actual}")]
+    OrderConflict { expected: OrderStatus, actual: OrderStatus },
+    /// A set-based change touched other rows than the caller's lock promised; nothing of it
+    /// is kept (the caller rolls back).
+    #[error("{what}: {changed} rows changed, {expected} expected")]
+    PartialChange { what: &'static str, expected: u64, changed: u64 },
     #[error("a change into failed needs the stage and the reason; other changes must not have them")]
     FailureDetail,
     #[error("stored data is not valid: {0}")]

@@ -1,5 +1,6 @@
 //! Orders: creation and compare-and-set status changes.
 
+use crate::domain::EventKind;
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, MySqlConnection, MySqlPool};
 
@@ -64,7 +65,7 @@ pub async fn create_in(conn: &mut MySqlConnection, o: &NewOrder<'_>, actor: &str
         &NewEvent {
             order_id,
             item_id: None,
-            kind: "order_created",
+            kind: EventKind::OrderCreated,
             from_status: None,
             to_status: Some(OrderStatus::Pending.as_str()),
             actor,
@@ -106,7 +107,7 @@ pub async fn transition_in(
     if done.rows_affected() == 0 {
         return Err(match status(conn, order_id).await? {
             None => StoreError::NotFound { kind: "order", id: order_id.to_string() },
-            Some(actual) => StoreError::Conflict { expected: from.as_str(), actual: actual.as_str().to_string() },
+            Some(actual) => StoreError::OrderConflict { expected: from, actual },
         });
     }
     events::record(
@@ -114,7 +115,7 @@ pub async fn transition_in(
         &NewEvent {
             order_id,
             item_id: None,
-            kind: "order_status",
+            kind: EventKind::OrderStatus,
             from_status: Some(from.as_str()),
             to_status: Some(to.as_str()),
             actor,
@@ -157,7 +158,7 @@ pub async fn record_payment_in(
     if done.rows_affected() == 0 {
         return Err(match status(conn, order_id).await? {
             None => StoreError::NotFound { kind: "order", id: order_id.to_string() },
-            Some(actual) => StoreError::Conflict { expected: from.as_str(), actual: actual.as_str().to_string() },
+            Some(actual) => StoreError::OrderConflict { expected: from, actual },
         });
     }
     Ok(())
@@ -190,9 +191,10 @@ pub async fn pay_in(
     .await?;
     if done.rows_affected() != 1 + items as u64 {
         // The caller's lock makes this impossible; never write half a payment.
-        return Err(StoreError::Conflict {
-            expected: OrderStatus::Pending.as_str(),
-            actual: format!("{} rows of an order and {items} items changed", done.rows_affected()),
+        return Err(StoreError::PartialChange {
+            what: "paying an order and its items",
+            expected: 1 + items as u64,
+            changed: done.rows_affected(),
         });
     }
     Ok(())

@@ -247,7 +247,10 @@ async fn a_transition_from_the_wrong_current_status_is_a_conflict_and_changes_no
     let events_before = count(&pool, "SELECT COUNT(*) FROM order_events").await;
 
     let err = items::transition(&pool, &change_for(id, ItemStatus::Enrolling, ItemStatus::Enrolled)).await.unwrap_err();
-    assert!(matches!(&err, StoreError::Conflict { expected: "enrolling", actual } if actual == "enrolled"), "{err}");
+    assert!(
+        matches!(&err, StoreError::ItemConflict { expected: ItemStatus::Enrolling, actual: ItemStatus::Enrolled }),
+        "{err}"
+    );
     assert_eq!(item_status(&pool, id).await, ItemStatus::Enrolled);
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM order_events").await, events_before);
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM outbox").await, 0);
@@ -284,7 +287,7 @@ async fn twenty_concurrent_attempts_at_one_transition_have_exactly_one_winner(po
     for a in attempts {
         match a.await.unwrap() {
             Ok(_) => wins += 1,
-            Err(StoreError::Conflict { .. }) => conflicts += 1,
+            Err(StoreError::ItemConflict { .. }) => conflicts += 1,
             Err(e) => panic!("unexpected error: {e}"),
         }
     }
@@ -319,7 +322,7 @@ async fn an_operator_retry_returns_a_failed_item_to_its_stage_with_a_message(poo
         assert_eq!((failed_stage, attempts), (None, 0), "retry starts the stage afresh");
     }
     let err = items::retry_failed(&pool, f.item_ids[0], "operator:lan").await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { expected: "failed", .. }), "{err}");
+    assert!(matches!(err, StoreError::ItemConflict { expected: ItemStatus::Failed, .. }), "{err}");
 }
 
 // ---------------------------------------------------------------- order state machine
@@ -360,7 +363,7 @@ async fn order_transitions_follow_the_table(pool: MySqlPool) {
         sqlx::query_scalar("SELECT paid_at FROM orders WHERE id = ?").bind(id).fetch_one(&pool).await.unwrap();
     assert!(paid_at.is_some());
     let err = orders::transition(&pool, id, OrderStatus::Pending, OrderStatus::Paid, "test", None).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { expected: "pending", .. }), "{err}");
+    assert!(matches!(err, StoreError::OrderConflict { expected: OrderStatus::Pending, .. }), "{err}");
 }
 
 // ---------------------------------------------------------------- outbox and events
