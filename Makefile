@@ -5,6 +5,9 @@ SHELL := /bin/bash
 # Local defaults; anything set in the environment wins.
 export DATABASE_URL ?= mysql://root@127.0.0.1:3306/coursedrop
 export AWS_ENDPOINT_URL ?= http://127.0.0.1:4566
+# SQS from fauxqs (devtools/services), S3 and Secrets Manager from moto: the AWS SDK reads
+# the service's own endpoint variable before AWS_ENDPOINT_URL.
+export AWS_ENDPOINT_URL_SQS ?= http://127.0.0.1:4576
 export AWS_REGION ?= ap-southeast-1
 export AWS_ACCESS_KEY_ID ?= test
 export AWS_SECRET_ACCESS_KEY ?= test

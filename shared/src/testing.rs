@@ -13,9 +13,13 @@ use crate::store::{catalog, orders};
 
 pub const ENDPOINT_DEFAULT: &str = "http://127.0.0.1:4566";
 
-/// An SQS client for moto at `AWS_ENDPOINT_URL` (default 127.0.0.1:4566), dummy credentials.
+/// An SQS client for the local SQS server: `AWS_ENDPOINT_URL_SQS` when set (as the SDK itself
+/// reads it), else `AWS_ENDPOINT_URL` (default 127.0.0.1:4566); dummy credentials.
 pub async fn sqs_client() -> aws_sdk_sqs::Client {
-    sqs_client_at(&std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| ENDPOINT_DEFAULT.into())).await
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_SQS")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .unwrap_or_else(|_| ENDPOINT_DEFAULT.into());
+    sqs_client_at(&endpoint).await
 }
 
 /// An SQS client for any endpoint: a dead one simulates SQS being unreachable.

@@ -170,7 +170,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
                         let restarted = restart_moto(&stack_sqs, &queue_names, &source).await;
                         let started = j.restart();
                         restarted.and(started).map(|_| {
-                            "moto restarted; queues and course files put back, their messages lost".to_string()
+                            "moto and SQS restarted; queues and course files put back, their messages lost".to_string()
                         })
                     }
                     _ => restart_service("mariadb").await.map(|_| "MariaDB restarted".to_string()),
@@ -508,15 +508,20 @@ async fn restart_service(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// moto keeps everything in memory: after its restart the harness recreates what AWS would
-/// still hold (the queues with their dead-letter queues, the seller's bucket). The messages
-/// that were in the queues are gone; the sweeper's stuck-item re-send is what brings them back.
+/// moto and the SQS server keep everything in memory: after their restart the harness
+/// recreates what AWS would still hold (the queues with their dead-letter queues, the
+/// seller's bucket). The messages that were in the queues are gone; the sweeper's re-publish
+/// of unconsumed outbox rows and its stuck-item re-send are what bring them back.
 async fn restart_moto(
     sqs: &aws_sdk_sqs::Client,
     names: &[String],
     source: &coursedrop::source::S3Source,
 ) -> Result<()> {
     restart_service("moto").await?;
+    // SQS is served apart from moto (fauxqs, `make services`): its outage is the queues'.
+    if std::env::var_os("AWS_ENDPOINT_URL_SQS").is_some() {
+        restart_service("sqs").await?;
+    }
     for name in names {
         redriven_queue(sqs, name).await?;
     }

@@ -237,10 +237,18 @@ where
 /// emulator as its parent does (endpoint, region, dummy credentials, path-style S3) and to
 /// find programs (PATH). Everything else the child is given explicitly.
 pub fn local_aws_env<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Vec<(String, String)> {
-    ["AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_FORCE_PATH_STYLE", "PATH"]
-        .iter()
-        .filter_map(|k| vars.get(k).map(|v| (k.to_string(), v)))
-        .collect()
+    [
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_SQS",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "S3_FORCE_PATH_STYLE",
+        "PATH",
+    ]
+    .iter()
+    .filter_map(|k| vars.get(k).map(|v| (k.to_string(), v)))
+    .collect()
 }
 
 /// The sweeper's schedule, locally, with the stage deadlines it is given (`make dev` reads

@@ -1,4 +1,4 @@
-//! Delivery against real MariaDB, moto S3 and SQS, and the Drive emulator.
+//! Delivery against real MariaDB, moto S3, the local SQS server and the Drive emulator.
 
 use std::collections::HashMap;
 use std::time::Duration;
