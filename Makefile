@@ -76,8 +76,11 @@ chaos: services ## 50 orders while the job is killed, moto and MariaDB restart a
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-lint: ## clippy on everything, warnings are errors; formatting checked
+lint: ## clippy on everything, warnings are errors; formatting checked; SQL only in shared/src/store/
 	$(CARGO) fmt --all -- --check
+	@if grep -rn --include=*.rs 'sqlx::query' shared/src functions/*/src jobs/*/src devtools/admin/src \
+	    | grep -v '^shared/src/store/\|^shared/src/testing.rs'; then \
+	  echo "lint: SQL outside shared/src/store/ (above)"; exit 1; fi
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 check: lint test ## what CI runs

@@ -7,7 +7,7 @@
 //! send was recorded. The retry then sends again with the same Message-ID, and mail clients
 //! show one message.
 
-use sqlx::{FromRow, MySqlPool};
+use sqlx::MySqlPool;
 
 use crate::domain::{ItemStatus, OrderStatus, Stage, Status};
 use crate::drive::upload::DriveClient;
@@ -30,21 +30,6 @@ pub enum Outcome {
     UnknownItem,
     Retry(String),
     Failed(String),
-}
-
-#[derive(FromRow)]
-struct Facts {
-    status: String,
-    order_id: u64,
-    order_status: String,
-    email: String,
-    lang: String,
-    code: String,
-    title: String,
-    drive_folder_id: Option<String>,
-    drive_link: Option<String>,
-    email_message_id: Option<String>,
-    sent: bool,
 }
 
 /// The `Message-ID` an item's delivery email carries, every time it is sent.
@@ -86,14 +71,7 @@ pub async fn finalize_item<T: AccessToken>(
     mailer: &Mailer,
     item_id: u64,
 ) -> Result<Outcome, StoreError> {
-    let facts: Option<Facts> = sqlx::query_as(
-        "SELECT i.status, o.id AS order_id, o.status AS order_status, o.email, o.lang, o.code, c.title,
-                i.drive_folder_id, i.drive_link, i.email_message_id, i.email_sent_at IS NOT NULL AS sent
-         FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id WHERE i.id = ?",
-    )
-    .bind(item_id)
-    .fetch_optional(pool)
-    .await?;
+    let facts = items::finalize_facts(pool, item_id).await?;
     let Some(f) = facts else { return Ok(Outcome::UnknownItem) };
     crate::telemetry::record_order_code(&f.code);
     let status = ItemStatus::parse(&f.status)?;
@@ -119,15 +97,8 @@ pub async fn finalize_item<T: AccessToken>(
     if !f.sent {
         let domain = mailer.from_address().email.domain().to_string();
         // Fixed before the first send; a retry reuses it.
-        sqlx::query("UPDATE order_items SET email_message_id = COALESCE(email_message_id, ?) WHERE id = ?")
-            .bind(f.email_message_id.clone().unwrap_or_else(|| new_message_id(item_id, &domain)))
-            .bind(item_id)
-            .execute(pool)
-            .await?;
-        let message_id: String = sqlx::query_scalar("SELECT email_message_id FROM order_items WHERE id = ?")
-            .bind(item_id)
-            .fetch_one(pool)
-            .await?;
+        let fresh = f.email_message_id.clone().unwrap_or_else(|| new_message_id(item_id, &domain));
+        let message_id = items::keep_email_message_id(pool, item_id, &fresh).await?;
         let mail =
             DeliveryMail { to: &f.email, lang: &f.lang, title: &f.title, code: &f.code, link, message_id: &message_id };
         let message = match mailer.delivery(&mail) {
@@ -140,17 +111,14 @@ pub async fn finalize_item<T: AccessToken>(
             Err(MailError::Transient(e)) => return Ok(Outcome::Retry(format!("email: {e}"))),
             Err(e @ MailError::Permanent(_)) => return fail(pool, item_id, &format!("email: {e}")).await,
         }
-        sqlx::query("UPDATE order_items SET email_sent_at = NOW(3) WHERE id = ? AND email_sent_at IS NULL")
-            .bind(item_id)
-            .execute(pool)
-            .await?;
+        items::mark_email_sent(pool, item_id).await?;
     }
 
     let mut tx = pool.begin().await?;
     // The order's row first: two items of one order finalized at once would each see the other
     // still open and neither complete the order (found by `make chaos`). Locked, they take
     // turns, and the second sees the first's item completed.
-    sqlx::query("SELECT id FROM orders WHERE id = ? FOR UPDATE").bind(f.order_id).execute(&mut *tx).await?;
+    orders::lock_in(&mut tx, f.order_id).await?;
     let change =
         ItemChange::new(item_id, ItemStatus::Delivered, ItemStatus::Completed, ACTOR).because("shared and emailed");
     match items::transition_in(&mut tx, &change).await {
@@ -158,13 +126,7 @@ pub async fn finalize_item<T: AccessToken>(
         Err(StoreError::ItemConflict { actual, .. }) => return Ok(Outcome::AlreadyDone(actual)),
         Err(e) => return Err(e),
     }
-    // A locking read: the latest committed rows, not the transaction's snapshot.
-    let open: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM order_items WHERE order_id = ? AND status <> 'completed' LOCK IN SHARE MODE",
-    )
-    .bind(f.order_id)
-    .fetch_one(&mut *tx)
-    .await?;
+    let open = items::open_in_order_in(&mut tx, f.order_id).await?;
     let order_completed = open == 0 && order_status == OrderStatus::Paid;
     if order_completed {
         orders::transition_in(&mut tx, f.order_id, OrderStatus::Paid, OrderStatus::Completed, ACTOR, None).await?;

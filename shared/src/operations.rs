@@ -5,19 +5,19 @@
 //! payment live with their flows (`store::items::retry_failed`, `refund`,
 //! `store::orders::cancel_unpaid`, `payments::attach`).
 
-use crate::domain::EventKind;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{FromRow, MySqlPool};
+use sqlx::MySqlPool;
 use thiserror::Error;
 
-use crate::domain::{CourseSlug, ItemStatus, OrderCode, OrderStatus, Status, Vnd};
+use crate::domain::{CourseSlug, EventKind, ItemStatus, OrderCode, OrderStatus, Status, Vnd};
 use crate::mail::{DeliveryMail, MailError, Mailer};
 use crate::source::{S3Location, S3Source, SourceError};
 use crate::store::catalog::{self, Course, NewCourse};
 use crate::store::events::{self, Event, NewEvent};
+use crate::store::reports;
+pub use crate::store::reports::{ItemSummary, OrderSummary, StuckItem};
 use crate::store::{StoreError, is_duplicate_key};
 
 #[derive(Debug, Error)]
@@ -82,19 +82,14 @@ pub async fn add_course(
 
 /// Every course, active or not, by slug.
 pub async fn courses(pool: &MySqlPool) -> Result<Vec<Course>, OpsError> {
-    Ok(sqlx::query_as("SELECT id, slug, title, price_vnd, source, lms_course_id, active FROM courses ORDER BY slug")
-        .fetch_all(pool)
-        .await?)
+    Ok(catalog::all(pool).await?)
 }
 
 /// Takes a course off sale (or back on). Orders already made keep it.
 pub async fn set_course_active(pool: &MySqlPool, slug: &CourseSlug, active: bool) -> Result<(), OpsError> {
-    let done = sqlx::query("UPDATE courses SET active = ? WHERE slug = ?")
-        .bind(active)
-        .bind(slug.as_str())
-        .execute(pool)
-        .await?;
-    if done.rows_affected() == 0 && catalog::by_slug(&mut *pool.acquire().await?, slug).await?.is_none() {
+    if !catalog::set_active(pool, slug, active).await?
+        && catalog::by_slug(&mut *pool.acquire().await?, slug).await?.is_none()
+    {
         return Err(OpsError::NotFound(format!("no course {slug}")));
     }
     Ok(())
@@ -102,73 +97,22 @@ pub async fn set_course_active(pool: &MySqlPool, slug: &CourseSlug, active: bool
 
 // ------------------------------------------------------------------ orders and items
 
-#[derive(Debug, Clone, FromRow, Serialize)]
-pub struct OrderSummary {
-    pub id: u64,
-    pub code: String,
-    pub email: String,
-    pub status: String,
-    pub total_vnd: i64,
-    pub paid_vnd: i64,
-    pub items: i64,
-    pub attention: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
-
-const ORDER_SUMMARY: &str = "SELECT o.id, o.code, o.email, o.status, o.total_vnd, o.paid_vnd,
-        (SELECT COUNT(*) FROM order_items i WHERE i.order_id = o.id) AS items, o.attention, o.created_at
-     FROM orders o";
-
 /// Orders, newest first, optionally in one status.
 pub async fn orders(pool: &MySqlPool, status: Option<OrderStatus>, limit: u32) -> Result<Vec<OrderSummary>, OpsError> {
-    let sql =
-        sqlx::AssertSqlSafe(format!("{ORDER_SUMMARY} WHERE (? IS NULL OR o.status = ?) ORDER BY o.id DESC LIMIT ?"));
-    let status = status.map(|s| s.as_str());
-    Ok(sqlx::query_as(sql).bind(status).bind(status).bind(limit).fetch_all(pool).await?)
+    Ok(reports::orders(pool, status, limit).await?)
 }
 
 pub async fn order(pool: &MySqlPool, code: &OrderCode) -> Result<OrderSummary, OpsError> {
-    let sql = sqlx::AssertSqlSafe(format!("{ORDER_SUMMARY} WHERE o.code = ?"));
-    sqlx::query_as(sql)
-        .bind(code.as_str())
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| OpsError::NotFound(format!("no order {code}")))
+    reports::order(pool, code).await?.ok_or_else(|| OpsError::NotFound(format!("no order {code}")))
 }
-
-#[derive(Debug, Clone, FromRow, Serialize)]
-pub struct ItemSummary {
-    pub id: u64,
-    pub order_code: String,
-    pub course: String,
-    pub status: String,
-    pub failed_stage: Option<String>,
-    pub last_error: Option<String>,
-    pub attempts: u32,
-    pub files_done: u32,
-    pub files_total: Option<u32>,
-    pub bytes_done: u64,
-    pub bytes_total: Option<u64>,
-    pub drive_link: Option<String>,
-    pub updated_at: DateTime<Utc>,
-}
-
-const ITEM_SUMMARY: &str = "SELECT i.id, o.code AS order_code, c.slug AS course, i.status, i.failed_stage,
-        i.last_error, i.attempts, i.files_done, i.files_total, i.bytes_done, i.bytes_total, i.drive_link, i.updated_at
-     FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id";
 
 /// Items, most recently changed first, optionally in one status.
 pub async fn items(pool: &MySqlPool, status: Option<ItemStatus>, limit: u32) -> Result<Vec<ItemSummary>, OpsError> {
-    let sql = sqlx::AssertSqlSafe(format!(
-        "{ITEM_SUMMARY} WHERE (? IS NULL OR i.status = ?) ORDER BY i.updated_at DESC, i.id DESC LIMIT ?"
-    ));
-    let status = status.map(|s| s.as_str());
-    Ok(sqlx::query_as(sql).bind(status).bind(status).bind(limit).fetch_all(pool).await?)
+    Ok(reports::items(pool, status, limit).await?)
 }
 
 pub async fn items_of(pool: &MySqlPool, order_id: u64) -> Result<Vec<ItemSummary>, OpsError> {
-    let sql = sqlx::AssertSqlSafe(format!("{ITEM_SUMMARY} WHERE i.order_id = ? ORDER BY i.id"));
-    Ok(sqlx::query_as(sql).bind(order_id).fetch_all(pool).await?)
+    Ok(reports::items_of(pool, order_id).await?)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -240,36 +184,11 @@ impl Deadlines {
     }
 }
 
-#[derive(Debug, Clone, FromRow, Serialize)]
-pub struct StuckItem {
-    pub id: u64,
-    pub order_code: String,
-    pub course: String,
-    pub status: String,
-    pub attempts: u32,
-    pub last_error: Option<String>,
-    pub since: DateTime<Utc>,
-    pub minutes: i64,
-}
-
 /// Items in a working state longer than its deadline, longest first.
 pub async fn stuck_items(pool: &MySqlPool, deadlines: &Deadlines) -> Result<Vec<StuckItem>, StoreError> {
     let limits: Vec<(ItemStatus, Duration)> =
         ItemStatus::ALL.iter().filter_map(|s| deadlines.of(*s).map(|d| (*s, d))).collect();
-    let condition =
-        limits.iter().map(|_| "(i.status = ? AND i.updated_at < NOW(3) - INTERVAL ? SECOND)").collect::<Vec<_>>();
-    let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT i.id, o.code AS order_code, c.slug AS course, i.status, i.attempts, i.last_error,
-                i.updated_at AS since, TIMESTAMPDIFF(MINUTE, i.updated_at, NOW(3)) AS minutes
-         FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id
-         WHERE {} ORDER BY i.updated_at LIMIT 1000",
-        condition.join(" OR ")
-    ));
-    let mut query = sqlx::query_as::<_, StuckItem>(sql);
-    for (status, limit) in limits {
-        query = query.bind(status.as_str()).bind(limit.as_secs());
-    }
-    Ok(query.fetch_all(pool).await?)
+    reports::stuck(pool, &limits).await
 }
 
 // ------------------------------------------------------------------ email
@@ -284,23 +203,7 @@ pub struct Resent {
 /// Sends a completed item's delivery email again (the buyer lost it, or it went to spam),
 /// as a new message, and records that it was sent.
 pub async fn resend_email(pool: &MySqlPool, mailer: &Mailer, item_id: u64, actor: &str) -> Result<Resent, OpsError> {
-    #[derive(FromRow)]
-    struct Facts {
-        order_id: u64,
-        status: String,
-        email: String,
-        lang: String,
-        code: String,
-        title: String,
-        drive_link: Option<String>,
-    }
-    let facts: Option<Facts> = sqlx::query_as(
-        "SELECT o.id AS order_id, i.status, o.email, o.lang, o.code, c.title, i.drive_link
-         FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id WHERE i.id = ?",
-    )
-    .bind(item_id)
-    .fetch_optional(pool)
-    .await?;
+    let facts = reports::resend_facts(pool, item_id).await?;
     let f = facts.ok_or_else(|| OpsError::NotFound(format!("no item {item_id}")))?;
     let status = ItemStatus::parse(&f.status).map_err(StoreError::from)?;
     let link = match (status, f.drive_link) {

@@ -4,13 +4,13 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::{FromRow, MySqlConnection, MySqlPool};
+use sqlx::{MySqlConnection, MySqlPool};
 use thiserror::Error;
 
 use crate::adapters::{sepay, vietqr};
 use crate::config::BankAccount;
 use crate::domain::{CodePattern, CourseSlug, Email, OrderCode, Vnd};
-use crate::store::{self, StoreError, catalog, orders};
+use crate::store::{self, StoreError, catalog, items, orders};
 
 pub const MAX_COURSES_PER_ORDER: usize = 20;
 
@@ -169,37 +169,12 @@ pub fn vietqr_payload(bank: &BankAccount, code: &str, amount: i64) -> Result<Str
     .payload()
 }
 
-#[derive(FromRow)]
-struct OrderHead {
-    id: u64,
-    code: String,
-    status: String,
-    total_vnd: i64,
-    paid_vnd: i64,
-    expires_at: DateTime<Utc>,
-    request_hash: Option<String>,
-}
-
-const HEAD_COLUMNS: &str = "id, code, status, total_vnd, paid_vnd, expires_at, request_hash";
-
-async fn head_by_code(conn: &mut MySqlConnection, code: &str) -> Result<Option<OrderHead>, StoreError> {
-    let sql = sqlx::AssertSqlSafe(format!("SELECT {HEAD_COLUMNS} FROM orders WHERE code = ?"));
-    Ok(sqlx::query_as(sql).bind(code).fetch_optional(conn).await?)
-}
-
-async fn head_by_key(conn: &mut MySqlConnection, key: &str) -> Result<Option<OrderHead>, StoreError> {
-    let sql = sqlx::AssertSqlSafe(format!("SELECT {HEAD_COLUMNS} FROM orders WHERE idempotency_key = ?"));
-    Ok(sqlx::query_as(sql).bind(key).fetch_optional(conn).await?)
-}
-
-async fn placed(conn: &mut MySqlConnection, head: &OrderHead, s: &OrderSettings) -> Result<PlacedOrder, StoreError> {
-    let items: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT c.slug, c.title, i.price_vnd FROM order_items i JOIN courses c ON c.id = i.course_id
-         WHERE i.order_id = ? ORDER BY i.id",
-    )
-    .bind(head.id)
-    .fetch_all(conn)
-    .await?;
+async fn placed(
+    conn: &mut MySqlConnection,
+    head: &orders::OrderHead,
+    s: &OrderSettings,
+) -> Result<PlacedOrder, StoreError> {
+    let items = items::priced_courses_in(conn, head.id).await?;
     let vietqr = vietqr_payload(&s.bank, &head.code, head.total_vnd)
         .map_err(|e| StoreError::Corrupt(format!("VietQR for {}: {e}", head.code)))?;
     Ok(PlacedOrder {
@@ -236,14 +211,14 @@ pub async fn place_order(
     let digest = valid.digest();
     let mut conn = pool.acquire().await.map_err(StoreError::from)?;
 
-    let replay = |head: OrderHead| {
+    let replay = |head: orders::OrderHead| {
         if head.request_hash.as_deref() != Some(digest.as_str()) {
             return Err(PlaceOrderError::IdempotencyConflict);
         }
         Ok(head)
     };
     if let Some(key) = idempotency_key
-        && let Some(head) = head_by_key(&mut conn, key).await?
+        && let Some(head) = orders::head_by_key(&mut conn, key).await?
     {
         let head = replay(head)?;
         return Ok(Placement { order: placed(&mut conn, &head, settings).await?, created: false });
@@ -286,7 +261,7 @@ pub async fn place_order(
         .await;
         match created {
             Ok(_) => {
-                let head = head_by_code(&mut conn, code.as_str())
+                let head = orders::head_by_code(&mut conn, code.as_str())
                     .await?
                     .ok_or_else(|| StoreError::NotFound { kind: "order", id: code.to_string() })?;
                 return Ok(Placement { order: placed(&mut conn, &head, settings).await?, created: true });
@@ -297,7 +272,7 @@ pub async fn place_order(
             Err(StoreError::Database(e)) if store::is_duplicate_key(&e, "uq_orders_idempotency_key") => {
                 // A concurrent request with the same key won the race: answer as its retry.
                 let key = idempotency_key.unwrap_or_default();
-                let head = head_by_key(&mut conn, key)
+                let head = orders::head_by_key(&mut conn, key)
                     .await?
                     .ok_or_else(|| StoreError::NotFound { kind: "order", id: key.to_string() })?;
                 let head = replay(head)?;
@@ -337,30 +312,12 @@ pub struct OrderView {
     pub items: Vec<ItemView>,
 }
 
-#[derive(FromRow)]
-struct ItemRow {
-    slug: String,
-    title: String,
-    status: String,
-    files_done: u32,
-    files_total: Option<u32>,
-    bytes_done: u64,
-    bytes_total: Option<u64>,
-    drive_link: Option<String>,
-}
-
 pub async fn order_view(pool: &MySqlPool, code: &OrderCode) -> Result<Option<OrderView>, StoreError> {
     let mut conn = pool.acquire().await?;
-    let Some(head) = head_by_code(&mut conn, code.as_str()).await? else {
+    let Some(head) = orders::head_by_code(&mut conn, code.as_str()).await? else {
         return Ok(None);
     };
-    let rows: Vec<ItemRow> = sqlx::query_as(
-        "SELECT c.slug, c.title, i.status, i.files_done, i.files_total, i.bytes_done, i.bytes_total, i.drive_link
-         FROM order_items i JOIN courses c ON c.id = i.course_id WHERE i.order_id = ? ORDER BY i.id",
-    )
-    .bind(head.id)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = items::progress_of_order_in(&mut conn, head.id).await?;
     Ok(Some(OrderView {
         code: head.code,
         status: head.status,
@@ -393,7 +350,7 @@ pub async fn order_vietqr(
     code: &OrderCode,
 ) -> Result<Option<String>, StoreError> {
     let mut conn = pool.acquire().await?;
-    let Some(head) = head_by_code(&mut conn, code.as_str()).await? else {
+    let Some(head) = orders::head_by_code(&mut conn, code.as_str()).await? else {
         return Ok(None);
     };
     vietqr_payload(&settings.bank, &head.code, head.total_vnd)

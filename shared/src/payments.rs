@@ -2,11 +2,10 @@
 //! it matches, adds it to its order, and when the order is paid moves its items into
 //! enrollment with their outbox rows.
 
-use crate::domain::EventKind;
 use sqlx::{MySqlConnection, MySqlPool};
 
 use crate::adapters::sepay::{SepayTransaction, TransferType};
-use crate::domain::{CodePattern, ItemStatus, OrderCode, OrderStatus, Queue, Status};
+use crate::domain::{CodePattern, EventKind, ItemStatus, OrderCode, OrderStatus, Queue, Status};
 use crate::store::events::{self, NewEvent};
 use crate::store::outbox::{self, OutboxMessage};
 use crate::store::payments::{LockedOrder, NewPayment};

@@ -42,12 +42,9 @@ pub async fn refund<T: AccessToken>(
     actor: &str,
     reason: &str,
 ) -> Result<RefundReport, RefundError> {
-    let row: Option<(u64, String, String)> = sqlx::query_as("SELECT id, status, email FROM orders WHERE code = ?")
-        .bind(code.as_str())
-        .fetch_optional(pool)
-        .await?;
-    let Some((order_id, status, email)) = row else { return Err(RefundError::NotFound(code.to_string())) };
-    let status = OrderStatus::parse(&status).map_err(StoreError::from)?;
+    let Some((order_id, status, email)) = orders::by_code(pool, code).await? else {
+        return Err(RefundError::NotFound(code.to_string()));
+    };
     let mut report = RefundReport::default();
     if status != OrderStatus::Refunded {
         if !status.can_become(OrderStatus::Refunded) {
@@ -55,13 +52,7 @@ pub async fn refund<T: AccessToken>(
         }
         let mut tx = pool.begin().await?;
         orders::transition_in(&mut tx, order_id, status, OrderStatus::Refunded, actor, Some(reason)).await?;
-        let held: Vec<(u64, String)> =
-            sqlx::query_as("SELECT id, status FROM order_items WHERE order_id = ? FOR UPDATE")
-                .bind(order_id)
-                .fetch_all(&mut *tx)
-                .await?;
-        for (item_id, item_status) in held {
-            let from = ItemStatus::parse(&item_status).map_err(StoreError::from)?;
+        for (item_id, from) in items::lock_all_of_order_in(&mut tx, order_id).await? {
             if from.can_become(ItemStatus::Revoked) {
                 items::transition_in(
                     &mut tx,
@@ -73,13 +64,7 @@ pub async fn refund<T: AccessToken>(
         }
         tx.commit().await?;
     }
-    let folders: Vec<String> = sqlx::query_scalar(
-        "SELECT drive_folder_id FROM order_items WHERE order_id = ? AND drive_folder_id IS NOT NULL ORDER BY id",
-    )
-    .bind(order_id)
-    .fetch_all(pool)
-    .await?;
-    for folder in folders {
+    for folder in items::drive_folders(pool, order_id).await? {
         let removed = async {
             let mut n = 0;
             for p in drive.permissions(&folder).await? {

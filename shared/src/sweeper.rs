@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::MySqlPool;
 
 use crate::adapters::queue::Publisher;
-use crate::domain::{ItemStatus, OrderStatus, Status};
+use crate::domain::{ItemStatus, Status};
 use crate::operations::Deadlines;
 use crate::relay;
 use crate::store::{StoreError, orders, outbox};
@@ -80,12 +80,7 @@ pub async fn sweep_with<P: Publisher>(
         }
     }
 
-    let expired: Vec<u64> = sqlx::query_scalar(
-        "SELECT id FROM orders WHERE status = ? AND expires_at < NOW(3) ORDER BY expires_at LIMIT 500",
-    )
-    .bind(OrderStatus::Pending.as_str())
-    .fetch_all(pool)
-    .await?;
+    let expired = orders::expired(pool, 500).await?;
     for order_id in expired {
         match orders::cancel_unpaid(pool, order_id, ACTOR, "expired unpaid").await {
             Ok(()) => report.expired_orders += 1,
@@ -114,14 +109,7 @@ pub async fn sweep_with<P: Publisher>(
         let status = ItemStatus::parse(&item.status)?;
         let (Some(queue), Some(deadline)) = (status.served_by(), deadlines.of(status)) else { continue };
         let mut tx = pool.begin().await?;
-        let recent: bool = sqlx::query_scalar(
-            "SELECT EXISTS(SELECT 1 FROM outbox WHERE queue = ? AND payload = ? AND created_at > NOW(3) - INTERVAL ? SECOND)",
-        )
-        .bind(queue.as_str())
-        .bind(outbox::ItemMessage::body(item.id))
-        .bind(deadline.as_secs())
-        .fetch_one(&mut *tx)
-        .await?;
+        let recent = outbox::sent_recently_in(&mut tx, queue, item.id, deadline.as_secs()).await?;
         if recent {
             continue;
         }

@@ -18,11 +18,12 @@ use coursedrop::drive::upload::{DriveClient, Held};
 use coursedrop::drive::{AccessToken, DriveError};
 use coursedrop::relay;
 use coursedrop::source::{S3Location, S3Source, SourceError, SourceObject};
-use coursedrop::store::StoreError;
-use coursedrop::store::items::{self, ItemChange};
+use coursedrop::store::delivered_files::{self, DeliveredFile};
+use coursedrop::store::items::{self, DeliveryFacts, ItemChange};
+use coursedrop::store::{StoreError, leases};
 use futures_util::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
-use sqlx::{FromRow, MySqlPool};
+use sqlx::MySqlPool;
 use thiserror::Error;
 use tracing::Instrument;
 
@@ -80,12 +81,6 @@ enum CopyError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for CopyError {
-    fn from(e: sqlx::Error) -> Self {
-        CopyError::Store(e.into())
-    }
-}
-
 enum Verdict {
     Retry(String),
     Pause(String),
@@ -102,24 +97,6 @@ impl CopyError {
             _ => Verdict::Retry(self.to_string()),
         }
     }
-}
-
-#[derive(FromRow)]
-struct ItemFacts {
-    order_code: String,
-    title: String,
-    source: String,
-    drive_folder_id: Option<String>,
-}
-
-#[derive(FromRow)]
-struct FileRow {
-    id: u64,
-    size_bytes: u64,
-    md5: Option<String>,
-    drive_file_id: Option<String>,
-    upload_session_uri: Option<String>,
-    completed: bool,
 }
 
 struct Progress {
@@ -181,28 +158,18 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
             Err(StoreError::NotFound { .. }) => return Ok(Some(Outcome::UnknownItem)),
             Err(StoreError::ItemConflict { actual: ItemStatus::Delivering, .. }) => {
                 drop(tx);
-                let taken = sqlx::query(
-                    "UPDATE order_items SET lease_owner = ?, lease_until = NOW(3) + INTERVAL ? SECOND
-                     WHERE id = ? AND status = 'delivering' AND (lease_until IS NULL OR lease_until < NOW(3))",
-                )
-                .bind(&self.worker)
-                .bind(self.settings.lease_secs)
-                .bind(item_id)
-                .execute(&self.pool)
-                .await?;
-                return Ok((taken.rows_affected() == 0).then_some(Outcome::Busy));
+                // A crashed worker's item: ours once its lease has lapsed.
+                let taken =
+                    leases::take(&self.pool, item_id, ItemStatus::Delivering, &self.worker, self.settings.lease_secs)
+                        .await?;
+                return Ok((!taken).then_some(Outcome::Busy));
             }
             Err(StoreError::ItemConflict { actual, .. }) => {
                 return Ok(Some(Outcome::AlreadyDone(actual)));
             }
             Err(e) => return Err(e),
         }
-        sqlx::query("UPDATE order_items SET lease_owner = ?, lease_until = NOW(3) + INTERVAL ? SECOND WHERE id = ?")
-            .bind(&self.worker)
-            .bind(self.settings.lease_secs)
-            .bind(item_id)
-            .execute(&mut *tx)
-            .await?;
+        leases::grant_in(&mut tx, item_id, &self.worker, self.settings.lease_secs).await?;
         tx.commit().await?;
         Ok(None)
     }
@@ -215,15 +182,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let _ = sqlx::query(
-                    "UPDATE order_items SET lease_until = NOW(3) + INTERVAL ? SECOND
-                     WHERE id = ? AND status = 'delivering' AND lease_owner = ?",
-                )
-                .bind(lease)
-                .bind(item_id)
-                .bind(&worker)
-                .execute(&pool)
-                .await;
+                let _ = leases::renew(&pool, item_id, ItemStatus::Delivering, &worker, lease).await;
             }
         })
     }
@@ -231,20 +190,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
     /// Hands the item back for a later try; with an error, counts an attempt. Returns the
     /// attempts so far.
     async fn release(&self, item_id: u64, error: Option<&str>) -> Result<u32, StoreError> {
-        sqlx::query(
-            "UPDATE order_items SET lease_owner = NULL, lease_until = NULL,
-                 attempts = attempts + IF(? IS NULL, 0, 1), last_error = COALESCE(?, last_error)
-             WHERE id = ? AND status = 'delivering'",
-        )
-        .bind(error)
-        .bind(error)
-        .bind(item_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(sqlx::query_scalar("SELECT attempts FROM order_items WHERE id = ?")
-            .bind(item_id)
-            .fetch_one(&self.pool)
-            .await?)
+        leases::release(&self.pool, item_id, ItemStatus::Delivering, error).await
     }
 
     async fn fail(&self, item_id: u64, reason: &str) -> Result<Outcome, StoreError> {
@@ -257,13 +203,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
 
     /// Copies what is missing; answers the bytes copied by this run.
     async fn work(&self, item_id: u64) -> Result<u64, CopyError> {
-        let facts: ItemFacts = sqlx::query_as(
-            "SELECT o.code AS order_code, c.title, c.source, i.drive_folder_id
-             FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id WHERE i.id = ?",
-        )
-        .bind(item_id)
-        .fetch_one(&self.pool)
-        .await?;
+        let facts = items::delivery_facts(&self.pool, item_id).await?;
         coursedrop::telemetry::record_order_code(&facts.order_code);
         let at = S3Location::parse(&facts.source)?;
         let folder_id = self.item_folder(item_id, &facts).await?;
@@ -275,12 +215,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
             return Err(SourceError::Read(format!("{} holds no files; nothing to deliver", facts.source)).into());
         }
         let bytes_total: u64 = objects.iter().map(|o| o.size).sum();
-        sqlx::query("UPDATE order_items SET files_total = ?, bytes_total = ? WHERE id = ?")
-            .bind(objects.len() as u32)
-            .bind(bytes_total)
-            .bind(item_id)
-            .execute(&self.pool)
-            .await?;
+        items::set_totals(&self.pool, item_id, objects.len() as u32, bytes_total).await?;
 
         // The folder tree, parents before children (a BTreeSet orders "a/" before "a/b/").
         let mut dirs = BTreeSet::new();
@@ -302,22 +237,12 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
             let row = self.file_row(item_id, &dir, 0).await?;
             let id = self.drive_id_for(&row).await?;
             self.drive.create_folder(&id, name, &parent_id).await?;
-            sqlx::query("UPDATE delivered_files SET completed_at = COALESCE(completed_at, NOW(3)) WHERE id = ?")
-                .bind(row.id)
-                .execute(&self.pool)
-                .await?;
+            delivered_files::folder_made(&self.pool, row.id).await?;
             folders.insert(dir, id);
         }
 
-        let done: (Option<u64>, i64) = sqlx::query_as(
-            "SELECT CAST(SUM(size_bytes) AS UNSIGNED), COUNT(*) FROM delivered_files
-             WHERE item_id = ? AND completed_at IS NOT NULL AND RIGHT(path, 1) <> '/'",
-        )
-        .bind(item_id)
-        .fetch_one(&self.pool)
-        .await?;
-        let already = done.0.unwrap_or(0);
-        let progress = Arc::new(Progress { bytes: AtomicU64::new(already), files: AtomicU32::new(done.1 as u32) });
+        let (already, files_done) = delivered_files::done(&self.pool, item_id).await?;
+        let progress = Arc::new(Progress { bytes: AtomicU64::new(already), files: AtomicU32::new(files_done) });
         let writer = self.spawn_progress_writer(item_id, progress.clone());
         // The futures are built in a plain loop: a closure over borrowed items here makes the
         // whole future fail the `Send` check the job's spawn needs.
@@ -336,67 +261,31 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
     }
 
     /// The buyer's folder for this item: its id is stored before the folder is made.
-    async fn item_folder(&self, item_id: u64, facts: &ItemFacts) -> Result<String, CopyError> {
+    async fn item_folder(&self, item_id: u64, facts: &DeliveryFacts) -> Result<String, CopyError> {
         let id = match &facts.drive_folder_id {
             Some(id) => id.clone(),
             None => {
                 let fresh = self.drive.generate_ids(1).await?.remove(0);
-                sqlx::query("UPDATE order_items SET drive_folder_id = COALESCE(drive_folder_id, ?) WHERE id = ?")
-                    .bind(&fresh)
-                    .bind(item_id)
-                    .execute(&self.pool)
-                    .await?;
-                sqlx::query_scalar("SELECT drive_folder_id FROM order_items WHERE id = ?")
-                    .bind(item_id)
-                    .fetch_one(&self.pool)
-                    .await?
+                items::keep_folder_id(&self.pool, item_id, &fresh).await?
             }
         };
         let name = format!("{} — {}", facts.title, facts.order_code);
         let folder = self.drive.create_folder(&id, &name, &self.settings.parent_folder).await?;
-        sqlx::query("UPDATE order_items SET drive_link = ? WHERE id = ?")
-            .bind(folder.web_view_link)
-            .bind(item_id)
-            .execute(&self.pool)
-            .await?;
+        items::set_drive_link(&self.pool, item_id, folder.web_view_link.as_deref()).await?;
         Ok(id)
     }
 
-    async fn file_row(&self, item_id: u64, path: &str, size: u64) -> Result<FileRow, CopyError> {
-        sqlx::query(
-            "INSERT IGNORE INTO delivered_files (item_id, path, path_sha256, size_bytes) VALUES (?, ?, UNHEX(SHA2(?, 256)), ?)",
-        )
-        .bind(item_id)
-        .bind(path)
-        .bind(path)
-        .bind(size)
-        .execute(&self.pool)
-        .await?;
-        Ok(sqlx::query_as(
-            "SELECT id, size_bytes, md5, drive_file_id, upload_session_uri, completed_at IS NOT NULL AS completed
-             FROM delivered_files WHERE item_id = ? AND path_sha256 = UNHEX(SHA2(?, 256))",
-        )
-        .bind(item_id)
-        .bind(path)
-        .fetch_one(&self.pool)
-        .await?)
+    async fn file_row(&self, item_id: u64, path: &str, size: u64) -> Result<DeliveredFile, CopyError> {
+        Ok(delivered_files::row(&self.pool, item_id, path, size).await?)
     }
 
     /// The Drive id this row's object gets, generated and stored on first need.
-    async fn drive_id_for(&self, row: &FileRow) -> Result<String, CopyError> {
+    async fn drive_id_for(&self, row: &DeliveredFile) -> Result<String, CopyError> {
         if let Some(id) = &row.drive_file_id {
             return Ok(id.clone());
         }
         let fresh = self.drive.generate_ids(1).await?.remove(0);
-        sqlx::query("UPDATE delivered_files SET drive_file_id = COALESCE(drive_file_id, ?) WHERE id = ?")
-            .bind(&fresh)
-            .bind(row.id)
-            .execute(&self.pool)
-            .await?;
-        Ok(sqlx::query_scalar("SELECT drive_file_id FROM delivered_files WHERE id = ?")
-            .bind(row.id)
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(delivered_files::keep_drive_id(&self.pool, row.id, &fresh).await?)
     }
 
     /// MD5 of the object's first `len` bytes, read from the source.
@@ -445,13 +334,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
                 Some(r) => r,
                 None => match self.drive.start_with_id(name, &parent, object.size, Some(&file_id)).await {
                     Ok(uri) => {
-                        sqlx::query(
-                            "UPDATE delivered_files SET upload_session_uri = ?, bytes_confirmed = 0 WHERE id = ?",
-                        )
-                        .bind(&uri)
-                        .bind(row.id)
-                        .execute(&self.pool)
-                        .await?;
+                        delivered_files::start_session(&self.pool, row.id, &uri).await?;
                         (uri, 0)
                     }
                     // The file exists: an earlier run finished it but did not record it.
@@ -487,10 +370,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
                 Err(e) => {
                     progress.bytes.fetch_sub(counted, Ordering::Relaxed);
                     if matches!(e, DriveError::SessionGone(_)) {
-                        sqlx::query("UPDATE delivered_files SET upload_session_uri = NULL WHERE id = ?")
-                            .bind(row.id)
-                            .execute(&self.pool)
-                            .await?;
+                        delivered_files::forget_session(&self.pool, row.id).await?;
                     }
                     return Err(e.into());
                 }
@@ -514,11 +394,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
 
     /// Forgets a file's Drive object and session so the next round starts it afresh.
     async fn redo(&self, row_id: u64) -> Result<(), CopyError> {
-        sqlx::query("UPDATE delivered_files SET drive_file_id = NULL, upload_session_uri = NULL, bytes_confirmed = 0 WHERE id = ?")
-            .bind(row_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        Ok(delivered_files::redo(&self.pool, row_id).await?)
     }
 
     async fn complete(
@@ -529,14 +405,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         progress: &Progress,
         uncounted: u64,
     ) -> Result<(), CopyError> {
-        sqlx::query(
-            "UPDATE delivered_files SET md5 = ?, bytes_confirmed = ?, upload_session_uri = NULL, completed_at = NOW(3) WHERE id = ?",
-        )
-        .bind(md5)
-        .bind(size)
-        .bind(row_id)
-        .execute(&self.pool)
-        .await?;
+        delivered_files::complete(&self.pool, row_id, md5, size).await?;
         progress.bytes.fetch_add(uncounted, Ordering::Relaxed);
         progress.files.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -555,18 +424,13 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
     }
 
     async fn write_progress(&self, item_id: u64, progress: &Progress) -> Result<(), CopyError> {
-        write_progress(&self.pool, item_id, progress).await.map_err(CopyError::from)
+        Ok(write_progress(&self.pool, item_id, progress).await?)
     }
 }
 
-async fn write_progress(pool: &MySqlPool, item_id: u64, progress: &Progress) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE order_items SET bytes_done = ?, files_done = ? WHERE id = ?")
-        .bind(progress.bytes.load(Ordering::Relaxed))
-        .bind(progress.files.load(Ordering::Relaxed))
-        .bind(item_id)
-        .execute(pool)
-        .await?;
-    Ok(())
+async fn write_progress(pool: &MySqlPool, item_id: u64, progress: &Progress) -> Result<(), StoreError> {
+    items::set_progress(pool, item_id, progress.bytes.load(Ordering::Relaxed), progress.files.load(Ordering::Relaxed))
+        .await
 }
 
 impl<T: AccessToken, P: Publisher> Deliverer<T, P> {

@@ -8,28 +8,18 @@ pub mod webhook;
 use std::future::Future;
 use std::time::Duration;
 
-use sqlx::{FromRow, MySqlPool};
+use sqlx::MySqlPool;
 use thiserror::Error;
 
 use crate::config::{ConfigError, Vars};
 use crate::domain::{ItemStatus, Stage};
-use crate::store::StoreError;
 use crate::store::items::{self, ItemChange};
 use crate::store::outbox::OutboxMessage;
+use crate::store::{StoreError, leases};
 
 const ACTOR: &str = "enroll";
 
-/// Who is enrolled in what.
-#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
-pub struct Enrollee {
-    pub item_id: u64,
-    pub order_code: String,
-    pub email: String,
-    pub phone: Option<String>,
-    pub course_slug: String,
-    /// The course's id in the seller's LMS, where the provider needs one (Moodle).
-    pub lms_course_id: Option<String>,
-}
+pub use crate::store::items::Enrollee;
 
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum EnrollError {
@@ -156,16 +146,7 @@ async fn claim(
     settings: &EnrollSettings,
     worker: &str,
 ) -> Result<Option<Outcome>, StoreError> {
-    let done = sqlx::query(
-        "UPDATE order_items SET lease_owner = ?, lease_until = NOW(3) + INTERVAL ? SECOND
-         WHERE id = ? AND status = 'enrolling' AND (lease_until IS NULL OR lease_until < NOW(3))",
-    )
-    .bind(worker)
-    .bind(settings.lease_secs)
-    .bind(item_id)
-    .execute(pool)
-    .await?;
-    if done.rows_affected() == 1 {
+    if leases::take(pool, item_id, ItemStatus::Enrolling, worker, settings.lease_secs).await? {
         return Ok(None);
     }
     Ok(Some(match items::status(&mut *pool.acquire().await?, item_id).await? {
@@ -176,14 +157,8 @@ async fn claim(
 }
 
 async fn enrollee(pool: &MySqlPool, item_id: u64) -> Result<Enrollee, StoreError> {
-    let enrollee: Enrollee = sqlx::query_as(
-        "SELECT i.id AS item_id, o.code AS order_code, o.email, o.phone, c.slug AS course_slug, c.lms_course_id
-         FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id WHERE i.id = ?",
-    )
-    .bind(item_id)
-    .fetch_optional(pool)
-    .await?
-    .ok_or(StoreError::NotFound { kind: "item", id: item_id.to_string() })?;
+    let enrollee =
+        items::enrollee(pool, item_id).await?.ok_or(StoreError::NotFound { kind: "item", id: item_id.to_string() })?;
     crate::telemetry::record_order_code(&enrollee.order_code);
     Ok(enrollee)
 }
@@ -222,18 +197,7 @@ pub async fn enroll_item<P: EnrollProvider>(
         }
         Err(EnrollError::Permanent(reason)) => fail(pool, item_id, &format!("{}: {reason}", provider.name())).await,
         Err(EnrollError::Transient(reason)) => {
-            sqlx::query(
-                "UPDATE order_items SET attempts = attempts + 1, last_error = ?, lease_owner = NULL, lease_until = NULL
-                 WHERE id = ? AND status = 'enrolling'",
-            )
-            .bind(&reason)
-            .bind(item_id)
-            .execute(pool)
-            .await?;
-            let attempts: u32 = sqlx::query_scalar("SELECT attempts FROM order_items WHERE id = ?")
-                .bind(item_id)
-                .fetch_one(pool)
-                .await?;
+            let attempts = leases::release(pool, item_id, ItemStatus::Enrolling, Some(&reason)).await?;
             if attempts >= settings.max_attempts {
                 fail(pool, item_id, &format!("{}: gave up after {attempts} attempts: {reason}", provider.name())).await
             } else {

@@ -67,3 +67,21 @@ pub async fn upsert(conn: &mut MySqlConnection, c: &NewCourse<'_>) -> Result<u64
     )
     .await
 }
+
+/// Every course, active or not, by slug.
+pub async fn all(pool: &sqlx::MySqlPool) -> Result<Vec<Course>, StoreError> {
+    Ok(sqlx::query_as("SELECT id, slug, title, price_vnd, source, lms_course_id, active FROM courses ORDER BY slug")
+        .fetch_all(pool)
+        .await?)
+}
+
+/// Puts a course on sale or takes it off; `false` when nothing changed (no such course, or it
+/// already was so).
+pub async fn set_active(pool: &sqlx::MySqlPool, slug: &CourseSlug, active: bool) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE courses SET active = ? WHERE slug = ?")
+        .bind(active)
+        .bind(slug.as_str())
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,12 +1,11 @@
 //! Order items: one course in one order, moved through its states by compare-and-set.
 
-use crate::domain::EventKind;
 use sqlx::{AssertSqlSafe, MySqlConnection, MySqlPool};
 
 use super::StoreError;
 use super::events::{self, NewEvent};
 use super::outbox::{self, OutboxMessage};
-use crate::domain::{ItemStatus, Stage, Status};
+use crate::domain::{EventKind, ItemStatus, Stage, Status};
 
 /// One requested change of an item's status.
 #[derive(Debug, Clone)]
@@ -261,4 +260,201 @@ pub async fn status(conn: &mut MySqlConnection, item_id: u64) -> Result<Option<I
     let s: Option<String> =
         sqlx::query_scalar("SELECT status FROM order_items WHERE id = ?").bind(item_id).fetch_optional(conn).await?;
     Ok(s.map(|s| ItemStatus::parse(&s)).transpose()?)
+}
+
+/// What delivering an item needs to know of it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeliveryFacts {
+    pub order_code: String,
+    pub title: String,
+    pub source: String,
+    pub drive_folder_id: Option<String>,
+}
+
+pub async fn delivery_facts(pool: &MySqlPool, item_id: u64) -> Result<DeliveryFacts, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT o.code AS order_code, c.title, c.source, i.drive_folder_id
+         FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id WHERE i.id = ?",
+    )
+    .bind(item_id)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Stores `fresh` as the item's Drive folder id unless it has one; answers the id it has.
+pub async fn keep_folder_id(pool: &MySqlPool, item_id: u64, fresh: &str) -> Result<String, StoreError> {
+    sqlx::query("UPDATE order_items SET drive_folder_id = COALESCE(drive_folder_id, ?) WHERE id = ?")
+        .bind(fresh)
+        .bind(item_id)
+        .execute(pool)
+        .await?;
+    Ok(sqlx::query_scalar("SELECT drive_folder_id FROM order_items WHERE id = ?").bind(item_id).fetch_one(pool).await?)
+}
+
+pub async fn set_drive_link(pool: &MySqlPool, item_id: u64, link: Option<&str>) -> Result<(), StoreError> {
+    sqlx::query("UPDATE order_items SET drive_link = ? WHERE id = ?").bind(link).bind(item_id).execute(pool).await?;
+    Ok(())
+}
+
+/// The size of the delivery, once its source is listed.
+pub async fn set_totals(pool: &MySqlPool, item_id: u64, files: u32, bytes: u64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE order_items SET files_total = ?, bytes_total = ? WHERE id = ?")
+        .bind(files)
+        .bind(bytes)
+        .bind(item_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// How far the delivery is.
+pub async fn set_progress(pool: &MySqlPool, item_id: u64, bytes: u64, files: u32) -> Result<(), StoreError> {
+    sqlx::query("UPDATE order_items SET bytes_done = ?, files_done = ? WHERE id = ?")
+        .bind(bytes)
+        .bind(files)
+        .bind(item_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// What finalizing an item needs to know of it and its order.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FinalizeFacts {
+    pub status: String,
+    pub order_id: u64,
+    pub order_status: String,
+    pub email: String,
+    pub lang: String,
+    pub code: String,
+    pub title: String,
+    pub drive_folder_id: Option<String>,
+    pub drive_link: Option<String>,
+    pub email_message_id: Option<String>,
+    pub sent: bool,
+}
+
+pub async fn finalize_facts(pool: &MySqlPool, item_id: u64) -> Result<Option<FinalizeFacts>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT i.status, o.id AS order_id, o.status AS order_status, o.email, o.lang, o.code, c.title,
+                i.drive_folder_id, i.drive_link, i.email_message_id, i.email_sent_at IS NOT NULL AS sent
+         FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id WHERE i.id = ?",
+    )
+    .bind(item_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Fixes the item's delivery email `Message-ID` (`fresh` unless one is fixed already) before
+/// the first send; answers the one fixed, which every later send reuses.
+pub async fn keep_email_message_id(pool: &MySqlPool, item_id: u64, fresh: &str) -> Result<String, StoreError> {
+    sqlx::query("UPDATE order_items SET email_message_id = COALESCE(email_message_id, ?) WHERE id = ?")
+        .bind(fresh)
+        .bind(item_id)
+        .execute(pool)
+        .await?;
+    Ok(sqlx::query_scalar("SELECT email_message_id FROM order_items WHERE id = ?")
+        .bind(item_id)
+        .fetch_one(pool)
+        .await?)
+}
+
+pub async fn mark_email_sent(pool: &MySqlPool, item_id: u64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE order_items SET email_sent_at = NOW(3) WHERE id = ? AND email_sent_at IS NULL")
+        .bind(item_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Items of the order not completed, by a locking read: the latest committed rows, not the
+/// transaction's snapshot.
+pub async fn open_in_order_in(conn: &mut MySqlConnection, order_id: u64) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM order_items WHERE order_id = ? AND status <> 'completed' LOCK IN SHARE MODE",
+    )
+    .bind(order_id)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// The order's items and their statuses, locked, in the caller's transaction.
+pub async fn lock_all_of_order_in(
+    conn: &mut MySqlConnection,
+    order_id: u64,
+) -> Result<Vec<(u64, ItemStatus)>, StoreError> {
+    let rows: Vec<(u64, String)> = sqlx::query_as("SELECT id, status FROM order_items WHERE order_id = ? FOR UPDATE")
+        .bind(order_id)
+        .fetch_all(conn)
+        .await?;
+    rows.into_iter().map(|(id, s)| Ok((id, ItemStatus::parse(&s)?))).collect()
+}
+
+/// The Drive folders made for the order's items.
+pub async fn drive_folders(pool: &MySqlPool, order_id: u64) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT drive_folder_id FROM order_items WHERE order_id = ? AND drive_folder_id IS NOT NULL ORDER BY id",
+    )
+    .bind(order_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The order's courses with the price each was ordered at: (slug, title, price).
+pub async fn priced_courses_in(
+    conn: &mut MySqlConnection,
+    order_id: u64,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT c.slug, c.title, i.price_vnd FROM order_items i JOIN courses c ON c.id = i.course_id
+         WHERE i.order_id = ? ORDER BY i.id",
+    )
+    .bind(order_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// An item as the buyer's status page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ItemProgress {
+    pub slug: String,
+    pub title: String,
+    pub status: String,
+    pub files_done: u32,
+    pub files_total: Option<u32>,
+    pub bytes_done: u64,
+    pub bytes_total: Option<u64>,
+    pub drive_link: Option<String>,
+}
+
+pub async fn progress_of_order_in(conn: &mut MySqlConnection, order_id: u64) -> Result<Vec<ItemProgress>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT c.slug, c.title, i.status, i.files_done, i.files_total, i.bytes_done, i.bytes_total, i.drive_link
+         FROM order_items i JOIN courses c ON c.id = i.course_id WHERE i.order_id = ? ORDER BY i.id",
+    )
+    .bind(order_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Who is enrolled in what.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Enrollee {
+    pub item_id: u64,
+    pub order_code: String,
+    pub email: String,
+    pub phone: Option<String>,
+    pub course_slug: String,
+    /// The course's id in the seller's LMS, where the provider needs one (Moodle).
+    pub lms_course_id: Option<String>,
+}
+
+pub async fn enrollee(pool: &MySqlPool, item_id: u64) -> Result<Option<Enrollee>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT i.id AS item_id, o.code AS order_code, o.email, o.phone, c.slug AS course_slug, c.lms_course_id
+         FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id WHERE i.id = ?",
+    )
+    .bind(item_id)
+    .fetch_optional(pool)
+    .await?)
 }

@@ -6,11 +6,14 @@
 //! `&mut *tx`); the ones that stand alone take the pool and run their own transaction.
 
 pub mod catalog;
+pub mod delivered_files;
 pub mod events;
 pub mod items;
+pub mod leases;
 pub mod orders;
 pub mod outbox;
 pub mod payments;
+pub mod reports;
 
 use std::time::Duration;
 

@@ -1,12 +1,11 @@
 //! Orders: creation and compare-and-set status changes.
 
-use crate::domain::EventKind;
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, MySqlConnection, MySqlPool};
 
 use super::StoreError;
 use super::events::{self, NewEvent};
-use crate::domain::{Email, ItemStatus, OrderCode, OrderStatus, Status, Vnd};
+use crate::domain::{Email, EventKind, ItemStatus, OrderCode, OrderStatus, Status, Vnd};
 
 #[derive(Debug, Clone)]
 pub struct NewOrder<'a> {
@@ -246,4 +245,52 @@ pub async fn cancel_unpaid(pool: &MySqlPool, order_id: u64, actor: &str, reason:
     events::record_all(&mut tx, &events).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Locks the order's row in the caller's transaction.
+pub async fn lock_in(conn: &mut MySqlConnection, order_id: u64) -> Result<(), StoreError> {
+    sqlx::query("SELECT id FROM orders WHERE id = ? FOR UPDATE").bind(order_id).execute(conn).await?;
+    Ok(())
+}
+
+/// Pending orders past their expiry, soonest first.
+pub async fn expired(pool: &MySqlPool, limit: u32) -> Result<Vec<u64>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT id FROM orders WHERE status = ? AND expires_at < NOW(3) ORDER BY expires_at LIMIT ?")
+        .bind(OrderStatus::Pending.as_str())
+        .bind(limit)
+        .fetch_all(pool)
+        .await?)
+}
+
+/// An order's id, status and buyer email, by its code.
+pub async fn by_code(pool: &MySqlPool, code: &OrderCode) -> Result<Option<(u64, OrderStatus, String)>, StoreError> {
+    let row: Option<(u64, String, String)> = sqlx::query_as("SELECT id, status, email FROM orders WHERE code = ?")
+        .bind(code.as_str())
+        .fetch_optional(pool)
+        .await?;
+    row.map(|(id, status, email)| Ok((id, OrderStatus::parse(&status)?, email))).transpose()
+}
+
+/// What the order API shows of an order, and what tells a retried create from a new one.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OrderHead {
+    pub id: u64,
+    pub code: String,
+    pub status: String,
+    pub total_vnd: i64,
+    pub paid_vnd: i64,
+    pub expires_at: DateTime<Utc>,
+    pub request_hash: Option<String>,
+}
+
+const HEAD_COLUMNS: &str = "id, code, status, total_vnd, paid_vnd, expires_at, request_hash";
+
+pub async fn head_by_code(conn: &mut MySqlConnection, code: &str) -> Result<Option<OrderHead>, StoreError> {
+    let sql = AssertSqlSafe(format!("SELECT {HEAD_COLUMNS} FROM orders WHERE code = ?"));
+    Ok(sqlx::query_as(sql).bind(code).fetch_optional(conn).await?)
+}
+
+pub async fn head_by_key(conn: &mut MySqlConnection, key: &str) -> Result<Option<OrderHead>, StoreError> {
+    let sql = AssertSqlSafe(format!("SELECT {HEAD_COLUMNS} FROM orders WHERE idempotency_key = ?"));
+    Ok(sqlx::query_as(sql).bind(key).fetch_optional(conn).await?)
 }

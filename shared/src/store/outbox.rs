@@ -128,3 +128,20 @@ pub async fn record_publish_failure(conn: &mut MySqlConnection, id: u64, error: 
     .await?;
     Ok(())
 }
+
+/// Whether a message for the item went to `queue` within the last `secs` seconds.
+pub async fn sent_recently_in(
+    conn: &mut MySqlConnection,
+    queue: Queue,
+    item_id: u64,
+    secs: u64,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS(SELECT 1 FROM outbox WHERE queue = ? AND item_id = ? AND created_at > NOW(3) - INTERVAL ? SECOND)",
+    )
+    .bind(queue.as_str())
+    .bind(item_id)
+    .bind(secs)
+    .fetch_one(conn)
+    .await?)
+}
