@@ -7,6 +7,7 @@
 
 pub mod adapters;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod drive;
 pub mod enrollment;
