@@ -1,11 +1,9 @@
 //! What an operator does by hand, as library calls (the `coursedrop-admin` CLI maps its
-//! commands onto these): manage the catalog, look at orders, items and their timelines, find
-//! stuck items, resend a delivery email. Each change is recorded in `order_events` with the
+//! commands onto these): manage the catalog, look at orders, items and their timelines,
+//! resend a delivery email (stuck items are the sweeper's: `sweeper::stuck_items`). Each change is recorded in `order_events` with the
 //! operator as the actor, like every other change. Retry, refund, cancel and attaching a
 //! payment live with their flows (`store::items::retry_failed`, `refund`,
 //! `store::orders::cancel_unpaid`, `payments::attach`).
-
-use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::MySqlPool;
@@ -17,7 +15,7 @@ use crate::source::{S3Location, S3Source, SourceError};
 use crate::store::catalog::{self, Course, NewCourse};
 use crate::store::events::{self, Event, NewEvent};
 use crate::store::reports;
-pub use crate::store::reports::{ItemSummary, OrderSummary, StuckItem};
+pub use crate::store::reports::{ItemSummary, OrderSummary};
 use crate::store::{StoreError, is_duplicate_key};
 
 #[derive(Debug, Error)]
@@ -128,67 +126,6 @@ pub async fn timeline(pool: &MySqlPool, code: &OrderCode) -> Result<Timeline, Op
     let items = items_of(pool, order.id).await?;
     let events = events::for_order(&mut *pool.acquire().await?, order.id).await?;
     Ok(Timeline { order, items, events })
-}
-
-// ------------------------------------------------------------------ stuck items
-
-/// How long an item may stay in a working state before someone should look. Delivery
-/// counts from the last progress saved (every second while bytes move), not from the claim,
-/// so a big course is never "stuck" merely for being big.
-#[derive(Debug, Clone, Copy)]
-pub struct Deadlines {
-    pub enrolling: Duration,
-    pub enrolled: Duration,
-    pub delivering_without_progress: Duration,
-    pub delivered: Duration,
-}
-
-impl Default for Deadlines {
-    fn default() -> Self {
-        Deadlines {
-            enrolling: Duration::from_secs(15 * 60),
-            enrolled: Duration::from_secs(30 * 60),
-            delivering_without_progress: Duration::from_secs(30 * 60),
-            delivered: Duration::from_secs(15 * 60),
-        }
-    }
-}
-
-impl Deadlines {
-    /// `DEADLINE_ENROLLING`, `DEADLINE_ENROLLED`, `DEADLINE_DELIVERING`, `DEADLINE_DELIVERED`
-    /// (`30m`, `45s`, …), each defaulting as above.
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(
-        vars: &crate::config::Vars<F>,
-    ) -> Result<Self, crate::config::ConfigError> {
-        let d = Deadlines::default();
-        let read = |var: &'static str, default: Duration| -> Result<Duration, crate::config::ConfigError> {
-            Ok(vars.duration(var)?.map_or(default, |v| Duration::from_secs(v.num_seconds() as u64)))
-        };
-        Ok(Deadlines {
-            enrolling: read("DEADLINE_ENROLLING", d.enrolling)?,
-            enrolled: read("DEADLINE_ENROLLED", d.enrolled)?,
-            delivering_without_progress: read("DEADLINE_DELIVERING", d.delivering_without_progress)?,
-            delivered: read("DEADLINE_DELIVERED", d.delivered)?,
-        })
-    }
-
-    /// The deadline of a working status, if it has one.
-    pub fn of(&self, status: ItemStatus) -> Option<Duration> {
-        match status {
-            ItemStatus::Enrolling => Some(self.enrolling),
-            ItemStatus::Enrolled => Some(self.enrolled),
-            ItemStatus::Delivering => Some(self.delivering_without_progress),
-            ItemStatus::Delivered => Some(self.delivered),
-            _ => None,
-        }
-    }
-}
-
-/// Items in a working state longer than its deadline, longest first.
-pub async fn stuck_items(pool: &MySqlPool, deadlines: &Deadlines) -> Result<Vec<StuckItem>, StoreError> {
-    let limits: Vec<(ItemStatus, Duration)> =
-        ItemStatus::ALL.iter().filter_map(|s| deadlines.of(*s).map(|d| (*s, d))).collect();
-    reports::stuck(pool, &limits).await
 }
 
 // ------------------------------------------------------------------ email

@@ -2,14 +2,15 @@
 //! unpaid orders whose time is up, and count (and log) items stuck past their stage's
 //! deadline, for an alarm and for `coursedrop-admin stuck`.
 
+use std::time::Duration;
+
 use serde::Serialize;
 use sqlx::MySqlPool;
 
 use crate::adapters::queue::Publisher;
 use crate::domain::{ItemStatus, Status};
-use crate::operations::Deadlines;
 use crate::relay;
-use crate::store::{StoreError, orders, outbox};
+use crate::store::{StoreError, orders, outbox, reports};
 
 const ACTOR: &str = "sweeper";
 
@@ -89,7 +90,7 @@ pub async fn sweep_with<P: Publisher>(
             Err(e) => return Err(e),
         }
     }
-    let stuck = crate::operations::stuck_items(pool, deadlines).await?;
+    let stuck = stuck_items(pool, deadlines).await?;
     for item in &stuck {
         tracing::warn!(
             item_id = item.id,
@@ -130,4 +131,67 @@ pub async fn sweep_with<P: Publisher>(
         "sweep done"
     );
     Ok(report)
+}
+
+// ------------------------------------------------------------------ stuck items
+
+pub use crate::store::reports::StuckItem;
+
+/// How long an item may stay in a working state before someone should look. Delivery
+/// counts from the last progress saved (every second while bytes move), not from the claim,
+/// so a big course is never "stuck" merely for being big.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    pub enrolling: Duration,
+    pub enrolled: Duration,
+    pub delivering_without_progress: Duration,
+    pub delivered: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            enrolling: Duration::from_secs(15 * 60),
+            enrolled: Duration::from_secs(30 * 60),
+            delivering_without_progress: Duration::from_secs(30 * 60),
+            delivered: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl Deadlines {
+    /// `DEADLINE_ENROLLING`, `DEADLINE_ENROLLED`, `DEADLINE_DELIVERING`, `DEADLINE_DELIVERED`
+    /// (`30m`, `45s`, …), each defaulting as above.
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(
+        vars: &crate::config::Vars<F>,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let d = Deadlines::default();
+        let read = |var: &'static str, default: Duration| -> Result<Duration, crate::config::ConfigError> {
+            Ok(vars.duration(var)?.map_or(default, |v| Duration::from_secs(v.num_seconds() as u64)))
+        };
+        Ok(Deadlines {
+            enrolling: read("DEADLINE_ENROLLING", d.enrolling)?,
+            enrolled: read("DEADLINE_ENROLLED", d.enrolled)?,
+            delivering_without_progress: read("DEADLINE_DELIVERING", d.delivering_without_progress)?,
+            delivered: read("DEADLINE_DELIVERED", d.delivered)?,
+        })
+    }
+
+    /// The deadline of a working status, if it has one.
+    pub fn of(&self, status: ItemStatus) -> Option<Duration> {
+        match status {
+            ItemStatus::Enrolling => Some(self.enrolling),
+            ItemStatus::Enrolled => Some(self.enrolled),
+            ItemStatus::Delivering => Some(self.delivering_without_progress),
+            ItemStatus::Delivered => Some(self.delivered),
+            _ => None,
+        }
+    }
+}
+
+/// Items in a working state longer than its deadline, longest first.
+pub async fn stuck_items(pool: &MySqlPool, deadlines: &Deadlines) -> Result<Vec<StuckItem>, StoreError> {
+    let limits: Vec<(ItemStatus, Duration)> =
+        ItemStatus::ALL.iter().filter_map(|s| deadlines.of(*s).map(|d| (*s, d))).collect();
+    reports::stuck(pool, &limits).await
 }

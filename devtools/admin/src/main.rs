@@ -13,12 +13,13 @@ use coursedrop::config::{self, AppVars};
 use coursedrop::domain::{CourseSlug, ItemStatus, OrderCode, OrderStatus, Status, Vnd};
 use coursedrop::drive::upload::DriveClient;
 use coursedrop::mail::Mailer;
-use coursedrop::operations::{self, Deadlines};
+use coursedrop::operations;
 use coursedrop::payments;
 use coursedrop::refund;
 use coursedrop::relay;
 use coursedrop::source::S3Source;
 use coursedrop::store::{self, items, orders, outbox::OutboxMessage};
+use coursedrop::sweeper::{self, Deadlines};
 use serde_json::{Value, json};
 use sqlx::MySqlPool;
 
@@ -350,7 +351,7 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
             (json!(items), text)
         }
         Command::Stuck => {
-            let stuck = operations::stuck_items(&ctx.pool, &Deadlines::from_vars(&ctx.vars)?).await?;
+            let stuck = sweeper::stuck_items(&ctx.pool, &Deadlines::from_vars(&ctx.vars)?).await?;
             let mut t = Table::new(&["ITEM", "ORDER", "COURSE", "STATUS", "FOR", "ATTEMPTS", "LAST ERROR"]);
             for s in &stuck {
                 t.row(vec![

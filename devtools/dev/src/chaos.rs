@@ -105,7 +105,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
     drive.set_faults(drive_emulator::Faults::spread(0.10));
     stack::spawn_enroll(&stack, pool.clone(), &chaos_vars)?;
     stack::spawn_finalize(&stack, pool.clone(), &chaos_vars, &drive_base).await?;
-    let deadlines = coursedrop::operations::Deadlines {
+    let deadlines = coursedrop::sweeper::Deadlines {
         enrolling: Duration::from_secs(20),
         enrolled: Duration::from_secs(20),
         delivering_without_progress: Duration::from_secs(30),

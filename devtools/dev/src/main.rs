@@ -70,7 +70,7 @@ async fn serve<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     let (_drive, drive_base) = stack::spawn_drive(std::path::Path::new(".local/drive"), drive_port).await?;
     stack::spawn_deliver(&stack, pool.clone(), vars, &drive_base).await?;
     stack::spawn_finalize(&stack, pool.clone(), vars, &drive_base).await?;
-    let deadlines = coursedrop::operations::Deadlines::from_vars(vars)?;
+    let deadlines = coursedrop::sweeper::Deadlines::from_vars(vars)?;
     let timing = coursedrop::sweeper::OutboxTiming::from_vars(vars, 30)?;
     stack::spawn_sweeper(
         pool,

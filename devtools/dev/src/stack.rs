@@ -258,7 +258,7 @@ pub fn spawn_sweeper(
     publisher: Arc<SqsPublisher>,
     every: Duration,
     timing: sweeper::OutboxTiming,
-    deadlines: coursedrop::operations::Deadlines,
+    deadlines: coursedrop::sweeper::Deadlines,
 ) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);

@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
     let vars = AppVars::load().await.context("reading the configuration secret")?;
     let pool = coursedrop::store::connect_from_vars(&vars, 2).await.context("connecting to the database")?;
     let publisher = coursedrop::adapters::queue::sqs_publisher(&vars).await;
-    let deadlines = coursedrop::operations::Deadlines::from_vars(&vars)?;
+    let deadlines = coursedrop::sweeper::Deadlines::from_vars(&vars)?;
     let timing = sweeper::OutboxTiming::from_vars(&vars, OUTBOX_GRACE_SECS)?;
 
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {

@@ -194,7 +194,7 @@ async fn a_stuck_item_whose_message_was_lost_is_sent_again_once_per_deadline(poo
         .unwrap();
     sqlx::query("UPDATE outbox SET created_at = NOW(3) - INTERVAL 10 MINUTE").execute(&pool).await.unwrap();
     let deadlines =
-        coursedrop::operations::Deadlines { enrolled: std::time::Duration::from_secs(300), ..Default::default() };
+        coursedrop::sweeper::Deadlines { enrolled: std::time::Duration::from_secs(300), ..Default::default() };
 
     let report = sweeper::sweep_with(&pool, &publisher, OutboxTiming::grace(30), &deadlines).await.unwrap();
     assert_eq!((report.stuck_items, report.requeued), (1, 1));

@@ -1,0 +1,173 @@
+//! Placing an order: prices from the catalog, one transaction, a retry under the same
+//! idempotency key answered with the order it made.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{MySqlConnection, MySqlPool};
+
+use super::validate::validate;
+use super::{OrderRequest, OrderSettings, PlaceOrderError, invalid};
+use crate::adapters::{sepay, vietqr};
+use crate::config::BankAccount;
+use crate::domain::{OrderCode, Vnd};
+use crate::store::{self, StoreError, catalog, items, orders};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PlacedItem {
+    pub course: String,
+    pub title: String,
+    pub price_vnd: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PaymentInstructions {
+    pub bank: String,
+    pub account_number: String,
+    pub account_name: String,
+    pub transfer_text: String,
+    pub qr_image_url: String,
+    pub vietqr: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PlacedOrder {
+    pub code: String,
+    pub status: String,
+    pub amount_vnd: i64,
+    pub expires_at: DateTime<Utc>,
+    pub items: Vec<PlacedItem>,
+    pub payment: PaymentInstructions,
+}
+
+#[derive(Debug)]
+pub struct Placement {
+    pub order: PlacedOrder,
+    /// False when an Idempotency-Key replay returned an order made earlier.
+    pub created: bool,
+}
+
+pub fn vietqr_payload(bank: &BankAccount, code: &str, amount: i64) -> Result<String, vietqr::VietQrError> {
+    vietqr::VietQr {
+        bank_bin: &bank.bank_bin,
+        account_number: &bank.account_number,
+        amount: Vnd::new(amount).ok(),
+        bill_number: None,
+        purpose: code,
+    }
+    .payload()
+}
+
+async fn placed(
+    conn: &mut MySqlConnection,
+    head: &orders::OrderHead,
+    s: &OrderSettings,
+) -> Result<PlacedOrder, StoreError> {
+    let items = items::priced_courses_in(conn, head.id).await?;
+    let vietqr = vietqr_payload(&s.bank, &head.code, head.total_vnd)
+        .map_err(|e| StoreError::Corrupt(format!("VietQR for {}: {e}", head.code)))?;
+    Ok(PlacedOrder {
+        code: head.code.clone(),
+        status: head.status.clone(),
+        amount_vnd: head.total_vnd,
+        expires_at: head.expires_at,
+        items: items.into_iter().map(|(course, title, price_vnd)| PlacedItem { course, title, price_vnd }).collect(),
+        payment: PaymentInstructions {
+            bank: s.bank.bank_code.clone(),
+            account_number: s.bank.account_number.clone(),
+            account_name: s.bank.account_name.clone(),
+            transfer_text: head.code.clone(),
+            qr_image_url: sepay::qr_image_url(&s.bank.account_number, &s.bank.bank_code, head.total_vnd, &head.code),
+            vietqr,
+        },
+    })
+}
+
+/// Validates the request, prices it from the catalog and creates the order, or returns the
+/// order an earlier request with the same `idempotency_key` created.
+pub async fn place_order(
+    pool: &MySqlPool,
+    settings: &OrderSettings,
+    request: &OrderRequest,
+    idempotency_key: Option<&str>,
+) -> Result<Placement, PlaceOrderError> {
+    if let Some(key) = idempotency_key
+        && (key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(invalid("Idempotency-Key", "Idempotency-Key must be 1 to 128 visible ASCII characters"));
+    }
+    let valid = validate(request)?;
+    let digest = valid.digest();
+    let mut conn = pool.acquire().await.map_err(StoreError::from)?;
+
+    let replay = |head: orders::OrderHead| {
+        if head.request_hash.as_deref() != Some(digest.as_str()) {
+            return Err(PlaceOrderError::IdempotencyConflict);
+        }
+        Ok(head)
+    };
+    if let Some(key) = idempotency_key
+        && let Some(head) = orders::head_by_key(&mut conn, key).await?
+    {
+        let head = replay(head)?;
+        return Ok(Placement { order: placed(&mut conn, &head, settings).await?, created: false });
+    }
+
+    let mut items = Vec::with_capacity(valid.slugs.len());
+    for slug in &valid.slugs {
+        match catalog::by_slug(&mut conn, slug).await? {
+            Some(c) if c.active => {
+                let price = Vnd::new(c.price_vnd).map_err(|e| StoreError::Corrupt(format!("price of {slug}: {e}")))?;
+                items.push((c.id, price));
+            }
+            Some(_) => return Err(invalid("courses", format!("{slug} is no longer for sale"))),
+            None => return Err(invalid("courses", format!("there is no course {slug}"))),
+        }
+    }
+
+    let expires_at = Utc::now() + settings.ttl;
+    // A random code can collide with an existing one; a fresh draw almost surely will not.
+    for _ in 0..8 {
+        let code = OrderCode::generate(&settings.pattern);
+        let new = orders::NewOrder {
+            code: &code,
+            email: &valid.email,
+            phone: valid.phone.as_deref(),
+            lang: valid.lang,
+            expires_at,
+            items: &items,
+            idempotency_key,
+            request_hash: Some(&digest),
+        };
+        // On the connection this request already holds: taking a second from the pool while
+        // holding one can starve the pool under concurrent requests.
+        let created = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            orders::create_in(&mut tx, &new, "create-order").await?;
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        match created {
+            Ok(_) => {
+                let head = orders::head_by_code(&mut conn, code.as_str())
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound { kind: "order", id: code.to_string() })?;
+                return Ok(Placement { order: placed(&mut conn, &head, settings).await?, created: true });
+            }
+            Err(StoreError::Database(e)) if store::is_duplicate_key(&e, "uq_orders_code") => {
+                continue;
+            }
+            Err(StoreError::Database(e)) if store::is_duplicate_key(&e, "uq_orders_idempotency_key") => {
+                // A concurrent request with the same key won the race: answer as its retry.
+                let key = idempotency_key.unwrap_or_default();
+                let head = orders::head_by_key(&mut conn, key)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound { kind: "order", id: key.to_string() })?;
+                let head = replay(head)?;
+                return Ok(Placement { order: placed(&mut conn, &head, settings).await?, created: false });
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Corrupt("could not draw an unused order code in 8 tries; widen ORDER_CODE_LENGTH".into()).into())
+}

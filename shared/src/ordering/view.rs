@@ -1,0 +1,84 @@
+//! What the buyer's status page shows of an order.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::MySqlPool;
+
+use super::OrderSettings;
+use super::place::vietqr_payload;
+use crate::domain::OrderCode;
+use crate::store::{StoreError, items, orders};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Progress {
+    pub files_done: u32,
+    pub files_total: Option<u32>,
+    pub bytes_done: u64,
+    pub bytes_total: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ItemView {
+    pub course: String,
+    pub title: String,
+    pub status: String,
+    pub progress: Progress,
+    pub drive_link: Option<String>,
+}
+
+/// What a buyer sees of an order: never the email or the phone.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OrderView {
+    pub code: String,
+    pub status: String,
+    pub amount_vnd: i64,
+    pub paid_vnd: i64,
+    pub expires_at: DateTime<Utc>,
+    pub items: Vec<ItemView>,
+}
+
+pub async fn order_view(pool: &MySqlPool, code: &OrderCode) -> Result<Option<OrderView>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let Some(head) = orders::head_by_code(&mut conn, code.as_str()).await? else {
+        return Ok(None);
+    };
+    let rows = items::progress_of_order_in(&mut conn, head.id).await?;
+    Ok(Some(OrderView {
+        code: head.code,
+        status: head.status,
+        amount_vnd: head.total_vnd,
+        paid_vnd: head.paid_vnd,
+        expires_at: head.expires_at,
+        items: rows
+            .into_iter()
+            .map(|r| ItemView {
+                // The link is the buyer's only once the folder is shared with them.
+                drive_link: if r.status == "completed" { r.drive_link } else { None },
+                course: r.slug,
+                title: r.title,
+                status: r.status,
+                progress: Progress {
+                    files_done: r.files_done,
+                    files_total: r.files_total,
+                    bytes_done: r.bytes_done,
+                    bytes_total: r.bytes_total,
+                },
+            })
+            .collect(),
+    }))
+}
+
+/// The VietQR payload of an order, for its QR image.
+pub async fn order_vietqr(
+    pool: &MySqlPool,
+    settings: &OrderSettings,
+    code: &OrderCode,
+) -> Result<Option<String>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let Some(head) = orders::head_by_code(&mut conn, code.as_str()).await? else {
+        return Ok(None);
+    };
+    vietqr_payload(&settings.bank, &head.code, head.total_vnd)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(format!("VietQR for {}: {e}", head.code)))
+}
