@@ -5,11 +5,11 @@
 use sqlx::{MySqlConnection, MySqlPool};
 
 use crate::adapters::sepay::{SepayTransaction, TransferType};
-use crate::domain::{CodePattern, EventKind, ItemStatus, OrderCode, OrderStatus, Queue, Status};
+use crate::domain::{CodePattern, EventKind, ItemStatus, OrderCode, OrderStatus, Status};
 use crate::store::events::{self, NewEvent};
-use crate::store::outbox::{self, OutboxMessage};
+use crate::store::outbox::OutboxMessage;
 use crate::store::payments::{LockedOrder, NewPayment};
-use crate::store::{self, StoreError, orders};
+use crate::store::{self, StoreError, items, orders};
 
 const ACTOR: &str = "sepay-webhook";
 
@@ -108,10 +108,11 @@ async fn apply(
         actor,
         detail,
     };
+    // Declared before the events that borrow it.
+    let awaiting = order.items_in(ItemStatus::AwaitingPayment);
     let mut events = vec![event(EventKind::PaymentReceived, None, None, Some(detail.as_str()), None)];
     let mut outbox = Vec::new();
     if becomes_paid {
-        let awaiting = order.items_in(ItemStatus::AwaitingPayment);
         orders::pay_in(db, order.id, paid_vnd, attention.as_deref(), awaiting.len()).await?;
         events.push(event(
             EventKind::OrderStatus,
@@ -120,20 +121,17 @@ async fn apply(
             Some(detail.as_str()),
             None,
         ));
-        for &item_id in &awaiting {
-            let (from, to) = (ItemStatus::AwaitingPayment, ItemStatus::Enrolling);
-            events.push(event(
-                EventKind::ItemStatus,
-                Some(from.as_str()),
-                Some(to.as_str()),
-                Some("order paid"),
-                Some(item_id),
-            ));
-            crate::metrics::emit(crate::metrics::Metric::ItemEntered { status: to.as_str() });
-        }
-        outbox = outbox::enqueue_all(db, Queue::Enroll, &awaiting).await?;
+        let enrolling = items::MoveAll {
+            order_id: order.id,
+            item_ids: &awaiting,
+            from: ItemStatus::AwaitingPayment,
+            to: ItemStatus::Enrolling,
+            actor,
+            reason: Some("order paid"),
+        };
+        outbox = items::moved_in(db, &enrolling, &mut events).await?;
     } else {
-        orders::record_payment_in(db, order.id, order.status, paid_vnd, None, attention.as_deref()).await?;
+        orders::record_payment_in(db, order.id, order.status, paid_vnd, attention.as_deref()).await?;
     }
     if let Some(reason) = &attention {
         events.push(event(EventKind::NeedsAttention, None, None, Some(reason.as_str()), None));

@@ -65,6 +65,9 @@ async fn publish<P: Publisher>(pool: &MySqlPool, publisher: &P, messages: &[Outb
 /// so a row nobody consumes is published again only after the sweeper's interval.
 pub async fn republish<P: Publisher>(pool: &MySqlPool, publisher: &P, messages: &[OutboxMessage]) -> RelayReport {
     let (report, published) = publish(pool, publisher, messages).await;
+    if published.is_empty() {
+        return report;
+    }
     if let Ok(mut conn) = pool.acquire().await
         && let Err(e) = outbox::mark_published(&mut conn, &published).await
     {

@@ -40,14 +40,21 @@ async fn main() -> anyhow::Result<()> {
         // How long a crashed task's message stays hidden; the heartbeat renews it at half.
         visibility_secs: vars.parse_or("DELIVER_VISIBILITY_SECS", 300i32)?,
         retry_delay_secs: vars.parse_or("DELIVER_RETRY_DELAY_SECS", 60i32)?,
-        // SQS's long-poll wait, 1 to 20 s; the receiving client's timeouts are set from it.
-        wait_secs: vars.parse_or("DELIVER_WAIT_SECS", 20i32)?.clamp(1, 20),
+        wait_secs: long_poll_wait(&vars)?,
         ..ConsumerSettings::default()
     };
     tracing::info!(queue = %queue_url, "deliver job started");
     deliver::consume(job, sqs, queue_url, consumer, coursedrop::http::shutdown_signal()).await;
     tracing::info!("deliver job stopped");
     Ok(())
+}
+
+/// SQS's long-poll wait, 1 to 20 s (SQS refuses more); the receiving client's timeouts are
+/// set from it.
+fn long_poll_wait<F: Fn(&str) -> Option<String>>(vars: &coursedrop::config::Vars<F>) -> anyhow::Result<i32> {
+    let wait = vars.parse_or("DELIVER_WAIT_SECS", 20i32)?;
+    anyhow::ensure!((1..=20).contains(&wait), "DELIVER_WAIT_SECS is {wait}: SQS waits 1 to 20 seconds");
+    Ok(wait)
 }
 
 fn hostname() -> String {

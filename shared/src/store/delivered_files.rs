@@ -40,15 +40,7 @@ pub async fn row(pool: &MySqlPool, item_id: u64, path: &str, size: u64) -> Resul
 
 /// Stores `fresh` as the row's Drive id unless it has one; answers the id it has.
 pub async fn keep_drive_id(pool: &MySqlPool, row_id: u64, fresh: &str) -> Result<String, StoreError> {
-    sqlx::query("UPDATE delivered_files SET drive_file_id = COALESCE(drive_file_id, ?) WHERE id = ?")
-        .bind(fresh)
-        .bind(row_id)
-        .execute(pool)
-        .await?;
-    Ok(sqlx::query_scalar("SELECT drive_file_id FROM delivered_files WHERE id = ?")
-        .bind(row_id)
-        .fetch_one(pool)
-        .await?)
+    super::keep_first(pool, "delivered_files", "drive_file_id", row_id, fresh).await
 }
 
 /// A folder of the tree exists in Drive.

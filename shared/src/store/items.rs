@@ -132,7 +132,7 @@ pub async fn transition_in(conn: &mut MySqlConnection, change: &ItemChange<'_>) 
     }
     // Leaving the status a queue's message serves is that message arriving.
     if let Some(queue) = change.from.served_by() {
-        outbox::mark_consumed(conn, change.item_id, queue).await?;
+        outbox::mark_consumed(conn, queue, &[change.item_id]).await?;
     }
     let outbox = match change.to.starts_queue() {
         Some(queue) => Some(outbox::enqueue(conn, queue, change.item_id).await?),
@@ -161,7 +161,7 @@ pub async fn move_all_in<'a>(
     m: &MoveAll<'a>,
     events: &mut Vec<NewEvent<'a>>,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
-    let MoveAll { order_id, item_ids, from, to, actor, reason } = *m;
+    let MoveAll { order_id, item_ids, from, to, .. } = *m;
     if !from.can_become(to) || to == ItemStatus::Failed {
         return Err(StoreError::IllegalItemTransition { from, to });
     }
@@ -186,6 +186,19 @@ pub async fn move_all_in<'a>(
             changed: done.rows_affected(),
         });
     }
+    moved_in(conn, m, events).await
+}
+
+/// What follows a move of all of an order's items once their rows have changed (by
+/// [`move_all_in`], or by a statement that also changed their order, as paying does): their
+/// events added to `events`, the rows of the queue they leave consumed, and the outbox rows
+/// of the queue they enter, each in one statement.
+pub async fn moved_in<'a>(
+    conn: &mut MySqlConnection,
+    m: &MoveAll<'a>,
+    events: &mut Vec<NewEvent<'a>>,
+) -> Result<Vec<OutboxMessage>, StoreError> {
+    let MoveAll { order_id, item_ids, from, to, actor, reason } = *m;
     for &item_id in item_ids {
         events.push(NewEvent {
             order_id,
@@ -199,9 +212,7 @@ pub async fn move_all_in<'a>(
         crate::metrics::emit(crate::metrics::Metric::ItemEntered { status: to.as_str() });
     }
     if let Some(queue) = from.served_by() {
-        for &item_id in item_ids {
-            outbox::mark_consumed(conn, item_id, queue).await?;
-        }
+        outbox::mark_consumed(conn, queue, item_ids).await?;
     }
     match to.starts_queue() {
         Some(queue) => outbox::enqueue_all(conn, queue, item_ids).await,
@@ -283,12 +294,7 @@ pub async fn delivery_facts(pool: &MySqlPool, item_id: u64) -> Result<DeliveryFa
 
 /// Stores `fresh` as the item's Drive folder id unless it has one; answers the id it has.
 pub async fn keep_folder_id(pool: &MySqlPool, item_id: u64, fresh: &str) -> Result<String, StoreError> {
-    sqlx::query("UPDATE order_items SET drive_folder_id = COALESCE(drive_folder_id, ?) WHERE id = ?")
-        .bind(fresh)
-        .bind(item_id)
-        .execute(pool)
-        .await?;
-    Ok(sqlx::query_scalar("SELECT drive_folder_id FROM order_items WHERE id = ?").bind(item_id).fetch_one(pool).await?)
+    super::keep_first(pool, "order_items", "drive_folder_id", item_id, fresh).await
 }
 
 pub async fn set_drive_link(pool: &MySqlPool, item_id: u64, link: Option<&str>) -> Result<(), StoreError> {
@@ -348,15 +354,7 @@ pub async fn finalize_facts(pool: &MySqlPool, item_id: u64) -> Result<Option<Fin
 /// Fixes the item's delivery email `Message-ID` (`fresh` unless one is fixed already) before
 /// the first send; answers the one fixed, which every later send reuses.
 pub async fn keep_email_message_id(pool: &MySqlPool, item_id: u64, fresh: &str) -> Result<String, StoreError> {
-    sqlx::query("UPDATE order_items SET email_message_id = COALESCE(email_message_id, ?) WHERE id = ?")
-        .bind(fresh)
-        .bind(item_id)
-        .execute(pool)
-        .await?;
-    Ok(sqlx::query_scalar("SELECT email_message_id FROM order_items WHERE id = ?")
-        .bind(item_id)
-        .fetch_one(pool)
-        .await?)
+    super::keep_first(pool, "order_items", "email_message_id", item_id, fresh).await
 }
 
 pub async fn mark_email_sent(pool: &MySqlPool, item_id: u64) -> Result<(), StoreError> {

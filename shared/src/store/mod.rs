@@ -110,6 +110,22 @@ pub fn is_duplicate_key(e: &sqlx::Error, key: &str) -> bool {
     }
 }
 
+/// Stores `fresh` in `column` of the `table` row `id` unless the row holds a value already,
+/// and answers the value it holds: a value fixed once (a Drive id, a Message-ID), whoever
+/// races to fix it. `table` and `column` are our own names, never input.
+async fn keep_first(
+    pool: &MySqlPool,
+    table: &'static str,
+    column: &'static str,
+    id: u64,
+    fresh: &str,
+) -> Result<String, StoreError> {
+    let update = format!("UPDATE {table} SET {column} = COALESCE({column}, ?) WHERE id = ?");
+    sqlx::query(sqlx::AssertSqlSafe(update)).bind(fresh).bind(id).execute(pool).await?;
+    let read = format!("SELECT {column} FROM {table} WHERE id = ?");
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(read)).bind(id).fetch_one(pool).await?)
+}
+
 /// Connects a pool with settings suited to a Lambda (few connections, fail fast).
 pub async fn connect(database_url: &str, max_connections: u32) -> Result<MySqlPool, sqlx::Error> {
     let options: MySqlConnectOptions = database_url.parse()?;

@@ -104,10 +104,7 @@ pub async fn transition_in(
         .execute(&mut *conn)
         .await?;
     if done.rows_affected() == 0 {
-        return Err(match status(conn, order_id).await? {
-            None => StoreError::NotFound { kind: "order", id: order_id.to_string() },
-            Some(actual) => StoreError::OrderConflict { expected: from, actual },
-        });
+        return Err(lost(conn, order_id, from).await?);
     }
     events::record(
         conn,
@@ -124,41 +121,28 @@ pub async fn transition_in(
     .await
 }
 
-/// A payment's effect on its locked order, in one statement: the new sum; with `to`, the
-/// status it moves to (and that status's timestamp); with `attention`, the flag for an
-/// operator. The caller writes the events.
+/// A payment that does not change the locked order's status (an under-payment, or one the
+/// order can no longer take), in one statement: the new sum, and with `attention` the flag
+/// for an operator. The caller writes the events.
 pub async fn record_payment_in(
     conn: &mut MySqlConnection,
     order_id: u64,
-    from: OrderStatus,
+    status: OrderStatus,
     paid_vnd: i64,
-    to: Option<OrderStatus>,
     attention: Option<&str>,
 ) -> Result<(), StoreError> {
-    if let Some(to) = to
-        && !from.can_become(to)
-    {
-        return Err(StoreError::IllegalOrderTransition { from, to });
-    }
-    // The column name comes from a closed match over our own enum.
-    let stamp = to.and_then(|t| t.timestamp_column()).map(|c| format!(", {c} = NOW(3)")).unwrap_or_default();
-    let sql = format!(
-        "UPDATE orders SET paid_vnd = ?, status = ?, attention = COALESCE(?, attention), updated_at = NOW(3){stamp}
-         WHERE id = ? AND status = ?"
-    );
-    let done = sqlx::query(AssertSqlSafe(sql))
-        .bind(paid_vnd)
-        .bind(to.unwrap_or(from).as_str())
-        .bind(attention)
-        .bind(order_id)
-        .bind(from.as_str())
-        .execute(&mut *conn)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE orders SET paid_vnd = ?, attention = COALESCE(?, attention), updated_at = NOW(3)
+         WHERE id = ? AND status = ?",
+    )
+    .bind(paid_vnd)
+    .bind(attention)
+    .bind(order_id)
+    .bind(status.as_str())
+    .execute(&mut *conn)
+    .await?;
     if done.rows_affected() == 0 {
-        return Err(match status(conn, order_id).await? {
-            None => StoreError::NotFound { kind: "order", id: order_id.to_string() },
-            Some(actual) => StoreError::OrderConflict { expected: from, actual },
-        });
+        return Err(lost(conn, order_id, status).await?);
     }
     Ok(())
 }
@@ -214,6 +198,15 @@ pub async fn transition(
         Ok(())
     })
     .await
+}
+
+/// Why a compare-and-set from `expected` changed nothing: the order is gone, or it is in
+/// another status now.
+async fn lost(conn: &mut MySqlConnection, order_id: u64, expected: OrderStatus) -> Result<StoreError, StoreError> {
+    Ok(match status(conn, order_id).await? {
+        None => StoreError::NotFound { kind: "order", id: order_id.to_string() },
+        Some(actual) => StoreError::OrderConflict { expected, actual },
+    })
 }
 
 pub async fn status(conn: &mut MySqlConnection, order_id: u64) -> Result<Option<OrderStatus>, StoreError> {

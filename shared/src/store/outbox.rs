@@ -68,13 +68,27 @@ pub async fn enqueue_all(
         .collect())
 }
 
-/// Records, in the consuming stage's transaction, that the item's `queue` rows did their work.
-pub async fn mark_consumed(conn: &mut MySqlConnection, item_id: u64, queue: Queue) -> Result<(), StoreError> {
-    sqlx::query("UPDATE outbox SET consumed_at = NOW(3) WHERE item_id = ? AND queue = ? AND consumed_at IS NULL")
-        .bind(item_id)
-        .bind(queue.as_str())
-        .execute(conn)
-        .await?;
+/// ` IN (?, ?, …)` with every id bound; `ids` is never empty here.
+fn push_in_list(query: &mut sqlx::QueryBuilder<sqlx::MySql>, ids: &[u64]) {
+    query.push(" IN (");
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    query.push(")");
+}
+
+/// Records, in the consuming stage's transaction, that these items' `queue` rows did their
+/// work, in one statement.
+pub async fn mark_consumed(conn: &mut MySqlConnection, queue: Queue, item_ids: &[u64]) -> Result<(), StoreError> {
+    if item_ids.is_empty() {
+        return Ok(());
+    }
+    let mut update =
+        sqlx::QueryBuilder::new("UPDATE outbox SET consumed_at = NOW(3) WHERE consumed_at IS NULL AND queue = ");
+    update.push_bind(queue.as_str()).push(" AND item_id");
+    push_in_list(&mut update, item_ids);
+    update.build().execute(conn).await?;
     Ok(())
 }
 
@@ -107,12 +121,8 @@ pub async fn mark_published(conn: &mut MySqlConnection, ids: &[u64]) -> Result<(
     if ids.is_empty() {
         return Ok(());
     }
-    let mut update = sqlx::QueryBuilder::new("UPDATE outbox SET published_at = NOW(3) WHERE id IN (");
-    let mut list = update.separated(", ");
-    for id in ids {
-        list.push_bind(*id);
-    }
-    update.push(")");
+    let mut update = sqlx::QueryBuilder::new("UPDATE outbox SET published_at = NOW(3) WHERE id");
+    push_in_list(&mut update, ids);
     update.build().execute(conn).await?;
     Ok(())
 }

@@ -88,17 +88,16 @@ fn locked(rows: Vec<LockedRow>) -> Result<Option<LockedOrder>, StoreError> {
     Ok(Some(LockedOrder { id, code, status: OrderStatus::parse(&status)?, total_vnd, paid_vnd, items }))
 }
 
-const LOCK_ORDER: &str = "SELECT o.id, o.code, o.status, o.total_vnd, o.paid_vnd, i.id, i.status
-     FROM orders o LEFT JOIN order_items i ON i.order_id = o.id";
-
 /// The order with this code and its items, locked (`FOR UPDATE`) in one statement: payments
 /// to one order are applied one at a time.
 pub async fn lock_order(conn: &mut MySqlConnection, code: &OrderCode) -> Result<Option<LockedOrder>, StoreError> {
-    let rows: Vec<LockedRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("{LOCK_ORDER} WHERE o.code = ? ORDER BY i.id FOR UPDATE")))
-            .bind(code.as_str())
-            .fetch_all(conn)
-            .await?;
+    let rows: Vec<LockedRow> = sqlx::query_as(
+        "SELECT o.id, o.code, o.status, o.total_vnd, o.paid_vnd, i.id, i.status
+         FROM orders o LEFT JOIN order_items i ON i.order_id = o.id WHERE o.code = ? ORDER BY i.id FOR UPDATE",
+    )
+    .bind(code.as_str())
+    .fetch_all(conn)
+    .await?;
     locked(rows)
 }
 

@@ -43,6 +43,12 @@ pub(super) async fn failure(response: reqwest::Response) -> Attempt {
     classify(Failure::parse(status, &response.text().await.unwrap_or_default()))
 }
 
+/// The error once retryable failures have outlasted every attempt: a `userRateLimitExceeded`
+/// that outlasts them is the daily cap.
+pub(super) fn gave_up(attempts: u32, last: String, user_rate_limit: bool) -> DriveError {
+    if user_rate_limit { DriveError::DailyLimit(last) } else { DriveError::Exhausted { attempts, last } }
+}
+
 /// One try's failure: worth another try, or final.
 pub(super) enum Attempt {
     Retry { what: String, user_rate_limit: bool },
@@ -114,11 +120,7 @@ impl<T: AccessToken> DriveClient<T> {
                 Err(Attempt::Retry { what, user_rate_limit }) => {
                     attempt += 1;
                     if attempt >= self.config.max_attempts {
-                        return Err(if user_rate_limit {
-                            DriveError::DailyLimit(what)
-                        } else {
-                            DriveError::Exhausted { attempts: attempt, last: what }
-                        });
+                        return Err(gave_up(attempt, what, user_rate_limit));
                     }
                     tracing::debug!(attempt, %what, "Drive call failed; backing off");
                     tokio::time::sleep(self.config.backoff(attempt)).await;

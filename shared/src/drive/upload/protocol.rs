@@ -6,7 +6,7 @@ use md5::Md5;
 use serde::{Deserialize, Deserializer};
 
 use super::buffer::{SourceReader, Unconfirmed};
-use super::{Attempt, DriveClient, classify, failure, network};
+use super::{Attempt, DriveClient, classify, failure, gave_up, network};
 use crate::drive::{AccessToken, DriveError, Failure};
 
 const FIELDS: &str = "id,name,size,md5Checksum,parents";
@@ -255,11 +255,7 @@ impl<T: AccessToken> DriveClient<T> {
                 Err(Attempt::Retry { what, user_rate_limit }) => {
                     failures += 1;
                     if failures >= self.config.max_attempts {
-                        return Err(if user_rate_limit {
-                            DriveError::DailyLimit(what)
-                        } else {
-                            DriveError::Exhausted { attempts: failures, last: what }
-                        });
+                        return Err(gave_up(failures, what, user_rate_limit));
                     }
                     tracing::debug!(failures, %what, offset, "chunk failed; asking Drive what it holds");
                     tokio::time::sleep(self.config.backoff(failures)).await;
