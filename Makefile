@@ -86,7 +86,7 @@ lint: ## clippy on everything, warnings are errors; formatting checked; SQL only
 check: lint test ## what CI runs
 
 # ------------------------------------------------------------------ deployment (README: Deploying)
-FUNCTIONS := create-order sepay-webhook enroll finalize sweeper
+FUNCTIONS := create-order bank-webhook enroll finalize sweeper
 STAGE ?= prod
 STACK ?= coursedrop-$(STAGE)
 # Non-secret stack parameters, one Key=Value per line (infra/params.example.env shows them).

@@ -255,6 +255,79 @@ pub fn webhook_auth<F: Fn(&str) -> Option<String>>(
     })
 }
 
+/// What payments are matched against: the code pattern and the account buyers pay into.
+pub fn payment_settings<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<crate::payments::PaymentSettings, ConfigError> {
+    Ok(crate::payments::PaymentSettings {
+        pattern: code_pattern(vars)?,
+        account_number: bank_account(vars)?.account_number,
+    })
+}
+
+/// The Casso webhook's key (`CASSO_CHECKSUM_KEY`, from Casso's Webhook V2 settings). Without
+/// it the Casso webhook refuses everything.
+pub fn casso_auth<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> crate::adapters::casso::CassoAuth {
+    use crate::adapters::casso::CassoAuth;
+    match vars.get("CASSO_CHECKSUM_KEY").filter(|k| !k.trim().is_empty()) {
+        Some(key) => CassoAuth::ChecksumKey { key, tolerance_secs: 300 },
+        None => CassoAuth::Unconfigured { reason: "CASSO_CHECKSUM_KEY is not set".into() },
+    }
+}
+
+/// The bank feeds reconciliation lists: each one whose API credentials are set.
+pub struct Feeds {
+    pub sepay: Option<crate::adapters::sepay_api::SepayApi>,
+    pub casso: Option<crate::adapters::casso::CassoApi>,
+    /// Why each feed that is off is off, to say once at start.
+    pub off: Vec<String>,
+}
+
+/// `SEPAY_API_TOKEN` (+ `SEPAY_API_BASE_URL`, `SEPAY_API_PAGE_SIZE`), `CASSO_API_KEY` (+
+/// `CASSO_API_BASE_URL`, `CASSO_API_PAGE_SIZE`). A feed with no credentials is off.
+pub fn feeds<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Feeds, ConfigError> {
+    use crate::adapters::{bank_api::Pacing, casso, sepay_api};
+    let mut off = Vec::new();
+    let sepay = match vars.get("SEPAY_API_TOKEN").filter(|t| !t.trim().is_empty()) {
+        Some(token) => {
+            let limit: u32 = vars.parse_or("SEPAY_API_PAGE_SIZE", sepay_api::MAX_LIMIT)?;
+            if limit == 0 || limit > sepay_api::MAX_LIMIT {
+                return Err(ConfigError::Invalid { var: "SEPAY_API_PAGE_SIZE", reason: "must be 1 to 5000".into() });
+            }
+            Some(sepay_api::SepayApi::new(
+                &vars.string_or("SEPAY_API_BASE_URL", sepay_api::DEFAULT_BASE_URL),
+                token.trim(),
+                Some(bank_account(vars)?.account_number),
+                limit,
+                Pacing::default(),
+            ))
+        }
+        None => {
+            off.push("SePay reconciliation is off: SEPAY_API_TOKEN is not set".to_string());
+            None
+        }
+    };
+    let casso = match vars.get("CASSO_API_KEY").filter(|k| !k.trim().is_empty()) {
+        Some(key) => {
+            let page_size: u32 = vars.parse_or("CASSO_API_PAGE_SIZE", 100)?;
+            if page_size == 0 {
+                return Err(ConfigError::Invalid { var: "CASSO_API_PAGE_SIZE", reason: "must be at least 1".into() });
+            }
+            Some(casso::CassoApi::new(
+                &vars.string_or("CASSO_API_BASE_URL", casso::DEFAULT_API_BASE_URL),
+                key.trim(),
+                page_size,
+                Pacing::default(),
+            ))
+        }
+        None => {
+            off.push("Casso reconciliation is off: CASSO_API_KEY is not set".to_string());
+            None
+        }
+    };
+    Ok(Feeds { sepay, casso, off })
+}
+
 #[cfg(test)]
 mod more_tests {
     use super::*;

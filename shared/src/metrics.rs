@@ -25,6 +25,8 @@ pub enum Metric<'a> {
     Delivered { bytes: u64, seconds: f64 },
     /// Items past their stage's deadline, counted by each sweep (the alarm's metric).
     StuckItems { count: u64 },
+    /// A payment only reconciliation found (`Gateway` dimension): a webhook was missed.
+    ReconciledPayment { gateway: &'a str },
 }
 
 /// A metric's name, unit and value in one EMF line.
@@ -40,6 +42,9 @@ impl Metric<'_> {
                 (None, vec![("DeliveryBytes", "Bytes", json!(bytes)), ("DeliverySeconds", "Seconds", json!(seconds))])
             }
             Metric::StuckItems { count } => (None, vec![("StuckItems", "Count", json!(count))]),
+            Metric::ReconciledPayment { gateway } => {
+                (Some(("Gateway", gateway)), vec![("PaymentsFoundByReconciliation", "Count", json!(1))])
+            }
         };
         let dimensions: Vec<Vec<&str>> = match dimension {
             Some((name, _)) => vec![vec![name]],

@@ -14,7 +14,7 @@ use coursedrop::domain::{CourseSlug, ItemStatus, OrderCode, OrderStatus, Status,
 use coursedrop::drive::upload::DriveClient;
 use coursedrop::mail::Mailer;
 use coursedrop::operations;
-use coursedrop::payments;
+use coursedrop::payments::{self, Gateway, reconcile};
 use coursedrop::refund;
 use coursedrop::relay;
 use coursedrop::source::S3Source;
@@ -82,6 +82,16 @@ enum Command {
     /// Payments that matched no order.
     #[command(subcommand)]
     Payments(PaymentCommand),
+    /// List each bank feed's transfers since its cursor and record what the webhooks missed
+    /// (one pass, as the scheduled reconciler runs it).
+    Reconcile {
+        /// Only this feed: sepay or casso.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// List from this day (YYYY-MM-DD, Vietnam time) instead of the stored cursor.
+        #[arg(long)]
+        since: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -424,20 +434,22 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
         }
         Command::Payments(PaymentCommand::Unmatched { limit }) => {
             let payments = payments::unmatched(&ctx.pool, limit).await?;
-            let mut t = Table::new(&["PAYMENT", "SEPAY ID", "AMOUNT", "RECEIVED", "BANK", "TRANSFER TEXT"]);
+            let mut t = Table::new(&["PAYMENT", "FEED", "FEED ID", "AMOUNT", "RECEIVED", "BANK", "TRANSFER TEXT"]);
             for p in &payments {
                 t.row(vec![
                     p.id.to_string(),
-                    p.sepay_id.to_string(),
+                    p.gateway.clone(),
+                    p.gateway_txn_id.clone(),
                     vnd(p.amount_vnd),
                     when(p.received_at),
-                    p.gateway.clone().unwrap_or_default(),
+                    p.bank.clone().unwrap_or_default(),
                     p.content.clone().unwrap_or_default(),
                 ]);
             }
             let text = if payments.is_empty() { "no unmatched payments".to_string() } else { t.render() };
             (json!(payments), text)
         }
+        Command::Reconcile { gateway, since } => reconcile(ctx, gateway, since).await?,
         Command::Payments(PaymentCommand::Attach { payment_id, code }) => {
             let code = ctx.code(&code)?;
             let recorded = payments::attach(&ctx.pool, payment_id, &code, &ctx.actor).await?;
@@ -464,6 +476,80 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
             )
         }
     })
+}
+
+async fn reconcile(ctx: &Ctx, gateway: Option<String>, since: Option<String>) -> Result<(serde_json::Value, String)> {
+    let only = gateway
+        .map(|g| Gateway::parse(&g).ok_or_else(|| invalid(format!("--gateway {g:?}: expected sepay or casso"))))
+        .transpose()?;
+    let since = since
+        .map(|d| {
+            chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
+                .map_err(|_| invalid(format!("--since {d:?}: expected a day, YYYY-MM-DD")))
+        })
+        .transpose()?;
+    let feeds = config::feeds(&ctx.vars)?;
+    let configured = |g: Gateway| match g {
+        Gateway::Sepay => feeds.sepay.is_some(),
+        Gateway::Casso => feeds.casso.is_some(),
+    };
+    if let Some(g) = only.filter(|g| !configured(*g)) {
+        return Err(coded("refused", format!("{g} has no API credentials configured: {}", feeds.off.join("; "))));
+    }
+    if !Gateway::ALL.iter().any(|g| configured(*g)) {
+        return Err(coded("refused", format!("no bank feed to reconcile: {}", feeds.off.join("; "))));
+    }
+    let settings = config::payment_settings(&ctx.vars)?;
+    let publisher = queue::sqs_publisher(&ctx.vars).await;
+    let lookback = ctx.vars.parse_or("RECONCILE_LOOKBACK_DAYS", reconcile::DEFAULT_LOOKBACK_DAYS)?;
+    let outcomes = reconcile::pass_all(&ctx.pool, &feeds, &settings, &publisher, only, since, lookback).await;
+    let mut lines = Vec::new();
+    let mut values = Vec::new();
+    let mut failed = Vec::new();
+    for o in outcomes {
+        match o.result {
+            Ok(r) => {
+                lines.push(format!(
+                    "{}: listed {} from {} in {} requests; {} already recorded, {} recorded now, {} refused; cursor {} -> {}",
+                    r.gateway,
+                    r.listed,
+                    r.started_from,
+                    r.requests,
+                    r.already_recorded,
+                    r.found.len(),
+                    r.refused.len(),
+                    r.cursor_before.as_deref().unwrap_or("none"),
+                    r.cursor_after.as_deref().unwrap_or("none"),
+                ));
+                for f in &r.found {
+                    lines.push(format!(
+                        "  found {} {}: {} ({})",
+                        f.id,
+                        vnd(f.amount_vnd),
+                        f.outcome,
+                        f.order_code.as_deref().unwrap_or("no order")
+                    ));
+                }
+                for (id, reason) in &r.refused {
+                    lines.push(format!("  refused {id}: {reason}"));
+                }
+                values.push(json!(r));
+            }
+            Err(e) => {
+                lines.push(format!("{}: failed: {e}", o.gateway));
+                values.push(json!({"gateway": o.gateway, "error": e.to_string()}));
+                failed.push(format!("{}: {e}", o.gateway));
+            }
+        }
+    }
+    for off in feeds.off.iter().filter(|_| only.is_none()) {
+        lines.push(off.clone());
+    }
+    if !failed.is_empty() {
+        // What did work is in the message too: one feed failing does not hide the others.
+        return Err(coded("feed", format!("reconciliation failed for {}\n{}", failed.join("; "), lines.join("\n"))));
+    }
+    Ok((json!(values), lines.join("\n")))
 }
 
 /// The error and its causes in one line, each cause once (sqlx repeats its message down the

@@ -185,8 +185,8 @@ async fn an_unmatched_payment_is_listed_and_attached_and_pays_the_order(pool: My
     let env = queue_env(&urls);
     let (code, created) = testing::pending_order(&pool, &[300_000], 30).await;
     let payment = sqlx::query(
-        "INSERT INTO payments (sepay_id, order_id, transfer_type, amount_vnd, gateway, content, raw_payload)
-         VALUES (777001, NULL, 'in', 300000, 'Vietcombank', 'chuyen tien khoa hoc', '{}')",
+        "INSERT INTO payments (gateway, gateway_txn_id, order_id, transfer_type, amount_vnd, bank, content, raw_payload)
+         VALUES ('sepay', '777001', NULL, 'in', 300000, 'Vietcombank', 'chuyen tien khoa hoc', '{}')",
     )
     .execute(&pool)
     .await

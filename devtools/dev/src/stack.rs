@@ -80,9 +80,9 @@ pub async fn build<F: Fn(&str) -> Option<String>>(pool: MySqlPool, vars: &Vars<F
     }
     let publisher = Arc::new(SqsPublisher::new(sqs.clone(), queues));
     let create = create_order::AppState::from_vars(pool.clone(), vars)?;
-    let hook = sepay_webhook::WebhookState::from_vars(pool.clone(), publisher.clone(), vars)?;
+    let hook = bank_webhook::WebhookState::from_vars(pool.clone(), publisher.clone(), vars)?;
     let router = http::with_fallbacks(
-        Router::new().merge(create_order::routes(create)).merge(sepay_webhook::routes(Arc::new(hook))),
+        Router::new().merge(create_order::routes(create)).merge(bank_webhook::routes(Arc::new(hook))),
     );
     Ok(Stack { sqs, publisher, queue_urls, router })
 }

@@ -37,21 +37,8 @@ pub struct SepayTransaction {
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TransferType {
-    In,
-    Out,
-}
-
-impl TransferType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TransferType::In => "in",
-            TransferType::Out => "out",
-        }
-    }
-}
+pub use crate::payments::transfer::TransferType;
+use crate::payments::transfer::{BankTransfer, Gateway};
 
 fn empty_as_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(Option::<String>::deserialize(d)?.filter(|s| !s.trim().is_empty()))
@@ -66,7 +53,7 @@ fn integer_or_numeric_string<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::
     }
     match Num::deserialize(d)? {
         Num::Int(n) => Ok(n),
-        Num::Text(s) => s.trim().parse().map_err(|_| serde::de::Error::custom("transferAmount must be an integer")),
+        Num::Text(s) => crate::payments::transfer::vnd_exact(&s).map_err(serde::de::Error::custom),
     }
 }
 
@@ -84,7 +71,29 @@ impl SepayTransaction {
         if tx.transfer_amount < 0 {
             return Err(PayloadError::NegativeAmount);
         }
+        if tx.transfer_amount > crate::payments::transfer::MAX_TRANSFER_VND {
+            return Err(PayloadError::Invalid("transferAmount is too large".into()));
+        }
         Ok(tx)
+    }
+
+    /// The transfer as the payment path takes it; `raw` is the body exactly as received.
+    pub fn into_transfer(self, raw: String) -> BankTransfer {
+        BankTransfer {
+            gateway: Gateway::Sepay,
+            id: self.id.to_string(),
+            transfer_type: self.transfer_type,
+            amount_vnd: self.transfer_amount,
+            bank: self.gateway,
+            account_number: self.account_number,
+            sub_account: self.sub_account,
+            code: self.code,
+            content: self.content,
+            description: self.description,
+            reference: self.reference_code,
+            transaction_date: self.transaction_date,
+            raw,
+        }
     }
 }
 
@@ -216,6 +225,8 @@ mod tests {
             .replace(r#""transferAmount":2277000"#, r#""transferAmount":"2277000""#);
         let tx2 = SepayTransaction::parse(with_empty.as_bytes()).unwrap();
         assert_eq!((tx2.sub_account, tx2.transfer_amount), (None, 2_277_000));
+        let decimal = SAMPLE.replace(r#""transferAmount":2277000"#, r#""transferAmount":"2277000.00""#);
+        assert_eq!(SepayTransaction::parse(decimal.as_bytes()).unwrap().transfer_amount, 2_277_000);
     }
 
     #[test]
@@ -228,6 +239,8 @@ mod tests {
             r#"{"id":1,"transferType":"sideways","transferAmount":1}"#,
             r#"{"id":"abc","transferType":"in","transferAmount":1}"#,
             r#"{"id":1,"transferType":"in","transferAmount":1.5}"#,
+            r#"{"id":1,"transferType":"in","transferAmount":"499000.50"}"#,
+            r#"{"id":1,"transferType":"in","transferAmount":1000000000000000001}"#,
         ] {
             assert!(matches!(SepayTransaction::parse(body.as_bytes()), Err(PayloadError::Invalid(_))), "{body}");
         }

@@ -13,6 +13,7 @@ pub mod leases;
 pub mod orders;
 pub mod outbox;
 pub mod payments;
+pub mod reconcile;
 pub mod reports;
 
 use std::time::Duration;
@@ -48,6 +49,8 @@ pub enum StoreError {
     PartialChange { what: &'static str, expected: u64, changed: u64 },
     #[error("a change into failed needs the stage and the reason; other changes must not have them")]
     FailureDetail,
+    #[error("a sum of money would overflow")]
+    Overflow,
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]

@@ -8,52 +8,79 @@ use crate::domain::{ItemStatus, OrderCode, OrderStatus, Status};
 /// A transfer to keep, exactly as reported.
 #[derive(Debug, Clone)]
 pub struct NewPayment<'a> {
-    pub sepay_id: i64,
+    pub gateway: &'a str,
+    pub gateway_txn_id: &'a str,
     /// `None` for a transfer that matched no order (kept for an operator to attach).
     pub order_id: Option<u64>,
     pub transfer_type: &'a str,
     pub amount_vnd: i64,
-    pub gateway: Option<&'a str>,
+    pub bank: Option<&'a str>,
     pub account_number: Option<&'a str>,
     pub code: Option<&'a str>,
     pub content: Option<&'a str>,
     pub reference_code: Option<&'a str>,
     pub transaction_date: Option<&'a str>,
     pub raw_payload: &'a str,
+    pub arrived_by: &'a str,
 }
 
-/// Whether this SePay transaction is recorded: one read answers a repeated delivery. The
+/// Whether this feed's transaction is recorded: one read answers a repeated delivery. The
 /// unique key stays the guard when two deliveries race.
-pub async fn is_recorded(pool: &MySqlPool, sepay_id: i64) -> Result<bool, StoreError> {
-    Ok(sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM payments WHERE sepay_id = ?)")
-        .bind(sepay_id)
+pub async fn is_recorded(pool: &MySqlPool, gateway: &str, gateway_txn_id: &str) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM payments WHERE gateway = ? AND gateway_txn_id = ?)")
+        .bind(gateway)
+        .bind(gateway_txn_id)
         .fetch_one(pool)
         .await?)
 }
 
-/// Inserts the payment; `false` when its SePay id is already recorded.
+/// Of these transaction ids of one feed, those already recorded: one read for a page of a
+/// reconciliation listing, so only transfers we lack take a transaction.
+pub async fn recorded_among(
+    pool: &MySqlPool,
+    gateway: &str,
+    ids: &[&str],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut found = std::collections::HashSet::new();
+    // Bounded IN-lists: a listing can hold thousands of ids.
+    for chunk in ids.chunks(1000) {
+        let mut query = sqlx::QueryBuilder::<sqlx::MySql>::new("SELECT gateway_txn_id FROM payments WHERE gateway = ");
+        query.push_bind(gateway).push(" AND gateway_txn_id IN (");
+        let mut list = query.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        query.push(")");
+        found.extend(query.build_query_scalar::<String>().fetch_all(pool).await?);
+    }
+    Ok(found)
+}
+
+/// Inserts the payment; `false` when this feed's transaction is already recorded.
 pub async fn insert(conn: &mut MySqlConnection, p: &NewPayment<'_>) -> Result<bool, StoreError> {
     let result = sqlx::query(
-        "INSERT INTO payments (sepay_id, order_id, transfer_type, amount_vnd, gateway, account_number, code, content,
-                               reference_code, transaction_date, raw_payload)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO payments (gateway, gateway_txn_id, order_id, transfer_type, amount_vnd, bank, account_number,
+                               code, content, reference_code, transaction_date, raw_payload, arrived_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(p.sepay_id)
+    .bind(p.gateway)
+    .bind(p.gateway_txn_id)
     .bind(p.order_id)
     .bind(p.transfer_type)
     .bind(p.amount_vnd)
-    .bind(p.gateway)
+    .bind(p.bank)
     .bind(p.account_number)
     .bind(p.code)
     .bind(p.content)
     .bind(p.reference_code)
     .bind(p.transaction_date)
     .bind(p.raw_payload)
+    .bind(p.arrived_by)
     .execute(conn)
     .await;
     match result {
         Ok(_) => Ok(true),
-        Err(e) if is_duplicate_key(&e, "uq_payments_sepay_id") => Ok(false),
+        Err(e) if is_duplicate_key(&e, "uq_payments_gateway_txn") => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -104,7 +131,8 @@ pub async fn lock_order(conn: &mut MySqlConnection, code: &OrderCode) -> Result<
 /// A payment kept for an operator: the facts `attach` needs, locked.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct HeldPayment {
-    pub sepay_id: i64,
+    pub gateway: String,
+    pub gateway_txn_id: String,
     pub transfer_type: String,
     pub attached_to: Option<String>,
     pub amount_vnd: i64,
@@ -112,7 +140,7 @@ pub struct HeldPayment {
 
 pub async fn lock_payment(conn: &mut MySqlConnection, payment_id: u64) -> Result<Option<HeldPayment>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT p.sepay_id, p.transfer_type, o.code AS attached_to, p.amount_vnd
+        "SELECT p.gateway, p.gateway_txn_id, p.transfer_type, o.code AS attached_to, p.amount_vnd
          FROM payments p LEFT JOIN orders o ON o.id = p.order_id WHERE p.id = ? FOR UPDATE",
     )
     .bind(payment_id)
@@ -129,9 +157,10 @@ pub async fn attach_to(conn: &mut MySqlConnection, payment_id: u64, order_id: u6
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct UnmatchedPayment {
     pub id: u64,
-    pub sepay_id: i64,
+    pub gateway: String,
+    pub gateway_txn_id: String,
     pub amount_vnd: i64,
-    pub gateway: Option<String>,
+    pub bank: Option<String>,
     pub account_number: Option<String>,
     pub content: Option<String>,
     pub reference_code: Option<String>,
@@ -141,7 +170,7 @@ pub struct UnmatchedPayment {
 /// Incoming transfers that matched no order, newest first.
 pub async fn unmatched(pool: &MySqlPool, incoming: &str, limit: u32) -> Result<Vec<UnmatchedPayment>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT id, sepay_id, amount_vnd, gateway, account_number, content, reference_code, received_at
+        "SELECT id, gateway, gateway_txn_id, amount_vnd, bank, account_number, content, reference_code, received_at
          FROM payments WHERE order_id IS NULL AND transfer_type = ? ORDER BY id DESC LIMIT ?",
     )
     .bind(incoming)

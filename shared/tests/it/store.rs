@@ -133,7 +133,8 @@ async fn migrations_apply_to_an_empty_database_and_again_change_nothing(pool: My
     // Indexes the flows rely on.
     for needle in [
         "orders|uq_orders_code|0|1|code",
-        "payments|uq_payments_sepay_id|0|1|sepay_id",
+        "payments|uq_payments_gateway_txn|0|1|gateway",
+        "payments|uq_payments_gateway_txn|0|2|gateway_txn_id",
         "order_items|ix_items_status_updated|1|1|status",
         "order_items|ix_items_status_updated|1|2|updated_at",
         "outbox|ix_outbox_unconsumed|1|1|consumed_at",
@@ -159,10 +160,70 @@ async fn unique_keys_hold(pool: MySqlPool) {
     .execute(&pool)
     .await;
     assert!(dup.is_err(), "a second order with code {code} was accepted");
-    let payment =
-        "INSERT INTO payments (sepay_id, transfer_type, amount_vnd, raw_payload) VALUES (92704, 'in', 1000, '{}')";
-    sqlx::query(payment).execute(&pool).await.unwrap();
-    assert!(sqlx::query(payment).execute(&pool).await.is_err(), "duplicate SePay id accepted");
+    let payment = |gateway: &'static str| {
+        sqlx::query(
+            "INSERT INTO payments (gateway, gateway_txn_id, transfer_type, amount_vnd, raw_payload)
+             VALUES (?, '92704', 'in', 1000, '{}')",
+        )
+        .bind(gateway)
+    };
+    payment("sepay").execute(&pool).await.unwrap();
+    assert!(payment("sepay").execute(&pool).await.is_err(), "duplicate SePay id accepted");
+    // The same number from another feed is another transfer.
+    payment("casso").execute(&pool).await.unwrap();
+    assert!(payment("payos").execute(&pool).await.is_err(), "an unknown feed was accepted");
+}
+
+/// The bank-feeds migration keeps every payment recorded before it: each becomes a SePay
+/// payment keyed by its old id, arrived by webhook, with its bank name kept.
+#[sqlx::test(migrations = false)]
+async fn the_bank_feeds_migration_keeps_every_existing_payment(pool: MySqlPool) {
+    let all = &store::MIGRATOR;
+    let index = all.iter().position(|m| m.description.contains("bank feeds")).expect("the bank feeds migration");
+    let before = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(all.migrations[..index].to_vec()),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    before.run(&pool).await.unwrap();
+    let f = order_with_items(&pool, 1).await;
+    sqlx::query(
+        "INSERT INTO payments (sepay_id, order_id, transfer_type, amount_vnd, gateway, content, raw_payload)
+         VALUES (92704, ?, 'in', 500000, 'Vietcombank', 'CD12345678', '{\"id\":92704}'),
+                (92705, NULL, 'out', 1000, 'MBBank', NULL, '{}')",
+    )
+    .bind(f.order_id)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    store::migrate(&pool).await.unwrap();
+    let rows: Vec<(String, String, Option<u64>, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT gateway, gateway_txn_id, order_id, transfer_type, bank, arrived_by FROM payments ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "sepay".into(),
+                "92704".into(),
+                Some(f.order_id),
+                "in".into(),
+                Some("Vietcombank".into()),
+                "webhook".into()
+            ),
+            ("sepay".into(), "92705".into(), None, "out".into(), Some("MBBank".into()), "webhook".into()),
+        ]
+    );
+    // And the old id still deduplicates.
+    let again = sqlx::query(
+        "INSERT INTO payments (gateway, gateway_txn_id, transfer_type, amount_vnd, raw_payload) VALUES ('sepay', '92704', 'in', 1, '{}')",
+    )
+    .execute(&pool)
+    .await;
+    assert!(again.is_err(), "a payment recorded before the migration was accepted again");
 }
 
 // ---------------------------------------------------------------- item state machine

@@ -1,4 +1,5 @@
-//! The SePay webhook against real MariaDB (a fresh database per test) and moto SQS.
+//! The bank feeds' webhooks (SePay, Casso) against real MariaDB (a fresh database per test)
+//! and local SQS.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -6,19 +7,20 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use bank_webhook::{WebhookState, router};
 use chrono::Utc;
 use coursedrop::adapters::queue::{QueueConfig, SqsPublisher};
 use coursedrop::adapters::sepay::{self, WebhookAuth};
 use coursedrop::domain::{CodeCharset, CodePattern, Queue};
-use coursedrop::payments::PaymentSettings;
+use coursedrop::payments::{Arrival, PaymentSettings};
 use coursedrop::{sweeper, testing};
 use http_body_util::BodyExt;
-use sepay_webhook::{WebhookState, router};
 use serde_json::{Value, json};
 use sqlx::MySqlPool;
 use tower::ServiceExt;
 
 const KEY: &str = "test-key-8f2c";
+const CASSO_KEY: &str = "casso-checksum-key-1d9e";
 const ACCOUNT: &str = "0123456789";
 
 fn pattern() -> CodePattern {
@@ -43,6 +45,7 @@ async fn harness_with(
     let state = WebhookState {
         pool: pool.clone(),
         auth,
+        casso: coursedrop::adapters::casso::CassoAuth::ChecksumKey { key: CASSO_KEY.into(), tolerance_secs: 300 },
         settings: PaymentSettings { pattern: pattern(), account_number: ACCOUNT.into() },
         publisher: publisher.clone(),
     };
@@ -393,8 +396,9 @@ async fn hostile_text_is_stored_verbatim_and_does_no_harm(pool: MySqlPool) {
     let (status, json) = post_with_key(&h.app, &body).await;
     assert_eq!(status, StatusCode::OK, "{json}");
 
-    let (stored_content, gateway, reference, raw): (String, String, String, String) =
-        sqlx::query_as("SELECT content, gateway, reference_code, raw_payload FROM payments WHERE sepay_id = 9901")
+    let (stored_content, gateway, reference, raw): (String, String, String, String) = sqlx::query_as(
+        "SELECT content, bank, reference_code, raw_payload FROM payments WHERE gateway = 'sepay' AND gateway_txn_id = '9901'",
+    )
             .fetch_one(&h.pool)
             .await
             .unwrap();
@@ -429,8 +433,8 @@ async fn a_paying_payment_is_one_transaction_of_five_statements_and_a_duplicate_
         let (one, settings) = (one.clone(), settings.clone());
         async move {
             let body = payload(id, &code, 500_000);
-            let tx = sepay::SepayTransaction::parse(body.as_bytes()).unwrap();
-            coursedrop::payments::record(&one, &tx, &body, &settings).await.unwrap().outcome
+            let tx = sepay::SepayTransaction::parse(body.as_bytes()).unwrap().into_transfer(body);
+            coursedrop::payments::record(&one, &tx, &settings, Arrival::Webhook).await.unwrap().outcome
         }
     };
     // Warm: every statement prepared once, as in a running function.

@@ -1,17 +1,27 @@
-//! Recording a SePay transaction: one database transaction that keeps the payment whatever
-//! it matches, adds it to its order, and when the order is paid moves its items into
-//! enrollment with their outbox rows.
+//! Recording a bank transfer, from any feed and by any route (webhook, reconciliation): one
+//! database transaction that keeps the payment whatever it matches, adds it to its order,
+//! and when the order is paid moves its items into enrollment with their outbox rows.
+
+pub mod reconcile;
+pub mod transfer;
 
 use sqlx::{MySqlConnection, MySqlPool};
 
-use crate::adapters::sepay::{SepayTransaction, TransferType};
 use crate::domain::{CodePattern, EventKind, ItemStatus, OrderCode, OrderStatus, Status};
 use crate::store::events::{self, NewEvent};
 use crate::store::outbox::OutboxMessage;
 use crate::store::payments::{LockedOrder, NewPayment};
 use crate::store::{self, StoreError, items, orders};
+pub use transfer::{Arrival, BankTransfer, Gateway, TransferType};
 
-const ACTOR: &str = "sepay-webhook";
+fn actor(gateway: Gateway, arrival: Arrival) -> &'static str {
+    match (gateway, arrival) {
+        (Gateway::Sepay, Arrival::Webhook) => "sepay-webhook",
+        (Gateway::Casso, Arrival::Webhook) => "casso-webhook",
+        (Gateway::Sepay, Arrival::Reconcile) => "sepay-reconcile",
+        (Gateway::Casso, Arrival::Reconcile) => "casso-reconcile",
+    }
+}
 
 /// What we are paid into, to tell our transfers from others'.
 #[derive(Debug, Clone)]
@@ -22,7 +32,7 @@ pub struct PaymentSettings {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentOutcome {
-    /// This SePay id was recorded before; nothing changed.
+    /// This feed's transaction was recorded before; nothing changed.
     Duplicate,
     /// An outgoing transfer: recorded, otherwise ignored.
     Outgoing,
@@ -45,7 +55,7 @@ fn normalise_account(s: &str) -> String {
     s.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
-fn is_our_account(tx: &SepayTransaction, ours: &str) -> bool {
+fn is_our_account(tx: &BankTransfer, ours: &str) -> bool {
     let ours = normalise_account(ours);
     [tx.account_number.as_deref(), tx.sub_account.as_deref()]
         .into_iter()
@@ -53,8 +63,9 @@ fn is_our_account(tx: &SepayTransaction, ours: &str) -> bool {
         .any(|a| normalise_account(a) == ours)
 }
 
-/// The order code a transfer carries: SePay's own `code` first, then the transfer text.
-pub fn order_code_of(tx: &SepayTransaction, pattern: &CodePattern) -> Option<OrderCode> {
+/// The order code a transfer carries: the code the feed recognised first, then the transfer
+/// text, then its description. The same whichever feed reported it.
+pub fn order_code_of(tx: &BankTransfer, pattern: &CodePattern) -> Option<OrderCode> {
     tx.code
         .as_deref()
         .and_then(|c| OrderCode::parse(c, pattern).ok())
@@ -62,19 +73,21 @@ pub fn order_code_of(tx: &SepayTransaction, pattern: &CodePattern) -> Option<Ord
         .or_else(|| tx.description.as_deref().and_then(|t| OrderCode::find_in(t, pattern)))
 }
 
-fn new_payment<'a>(tx: &'a SepayTransaction, raw: &'a str, order_id: Option<u64>) -> NewPayment<'a> {
+fn new_payment(tx: &BankTransfer, arrival: Arrival, order_id: Option<u64>) -> NewPayment<'_> {
     NewPayment {
-        sepay_id: tx.id,
+        gateway: tx.gateway.as_str(),
+        gateway_txn_id: &tx.id,
         order_id,
         transfer_type: tx.transfer_type.as_str(),
-        amount_vnd: tx.transfer_amount,
-        gateway: tx.gateway.as_deref(),
+        amount_vnd: tx.amount_vnd,
+        bank: tx.bank.as_deref(),
         account_number: tx.account_number.as_deref(),
         code: tx.code.as_deref(),
-        content: tx.content.as_deref(),
-        reference_code: tx.reference_code.as_deref(),
+        content: tx.content.as_deref().or(tx.description.as_deref()),
+        reference_code: tx.reference.as_deref(),
         transaction_date: tx.transaction_date.as_deref(),
-        raw_payload: raw,
+        raw_payload: &tx.raw,
+        arrived_by: arrival.as_str(),
     }
 }
 
@@ -89,7 +102,8 @@ async fn apply(
     what: &str,
     actor: &str,
 ) -> Result<(PaymentOutcome, Vec<OutboxMessage>), StoreError> {
-    let paid_vnd = order.paid_vnd + amount;
+    // Amounts are bounded where they are parsed; a sum past i64 is still refused, not wrapped.
+    let paid_vnd = order.paid_vnd.checked_add(amount).ok_or(StoreError::Overflow)?;
     let detail = format!("{what}, {} of {} paid", paid_vnd, order.total_vnd);
     let becomes_paid = order.status == OrderStatus::Pending && paid_vnd >= order.total_vnd;
     let attention = match order.status {
@@ -150,34 +164,34 @@ async fn apply(
     Ok((outcome, outbox))
 }
 
-/// Records the transaction. Safe to call any number of times with the same SePay id, from
-/// any number of concurrent requests: the payment is counted once. A repeated delivery is
-/// answered from one read; a payment that pays its order is one transaction of six
-/// statements and one commit.
+/// Records the transfer. Safe to call any number of times with the same feed and id, from
+/// any number of concurrent requests and reconciliation passes: the payment is counted once.
+/// A repeat is answered from one read; a payment that pays its order is one transaction of
+/// six statements and one commit.
 pub async fn record(
     pool: &MySqlPool,
-    tx: &SepayTransaction,
-    raw: &str,
+    tx: &BankTransfer,
     settings: &PaymentSettings,
+    arrival: Arrival,
 ) -> Result<Recorded, StoreError> {
-    if store::payments::is_recorded(pool, tx.id).await? {
+    if store::payments::is_recorded(pool, tx.gateway.as_str(), &tx.id).await? {
         return Ok(Recorded { outcome: PaymentOutcome::Duplicate, outbox: vec![] });
     }
-    crate::store::retry_deadlocks(|| record_once(pool, tx, raw, settings)).await
+    crate::store::retry_deadlocks(|| record_once(pool, tx, settings, arrival)).await
 }
 
 async fn record_once(
     pool: &MySqlPool,
-    tx: &SepayTransaction,
-    raw: &str,
+    tx: &BankTransfer,
     settings: &PaymentSettings,
+    arrival: Arrival,
 ) -> Result<Recorded, StoreError> {
     let unmatched = |reason| Recorded { outcome: PaymentOutcome::Unmatched { reason }, outbox: vec![] };
     let duplicate = || Recorded { outcome: PaymentOutcome::Duplicate, outbox: vec![] };
 
     if tx.transfer_type == TransferType::Out {
         // One statement: its own transaction.
-        let fresh = store::payments::insert(&mut *pool.acquire().await?, &new_payment(tx, raw, None)).await?;
+        let fresh = store::payments::insert(&mut *pool.acquire().await?, &new_payment(tx, arrival, None)).await?;
         let outcome = if fresh { PaymentOutcome::Outgoing } else { PaymentOutcome::Duplicate };
         return Ok(Recorded { outcome, outbox: vec![] });
     }
@@ -185,7 +199,7 @@ async fn record_once(
     let code = order_code_of(tx, &settings.pattern);
     let ours = is_our_account(tx, &settings.account_number);
     let Some(code) = code.filter(|_| ours) else {
-        let fresh = store::payments::insert(&mut *pool.acquire().await?, &new_payment(tx, raw, None)).await?;
+        let fresh = store::payments::insert(&mut *pool.acquire().await?, &new_payment(tx, arrival, None)).await?;
         if !fresh {
             return Ok(duplicate());
         }
@@ -194,18 +208,22 @@ async fn record_once(
 
     let mut db = pool.begin().await?;
     // Locking the order first serialises concurrent deliveries of the same transaction, so
-    // the unique key on sepay_id decides the winner without deadlocks.
+    // the unique key on (gateway, gateway_txn_id) decides the winner without deadlocks.
     let Some(order) = store::payments::lock_order(&mut db, &code).await? else {
-        let fresh = store::payments::insert(&mut db, &new_payment(tx, raw, None)).await?;
+        let fresh = store::payments::insert(&mut db, &new_payment(tx, arrival, None)).await?;
         db.commit().await?;
         return Ok(if fresh { unmatched("no order with this code") } else { duplicate() });
     };
-    if !store::payments::insert(&mut db, &new_payment(tx, raw, Some(order.id))).await? {
+    if !store::payments::insert(&mut db, &new_payment(tx, arrival, Some(order.id))).await? {
         db.rollback().await?;
         return Ok(duplicate());
     }
-    let detail = format!("sepay id {}: {} VND", tx.id, tx.transfer_amount);
-    let (outcome, outbox) = apply(&mut db, order, tx.transfer_amount, &detail, ACTOR).await?;
+    let how = match arrival {
+        Arrival::Webhook => "",
+        Arrival::Reconcile => ", found by reconciliation",
+    };
+    let detail = format!("{} id {}: {} VND{how}", tx.gateway, tx.id, tx.amount_vnd);
+    let (outcome, outbox) = apply(&mut db, order, tx.amount_vnd, &detail, actor(tx.gateway, arrival)).await?;
     db.commit().await?;
     Ok(Recorded { outcome, outbox })
 }
@@ -247,7 +265,10 @@ pub async fn attach(pool: &MySqlPool, payment_id: u64, code: &OrderCode, actor: 
         return Err(AttachError::Outgoing(payment_id));
     }
     store::payments::attach_to(&mut db, payment_id, order.id).await?;
-    let what = format!("sepay id {}: {} VND, attached by an operator", payment.sepay_id, payment.amount_vnd);
+    let what = format!(
+        "{} id {}: {} VND, attached by an operator",
+        payment.gateway, payment.gateway_txn_id, payment.amount_vnd
+    );
     let (outcome, outbox) = apply(&mut db, order, payment.amount_vnd, &what, actor).await?;
     db.commit().await?;
     Ok(Recorded { outcome, outbox })

@@ -1,4 +1,4 @@
-//! The sepay-webhook Lambda: config, pool, SQS client and router built once at cold start.
+//! The bank-webhook Lambda: config, pool, SQS client and router built once at cold start.
 
 use std::sync::Arc;
 
@@ -11,6 +11,6 @@ async fn main() -> anyhow::Result<()> {
     let vars = AppVars::load().await.context("reading the configuration secret")?;
     let pool = coursedrop::store::connect_from_vars(&vars, 4).await.context("connecting to the database")?;
     let publisher = coursedrop::adapters::queue::sqs_publisher(&vars).await;
-    let state = sepay_webhook::WebhookState::from_vars(pool, publisher, &vars)?;
-    coursedrop::http::serve(sepay_webhook::router(Arc::new(state)), 3002).await.map_err(|e| anyhow::anyhow!(e))
+    let state = bank_webhook::WebhookState::from_vars(pool, publisher, &vars)?;
+    coursedrop::http::serve(bank_webhook::router(Arc::new(state)), 3002).await.map_err(|e| anyhow::anyhow!(e))
 }

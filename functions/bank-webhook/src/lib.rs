@@ -1,0 +1,188 @@
+//! The bank feeds' webhooks, `POST /webhooks/sepay` and `POST /webhooks/casso`:
+//! authenticate, parse, record the payment in one transaction (the same path for every feed
+//! and for reconciliation), publish the stage messages it produced, answer 2xx.
+//!
+//! Non-2xx only when something internal failed (the database), because that is exactly
+//! when the feed's retries help. A duplicate, an unmatched transfer or an outgoing transfer
+//! is recorded (or recognised) and answered 200.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use coursedrop::adapters::casso::{self, CassoAuth, SignatureError};
+use coursedrop::adapters::queue::Publisher;
+use coursedrop::adapters::sepay::{AuthError, AuthHeaders, SepayTransaction, WebhookAuth};
+use coursedrop::config::{self, ConfigError, Vars};
+use coursedrop::http::{self, ApiError};
+use coursedrop::payments::{self, Arrival, BankTransfer, PaymentOutcome, PaymentSettings};
+use coursedrop::relay;
+use serde_json::{Value, json};
+use sqlx::MySqlPool;
+
+/// The feeds' bodies are a few hundred bytes; anything near this is not a feed.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub struct WebhookState<P> {
+    pub pool: MySqlPool,
+    pub auth: WebhookAuth,
+    pub casso: CassoAuth,
+    pub settings: PaymentSettings,
+    pub publisher: P,
+}
+
+impl<P: Publisher> WebhookState<P> {
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(
+        pool: MySqlPool,
+        publisher: P,
+        vars: &Vars<F>,
+    ) -> Result<Self, ConfigError> {
+        let auth = config::webhook_auth(vars)?;
+        if let WebhookAuth::Unconfigured { reason } = &auth {
+            tracing::error!(%reason, "the SePay webhook has no key: every request will be refused");
+        }
+        let casso = config::casso_auth(vars);
+        if let CassoAuth::Unconfigured { reason } = &casso {
+            tracing::info!(%reason, "the Casso webhook is off: every request to it will be refused");
+        }
+        let settings = config::payment_settings(vars)?;
+        Ok(WebhookState { pool, auth, casso, settings, publisher })
+    }
+}
+
+/// The function's routes, mergeable with others (as `make dev` does).
+pub fn routes<P: Publisher>(state: Arc<WebhookState<P>>) -> Router {
+    Router::new()
+        .route("/webhooks/sepay", post(receive::<P>).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        .route("/webhooks/casso", post(receive_casso::<P>).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        .with_state(state)
+}
+
+/// The function as deployed: its route, with JSON answers for unknown paths and methods.
+pub fn router<P: Publisher>(state: Arc<WebhookState<P>>) -> Router {
+    http::with_fallbacks(routes(state))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the webhook's credentials were not accepted")
+}
+
+async fn receive<P: Publisher>(
+    State(s): State<Arc<WebhookState<P>>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(ApiError::from_body)?;
+    let presented = AuthHeaders {
+        authorization: header(&headers, "authorization"),
+        signature: header(&headers, "x-sepay-signature"),
+        timestamp: header(&headers, "x-sepay-timestamp"),
+    };
+    if let Err(e) = s.auth.verify(presented, &body, chrono::Utc::now().timestamp()) {
+        match (&e, &s.auth) {
+            (AuthError::NotConfigured, WebhookAuth::Unconfigured { reason }) => {
+                tracing::error!(%reason, "refused a webhook: no key is configured")
+            }
+            _ => tracing::warn!(reason = %e, "refused a webhook"),
+        }
+        return Err(unauthorized());
+    }
+    let tx = SepayTransaction::parse(&body).map_err(|e| {
+        tracing::warn!(error = %e, bytes = body.len(), "refused an unreadable SePay payload");
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_payload", e.to_string())
+    })?;
+    // Bodies are JSON, and JSON is UTF-8; a lossy copy only ever differs for a body that
+    // serde has just accepted, which cannot happen.
+    let raw = String::from_utf8_lossy(&body).into_owned();
+    let transfer = tx.into_transfer(raw);
+    record(&s, &transfer).await?;
+    Ok(Json(json!({"success": true})))
+}
+
+/// Records a verified transfer from any feed and publishes what it started. `Err` only when
+/// it was not recorded: the feed then retries.
+async fn record<P: Publisher>(s: &WebhookState<P>, tx: &BankTransfer) -> Result<(), ApiError> {
+    let recorded = payments::record(&s.pool, tx, &s.settings, Arrival::Webhook).await.map_err(|e| {
+        // Not recorded: a non-2xx makes the feed deliver it again.
+        ApiError::internal("recording a payment", &e)
+    })?;
+    let (gateway, id) = (tx.gateway.as_str(), tx.id.as_str());
+    match &recorded.outcome {
+        PaymentOutcome::Duplicate => tracing::info!(gateway, id, "duplicate delivery; already recorded"),
+        PaymentOutcome::Outgoing => tracing::info!(gateway, id, "outgoing transfer recorded"),
+        PaymentOutcome::Unmatched { reason } => {
+            tracing::warn!(gateway, id, amount = tx.amount_vnd, %reason, "unmatched transfer kept")
+        }
+        PaymentOutcome::Applied { order_code, paid_vnd, total_vnd, became_paid } => {
+            tracing::info!(gateway, id, order_code = %order_code, paid_vnd, total_vnd, became_paid, "payment applied")
+        }
+        PaymentOutcome::Flagged { order_code, reason } => {
+            tracing::warn!(gateway, id, order_code = %order_code, %reason, "payment kept; order flagged for an operator")
+        }
+    }
+    // The payment is committed: a failed publish is left to the sweeper, and the feed still
+    // gets its 2xx.
+    relay::publish_all(&s.pool, &s.publisher, &recorded.outbox).await;
+    Ok(())
+}
+
+/// `POST /webhooks/casso` (webhook v2). Casso's dashboard test call is not signed as real
+/// deliveries are: a request with no transaction in it records nothing, so it is answered
+/// 200 with a message saying so, whether signed or not; a request that carries a
+/// transaction must be signed.
+async fn receive_casso<P: Publisher>(
+    State(s): State<Arc<WebhookState<P>>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(ApiError::from_body)?;
+    let parsed: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_payload", format!("body is not JSON: {e}")))?;
+    let raw = String::from_utf8_lossy(&body).into_owned();
+    let transfer = casso::webhook_transfer(&parsed, &raw)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_payload", e.to_string()));
+    let signature = header(&headers, casso::SIGNATURE_HEADER);
+    let verified = s.casso.verify(signature, &parsed, chrono::Utc::now().timestamp_millis());
+    let transfer = match (transfer, verified) {
+        (Ok(None), verified) => {
+            tracing::info!(signed = verified.is_ok(), "Casso test call (no transaction) answered");
+            return Ok(Json(json!({
+                "success": true,
+                "message": "coursedrop's Casso webhook is reachable. This request carried no transaction, so nothing \
+                            was recorded; real deliveries must carry X-Casso-Signature made with the webhook's checksum key."
+            })));
+        }
+        (_, Err(e)) => {
+            match &s.casso {
+                CassoAuth::Unconfigured { reason } => {
+                    tracing::error!(%reason, "refused a Casso webhook: no key is configured")
+                }
+                _ => tracing::warn!(reason = %e, "refused a Casso webhook"),
+            }
+            let message = match e {
+                SignatureError::NotConfigured => "the Casso webhook is not configured on this server (no checksum key)",
+                SignatureError::Missing | SignatureError::Malformed => {
+                    "a Casso delivery must carry X-Casso-Signature: t=<unix ms>,v1=<hex HMAC-SHA512>"
+                }
+                SignatureError::Expired => "the signature's timestamp is too old (or in the future)",
+                SignatureError::Invalid => "the signature does not match the body",
+            };
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message));
+        }
+        (Err(e), Ok(())) => {
+            tracing::warn!(error = %e.message, "refused an unreadable Casso payload");
+            return Err(e);
+        }
+        (Ok(Some(t)), Ok(())) => t,
+    };
+    record(&s, &transfer).await?;
+    Ok(Json(json!({"success": true})))
+}

@@ -1,0 +1,66 @@
+//! The reconciler: on Lambda, one pass over every configured bank feed per scheduled
+//! invocation (EventBridge, every `RECONCILE_INTERVAL`); elsewhere, a pass every
+//! `RECONCILE_INTERVAL` (default 10m) until SIGINT/SIGTERM.
+//!
+//! A pass lists each feed's transfers since its cursor and records every one through the
+//! same path as the webhooks, so a webhook lost for any reason (our outage, a bad deploy, a
+//! wrong key, SePay giving up after its eight tries) costs at most one interval, not money.
+
+// lambda_runtime's layered service makes the main future's type deeper than the default limit.
+#![recursion_limit = "256"]
+
+use std::time::Duration;
+
+use anyhow::Context;
+use coursedrop::config::{self, AppVars};
+use coursedrop::payments::reconcile;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    coursedrop::telemetry::init();
+    let vars = AppVars::load().await.context("reading the configuration secret")?;
+    let pool = coursedrop::store::connect_from_vars(&vars, 2).await.context("connecting to the database")?;
+    let publisher = coursedrop::adapters::queue::sqs_publisher(&vars).await;
+    let feeds = config::feeds(&vars)?;
+    let settings = config::payment_settings(&vars)?;
+    let lookback = vars.parse_or("RECONCILE_LOOKBACK_DAYS", reconcile::DEFAULT_LOOKBACK_DAYS)?;
+    // Said once, at start: a feed with no credentials is off, not failing.
+    for off in &feeds.off {
+        tracing::info!("{off}");
+    }
+
+    let run = || reconcile::pass_all(&pool, &feeds, &settings, &publisher, None, None, lookback);
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        let run = &run;
+        // The scheduled event carries nothing the pass needs.
+        return lambda_runtime::run(lambda_runtime::service_fn(
+            move |_: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
+                let outcomes = run().await;
+                let failed: Vec<String> = outcomes
+                    .iter()
+                    .filter_map(|o| o.result.as_ref().err().map(|e| format!("{}: {e}", o.gateway)))
+                    .collect();
+                // A failed feed fails the invocation, so the function's Errors metric alarms.
+                if failed.is_empty() {
+                    Ok(serde_json::json!({"feeds": outcomes.len()}))
+                } else {
+                    Err(lambda_runtime::Error::from(failed.join("; ")))
+                }
+            },
+        ))
+        .await
+        .map_err(|e| anyhow::anyhow!(e));
+    }
+
+    let interval = vars.duration_or("RECONCILE_INTERVAL", "10m")?;
+    let mut tick = tokio::time::interval(Duration::from_secs(interval.num_seconds() as u64));
+    let shutdown = coursedrop::http::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            // Each failure is logged by the pass; the next tick tries again from the cursor.
+            _ = tick.tick() => { run().await; }
+        }
+    }
+}

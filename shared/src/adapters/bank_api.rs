@@ -1,0 +1,155 @@
+//! What the bank feeds' transaction APIs have in common: a token in a header, a pace the
+//! provider allows, 429s that say how long to wait, and errors that never carry a URL (a
+//! query string can hold an account number, and the header never leaves this module).
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use thiserror::Error;
+use tokio::sync::Mutex;
+
+#[derive(Debug, Error)]
+pub enum FeedError {
+    #[error("{feed} API could not be reached: {reason}")]
+    Unreachable { feed: &'static str, reason: String },
+    #[error("{feed} API refused our credentials ({status})")]
+    Unauthorized { feed: &'static str, status: u16 },
+    #[error("{feed} API answered {status}: {body}")]
+    Status { feed: &'static str, status: u16, body: String },
+    #[error("{feed} API kept answering 429 after {attempts} attempts")]
+    RateLimited { feed: &'static str, attempts: u32 },
+    #[error("{feed} API answered something that is not its documented shape: {reason}")]
+    Invalid { feed: &'static str, reason: String },
+    #[error("{feed} listing did not end after {pages} requests")]
+    Unbounded { feed: &'static str, pages: u32 },
+}
+
+/// How a feed's API is called.
+#[derive(Debug, Clone)]
+pub struct Pacing {
+    /// At least this long between the starts of two requests (SePay: about 2/s).
+    pub min_interval: Duration,
+    /// 429s waited out before a listing gives up (the pass fails; the cursor stays).
+    pub max_429s: u32,
+    /// The longest wait a 429 may ask for; longer asks fail the pass now, to retry at the next.
+    pub max_wait: Duration,
+    /// Connection errors and 5xx retried (with 1 s, 2 s, … between) before the pass fails.
+    pub transient_retries: u32,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing {
+            min_interval: Duration::from_millis(500),
+            max_429s: 10,
+            max_wait: Duration::from_secs(60),
+            transient_retries: 2,
+        }
+    }
+}
+
+/// A client for one feed's API.
+pub struct ApiClient {
+    pub feed: &'static str,
+    http: reqwest::Client,
+    authorization: String,
+    /// The header a 429 names its wait in, besides `Retry-After`.
+    retry_after_header: &'static str,
+    pacing: Pacing,
+    last_request: Mutex<Option<Instant>>,
+}
+
+impl ApiClient {
+    pub fn new(feed: &'static str, authorization: String, retry_after_header: &'static str, pacing: Pacing) -> Self {
+        let http = crate::http::client_builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("a client with rustls and timeouts is always buildable");
+        ApiClient { feed, http, authorization, retry_after_header, pacing, last_request: Mutex::new(None) }
+    }
+
+    async fn pace(&self) {
+        let mut last = self.last_request.lock().await;
+        if let Some(at) = *last {
+            let due = at + self.pacing.min_interval;
+            tokio::time::sleep_until(due.into()).await;
+        }
+        *last = Some(Instant::now());
+    }
+
+    fn retry_after(&self, headers: &reqwest::header::HeaderMap) -> Duration {
+        let secs = [self.retry_after_header, "retry-after"]
+            .iter()
+            .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok()))
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .unwrap_or(1.0);
+        Duration::from_secs_f64(secs)
+    }
+
+    /// GET `url` with `query`, paced, 429s waited out, transient failures retried; the body
+    /// parsed as JSON.
+    pub async fn get_json(&self, url: &str, query: &[(&str, String)]) -> Result<serde_json::Value, FeedError> {
+        let feed = self.feed;
+        let (mut limited, mut transient) = (0u32, 0u32);
+        loop {
+            self.pace().await;
+            let sent = self
+                .http
+                .get(url)
+                .query(query)
+                .header("authorization", &self.authorization)
+                .header("accept", "application/json")
+                .send()
+                .await;
+            let response = match sent {
+                Ok(r) => r,
+                Err(e) if transient < self.pacing.transient_retries => {
+                    transient += 1;
+                    tracing::warn!(feed, error = %e.without_url(), "transaction API unreachable; retrying");
+                    tokio::time::sleep(Duration::from_secs(transient as u64)).await;
+                    continue;
+                }
+                Err(e) => return Err(FeedError::Unreachable { feed, reason: e.without_url().to_string() }),
+            };
+            let status = response.status();
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                limited += 1;
+                let wait = self.retry_after(response.headers());
+                if limited > self.pacing.max_429s || wait > self.pacing.max_wait {
+                    return Err(FeedError::RateLimited { feed, attempts: limited });
+                }
+                tracing::info!(feed, wait_ms = wait.as_millis() as u64, "rate limited; waiting as asked");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if status.is_server_error() && transient < self.pacing.transient_retries {
+                transient += 1;
+                tracing::warn!(feed, status = status.as_u16(), "transaction API failed; retrying");
+                tokio::time::sleep(Duration::from_secs(transient as u64)).await;
+                continue;
+            }
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                return Err(FeedError::Unauthorized { feed, status: status.as_u16() });
+            }
+            let body = response
+                .text()
+                .await
+                .map_err(|e| FeedError::Unreachable { feed, reason: e.without_url().to_string() })?;
+            if !status.is_success() {
+                return Err(FeedError::Status { feed, status: status.as_u16(), body: excerpt(&body) });
+            }
+            return serde_json::from_str(&body)
+                .map_err(|e| FeedError::Invalid { feed, reason: format!("{e} in {}", excerpt(&body)) });
+        }
+    }
+}
+
+/// The start of a body, for an error message.
+fn excerpt(body: &str) -> String {
+    let mut end = body.len().min(300);
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    body[..end].to_string()
+}
