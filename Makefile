@@ -69,7 +69,7 @@ fuzz: ## run each fuzz target (devtools/fuzz) for FUZZ_SECONDS (600); any crash 
 	  grep -E '^stat::(number_of_executed_units|new_units_added|peak_rss_mb)' $$log; \
 	done
 
-chaos: services ## 50 orders while the job is killed, moto and MariaDB restart and Drive fails 10 % (release build; exit 1 on any violation)
+chaos: services ## 50 orders while the job is killed, moto and MariaDB restart, Drive fails 10 % and webhooks are dropped for a stretch (release build; exit 1 on any violation)
 	$(CARGO) build --quiet --release --locked -p deliver
 	$(CARGO) run --quiet --release -p coursedrop-dev -- chaos
 
@@ -86,7 +86,7 @@ lint: ## clippy on everything, warnings are errors; formatting checked; SQL only
 check: lint test ## what CI runs
 
 # ------------------------------------------------------------------ deployment (README: Deploying)
-FUNCTIONS := create-order bank-webhook enroll finalize sweeper
+FUNCTIONS := create-order bank-webhook enroll finalize sweeper reconcile
 STAGE ?= prod
 STACK ?= coursedrop-$(STAGE)
 # Non-secret stack parameters, one Key=Value per line (infra/params.example.env shows them).
@@ -98,7 +98,7 @@ DELIVER_REPO ?=
 lint-infra: ## cfn-lint on infra/template.yaml, then the template's own rules (infra/check_template.py)
 	@bin=$$(devtools/services tool cfn-lint) && $$bin/cfn-lint infra/template.yaml && $$bin/python infra/check_template.py infra/template.yaml
 
-build-lambdas: ## the five functions for Lambda (cargo lambda build --release --arm64), zipped in target/lambda/<name>/
+build-lambdas: ## the six functions for Lambda (cargo lambda build --release --arm64), zipped in target/lambda/<name>/
 	@bin=$$(devtools/services tool cargo-lambda) && PATH="$$bin:$$PATH" \
 	  cargo lambda build --release --arm64 --output-format zip $(addprefix -p ,$(FUNCTIONS))
 	@for f in $(FUNCTIONS); do \

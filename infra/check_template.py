@@ -4,7 +4,8 @@
 Each rule comes from ../shared/FACTS.md or issue #6: every API route present, SQS consumers
 report partial batch failures, visibility >= 6 x the consumer's timeout, maxReceiveCount >= 5,
 Lambdas on provided.al2023/arm64 built by cargo-lambda, each function reads the secret and is
-granted only the queues it uses, the sweeper runs every minute, the alarms exist.
+granted only the queues it uses, the sweeper runs every minute and the reconciler every
+ReconcileInterval, the alarms exist (including payments only reconciliation found).
 Exits 1 listing every broken rule.
 """
 
@@ -18,12 +19,14 @@ EXPECTED_ROUTES = {
     ("POST", "/orders"): "CreateOrderFunction",
     ("GET", "/orders/{code}"): "CreateOrderFunction",
     ("GET", "/orders/{code}/qr.svg"): "CreateOrderFunction",
-    ("POST", "/webhooks/sepay"): "SepayWebhookFunction",
+    ("POST", "/webhooks/sepay"): "BankWebhookFunction",
+    ("POST", "/webhooks/casso"): "BankWebhookFunction",
 }
 # The queues each function may publish to (the outbox relay), by logical id.
 PUBLISHES = {
     "CreateOrderFunction": set(),
-    "SepayWebhookFunction": {"EnrollQueue"},
+    "BankWebhookFunction": {"EnrollQueue"},
+    "ReconcileFunction": {"EnrollQueue"},
     "EnrollFunction": {"DeliverQueue"},
     "FinalizeFunction": set(),
     "SweeperFunction": {"EnrollQueue", "DeliverQueue", "FinalizeQueue"},
@@ -81,8 +84,10 @@ def main(path):
                 if qp.get("VisibilityTimeout", 30) < 6 * timeout:
                     problems.append(f"{queue}: visibility {qp.get('VisibilityTimeout', 30)} s < 6 x {fn}'s {timeout} s")
             elif ev["Type"] in ("Schedule", "ScheduleV2"):
-                if p["ScheduleExpression"] != "rate(1 minute)":
-                    problems.append(f"{fn}.{name}: not every minute")
+                # The sweeper every minute; the reconciler every ReconcileInterval minutes.
+                expected = {"SweeperFunction": "rate(1 minute)", "ReconcileFunction": {"Fn::Sub": "rate(${ReconcileInterval} minutes)"}}
+                if p["ScheduleExpression"] != expected.get(fn):
+                    problems.append(f"{fn}.{name}: schedule {p['ScheduleExpression']} is not {expected.get(fn)}")
     if routes != EXPECTED_ROUTES:
         problems.append(f"routes differ: missing {set(EXPECTED_ROUTES) - set(routes)}, extra {set(routes) - set(EXPECTED_ROUTES)}")
     if "ScheduleV2" not in str([res["SweeperFunction"]["Properties"]["Events"]]):
@@ -116,6 +121,14 @@ def main(path):
             problems.append(f"{name}: no alarm on the age of its oldest message")
     if not any(v["Properties"].get("MetricName") == "StuckItems" for v in res.values() if v["Type"] == "AWS::CloudWatch::Alarm"):
         problems.append("no alarm on the sweeper's StuckItems metric")
+    if not any(
+        "PaymentsFoundByReconciliation" in str(v["Properties"].get("Metrics"))
+        for v in res.values()
+        if v["Type"] == "AWS::CloudWatch::Alarm"
+    ):
+        problems.append("no alarm on payments found only by reconciliation (webhooks failing)")
+    if "ScheduleV2" not in str([res.get("ReconcileFunction", {}).get("Properties", {}).get("Events")]):
+        problems.append("the reconciler has no schedule")
 
     task = res["DeliverTaskDefinition"]["Properties"]
     if task.get("RequiresCompatibilities") != ["FARGATE"]:

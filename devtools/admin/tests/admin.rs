@@ -185,7 +185,7 @@ async fn an_unmatched_payment_is_listed_and_attached_and_pays_the_order(pool: My
     let env = queue_env(&urls);
     let (code, created) = testing::pending_order(&pool, &[300_000], 30).await;
     let payment = sqlx::query(
-        "INSERT INTO payments (gateway, gateway_txn_id, order_id, transfer_type, amount_vnd, bank, content, raw_payload)
+        "INSERT INTO payments (feed, feed_txn_id, order_id, transfer_type, amount_vnd, gateway, content, raw_payload)
          VALUES ('sepay', '777001', NULL, 'in', 300000, 'Vietcombank', 'chuyen tien khoa hoc', '{}')",
     )
     .execute(&pool)
@@ -315,4 +315,48 @@ async fn a_refund_revokes_items_and_removes_drive_access(pool: MySqlPool) {
     );
     let no_reason = admin(&pool, &["refund", code.as_str()], &env).await;
     assert!(!no_reason.ok && no_reason.stderr.contains("--reason"), "a refund needs a reason: {}", no_reason.stderr);
+}
+
+/// `reconcile`: one pass by hand against the bank emulator's SePay API; it prints what it
+/// listed and recorded, pays the order the webhook missed, and refuses what it cannot do.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn reconcile_records_what_the_webhook_missed_and_says_what_it_found(pool: MySqlPool) {
+    let sqs = testing::sqs_client().await;
+    let (_, urls) = testing::fresh_queues(&sqs).await;
+    let (code, _) = testing::pending_order(&pool, &[420_000], 60).await;
+    let bank = bank_emulator::Emulator::new(bank_emulator::Config::default());
+    let (base, _) = bank.clone().spawn(0).await.unwrap();
+    let id = bank.book(&bank_emulator::NewTransfer {
+        feed: bank_emulator::Feed::Sepay,
+        amount_vnd: 420_000,
+        content: format!("{code} thanh toan"),
+        account_number: "0123456789".into(),
+        at: None,
+        amount_text: None,
+    });
+    let token = bank_emulator::Config::default().sepay_token;
+    let mut env = queue_env(&urls);
+    env.push(("SEPAY_API_BASE_URL", base.clone()));
+    env.push(("SEPAY_API_TOKEN", token));
+
+    let run = admin(&pool, &["reconcile", "--gateway", "sepay"], &refs(&env)).await;
+    assert!(run.ok, "{}", run.stderr);
+    assert!(run.stdout.contains("sepay: listed 1") && run.stdout.contains("1 recorded now"), "{}", run.stdout);
+    assert!(run.stdout.contains(&format!("found {id}")) && run.stdout.contains(code.as_str()), "{}", run.stdout);
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM orders WHERE code = ?").bind(code.as_str()).fetch_one(&pool).await.unwrap();
+    assert_eq!(status, "paid");
+    assert_eq!(testing::drain(&sqs, &urls[&Queue::Enroll]).await.len(), 1);
+
+    let again = admin(&pool, &["reconcile", "--json"], &refs(&env)).await;
+    assert!(again.ok, "{}", again.stderr);
+    assert_eq!(again.json()[0]["found"], serde_json::json!([]), "{}", again.stdout);
+
+    let wrong = admin(&pool, &["reconcile", "--gateway", "payos", "--json"], &refs(&env)).await;
+    assert!(!wrong.ok);
+    assert_eq!(wrong.json()["error"]["code"], "invalid_input");
+    let off = admin(&pool, &["reconcile", "--gateway", "casso", "--json"], &refs(&env)).await;
+    assert!(!off.ok);
+    assert_eq!(off.json()["error"]["code"], "refused", "{}", off.stdout);
+    assert!(off.stderr.contains("CASSO_API_KEY"), "{}", off.stderr);
 }

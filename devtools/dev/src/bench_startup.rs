@@ -16,7 +16,7 @@ use coursedrop::config::{self, Vars};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-pub const FUNCTIONS: [&str; 5] = ["create-order", "bank-webhook", "enroll", "finalize", "sweeper"];
+pub const FUNCTIONS: [&str; 6] = ["create-order", "bank-webhook", "enroll", "finalize", "sweeper", "reconcile"];
 
 pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Value> {
     let runs: usize = vars.parse_or("BENCH_STARTUP_RUNS", 20)?;

@@ -3,15 +3,18 @@
 //!
 //! The stack runs as in `make dev` (API, webhook, enroll, finalize and the sweeper in this
 //! process), except the deliver job, which is a child process so it can be killed. During the
-//! run: each payment's webhook arrives 3–10 times at once (and is retried like SePay retries
-//! until it gets a 2xx); the job is killed with SIGKILL 5 times at random moments and
+//! run: every transfer is booked in the bank emulator's ledger (what SePay's and Casso's APIs
+//! list), and its webhook arrives 3–10 times at once (retried like SePay retries until it
+//! gets a 2xx) — except for a stretch of the run in which every webhook is dropped, which only
+//! the reconciler (a pass every 5 s) can find; a sixth of the orders pay through Casso; the job is killed with SIGKILL 5 times at random moments and
 //! restarted; the Drive emulator fails 10 % of calls; moto is restarted once (queues, messages
 //! and S3 objects are gone; the harness puts the infrastructure back as AWS would still have
 //! it, and the sweeper recovers the lost messages) and MariaDB once.
 //!
 //! Pass: every paid order completed; each delivery email exactly once; every Drive folder holds
 //! each source file exactly once with its MD5; every payment kept (unmatched ones listed); the
-//! dead-letter queues empty; no unpaid order delivered. Exit status 1 on any violation.
+//! dead-letter queues empty; no unpaid order delivered; every dropped webhook's payment found
+//! by reconciliation. Exit status 1 on any violation.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -30,6 +33,7 @@ use tokio::sync::Mutex;
 use crate::stack;
 
 const BUCKET: &str = "coursedrop-chaos";
+const CASSO_KEY: &str = "chaos-casso-checksum-key";
 const PREFIX: &str = "coursedrop-chaos-";
 
 /// The chaos catalog: slug, price, files (path, size). Sizes straddle the 1 MiB chunk the job
@@ -71,6 +75,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
     let chaos_vars = Vars(|k: &str| match k {
         "QUEUE_NAME_PREFIX" => Some(PREFIX.into()),
         "ENROLL_LEASE" => Some("5s".into()),
+        "CASSO_CHECKSUM_KEY" => Some(CASSO_KEY.into()),
         _ => vars.get(k),
     });
     let stack = stack::build(pool.clone(), &chaos_vars).await?;
@@ -117,6 +122,19 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(axum::serve(listener, stack.router.clone()).into_future());
+
+    // The bank: every transfer enters its ledger; Casso's webhooks are posted by the
+    // emulator, signed; the reconciler lists both feeds' APIs every 5 s.
+    let casso_hook = bank_emulator::Webhook { url: format!("{base}/webhooks/casso"), key: CASSO_KEY.into() };
+    let (bank, bank_base) = stack::spawn_bank(0, None, Some(casso_hook)).await?;
+    let bank_vars = stack::bank_vars(&chaos_vars, &bank_base, CASSO_KEY);
+    stack::spawn_reconciler(
+        pool.clone(),
+        stack.publisher.clone(),
+        config::feeds(&bank_vars)?,
+        config::payment_settings(&bank_vars)?,
+        Duration::from_secs(5),
+    );
 
     let job = Arc::new(Mutex::new(DeliverJob::start(vars, &chaos_db_url, &drive_base)?));
     println!(
@@ -188,26 +206,58 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
         })
     };
 
-    // Payments: each webhook 3–10 times at once, each retried until answered 2xx, as SePay does.
+    // Payments: each booked at the bank, its webhook 3–10 times at once, each retried until
+    // answered 2xx, as SePay does. Orders in the middle stretch of the run lose their webhooks.
     let key = vars.get("SEPAY_API_KEY").ok_or_else(|| anyhow!("SEPAY_API_KEY is not set"))?;
     let account = config::bank_account(vars)?.account_number;
+    let dropped_stretch = n_orders / 3..n_orders / 2;
     let mut sent_ids = Vec::new();
     let mut senders = Vec::new();
+    let mut casso_senders = Vec::new();
     let mut unmatched_ids = Vec::new();
+    let mut dropped: Vec<i64> = Vec::new();
     for (i, (code, amount, _, paid)) in orders.iter().enumerate() {
+        let drop_webhook = dropped_stretch.contains(&i);
+        let booked = |feed, amount_vnd, content: String| bank_emulator::NewTransfer {
+            feed,
+            amount_vnd,
+            content,
+            account_number: account.clone(),
+            at: None,
+            amount_text: None,
+        };
+        if *paid && i % 6 == 5 {
+            let transfer = booked(bank_emulator::Feed::Casso, *amount, format!("{code} chuyen khoan"));
+            if drop_webhook {
+                let id = bank.book(&transfer);
+                dropped.push(id);
+                sent_ids.push(id);
+            } else {
+                // Casso posts once; a delivery that fails is left to reconciliation.
+                let bank = bank.clone();
+                casso_senders.push(tokio::spawn(async move { bank.transfer(&transfer).await }));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        }
         let mut payloads = Vec::new();
         if *paid {
-            let id = 7_000_000 + (run_id as i64 % 1000) * 1000 + i as i64;
-            payloads.push((id, format!("MBVCB.{i}.{code}.CT tu NGUYEN VAN A"), *amount));
+            payloads.push((format!("MBVCB.{i}.{code}.CT tu NGUYEN VAN A"), *amount));
         }
         if i % 17 == 3 {
             // A transfer without any code: it must be kept, unmatched.
-            let id = 8_000_000 + (run_id as i64 % 1000) * 1000 + i as i64;
-            unmatched_ids.push(id);
-            payloads.push((id, format!("chuyen tien hoc phi {i}"), 500_000));
+            payloads.push((format!("chuyen tien hoc phi {i}"), 500_000));
         }
-        for (id, content, amount) in payloads {
+        for (content, amount) in payloads {
+            let id = bank.book(&booked(bank_emulator::Feed::Sepay, amount, content.clone()));
             sent_ids.push(id);
+            if amount == 500_000 && content.starts_with("chuyen tien hoc phi") {
+                unmatched_ids.push(id);
+            }
+            if drop_webhook {
+                dropped.push(id);
+                continue;
+            }
             let body = json!({"id": id, "gateway": "MBBank", "transactionDate": "2026-11-22 10:00:00",
                 "accountNumber": account, "code": null, "content": content, "transferType": "in",
                 "transferAmount": amount, "accumulated": 0, "subAccount": null, "referenceCode": "FT1", "description": ""})
@@ -219,6 +269,12 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
             }
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut casso_failed = 0;
+    for s in casso_senders {
+        let (id, delivery) = s.await?;
+        sent_ids.push(id);
+        casso_failed += usize::from(!matches!(delivery, bank_emulator::Delivery::Delivered { .. }));
     }
     let mut webhook_calls = 0;
     let mut webhook_failures = 0;
@@ -343,6 +399,39 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
         detail: format!(
             "{payments} payments kept for {} sent ({webhook_calls} webhook calls, {webhook_failures} never accepted); unmatched kept: {unmatched_ids:?}",
             sent_ids.len()
+        ),
+    });
+
+    // Every transfer whose webhook was dropped was found by reconciliation; and how long the
+    // longest of those waited from its order to its payment row.
+    let mut found_late = 0;
+    for id in &dropped {
+        let arrived: Option<String> = sqlx::query_scalar("SELECT arrived_by FROM payments WHERE feed_txn_id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&pool)
+            .await?;
+        if arrived.as_deref() == Some("reconcile") {
+            found_late += 1;
+        }
+    }
+    let waits: Vec<f64> = sqlx::query_scalar(
+        "SELECT CAST(TIMESTAMPDIFF(MICROSECOND, e.created_at, p.received_at) / 1e6 AS DOUBLE) FROM payments p
+         JOIN order_events e ON e.order_id = p.order_id AND e.kind = 'order_created' WHERE p.arrived_by = 'reconcile'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap_or_default();
+    let longest = waits.iter().cloned().fold(0.0, f64::max);
+    let (by_reconcile,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM payments WHERE arrived_by = 'reconcile'").fetch_one(&pool).await?;
+    checks.push(Check {
+        name: "webhooks dropped, payments found by reconciliation",
+        ok: !dropped.is_empty() && found_late == dropped.len(),
+        detail: format!(
+            "{} webhooks dropped (orders {}..{}), {found_late} of them recorded by reconciliation; {by_reconcile} payments in all came by reconciliation ({casso_failed} Casso deliveries failed); longest from order to reconciled payment {longest:.1} s",
+            dropped.len(),
+            dropped_stretch.start,
+            dropped_stretch.end
         ),
     });
 

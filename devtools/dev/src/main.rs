@@ -55,9 +55,28 @@ async fn connect<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<sqlx::
     coursedrop::store::connect(&url, 8).await.with_context(|| format!("connecting to {}", redact(&url)))
 }
 
-/// `make dev`: every HTTP function on one port, the sweeper on a short schedule.
-async fn serve<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
+/// The Casso checksum key `make dev` signs and checks with when none is configured.
+const LOCAL_CASSO_KEY: &str = "local-casso-checksum-key";
+
+/// `make dev`: every HTTP function on one port, the sweeper on a short schedule, the bank
+/// emulator posting webhooks to it, the reconciler listing the emulator's APIs.
+async fn serve<F: Fn(&str) -> Option<String>>(outer: &Vars<F>) -> Result<()> {
     coursedrop::telemetry::init();
+    let port: u16 = outer.parse_or("PORT", 3000)?;
+    let bank_port: u16 = outer.parse_or("BANK_EMULATOR_PORT", 4568)?;
+    let webhook = |path: &str, key: Option<String>| bank_emulator::Webhook {
+        url: format!("http://127.0.0.1:{port}/webhooks/{path}"),
+        key: key.unwrap_or_default(),
+    };
+    let casso_key = outer.string_or("CASSO_CHECKSUM_KEY", LOCAL_CASSO_KEY);
+    let (_bank, bank_base) = stack::spawn_bank(
+        bank_port,
+        Some(webhook("sepay", outer.get("SEPAY_API_KEY"))),
+        Some(webhook("casso", Some(casso_key.clone()))),
+    )
+    .await?;
+    let local = stack::bank_vars(outer, &bank_base, &casso_key);
+    let vars = &local;
     let pool = connect(vars).await?;
     stack::migrate(&pool).await?;
     stack::seed(&pool).await?;
@@ -73,18 +92,33 @@ async fn serve<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     let deadlines = coursedrop::sweeper::Deadlines::from_vars(vars)?;
     let timing = coursedrop::sweeper::OutboxTiming::from_vars(vars, 30)?;
     stack::spawn_sweeper(
-        pool,
+        pool.clone(),
         stack.publisher.clone(),
         Duration::from_secs(every.num_seconds() as u64),
         timing,
         deadlines,
     );
-    let port: u16 = vars.parse_or("PORT", 3000)?;
+    let reconcile_every = vars.duration_or("RECONCILE_INTERVAL", "60s")?;
+    stack::spawn_reconciler(
+        pool,
+        stack.publisher.clone(),
+        config::feeds(vars)?,
+        config::payment_settings(vars)?,
+        Duration::from_secs(reconcile_every.num_seconds() as u64),
+    );
     let listener =
         tokio::net::TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("binding port {port}"))?;
     println!("coursedrop dev stack on http://127.0.0.1:{port}");
     println!(
-        "  GET  /courses · POST /orders · GET /orders/{{code}} · GET /orders/{{code}}/qr.svg · POST /webhooks/sepay"
+        "  GET  /courses · POST /orders · GET /orders/{{code}} · GET /orders/{{code}}/qr.svg · POST /webhooks/sepay · POST /webhooks/casso"
+    );
+    println!(
+        "  bank emulator (SePay and Casso APIs) on {bank_base}; pay an order as a buyer would:\n    \
+         curl -s {bank_base}/emulator/transfers -H 'content-type: application/json' \\\n      \
+         -d '{{\"feed\":\"sepay\",\"amount_vnd\":499000,\"content\":\"CD12345678\"}}'\n  \
+         (\"feed\":\"casso\" for Casso; POST {bank_base}/emulator/faults '{{\"drop_webhooks\":true}}' loses the webhooks, \
+         and the reconciler, every {}s, still pays the order)",
+        reconcile_every.num_seconds()
     );
     println!(
         "  the enroll function polls its queue; the deliver job and the finalize function consume theirs; the sweeper runs every {}s",

@@ -270,3 +270,69 @@ pub fn spawn_sweeper(
         }
     });
 }
+
+/// The bank emulator (SePay's and Casso's APIs and webhooks), in this process. Returns its
+/// base URL.
+pub async fn spawn_bank(
+    port: u16,
+    sepay_webhook: Option<bank_emulator::Webhook>,
+    casso_webhook: Option<bank_emulator::Webhook>,
+) -> Result<(bank_emulator::Emulator, String)> {
+    let emulator = bank_emulator::Emulator::new(bank_emulator::Config {
+        sepay_webhook,
+        casso_webhook,
+        ..bank_emulator::Config::default()
+    });
+    let (base, _) =
+        emulator.clone().spawn(port).await.with_context(|| format!("binding the bank emulator on {port}"))?;
+    Ok((emulator, base))
+}
+
+/// What a local run configures for the bank feeds: the emulator's APIs and tokens and a
+/// Casso checksum key, each unless the caller's own configuration sets it.
+pub fn bank_vars<'a, F: Fn(&str) -> Option<String>>(
+    vars: &'a Vars<F>,
+    bank_base: &'a str,
+    casso_key: &'a str,
+) -> Vars<impl Fn(&str) -> Option<String> + 'a> {
+    Vars(move |k: &str| {
+        vars.get(k).or_else(|| match k {
+            "SEPAY_API_BASE_URL" => Some(bank_base.to_string()),
+            "SEPAY_API_TOKEN" => Some(bank_emulator::Config::default().sepay_token),
+            "CASSO_API_BASE_URL" => Some(bank_base.to_string()),
+            "CASSO_API_KEY" => Some(bank_emulator::Config::default().casso_api_key),
+            "CASSO_CHECKSUM_KEY" => Some(casso_key.to_string()),
+            _ => None,
+        })
+    })
+}
+
+/// The reconciler's schedule, locally: a pass over every configured feed every `every`.
+pub fn spawn_reconciler(
+    pool: MySqlPool,
+    publisher: Arc<SqsPublisher>,
+    feeds: coursedrop::config::Feeds,
+    settings: coursedrop::payments::PaymentSettings,
+    every: Duration,
+) {
+    for off in &feeds.off {
+        tracing::info!("{off}");
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            // Each failure is logged by the pass; the next tick starts from the cursor again.
+            coursedrop::payments::reconcile::pass_all(
+                &pool,
+                &feeds,
+                &settings,
+                &*publisher,
+                None,
+                None,
+                coursedrop::payments::reconcile::DEFAULT_LOOKBACK_DAYS,
+            )
+            .await;
+        }
+    });
+}

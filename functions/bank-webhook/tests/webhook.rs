@@ -397,7 +397,7 @@ async fn hostile_text_is_stored_verbatim_and_does_no_harm(pool: MySqlPool) {
     assert_eq!(status, StatusCode::OK, "{json}");
 
     let (stored_content, gateway, reference, raw): (String, String, String, String) = sqlx::query_as(
-        "SELECT content, bank, reference_code, raw_payload FROM payments WHERE gateway = 'sepay' AND gateway_txn_id = '9901'",
+        "SELECT content, gateway, reference_code, raw_payload FROM payments WHERE feed = 'sepay' AND feed_txn_id = '9901'",
     )
             .fetch_one(&h.pool)
             .await
@@ -478,4 +478,143 @@ async fn a_paying_payment_is_one_transaction_of_five_statements_and_a_duplicate_
     assert_eq!(pay(2, code).await, coursedrop::payments::PaymentOutcome::Duplicate);
     let (q1, c1) = session_counters(&one).await;
     assert_eq!((q1 - q0 - 1, c1 - c0), (1, 0), "a duplicate is answered from one read");
+}
+
+// ---------------------------------------------------------------- Casso webhook v2
+
+/// A Casso delivery of transaction `id` with `description`, as Casso's webhook v2 sends it.
+fn casso_body(id: i64, description: &str, amount: i64) -> Value {
+    json!({"error": 0, "data": {
+        "id": id, "reference": "FT24364030863634", "description": description, "amount": amount,
+        "runningBalance": 25_000_000, "transactionDateTime": "2026-11-22 10:00:00", "accountNumber": ACCOUNT,
+        "bankName": "MBBank", "bankAbbreviation": "MBB", "virtualAccountNumber": "", "virtualAccountName": "",
+        "counterAccountName": "NGUYỄN VĂN A", "counterAccountNumber": "8888888888", "counterAccountBankId": "970415",
+        "counterAccountBankName": "VietinBank"}})
+}
+
+/// The header Casso would send for `body` at `t_ms`, made by the bank emulator's signer (its
+/// own implementation, checked against Casso's published example).
+fn casso_signature(body: &Value, t_ms: i64) -> String {
+    format!("t={t_ms},v1={}", bank_emulator::casso_signature(CASSO_KEY, t_ms, body))
+}
+
+async fn post_casso(app: &Router, raw: &str, signature: Option<&str>) -> (StatusCode, Value) {
+    let mut req = Request::post("/webhooks/casso").header("content-type", "application/json");
+    if let Some(s) = signature {
+        req = req.header("X-Casso-Signature", s);
+    }
+    let resp = app.clone().oneshot(req.body(Body::from(raw.to_string())).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// A signed Casso transfer pays an order whose code was made for SePay's pattern, with
+/// Vietnamese text and escapes in its description; a redelivery changes nothing.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_signed_casso_delivery_pays_the_order_once(pool: MySqlPool) {
+    let h = harness(pool).await;
+    let (code, items) = order(&h.pool, &[350_000]).await;
+    let description = format!("Chuyển khoản \"học phí\" {} — cảm ơn\n\t\\ / \u{1}", code.to_lowercase());
+    let body = casso_body(5_550_001, &description, 350_000);
+    let now = Utc::now().timestamp_millis();
+    let (status, answer) = post_casso(&h.app, &body.to_string(), Some(&casso_signature(&body, now))).await;
+    assert_eq!((status, answer), (StatusCode::OK, json!({"success": true})));
+    assert_eq!(order_state(&h.pool, &code).await, ("paid".into(), 350_000, None));
+    assert_eq!(testing::drain(&h.sqs, &h.urls[&Queue::Enroll]).await, bodies_for(&items));
+    let (gateway, id, content): (String, String, String) =
+        sqlx::query_as("SELECT feed, feed_txn_id, content FROM payments").fetch_one(&h.pool).await.unwrap();
+    assert_eq!((gateway.as_str(), id.as_str(), content.as_str()), ("casso", "5550001", description.as_str()));
+
+    let (status, _) = post_casso(&h.app, &body.to_string(), Some(&casso_signature(&body, now + 5))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM payments").await, 1);
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM order_events WHERE kind = 'payment_received'").await, 1);
+}
+
+/// Exactly Casso's rule: what is signed is the parsed body with keys sorted, so the same
+/// body with its keys in another order and other spacing verifies; any changed value, a
+/// changed timestamp, a stale one, or none at all is refused, and nothing is recorded.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn casso_signatures_are_checked_as_casso_makes_them(pool: MySqlPool) {
+    let h = harness(pool).await;
+    let (code, _) = order(&h.pool, &[100_000]).await;
+    let body = casso_body(5_550_002, &format!("thanh toán {code}"), 100_000);
+    let now = Utc::now().timestamp_millis();
+    let signature = casso_signature(&body, now);
+
+    let mut tampered = body.clone();
+    tampered["data"]["amount"] = json!(1_000_000);
+    let other_t = signature.replacen(&format!("t={now}"), &format!("t={}", now + 1), 1);
+    let stale = casso_body(5_550_002, &format!("thanh toán {code}"), 100_000);
+    let stale_at = now - 10 * 60 * 1000;
+    for (case, raw, sig) in [
+        ("tampered body", tampered.to_string(), Some(signature.clone())),
+        ("tampered timestamp", body.to_string(), Some(other_t)),
+        ("stale", stale.to_string(), Some(casso_signature(&stale, stale_at))),
+        ("unsigned", body.to_string(), None),
+        ("malformed", body.to_string(), Some("sha512=abc".to_string())),
+    ] {
+        let (status, answer) = post_casso(&h.app, &raw, sig.as_deref()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {answer}");
+        assert_eq!(answer["code"], "unauthorized", "{case}: {answer}");
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{case}: {answer}");
+    }
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM payments").await, 0);
+
+    // The same body, keys in another order, spaced out: the signature still holds.
+    let reordered = format!(
+        "{{ \"data\" : {{ {} }} ,\n \"error\" : 0 }}",
+        body["data"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .rev()
+            .map(|(k, v)| format!("\"{k}\" : {v}"))
+            .collect::<Vec<_>>()
+            .join(" , ")
+    );
+    let (status, answer) = post_casso(&h.app, &reordered, Some(&signature)).await;
+    assert_eq!((status, answer), (StatusCode::OK, json!({"success": true})));
+    assert_eq!(order_state(&h.pool, &code).await.0, "paid");
+}
+
+/// Casso's dashboard test call (its sample transaction, id 0, or no transaction at all),
+/// signed or not, gets a clear 200 and records nothing; with no checksum key configured,
+/// a real delivery is refused with a message that says so.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn casso_test_calls_get_a_clear_answer_and_no_key_refuses_deliveries(pool: MySqlPool) {
+    let h = harness(pool.clone()).await;
+    let sample = casso_body(0, "giao dich thu nghiem", 599_000);
+    for (raw, sig) in [
+        (sample.to_string(), None),
+        (sample.to_string(), Some(casso_signature(&sample, Utc::now().timestamp_millis()))),
+        ("{}".to_string(), None),
+        (r#"{"error":0,"data":null}"#.to_string(), None),
+    ] {
+        let (status, answer) = post_casso(&h.app, &raw, sig.as_deref()).await;
+        assert_eq!(status, StatusCode::OK, "{raw}: {answer}");
+        assert!(answer["message"].as_str().unwrap().contains("reachable"), "{answer}");
+    }
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM payments").await, 0);
+    let (status, answer) = post_casso(&h.app, "not json", None).await;
+    assert_eq!((status, answer["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_payload")));
+
+    let sqs = testing::sqs_client().await;
+    let (publisher, urls) = testing::fresh_queues(&sqs).await;
+    let mut off = harness_with(pool, WebhookAuth::ApiKey(KEY.into()), Arc::new(publisher), sqs, urls).await;
+    let state = WebhookState {
+        pool: off.pool.clone(),
+        auth: WebhookAuth::ApiKey(KEY.into()),
+        casso: coursedrop::adapters::casso::CassoAuth::Unconfigured { reason: "CASSO_CHECKSUM_KEY is not set".into() },
+        settings: PaymentSettings { pattern: pattern(), account_number: ACCOUNT.into() },
+        publisher: off.publisher.clone(),
+    };
+    off.app = router(Arc::new(state));
+    let body = casso_body(5_550_003, "CD12345678", 1_000);
+    let (status, answer) =
+        post_casso(&off.app, &body.to_string(), Some(&casso_signature(&body, Utc::now().timestamp_millis()))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(answer["message"].as_str().unwrap().contains("not configured"), "{answer}");
+    assert_eq!(scalar(&off.pool, "SELECT COUNT(*) FROM payments").await, 0);
 }

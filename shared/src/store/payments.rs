@@ -8,12 +8,14 @@ use crate::domain::{ItemStatus, OrderCode, OrderStatus, Status};
 /// A transfer to keep, exactly as reported.
 #[derive(Debug, Clone)]
 pub struct NewPayment<'a> {
+    /// The feed (`feed` column): sepay, casso.
     pub gateway: &'a str,
     pub gateway_txn_id: &'a str,
     /// `None` for a transfer that matched no order (kept for an operator to attach).
     pub order_id: Option<u64>,
     pub transfer_type: &'a str,
     pub amount_vnd: i64,
+    /// The bank's name (the `gateway` column: SePay's word for it).
     pub bank: Option<&'a str>,
     pub account_number: Option<&'a str>,
     pub code: Option<&'a str>,
@@ -27,7 +29,7 @@ pub struct NewPayment<'a> {
 /// Whether this feed's transaction is recorded: one read answers a repeated delivery. The
 /// unique key stays the guard when two deliveries race.
 pub async fn is_recorded(pool: &MySqlPool, gateway: &str, gateway_txn_id: &str) -> Result<bool, StoreError> {
-    Ok(sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM payments WHERE gateway = ? AND gateway_txn_id = ?)")
+    Ok(sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM payments WHERE feed = ? AND feed_txn_id = ?)")
         .bind(gateway)
         .bind(gateway_txn_id)
         .fetch_one(pool)
@@ -44,8 +46,8 @@ pub async fn recorded_among(
     let mut found = std::collections::HashSet::new();
     // Bounded IN-lists: a listing can hold thousands of ids.
     for chunk in ids.chunks(1000) {
-        let mut query = sqlx::QueryBuilder::<sqlx::MySql>::new("SELECT gateway_txn_id FROM payments WHERE gateway = ");
-        query.push_bind(gateway).push(" AND gateway_txn_id IN (");
+        let mut query = sqlx::QueryBuilder::<sqlx::MySql>::new("SELECT feed_txn_id FROM payments WHERE feed = ");
+        query.push_bind(gateway).push(" AND feed_txn_id IN (");
         let mut list = query.separated(", ");
         for id in chunk {
             list.push_bind(*id);
@@ -59,12 +61,14 @@ pub async fn recorded_among(
 /// Inserts the payment; `false` when this feed's transaction is already recorded.
 pub async fn insert(conn: &mut MySqlConnection, p: &NewPayment<'_>) -> Result<bool, StoreError> {
     let result = sqlx::query(
-        "INSERT INTO payments (gateway, gateway_txn_id, order_id, transfer_type, amount_vnd, bank, account_number,
+        "INSERT INTO payments (feed, feed_txn_id, sepay_id, order_id, transfer_type, amount_vnd, gateway, account_number,
                                code, content, reference_code, transaction_date, raw_payload, arrived_by)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(p.gateway)
     .bind(p.gateway_txn_id)
+    // SePay's id in its own column too: the previous release deduplicates on it.
+    .bind((p.gateway == "sepay").then(|| p.gateway_txn_id.parse::<i64>().ok()).flatten())
     .bind(p.order_id)
     .bind(p.transfer_type)
     .bind(p.amount_vnd)
@@ -80,7 +84,9 @@ pub async fn insert(conn: &mut MySqlConnection, p: &NewPayment<'_>) -> Result<bo
     .await;
     match result {
         Ok(_) => Ok(true),
-        Err(e) if is_duplicate_key(&e, "uq_payments_gateway_txn") => Ok(false),
+        Err(e) if is_duplicate_key(&e, "uq_payments_feed_txn") || is_duplicate_key(&e, "uq_payments_sepay_id") => {
+            Ok(false)
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -140,7 +146,8 @@ pub struct HeldPayment {
 
 pub async fn lock_payment(conn: &mut MySqlConnection, payment_id: u64) -> Result<Option<HeldPayment>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT p.gateway, p.gateway_txn_id, p.transfer_type, o.code AS attached_to, p.amount_vnd
+        "SELECT p.feed AS gateway, COALESCE(p.feed_txn_id, CAST(p.sepay_id AS CHAR)) AS gateway_txn_id, p.transfer_type,
+                o.code AS attached_to, p.amount_vnd
          FROM payments p LEFT JOIN orders o ON o.id = p.order_id WHERE p.id = ? FOR UPDATE",
     )
     .bind(payment_id)
@@ -170,7 +177,8 @@ pub struct UnmatchedPayment {
 /// Incoming transfers that matched no order, newest first.
 pub async fn unmatched(pool: &MySqlPool, incoming: &str, limit: u32) -> Result<Vec<UnmatchedPayment>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT id, gateway, gateway_txn_id, amount_vnd, bank, account_number, content, reference_code, received_at
+        "SELECT id, feed AS gateway, COALESCE(feed_txn_id, CAST(sepay_id AS CHAR)) AS gateway_txn_id, amount_vnd,
+                gateway AS bank, account_number, content, reference_code, received_at
          FROM payments WHERE order_id IS NULL AND transfer_type = ? ORDER BY id DESC LIMIT ?",
     )
     .bind(incoming)

@@ -15,7 +15,7 @@ pub struct CursorRow {
 
 pub async fn cursor(pool: &MySqlPool, gateway: &str) -> Result<Option<CursorRow>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT gateway, cursor_value, last_pass_at, last_listed, last_recorded FROM reconcile_cursors WHERE gateway = ?",
+        "SELECT feed AS gateway, cursor_value, last_pass_at, last_listed, last_recorded FROM reconcile_cursors WHERE feed = ?",
     )
     .bind(gateway)
     .fetch_optional(pool)
@@ -24,7 +24,7 @@ pub async fn cursor(pool: &MySqlPool, gateway: &str) -> Result<Option<CursorRow>
 
 pub async fn all(pool: &MySqlPool) -> Result<Vec<CursorRow>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT gateway, cursor_value, last_pass_at, last_listed, last_recorded FROM reconcile_cursors ORDER BY gateway",
+        "SELECT feed AS gateway, cursor_value, last_pass_at, last_listed, last_recorded FROM reconcile_cursors ORDER BY feed",
     )
     .fetch_all(pool)
     .await?)
@@ -44,7 +44,7 @@ pub async fn advance(
         // Nothing to resume from yet: only the pass is noted, on a feed that has a cursor.
         sqlx::query(
             "UPDATE reconcile_cursors SET last_pass_at = CURRENT_TIMESTAMP(3), last_listed = ?, last_recorded = ?
-             WHERE gateway = ?",
+             WHERE feed = ?",
         )
         .bind(listed)
         .bind(recorded)
@@ -54,7 +54,7 @@ pub async fn advance(
         return Ok(());
     };
     sqlx::query(
-        "INSERT INTO reconcile_cursors (gateway, cursor_value, last_pass_at, last_listed, last_recorded)
+        "INSERT INTO reconcile_cursors (feed, cursor_value, last_pass_at, last_listed, last_recorded)
          VALUES (?, ?, CURRENT_TIMESTAMP(3), ?, ?)
          ON DUPLICATE KEY UPDATE
            cursor_value = IF((CHAR_LENGTH(VALUES(cursor_value)), VALUES(cursor_value)) > (CHAR_LENGTH(cursor_value), cursor_value),

@@ -100,7 +100,7 @@ async fn a_transfer_whose_webhook_never_arrived_pays_its_order_at_the_next_pass(
     assert_eq!((ours.order_code.as_deref(), ours.outcome.as_str()), (Some(code.as_str()), "paid its order"));
     assert_eq!(order_status(&pool, code.as_str()).await, ("paid".into(), 499_000));
     let arrived: String =
-        sqlx::query_scalar("SELECT arrived_by FROM payments WHERE gateway = 'sepay' AND gateway_txn_id = ?")
+        sqlx::query_scalar("SELECT arrived_by FROM payments WHERE feed = 'sepay' AND feed_txn_id = ?")
             .bind(id.to_string())
             .fetch_one(&pool)
             .await
@@ -162,7 +162,7 @@ async fn webhook_and_reconciliation_at_once_record_one_payment(pool: MySqlPool) 
             let sql = sql.replace("{id}", &id.to_string()).replace("{order}", &created.order_id.to_string());
             async move { count(&pool, &sql).await }
         };
-        assert_eq!(one("SELECT COUNT(*) FROM payments WHERE gateway_txn_id = '{id}'").await, 1, "round {round}");
+        assert_eq!(one("SELECT COUNT(*) FROM payments WHERE feed_txn_id = '{id}'").await, 1, "round {round}");
         assert_eq!(
             one("SELECT COUNT(*) FROM order_events WHERE order_id = {order} AND kind = 'order_status' AND to_status = 'paid'")
                 .await,
@@ -279,7 +279,7 @@ async fn a_fractional_amount_is_refused_and_holds_the_cursor(pool: MySqlPool) {
     }
     assert_eq!(order_status(&pool, code.as_str()).await, ("pending".into(), 0));
     let recorded: Vec<String> =
-        sqlx::query_scalar("SELECT gateway_txn_id FROM payments ORDER BY id").fetch_all(&pool).await.unwrap();
+        sqlx::query_scalar("SELECT feed_txn_id FROM payments ORDER BY id").fetch_all(&pool).await.unwrap();
     assert_eq!(recorded, vec![before.to_string(), after.to_string()]);
 }
 
@@ -317,10 +317,7 @@ async fn casso_pages_through_a_429_and_pays_an_order_made_for_sepays_code_patter
         testing::drain(&sqs, &urls[&Queue::Enroll]).await,
         vec![format!("{{\"item_id\":{}}}", created.item_ids[0])]
     );
-    assert_eq!(
-        count(&pool, "SELECT COUNT(*) FROM payments WHERE gateway = 'casso' AND transfer_type = 'out'").await,
-        24
-    );
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM payments WHERE feed = 'casso' AND transfer_type = 'out'").await, 24);
     let cursor = stored_cursor(&pool, "casso").await.unwrap();
     assert_eq!(cursor.len(), 10, "a day: {cursor}");
 

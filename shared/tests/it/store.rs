@@ -133,8 +133,9 @@ async fn migrations_apply_to_an_empty_database_and_again_change_nothing(pool: My
     // Indexes the flows rely on.
     for needle in [
         "orders|uq_orders_code|0|1|code",
-        "payments|uq_payments_gateway_txn|0|1|gateway",
-        "payments|uq_payments_gateway_txn|0|2|gateway_txn_id",
+        "payments|uq_payments_feed_txn|0|1|feed",
+        "payments|uq_payments_feed_txn|0|2|feed_txn_id",
+        "payments|uq_payments_sepay_id|0|1|sepay_id",
         "order_items|ix_items_status_updated|1|1|status",
         "order_items|ix_items_status_updated|1|2|updated_at",
         "outbox|ix_outbox_unconsumed|1|1|consumed_at",
@@ -162,7 +163,7 @@ async fn unique_keys_hold(pool: MySqlPool) {
     assert!(dup.is_err(), "a second order with code {code} was accepted");
     let payment = |gateway: &'static str| {
         sqlx::query(
-            "INSERT INTO payments (gateway, gateway_txn_id, transfer_type, amount_vnd, raw_payload)
+            "INSERT INTO payments (feed, feed_txn_id, transfer_type, amount_vnd, raw_payload)
              VALUES (?, '92704', 'in', 1000, '{}')",
         )
         .bind(gateway)
@@ -175,7 +176,8 @@ async fn unique_keys_hold(pool: MySqlPool) {
 }
 
 /// The bank-feeds migration keeps every payment recorded before it: each becomes a SePay
-/// payment keyed by its old id, arrived by webhook, with its bank name kept.
+/// payment keyed by its old id, arrived by webhook, with its bank name kept; and the previous
+/// release's insert still works on the new schema and still deduplicates.
 #[sqlx::test(migrations = false)]
 async fn the_bank_feeds_migration_keeps_every_existing_payment(pool: MySqlPool) {
     let all = &store::MIGRATOR;
@@ -197,8 +199,8 @@ async fn the_bank_feeds_migration_keeps_every_existing_payment(pool: MySqlPool) 
     .unwrap();
 
     store::migrate(&pool).await.unwrap();
-    let rows: Vec<(String, String, Option<u64>, String, Option<String>, String)> = sqlx::query_as(
-        "SELECT gateway, gateway_txn_id, order_id, transfer_type, bank, arrived_by FROM payments ORDER BY id",
+    let rows: Vec<(String, Option<String>, Option<u64>, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT feed, feed_txn_id, order_id, transfer_type, gateway, arrived_by FROM payments ORDER BY id",
     )
     .fetch_all(&pool)
     .await
@@ -208,22 +210,31 @@ async fn the_bank_feeds_migration_keeps_every_existing_payment(pool: MySqlPool) 
         vec![
             (
                 "sepay".into(),
-                "92704".into(),
+                Some("92704".into()),
                 Some(f.order_id),
                 "in".into(),
                 Some("Vietcombank".into()),
                 "webhook".into()
             ),
-            ("sepay".into(), "92705".into(), None, "out".into(), Some("MBBank".into()), "webhook".into()),
+            ("sepay".into(), Some("92705".into()), None, "out".into(), Some("MBBank".into()), "webhook".into()),
         ]
     );
-    // And the old id still deduplicates.
+    // The old id still deduplicates, by the new key and by the old.
     let again = sqlx::query(
-        "INSERT INTO payments (gateway, gateway_txn_id, transfer_type, amount_vnd, raw_payload) VALUES ('sepay', '92704', 'in', 1, '{}')",
+        "INSERT INTO payments (feed, feed_txn_id, transfer_type, amount_vnd, raw_payload) VALUES ('sepay', '92704', 'in', 1, '{}')",
     )
     .execute(&pool)
     .await;
     assert!(again.is_err(), "a payment recorded before the migration was accepted again");
+    // The previous release's insert, unchanged, on the new schema: accepted once, then refused.
+    let old_release =
+        "INSERT INTO payments (sepay_id, order_id, transfer_type, amount_vnd, gateway, content, raw_payload)
+                       VALUES (92706, NULL, 'in', 1000, 'MBBank', 'x', '{}')";
+    sqlx::query(old_release).execute(&pool).await.unwrap();
+    assert!(
+        sqlx::query(old_release).execute(&pool).await.is_err(),
+        "the previous release could record a payment twice"
+    );
 }
 
 // ---------------------------------------------------------------- item state machine
