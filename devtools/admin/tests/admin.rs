@@ -343,8 +343,11 @@ async fn reconcile_records_what_the_webhook_missed_and_says_what_it_found(pool: 
     assert!(run.ok, "{}", run.stderr);
     assert!(run.stdout.contains("sepay: listed 1") && run.stdout.contains("1 recorded now"), "{}", run.stdout);
     assert!(run.stdout.contains(&format!("found {id}")) && run.stdout.contains(code.as_str()), "{}", run.stdout);
-    let status: String =
-        sqlx::query_scalar("SELECT status FROM orders WHERE code = ?").bind(code.as_str()).fetch_one(&pool).await.unwrap();
+    let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE code = ?")
+        .bind(code.as_str())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(status, "paid");
     assert_eq!(testing::drain(&sqs, &urls[&Queue::Enroll]).await.len(), 1);
 

@@ -384,7 +384,9 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
 }
 
-/// Auth, faults and SePay's rate limit, in the order SePay applies them; `Err` is the answer.
+/// Auth, faults and SePay's rate limit, in the order SePay applies them; `Err` is the answer,
+/// sent as it is (boxing it would only add an allocation).
+#[allow(clippy::result_large_err)]
 fn sepay_gate(emu: &Emulator, headers: &HeaderMap) -> Result<(), Response> {
     let mut inner = emu.0.lock().unwrap();
     inner.stats.sepay_requests += 1;
@@ -470,7 +472,7 @@ async fn sepay_list(State(emu): State<Emulator>, headers: HeaderMap, Query(q): Q
         .filter(|t| q.amount_out.as_deref().is_none_or(|a| a == sepay_amount(t, false)))
         .collect();
     match inner.config.sepay_order {
-        ListOrder::Desc => rows.sort_by(|a, b| b.id.cmp(&a.id)),
+        ListOrder::Desc => rows.sort_by_key(|t| std::cmp::Reverse(t.id)),
         ListOrder::Asc => rows.sort_by_key(|t| t.id),
     }
     rows.truncate(limit);

@@ -199,7 +199,9 @@ async fn the_bank_feeds_migration_keeps_every_existing_payment(pool: MySqlPool) 
     .unwrap();
 
     store::migrate(&pool).await.unwrap();
-    let rows: Vec<(String, Option<String>, Option<u64>, String, Option<String>, String)> = sqlx::query_as(
+    // feed, feed_txn_id, order_id, transfer_type, bank (the gateway column), arrived_by
+    type Row = (String, Option<String>, Option<u64>, String, Option<String>, String);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT feed, feed_txn_id, order_id, transfer_type, gateway, arrived_by FROM payments ORDER BY id",
     )
     .fetch_all(&pool)
