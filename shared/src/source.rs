@@ -22,12 +22,28 @@ pub enum SourceError {
     Missing(String),
     #[error("reading the source failed: {0}")]
     Read(String),
+    #[error(
+        "source objects {first} and {second} would be the same file in Drive (they differ only by empty path segments); rename one"
+    )]
+    Collision { first: String, second: String },
+}
+
+/// An object's path under the course prefix, as the buyer's folder tree will have it: empty
+/// segments (a leading `/`, a `//`) dropped, so they never become empty-named or duplicate
+/// folders. `None` for a folder marker (a key ending in `/`) or a key with no name at all.
+pub fn relative_path(key: &str, prefix: &str) -> Option<String> {
+    if key.ends_with('/') {
+        return None;
+    }
+    let path = key.strip_prefix(prefix).unwrap_or(key);
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    (!segments.is_empty()).then(|| segments.join("/"))
 }
 
 impl SourceError {
     /// A missing object or a bad location will not fix itself by retrying.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, SourceError::Missing(_) | SourceError::BadLocation(_))
+        matches!(self, SourceError::Missing(_) | SourceError::BadLocation(_) | SourceError::Collision { .. })
     }
 }
 
@@ -146,15 +162,22 @@ impl S3Source {
                 })?;
             for o in page.contents() {
                 let Some(key) = o.key() else { continue };
-                if key.ends_with('/') {
-                    continue;
-                }
-                let path = key.strip_prefix(at.prefix.as_str()).unwrap_or(key).to_string();
+                let Some(path) = relative_path(key, &at.prefix) else { continue };
                 objects.push(SourceObject { key: key.to_string(), path, size: o.size().unwrap_or(0).max(0) as u64 });
             }
             match page.next_continuation_token() {
                 Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => return Ok(objects),
+                _ => {
+                    // Two keys that differ only by empty segments ("a//b" and "a/b") would be
+                    // one file in Drive: the seller must rename one, so say which.
+                    let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+                    for o in &objects {
+                        if let Some(first) = seen.insert(o.path.as_str(), o.key.as_str()) {
+                            return Err(SourceError::Collision { first: first.to_string(), second: o.key.clone() });
+                        }
+                    }
+                    return Ok(objects);
+                }
             }
         }
     }

@@ -157,6 +157,10 @@ struct Moodle {
     enrolments: Vec<(u64, u64, u64)>,
     calls: Vec<String>,
     fail_next: usize,
+    /// Calls that carried the token in the URL (it must travel in the body).
+    token_in_url: usize,
+    /// Answer nothing for this long (longer than the client's timeout: a hung Moodle).
+    hang: Option<Duration>,
 }
 
 fn moodle_error(errorcode: &str, message: &str) -> Json<Value> {
@@ -165,11 +169,23 @@ fn moodle_error(errorcode: &str, message: &str) -> Json<Value> {
 }
 
 async fn moodle_ws(
-    State(m): State<Arc<Mutex<Moodle>>>,
-    Query(q): Query<HashMap<String, String>>,
+    State(state): State<Arc<Mutex<Moodle>>>,
+    Query(query): Query<HashMap<String, String>>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Result<Json<Value>, StatusCode> {
-    let mut m = m.lock().unwrap();
+    let hang = state.lock().unwrap().hang;
+    if let Some(d) = hang {
+        tokio::time::sleep(d).await;
+    }
+    let mut m = state.lock().unwrap();
+    m.token_in_url += usize::from(query.contains_key("wstoken"));
+    // Moodle's REST server reads its ws parameters from the query string or the POST body.
+    let mut q = query;
+    for k in ["wstoken", "wsfunction", "moodlewsrestformat"] {
+        if let Some(v) = f.get(k) {
+            q.insert(k.to_string(), v.clone());
+        }
+    }
     let function = q.get("wsfunction").cloned().unwrap_or_default();
     m.calls.push(function.clone());
     if m.fail_next > 0 {
@@ -374,6 +390,7 @@ async fn moodle_creates_a_missing_user_then_enrols_them(pool: MySqlPool) {
         assert_eq!(item_status(&pool, item).await, "enrolled");
     }
     let m = moodle.lock().unwrap();
+    assert_eq!(m.token_in_url, 0, "the token travelled in a URL");
     assert_eq!(m.users, vec![(100, "hoc.vien@example.com".to_string(), true)], "one user, made with createpassword=1");
     assert_eq!(m.enrolments, vec![(100, 42, 5)]);
     assert_eq!(
@@ -435,4 +452,53 @@ async fn an_operator_retry_sends_a_failed_enrollment_back_with_its_message(pool:
     assert_eq!(testing::drain(&sqs, &urls[&Queue::Enroll]).await, vec![body(items_[0])]);
     assert!(failures(&handle(&ctx, event(&[("a2", &body(items_[0]))])).await).is_empty());
     assert_eq!(item(&pool, items_[0]).await.0, "enrolled");
+}
+
+/// A Moodle that does not answer in time: the failure recorded everywhere an operator can
+/// read it (the item's last error, the timeline) says what happened without the token, which
+/// reqwest's error text would carry in the URL it quotes.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_moodle_timeout_never_writes_the_token_anywhere(pool: MySqlPool) {
+    let (_, items_) = enrolling_items(&pool, 1).await;
+    let (moodle, provider) = moodle("good-token").await;
+    moodle.lock().unwrap().hang = Some(Duration::from_secs(3));
+    let (ctx, _, _) = context(&pool, provider, 1).await;
+    handle(&ctx, event(&[("a", &body(items_[0]))])).await;
+    let (status, _, _, error) = item(&pool, items_[0]).await;
+    let error = error.expect("the timeout is recorded");
+    assert!(error.contains("Moodle unreachable"), "{status}: {error}");
+    let leaks: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM order_items WHERE last_error LIKE '%good-token%')
+              + (SELECT COUNT(*) FROM order_events WHERE detail LIKE '%good-token%')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(leaks, 0, "the Moodle token was written into the database: {error}");
+    assert!(!error.contains("wstoken") && !error.contains("server.php"), "{error}");
+}
+
+/// A redirect from the seller's LMS is not followed (it would turn the POST into a GET and a
+/// landing page's 200 would count as enrolled): the item fails, naming where it pointed.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn an_lms_webhook_redirect_is_a_failure_not_an_enrollment(pool: MySqlPool) {
+    let (_, items_) = enrolling_items(&pool, 1).await;
+    let landed = Arc::new(Mutex::new(0usize));
+    let counter = landed.clone();
+    let router =
+        Router::new().route("/enroll", post(|| async { (StatusCode::FOUND, [("location", "/welcome")]) })).route(
+            "/welcome",
+            axum::routing::get(move || {
+                *counter.lock().unwrap() += 1;
+                async { "Chào mừng!" }
+            }),
+        );
+    let url = serve(router).await;
+    let provider = WebhookProvider::new(format!("{url}/enroll"), "lms-secret".into(), Duration::from_millis(500));
+    let (ctx, _, _) = context(&pool, provider, 5).await;
+    assert!(failures(&handle(&ctx, event(&[("a", &body(items_[0]))])).await).is_empty());
+    let (status, _, stage, error) = item(&pool, items_[0]).await;
+    assert_eq!((status.as_str(), stage.as_deref()), ("failed", Some("enroll")));
+    assert!(error.as_deref().unwrap_or_default().contains("redirect to /welcome"), "{error:?}");
+    assert_eq!(*landed.lock().unwrap(), 0, "the redirect was followed");
 }

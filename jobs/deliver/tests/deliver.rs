@@ -470,3 +470,67 @@ async fn an_idle_job_keeps_every_long_poll_and_claims_each_message(pool: MySqlPo
     assert_eq!(h.item_row().await.0, "delivered", "{stderr}");
     assert_eq!(h.drive_tree().await, h.expected());
 }
+
+/// A worker whose heartbeats stopped counting (its lease lapsed, and another worker took the
+/// item over) stops at its next heartbeat: it uploads nothing more, never clears the new
+/// holder's lease, never records the item; the new holder delivers every file once, MD5 equal.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_worker_that_lost_its_lease_stops_and_leaves_the_item_to_the_new_holder(pool: MySqlPool) {
+    let files = vec![("a.mp4", data(6 * 1024 * 1024 + 11, 3)), ("b/c.bin", data(3 * 1024 * 1024, 9))];
+    let h = harness(pool, &files, CHUNK_GRANULE * 4).await;
+    // A real network's pace, so the first worker is mid-copy when it loses the item.
+    h.drive.emu.set_faults(Faults { upload_bytes_per_sec: 1024 * 1024, ..Faults::default() });
+    // Heartbeats every second (a lease of 3 s).
+    let first = std::sync::Arc::new(Deliverer {
+        pool: h.pool.clone(),
+        drive: DriveClient::new(testing::fast_drive_config(&h.drive.base), StaticToken("emulator-token".into())),
+        source: testing::s3_source().await,
+        publisher: testing::fresh_queues(&h.sqs).await.0,
+        settings: DeliverSettings { lease_secs: 3, ..DeliverSettings::default() },
+        worker: "worker-a".into(),
+    });
+    let running = tokio::spawn({
+        let (first, item) = (first.clone(), h.item);
+        async move { first.deliver_item(item).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while h.drive.emu.bytes_written() < 1024 * 1024 {
+        assert!(std::time::Instant::now() < deadline, "the upload never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its heartbeats fail past the lease (here: the lease is simply taken from it, as a
+    // worker that found it lapsed would take it).
+    sqlx::query(
+        "UPDATE order_items SET lease_owner = 'worker-b', lease_until = NOW(3) + INTERVAL 60 SECOND WHERE id = ?",
+    )
+    .bind(h.item)
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the worker kept going after losing its lease")
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, Outcome::Busy);
+    let stopped_at = h.drive.emu.bytes_written();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(h.drive.emu.bytes_written(), stopped_at, "bytes uploaded after the lease was lost");
+    let (owner, status, attempts): (Option<String>, String, u32) =
+        sqlx::query_as("SELECT lease_owner, status, attempts FROM order_items WHERE id = ?")
+            .bind(h.item)
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!((owner.as_deref(), status.as_str(), attempts), (Some("worker-b"), "delivering", 0));
+
+    // The new holder (its lease lapses for the test to claim it as "worker-b" would) finishes.
+    h.drive.emu.set_faults(Faults::default());
+    sqlx::query("UPDATE order_items SET lease_until = NOW(3) - INTERVAL 1 SECOND WHERE id = ?")
+        .bind(h.item)
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(h.job.deliver_item(h.item).await.unwrap(), Outcome::Delivered);
+    assert_eq!(h.drive_tree().await, h.expected(), "every file once, MD5 equal");
+}

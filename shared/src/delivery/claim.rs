@@ -1,6 +1,8 @@
 //! Taking an item and holding it: the claim, the lease's heartbeat, release and hand-back.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
 
 use super::{Deliverer, Outcome};
 use crate::adapters::queue::Publisher;
@@ -35,23 +37,42 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         Ok(None)
     }
 
-    /// Keeps the lease alive while the item is worked.
-    pub(super) fn spawn_heartbeat(&self, item_id: u64) -> tokio::task::JoinHandle<()> {
+    /// Keeps the lease alive while the item is worked. The receiver fires when the lease is
+    /// lost: a renewal that updates nothing (another worker took the item over), or no renewal
+    /// succeeding for a whole lease (the database unreachable: by now another may have it).
+    /// The worker must then stop at once.
+    pub(super) fn spawn_heartbeat(&self, item_id: u64) -> (tokio::task::JoinHandle<()>, oneshot::Receiver<()>) {
         let (pool, worker, lease) = (self.pool.clone(), self.worker.clone(), self.settings.lease_secs);
-        tokio::spawn(async move {
+        let (lost, lost_rx) = oneshot::channel();
+        let handle = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs((lease / 3).max(1) as u64));
             tick.tick().await;
+            let mut renewed = Instant::now();
             loop {
                 tick.tick().await;
-                let _ = leases::renew(&pool, item_id, ItemStatus::Delivering, &worker, lease).await;
+                match leases::renew(&pool, item_id, ItemStatus::Delivering, &worker, lease).await {
+                    Ok(true) => renewed = Instant::now(),
+                    Ok(false) => {
+                        tracing::warn!(item_id, %worker, "the lease is another worker's now; stopping");
+                        let _ = lost.send(());
+                        return;
+                    }
+                    Err(e) if renewed.elapsed() >= Duration::from_secs(lease as u64) => {
+                        tracing::warn!(item_id, %worker, error = %e, "no heartbeat for a whole lease; stopping");
+                        let _ = lost.send(());
+                        return;
+                    }
+                    Err(e) => tracing::warn!(item_id, error = %e, "heartbeat failed; trying again"),
+                }
             }
-        })
+        });
+        (handle, lost_rx)
     }
 
     /// Hands the item back for a later try; with an error, counts an attempt. Returns the
-    /// attempts so far.
-    pub(super) async fn release(&self, item_id: u64, error: Option<&str>) -> Result<u32, StoreError> {
-        leases::release(&self.pool, item_id, ItemStatus::Delivering, error).await
+    /// attempts so far, or `None` when the lease was no longer ours (nothing changed).
+    pub(super) async fn release(&self, item_id: u64, error: Option<&str>) -> Result<Option<u32>, StoreError> {
+        leases::release(&self.pool, item_id, ItemStatus::Delivering, &self.worker, error).await
     }
 
     /// Gives a claimed item back at once (a stopping worker), so the next can take it without

@@ -78,7 +78,12 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
                             self.complete(row.id, &local, object.size, progress, object.size).await?;
                             return Ok(());
                         }
-                        self.redo(row.id).await?;
+                        // A partial or wrong file under our id: removed before the redo, or the
+                        // folder would end with two files of this name.
+                        tracing::warn!(item_id, path = %object.path, local, ?remote, "the existing file differs; deleting and redoing it");
+                        if !self.discard(row.id, &file_id).await? {
+                            return Ok(());
+                        }
                         continue;
                     }
                     Err(e) => return Err(e.into()),
@@ -113,8 +118,9 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
             }
             progress.bytes.fetch_sub(counted, Ordering::Relaxed);
             tracing::warn!(item_id, path = %object.path, local, remote = ?uploaded.md5_checksum, round, "MD5 mismatch; deleting and redoing the file");
-            self.drive.delete(&uploaded.id).await?;
-            self.redo(row.id).await?;
+            if !self.discard(row.id, &uploaded.id).await? {
+                return Ok(());
+            }
         }
         Err(DriveError::Checksum {
             local: "(twice)".into(),
@@ -123,8 +129,14 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         .into())
     }
 
-    /// Forgets a file's Drive object and session so the next round starts it afresh.
-    pub(super) async fn redo(&self, row_id: u64) -> Result<(), CopyError> {
+    /// Deletes a bad copy and forgets it, so the next round starts the file afresh. Never a
+    /// file whose row another worker has completed meanwhile: then nothing is touched and the
+    /// answer is `false` (the file is done).
+    pub(super) async fn discard(&self, row_id: u64, drive_id: &str) -> Result<bool, CopyError> {
+        if delivered_files::is_completed(&self.pool, row_id).await? {
+            return Ok(false);
+        }
+        self.drive.delete(drive_id).await?;
         Ok(delivered_files::redo(&self.pool, row_id).await?)
     }
 

@@ -97,6 +97,13 @@ impl CopyError {
     }
 }
 
+/// Whether a write still needs this worker's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lease {
+    Held,
+    Released,
+}
+
 impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
     /// Delivers one item. Safe to call again at any time: a delivered item is left alone,
     /// and a half-delivered one continues where the last run stopped.
@@ -104,36 +111,46 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         if let Some(outcome) = self.claim(item_id).await? {
             return Ok(outcome);
         }
-        let heartbeat = self.spawn_heartbeat(item_id);
+        let (heartbeat, mut lease_lost) = self.spawn_heartbeat(item_id);
         let started = std::time::Instant::now();
-        let result = self.work(item_id).await;
+        // A worker that lost its lease stops mid-copy (what it uploaded is resumable by the
+        // new holder) and writes nothing more: every write below carries its lease.
+        let result = tokio::select! {
+            r = self.work(item_id) => Some(r),
+            Ok(()) = &mut lease_lost => None,
+        };
         heartbeat.abort();
+        let Some(result) = result else { return Ok(Outcome::Busy) };
         match result {
             Ok(copied) => {
                 crate::metrics::emit(crate::metrics::Metric::Delivered {
                     bytes: copied,
                     seconds: started.elapsed().as_secs_f64(),
                 });
-                let change = ItemChange::new(item_id, ItemStatus::Delivering, ItemStatus::Delivered, &self.worker);
+                let change = ItemChange::new(item_id, ItemStatus::Delivering, ItemStatus::Delivered, &self.worker)
+                    .held_by(&self.worker);
                 match items::transition_unless_moved(&self.pool, &change).await? {
                     Ok(t) => {
                         relay::publish_all(&self.pool, &self.publisher, t.outbox.as_slice()).await;
                         Ok(Outcome::Delivered)
                     }
+                    // Still delivering, but under another worker's lease: it finishes.
+                    Err(ItemStatus::Delivering) => Ok(Outcome::Busy),
                     // Revoked while we copied: the refund wins.
                     Err(now) => Ok(Outcome::AlreadyDone(now)),
                 }
             }
             Err(e) => match e.verdict() {
-                Verdict::Pause(m) => {
-                    self.release(item_id, None).await?;
-                    Ok(Outcome::Paused(m))
-                }
-                Verdict::Fail(m) => self.fail(item_id, &m).await,
+                Verdict::Pause(m) => match self.release(item_id, None).await? {
+                    Some(_) => Ok(Outcome::Paused(m)),
+                    None => Ok(Outcome::Busy),
+                },
+                Verdict::Fail(m) => self.fail(item_id, &m, Lease::Held).await,
                 Verdict::Retry(m) => {
-                    let attempts = self.release(item_id, Some(&m)).await?;
+                    let Some(attempts) = self.release(item_id, Some(&m)).await? else { return Ok(Outcome::Busy) };
                     if attempts >= self.settings.max_attempts {
-                        self.fail(item_id, &format!("gave up after {attempts} attempts: {m}")).await
+                        // Released just now: no lease left to hold.
+                        self.fail(item_id, &format!("gave up after {attempts} attempts: {m}"), Lease::Released).await
                     } else {
                         Ok(Outcome::Retry(m))
                     }
@@ -142,10 +159,14 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         }
     }
 
-    async fn fail(&self, item_id: u64, reason: &str) -> Result<Outcome, StoreError> {
-        let change = ItemChange::failure(item_id, ItemStatus::Delivering, Stage::Deliver, reason, &self.worker);
+    async fn fail(&self, item_id: u64, reason: &str, lease: Lease) -> Result<Outcome, StoreError> {
+        let mut change = ItemChange::failure(item_id, ItemStatus::Delivering, Stage::Deliver, reason, &self.worker);
+        if lease == Lease::Held {
+            change = change.held_by(&self.worker);
+        }
         Ok(match items::transition_unless_moved(&self.pool, &change).await? {
             Ok(_) => Outcome::Failed(reason.to_string()),
+            Err(ItemStatus::Delivering) => Outcome::Busy,
             Err(now) => Outcome::AlreadyDone(now),
         })
     }

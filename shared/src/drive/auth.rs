@@ -226,9 +226,12 @@ impl RefreshTokenSource {
             .form(&form)
             .send()
             .await
-            .map_err(|e| Refresh::Transient(format!("token endpoint unreachable: {e}")))?;
+            .map_err(|e| Refresh::Transient(format!("token endpoint unreachable: {}", e.without_url())))?;
         let status = response.status();
-        let body = response.text().await.map_err(|e| Refresh::Transient(format!("token answer cut off: {e}")))?;
+        let body = response
+            .text()
+            .await
+            .map_err(|e| Refresh::Transient(format!("token answer cut off: {}", e.without_url())))?;
         if status.is_success() {
             let granted: Granted =
                 serde_json::from_str(&body).map_err(|e| Refresh::Refused(format!("unreadable token answer: {e}")))?;

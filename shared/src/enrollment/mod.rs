@@ -163,10 +163,16 @@ async fn enrollee(pool: &MySqlPool, item_id: u64) -> Result<Enrollee, StoreError
     Ok(enrollee)
 }
 
-async fn fail(pool: &MySqlPool, item_id: u64, reason: &str) -> Result<Outcome, StoreError> {
-    let change = ItemChange::failure(item_id, ItemStatus::Enrolling, Stage::Enroll, reason, ACTOR);
+/// What a worker that lost its lease answers: nothing was written; the holder decides.
+fn lease_lost() -> Outcome {
+    Outcome::Retry("another worker holds this item's lease now".into())
+}
+
+async fn fail(pool: &MySqlPool, item_id: u64, reason: &str, worker: &str) -> Result<Outcome, StoreError> {
+    let change = ItemChange::failure(item_id, ItemStatus::Enrolling, Stage::Enroll, reason, ACTOR).held_by(worker);
     Ok(match items::transition_unless_moved(pool, &change).await? {
         Ok(_) => Outcome::Failed(reason.to_string()),
+        Err(ItemStatus::Enrolling) => lease_lost(),
         Err(now) => Outcome::AlreadyDone(now),
     })
 }
@@ -188,18 +194,33 @@ pub async fn enroll_item<P: EnrollProvider>(
     match provider.enroll(&who).await {
         Ok(()) => {
             let reason = format!("enrolled by {}", provider.name());
-            let change = ItemChange::new(item_id, ItemStatus::Enrolling, ItemStatus::Enrolled, ACTOR).because(&reason);
+            let change = ItemChange::new(item_id, ItemStatus::Enrolling, ItemStatus::Enrolled, ACTOR)
+                .because(&reason)
+                .held_by(worker);
             Ok(match items::transition_unless_moved(pool, &change).await? {
                 Ok(t) => Outcome::Enrolled { outbox: t.outbox },
+                // Our lease lapsed and another worker holds the item: it records the result.
+                Err(ItemStatus::Enrolling) => lease_lost(),
                 // Revoked while we were enrolling: the refund wins.
                 Err(now) => Outcome::AlreadyDone(now),
             })
         }
-        Err(EnrollError::Permanent(reason)) => fail(pool, item_id, &format!("{}: {reason}", provider.name())).await,
+        Err(EnrollError::Permanent(reason)) => {
+            fail(pool, item_id, &format!("{}: {reason}", provider.name()), worker).await
+        }
         Err(EnrollError::Transient(reason)) => {
-            let attempts = leases::release(pool, item_id, ItemStatus::Enrolling, Some(&reason)).await?;
+            let Some(attempts) = leases::release(pool, item_id, ItemStatus::Enrolling, worker, Some(&reason)).await?
+            else {
+                return Ok(lease_lost());
+            };
             if attempts >= settings.max_attempts {
-                fail(pool, item_id, &format!("{}: gave up after {attempts} attempts: {reason}", provider.name())).await
+                // Released: no lease to hold any more, so the failure is a plain compare-and-set.
+                let reason = format!("{}: gave up after {attempts} attempts: {reason}", provider.name());
+                let change = ItemChange::failure(item_id, ItemStatus::Enrolling, Stage::Enroll, &reason, ACTOR);
+                Ok(match items::transition_unless_moved(pool, &change).await? {
+                    Ok(_) => Outcome::Failed(reason.clone()),
+                    Err(now) => Outcome::AlreadyDone(now),
+                })
             } else {
                 Ok(Outcome::Retry(reason))
             }

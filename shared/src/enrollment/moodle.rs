@@ -5,6 +5,11 @@
 //!
 //! Parameters are form-encoded arrays (`enrolments[0][userid]=5`). Errors arrive as HTTP 200
 //! with `{"exception", "errorcode", "message"}`.
+//!
+//! The token goes in the POST body with the other parameters, never in the URL: Moodle's REST
+//! server reads `wstoken`, `wsfunction` and `moodlewsrestformat` from either, and a URL ends up
+//! in error messages (reqwest's end with `for url (…)`), hence in logs, `last_error` and the
+//! timeline. The token can create users and enrol anyone.
 
 use std::time::Duration;
 
@@ -64,16 +69,21 @@ impl MoodleProvider {
     }
 
     async fn call<T: DeserializeOwned>(&self, function: &str, params: &[(String, String)]) -> Result<T, EnrollError> {
+        let mut form: Vec<(&str, &str)> =
+            vec![("wstoken", self.token.as_str()), ("wsfunction", function), ("moodlewsrestformat", "json")];
+        form.extend(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let response = self
             .client
             .post(&self.endpoint)
-            .query(&[("wstoken", self.token.as_str()), ("wsfunction", function), ("moodlewsrestformat", "json")])
-            .form(params)
+            .form(&form)
             .send()
             .await
-            .map_err(|e| EnrollError::Transient(format!("Moodle unreachable ({function}): {e}")))?;
+            .map_err(|e| EnrollError::Transient(format!("Moodle unreachable ({function}): {}", e.without_url())))?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| EnrollError::Transient(format!("Moodle ({function}): {e}")))?;
+        let text = response
+            .text()
+            .await
+            .map_err(|e| EnrollError::Transient(format!("Moodle ({function}): {}", e.without_url())))?;
         if !status.is_success() {
             let message = format!("Moodle answered {status} to {function}");
             return Err(if status.is_server_error() || status.as_u16() == 429 {

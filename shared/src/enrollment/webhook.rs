@@ -4,7 +4,9 @@
 //! and headers `X-Coursedrop-Timestamp: <unix seconds>` and
 //! `X-Coursedrop-Signature: sha256=<hex HMAC-SHA256(secret, "{timestamp}.{body}")>`.
 //! 2xx → enrolled; 409 → already enrolled (success); other 4xx → permanent; 5xx, timeout or
-//! no connection → transient.
+//! no connection → transient. Redirects are not followed: a 301/302 would turn the POST into a
+//! body-less GET and a landing page's 2xx would count as enrolled, so a 3xx is a permanent
+//! failure naming where it pointed (the URL to configure instead).
 
 use std::time::Duration;
 
@@ -37,7 +39,11 @@ struct Body<'a> {
 
 impl WebhookProvider {
     pub fn new(url: String, secret: String, timeout: Duration) -> Self {
-        let client = crate::http::client_builder().timeout(timeout).build().expect("an HTTP client with rustls builds");
+        let client = crate::http::client_builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client with rustls builds");
         WebhookProvider { url, secret, client }
     }
 }
@@ -67,10 +73,16 @@ impl EnrollProvider for WebhookProvider {
             .body(body)
             .send()
             .await
-            .map_err(|e| EnrollError::Transient(format!("LMS webhook unreachable: {e}")))?;
+            .map_err(|e| EnrollError::Transient(format!("LMS webhook unreachable: {}", e.without_url())))?;
         let status = response.status();
         if status.is_success() || status.as_u16() == 409 {
             return Ok(());
+        }
+        if status.is_redirection() {
+            let to = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("nowhere");
+            return Err(EnrollError::Permanent(format!(
+                "LMS webhook answered {status} (a redirect to {to}); redirects are not followed: set ENROLL_WEBHOOK_URL to the address that takes the POST"
+            )));
         }
         let text: String = response.text().await.unwrap_or_default().chars().take(300).collect();
         let message = format!("LMS webhook answered {status}: {text}");

@@ -80,15 +80,25 @@ pub async fn forget_session(pool: &MySqlPool, row_id: u64) -> Result<(), StoreEr
     Ok(())
 }
 
-/// Forgets the row's Drive object and session, so the next round makes the file afresh.
-pub async fn redo(pool: &MySqlPool, row_id: u64) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE delivered_files SET drive_file_id = NULL, upload_session_uri = NULL, bytes_confirmed = 0 WHERE id = ?",
+/// Forgets the row's Drive object and session, so the next round makes the file afresh;
+/// `false` (and nothing changed) when the row is completed: another worker finished the file.
+pub async fn redo(pool: &MySqlPool, row_id: u64) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE delivered_files SET drive_file_id = NULL, upload_session_uri = NULL, bytes_confirmed = 0
+         WHERE id = ? AND completed_at IS NULL",
     )
     .bind(row_id)
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
+}
+
+/// Whether the row's file is recorded whole (by whichever worker).
+pub async fn is_completed(pool: &MySqlPool, row_id: u64) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar("SELECT completed_at IS NOT NULL FROM delivered_files WHERE id = ?")
+        .bind(row_id)
+        .fetch_one(pool)
+        .await?)
 }
 
 /// The file is in Drive, whole, with this MD5.

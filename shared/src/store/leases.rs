@@ -66,24 +66,31 @@ pub async fn renew(
     Ok(done.rows_affected() == 1)
 }
 
-/// Releases the lease of an item in `status` for a later try; with an error, counts an
-/// attempt and keeps the error. Answers the attempts so far.
+/// Releases `worker`'s lease of an item in `status` for a later try; with an error, counts an
+/// attempt and keeps the error. Answers the attempts so far, or `None` when the lease is no
+/// longer `worker`'s: then nothing changes (another worker's lease is never cleared, nor its
+/// attempts counted).
 pub async fn release(
     pool: &MySqlPool,
     item_id: u64,
     status: ItemStatus,
+    worker: &str,
     error: Option<&str>,
-) -> Result<u32, StoreError> {
-    sqlx::query(
+) -> Result<Option<u32>, StoreError> {
+    let done = sqlx::query(
         "UPDATE order_items SET lease_owner = NULL, lease_until = NULL,
              attempts = attempts + IF(? IS NULL, 0, 1), last_error = COALESCE(?, last_error)
-         WHERE id = ? AND status = ?",
+         WHERE id = ? AND status = ? AND lease_owner = ?",
     )
     .bind(error)
     .bind(error)
     .bind(item_id)
     .bind(status.as_str())
+    .bind(worker)
     .execute(pool)
     .await?;
-    Ok(sqlx::query_scalar("SELECT attempts FROM order_items WHERE id = ?").bind(item_id).fetch_one(pool).await?)
+    if done.rows_affected() == 0 {
+        return Ok(None);
+    }
+    Ok(Some(sqlx::query_scalar("SELECT attempts FROM order_items WHERE id = ?").bind(item_id).fetch_one(pool).await?))
 }

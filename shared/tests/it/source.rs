@@ -48,6 +48,28 @@ async fn lists_a_course_tree_page_by_page_and_reads_from_an_offset() {
     assert!(matches!(no_bucket, SourceError::Missing(_)), "{no_bucket}");
 }
 
+/// Keys with a leading `/` or a `//` after the prefix make no empty-named folders: empty
+/// segments are dropped; two keys that would become the same file are refused, naming both.
+#[tokio::test]
+async fn empty_key_segments_make_no_empty_or_duplicate_folders() {
+    let source = testing::s3_source().await;
+    let bucket = testing::bucket_with(
+        &source,
+        &[("c//lead.txt", b"1".to_vec()), ("c/a//b.mp4", b"22".to_vec()), ("c/a/c.md", b"333".to_vec())],
+    )
+    .await;
+    let at = S3Location::parse(&format!("s3://{bucket}/c/")).unwrap();
+    let listed = source.list(&at).await.unwrap();
+    let mut paths: Vec<&str> = listed.iter().map(|o| o.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, vec!["a/b.mp4", "a/c.md", "lead.txt"]);
+
+    let clash = testing::bucket_with(&source, &[("c/a//b.mp4", b"1".to_vec()), ("c/a/b.mp4", b"2".to_vec())]).await;
+    let refused = source.list(&S3Location::parse(&format!("s3://{clash}/c/")).unwrap()).await.unwrap_err();
+    assert!(matches!(refused, SourceError::Collision { .. }) && refused.is_permanent(), "{refused}");
+    assert!(refused.to_string().contains("c/a//b.mp4") && refused.to_string().contains("c/a/b.mp4"), "{refused}");
+}
+
 #[tokio::test]
 async fn a_file_streams_from_s3_into_drive_and_resumes_from_drives_offset() {
     let source = testing::s3_source().await;

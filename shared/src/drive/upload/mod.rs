@@ -24,8 +24,9 @@ mod protocol;
 pub use protocol::{Held, UploadedFile};
 
 /// A request that got no answer (connection refused or reset, timeout): worth another try.
+/// The URL is left out of the message: a resumable session's URI is usable without a token.
 pub(super) fn network(e: reqwest::Error) -> Attempt {
-    Attempt::Retry { what: format!("network: {e}"), user_rate_limit: false }
+    Attempt::Retry { what: format!("network: {}", e.without_url()), user_rate_limit: false }
 }
 
 /// Drive's error answer, read as worth another try or final.
