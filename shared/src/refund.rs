@@ -23,7 +23,9 @@ pub struct RefundReport {
 pub enum RefundError {
     #[error("no order {0}")]
     NotFound(String),
-    #[error("order {code} is {status}: only a paid or completed order can be refunded")]
+    #[error(
+        "order {code} is {status}: only a paid or completed order, or a cancelled one that received money, can be refunded"
+    )]
     NotRefundable { code: String, status: OrderStatus },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -46,8 +48,11 @@ pub async fn refund<T: AccessToken>(
         return Err(RefundError::NotFound(code.to_string()));
     };
     let mut report = RefundReport::default();
+    // A cancelled order is refunded only for money it received (an expired under-payment).
+    let received_nothing = status == OrderStatus::Cancelled
+        && orders::head_by_code(&mut *pool.acquire().await?, code.as_str()).await?.is_none_or(|h| h.paid_vnd <= 0);
     if status != OrderStatus::Refunded {
-        if !status.can_become(OrderStatus::Refunded) {
+        if !status.can_become(OrderStatus::Refunded) || received_nothing {
             return Err(RefundError::NotRefundable { code: code.to_string(), status });
         }
         let mut tx = pool.begin().await?;

@@ -73,6 +73,9 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Accept the late payment of an expired (cancelled) order: it becomes paid and its
+    /// courses are delivered.
+    AcceptLate { code: String },
     /// Cancel an unpaid order.
     Cancel {
         code: String,
@@ -450,6 +453,27 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
             (json!(payments), text)
         }
         Command::Reconcile { gateway, since } => reconcile(ctx, gateway, since).await?,
+        Command::AcceptLate { code } => {
+            let code = ctx.code(&code)?;
+            let recorded = payments::accept_late(&ctx.pool, &code, &ctx.actor).await.map_err(|e| match e {
+                payments::AcceptError::NoOrder(_) => coded("not_found", e.to_string()),
+                payments::AcceptError::Store(e) => e.into(),
+                e => coded("refused", e.to_string()),
+            })?;
+            let queued = ctx.publish(&recorded.outbox).await;
+            let paid = match &recorded.outcome {
+                payments::PaymentOutcome::Applied { paid_vnd, .. } => *paid_vnd,
+                _ => 0,
+            };
+            (
+                json!({"code": code.as_str(), "status": "paid", "paid_vnd": paid, "items": recorded.outbox.len()}),
+                format!(
+                    "order {code}: late payment of {} accepted; the order is paid and its {} courses are {queued}",
+                    vnd(paid),
+                    recorded.outbox.len()
+                ),
+            )
+        }
         Command::Payments(PaymentCommand::Attach { payment_id, code }) => {
             let code = ctx.code(&code)?;
             let recorded = payments::attach(&ctx.pool, payment_id, &code, &ctx.actor).await?;

@@ -363,3 +363,116 @@ async fn reconcile_records_what_the_webhook_missed_and_says_what_it_found(pool: 
     assert_eq!(off.json()["error"]["code"], "refused", "{}", off.stdout);
     assert!(off.stderr.contains("CASSO_API_KEY"), "{}", off.stderr);
 }
+
+/// Money with no path, given one: an order that expired under-paid is flagged; when the rest
+/// arrives late, `accept-late` makes it paid and sends its courses to enrollment; what cannot
+/// be accepted is refused with the reason; money on a cancelled order can be refunded.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_late_payment_is_accepted_and_money_on_a_cancelled_order_refunded(pool: MySqlPool) {
+    let sqs = testing::sqs_client().await;
+    let (publisher, urls) = testing::fresh_queues(&sqs).await;
+    let env = queue_env(&urls);
+    let settings = coursedrop::payments::PaymentSettings {
+        pattern: coursedrop::domain::CodePattern::new("CD", 6, 10, 8, coursedrop::domain::CodeCharset::Digits).unwrap(),
+        account_number: "0123456789".into(),
+    };
+    let pay = |id: &str, code: &str, amount: i64| coursedrop::payments::BankTransfer {
+        gateway: coursedrop::payments::Gateway::Sepay,
+        id: id.into(),
+        transfer_type: coursedrop::payments::TransferType::In,
+        amount_vnd: amount,
+        bank: None,
+        account_number: Some("0123456789".into()),
+        sub_account: None,
+        code: None,
+        content: Some(code.into()),
+        description: None,
+        reference: None,
+        transaction_date: None,
+        raw: "{}".into(),
+    };
+    let (code, created) = testing::pending_order(&pool, &[200_000, 100_000], -1).await;
+    coursedrop::payments::record(
+        &pool,
+        &pay("1", code.as_str(), 100_000),
+        &settings,
+        coursedrop::payments::Arrival::Webhook,
+    )
+    .await
+    .unwrap();
+    coursedrop::sweeper::sweep(&pool, &publisher, coursedrop::sweeper::OutboxTiming::grace(30)).await.unwrap();
+    let (status, attention): (String, Option<String>) =
+        sqlx::query_as("SELECT status, attention FROM orders WHERE id = ?")
+            .bind(created.order_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "cancelled");
+    assert!(attention.is_some_and(|a| a.contains("100000 of 300000")), "the money is flagged");
+
+    // Accepting less than the total is refused, naming what came.
+    let short = admin(&pool, &["accept-late", code.as_str(), "--json"], &refs(&env)).await;
+    assert!(!short.ok);
+    assert_eq!(short.json()["error"]["code"], "refused");
+    assert!(short.stderr.contains("received 100000 of 300000"), "{}", short.stderr);
+
+    // The rest arrives late; the operator accepts it.
+    coursedrop::payments::record(
+        &pool,
+        &pay("2", code.as_str(), 200_000),
+        &settings,
+        coursedrop::payments::Arrival::Webhook,
+    )
+    .await
+    .unwrap();
+    let accepted = admin(&pool, &["accept-late", code.as_str()], &refs(&env)).await;
+    assert!(accepted.ok, "{}", accepted.stderr);
+    assert!(
+        accepted.stdout.contains("the order is paid") && accepted.stdout.contains("2 courses are queued"),
+        "{}",
+        accepted.stdout
+    );
+    let (status, attention): (String, Option<String>) =
+        sqlx::query_as("SELECT status, attention FROM orders WHERE id = ?")
+            .bind(created.order_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attention), ("paid", None));
+    for item in &created.item_ids {
+        assert_eq!(item_status(&pool, *item).await, "enrolling");
+    }
+    assert_eq!(testing::drain(&sqs, &urls[&Queue::Enroll]).await.len(), 2);
+    let again = admin(&pool, &["accept-late", code.as_str(), "--json"], &refs(&env)).await;
+    assert_eq!(again.json()["error"]["code"], "refused", "a paid order is not accepted twice");
+
+    // A cancelled order that received nothing: nothing to accept, nothing to refund.
+    let (empty, _) = testing::pending_order(&pool, &[50_000], -1).await;
+    coursedrop::sweeper::sweep(&pool, &publisher, coursedrop::sweeper::OutboxTiming::grace(30)).await.unwrap();
+    let nothing = admin(&pool, &["accept-late", empty.as_str(), "--json"], &refs(&env)).await;
+    assert!(nothing.stderr.contains("received no money"), "{}", nothing.stderr);
+    let emulator = drive_emulator::TempEmulator::start("admin-late").await.unwrap();
+    let drive_env = [("DRIVE_API_ROOT", emulator.base.as_str()), ("DRIVE_ACCESS_TOKEN", "emulator-token")];
+    let refused = admin(&pool, &["refund", empty.as_str(), "--reason", "x", "--json"], &drive_env).await;
+    assert!(!refused.ok, "{}", refused.stdout);
+
+    // Money on a cancelled order is refunded.
+    let (kept, kept_order) = testing::pending_order(&pool, &[80_000], -1).await;
+    coursedrop::payments::record(
+        &pool,
+        &pay("3", kept.as_str(), 30_000),
+        &settings,
+        coursedrop::payments::Arrival::Webhook,
+    )
+    .await
+    .unwrap();
+    coursedrop::sweeper::sweep(&pool, &publisher, coursedrop::sweeper::OutboxTiming::grace(30)).await.unwrap();
+    let refunded = admin(&pool, &["refund", kept.as_str(), "--reason", "expired, money returned"], &drive_env).await;
+    assert!(refunded.ok, "{}", refunded.stderr);
+    let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE id = ?")
+        .bind(kept_order.order_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "refunded");
+}

@@ -44,6 +44,45 @@ async fn expired_unpaid_orders_are_cancelled_and_nothing_else(pool: MySqlPool) {
     );
 }
 
+/// An order that expires with some money received is flagged as it is cancelled, so the
+/// money has a path (accept it late, or refund it); one that received nothing is not.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn an_order_that_expires_with_money_received_is_flagged(pool: MySqlPool) {
+    let sqs = testing::sqs_client().await;
+    let (publisher, _) = testing::fresh_queues(&sqs).await;
+    let (short, _) = order_expiring_in(&pool, -1).await;
+    let (nothing, _) = order_expiring_in(&pool, -1).await;
+    sqlx::query("UPDATE orders SET paid_vnd = 40000 WHERE code = ?").bind(&short).execute(&pool).await.unwrap();
+
+    assert_eq!(sweeper::sweep(&pool, &publisher, OutboxTiming::grace(30)).await.unwrap().expired_orders, 2);
+    let flag = |code: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, Option<String>)>("SELECT status, attention FROM orders WHERE code = ?")
+                .bind(code)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let (status, attention) = flag(short.clone()).await;
+    assert_eq!(status, "cancelled");
+    let attention = attention.expect("an expired order holding money is flagged");
+    assert!(
+        attention.contains("40000 of 100000") && attention.contains(&format!("accept-late {short}")),
+        "{attention}"
+    );
+    assert_eq!(flag(nothing).await, ("cancelled".into(), None));
+    let flagged: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM order_events e JOIN orders o ON o.id = e.order_id WHERE o.code = ? AND e.kind = 'needs_attention'",
+    )
+    .bind(&short)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(flagged, 1);
+}
+
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn outbox_rows_are_published_again_only_when_their_relay_failed_or_nobody_consumed_them(pool: MySqlPool) {
     let sqs = testing::sqs_client().await;

@@ -89,6 +89,8 @@ status_enum!(OrderStatus, "order status", {
     (Pending, Cancelled),
     /// An operator accepts a payment that arrived after the order expired.
     (Cancelled, Paid),
+    /// Money that reached a cancelled order is given back.
+    (Cancelled, Refunded),
     (Paid, Completed),
     (Paid, Refunded),
     (Completed, Refunded),
@@ -107,6 +109,8 @@ status_enum!(ItemStatus, "item status", {
 }, transitions: [
     (AwaitingPayment, Enrolling),
     (AwaitingPayment, Cancelled),
+    /// An operator accepts the late payment of an expired order: its items go to enrollment.
+    (Cancelled, Enrolling),
     (Enrolling, Enrolled),
     (Enrolling, Failed),
     (Enrolled, Delivering),

@@ -274,6 +274,67 @@ pub async fn attach(pool: &MySqlPool, payment_id: u64, code: &OrderCode, actor: 
     Ok(Recorded { outcome, outbox })
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error("no order {0}")]
+    NoOrder(String),
+    #[error("order {code} is {status}: only a cancelled (expired) order's late payment can be accepted")]
+    NotCancelled { code: String, status: OrderStatus },
+    #[error("order {0} received no money: there is nothing to accept")]
+    NothingPaid(String),
+    #[error("order {code} received {paid_vnd} of {total_vnd} VND: the rest must arrive first (or refund what came)")]
+    Short { code: String, paid_vnd: i64, total_vnd: i64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for AcceptError {
+    fn from(e: sqlx::Error) -> Self {
+        AcceptError::Store(e.into())
+    }
+}
+
+/// An operator accepts the payment of an order that expired before (all of) it arrived: the
+/// order becomes paid, its items go to enrollment with their outbox rows, its flag is
+/// cleared. One transaction, with the order locked, as a paying transfer is.
+pub async fn accept_late(pool: &MySqlPool, code: &OrderCode, actor: &str) -> Result<Recorded, AcceptError> {
+    let mut db = pool.begin().await?;
+    let order =
+        store::payments::lock_order(&mut db, code).await?.ok_or_else(|| AcceptError::NoOrder(code.to_string()))?;
+    if order.status != OrderStatus::Cancelled {
+        return Err(AcceptError::NotCancelled { code: order.code, status: order.status });
+    }
+    if order.paid_vnd <= 0 {
+        return Err(AcceptError::NothingPaid(order.code));
+    }
+    if order.paid_vnd < order.total_vnd {
+        return Err(AcceptError::Short { code: order.code, paid_vnd: order.paid_vnd, total_vnd: order.total_vnd });
+    }
+    let reason = format!("late payment of {} VND accepted by an operator", order.paid_vnd);
+    orders::transition_in(&mut db, order.id, OrderStatus::Cancelled, OrderStatus::Paid, actor, Some(&reason)).await?;
+    orders::clear_attention_in(&mut db, order.id).await?;
+    let cancelled = order.items_in(ItemStatus::Cancelled);
+    let mut events = Vec::new();
+    let enrolling = items::MoveAll {
+        order_id: order.id,
+        item_ids: &cancelled,
+        from: ItemStatus::Cancelled,
+        to: ItemStatus::Enrolling,
+        actor,
+        reason: Some("late payment accepted"),
+    };
+    let outbox = items::move_all_in(&mut db, &enrolling, &mut events).await?;
+    events::record_all(&mut db, &events).await?;
+    db.commit().await?;
+    let outcome = PaymentOutcome::Applied {
+        order_code: order.code,
+        paid_vnd: order.paid_vnd,
+        total_vnd: order.total_vnd,
+        became_paid: true,
+    };
+    Ok(Recorded { outcome, outbox })
+}
+
 pub use crate::store::payments::UnmatchedPayment;
 
 /// Incoming transfers that matched no order, newest first.

@@ -217,9 +217,25 @@ pub async fn status(conn: &mut MySqlConnection, order_id: u64) -> Result<Option<
 
 /// Cancels a pending order and its items in one transaction: the sweeper's expiry and an
 /// operator's cancel. A Conflict means the order is no longer pending (paid meanwhile).
+///
+/// An order that received some money (an under-payment) is flagged as it is cancelled: that
+/// money needs an operator, to accept it late or to refund it.
 pub async fn cancel_unpaid(pool: &MySqlPool, order_id: u64, actor: &str, reason: &str) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     transition_in(&mut tx, order_id, OrderStatus::Pending, OrderStatus::Cancelled, actor, Some(reason)).await?;
+    let (code, paid_vnd, total_vnd): (String, i64, i64) =
+        sqlx::query_as("SELECT code, paid_vnd, total_vnd FROM orders WHERE id = ?")
+            .bind(order_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let money = (paid_vnd > 0).then(|| {
+        format!(
+            "cancelled with {paid_vnd} of {total_vnd} VND received: accept it (coursedrop-admin accept-late {code}) or refund it"
+        )
+    });
+    if let Some(attention) = &money {
+        record_payment_in(&mut tx, order_id, OrderStatus::Cancelled, paid_vnd, Some(attention)).await?;
+    }
     let item_ids: Vec<u64> = sqlx::query_scalar("SELECT id FROM order_items WHERE order_id = ? AND status = ?")
         .bind(order_id)
         .bind(ItemStatus::AwaitingPayment.as_str())
@@ -235,8 +251,26 @@ pub async fn cancel_unpaid(pool: &MySqlPool, order_id: u64, actor: &str, reason:
         reason: Some(reason),
     };
     super::items::move_all_in(&mut tx, &cancel, &mut events).await?;
+    if let Some(attention) = &money {
+        events.push(NewEvent {
+            order_id,
+            item_id: None,
+            kind: EventKind::NeedsAttention,
+            from_status: None,
+            to_status: None,
+            actor,
+            detail: Some(attention),
+        });
+    }
     events::record_all(&mut tx, &events).await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// Clears an order's flag for an operator, in the caller's transaction (the matter is dealt
+/// with; the timeline keeps the story).
+pub async fn clear_attention_in(conn: &mut MySqlConnection, order_id: u64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE orders SET attention = NULL WHERE id = ?").bind(order_id).execute(conn).await?;
     Ok(())
 }
 
