@@ -6,6 +6,10 @@
 //! close remains: the function dies after the SMTP server accepted the mail but before the
 //! send was recorded. The retry then sends again with the same Message-ID, and mail clients
 //! show one message.
+//!
+//! Two runs of one item at once (a redelivered message while the first is still working)
+//! never both send: the run first takes the item's lease (a compare-and-set on `delivered`),
+//! and the other answers "retry" and finds it completed when it comes back.
 
 use sqlx::MySqlPool;
 
@@ -14,9 +18,12 @@ use crate::drive::upload::DriveClient;
 use crate::drive::{AccessToken, DriveError};
 use crate::mail::{DeliveryMail, MailError, Mailer};
 use crate::store::items::{self, ItemChange};
-use crate::store::{StoreError, orders};
+use crate::store::{StoreError, leases, orders};
 
 const ACTOR: &str = "finalize";
+/// Long enough for a share and an SMTP send with its timeouts; a run that died holding it
+/// delays the next by at most this.
+const LEASE_SECS: u32 = 120;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -85,7 +92,30 @@ pub async fn finalize_item<T: AccessToken>(
     let (Some(folder), Some(link)) = (f.drive_folder_id.as_deref(), f.drive_link.as_deref()) else {
         return fail(pool, item_id, "the item has no Drive folder").await;
     };
+    let worker = format!("finalize-{:016x}", rand::random::<u64>());
+    if !leases::take(pool, item_id, ItemStatus::Delivered, &worker, LEASE_SECS).await? {
+        return Ok(Outcome::Retry("another run is finalizing this item".into()));
+    }
+    let outcome = finalize_held(pool, drive, mailer, item_id, &f, folder, link, order_status).await;
+    // Whatever happened, the lease goes: completing or failing the item clears it already.
+    if !matches!(outcome, Ok(Outcome::Completed { .. } | Outcome::Failed(_))) {
+        leases::release(pool, item_id, ItemStatus::Delivered, &worker, None).await?;
+    }
+    outcome
+}
 
+/// The finalize of an item whose lease this run holds.
+#[allow(clippy::too_many_arguments)]
+async fn finalize_held<T: AccessToken>(
+    pool: &MySqlPool,
+    drive: &DriveClient<T>,
+    mailer: &Mailer,
+    item_id: u64,
+    f: &items::FinalizeFacts,
+    folder: &str,
+    link: &str,
+    order_status: OrderStatus,
+) -> Result<Outcome, StoreError> {
     match share(drive, folder, &f.email).await {
         Ok(()) => {}
         Err(e @ (DriveError::Refused { .. } | DriveError::Auth(_))) => {

@@ -276,3 +276,27 @@ async fn items_of_one_order_finalized_at_once_still_complete_the_order(pool: MyS
         assert_eq!(testing::mails_to(&h.email).len(), 4);
     }
 }
+
+/// Two runs of the same item at the same moment (a redelivered message while the first is
+/// still at work) send one email: the first takes the item's lease, the other is told to
+/// retry, and the retry finds the item completed.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn two_runs_of_one_item_at_once_send_one_email(pool: MySqlPool) {
+    let h = harness(pool, 4, "vi", "gmail.com").await;
+    let ctx = h.ctx(SMTP);
+    for (n, item) in h.items.iter().enumerate() {
+        let (a, b) =
+            tokio::join!(handle(&ctx, event(*item, &format!("a{n}"))), handle(&ctx, event(*item, &format!("b{n}"))));
+        let retried = failures(&a).len() + failures(&b).len();
+        assert!(retried <= 1, "item {item}: {retried} runs asked to be retried");
+        // The message that was told to retry comes back.
+        handle(&ctx, event(*item, &format!("c{n}"))).await;
+        assert_eq!(h.status(*item).await.0, "completed");
+    }
+    assert_eq!(testing::mails_to(&h.email).len(), h.items.len(), "one email per item");
+    let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM order_items WHERE lease_owner IS NOT NULL")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(held, 0, "no lease left behind");
+}

@@ -84,8 +84,8 @@ pub async fn transition_in(conn: &mut MySqlConnection, change: &ItemChange<'_>) 
         // An operator's retry starts the stage afresh.
         set.push_str(", failed_stage = NULL, last_error = NULL, attempts = 0");
     }
-    // A claim (the enroll function's, the deliver job's) ends with the state it claimed.
-    if matches!(change.from, ItemStatus::Enrolling | ItemStatus::Delivering) {
+    // A claim (the enroll function's, the deliver job's, finalize's) ends with the state it claimed.
+    if matches!(change.from, ItemStatus::Enrolling | ItemStatus::Delivering | ItemStatus::Delivered) {
         set.push_str(", lease_owner = NULL, lease_until = NULL");
     }
     let held = if change.lease_owner.is_some() { " AND lease_owner = ?" } else { "" };
