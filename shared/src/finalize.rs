@@ -55,20 +55,21 @@ async fn fail(pool: &MySqlPool, item_id: u64, reason: &str) -> Result<Outcome, S
 /// Makes sure the buyer can read the folder: existing access is success; a silent share to
 /// an address with no Google account is refused by Drive, so that one goes with Drive's own
 /// invitation.
-async fn share<T: AccessToken>(drive: &DriveClient<T>, folder: &str, email: &str) -> Result<(), DriveError> {
-    let has_access = drive
+/// Answers the permission's id, which is what a refund removes.
+async fn share<T: AccessToken>(drive: &DriveClient<T>, folder: &str, email: &str) -> Result<String, DriveError> {
+    let existing = drive
         .permissions(folder)
         .await?
-        .iter()
-        .any(|p| p.email_address.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(email)));
-    if has_access {
-        return Ok(());
+        .into_iter()
+        .find(|p| p.email_address.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(email)));
+    if let Some(p) = existing {
+        return Ok(p.id);
     }
     match drive.share_reader(folder, email, false).await {
         Err(DriveError::Refused { reason, .. }) if reason == "invalidSharingRequest" => {
-            drive.share_reader(folder, email, true).await.map(|_| ())
+            drive.share_reader(folder, email, true).await.map(|p| p.id)
         }
-        other => other.map(|_| ()),
+        other => other.map(|p| p.id),
     }
 }
 
@@ -116,39 +117,70 @@ async fn finalize_held<T: AccessToken>(
     link: &str,
     order_status: OrderStatus,
 ) -> Result<Outcome, StoreError> {
-    match share(drive, folder, &f.email).await {
-        Ok(()) => {}
+    let permission = match share(drive, folder, &f.email).await {
+        Ok(id) => id,
         Err(e @ (DriveError::Refused { .. } | DriveError::Auth(_))) => {
             return fail(pool, item_id, &format!("sharing: {e}")).await;
         }
         Err(e) => return Ok(Outcome::Retry(format!("sharing: {e}"))),
+    };
+    items::set_permission_id(pool, item_id, &permission).await?;
+    let message_id = match &f.sent {
+        false => {
+            let domain = mailer.from_address().email.domain().to_string();
+            // Fixed before the first send; a retry reuses it.
+            let fresh = f.email_message_id.clone().unwrap_or_else(|| new_message_id(item_id, &domain));
+            Some(items::keep_email_message_id(pool, item_id, &fresh).await?)
+        }
+        true => None,
+    };
+
+    // A refund racing us: from here the order and the item are locked (in the order a refund
+    // locks them), so its revoke either happened and is seen now, and the access just given
+    // is taken back and nothing is sent; or it waits until the email is sent and the item
+    // completed, and then finds the permission to remove.
+    let mut tx = pool.begin().await?;
+    orders::lock_in(&mut tx, f.order_id).await?;
+    match items::status_for_update_in(&mut tx, item_id).await? {
+        Some(ItemStatus::Delivered) => {}
+        now => {
+            drop(tx);
+            if let Err(e) = drive.unshare(folder, &permission).await {
+                tracing::warn!(item_id, error = %e, "the item was revoked while it was shared; access not removed yet");
+                return Ok(Outcome::Retry(format!("removing access from a revoked item: {e}")));
+            }
+            return Ok(match now {
+                None => Outcome::UnknownItem,
+                Some(s) => Outcome::AlreadyDone(s),
+            });
+        }
     }
 
-    if !f.sent {
-        let domain = mailer.from_address().email.domain().to_string();
-        // Fixed before the first send; a retry reuses it.
-        let fresh = f.email_message_id.clone().unwrap_or_else(|| new_message_id(item_id, &domain));
-        let message_id = items::keep_email_message_id(pool, item_id, &fresh).await?;
+    if let Some(message_id) = message_id {
         let mail =
             DeliveryMail { to: &f.email, lang: &f.lang, title: &f.title, code: &f.code, link, message_id: &message_id };
         let message = match mailer.delivery(&mail) {
             Ok(m) => m,
-            Err(e) => return fail(pool, item_id, &format!("email: {e}")).await,
+            Err(e) => {
+                drop(tx);
+                return fail(pool, item_id, &format!("email: {e}")).await;
+            }
         };
         match mailer.send(message).await {
             // The address is masked: logs are read by more people than orders are.
             Ok(()) => tracing::info!(to = %crate::domain::mask_email(&f.email), %message_id, "delivery email sent"),
             Err(MailError::Transient(e)) => return Ok(Outcome::Retry(format!("email: {e}"))),
-            Err(e @ MailError::Permanent(_)) => return fail(pool, item_id, &format!("email: {e}")).await,
+            Err(e @ MailError::Permanent(_)) => {
+                drop(tx);
+                return fail(pool, item_id, &format!("email: {e}")).await;
+            }
         }
-        items::mark_email_sent(pool, item_id).await?;
+        items::mark_email_sent_in(&mut tx, item_id).await?;
     }
 
-    let mut tx = pool.begin().await?;
-    // The order's row first: two items of one order finalized at once would each see the other
-    // still open and neither complete the order (found by `make chaos`). Locked, they take
-    // turns, and the second sees the first's item completed.
-    orders::lock_in(&mut tx, f.order_id).await?;
+    // The order's row was locked first: two items of one order finalized at once would each
+    // see the other still open and neither complete the order (found by `make chaos`).
+    // Locked, they take turns, and the second sees the first's item completed.
     let change =
         ItemChange::new(item_id, ItemStatus::Delivered, ItemStatus::Completed, ACTOR).because("shared and emailed");
     match items::transition_in(&mut tx, &change).await {

@@ -44,18 +44,24 @@ pub async fn refund<T: AccessToken>(
     actor: &str,
     reason: &str,
 ) -> Result<RefundReport, RefundError> {
-    let Some((order_id, status, email)) = orders::by_code(pool, code).await? else {
+    let Some((order_id, _, email)) = orders::by_code(pool, code).await? else {
         return Err(RefundError::NotFound(code.to_string()));
     };
     let mut report = RefundReport::default();
+    let mut tx = pool.begin().await?;
+    // The order's row by its key first, as finalize locks it (the status update alone may take
+    // a secondary index's lock before the row's, and deadlock with a finalize), and its status
+    // read under that lock: a finalize may have completed it a moment ago.
+    orders::lock_in(&mut tx, order_id).await?;
+    let head =
+        orders::head_by_code(&mut tx, code.as_str()).await?.ok_or_else(|| RefundError::NotFound(code.to_string()))?;
+    let status = OrderStatus::parse(&head.status).map_err(StoreError::from)?;
     // A cancelled order is refunded only for money it received (an expired under-payment).
-    let received_nothing = status == OrderStatus::Cancelled
-        && orders::head_by_code(&mut *pool.acquire().await?, code.as_str()).await?.is_none_or(|h| h.paid_vnd <= 0);
+    let received_nothing = status == OrderStatus::Cancelled && head.paid_vnd <= 0;
     if status != OrderStatus::Refunded {
         if !status.can_become(OrderStatus::Refunded) || received_nothing {
             return Err(RefundError::NotRefundable { code: code.to_string(), status });
         }
-        let mut tx = pool.begin().await?;
         orders::transition_in(&mut tx, order_id, status, OrderStatus::Refunded, actor, Some(reason)).await?;
         for (item_id, from) in items::lock_all_of_order_in(&mut tx, order_id).await? {
             if from.can_become(ItemStatus::Revoked) {
@@ -67,13 +73,24 @@ pub async fn refund<T: AccessToken>(
                 report.items_revoked += 1;
             }
         }
-        tx.commit().await?;
     }
-    for folder in items::drive_folders(pool, order_id).await? {
+    tx.commit().await?;
+    for (folder, given) in items::drive_folders(pool, order_id).await? {
         let removed = async {
             let mut n = 0;
+            // The permission finalize recorded, by its id: found whatever address Drive
+            // lists for the account (an alias or a googlemail.com spelling need not match).
+            if let Some(id) = &given
+                && drive.permissions(&folder).await?.iter().any(|p| &p.id == id)
+            {
+                drive.unshare(&folder, id).await?;
+                n += 1;
+            }
+            // And any other permission for the buyer's address (one shared before ids were kept).
             for p in drive.permissions(&folder).await? {
-                if p.email_address.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&email)) {
+                if Some(&p.id) != given.as_ref()
+                    && p.email_address.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&email))
+                {
                     drive.unshare(&folder, &p.id).await?;
                     n += 1;
                 }

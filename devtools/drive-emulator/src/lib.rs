@@ -64,6 +64,9 @@ pub struct Faults {
     /// The next this many upload chunks that carry bytes answer 503 and keep nothing (status
     /// queries are not counted): a run of consecutive failures of an exact length.
     pub fail_next_chunks: u32,
+    /// `permissions.create` takes this long before the permission exists (Google's sharing is
+    /// not instant): a window in which others list the file's permissions without it.
+    pub permission_delay_ms: u64,
 }
 
 impl Faults {
@@ -79,6 +82,7 @@ impl Faults {
             daily_cap_exceeded: false,
             upload_bytes_per_sec: 0,
             fail_next_chunks: 0,
+            permission_delay_ms: 0,
         }
     }
 }
@@ -837,6 +841,10 @@ async fn create_permission(
     if let Err(r) = emu.guard(&headers, false) {
         return r;
     }
+    let delay = emu.0.faults.lock().unwrap().permission_delay_ms;
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     let new: NewPermission = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => return bad_request("parseError", &format!("Parse Error: {e}")),
@@ -844,7 +852,13 @@ async fn create_permission(
     if !["owner", "organizer", "fileOrganizer", "writer", "commenter", "reader"].contains(&new.role.as_str()) {
         return bad_request("invalid", &format!("Invalid value for role: {}", new.role));
     }
-    let email = new.email_address.clone().unwrap_or_default().to_lowercase();
+    // Drive lists the account's own address, which need not be the one shared with: a
+    // googlemail.com address is a gmail.com account.
+    let given = new.email_address.clone().unwrap_or_default().to_lowercase();
+    let email = match given.strip_suffix("@googlemail.com") {
+        Some(local) => format!("{local}@gmail.com"),
+        None => given,
+    };
     if new.kind_of == "user" && email.is_empty() {
         return bad_request("required", "Required: emailAddress");
     }

@@ -300,3 +300,60 @@ async fn two_runs_of_one_item_at_once_send_one_email(pool: MySqlPool) {
         .unwrap();
     assert_eq!(held, 0, "no lease left behind");
 }
+
+/// A refund racing finalize, many times, half of them inside the share's own window: whichever wins, a refunded item
+/// ends with no permission for the buyer, and at most the one email that was sent before the
+/// refund took hold; once refunded, later runs share and send nothing.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_refund_racing_finalize_always_leaves_no_access(pool: MySqlPool) {
+    for round in 0..12 {
+        let h = harness(pool.clone(), 1, "vi", "gmail.com").await;
+        let ctx = h.ctx(SMTP);
+        let code: String =
+            sqlx::query_scalar("SELECT o.code FROM orders o JOIN order_items i ON i.order_id = o.id WHERE i.id = ?")
+                .bind(h.items[0])
+                .fetch_one(&h.pool)
+                .await
+                .unwrap();
+        let code = coursedrop::domain::OrderCode::from_stored(code);
+        // Sharing takes 300 ms to land; the refund starts while it is under way (the old code's
+        // window: the refund listed no permission yet, finalize's share then landed and stayed),
+        // or at a random moment around it.
+        h.drive.emu.set_faults(drive_emulator::Faults { permission_delay_ms: 300, ..Default::default() });
+        let delay = Duration::from_millis(if round % 2 == 0 { 120 } else { rand::random_range(0..400) });
+        let (_, refunded) = tokio::join!(handle(&ctx, event(h.items[0], "a")), async {
+            tokio::time::sleep(delay).await;
+            coursedrop::refund::refund(&h.pool, &ctx.drive, &code, "operator:lan", "race").await
+        });
+        let report = refunded.unwrap();
+        assert!(report.folders_left.is_empty(), "round {round}: {report:?}");
+        // A finalize message that comes after changes nothing.
+        handle(&ctx, event(h.items[0], "late")).await;
+        assert_eq!(h.status(h.items[0]).await, ("revoked".into(), "refunded".into()), "round {round}");
+        assert!(h.readers(&h.folders[0]).await.is_empty(), "round {round} ({delay:?}): the refunded buyer kept access");
+        assert!(testing::mails_to(&h.email).len() <= 1, "round {round}: more than one email");
+    }
+}
+
+/// Drive lists an account's own address, not always the one it was shared with (a
+/// googlemail.com address is listed as gmail.com): a refund removes the permission finalize
+/// recorded by its id, so access never silently stays.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_refund_removes_access_by_permission_id_whatever_address_drive_lists(pool: MySqlPool) {
+    let h = harness(pool, 1, "en", "googlemail.com").await;
+    let ctx = h.ctx(SMTP);
+    handle(&ctx, event(h.items[0], "a")).await;
+    assert_eq!(h.status(h.items[0]).await.0, "completed");
+    let listed = h.readers(&h.folders[0]).await;
+    assert_eq!(listed, vec![h.email.replace("@googlemail.com", "@gmail.com")], "Drive lists the account's address");
+    let code: String =
+        sqlx::query_scalar("SELECT o.code FROM orders o JOIN order_items i ON i.order_id = o.id WHERE i.id = ?")
+            .bind(h.items[0])
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    let code = coursedrop::domain::OrderCode::from_stored(code);
+    let report = coursedrop::refund::refund(&h.pool, &ctx.drive, &code, "operator:lan", "buyer asked").await.unwrap();
+    assert_eq!(report.permissions_removed, 1);
+    assert!(h.readers(&h.folders[0]).await.is_empty(), "access stayed after the refund");
+}

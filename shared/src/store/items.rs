@@ -357,12 +357,32 @@ pub async fn keep_email_message_id(pool: &MySqlPool, item_id: u64, fresh: &str) 
     super::keep_first(pool, "order_items", "email_message_id", item_id, fresh).await
 }
 
-pub async fn mark_email_sent(pool: &MySqlPool, item_id: u64) -> Result<(), StoreError> {
+pub async fn mark_email_sent_in(conn: &mut MySqlConnection, item_id: u64) -> Result<(), StoreError> {
     sqlx::query("UPDATE order_items SET email_sent_at = NOW(3) WHERE id = ? AND email_sent_at IS NULL")
+        .bind(item_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Keeps the Drive permission that gives the buyer the item's folder.
+pub async fn set_permission_id(pool: &MySqlPool, item_id: u64, permission_id: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE order_items SET drive_permission_id = ? WHERE id = ?")
+        .bind(permission_id)
         .bind(item_id)
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// The item's status by a locking read, in the caller's transaction: a refund's revoke of
+/// this item waits for the transaction, or has already happened and is seen.
+pub async fn status_for_update_in(conn: &mut MySqlConnection, item_id: u64) -> Result<Option<ItemStatus>, StoreError> {
+    let s: Option<String> = sqlx::query_scalar("SELECT status FROM order_items WHERE id = ? FOR UPDATE")
+        .bind(item_id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(s.map(|s| ItemStatus::parse(&s)).transpose()?)
 }
 
 /// Items of the order not completed, by a locking read: the latest committed rows, not the
@@ -389,9 +409,11 @@ pub async fn lock_all_of_order_in(
 }
 
 /// The Drive folders made for the order's items.
-pub async fn drive_folders(pool: &MySqlPool, order_id: u64) -> Result<Vec<String>, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT drive_folder_id FROM order_items WHERE order_id = ? AND drive_folder_id IS NOT NULL ORDER BY id",
+/// The order's Drive folders, each with the permission finalize gave the buyer (if it did).
+pub async fn drive_folders(pool: &MySqlPool, order_id: u64) -> Result<Vec<(String, Option<String>)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT drive_folder_id, drive_permission_id FROM order_items
+         WHERE order_id = ? AND drive_folder_id IS NOT NULL ORDER BY id",
     )
     .bind(order_id)
     .fetch_all(pool)
