@@ -236,9 +236,11 @@ mod tests {
         for (a, b) in ItemStatus::TRANSITIONS {
             assert_ne!(a, b);
         }
-        for terminal in [ItemStatus::Revoked, ItemStatus::Cancelled] {
-            assert!(ItemStatus::ALL.iter().all(|to| !terminal.can_become(*to)));
-        }
+        assert!(ItemStatus::ALL.iter().all(|to| !ItemStatus::Revoked.can_become(*to)));
+        // A cancelled item leaves only when an operator accepts its order's late payment.
+        let out_of_cancelled: Vec<_> =
+            ItemStatus::ALL.iter().filter(|to| ItemStatus::Cancelled.can_become(**to)).copied().collect();
+        assert_eq!(out_of_cancelled, vec![ItemStatus::Enrolling]);
         assert!(OrderStatus::ALL.iter().all(|to| !OrderStatus::Refunded.can_become(*to)));
     }
 
