@@ -217,6 +217,10 @@ async fn moodle_ws(
             ) else {
                 return Ok(moodle_error("invalidparameter", "Invalid parameter value detected"));
             };
+            // Moodle's PARAM_USERNAME: lower-case letters, digits and _ - . @ only.
+            if !username.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.@".contains(c)) {
+                return Ok(moodle_error("invalidparameter", "Invalid parameter value detected (username)"));
+            }
             if m.users.iter().any(|u| &u.1 == username) {
                 return Ok(moodle_error("invalidparameter", "Username already exists"));
             }
@@ -501,4 +505,25 @@ async fn an_lms_webhook_redirect_is_a_failure_not_an_enrollment(pool: MySqlPool)
     assert_eq!((status.as_str(), stage.as_deref()), ("failed", Some("enroll")));
     assert!(error.as_deref().unwrap_or_default().contains("redirect to /welcome"), "{error:?}");
     assert_eq!(*landed.lock().unwrap(), 0, "the redirect was followed");
+}
+
+/// A buyer whose address Moodle would refuse as a username (`+`, `'`) is still made a user
+/// and enrolled: the username is derived to what Moodle accepts; the email stays as typed.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn moodle_enrols_a_buyer_whose_address_is_no_valid_username(pool: MySqlPool) {
+    let (_, items_) = enrolling_items(&pool, 1).await;
+    sqlx::query("UPDATE orders o JOIN order_items i ON i.order_id = o.id SET o.email = ? WHERE i.id = ?")
+        .bind("hoc+vien'khoa@example.com")
+        .bind(items_[0])
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (moodle, provider) = moodle("good-token").await;
+    let (ctx, _, _) = context(&pool, provider, 5).await;
+    assert!(failures(&handle(&ctx, event(&[("a", &body(items_[0]))])).await).is_empty());
+    let (status, _, _, error) = item(&pool, items_[0]).await;
+    assert_eq!(status, "enrolled", "{error:?}");
+    let m = moodle.lock().unwrap();
+    assert_eq!(m.users.iter().map(|u| u.1.as_str()).collect::<Vec<_>>(), vec!["hoc+vien'khoa@example.com"]);
+    assert_eq!(m.enrolments, vec![(100, 42, 5)]);
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use sha2::Digest;
 
 use super::{EnrollError, EnrollProvider, Enrollee};
 
@@ -106,6 +107,23 @@ impl MoodleProvider {
     }
 }
 
+/// A Moodle username for the buyer: Moodle accepts only lower-case letters, digits and
+/// `_ - . @` in usernames (`PARAM_USERNAME`, unless the site turns on
+/// `extendedusernamechars`), so an address such as `an+khoa'hoc@example.com` cannot be used
+/// as it is. Other characters become `_`, and then a short hash of the address is appended,
+/// so two addresses that clean to the same text never share a username. An address that is
+/// already clean is its own username, as before.
+pub fn username_for(email: &str) -> String {
+    let lower = email.trim().to_lowercase();
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.@".contains(c);
+    if lower.chars().all(allowed) {
+        return lower;
+    }
+    let cleaned: String = lower.chars().map(|c| if allowed(c) { c } else { '_' }).collect();
+    let digest = sha2::Sha256::digest(lower.as_bytes());
+    format!("{cleaned}-{}", &hex::encode(digest)[..8])
+}
+
 impl MoodleProvider {
     async fn find_user(&self, email: &str) -> Result<Vec<MoodleUser>, EnrollError> {
         self.call(
@@ -121,7 +139,7 @@ impl MoodleProvider {
             .call(
                 "core_user_create_users",
                 &[
-                    ("users[0][username]".into(), email.into()),
+                    ("users[0][username]".into(), username_for(email)),
                     ("users[0][email]".into(), email.into()),
                     ("users[0][firstname]".into(), local.to_string()),
                     ("users[0][lastname]".into(), who.order_code.clone()),
@@ -171,5 +189,22 @@ impl EnrollProvider for MoodleProvider {
             )
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::username_for;
+
+    #[test]
+    fn usernames_are_what_moodle_accepts_and_never_shared() {
+        assert_eq!(username_for("Hoc.Vien@Example.com"), "hoc.vien@example.com");
+        let plus = username_for("an+khoa'hoc@example.com");
+        assert!(plus.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.@".contains(c)), "{plus}");
+        assert!(plus.starts_with("an_khoa_hoc@example.com-"), "{plus}");
+        // Two addresses that clean to the same text keep apart.
+        assert_ne!(username_for("an+b@example.com"), username_for("an'b@example.com"));
+        assert_eq!(username_for("an+b@example.com"), username_for(" AN+B@example.com "));
+        assert!(username_for("nguyễn@example.com").is_ascii());
     }
 }
