@@ -244,3 +244,25 @@ async fn a_stuck_item_whose_message_was_lost_is_sent_again_once_per_deadline(poo
     assert_eq!((report.stuck_items, report.requeued), (1, 0));
     assert!(testing::drain(&sqs, &urls[&Queue::Deliver]).await.is_empty());
 }
+
+/// A delivering item whose worker is alive but makes no progress is still found stuck: the
+/// lease's heartbeat does not count as progress (it used to bump `updated_at`, so "delivering
+/// without progress" never fired while the process lived).
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn heartbeats_are_not_progress(pool: MySqlPool) {
+    let (_, item) = order_expiring_in(&pool, 30).await;
+    sqlx::query(
+        "UPDATE order_items SET status = 'delivering', lease_owner = 'w', lease_until = NOW(3) + INTERVAL 60 SECOND,
+         updated_at = NOW(3) - INTERVAL 40 MINUTE WHERE id = ?",
+    )
+    .bind(item)
+    .execute(&pool)
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        assert!(coursedrop::store::leases::renew(&pool, item, ItemStatus::Delivering, "w", 60).await.unwrap());
+    }
+    let stuck = sweeper::stuck_items(&pool, &coursedrop::sweeper::Deadlines::default()).await.unwrap();
+    assert_eq!(stuck.iter().map(|s| s.id).collect::<Vec<_>>(), vec![item], "a heartbeat hid the stuck item");
+    assert!(stuck[0].minutes >= 39, "{}", stuck[0].minutes);
+}

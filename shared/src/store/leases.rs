@@ -45,7 +45,9 @@ pub async fn grant_in(
     Ok(())
 }
 
-/// Extends `worker`'s lease; `false` when the lease is no longer its own.
+/// Extends `worker`'s lease; `false` when the lease is no longer its own. It leaves
+/// `updated_at` as it was: that column says when the item last changed or made progress, and
+/// "delivering without progress" is read from it; a heartbeat is neither.
 pub async fn renew(
     pool: &MySqlPool,
     item_id: u64,
@@ -54,7 +56,7 @@ pub async fn renew(
     lease_secs: u32,
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
-        "UPDATE order_items SET lease_until = NOW(3) + INTERVAL ? SECOND
+        "UPDATE order_items SET lease_until = NOW(3) + INTERVAL ? SECOND, updated_at = updated_at
          WHERE id = ? AND status = ? AND lease_owner = ?",
     )
     .bind(lease_secs)
