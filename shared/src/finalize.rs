@@ -125,14 +125,13 @@ async fn finalize_held<T: AccessToken>(
         Err(e) => return Ok(Outcome::Retry(format!("sharing: {e}"))),
     };
     items::set_permission_id(pool, item_id, &permission).await?;
-    let message_id = match &f.sent {
-        false => {
-            let domain = mailer.from_address().email.domain().to_string();
-            // Fixed before the first send; a retry reuses it.
-            let fresh = f.email_message_id.clone().unwrap_or_else(|| new_message_id(item_id, &domain));
-            Some(items::keep_email_message_id(pool, item_id, &fresh).await?)
-        }
-        true => None,
+    // Fixed before the first send (and before the locks below); a retry reuses it.
+    let message_id = if f.sent {
+        None
+    } else {
+        let domain = mailer.from_address().email.domain().to_string();
+        let fresh = f.email_message_id.clone().unwrap_or_else(|| new_message_id(item_id, &domain));
+        Some(items::keep_email_message_id(pool, item_id, &fresh).await?)
     };
 
     // A refund racing us: from here the order and the item are locked (in the order a refund

@@ -20,6 +20,7 @@ pub mod ordering;
 pub mod payments;
 pub mod refund;
 pub mod relay;
+pub mod schedule;
 pub mod source;
 pub mod store;
 pub mod sweeper;

@@ -78,19 +78,12 @@ pub async fn refund<T: AccessToken>(
     for (folder, given) in items::drive_folders(pool, order_id).await? {
         let removed = async {
             let mut n = 0;
-            // The permission finalize recorded, by its id: found whatever address Drive
-            // lists for the account (an alias or a googlemail.com spelling need not match).
-            if let Some(id) = &given
-                && drive.permissions(&folder).await?.iter().any(|p| &p.id == id)
-            {
-                drive.unshare(&folder, id).await?;
-                n += 1;
-            }
-            // And any other permission for the buyer's address (one shared before ids were kept).
+            // The permission finalize recorded, by its id: found whatever address Drive lists
+            // for the account (an alias or a googlemail.com spelling need not match); and any
+            // other for the buyer's address (one shared before ids were kept).
             for p in drive.permissions(&folder).await? {
-                if Some(&p.id) != given.as_ref()
-                    && p.email_address.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&email))
-                {
+                let for_buyer = p.email_address.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&email));
+                if given.as_deref() == Some(p.id.as_str()) || for_buyer {
                     drive.unshare(&folder, &p.id).await?;
                     n += 1;
                 }

@@ -261,13 +261,13 @@ pub fn spawn_sweeper(
     deadlines: coursedrop::sweeper::Deadlines,
 ) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            if let Err(e) = sweeper::sweep_with(&pool, &publisher, timing, &deadlines).await {
+        let (pool, publisher, deadlines) = (&pool, &publisher, &deadlines);
+        coursedrop::schedule::every(every, std::future::pending(), move || async move {
+            if let Err(e) = sweeper::sweep_with(pool, publisher, timing, deadlines).await {
                 tracing::error!(error = %e, "sweep failed");
             }
-        }
+        })
+        .await
     });
 }
 
@@ -319,20 +319,12 @@ pub fn spawn_reconciler(
         tracing::info!("{off}");
     }
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            // Each failure is logged by the pass; the next tick starts from the cursor again.
-            coursedrop::payments::reconcile::pass_all(
-                &pool,
-                &feeds,
-                &settings,
-                &*publisher,
-                None,
-                None,
-                coursedrop::payments::reconcile::DEFAULT_LOOKBACK_DAYS,
-            )
-            .await;
-        }
+        let (pool, feeds, settings, publisher) = (&pool, &feeds, &settings, &*publisher);
+        // Each failure is logged by the pass; the next tick starts from the cursor again.
+        coursedrop::schedule::every(every, std::future::pending(), move || async move {
+            let lookback = coursedrop::payments::reconcile::DEFAULT_LOOKBACK_DAYS;
+            coursedrop::payments::reconcile::pass_all(pool, feeds, settings, publisher, None, None, lookback).await;
+        })
+        .await
     });
 }

@@ -68,6 +68,17 @@ async fn harness(pool: MySqlPool, items: usize, lang: &str, domain: &str) -> Har
 }
 
 impl Harness {
+    /// The harness order's code (every item is of the one order).
+    async fn order_code(&self) -> coursedrop::domain::OrderCode {
+        let code: String =
+            sqlx::query_scalar("SELECT o.code FROM orders o JOIN order_items i ON i.order_id = o.id WHERE i.id = ?")
+                .bind(self.items[0])
+                .fetch_one(&self.pool)
+                .await
+                .unwrap();
+        coursedrop::domain::OrderCode::from_stored(code)
+    }
+
     fn ctx(&self, smtp: &str) -> FinalizeContext<StaticToken> {
         FinalizeContext { pool: self.pool.clone(), drive: drive(&self.drive.base), mailer: mailer(smtp) }
     }
@@ -231,13 +242,7 @@ async fn a_refund_removes_access_revokes_items_and_nothing_more_is_sent(pool: My
     let ctx = h.ctx(SMTP);
     handle(&ctx, event(h.items[0], "a")).await; // one course shared and emailed, one not yet
     assert_eq!(h.readers(&h.folders[0]).await, vec![h.email.clone()]);
-    let code: String =
-        sqlx::query_scalar("SELECT o.code FROM orders o JOIN order_items i ON i.order_id = o.id WHERE i.id = ?")
-            .bind(h.items[0])
-            .fetch_one(&h.pool)
-            .await
-            .unwrap();
-    let code = coursedrop::domain::OrderCode::from_stored(code);
+    let code = h.order_code().await;
 
     let report = coursedrop::refund::refund(&h.pool, &ctx.drive, &code, "operator:lan", "buyer asked").await.unwrap();
     assert_eq!((report.items_revoked, report.permissions_removed, report.folders_left.len()), (2, 1, 0));
@@ -309,13 +314,7 @@ async fn a_refund_racing_finalize_always_leaves_no_access(pool: MySqlPool) {
     for round in 0..12 {
         let h = harness(pool.clone(), 1, "vi", "gmail.com").await;
         let ctx = h.ctx(SMTP);
-        let code: String =
-            sqlx::query_scalar("SELECT o.code FROM orders o JOIN order_items i ON i.order_id = o.id WHERE i.id = ?")
-                .bind(h.items[0])
-                .fetch_one(&h.pool)
-                .await
-                .unwrap();
-        let code = coursedrop::domain::OrderCode::from_stored(code);
+        let code = h.order_code().await;
         // Sharing takes 300 ms to land; the refund starts while it is under way (the old code's
         // window: the refund listed no permission yet, finalize's share then landed and stayed),
         // or at a random moment around it.
@@ -346,13 +345,7 @@ async fn a_refund_removes_access_by_permission_id_whatever_address_drive_lists(p
     assert_eq!(h.status(h.items[0]).await.0, "completed");
     let listed = h.readers(&h.folders[0]).await;
     assert_eq!(listed, vec![h.email.replace("@googlemail.com", "@gmail.com")], "Drive lists the account's address");
-    let code: String =
-        sqlx::query_scalar("SELECT o.code FROM orders o JOIN order_items i ON i.order_id = o.id WHERE i.id = ?")
-            .bind(h.items[0])
-            .fetch_one(&h.pool)
-            .await
-            .unwrap();
-    let code = coursedrop::domain::OrderCode::from_stored(code);
+    let code = h.order_code().await;
     let report = coursedrop::refund::refund(&h.pool, &ctx.drive, &code, "operator:lan", "buyer asked").await.unwrap();
     assert_eq!(report.permissions_removed, 1);
     assert!(h.readers(&h.folders[0]).await.is_empty(), "access stayed after the refund");

@@ -53,14 +53,11 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let interval = vars.duration_or("RECONCILE_INTERVAL", "10m")?;
-    let mut tick = tokio::time::interval(Duration::from_secs(interval.num_seconds() as u64));
-    let shutdown = coursedrop::http::shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            // Each failure is logged by the pass; the next tick tries again from the cursor.
-            _ = tick.tick() => { run().await; }
-        }
-    }
+    let period = Duration::from_secs(interval.num_seconds() as u64);
+    // Each failure is logged by the pass; the next tick tries again from the cursor.
+    coursedrop::schedule::every(period, coursedrop::http::shutdown_signal(), || async {
+        run().await;
+    })
+    .await;
+    Ok(())
 }

@@ -34,18 +34,14 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let interval = vars.duration_or("SWEEP_INTERVAL", "60s")?;
-    let mut tick = tokio::time::interval(Duration::from_secs(interval.num_seconds() as u64));
-    let shutdown = coursedrop::http::shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            _ = tick.tick() => {
-                let result: Result<SweepReport, _> = sweeper::sweep_with(&pool, &publisher, timing, &deadlines).await;
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "sweep failed; retrying at the next tick");
-                }
-            }
+    let (pool, publisher, deadlines) = (&pool, &publisher, &deadlines);
+    let period = Duration::from_secs(interval.num_seconds() as u64);
+    coursedrop::schedule::every(period, coursedrop::http::shutdown_signal(), move || async move {
+        let result: Result<SweepReport, _> = sweeper::sweep_with(pool, publisher, timing, deadlines).await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "sweep failed; retrying at the next tick");
         }
-    }
+    })
+    .await;
+    Ok(())
 }

@@ -145,6 +145,16 @@ impl ApiClient {
     }
 }
 
+/// A field of a feed's JSON record as text: a non-blank string, or a number written out (feeds
+/// send ids and account numbers either way); `None` for null, blank or absent.
+pub(super) fn text(v: &serde_json::Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// The start of a body, for an error message.
 fn excerpt(body: &str) -> String {
     let mut end = body.len().min(300);

@@ -17,7 +17,7 @@ use sha2::Sha512;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
-use super::bank_api::{ApiClient, FeedError, Pacing};
+use super::bank_api::{ApiClient, FeedError, Pacing, text};
 use crate::payments::reconcile::{BankFeed, Listed, Listing, Start};
 use crate::payments::transfer::{BankTransfer, Gateway, TransferType, vnd_from_json};
 
@@ -147,14 +147,6 @@ pub enum CassoPayloadError {
     NotJson(String),
     #[error("data.{field}: {reason}")]
     Field { field: &'static str, reason: String },
-}
-
-fn text(v: &Value, key: &str) -> Option<String> {
-    match v.get(key)? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 /// The transaction in a webhook v2 body, or `None` when it carries none: Casso's dashboard

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::bank_api::{ApiClient, FeedError, Pacing};
+use super::bank_api::{ApiClient, FeedError, Pacing, text};
 use crate::payments::reconcile::{BankFeed, Listed, Listing, Start};
 use crate::payments::transfer::{BankTransfer, Gateway, TransferType, vnd_from_json};
 
@@ -47,14 +47,6 @@ struct Record {
     id: i64,
     date: String,
     transfer: Result<BankTransfer, String>,
-}
-
-fn text(v: &Value, key: &str) -> Option<String> {
-    match v.get(key)? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 fn record(v: &Value) -> Result<Record, FeedError> {

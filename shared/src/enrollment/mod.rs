@@ -168,8 +168,13 @@ fn lease_lost() -> Outcome {
     Outcome::Retry("another worker holds this item's lease now".into())
 }
 
-async fn fail(pool: &MySqlPool, item_id: u64, reason: &str, worker: &str) -> Result<Outcome, StoreError> {
-    let change = ItemChange::failure(item_id, ItemStatus::Enrolling, Stage::Enroll, reason, ACTOR).held_by(worker);
+/// Fails the item; `held_by` is the worker whose lease the change needs (`None` once the
+/// lease was released).
+async fn fail(pool: &MySqlPool, item_id: u64, reason: &str, held_by: Option<&str>) -> Result<Outcome, StoreError> {
+    let mut change = ItemChange::failure(item_id, ItemStatus::Enrolling, Stage::Enroll, reason, ACTOR);
+    if let Some(worker) = held_by {
+        change = change.held_by(worker);
+    }
     Ok(match items::transition_unless_moved(pool, &change).await? {
         Ok(_) => Outcome::Failed(reason.to_string()),
         Err(ItemStatus::Enrolling) => lease_lost(),
@@ -206,7 +211,7 @@ pub async fn enroll_item<P: EnrollProvider>(
             })
         }
         Err(EnrollError::Permanent(reason)) => {
-            fail(pool, item_id, &format!("{}: {reason}", provider.name()), worker).await
+            fail(pool, item_id, &format!("{}: {reason}", provider.name()), Some(worker)).await
         }
         Err(EnrollError::Transient(reason)) => {
             let Some(attempts) = leases::release(pool, item_id, ItemStatus::Enrolling, worker, Some(&reason)).await?
@@ -216,11 +221,7 @@ pub async fn enroll_item<P: EnrollProvider>(
             if attempts >= settings.max_attempts {
                 // Released: no lease to hold any more, so the failure is a plain compare-and-set.
                 let reason = format!("{}: gave up after {attempts} attempts: {reason}", provider.name());
-                let change = ItemChange::failure(item_id, ItemStatus::Enrolling, Stage::Enroll, &reason, ACTOR);
-                Ok(match items::transition_unless_moved(pool, &change).await? {
-                    Ok(_) => Outcome::Failed(reason.clone()),
-                    Err(now) => Outcome::AlreadyDone(now),
-                })
+                fail(pool, item_id, &reason, None).await
             } else {
                 Ok(Outcome::Retry(reason))
             }

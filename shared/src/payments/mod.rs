@@ -177,6 +177,17 @@ pub async fn record(
     if store::payments::is_recorded(pool, tx.gateway.as_str(), &tx.id).await? {
         return Ok(Recorded { outcome: PaymentOutcome::Duplicate, outbox: vec![] });
     }
+    record_unseen(pool, tx, settings, arrival).await
+}
+
+/// [`record`] without its first read, for a caller that has just read (for many transfers at
+/// once) that this one is not recorded. The unique key still decides a race.
+pub(crate) async fn record_unseen(
+    pool: &MySqlPool,
+    tx: &BankTransfer,
+    settings: &PaymentSettings,
+    arrival: Arrival,
+) -> Result<Recorded, StoreError> {
     crate::store::retry_deadlocks(|| record_once(pool, tx, settings, arrival)).await
 }
 

@@ -142,7 +142,8 @@ pub async fn pass<F: BankFeed, P: Publisher>(
             Ok(t) => Some(t),
         };
         if let Some(transfer) = transfer {
-            match super::record(pool, transfer, settings, Arrival::Reconcile).await {
+            // `already` has answered the duplicate question for the whole listing in one read.
+            match super::record_unseen(pool, transfer, settings, Arrival::Reconcile).await {
                 Ok(recorded) => {
                     if recorded.outcome == PaymentOutcome::Duplicate {
                         // The webhook got there between our read and our insert.
