@@ -10,8 +10,11 @@ use sqlx::MySqlPool;
 use thiserror::Error;
 
 use crate::domain::{CourseSlug, EventKind, ItemStatus, OrderCode, OrderStatus, Status, Vnd};
+use crate::drive::upload::DriveClient;
+use crate::drive::{AccessToken, DriveError};
 use crate::mail::{DeliveryMail, MailError, Mailer};
-use crate::source::{S3Location, S3Source, SourceError};
+use crate::source::drive::{self as source_drive, Shortcuts, TreeError};
+use crate::source::{CourseSource, DeliveryMode, S3Source, SourceError};
 use crate::store::catalog::{self, Course, NewCourse};
 use crate::store::events::{self, Event, NewEvent};
 use crate::store::reports;
@@ -26,6 +29,8 @@ pub enum OpsError {
     Refused(String),
     #[error("the course source: {0}")]
     Source(#[from] SourceError),
+    #[error("Google Drive: {0}")]
+    Drive(#[from] DriveError),
     #[error("email: {0}")]
     Mail(#[from] MailError),
     #[error(transparent)]
@@ -44,38 +49,101 @@ impl From<sqlx::Error> for OpsError {
 pub struct AddedCourse {
     pub id: u64,
     pub slug: String,
+    /// The source as stored (`drive://<id>` for a Drive link given as the browser shows it).
+    pub source: String,
+    pub delivery_mode: DeliveryMode,
     pub files: usize,
     pub bytes: u64,
 }
 
-/// Adds a course after checking that its source prefix exists and holds files: a typo in
-/// the prefix is caught now, not when the first buyer has paid.
-pub async fn add_course(
+/// A course as the operator describes it.
+#[derive(Debug, Clone)]
+pub struct CourseToAdd<'a> {
+    pub slug: &'a CourseSlug,
+    pub title: &'a str,
+    pub price: Vnd,
+    /// `s3://bucket/prefix/`, `drive://<folderId>` or a Drive folder's address.
+    pub source: &'a str,
+    pub mode: DeliveryMode,
+    pub lms_course_id: Option<&'a str>,
+}
+
+/// Adds a course after checking that its source exists, holds files, and can be delivered as
+/// asked: a typo in the prefix, a folder our Drive identity can't read, a copy-protected file
+/// or a folder it can't share is caught now, not when the first buyer has paid. `drive` is
+/// needed for a Drive source only.
+pub async fn add_course<T: AccessToken>(
     pool: &MySqlPool,
-    source: &S3Source,
-    slug: &CourseSlug,
-    title: &str,
-    price: Vnd,
-    at: &str,
-    lms_course_id: Option<&str>,
+    s3: &S3Source,
+    drive: Option<&DriveClient<T>>,
+    c: &CourseToAdd<'_>,
 ) -> Result<AddedCourse, OpsError> {
-    let location = S3Location::parse(at)?;
-    if title.trim().is_empty() {
+    let source = CourseSource::parse(c.source)?;
+    if c.title.trim().is_empty() {
         return Err(OpsError::Refused("the title is empty".into()));
     }
-    let objects = source.list(&location).await?;
-    if objects.is_empty() {
-        return Err(OpsError::Refused(format!("{location} holds no files; upload the course there first")));
-    }
-    let new = NewCourse { slug, title: title.trim(), price, source: &location.to_string(), lms_course_id };
+    let (files, bytes) = match &source {
+        CourseSource::S3(location) => {
+            if c.mode == DeliveryMode::Share {
+                return Err(OpsError::Refused(
+                    "only a Drive folder can be shared; an S3 course is delivered by copy".into(),
+                ));
+            }
+            let objects = s3.list(location).await?;
+            if objects.is_empty() {
+                return Err(OpsError::Refused(format!("{location} holds no files; upload the course there first")));
+            }
+            (objects.len(), objects.iter().map(|o| o.size).sum())
+        }
+        CourseSource::Drive(folder) => {
+            let drive = drive.ok_or_else(|| {
+                OpsError::Refused("a Drive source needs the Drive credentials (DRIVE_* settings) here".into())
+            })?;
+            let not_readable = || {
+                OpsError::Refused(format!(
+                    "{folder} is not a folder our Drive identity can read; share it with that identity (Viewer for copy, Editor for share)"
+                ))
+            };
+            let facts = drive.file(&folder.id).await?.ok_or_else(not_readable)?;
+            if !facts.is_folder() {
+                return Err(OpsError::Refused(format!("{folder} is a file; give the course's folder")));
+            }
+            // What the deliver job will list: shortcuts followed, as it does by default.
+            let objects = match source_drive::list_tree(drive, folder, Shortcuts::Follow).await {
+                Ok(o) => o,
+                Err(TreeError::Source(e)) => return Err(e.into()),
+                Err(TreeError::Drive(e)) => return Err(e.into()),
+            };
+            if objects.is_empty() {
+                return Err(OpsError::Refused(format!("{folder} holds no files; put the course there first")));
+            }
+            match c.mode {
+                DeliveryMode::Copy => source_drive::refuse_copy_protected(&objects)?,
+                DeliveryMode::Share if facts.can_share == Some(false) => {
+                    return Err(SourceError::CannotShare(folder.to_string()).into());
+                }
+                DeliveryMode::Share => {}
+            }
+            (objects.len(), objects.iter().map(|o| o.size).sum())
+        }
+    };
+    let stored = source.to_string();
+    let new = NewCourse {
+        slug: c.slug,
+        title: c.title.trim(),
+        price: c.price,
+        source: &stored,
+        delivery_mode: c.mode,
+        lms_course_id: c.lms_course_id,
+    };
     let id = match catalog::insert(&mut *pool.acquire().await?, &new).await {
         Ok(id) => id,
         Err(StoreError::Database(e)) if is_duplicate_key(&e, "uq_courses_slug") => {
-            return Err(OpsError::Refused(format!("a course with slug {slug} exists already")));
+            return Err(OpsError::Refused(format!("a course with slug {} exists already", c.slug)));
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(AddedCourse { id, slug: slug.to_string(), files: objects.len(), bytes: objects.iter().map(|o| o.size).sum() })
+    Ok(AddedCourse { id, slug: c.slug.to_string(), source: stored, delivery_mode: c.mode, files, bytes })
 }
 
 /// Every course, active or not, by slug.

@@ -97,6 +97,7 @@ pub async fn seed_course(pool: &MySqlPool, slug: &str, title: &str, price: i64, 
             title,
             price: Vnd::new(price).expect("valid price"),
             source: &format!("s3://seller/courses/{slug}/"),
+            delivery_mode: crate::source::DeliveryMode::Copy,
             lms_course_id: None,
         },
     )

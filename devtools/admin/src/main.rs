@@ -17,7 +17,7 @@ use coursedrop::operations;
 use coursedrop::payments::{self, Gateway, reconcile};
 use coursedrop::refund;
 use coursedrop::relay;
-use coursedrop::source::S3Source;
+use coursedrop::source::{CourseSource, DeliveryMode, S3Source};
 use coursedrop::store::{self, items, orders, outbox::OutboxMessage};
 use coursedrop::sweeper::{self, Deadlines};
 use serde_json::{Value, json};
@@ -99,7 +99,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum CourseCommand {
-    /// Add a course; its source prefix must exist and hold files.
+    /// Add a course; its source must exist, hold files and be deliverable in the mode asked.
     Add {
         #[arg(long)]
         slug: String,
@@ -108,9 +108,14 @@ enum CourseCommand {
         /// Price in VND (an integer).
         #[arg(long)]
         price: i64,
-        /// s3://bucket/prefix/
+        /// s3://bucket/prefix/, drive://<folderId>, or the Drive folder's address as the browser
+        /// shows it (https://drive.google.com/drive/folders/<id>)
         #[arg(long)]
         source: String,
+        /// copy: a folder of the buyer's own with the course copied into it; share (Drive
+        /// sources only): read access to the seller's folder itself, nothing copied
+        #[arg(long, default_value = "copy")]
+        mode: String,
         #[arg(long)]
         lms_course_id: Option<String>,
     },
@@ -188,6 +193,7 @@ fn error_code(e: &anyhow::Error) -> &'static str {
                 operations::OpsError::NotFound(_) => return "not_found",
                 operations::OpsError::Refused(_) => return "refused",
                 operations::OpsError::Source(_) => return "source",
+                operations::OpsError::Drive(_) => return "drive",
                 operations::OpsError::Mail(_) => return "mail",
                 operations::OpsError::Store(_) => {}
             }
@@ -267,30 +273,46 @@ fn items_table(items: &[operations::ItemSummary]) -> Table {
 /// Runs the command; returns what to print (JSON for scripts, text for people).
 async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
     Ok(match cli.command {
-        Command::Course(CourseCommand::Add { slug, title, price, source, lms_course_id }) => {
+        Command::Course(CourseCommand::Add { slug, title, price, source, mode, lms_course_id }) => {
             let slug = CourseSlug::parse(&slug).map_err(|e| invalid(format!("--slug: {e}")))?;
             let price = Vnd::new(price).map_err(|e| invalid(format!("--price: {e}")))?;
+            let mode = DeliveryMode::parse(&mode).map_err(|_| invalid(format!("--mode {mode:?}: copy or share")))?;
             let s3 = S3Source::from_vars(&ctx.vars).await;
-            let added =
-                operations::add_course(&ctx.pool, &s3, &slug, &title, price, &source, lms_course_id.as_deref()).await?;
+            // Drive credentials are read only for a Drive source: an S3-only seller needs none.
+            let drive = match CourseSource::parse(&source) {
+                Ok(CourseSource::Drive(_)) => Some(DriveClient::from_vars(&ctx.vars).await?),
+                _ => None,
+            };
+            let course = operations::CourseToAdd {
+                slug: &slug,
+                title: &title,
+                price,
+                source: &source,
+                mode,
+                lms_course_id: lms_course_id.as_deref(),
+            };
+            let added = operations::add_course(&ctx.pool, &s3, drive.as_ref(), &course).await?;
             let text = format!(
-                "added course {} (id {}): {} files, {:.1} MB at {source}",
+                "added course {} (id {}): {} files, {:.1} MB at {}, delivered by {}",
                 added.slug,
                 added.id,
                 added.files,
-                added.bytes as f64 / 1e6
+                added.bytes as f64 / 1e6,
+                added.source,
+                added.delivery_mode.as_str()
             );
             (json!(added), text)
         }
         Command::Course(CourseCommand::List) => {
             let courses = operations::courses(&ctx.pool).await?;
-            let mut t = Table::new(&["SLUG", "TITLE", "PRICE", "ON SALE", "SOURCE"]);
+            let mut t = Table::new(&["SLUG", "TITLE", "PRICE", "ON SALE", "MODE", "SOURCE"]);
             for c in &courses {
                 t.row(vec![
                     c.slug.clone(),
                     c.title.clone(),
                     vnd(c.price_vnd),
                     if c.active { "yes" } else { "no" }.into(),
+                    c.delivery_mode.clone(),
                     c.source.clone(),
                 ]);
             }

@@ -101,6 +101,7 @@ async fn enrolled_item(pool: &MySqlPool, at: &S3Location, gib: usize) -> Result<
             title: "Bench",
             price: Vnd::new(1)?,
             source: &at.to_string(),
+            delivery_mode: coursedrop::source::DeliveryMode::Copy,
             lms_course_id: None,
         },
     )

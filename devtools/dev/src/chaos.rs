@@ -97,6 +97,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
                     title: &title,
                     price: Vnd::new(*price)?,
                     source: &source,
+                    delivery_mode: coursedrop::source::DeliveryMode::Copy,
                     lms_course_id: None,
                 },
             )

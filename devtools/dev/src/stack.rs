@@ -35,8 +35,18 @@ pub async fn seed(pool: &MySqlPool) -> Result<()> {
     for (slug, title, price, source) in DEMO_CATALOG {
         let slug = CourseSlug::parse(slug)?;
         let price = Vnd::new(*price)?;
-        catalog::upsert(&mut conn, &catalog::NewCourse { slug: &slug, title, price, source, lms_course_id: None })
-            .await?;
+        catalog::upsert(
+            &mut conn,
+            &catalog::NewCourse {
+                slug: &slug,
+                title,
+                price,
+                source,
+                delivery_mode: coursedrop::source::DeliveryMode::Copy,
+                lms_course_id: None,
+            },
+        )
+        .await?;
     }
     Ok(())
 }

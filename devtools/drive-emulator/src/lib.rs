@@ -8,6 +8,14 @@
 //!   `PUT` chunks with `Content-Range`; a non-final chunk must be a multiple of 256 KiB; `308`
 //!   with `Range` (none when nothing is held); status queries with `bytes */total`; unknown
 //!   session → 404; the final answer carries `id, name, size, md5Checksum, parents`;
+//! - `files.copy` (server-side: bytes, size and MD5 carried over; an id from generateIds, 409
+//!   when it is taken; 404 for a source our identity cannot read; 403 `cannotCopyFile` for a
+//!   reader when the owner set `copyRequiresWriterPermission`; Google-native files without
+//!   MD5; shortcuts; the daily cap), counted against the same daily cap as uploads;
+//! - owners and access: files seeded as another user's (`Emulator::seed`, `POST
+//!   /emulator/seed`) are visible only through a permission for our identity on them or a
+//!   folder above them; reading needs any role, creating in a folder, sharing or changing
+//!   needs writer, deleting needs owner (`capabilities` reports the same);
 //! - `permissions.create/list/delete`, including `invalidSharingRequest` for a silent share to
 //!   an address with no Google account;
 //! - bearer tokens, and `POST /token` for the refresh-token and service-account JWT flows;
@@ -42,6 +50,12 @@ use serde_json::{Map, Value, json};
 use tokio::io::AsyncWriteExt;
 
 pub const FOLDER_MIME: &str = "application/vnd.google-apps.folder";
+pub const SHORTCUT_MIME: &str = "application/vnd.google-apps.shortcut";
+pub const DOCS_MIME: &str = "application/vnd.google-apps.document";
+/// Who owns seeded files unless told otherwise.
+pub const SELLER: &str = "seller@example.com";
+/// Our Drive identity, as the emulator's tokens act.
+pub const IDENTITY: &str = "coursedrop@coursedrop-emulator.iam.gserviceaccount.com";
 /// Every chunk of a resumable upload but the last must be a multiple of this.
 pub const CHUNK_GRANULE: usize = 256 * 1024;
 
@@ -67,6 +81,12 @@ pub struct Faults {
     /// `permissions.create` takes this long before the permission exists (Google's sharing is
     /// not instant): a window in which others list the file's permissions without it.
     pub permission_delay_ms: u64,
+    /// Each `files.copy` takes this long (Drive's copies are quick, not instant): a window in
+    /// which a job can be stopped mid-course.
+    pub copy_delay_ms: u64,
+    /// While true, creates and copies answer 403 `teamDriveFileLimitExceeded` (the shared
+    /// drive holds its maximum of items).
+    pub shared_drive_full: bool,
 }
 
 impl Faults {
@@ -83,7 +103,46 @@ impl Faults {
             upload_bytes_per_sec: 0,
             fail_next_chunks: 0,
             permission_delay_ms: 0,
+            copy_delay_ms: 0,
+            shared_drive_full: false,
         }
+    }
+}
+
+/// A file or folder of someone else's, for `Emulator::seed`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Seed {
+    /// The owner (`seller@example.com` when empty).
+    pub owner: String,
+    pub parent: Option<String>,
+    pub name: String,
+    /// `application/octet-stream` unless given; FOLDER_MIME for a folder, DOCS_MIME for a Doc.
+    pub mime_type: Option<String>,
+    /// Content as text, or as bytes (Rust callers), or this many zero bytes.
+    pub text: Option<String>,
+    #[serde(skip)]
+    pub bytes: Option<Vec<u8>>,
+    pub zeros: Option<u64>,
+    /// A Google-native file's reported size.
+    pub size: Option<u64>,
+    pub share_with: Vec<SeedShare>,
+    pub copy_requires_writer_permission: bool,
+    /// Makes a shortcut to this id.
+    pub shortcut_target: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeedShare {
+    pub email_address: String,
+    /// reader, commenter, writer…
+    pub role: String,
+}
+
+impl SeedShare {
+    pub fn new(email_address: &str, role: &str) -> Self {
+        SeedShare { email_address: email_address.into(), role: role.into() }
     }
 }
 
@@ -97,6 +156,8 @@ pub struct Config {
     pub refresh_tokens: Vec<String>,
     /// Addresses or `@domains` that have no Google account: a silent share to them fails.
     pub no_google_account: Vec<String>,
+    /// Who every accepted token acts as: the owner of what it creates.
+    pub identity: String,
 }
 
 impl Config {
@@ -107,6 +168,7 @@ impl Config {
             static_tokens: vec!["emulator-token".into()],
             refresh_tokens: vec!["emulator-refresh-token".into()],
             no_google_account: vec!["@no-google.example".into()],
+            identity: IDENTITY.into(),
         }
     }
 }
@@ -121,6 +183,36 @@ struct File {
     md5: Option<String>,
     created: chrono::DateTime<chrono::Utc>,
     permissions: Vec<Permission>,
+    owner: String,
+    copy_requires_writer_permission: bool,
+    /// A shortcut's target: its id and type.
+    shortcut_target: Option<(String, String)>,
+}
+
+/// What a caller may do with a file: the best of its owner status and every permission on the
+/// file or a folder above it (Drive's inheritance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Role {
+    Reader,
+    Writer,
+    Owner,
+}
+
+fn role_named(role: &str) -> Role {
+    match role {
+        "owner" => Role::Owner,
+        "organizer" | "fileOrganizer" | "writer" => Role::Writer,
+        _ => Role::Reader,
+    }
+}
+
+fn insufficient(id: &str) -> Response<Body> {
+    google_error(
+        StatusCode::FORBIDDEN,
+        "global",
+        "insufficientFilePermissions",
+        &format!("The user does not have sufficient permissions for file {id}."),
+    )
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -158,6 +250,35 @@ struct Meta {
     sessions: HashMap<String, Arc<tokio::sync::Mutex<Session>>>,
 }
 
+impl Meta {
+    fn role(&self, id: &str, who: &str) -> Option<Role> {
+        let mut best = None;
+        let mut todo = vec![id.to_string()];
+        let mut seen = HashSet::new();
+        while let Some(i) = todo.pop() {
+            if !seen.insert(i.clone()) {
+                continue;
+            }
+            let Some(f) = self.files.get(&i) else { continue };
+            if f.owner == who {
+                return Some(Role::Owner);
+            }
+            for p in &f.permissions {
+                if p.kind_of == "anyone" || p.email_address.as_deref() == Some(who) {
+                    best = best.max(Some(role_named(&p.role)));
+                }
+            }
+            todo.extend(f.parents.iter().cloned());
+        }
+        best
+    }
+
+    /// The file's JSON as `who` sees it (capabilities depend on the caller).
+    fn json_for(&self, file: &File, who: &str) -> Value {
+        file.json(self.role(&file.id, who).unwrap_or(Role::Reader))
+    }
+}
+
 struct Inner {
     config: Config,
     faults: Mutex<Faults>,
@@ -165,6 +286,9 @@ struct Inner {
     /// Bytes written by uploads, all sessions together: a resumed upload adds only what was
     /// missing, a restarted one adds the file again.
     written: std::sync::atomic::AtomicU64,
+    /// Server-side copies made (`files.copy`), and the bytes they stand for.
+    copies: std::sync::atomic::AtomicU64,
+    copied_bytes: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -237,7 +361,7 @@ fn select(value: &Value, fields: &str) -> Value {
 }
 
 impl File {
-    fn json(&self) -> Value {
+    fn json(&self, role: Role) -> Value {
         let folder = self.mime_type == FOLDER_MIME;
         let mut v = json!({
             "kind": "drive#file",
@@ -253,7 +377,21 @@ impl File {
                 format!("https://drive.google.com/file/d/{}/view?usp=drivesdk", self.id)
             },
         });
-        if !folder {
+        v["owners"] = json!([{"kind": "drive#user", "emailAddress": self.owner, "me": role == Role::Owner}]);
+        v["copyRequiresWriterPermission"] = json!(self.copy_requires_writer_permission);
+        v["capabilities"] = json!({
+            "canCopy": !folder && (!self.copy_requires_writer_permission || role >= Role::Writer),
+            "canShare": role >= Role::Writer,
+            "canEdit": role >= Role::Writer,
+            "canAddChildren": folder && role >= Role::Writer,
+            "canListChildren": folder,
+            "canDelete": role == Role::Owner,
+        });
+        if let Some((id, mime)) = &self.shortcut_target {
+            v["shortcutDetails"] = json!({"targetId": id, "targetMimeType": mime});
+        }
+        // Folders and shortcuts have no size; Google-native files (Docs…) have one but no MD5.
+        if !folder && self.shortcut_target.is_none() {
             // Drive reports sizes as strings (int64 in JSON).
             v["size"] = json!(self.size.to_string());
             if let Some(md5) = &self.md5 {
@@ -287,9 +425,19 @@ impl Emulator {
             md5: None,
             created: chrono::Utc::now(),
             permissions: vec![],
+            owner: config.identity.clone(),
+            copy_requires_writer_permission: false,
+            shortcut_target: None,
         };
         meta.files.insert("root".into(), root);
-        Ok(Emulator(Arc::new(Inner { config, faults, meta: Mutex::new(meta), written: Default::default() })))
+        Ok(Emulator(Arc::new(Inner {
+            config,
+            faults,
+            meta: Mutex::new(meta),
+            written: Default::default(),
+            copies: Default::default(),
+            copied_bytes: Default::default(),
+        })))
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -299,6 +447,85 @@ impl Emulator {
     /// Upload bytes written so far, all sessions together.
     pub fn bytes_written(&self) -> u64 {
         self.0.written.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Server-side copies so far, and the bytes they stand for (none of which passed through
+    /// the client).
+    pub fn copies(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.0.copies.load(Relaxed), self.0.copied_bytes.load(Relaxed))
+    }
+
+    /// Puts a file or folder in the emulated Drive as someone else's (a seller's course), with
+    /// the permissions given; answers its id. Not a Drive API: the seller made these by hand.
+    pub fn seed(&self, seed: Seed) -> std::io::Result<String> {
+        let id = random_id(33);
+        let shortcut_target = match &seed.shortcut_target {
+            None => None,
+            Some(target) => {
+                let meta = self.0.meta.lock().unwrap();
+                let mime = meta.files.get(target).map(|f| f.mime_type.clone()).unwrap_or_else(|| FOLDER_MIME.into());
+                Some((target.clone(), mime))
+            }
+        };
+        let mime_type = match (&seed.mime_type, &shortcut_target) {
+            (_, Some(_)) => SHORTCUT_MIME.to_string(),
+            (Some(m), None) => m.clone(),
+            (None, None) => "application/octet-stream".into(),
+        };
+        let folder = mime_type == FOLDER_MIME;
+        let native = mime_type.starts_with("application/vnd.google-apps.") && !folder && shortcut_target.is_none();
+        let blob = self.blob_path(&id);
+        let (size, md5) = if folder || shortcut_target.is_some() {
+            (0, None)
+        } else if native {
+            std::fs::write(&blob, b"")?;
+            (seed.size.unwrap_or(4096), None)
+        } else if let Some(n) = seed.zeros {
+            // Sparse on disk: a 2 GB course file costs no disk, and its MD5 is still real.
+            std::fs::File::create(&blob)?.set_len(n)?;
+            let zeros = vec![0u8; 1 << 20];
+            let mut hasher = Md5::new();
+            let mut left = n;
+            while left > 0 {
+                let take = left.min(zeros.len() as u64) as usize;
+                hasher.update(&zeros[..take]);
+                left -= take as u64;
+            }
+            (n, Some(hex::encode(hasher.finalize())))
+        } else {
+            let bytes = seed.bytes.clone().unwrap_or_else(|| seed.text.clone().unwrap_or_default().into_bytes());
+            std::fs::write(&blob, &bytes)?;
+            (bytes.len() as u64, Some(hex::encode(Md5::digest(&bytes))))
+        };
+        let permissions = seed
+            .share_with
+            .iter()
+            .map(|s| Permission {
+                kind: "drive#permission",
+                id: format!("{:020}", rand::random_range(0..u64::MAX)),
+                kind_of: "user".into(),
+                role: s.role.clone(),
+                email_address: Some(s.email_address.to_lowercase()),
+            })
+            .collect();
+        let file = File {
+            id: id.clone(),
+            name: seed.name.clone(),
+            mime_type,
+            parents: seed.parent.clone().into_iter().collect(),
+            size,
+            md5,
+            created: chrono::Utc::now(),
+            permissions,
+            owner: if seed.owner.is_empty() { SELLER.into() } else { seed.owner.clone() },
+            copy_requires_writer_permission: seed.copy_requires_writer_permission,
+            shortcut_target,
+        };
+        let mut meta = self.0.meta.lock().unwrap();
+        meta.order.push(id.clone());
+        meta.files.insert(id.clone(), file);
+        Ok(id)
     }
 
     /// The token endpoint's grants so far (`{"grant_type", "claims"?}`), oldest first.
@@ -318,6 +545,8 @@ impl Emulator {
             .route("/drive/v3/files", post(create_file).get(list_files))
             .route("/drive/v3/files/generateIds", get(generate_ids))
             .route("/drive/v3/files/{id}", get(get_file).delete(delete_file))
+            .route("/drive/v3/files/{id}/copy", post(copy_file))
+            .route("/emulator/seed", post(seed_file))
             .route("/drive/v3/files/{id}/permissions", post(create_permission).get(list_permissions))
             .route("/drive/v3/files/{id}/permissions/{pid}", delete(delete_permission))
             .route("/upload/drive/v3/files", post(start_upload).put(upload_chunk))
@@ -419,16 +648,40 @@ impl Emulator {
         }
     }
 
+    /// Every parent must be a folder we can write to; one we cannot see is not found.
     fn check_parents(&self, parents: &[String]) -> Result<(), Response<Body>> {
         let meta = self.0.meta.lock().unwrap();
+        let me = &self.0.config.identity;
         for p in parents {
-            match meta.files.get(p) {
-                Some(f) if f.mime_type == FOLDER_MIME => {}
-                Some(_) => return Err(bad_request("invalidParent", &format!("The parent {p} is not a folder."))),
-                None => return Err(not_found(p)),
+            match (meta.files.get(p), meta.role(p, me)) {
+                (Some(_), None) | (None, _) => return Err(not_found(p)),
+                (Some(f), _) if f.mime_type != FOLDER_MIME => {
+                    return Err(bad_request("invalidParent", &format!("The parent {p} is not a folder.")));
+                }
+                (Some(_), Some(role)) if role < Role::Writer => return Err(insufficient(p)),
+                _ => {}
             }
         }
+        if self.0.faults.lock().unwrap().shared_drive_full {
+            return Err(google_error(
+                StatusCode::FORBIDDEN,
+                "global",
+                "teamDriveFileLimitExceeded",
+                "The file limit for this shared drive has been exceeded.",
+            ));
+        }
         Ok(())
+    }
+
+    fn identity(&self) -> &str {
+        &self.0.config.identity
+    }
+
+    /// The file, if our identity can see it, and what it may do with it.
+    fn visible(&self, id: &str) -> Option<(File, Role)> {
+        let meta = self.0.meta.lock().unwrap();
+        let role = meta.role(id, self.identity())?;
+        meta.files.get(id).cloned().map(|f| (f, role))
     }
 
     /// Takes an id for a new file: the one asked for (it must come from generateIds and be
@@ -471,7 +724,7 @@ impl Emulator {
                 "A file already exists with the provided ID.",
             ));
         }
-        let v = file.json();
+        let v = file.json(Role::Owner);
         meta.order.push(file.id.clone());
         meta.files.insert(file.id.clone(), file);
         Ok(v)
@@ -620,6 +873,9 @@ async fn create_with_media(
         size: media.len() as u64,
         created: chrono::Utc::now(),
         permissions: vec![],
+        owner: emu.0.config.identity.clone(),
+        copy_requires_writer_permission: false,
+        shortcut_target: None,
     };
     if !is_folder && let Err(e) = tokio::fs::write(emu.blob_path(&id), media).await {
         return google_error(StatusCode::INTERNAL_SERVER_ERROR, "global", "internalError", &e.to_string());
@@ -713,7 +969,7 @@ async fn get_file(
     if let Err(r) = emu.guard(&headers, false) {
         return r;
     }
-    let Some(file) = emu.0.meta.lock().unwrap().files.get(&id).cloned() else {
+    let Some((file, role)) = emu.visible(&id) else {
         return not_found(&id);
     };
     if q.alt.as_deref() == Some("media") {
@@ -731,7 +987,7 @@ async fn get_file(
             Err(_) => not_found(&id),
         };
     }
-    axum::Json(select(&file.json(), q.fields.as_deref().unwrap_or(DEFAULT_FILE_FIELDS))).into_response()
+    axum::Json(select(&file.json(role), q.fields.as_deref().unwrap_or(DEFAULT_FILE_FIELDS))).into_response()
 }
 
 async fn delete_file(State(emu): State<Emulator>, headers: HeaderMap, Path(id): Path<String>) -> Response<Body> {
@@ -740,8 +996,13 @@ async fn delete_file(State(emu): State<Emulator>, headers: HeaderMap, Path(id): 
     }
     let removed = {
         let mut meta = emu.0.meta.lock().unwrap();
-        if !meta.files.contains_key(&id) || id == "root" {
+        let role = meta.role(&id, emu.identity());
+        if !meta.files.contains_key(&id) || id == "root" || role.is_none() {
             return not_found(&id);
+        }
+        // In My Drive only the owner deletes (a writer may only remove it from a folder).
+        if role < Some(Role::Owner) {
+            return insufficient(&id);
         }
         // Deleting a folder deletes everything under it, as on Drive.
         let mut doomed = vec![id.clone()];
@@ -794,6 +1055,7 @@ async fn list_files(State(emu): State<Emulator>, headers: HeaderMap, Query(lq): 
         .iter()
         .filter_map(|id| meta.files.get(id))
         .filter(|f| f.id != "root")
+        .filter(|f| meta.role(&f.id, emu.identity()).is_some())
         .filter(|f| {
             terms.iter().all(|t| match t {
                 query::Term::Name { equal, value } => (&f.name == value) == *equal,
@@ -804,13 +1066,100 @@ async fn list_files(State(emu): State<Emulator>, headers: HeaderMap, Query(lq): 
             })
         })
         .collect();
-    let page: Vec<Value> = matching.iter().skip(offset).take(page_size).map(|f| f.json()).collect();
+    let page: Vec<Value> =
+        matching.iter().skip(offset).take(page_size).map(|f| meta.json_for(f, emu.identity())).collect();
     let mut body = json!({"kind": "drive#fileList", "incompleteSearch": false, "files": page});
     if offset + page_size < matching.len() {
         body["nextPageToken"] = json!(format!("emu-{}", offset + page_size));
     }
     let fields = lq.fields.unwrap_or_else(|| "kind,incompleteSearch,nextPageToken,files(kind,id,name,mimeType)".into());
     axum::Json(select(&body, &fields)).into_response()
+}
+
+async fn seed_file(State(emu): State<Emulator>, axum::Json(seed): axum::Json<Seed>) -> Response<Body> {
+    match emu.seed(seed) {
+        Ok(id) => axum::Json(json!({"id": id})).into_response(),
+        Err(e) => google_error(StatusCode::INTERNAL_SERVER_ERROR, "global", "internalError", &e.to_string()),
+    }
+}
+
+/// `files.copy`: a new file with the source's bytes, size, type and MD5, made server-side.
+async fn copy_file(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<FieldsQuery>,
+    body: Bytes,
+) -> Response<Body> {
+    // Copies count against the daily upload-and-copy cap, as uploads do.
+    if let Err(r) = emu.guard(&headers, true) {
+        return r;
+    }
+    let delay = emu.0.faults.lock().unwrap().copy_delay_ms;
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
+    let new = match parse_metadata(&body) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let Some((source, role)) = emu.visible(&id) else {
+        return not_found(&id);
+    };
+    if source.mime_type == FOLDER_MIME {
+        // Documented ("Folders cannot be copied"); the exact error Drive sends is not.
+        return google_error(StatusCode::FORBIDDEN, "global", "cannotCopyFile", "Folders cannot be copied.");
+    }
+    if source.copy_requires_writer_permission && role < Role::Writer {
+        return google_error(
+            StatusCode::FORBIDDEN,
+            "global",
+            "cannotCopyFile",
+            "This file cannot be copied by the user.",
+        );
+    }
+    // Without parents the copy goes where the source is (the source's parents we can see).
+    let parents = if new.parents.is_empty() { source.parents.clone() } else { new.parents.clone() };
+    if let Err(r) = emu.check_parents(&parents) {
+        return r;
+    }
+    let new_id = match emu.take_id(new.id.as_deref()) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let from = emu.blob_path(&id);
+    let to = emu.blob_path(&new_id);
+    // The bytes are shared, as Drive shares them: a hard link, whatever the size.
+    if from.exists()
+        && let Err(e) = std::fs::hard_link(&from, &to)
+    {
+        return google_error(StatusCode::INTERNAL_SERVER_ERROR, "global", "internalError", &e.to_string());
+    }
+    let file = File {
+        id: new_id,
+        name: new.name.unwrap_or_else(|| source.name.clone()),
+        mime_type: source.mime_type.clone(),
+        parents,
+        size: source.size,
+        md5: source.md5.clone(),
+        created: chrono::Utc::now(),
+        permissions: vec![],
+        owner: emu.identity().to_string(),
+        copy_requires_writer_permission: false,
+        shortcut_target: source.shortcut_target.clone(),
+    };
+    match emu.insert(file) {
+        Ok(v) => {
+            use std::sync::atomic::Ordering::Relaxed;
+            emu.0.copies.fetch_add(1, Relaxed);
+            emu.0.copied_bytes.fetch_add(source.size, Relaxed);
+            axum::Json(select(&v, q.fields.as_deref().unwrap_or(DEFAULT_FILE_FIELDS))).into_response()
+        }
+        Err(r) => {
+            let _ = std::fs::remove_file(&to);
+            r
+        }
+    }
 }
 
 // ------------------------------------------------------------------ permissions
@@ -876,6 +1225,11 @@ async fn create_permission(
         return bad_request("invalidSharingRequest", &message);
     }
     let mut meta = emu.0.meta.lock().unwrap();
+    match meta.role(&id, emu.identity()) {
+        None => return not_found(&id),
+        Some(role) if role < Role::Writer => return insufficient(&id),
+        Some(_) => {}
+    }
     let Some(file) = meta.files.get_mut(&id) else {
         return not_found(&id);
     };
@@ -910,7 +1264,7 @@ async fn list_permissions(
         return r;
     }
     let meta = emu.0.meta.lock().unwrap();
-    let Some(file) = meta.files.get(&id) else {
+    let (Some(file), Some(_)) = (meta.files.get(&id), meta.role(&id, emu.identity())) else {
         return not_found(&id);
     };
     let body = json!({"kind": "drive#permissionList", "permissions": file.permissions});
@@ -926,6 +1280,11 @@ async fn delete_permission(
         return r;
     }
     let mut meta = emu.0.meta.lock().unwrap();
+    match meta.role(&id, emu.identity()) {
+        None => return not_found(&id),
+        Some(role) if role < Role::Writer => return insufficient(&id),
+        Some(_) => {}
+    }
     let Some(file) = meta.files.get_mut(&id) else {
         return not_found(&id);
     };
@@ -1070,7 +1429,7 @@ async fn upload_chunk(
     if let Some(done) = &s.done {
         let file = emu.0.meta.lock().unwrap().files.get(done).cloned();
         return match file {
-            Some(f) => axum::Json(select(&f.json(), &fields)).into_response(),
+            Some(f) => axum::Json(select(&f.json(Role::Owner), &fields)).into_response(),
             None => not_found(done),
         };
     }
@@ -1196,6 +1555,9 @@ async fn complete(emu: &Emulator, s: &mut Session, fields: &str) -> Response<Bod
         md5: Some(hex::encode(s.hasher.clone().finalize())),
         created: chrono::Utc::now(),
         permissions: vec![],
+        owner: emu.0.config.identity.clone(),
+        copy_requires_writer_permission: false,
+        shortcut_target: None,
     };
     match emu.insert(file) {
         Ok(v) => {

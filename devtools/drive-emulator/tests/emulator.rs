@@ -408,3 +408,172 @@ async fn fail_next_chunks_fails_exactly_that_many_chunks() {
     let done = d.put(&session, &range, bytes(CHUNK_GRANULE)).await.unwrap();
     assert_eq!(done.status(), StatusCode::OK);
 }
+
+/// A seller's folder shared with our identity as `role`, holding one file.
+fn sellers_course(d: &Drive, role: &str, protected: bool) -> (String, String) {
+    use drive_emulator::{IDENTITY, Seed, SeedShare};
+    let folder = d
+        .running
+        .emu
+        .seed(Seed {
+            name: "Khoa hoc".into(),
+            mime_type: Some(FOLDER_MIME.into()),
+            share_with: vec![SeedShare::new(IDENTITY, role)],
+            ..Seed::default()
+        })
+        .unwrap();
+    let file = d
+        .running
+        .emu
+        .seed(Seed {
+            name: "bai-1.mp4".into(),
+            parent: Some(folder.clone()),
+            bytes: Some(bytes(700_001)),
+            copy_requires_writer_permission: protected,
+            ..Seed::default()
+        })
+        .unwrap();
+    (folder, file)
+}
+
+async fn ids(d: &Drive, n: usize) -> Vec<String> {
+    let v: Value = d
+        .req(reqwest::Method::GET, &format!("/drive/v3/files/generateIds?count={n}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["ids"].as_array().unwrap().iter().map(|i| i.as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn files_copy_is_server_side_exact_single_use_and_refused_as_drive_refuses() {
+    let d = drive().await;
+    let (_, file) = sellers_course(&d, "reader", false);
+    let mine = d.folder("buyer", "root").await;
+    let [id, other]: [String; 2] = ids(&d, 2).await.try_into().unwrap();
+    let copy = |source: &str, id: &str, parent: &str| {
+        d.req(
+            reqwest::Method::POST,
+            &format!("/drive/v3/files/{source}/copy?supportsAllDrives=true&fields=id,name,size,md5Checksum,parents"),
+        )
+        .json(&json!({"id": id, "name": "bai-1.mp4", "parents": [parent]}))
+    };
+    let r = copy(&file, &id, &mine).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["size"], "700001", "sizes are strings, as Drive sends them");
+    assert_eq!(v["md5Checksum"], hex::encode(Md5::digest(bytes(700_001))));
+    assert_eq!(std::fs::read(d.running.emu.blob_path(&id)).unwrap(), bytes(700_001));
+    assert_eq!(d.running.emu.copies(), (1, 700_001));
+    assert_eq!(d.running.emu.bytes_written(), 0, "no bytes were uploaded");
+
+    // The same id again: 409, never a second file.
+    let r = copy(&file, &id, &mine).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    // Into the seller's folder, which we may only read: refused.
+    let (seller_folder, _) = sellers_course(&d, "reader", false);
+    let r = copy(&file, &other, &seller_folder).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["errors"][0]["reason"], "insufficientFilePermissions");
+    // A file of someone else's that nobody shared with us: not found.
+    let hidden = d
+        .running
+        .emu
+        .seed(drive_emulator::Seed { name: "x".into(), text: Some("x".into()), ..Default::default() })
+        .unwrap();
+    let r = copy(&hidden, &other, &mine).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = d.req(reqwest::Method::GET, &format!("/drive/v3/files/{hidden}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Copy-protected: a reader may not copy it, and capabilities say so beforehand.
+    let (_, protected) = sellers_course(&d, "reader", true);
+    let facts: Value = d
+        .req(reqwest::Method::GET, &format!("/drive/v3/files/{protected}?fields=capabilities(canCopy,canShare)"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(facts, json!({"capabilities": {"canCopy": false, "canShare": false}}));
+    let r = copy(&protected, &other, &mine).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["errors"][0]["reason"], "cannotCopyFile");
+    // An editor may copy it.
+    let (_, editable) = sellers_course(&d, "writer", true);
+    assert_eq!(copy(&editable, &other, &mine).send().await.unwrap().status(), StatusCode::OK);
+
+    // The daily cap covers copies as it covers uploads.
+    let [third]: [String; 1] = ids(&d, 1).await.try_into().unwrap();
+    d.running.emu.set_faults(Faults { daily_cap_exceeded: true, ..Faults::default() });
+    let r = copy(&file, &third, &mine).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["errors"][0]["reason"], "userRateLimitExceeded");
+    d.running.emu.set_faults(Faults { shared_drive_full: true, ..Faults::default() });
+    let r = copy(&file, &third, &mine).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["errors"][0]["reason"], "teamDriveFileLimitExceeded");
+}
+
+#[tokio::test]
+async fn docs_have_no_md5_and_shortcuts_no_size_and_a_reader_cannot_share() {
+    use drive_emulator::{DOCS_MIME, IDENTITY, Seed, SeedShare};
+    let d = drive().await;
+    let (folder, file) = sellers_course(&d, "reader", false);
+    let emu = &d.running.emu;
+    let doc = emu
+        .seed(Seed {
+            name: "Giao trinh".into(),
+            parent: Some(folder.clone()),
+            mime_type: Some(DOCS_MIME.into()),
+            size: Some(5120),
+            ..Seed::default()
+        })
+        .unwrap();
+    let shortcut = emu
+        .seed(Seed {
+            name: "link".into(),
+            parent: Some(folder.clone()),
+            shortcut_target: Some(file.clone()),
+            ..Seed::default()
+        })
+        .unwrap();
+    let get = |id: String| {
+        let d = &d;
+        async move {
+            d.req(
+                reqwest::Method::GET,
+                &format!("/drive/v3/files/{id}?fields=mimeType,size,md5Checksum,shortcutDetails"),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(get(doc).await, json!({"mimeType": DOCS_MIME, "size": "5120"}));
+    assert_eq!(
+        get(shortcut).await,
+        json!({"mimeType": "application/vnd.google-apps.shortcut", "shortcutDetails": {"targetId": file, "targetMimeType": "application/octet-stream"}})
+    );
+    // Sharing the seller's folder needs more than read access.
+    let share = |folder: &str| {
+        d.req(reqwest::Method::POST, &format!("/drive/v3/files/{folder}/permissions?sendNotificationEmail=false"))
+            .json(&json!({"role": "reader", "type": "user", "emailAddress": "buyer@example.com"}))
+    };
+    assert_eq!(share(&folder).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    let editable = emu
+        .seed(Seed {
+            name: "shared".into(),
+            mime_type: Some(FOLDER_MIME.into()),
+            share_with: vec![SeedShare::new(IDENTITY, "writer")],
+            ..Seed::default()
+        })
+        .unwrap();
+    assert_eq!(share(&editable).send().await.unwrap().status(), StatusCode::OK);
+}

@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
         lease_secs: vars.parse_or("DELIVER_LEASE_SECS", 120u32)?,
         max_attempts: vars.parse_or("DELIVER_MAX_ATTEMPTS", 5u32)?,
         parent_folder: vars.string_or("DRIVE_PARENT_FOLDER_ID", "root"),
+        shortcuts: vars.parse_or("DRIVE_SHORTCUTS", coursedrop::source::drive::Shortcuts::Follow)?,
     };
     let job = Arc::new(Deliverer {
         pool,

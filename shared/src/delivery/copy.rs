@@ -75,7 +75,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
                         let local = hex::encode(hasher.finalize());
                         let remote = self.drive.file(&file_id).await?.and_then(|f| f.md5_checksum);
                         if remote.as_deref() == Some(local.as_str()) {
-                            self.complete(row.id, &local, object.size, progress, object.size).await?;
+                            self.complete(row.id, Some(&local), object.size, progress, object.size).await?;
                             return Ok(());
                         }
                         // A partial or wrong file under our id: removed before the redo, or the
@@ -113,7 +113,8 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
             };
             let local = hex::encode(hasher.finalize());
             if uploaded.md5_checksum.as_deref() == Some(local.as_str()) {
-                self.complete(row.id, &local, object.size, progress, object.size - counted.min(object.size)).await?;
+                self.complete(row.id, Some(&local), object.size, progress, object.size - counted.min(object.size))
+                    .await?;
                 return Ok(());
             }
             progress.bytes.fetch_sub(counted, Ordering::Relaxed);
@@ -143,7 +144,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
     pub(super) async fn complete(
         &self,
         row_id: u64,
-        md5: &str,
+        md5: Option<&str>,
         size: u64,
         progress: &Progress,
         uncounted: u64,

@@ -12,6 +12,7 @@ use crate::domain::{ItemStatus, Stage};
 use crate::drive::upload::DriveClient;
 use crate::drive::{AccessToken, DriveError};
 use crate::relay;
+use crate::source::drive::Shortcuts;
 use crate::source::{S3Source, SourceError};
 use crate::store::StoreError;
 use crate::store::items::{self, ItemChange};
@@ -20,6 +21,7 @@ use thiserror::Error;
 
 mod claim;
 mod copy;
+mod drive_copy;
 mod plan;
 mod progress;
 
@@ -35,11 +37,19 @@ pub struct DeliverSettings {
     pub max_attempts: u32,
     /// Where buyers' folders are made: a shared drive's folder, or `root`.
     pub parent_folder: String,
+    /// Shortcuts in a Drive course folder: followed or skipped (`DRIVE_SHORTCUTS`).
+    pub shortcuts: Shortcuts,
 }
 
 impl Default for DeliverSettings {
     fn default() -> Self {
-        DeliverSettings { files_in_flight: 4, lease_secs: 120, max_attempts: 5, parent_folder: "root".into() }
+        DeliverSettings {
+            files_in_flight: 4,
+            lease_secs: 120,
+            max_attempts: 5,
+            parent_folder: "root".into(),
+            shortcuts: Shortcuts::Follow,
+        }
     }
 }
 
@@ -89,6 +99,12 @@ impl CopyError {
     fn verdict(&self) -> Verdict {
         match self {
             CopyError::Drive(DriveError::DailyLimit(m)) => Verdict::Pause(m.clone()),
+            // Never retried (FACTS): the shared drive is full, and waiting will not empty it.
+            CopyError::Drive(DriveError::Refused { reason, .. }) if reason == "teamDriveFileLimitExceeded" => {
+                Verdict::Fail(format!(
+                    "the shared drive buyers' folders go in holds Drive's maximum number of items (trash included): {self}. Empty its trash, or point DRIVE_PARENT_FOLDER_ID at a folder in another shared drive, then retry the item"
+                ))
+            }
             CopyError::Drive(DriveError::Refused { status, .. }) if *status != 409 => Verdict::Fail(self.to_string()),
             CopyError::Drive(DriveError::Checksum { .. }) => Verdict::Fail(self.to_string()),
             CopyError::Source(s) if s.is_permanent() => Verdict::Fail(self.to_string()),

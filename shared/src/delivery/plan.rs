@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::adapters::queue::Publisher;
 use crate::drive::AccessToken;
-use crate::source::{S3Location, SourceError};
+use crate::source::{CourseSource, DeliveryMode, S3Location, SourceError};
 use crate::store::delivered_files::{self, DeliveredFile};
 use crate::store::items::{self, DeliveryFacts};
 use futures_util::{StreamExt, TryStreamExt};
@@ -19,10 +19,17 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
     pub(super) async fn work(&self, item_id: u64) -> Result<u64, CopyError> {
         let facts = items::delivery_facts(&self.pool, item_id).await?;
         crate::telemetry::record_order_code(&facts.order_code);
-        let at = S3Location::parse(&facts.source)?;
-        let folder_id = self.item_folder(item_id, &facts).await?;
+        let mode = DeliveryMode::parse(&facts.delivery_mode)?;
+        match (CourseSource::parse(&facts.source)?, mode) {
+            (CourseSource::S3(at), _) => self.work_s3(item_id, &facts, &at).await,
+            (CourseSource::Drive(folder), DeliveryMode::Copy) => self.work_drive_copy(item_id, &facts, &folder).await,
+            (CourseSource::Drive(folder), DeliveryMode::Share) => self.work_share(item_id, &folder).await,
+        }
+    }
 
-        let objects = self.source.list(&at).await?;
+    async fn work_s3(&self, item_id: u64, facts: &DeliveryFacts, at: &S3Location) -> Result<u64, CopyError> {
+        let folder_id = self.item_folder(item_id, facts).await?;
+        let objects = self.source.list(at).await?;
         // Never an empty folder for a paid course: a prefix that lists nothing (files moved, a
         // bucket being restored) is retried, and fails the item with this reason if it stays so.
         if objects.is_empty() {
@@ -30,14 +37,34 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         }
         let bytes_total: u64 = objects.iter().map(|o| o.size).sum();
         items::set_totals(&self.pool, item_id, objects.len() as u32, bytes_total).await?;
+        let folders = self.make_tree(item_id, folder_id, objects.iter().map(|o| o.path.as_str())).await?;
 
-        // The folder tree, parents before children (a BTreeSet orders "a/" before "a/b/").
-        let mut dirs = BTreeSet::new();
+        let (already, files_done) = delivered_files::done(&self.pool, item_id).await?;
+        let progress = Arc::new(Progress { bytes: AtomicU64::new(already), files: AtomicU32::new(files_done) });
+        // The futures are built in a plain loop: a closure over borrowed items here makes the
+        // whole future fail the `Send` check the job's spawn needs.
+        let mut pending = Vec::with_capacity(objects.len());
         for o in &objects {
+            pending.push(self.copy_file(item_id, at, o, parent_of(&folders, &o.path), &progress));
+        }
+        self.run_all(item_id, pending, &progress, already).await
+    }
+
+    /// The folder tree, parents before children, made with stored ids (a repeat finds each
+    /// folder made); answers each folder path's id, `""` being the item's own folder.
+    pub(super) async fn make_tree<'p>(
+        &self,
+        item_id: u64,
+        folder_id: String,
+        paths: impl Iterator<Item = &'p str>,
+    ) -> Result<HashMap<String, String>, CopyError> {
+        // A BTreeSet orders "a/" before "a/b/".
+        let mut dirs = BTreeSet::new();
+        for path in paths {
             let mut end = 0;
-            while let Some(i) = o.path[end..].find('/') {
+            while let Some(i) = path[end..].find('/') {
                 end += i + 1;
-                dirs.insert(o.path[..end].to_string());
+                dirs.insert(path[..end].to_string());
             }
         }
         let mut folders: HashMap<String, String> = HashMap::from([(String::new(), folder_id)]);
@@ -54,23 +81,28 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
             delivered_files::folder_made(&self.pool, row.id).await?;
             folders.insert(dir, id);
         }
+        Ok(folders)
+    }
 
-        let (already, files_done) = delivered_files::done(&self.pool, item_id).await?;
-        let progress = Arc::new(Progress { bytes: AtomicU64::new(already), files: AtomicU32::new(files_done) });
+    /// Runs the file copies F at a time, writing progress as they go; answers the bytes this
+    /// run added.
+    pub(super) async fn run_all<F>(
+        &self,
+        item_id: u64,
+        pending: Vec<F>,
+        progress: &Arc<Progress>,
+        already: u64,
+    ) -> Result<u64, CopyError>
+    where
+        F: Future<Output = Result<(), CopyError>>,
+    {
         let writer = self.spawn_progress_writer(item_id, progress.clone());
-        // The futures are built in a plain loop: a closure over borrowed items here makes the
-        // whole future fail the `Send` check the job's spawn needs.
-        let mut pending = Vec::with_capacity(objects.len());
-        for o in &objects {
-            let parent = folders[&o.path[..o.path.rfind('/').map_or(0, |i| i + 1)]].clone();
-            pending.push(self.copy_file(item_id, &at, o, parent, &progress));
-        }
         let copies = futures_util::stream::iter(pending)
             .buffer_unordered(self.settings.files_in_flight.max(1))
             .try_collect::<Vec<()>>()
             .await;
         writer.abort();
-        self.write_progress(item_id, &progress).await?;
+        self.write_progress(item_id, progress).await?;
         copies.map(|_| progress.bytes.load(Ordering::Relaxed).saturating_sub(already))
     }
 
@@ -101,4 +133,9 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         let fresh = self.drive.generate_ids(1).await?.remove(0);
         Ok(delivered_files::keep_drive_id(&self.pool, row.id, &fresh).await?)
     }
+}
+
+/// The Drive id of the folder a file at `path` goes in.
+pub(super) fn parent_of(folders: &HashMap<String, String>, path: &str) -> String {
+    folders[&path[..path.rfind('/').map_or(0, |i| i + 1)]].clone()
 }

@@ -10,6 +10,9 @@ use super::upload::{Attempt, DriveClient, classify, failure, network};
 use super::{AccessToken, DriveError, Failure};
 
 pub const FOLDER_MIME: &str = "application/vnd.google-apps.folder";
+pub const SHORTCUT_MIME: &str = "application/vnd.google-apps.shortcut";
+/// Docs, Sheets, Slides, Forms and the other Google-native types: no bytes, no `md5Checksum`.
+pub const GOOGLE_APPS_PREFIX: &str = "application/vnd.google-apps.";
 /// The hub has no time limit of its own; a call that hangs longer than this is retried.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -21,10 +24,17 @@ pub struct FileFacts {
     pub size: Option<u64>,
     pub md5_checksum: Option<String>,
     pub web_view_link: Option<String>,
+    /// A shortcut's target: its id and type.
+    pub shortcut_target: Option<(String, Option<String>)>,
+    /// Whether the caller may copy it (false for a reader when the owner set
+    /// `copyRequiresWriterPermission`), and share it.
+    pub can_copy: Option<bool>,
+    pub can_share: Option<bool>,
 }
 
 impl FileFacts {
     fn from_api(f: api::File) -> Self {
+        let capabilities = f.capabilities.unwrap_or_default();
         FileFacts {
             id: f.id.unwrap_or_default(),
             name: f.name.unwrap_or_default(),
@@ -32,11 +42,26 @@ impl FileFacts {
             size: f.size.and_then(|s| u64::try_from(s).ok()),
             md5_checksum: f.md5_checksum,
             web_view_link: f.web_view_link,
+            shortcut_target: f.shortcut_details.and_then(|d| d.target_id.map(|id| (id, d.target_mime_type))),
+            can_copy: capabilities.can_copy,
+            can_share: capabilities.can_share,
         }
     }
 
     pub fn is_folder(&self) -> bool {
         self.mime_type.as_deref() == Some(FOLDER_MIME)
+    }
+
+    pub fn is_shortcut(&self) -> bool {
+        self.mime_type.as_deref() == Some(SHORTCUT_MIME)
+    }
+
+    /// A Google-native file (Docs, Sheets, Slides…): copied like any file, but Drive keeps no
+    /// MD5 of it, so a copy is checked by size and type.
+    pub fn is_google_native(&self) -> bool {
+        self.mime_type.as_deref().is_some_and(|m| m.starts_with(GOOGLE_APPS_PREFIX))
+            && !self.is_folder()
+            && !self.is_shortcut()
     }
 }
 
@@ -53,7 +78,7 @@ impl Permission {
     }
 }
 
-const FILE_FIELDS: &str = "id,name,mimeType,size,md5Checksum,webViewLink";
+const FILE_FIELDS: &str = "id,name,mimeType,size,md5Checksum,webViewLink,shortcutDetails(targetId,targetMimeType),capabilities(canCopy,canShare)";
 
 /// A hub call's error, read as worth another try or final. Drive's JSON error arrives as
 /// `BadRequest` whatever its status; `Failure` is a non-JSON answer.
@@ -135,6 +160,34 @@ impl<T: AccessToken> DriveClient<T> {
             }),
             other => other,
         }
+    }
+
+    /// Copies a file server-side (`files.copy`): no bytes pass through us, whatever its size.
+    /// `id` comes from `generate_ids` and is stored first, so a repeated copy gets 409
+    /// (`Refused { status: 409 }`) instead of making a second file.
+    pub async fn copy(&self, source_id: &str, id: &str, name: &str, parent: &str) -> Result<FileFacts, DriveError> {
+        let url = format!(
+            "{}/drive/v3/files/{}/copy?supportsAllDrives=true&fields={FILE_FIELDS}",
+            self.config.api_root,
+            crate::adapters::sepay::url_encode(source_id)
+        );
+        let metadata = serde_json::json!({"id": id, "name": name, "parents": [parent]});
+        self.with_retries(|| async {
+            let response = self.send(self.http.post(&url).json(&metadata)).await?;
+            let status = response.status().as_u16();
+            if !response.status().is_success() {
+                return Err(failure(response).await);
+            }
+            let text = response.text().await.map_err(network)?;
+            serde_json::from_str::<api::File>(&text).map(FileFacts::from_api).map_err(|e| {
+                Attempt::Fatal(DriveError::Refused {
+                    status,
+                    reason: "badBody".into(),
+                    message: format!("{e}: {text:.200}"),
+                })
+            })
+        })
+        .await
     }
 
     /// A file's facts, or `None` when it does not exist.

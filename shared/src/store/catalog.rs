@@ -4,6 +4,7 @@ use sqlx::{FromRow, MySqlConnection};
 
 use super::StoreError;
 use crate::domain::{CourseSlug, Vnd};
+use crate::source::DeliveryMode;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCourse<'a> {
@@ -11,6 +12,7 @@ pub struct NewCourse<'a> {
     pub title: &'a str,
     pub price: Vnd,
     pub source: &'a str,
+    pub delivery_mode: DeliveryMode,
     pub lms_course_id: Option<&'a str>,
 }
 
@@ -21,14 +23,21 @@ pub struct Course {
     pub title: String,
     pub price_vnd: i64,
     pub source: String,
+    /// `copy` or `share`.
+    pub delivery_mode: String,
     pub lms_course_id: Option<String>,
     pub active: bool,
 }
 
-const COLUMNS: &str = "id, slug, title, price_vnd, source, lms_course_id, active";
+const COLUMNS: &str = "id, slug, title, price_vnd, source, delivery_mode, lms_course_id, active";
 
 pub async fn insert(conn: &mut MySqlConnection, c: &NewCourse<'_>) -> Result<u64, StoreError> {
-    write(conn, "INSERT INTO courses (slug, title, price_vnd, source, lms_course_id) VALUES (?, ?, ?, ?, ?)", c).await
+    write(
+        conn,
+        "INSERT INTO courses (slug, title, price_vnd, source, delivery_mode, lms_course_id) VALUES (?, ?, ?, ?, ?, ?)",
+        c,
+    )
+    .await
 }
 
 async fn write(conn: &mut MySqlConnection, sql: &'static str, c: &NewCourse<'_>) -> Result<u64, StoreError> {
@@ -37,6 +46,7 @@ async fn write(conn: &mut MySqlConnection, sql: &'static str, c: &NewCourse<'_>)
         .bind(c.title)
         .bind(c.price.get())
         .bind(c.source)
+        .bind(c.delivery_mode.as_str())
         .bind(c.lms_course_id)
         .execute(conn)
         .await?;
@@ -60,9 +70,10 @@ pub async fn upsert(conn: &mut MySqlConnection, c: &NewCourse<'_>) -> Result<u64
     // `id = LAST_INSERT_ID(id)` makes MySQL report the existing row's id on the update path.
     write(
         conn,
-        "INSERT INTO courses (slug, title, price_vnd, source, lms_course_id) VALUES (?, ?, ?, ?, ?)
+        "INSERT INTO courses (slug, title, price_vnd, source, delivery_mode, lms_course_id) VALUES (?, ?, ?, ?, ?, ?)
          ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id), title = VALUES(title), price_vnd = VALUES(price_vnd),
-           source = VALUES(source), lms_course_id = VALUES(lms_course_id), active = TRUE",
+           source = VALUES(source), delivery_mode = VALUES(delivery_mode), lms_course_id = VALUES(lms_course_id),
+           active = TRUE",
         c,
     )
     .await
@@ -70,9 +81,8 @@ pub async fn upsert(conn: &mut MySqlConnection, c: &NewCourse<'_>) -> Result<u64
 
 /// Every course, active or not, by slug.
 pub async fn all(pool: &sqlx::MySqlPool) -> Result<Vec<Course>, StoreError> {
-    Ok(sqlx::query_as("SELECT id, slug, title, price_vnd, source, lms_course_id, active FROM courses ORDER BY slug")
-        .fetch_all(pool)
-        .await?)
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM courses ORDER BY slug"));
+    Ok(sqlx::query_as::<_, Course>(sql).fetch_all(pool).await?)
 }
 
 /// Puts a course on sale or takes it off; `false` when nothing changed (no such course, or it

@@ -102,7 +102,8 @@ pub async fn is_completed(pool: &MySqlPool, row_id: u64) -> Result<bool, StoreEr
 }
 
 /// The file is in Drive, whole, with this MD5.
-pub async fn complete(pool: &MySqlPool, row_id: u64, md5: &str, size: u64) -> Result<(), StoreError> {
+/// `md5` is `None` for a Google-native file (Docs…), of which Drive keeps none.
+pub async fn complete(pool: &MySqlPool, row_id: u64, md5: Option<&str>, size: u64) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE delivered_files SET md5 = ?, bytes_confirmed = ?, upload_session_uri = NULL, completed_at = NOW(3)
          WHERE id = ?",

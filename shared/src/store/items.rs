@@ -279,12 +279,13 @@ pub struct DeliveryFacts {
     pub order_code: String,
     pub title: String,
     pub source: String,
+    pub delivery_mode: String,
     pub drive_folder_id: Option<String>,
 }
 
 pub async fn delivery_facts(pool: &MySqlPool, item_id: u64) -> Result<DeliveryFacts, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT o.code AS order_code, c.title, c.source, i.drive_folder_id
+        "SELECT o.code AS order_code, c.title, c.source, c.delivery_mode, i.drive_folder_id
          FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id WHERE i.id = ?",
     )
     .bind(item_id)
@@ -295,6 +296,17 @@ pub async fn delivery_facts(pool: &MySqlPool, item_id: u64) -> Result<DeliveryFa
 /// Stores `fresh` as the item's Drive folder id unless it has one; answers the id it has.
 pub async fn keep_folder_id(pool: &MySqlPool, item_id: u64, fresh: &str) -> Result<String, StoreError> {
     super::keep_first(pool, "order_items", "drive_folder_id", item_id, fresh).await
+}
+
+/// A shared course: the item's folder is the seller's own, whatever was stored before.
+pub async fn use_folder(pool: &MySqlPool, item_id: u64, folder_id: &str, link: Option<&str>) -> Result<(), StoreError> {
+    sqlx::query("UPDATE order_items SET drive_folder_id = ?, drive_link = ? WHERE id = ?")
+        .bind(folder_id)
+        .bind(link)
+        .bind(item_id)
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 pub async fn set_drive_link(pool: &MySqlPool, item_id: u64, link: Option<&str>) -> Result<(), StoreError> {

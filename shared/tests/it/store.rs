@@ -24,6 +24,7 @@ async fn order_with_items(pool: &MySqlPool, n: usize) -> Fixture {
                 title: "Rust cơ bản",
                 price: Vnd::new(499_000).unwrap(),
                 source: "s3://seller/courses/rust/",
+                delivery_mode: coursedrop::source::DeliveryMode::Copy,
                 lms_course_id: None,
             },
         )
@@ -506,6 +507,7 @@ async fn text_is_stored_verbatim(pool: MySqlPool) {
             title,
             price: Vnd::new(1).unwrap(),
             source: "s3://b/p/",
+            delivery_mode: coursedrop::source::DeliveryMode::Copy,
             lms_course_id: None,
         },
     )

@@ -1,5 +1,8 @@
 //! The seller's storage: course files under an S3 prefix, listed page by page and read as
-//! streams (from an offset, to resume an interrupted upload).
+//! streams (from an offset, to resume an interrupted upload); or a folder in the seller's own
+//! Google Drive, which delivery copies server-side or shares as it is (`drive`).
+
+pub mod drive;
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -14,9 +17,107 @@ pub struct S3Location {
     pub prefix: String,
 }
 
+/// Where a course's files are: the catalog's `source` column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CourseSource {
+    S3(S3Location),
+    Drive(DriveFolder),
+}
+
+/// A folder in the seller's Drive, by id. Our Drive identity must be able to read it (and,
+/// to share it, edit it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriveFolder {
+    pub id: String,
+}
+
+impl DriveFolder {
+    /// `drive://<folderId>`, or the folder's address as Drive shows it
+    /// (`https://drive.google.com/drive/folders/<id>?usp=sharing`, also with `/u/0/`), which is
+    /// what a seller copies from the browser.
+    pub fn parse(s: &str) -> Result<Self, SourceError> {
+        let s = s.trim();
+        let id = if let Some(rest) = s.strip_prefix("drive://") {
+            rest.trim_end_matches('/')
+        } else if let Some(rest) =
+            s.strip_prefix("https://drive.google.com/").or_else(|| s.strip_prefix("http://drive.google.com/"))
+        {
+            let path = rest.split(['?', '#']).next().unwrap_or("");
+            let segments: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+            match segments.iter().position(|p| *p == "folders") {
+                Some(i) if i + 1 < segments.len() => segments[i + 1],
+                _ => return Err(SourceError::BadLocation(s.into())),
+            }
+        } else {
+            return Err(SourceError::BadLocation(s.into()));
+        };
+        // Drive ids are URL-safe base64 characters; anything else is a typo or a wrong link.
+        let valid =
+            (10..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(SourceError::BadLocation(s.into()));
+        }
+        Ok(DriveFolder { id: id.to_string() })
+    }
+}
+
+impl std::fmt::Display for DriveFolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "drive://{}", self.id)
+    }
+}
+
+impl CourseSource {
+    pub fn parse(s: &str) -> Result<Self, SourceError> {
+        if s.trim().starts_with("s3://") {
+            S3Location::parse(s).map(CourseSource::S3)
+        } else {
+            DriveFolder::parse(s).map(CourseSource::Drive)
+        }
+    }
+}
+
+impl std::fmt::Display for CourseSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CourseSource::S3(at) => at.fmt(f),
+            CourseSource::Drive(folder) => folder.fmt(f),
+        }
+    }
+}
+
+/// How a course reaches the buyer (the catalog's `delivery_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryMode {
+    /// A folder of the buyer's own with the course copied into it: the buyer keeps it.
+    #[default]
+    Copy,
+    /// Read access to the seller's Drive folder itself: nothing is copied; a refund or the
+    /// seller's own edits change what the buyer sees.
+    Share,
+}
+
+impl DeliveryMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryMode::Copy => "copy",
+            DeliveryMode::Share => "share",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, SourceError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "copy" => Ok(DeliveryMode::Copy),
+            "share" => Ok(DeliveryMode::Share),
+            other => Err(SourceError::BadLocation(format!("delivery mode {other:?} (copy or share)"))),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum SourceError {
-    #[error("{0:?} is not an s3://bucket/prefix/ location")]
+    #[error("{0:?} is not an s3://bucket/prefix/ location or a drive://<folderId> folder")]
     BadLocation(String),
     #[error("source object {0} does not exist")]
     Missing(String),
@@ -26,6 +127,23 @@ pub enum SourceError {
         "source objects {first} and {second} would be the same file in Drive (they differ only by empty path segments); rename one"
     )]
     Collision { first: String, second: String },
+    /// Drive files our identity may read but not copy: the owner turned on "viewers and
+    /// commenters can't download, print or copy" (`copyRequiresWriterPermission`).
+    #[error(
+        "{} cannot be copied: its owner forbids copying by viewers (copyRequiresWriterPermission). In Drive, open Share, then the settings gear, and tick \"Viewers and commenters can see the option to download, print, and copy\"; or give our Drive identity editor access to the course folder",
+        .0.join(", ")
+    )]
+    CopyProtected(Vec<String>),
+    /// A shortcut whose target our identity cannot read.
+    #[error(
+        "the shortcut {path} points to {target}, which our Drive identity cannot read; share the target with it, or remove the shortcut"
+    )]
+    BrokenShortcut { path: String, target: String },
+    /// The seller's folder can be read but not shared by our identity (share mode).
+    #[error(
+        "{0} can be read but not shared by our Drive identity; give it editor access to the folder, or deliver by copy"
+    )]
+    CannotShare(String),
 }
 
 /// An object's path under the course prefix, as the buyer's folder tree will have it: empty
@@ -43,7 +161,7 @@ pub fn relative_path(key: &str, prefix: &str) -> Option<String> {
 impl SourceError {
     /// A missing object or a bad location will not fix itself by retrying.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, SourceError::Missing(_) | SourceError::BadLocation(_) | SourceError::Collision { .. })
+        !matches!(self, SourceError::Read(_))
     }
 }
 
@@ -223,5 +341,29 @@ mod tests {
         for bad in ["", "https://x/y", "s3://", "s3://UPPER/x", "s3://ab/x"] {
             assert!(S3Location::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn parses_drive_folders_as_ids_or_as_the_browser_shows_them() {
+        let id = "1AbC-dEf_0123456789xyz";
+        for given in [
+            format!("drive://{id}"),
+            format!("drive://{id}/"),
+            format!("https://drive.google.com/drive/folders/{id}"),
+            format!("https://drive.google.com/drive/folders/{id}?usp=sharing"),
+            format!("https://drive.google.com/drive/u/0/folders/{id}"),
+        ] {
+            assert_eq!(
+                CourseSource::parse(&given).unwrap(),
+                CourseSource::Drive(DriveFolder { id: id.into() }),
+                "{given}"
+            );
+        }
+        assert_eq!(CourseSource::parse(&format!("drive://{id}")).unwrap().to_string(), format!("drive://{id}"));
+        for bad in ["drive://", "drive://short", "drive://has space in it", "https://drive.google.com/file/d/x/view"] {
+            assert!(CourseSource::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(DeliveryMode::parse("Share").unwrap(), DeliveryMode::Share);
+        assert!(DeliveryMode::parse("link").is_err());
     }
 }
