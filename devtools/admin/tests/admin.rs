@@ -476,3 +476,100 @@ async fn a_late_payment_is_accepted_and_money_on_a_cancelled_order_refunded(pool
         .unwrap();
     assert_eq!(status, "refunded");
 }
+
+/// `course add` with the seller's Drive folder: checked with our Drive identity before it is
+/// sold (readable, holds files, copyable or shareable as asked), stored as `drive://<id>`
+/// whatever link form was given, and listed with its mode.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_drive_course_is_added_only_when_it_can_be_delivered_as_asked(pool: MySqlPool) {
+    use drive_emulator::{FOLDER_MIME, IDENTITY, Seed, SeedShare};
+    let emulator = drive_emulator::TempEmulator::start("admin-drive-course").await.unwrap();
+    let emu = &emulator.emu;
+    let folder = |name: &str, role: Option<&str>| {
+        emu.seed(Seed {
+            name: name.into(),
+            mime_type: Some(FOLDER_MIME.into()),
+            share_with: role.map(|r| vec![SeedShare::new(IDENTITY, r)]).unwrap_or_default(),
+            ..Seed::default()
+        })
+        .unwrap()
+    };
+    let file = |parent: &str, protected: bool| {
+        emu.seed(Seed {
+            name: "bai-1.mp4".into(),
+            parent: Some(parent.into()),
+            bytes: Some(vec![7; 2048]),
+            copy_requires_writer_permission: protected,
+            ..Seed::default()
+        })
+        .unwrap()
+    };
+    let readable = folder("Rust (doc)", Some("reader"));
+    file(&readable, false);
+    let unshared = folder("Rust (chua chia se)", None);
+    file(&unshared, false);
+    let empty = folder("Rust (trong)", Some("reader"));
+    let protected = folder("Rust (khoa)", Some("reader"));
+    file(&protected, true);
+
+    let base = emulator.base.clone();
+    let env = [("DRIVE_API_ROOT", base.as_str()), ("DRIVE_ACCESS_TOKEN", "emulator-token")];
+    let add = |slug: &'static str, source: String, mode: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let args = [
+                "course", "add", "--slug", slug, "--title", "Rust", "--price", "990000", "--source", &source, "--mode",
+                mode,
+            ];
+            admin(&pool, &args, &env).await
+        }
+    };
+    let not_shared = add("rust", format!("drive://{unshared}"), "copy").await;
+    assert!(!not_shared.ok && not_shared.stderr.contains("share it with that identity"), "{}", not_shared.stderr);
+    let nothing = add("rust", format!("drive://{empty}"), "copy").await;
+    assert!(!nothing.ok && nothing.stderr.contains("holds no files"), "{}", nothing.stderr);
+    let locked = add("rust", format!("drive://{protected}"), "copy").await;
+    assert!(
+        !locked.ok && locked.stderr.contains("bai-1.mp4") && locked.stderr.contains("cannot be copied"),
+        "{}",
+        locked.stderr
+    );
+    let share_as_reader = add("rust", format!("drive://{readable}"), "share").await;
+    assert!(!share_as_reader.ok && share_as_reader.stderr.contains("editor access"), "{}", share_as_reader.stderr);
+    let s3_share = add("rust", "s3://seller-bucket/rust/".into(), "share").await;
+    assert!(!s3_share.ok && s3_share.stderr.contains("only a Drive folder can be shared"), "{}", s3_share.stderr);
+    let bad_mode = add("rust", format!("drive://{readable}"), "link").await;
+    assert!(!bad_mode.ok && bad_mode.stderr.contains("copy or share"), "{}", bad_mode.stderr);
+
+    // The folder's address as the browser shows it is stored as drive://<id>.
+    let added = add("rust", format!("https://drive.google.com/drive/folders/{readable}?usp=sharing"), "copy").await;
+    assert!(added.ok, "{}", added.stderr);
+    assert!(added.stdout.contains("1 files") && added.stdout.contains("delivered by copy"), "{}", added.stdout);
+    let editable = folder("Rust (chia se)", Some("writer"));
+    file(&editable, true); // copy-protected does not matter when nothing is copied
+    let shared = add("rust-share", format!("drive://{editable}"), "share").await;
+    assert!(shared.ok, "{}", shared.stderr);
+
+    let listed = admin(&pool, &["--json", "course", "list"], &[]).await.json();
+    let rows: Vec<(String, String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["slug"].as_str().unwrap().into(),
+                c["source"].as_str().unwrap().into(),
+                c["delivery_mode"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("rust".into(), format!("drive://{readable}"), "copy".into()),
+            ("rust-share".into(), format!("drive://{editable}"), "share".into())
+        ]
+    );
+    let table = admin(&pool, &["course", "list"], &[]).await;
+    assert!(table.stdout.contains("MODE") && table.stdout.contains("share"), "{}", table.stdout);
+}

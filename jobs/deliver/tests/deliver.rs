@@ -534,3 +534,6 @@ async fn a_worker_that_lost_its_lease_stops_and_leaves_the_item_to_the_new_holde
     assert_eq!(h.job.deliver_item(h.item).await.unwrap(), Outcome::Delivered);
     assert_eq!(h.drive_tree().await, h.expected(), "every file once, MD5 equal");
 }
+
+#[path = "deliver/drive_source.rs"]
+mod drive_source;
