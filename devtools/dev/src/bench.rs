@@ -259,6 +259,15 @@ fn markdown(report: &Value) -> String {
             sh["s3_read_alone_mb_s"], sh["drive_write_alone_mb_s"], sh["ratio_to_slower_alone"]
         ));
     }
+    let dr = &g["from_drive"];
+    if dr.is_object() {
+        out.push_str(&format!(
+            "\n| 1 GiB course, by source | wall s | job CPU s | peak RSS MiB | bytes through the job |\n|---|---:|---:|---:|---:|\n| S3 (stream → resumable upload) | {} | {} | {} | {} |\n| seller's Drive (server-side copy) | {} | {} | {} | {} |\n\nFrom Drive the job uses {} × less CPU and {} × less wall time for the same GiB ({} copies).\n",
+            g["seconds"], g["cpu"]["job_cpu_s"], g["peak_rss_mib"], 8u64 * 128 * 1024 * 1024,
+            dr["seconds"], dr["job_cpu_s"], dr["peak_rss_mib"], dr["uploaded_bytes"],
+            dr["s3_over_drive_job_cpu"], dr["s3_over_drive_wall"], dr["copies"]
+        ));
+    }
     if g["cpu"].is_object() {
         out.push_str("\n| 1 GiB run | wall s | job CPU s | emulator + bench CPU s | moto CPU s | cores busy |\n|---|---:|---:|---:|---:|---:|\n");
         for (label, c) in [

@@ -92,7 +92,11 @@ async fn seed_course(source: &S3Source, gib: usize) -> Result<S3Location> {
 }
 
 async fn enrolled_item(pool: &MySqlPool, at: &S3Location, gib: usize) -> Result<u64> {
-    let slug = CourseSlug::parse(&format!("bench-{gib}-gib"))?;
+    enrolled_item_of(pool, &format!("bench-{gib}-gib"), &at.to_string()).await
+}
+
+async fn enrolled_item_of(pool: &MySqlPool, slug: &str, source: &str) -> Result<u64> {
+    let slug = CourseSlug::parse(slug)?;
     let mut conn = pool.acquire().await?;
     let course = catalog::upsert(
         &mut conn,
@@ -100,7 +104,7 @@ async fn enrolled_item(pool: &MySqlPool, at: &S3Location, gib: usize) -> Result<
             slug: &slug,
             title: "Bench",
             price: Vnd::new(1)?,
-            source: &at.to_string(),
+            source,
             delivery_mode: coursedrop::source::DeliveryMode::Copy,
             lms_course_id: None,
         },
@@ -232,6 +236,47 @@ pub async fn deliver_one<F: Fn(&str) -> Option<String>>(vars: &Vars<F>, item: u6
     Ok(())
 }
 
+/// The 1 GiB course kept in the seller's Drive instead (8 files of 128 MiB, readable by our
+/// identity), delivered by server-side copy by the same child: no byte passes through it.
+async fn from_drive(emu: &drive_emulator::Emulator, child: &Child<'_>, pool: &MySqlPool) -> Result<Value> {
+    use drive_emulator::{FOLDER_MIME, IDENTITY, Seed, SeedShare};
+    let folder = emu.seed(Seed {
+        name: "Bench 1 GiB".into(),
+        mime_type: Some(FOLDER_MIME.into()),
+        share_with: vec![SeedShare::new(IDENTITY, "reader")],
+        ..Seed::default()
+    })?;
+    for part in 0..2 {
+        let sub = emu.seed(Seed {
+            name: format!("part-{part:02}"),
+            parent: Some(folder.clone()),
+            mime_type: Some(FOLDER_MIME.into()),
+            ..Seed::default()
+        })?;
+        for n in 0..4 {
+            emu.seed(Seed {
+                name: format!("lesson-{:03}.mp4", part * 4 + n),
+                parent: Some(sub.clone()),
+                zeros: Some(FILE as u64),
+                ..Seed::default()
+            })?;
+        }
+    }
+    let item = enrolled_item_of(pool, "bench-1-gib-drive", &format!("drive://{folder}")).await?;
+    let ((secs, rss, job_cpu), mut cpu) = with_cpu(deliver_in_child(child, item)).await?;
+    cpu["job_cpu_s"] = json!((job_cpu * 100.0).round() / 100.0);
+    let (copies, copied_bytes) = emu.copies();
+    Ok(json!({
+        "seconds": (secs * 100.0).round() / 100.0,
+        "peak_rss_mib": rss / 1024,
+        "job_cpu_s": (job_cpu * 100.0).round() / 100.0,
+        "copies": copies,
+        "copied_bytes": copied_bytes,
+        "uploaded_bytes": emu.bytes_written(),
+        "cpu": cpu,
+    }))
+}
+
 /// The 1 GiB course again, with S3 and Drive behind shaped links: delivery against reading
 /// alone and writing alone through the same links.
 async fn shaped_links<F: Fn(&str) -> Option<String>>(
@@ -280,7 +325,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Value>
     let source = S3Source::from_vars(vars).await;
     let dir = std::path::PathBuf::from(".local/bench-drive");
     let _ = std::fs::remove_dir_all(&dir);
-    let (_emu, drive_base) = stack::spawn_drive(&dir, 0).await?;
+    let (emu, drive_base) = stack::spawn_drive(&dir, 0).await?;
 
     let other_exe = vars.get("BENCH_JOB_EXE");
     let exe = match &other_exe {
@@ -314,6 +359,18 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Value>
             let _ = std::fs::remove_dir_all(dir.join("blobs"));
             std::fs::create_dir_all(dir.join("blobs"))?;
             report[&key]["shaped_links"] = shaped_links(vars, &child, &pool, &source, &at).await?;
+            let _ = std::fs::remove_dir_all(dir.join("blobs"));
+            std::fs::create_dir_all(dir.join("blobs"))?;
+            let before = emu.bytes_written();
+            let mut drive = from_drive(&emu, &child, &pool).await?;
+            drive["uploaded_bytes"] = json!(emu.bytes_written() - before);
+            // What a seller gains by keeping courses in Drive: the job's CPU for the same GiB.
+            let s3_cpu = job_cpu.max(0.001);
+            let drive_cpu = drive["job_cpu_s"].as_f64().unwrap_or(0.0).max(0.001);
+            drive["s3_over_drive_job_cpu"] = json!((s3_cpu / drive_cpu * 10.0).round() / 10.0);
+            drive["s3_over_drive_wall"] =
+                json!((secs / drive["seconds"].as_f64().unwrap_or(1.0).max(0.001) * 10.0).round() / 10.0);
+            report[&key]["from_drive"] = drive;
         }
         println!("bench: {key}: {}", report[&key]);
         let _ = std::fs::remove_dir_all(dir.join("blobs"));
