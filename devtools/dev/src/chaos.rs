@@ -11,8 +11,12 @@
 //! and S3 objects are gone; the harness puts the infrastructure back as AWS would still have
 //! it, and the sweeper recovers the lost messages) and MariaDB once.
 //!
+//! Two of the five courses are kept in the seller's own Drive rather than S3: one delivered by
+//! server-side copy, one by sharing the seller's folder.
+//!
 //! Pass: every paid order completed; each delivery email exactly once; every Drive folder holds
-//! each source file exactly once with its MD5; every payment kept (unmatched ones listed); the
+//! each source file exactly once with its MD5; each buyer of the shared course a reader of the
+//! seller's folder, and nobody else; every payment kept (unmatched ones listed); the
 //! dead-letter queues empty; no unpaid order delivered; every dropped webhook's payment found
 //! by reconciliation. Exit status 1 on any violation.
 
@@ -25,6 +29,7 @@ use anyhow::{Context, Result, anyhow};
 use coursedrop::config::{self, Vars};
 use coursedrop::domain::{CourseSlug, Queue, Status, Vnd};
 use coursedrop::drive::upload::DriveClient;
+use coursedrop::source::DeliveryMode;
 use coursedrop::store::catalog;
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
@@ -48,7 +53,58 @@ const COURSES: &[(&str, i64, Files)] = &[
         &[("bai-01.mp4", 1_572_864), ("du-lieu/mau.sql", 300_000), ("du-lieu/sau/x.bin", 700_001), ("a.md", 10)],
     ),
     ("chaos-aws", 1_490_000, &[("lambda/bai.mp4", 3_355_443), ("lambda/code.rs", 5_000)]),
+    (
+        "chaos-drive",
+        790_000,
+        &[("video/bai-01.mp4", 1_800_000), ("video/sau/bai-02.mp4", 900_000), ("doc.pdf", 12_345)],
+    ),
+    ("chaos-live", 590_000, &[("live/buoi-01.mp4", 1_200_000), ("ghi-chu.txt", 77)]),
 ];
+
+/// The courses kept in the seller's Drive (shared with our identity), and how each is delivered;
+/// the others are in S3.
+const DRIVE_COURSES: &[(&str, DeliveryMode)] =
+    &[("chaos-drive", DeliveryMode::Copy), ("chaos-live", DeliveryMode::Share)];
+
+fn drive_mode(slug: &str) -> Option<DeliveryMode> {
+    DRIVE_COURSES.iter().find(|(s, _)| *s == slug).map(|(_, m)| *m)
+}
+
+/// A course's files as the seller keeps them in Drive: its folder (shared with our identity as
+/// viewer for copy, editor for share) and the tree. Answers the folder's id.
+fn seed_drive_course(emu: &drive_emulator::Emulator, slug: &str, files: Files, mode: DeliveryMode) -> Result<String> {
+    use drive_emulator::{FOLDER_MIME, IDENTITY, Seed, SeedShare};
+    let role = if mode == DeliveryMode::Share { "writer" } else { "reader" };
+    let folder = |name: &str, parent: Option<String>, share: bool| {
+        emu.seed(Seed {
+            name: name.into(),
+            parent,
+            mime_type: Some(FOLDER_MIME.into()),
+            share_with: if share { vec![SeedShare::new(IDENTITY, role)] } else { vec![] },
+            ..Seed::default()
+        })
+    };
+    let root = folder(slug, None, true)?;
+    let mut folders: HashMap<String, String> = HashMap::from([(String::new(), root.clone())]);
+    for (path, size) in files {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let mut at = String::new();
+        for part in dir.split('/').filter(|p| !p.is_empty()) {
+            let parent = folders[&at].clone();
+            at = if at.is_empty() { part.to_string() } else { format!("{at}/{part}") };
+            if !folders.contains_key(&at) {
+                folders.insert(at.clone(), folder(part, Some(parent), false)?);
+            }
+        }
+        emu.seed(Seed {
+            name: name.into(),
+            parent: Some(folders[dir].clone()),
+            bytes: Some(file_bytes(slug, path, *size)),
+            ..Seed::default()
+        })?;
+    }
+    Ok(root)
+}
 
 fn file_bytes(slug: &str, path: &str, size: usize) -> Vec<u8> {
     let seed = slug.len() * 31 + path.len() * 7;
@@ -86,7 +142,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
     {
         let mut conn = pool.acquire().await?;
         sqlx::query("UPDATE courses SET active = FALSE").execute(&mut *conn).await?;
-        for (slug, price, _) in COURSES {
+        for (slug, price, _) in COURSES.iter().filter(|(s, ..)| drive_mode(s).is_none()) {
             let slug = CourseSlug::parse(slug)?;
             let source = format!("s3://{BUCKET}/courses/{slug}/");
             let title = format!("Khoá {slug}");
@@ -97,7 +153,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
                     title: &title,
                     price: Vnd::new(*price)?,
                     source: &source,
-                    delivery_mode: coursedrop::source::DeliveryMode::Copy,
+                    delivery_mode: DeliveryMode::Copy,
                     lms_course_id: None,
                 },
             )
@@ -108,6 +164,30 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
     let drive_dir = std::path::PathBuf::from(".local/drive-chaos");
     let _ = std::fs::remove_dir_all(&drive_dir);
     let (drive, drive_base) = stack::spawn_drive(&drive_dir, 0).await?;
+    let mut seller_folders = HashMap::new();
+    {
+        let mut conn = pool.acquire().await?;
+        for (slug, price, files) in COURSES {
+            let Some(mode) = drive_mode(slug) else { continue };
+            let folder = seed_drive_course(&drive, slug, files, mode)?;
+            let source = format!("drive://{folder}");
+            let title = format!("Khoá {slug}");
+            let course_slug = CourseSlug::parse(slug)?;
+            catalog::upsert(
+                &mut conn,
+                &catalog::NewCourse {
+                    slug: &course_slug,
+                    title: &title,
+                    price: Vnd::new(*price)?,
+                    source: &source,
+                    delivery_mode: mode,
+                    lms_course_id: None,
+                },
+            )
+            .await?;
+            seller_folders.insert(*slug, folder);
+        }
+    }
     drive.set_faults(drive_emulator::Faults::spread(0.10));
     stack::spawn_enroll(&stack, pool.clone(), &chaos_vars)?;
     stack::spawn_finalize(&stack, pool.clone(), &chaos_vars, &drive_base).await?;
@@ -390,6 +470,33 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
         detail: format!("{} folders checked; {}", items.len(), summarize(&drive_problems)),
     });
 
+    // The shared course: its buyers (completed items) are the readers of the seller's folder,
+    // nobody else; and nothing was copied for them.
+    let shared_slug = DRIVE_COURSES.iter().find(|(_, m)| *m == DeliveryMode::Share).map(|(s, _)| *s).unwrap_or("");
+    let seller_folder = &seller_folders[shared_slug];
+    let mut buyers: Vec<String> = items.iter().filter(|i| i.5 == shared_slug).map(|i| i.2.to_lowercase()).collect();
+    buyers.sort();
+    buyers.dedup();
+    let mut readers: Vec<String> = reader
+        .permissions(seller_folder)
+        .await?
+        .into_iter()
+        .filter(|p| p.role == "reader")
+        .filter_map(|p| p.email_address)
+        .collect();
+    readers.sort();
+    let foreign = items.iter().filter(|i| i.5 == shared_slug && i.4.as_deref() != Some(seller_folder.as_str())).count();
+    checks.push(Check {
+        name: "the shared course: its buyers, and only they, read the seller's folder",
+        ok: readers == buyers && foreign == 0 && !buyers.is_empty(),
+        detail: format!(
+            "{} buyers, {} readers, {foreign} items not on the seller's folder; copied course: {} server-side copies",
+            buyers.len(),
+            readers.len(),
+            drive.copies().0
+        ),
+    });
+
     let (payments, unmatched): (i64, i64) =
         sqlx::query_as("SELECT COUNT(*), CAST(COALESCE(SUM(order_id IS NULL), 0) AS SIGNED) FROM payments")
             .fetch_one(&pool)
@@ -574,7 +681,7 @@ async fn redriven_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String>
 
 async fn put_course_files(source: &coursedrop::source::S3Source) -> Result<()> {
     source.ensure_bucket(BUCKET, "ap-southeast-1").await?;
-    for (slug, _, files) in COURSES {
+    for (slug, _, files) in COURSES.iter().filter(|(s, ..)| drive_mode(s).is_none()) {
         for (path, size) in *files {
             source
                 .client()
