@@ -14,7 +14,7 @@ struct Fixture {
 
 async fn order_with_items(pool: &MySqlPool, n: usize) -> Fixture {
     let mut conn = pool.acquire().await.unwrap();
-    let mut items = Vec::new();
+    let mut courses = Vec::new();
     for i in 0..n {
         let slug = CourseSlug::parse(&format!("course-{i}-{}", rand_suffix())).unwrap();
         let id = catalog::insert(
@@ -30,8 +30,15 @@ async fn order_with_items(pool: &MySqlPool, n: usize) -> Fixture {
         )
         .await
         .unwrap();
-        items.push((id, Vnd::new(499_000).unwrap()));
+        courses.push(id);
     }
+    order_of(pool, &courses).await
+}
+
+/// An order of one item per course given, each at 499,000 VND.
+async fn order_of(pool: &MySqlPool, courses: &[u64]) -> Fixture {
+    let n = courses.len();
+    let items: Vec<(u64, Vnd)> = courses.iter().map(|id| (*id, Vnd::new(499_000).unwrap())).collect();
     let code = OrderCode::from_stored(format!("CD{}", rand_suffix()));
     let email = Email::parse("buyer@example.com").unwrap();
     let created = orders::create(
@@ -188,7 +195,15 @@ async fn the_bank_feeds_migration_keeps_every_existing_payment(pool: MySqlPool) 
         ..sqlx::migrate::Migrator::DEFAULT
     };
     before.run(&pool).await.unwrap();
-    let f = order_with_items(&pool, 1).await;
+    // The course as that schema has it (today's catalog insert names later columns).
+    let course = sqlx::query(
+        "INSERT INTO courses (slug, title, price_vnd, source) VALUES ('old-course', 'Rust', 499000, 's3://seller/rust/')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap()
+    .last_insert_id();
+    let f = order_of(&pool, &[course]).await;
     sqlx::query(
         "INSERT INTO payments (sepay_id, order_id, transfer_type, amount_vnd, gateway, content, raw_payload)
          VALUES (92704, ?, 'in', 500000, 'Vietcombank', 'CD12345678', '{\"id\":92704}'),
