@@ -70,12 +70,15 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     let order: Value = resp.json().await?;
     let code = order["code"].as_str().ok_or_else(|| anyhow!("stage order failed: no code in {order}"))?.to_string();
     let amount = order["amount_vnd"].as_i64().unwrap_or_default();
+    // What opens the order's status view (the code alone does not).
+    let t = order["view_token"].as_str().unwrap_or_default().to_string();
     stage.ok(format!(
         "{code}: {amount} VND, transfer text {}",
         order["payment"]["transfer_text"].as_str().unwrap_or_default()
     ));
     println!("               VietQR payload {}", order["payment"]["vietqr"].as_str().unwrap_or_default());
-    println!("               QR image       {base}/orders/{code}/qr.svg");
+    println!("               QR image       {base}/orders/{code}/qr.svg?t={t}");
+    println!("               status page    {base}/?order={code}&t={t}");
 
     // SePay's webhook, as SePay sends it: the bank's text around a lower-cased code,
     // authenticated with the configured API key.
@@ -98,7 +101,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     if resp.status() != 200 {
         bail!("stage payment failed: webhook answered {} {}", resp.status(), resp.text().await.unwrap_or_default());
     }
-    let status: Value = http.get(format!("{base}/orders/{}", code.to_lowercase())).send().await?.json().await?;
+    let status: Value = http.get(format!("{base}/orders/{}?t={t}", code.to_lowercase())).send().await?.json().await?;
     if status["status"] != "paid" {
         bail!("stage payment failed: order is {} after the webhook", status["status"]);
     }
@@ -112,7 +115,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     let stage = Stage("enroll");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let status = loop {
-        let status: Value = http.get(format!("{base}/orders/{code}")).send().await?.json().await?;
+        let status: Value = http.get(format!("{base}/orders/{code}?t={t}")).send().await?.json().await?;
         let items = status["items"].as_array().cloned().unwrap_or_default();
         if items.iter().all(|i| i["status"] != "enrolling" && i["status"] != "awaiting_payment") {
             break status;
@@ -167,7 +170,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
     let mut last_print = std::time::Instant::now() - Duration::from_secs(10);
     let status = loop {
-        let status: Value = http.get(format!("{base}/orders/{code}")).send().await?.json().await?;
+        let status: Value = http.get(format!("{base}/orders/{code}?t={t}")).send().await?.json().await?;
         let items = status["items"].as_array().cloned().unwrap_or_default();
         if let Some(failed) = items.iter().find(|i| i["status"] == "failed") {
             bail!("stage deliver failed: {} failed", failed["course"]);
@@ -209,7 +212,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     let stage = Stage("finalize");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let status = loop {
-        let status: Value = http.get(format!("{base}/orders/{code}")).send().await?.json().await?;
+        let status: Value = http.get(format!("{base}/orders/{code}?t={t}")).send().await?.json().await?;
         if status["status"] == "completed" {
             break status;
         }

@@ -110,7 +110,7 @@ async fn serve<F: Fn(&str) -> Option<String>>(outer: &Vars<F>) -> Result<()> {
         tokio::net::TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("binding port {port}"))?;
     println!("coursedrop dev stack on http://127.0.0.1:{port}");
     println!(
-        "  GET  /courses · POST /orders · GET /orders/{{code}} · GET /orders/{{code}}/qr.svg · POST /webhooks/sepay · POST /webhooks/casso"
+        "  GET  /courses · POST /orders · GET /orders/{{code}}?t=… · GET /orders/{{code}}/qr.svg?t=… · POST /webhooks/sepay · POST /webhooks/casso"
     );
     println!(
         "  bank emulator (SePay and Casso APIs) on {bank_base}; pay an order as a buyer would:\n    \

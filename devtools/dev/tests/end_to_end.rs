@@ -213,7 +213,10 @@ async fn a_buyer_orders_pays_watches_progress_and_gets_the_link() {
         )
         .await;
     let url = browser.script("return location.search").await;
-    assert_eq!(url, format!("?order={code}"), "a reload keeps the order");
+    let url = url.as_str().unwrap().to_string();
+    let token =
+        url.strip_prefix(&format!("?order={code}&t=")).unwrap_or_else(|| panic!("the order and its token: {url}"));
+    assert_eq!(token.len(), 32, "a reload keeps the order, opened by its view token: {url}");
     browser.screenshot("1-payment").await;
 
     // Uploads at a real network's pace (10 MB/s a file), so the delivery can be seen in progress.

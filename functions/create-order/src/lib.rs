@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -141,23 +142,44 @@ fn code_from_path(s: &AppState, raw: &str) -> Result<OrderCode, ApiError> {
     OrderCode::parse(raw, &s.settings.pattern).map_err(|_| ApiError::not_found("no order with this code"))
 }
 
-async fn get_order(State(s): State<AppState>, Path(raw): Path<String>) -> Result<Json<ordering::OrderView>, ApiError> {
+/// `?t=<view token>`: what the order's placement answered. Without it, or with a wrong one, an
+/// order answers as an unknown one does.
+#[derive(serde::Deserialize)]
+struct ViewQuery {
+    t: Option<String>,
+}
+
+/// The token given, if any: a query string that does not parse gives none (and so a 404, never
+/// the framework's text rejection).
+fn token_of(q: &Result<Query<ViewQuery>, QueryRejection>) -> &str {
+    q.as_ref().ok().and_then(|q| q.t.as_deref()).unwrap_or_default()
+}
+
+async fn get_order(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    q: Result<Query<ViewQuery>, QueryRejection>,
+) -> Result<Json<ordering::OrderView>, ApiError> {
     let code = code_from_path(&s, &raw)?;
-    match ordering::order_view(&s.pool, &code).await {
+    match ordering::order_view(&s.pool, &code, token_of(&q)).await {
         Ok(Some(view)) => Ok(Json(view)),
         Ok(None) => Err(ApiError::not_found("no order with this code")),
         Err(e) => Err(ApiError::internal("reading an order", &e)),
     }
 }
 
-async fn qr_svg(State(s): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+async fn qr_svg(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    q: Result<Query<ViewQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
     let code = code_from_path(&s, &raw)?;
-    let payload = match ordering::order_vietqr(&s.pool, &s.settings, &code).await {
+    let payload = match ordering::order_vietqr(&s.pool, &s.settings, &code, token_of(&q)).await {
         Ok(Some(p)) => p,
         Ok(None) => return Err(ApiError::not_found("no order with this code")),
         Err(e) => return Err(ApiError::internal("reading an order for its QR", &e)),
     };
     let svg = coursedrop::adapters::vietqr::svg(&payload).map_err(|e| ApiError::internal("rendering a QR", &e))?;
-    Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "public, max-age=3600")], svg)
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "private, max-age=3600")], svg)
         .into_response())
 }

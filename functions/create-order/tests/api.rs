@@ -204,8 +204,9 @@ async fn the_status_view_finds_the_order_in_any_case_and_shows_no_personal_data(
     let body = r#"{"email":"secret.buyer@example.com","phone":"0987654321","courses":["rust-101"]}"#;
     let (_, _, placed, _) = send(&app, post_order(body)).await;
     let code = placed["code"].as_str().unwrap();
+    let t = placed["view_token"].as_str().unwrap();
 
-    let (status, _, json, text) = send(&app, get(&format!("/orders/{}", code.to_lowercase()))).await;
+    let (status, _, json, text) = send(&app, get(&format!("/orders/{}?t={t}", code.to_lowercase()))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         json,
@@ -225,10 +226,10 @@ async fn the_status_view_finds_the_order_in_any_case_and_shows_no_personal_data(
         .execute(&pool)
         .await
         .unwrap();
-    let (_, _, json, _) = send(&app, get(&format!("/orders/{code}"))).await;
+    let (_, _, json, _) = send(&app, get(&format!("/orders/{code}?t={t}"))).await;
     assert_eq!(json["items"][0]["drive_link"], Value::Null);
     sqlx::query("UPDATE order_items SET status = 'completed'").execute(&pool).await.unwrap();
-    let (_, _, json, _) = send(&app, get(&format!("/orders/{code}"))).await;
+    let (_, _, json, _) = send(&app, get(&format!("/orders/{code}?t={t}"))).await;
     assert_eq!(json["items"][0]["drive_link"], "https://drive.google.com/drive/folders/x");
 
     for unknown in ["/orders/CD00000000", "/orders/not-a-code", "/orders/CD00000000/qr.svg"] {
@@ -237,12 +238,54 @@ async fn the_status_view_finds_the_order_in_any_case_and_shows_no_personal_data(
     }
 }
 
+/// Order codes are short and guessable (they go in the transfer text): the code alone, or with a
+/// wrong token, opens nothing, and answers exactly as an unknown order does.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn an_order_opens_only_with_its_view_token(pool: MySqlPool) {
+    let app = app(&pool).await;
+    let (_, _, placed, _) = send(&app, post_order(r#"{"email":"b@example.com","courses":["rust-101"]}"#)).await;
+    let (_, _, other, _) = send(&app, post_order(r#"{"email":"c@example.com","courses":["rust-101"]}"#)).await;
+    let code = placed["code"].as_str().unwrap();
+    let t = placed["view_token"].as_str().unwrap();
+    assert_eq!(t.len(), 32);
+    assert_ne!(t, other["view_token"].as_str().unwrap(), "each order its own token");
+    let (_, _, unknown, _) = send(&app, get("/orders/CD00000000")).await;
+    let wrong = other["view_token"].as_str().unwrap();
+    for path in [
+        format!("/orders/{code}"),
+        format!("/orders/{code}?t="),
+        format!("/orders/{code}?t={wrong}"),
+        format!("/orders/{code}?t={}", &t[..31]),
+        format!("/orders/{code}?t={}", t.to_uppercase()),
+        format!("/orders/{code}?t=%ZZ"),
+        format!("/orders/{code}/qr.svg"),
+        format!("/orders/{code}/qr.svg?t={wrong}"),
+    ] {
+        let (status, _, json, _) = send(&app, get(&path)).await;
+        assert_eq!((status, &json), (StatusCode::NOT_FOUND, &unknown), "{path}: as an unknown order");
+    }
+    let (status, _, json, _) = send(&app, get(&format!("/orders/{code}?t={t}"))).await;
+    assert_eq!((status, json["code"].as_str()), (StatusCode::OK, Some(code)));
+    // A retry under the same Idempotency-Key answers the same token.
+    let retry = || {
+        Request::post("/orders")
+            .header("content-type", "application/json")
+            .header("idempotency-key", "k-1")
+            .body(Body::from(r#"{"email":"d@example.com","courses":["rust-101"]}"#))
+            .unwrap()
+    };
+    let (_, _, first, _) = send(&app, retry()).await;
+    let (_, _, again, _) = send(&app, retry()).await;
+    assert_eq!(first["view_token"], again["view_token"]);
+}
+
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn the_qr_code_renders_as_svg(pool: MySqlPool) {
     let app = app(&pool).await;
     let (_, _, placed, _) = send(&app, post_order(r#"{"email":"b@example.com","courses":["rust-101"]}"#)).await;
     let code = placed["code"].as_str().unwrap();
-    let (status, headers, _, text) = send(&app, get(&format!("/orders/{code}/qr.svg"))).await;
+    let t = placed["view_token"].as_str().unwrap();
+    let (status, headers, _, text) = send(&app, get(&format!("/orders/{code}/qr.svg?t={t}"))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers.get("content-type").unwrap(), "image/svg+xml");
     assert!(text.contains("<svg") && text.contains("<path"), "{}", &text[..text.len().min(200)]);

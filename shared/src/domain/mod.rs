@@ -5,9 +5,11 @@ pub mod money;
 pub mod order_code;
 pub mod slug;
 pub mod state;
+pub mod view_token;
 
 pub use email::{Email, EmailError, mask_email};
 pub use money::{Vnd, VndError};
 pub use order_code::{CodeCharset, CodePattern, CodePatternError, OrderCode, OrderCodeError};
 pub use slug::{CourseSlug, SlugError};
 pub use state::{EventKind, ItemStatus, OrderStatus, Queue, Stage, Status, UnknownStatus};
+pub use view_token::ViewToken;

@@ -32,6 +32,9 @@ pub struct PaymentInstructions {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PlacedOrder {
     pub code: String,
+    /// Opens the order's status view: `GET /orders/{code}?t={view_token}`, and the page's
+    /// `?order={code}&t={view_token}`. The code alone is for the transfer text and opens nothing.
+    pub view_token: String,
     pub status: String,
     pub amount_vnd: i64,
     pub expires_at: DateTime<Utc>,
@@ -67,6 +70,7 @@ async fn placed(
         .map_err(|e| StoreError::Corrupt(format!("VietQR for {}: {e}", head.code)))?;
     Ok(PlacedOrder {
         code: head.code.clone(),
+        view_token: head.view_token.clone().unwrap_or_default(),
         status: head.status.clone(),
         amount_vnd: head.total_vnd,
         expires_at: head.expires_at,

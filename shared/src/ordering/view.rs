@@ -6,7 +6,7 @@ use sqlx::MySqlPool;
 
 use super::OrderSettings;
 use super::place::vietqr_payload;
-use crate::domain::OrderCode;
+use crate::domain::{OrderCode, ViewToken};
 use crate::store::{StoreError, items, orders};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -37,11 +37,16 @@ pub struct OrderView {
     pub items: Vec<ItemView>,
 }
 
-pub async fn order_view(pool: &MySqlPool, code: &OrderCode) -> Result<Option<OrderView>, StoreError> {
+/// The order, if `token` is its view token; `None` for an unknown order and for a wrong token
+/// alike, so a guess learns nothing, not even that the code exists.
+pub async fn order_view(pool: &MySqlPool, code: &OrderCode, token: &str) -> Result<Option<OrderView>, StoreError> {
     let mut conn = pool.acquire().await?;
     let Some(head) = orders::head_by_code(&mut conn, code.as_str()).await? else {
         return Ok(None);
     };
+    if !ViewToken::matches(head.view_token.as_deref(), token) {
+        return Ok(None);
+    }
     let rows = items::progress_of_order_in(&mut conn, head.id).await?;
     Ok(Some(OrderView {
         code: head.code,
@@ -73,11 +78,15 @@ pub async fn order_vietqr(
     pool: &MySqlPool,
     settings: &OrderSettings,
     code: &OrderCode,
+    token: &str,
 ) -> Result<Option<String>, StoreError> {
     let mut conn = pool.acquire().await?;
     let Some(head) = orders::head_by_code(&mut conn, code.as_str()).await? else {
         return Ok(None);
     };
+    if !ViewToken::matches(head.view_token.as_deref(), token) {
+        return Ok(None);
+    }
     vietqr_payload(&settings.bank, &head.code, head.total_vnd)
         .map(Some)
         .map_err(|e| StoreError::Corrupt(format!("VietQR for {}: {e}", head.code)))

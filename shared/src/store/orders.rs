@@ -5,7 +5,7 @@ use sqlx::{AssertSqlSafe, MySqlConnection, MySqlPool};
 
 use super::StoreError;
 use super::events::{self, NewEvent};
-use crate::domain::{Email, EventKind, ItemStatus, OrderCode, OrderStatus, Status, Vnd};
+use crate::domain::{Email, EventKind, ItemStatus, OrderCode, OrderStatus, Status, ViewToken, Vnd};
 
 #[derive(Debug, Clone)]
 pub struct NewOrder<'a> {
@@ -33,10 +33,12 @@ pub async fn create_in(conn: &mut MySqlConnection, o: &NewOrder<'_>, actor: &str
     let total = Vnd::sum(o.items.iter().map(|(_, price)| *price))
         .map_err(|e| StoreError::Corrupt(format!("order total: {e}")))?;
     let done = sqlx::query(
-        "INSERT INTO orders (code, email, phone, lang, total_vnd, status, expires_at, idempotency_key, request_hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO orders (code, view_token, email, phone, lang, total_vnd, status, expires_at, idempotency_key,
+           request_hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(o.code.as_str())
+    .bind(ViewToken::generate().as_str())
     .bind(o.email.as_str())
     .bind(o.phone)
     .bind(o.lang)
@@ -308,9 +310,11 @@ pub struct OrderHead {
     pub paid_vnd: i64,
     pub expires_at: DateTime<Utc>,
     pub request_hash: Option<String>,
+    /// What opens the order's status view (`None` only for an order an older release placed).
+    pub view_token: Option<String>,
 }
 
-const HEAD_COLUMNS: &str = "id, code, status, total_vnd, paid_vnd, expires_at, request_hash";
+const HEAD_COLUMNS: &str = "id, code, status, total_vnd, paid_vnd, expires_at, request_hash, view_token";
 
 pub async fn head_by_code(conn: &mut MySqlConnection, code: &str) -> Result<Option<OrderHead>, StoreError> {
     let sql = AssertSqlSafe(format!("SELECT {HEAD_COLUMNS} FROM orders WHERE code = ?"));

@@ -35,6 +35,72 @@ async fn order_with_items(pool: &MySqlPool, n: usize) -> Fixture {
     order_of(pool, &courses).await
 }
 
+/// A course and a pending order for it, written as the first schema has them: today's store
+/// code names columns later migrations add. Answers the order's id.
+async fn old_schema_order(pool: &MySqlPool, code: &str) -> u64 {
+    let course = sqlx::query(
+        "INSERT INTO courses (slug, title, price_vnd, source) VALUES (?, 'Rust', 499000, 's3://seller/rust/')",
+    )
+    .bind(format!("old-{}", code.to_lowercase()))
+    .execute(pool)
+    .await
+    .unwrap()
+    .last_insert_id();
+    let order = sqlx::query(
+        "INSERT INTO orders (code, email, total_vnd, status, expires_at)
+         VALUES (?, 'buyer@example.com', 499000, 'pending', NOW(3) + INTERVAL 30 MINUTE)",
+    )
+    .bind(code)
+    .execute(pool)
+    .await
+    .unwrap()
+    .last_insert_id();
+    sqlx::query(
+        "INSERT INTO order_items (order_id, course_id, price_vnd, status) VALUES (?, ?, 499000, 'awaiting_payment')",
+    )
+    .bind(order)
+    .bind(course)
+    .execute(pool)
+    .await
+    .unwrap();
+    order
+}
+
+/// The migrations before the one whose description contains `name`, applied.
+async fn migrate_up_to(pool: &MySqlPool, name: &str) {
+    let all = &store::MIGRATOR;
+    let index = all.iter().position(|m| m.description.contains(name)).unwrap_or_else(|| panic!("migration {name}"));
+    let before = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(all.migrations[..index].to_vec()),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    before.run(pool).await.unwrap();
+}
+
+/// Orders placed before view tokens existed get one each, distinct, so their status view opens
+/// with a token and never by the code alone; the previous release's insert still works.
+#[sqlx::test(migrations = false)]
+async fn the_view_token_migration_gives_every_existing_order_its_own_token(pool: MySqlPool) {
+    migrate_up_to(&pool, "order view token").await;
+    old_schema_order(&pool, "CD11111111").await;
+    old_schema_order(&pool, "CD22222222").await;
+    store::MIGRATOR.run(&pool).await.unwrap();
+    let tokens: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT view_token FROM orders ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(tokens.len(), 2);
+    for t in &tokens {
+        let t = t.as_deref().expect("a token for every existing order");
+        assert!(t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()), "{t}");
+    }
+    assert_ne!(tokens[0], tokens[1]);
+    // The previous release's insert (no token) still works on the new schema; that order has
+    // no token, so its view opens for nobody.
+    old_schema_order(&pool, "CD33333333").await;
+    let order =
+        coursedrop::ordering::order_view(&pool, &OrderCode::from_stored("CD33333333".into()), "").await.unwrap();
+    assert!(order.is_none());
+}
+
 /// An order of one item per course given, each at 499,000 VND.
 async fn order_of(pool: &MySqlPool, courses: &[u64]) -> Fixture {
     let n = courses.len();
@@ -188,28 +254,14 @@ async fn unique_keys_hold(pool: MySqlPool) {
 /// release's insert still works on the new schema and still deduplicates.
 #[sqlx::test(migrations = false)]
 async fn the_bank_feeds_migration_keeps_every_existing_payment(pool: MySqlPool) {
-    let all = &store::MIGRATOR;
-    let index = all.iter().position(|m| m.description.contains("bank feeds")).expect("the bank feeds migration");
-    let before = sqlx::migrate::Migrator {
-        migrations: std::borrow::Cow::Owned(all.migrations[..index].to_vec()),
-        ..sqlx::migrate::Migrator::DEFAULT
-    };
-    before.run(&pool).await.unwrap();
-    // The course as that schema has it (today's catalog insert names later columns).
-    let course = sqlx::query(
-        "INSERT INTO courses (slug, title, price_vnd, source) VALUES ('old-course', 'Rust', 499000, 's3://seller/rust/')",
-    )
-    .execute(&pool)
-    .await
-    .unwrap()
-    .last_insert_id();
-    let f = order_of(&pool, &[course]).await;
+    migrate_up_to(&pool, "bank feeds").await;
+    let order_id = old_schema_order(&pool, "CD12345678").await;
     sqlx::query(
         "INSERT INTO payments (sepay_id, order_id, transfer_type, amount_vnd, gateway, content, raw_payload)
          VALUES (92704, ?, 'in', 500000, 'Vietcombank', 'CD12345678', '{\"id\":92704}'),
                 (92705, NULL, 'out', 1000, 'MBBank', NULL, '{}')",
     )
-    .bind(f.order_id)
+    .bind(order_id)
     .execute(&pool)
     .await
     .unwrap();
@@ -229,7 +281,7 @@ async fn the_bank_feeds_migration_keeps_every_existing_payment(pool: MySqlPool) 
             (
                 "sepay".into(),
                 Some("92704".into()),
-                Some(f.order_id),
+                Some(order_id),
                 "in".into(),
                 Some("Vietcombank".into()),
                 "webhook".into()
