@@ -1,6 +1,8 @@
 //! Refunds: the order becomes `refunded`, every item the buyer had is `revoked`, and the
-//! buyer's access to each Drive folder is removed. The payment rows stay: a refund is a new
-//! fact, not an erasure. Safe to repeat: a second call finishes removing access.
+//! buyer's access to each Drive folder is removed, and each item that reached the seller's LMS
+//! is queued for unenrollment (the enroll function calls the provider). The payment rows stay:
+//! a refund is a new fact, not an erasure. Safe to repeat: a second call finishes removing
+//! access.
 
 use serde::Serialize;
 use sqlx::MySqlPool;
@@ -14,6 +16,12 @@ use crate::store::{StoreError, orders};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RefundReport {
     pub items_revoked: usize,
+    /// Items queued to be taken out of the seller's LMS.
+    pub unenrollments_queued: usize,
+    /// Their enroll-queue messages, to publish after the refund (the sweeper publishes any
+    /// that are not).
+    #[serde(skip)]
+    pub outbox: Vec<crate::store::outbox::OutboxMessage>,
     pub permissions_removed: usize,
     /// Folders whose access could not be removed now (Drive unavailable): run the refund again.
     pub folders_left: Vec<String>,
@@ -71,6 +79,14 @@ pub async fn refund<T: AccessToken>(
                 )
                 .await?;
                 report.items_revoked += 1;
+                // Everything past awaiting payment may be in the LMS (an item revoked while
+                // enrolling too: its enroller takes back what it makes after this).
+                if !matches!(from, ItemStatus::AwaitingPayment | ItemStatus::Cancelled)
+                    && let Some(message) = items::request_unenroll_in(&mut tx, item_id).await?
+                {
+                    report.unenrollments_queued += 1;
+                    report.outbox.push(message);
+                }
             }
         }
     }

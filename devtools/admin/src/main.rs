@@ -428,10 +428,14 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
             let code = ctx.code(&code)?;
             let drive = DriveClient::from_vars(&ctx.vars).await?;
             let report = refund::refund(&ctx.pool, &drive, &code, &ctx.actor, &reason).await?;
+            let queued = ctx.publish(report.outbox.as_slice()).await;
             let mut text = format!(
-                "order {code} refunded: {} items revoked, {} Drive permissions removed",
-                report.items_revoked, report.permissions_removed
+                "order {code} refunded: {} items revoked, {} Drive permissions removed, {} unenrollments queued",
+                report.items_revoked, report.permissions_removed, report.unenrollments_queued
             );
+            if !queued.is_empty() {
+                text.push_str(&format!(" ({queued})"));
+            }
             if !report.folders_left.is_empty() {
                 text.push_str(&format!(
                     "\nDrive did not answer for {} folders; run the refund again to finish removing access",

@@ -31,6 +31,10 @@ async fn handle_item<P: EnrollProvider, Q: Publisher>(ctx: &EnrollContext<P, Q>,
             relay::publish_all(&ctx.pool, &ctx.publisher, outbox.as_slice()).await;
             false
         }
+        Ok(Outcome::Unenrolled) => {
+            tracing::info!(item_id, provider = ctx.provider.name(), "refunded: the buyer is out of the LMS");
+            false
+        }
         Ok(Outcome::AlreadyDone(status)) => {
             tracing::info!(item_id, %status, "nothing to do: the item is past enrollment");
             false
@@ -40,7 +44,7 @@ async fn handle_item<P: EnrollProvider, Q: Publisher>(ctx: &EnrollContext<P, Q>,
             false
         }
         Ok(Outcome::Failed(reason)) => {
-            tracing::error!(item_id, %reason, "enrollment failed; the item waits for an operator");
+            tracing::error!(item_id, %reason, "enrollment (or a refund's unenrollment) failed; an operator is needed");
             false
         }
         Ok(Outcome::Retry(reason)) => {

@@ -145,8 +145,13 @@ async fn lms_webhook(State(lms): State<Arc<Mutex<Lms>>>, headers: HeaderMap, raw
 async fn lms(script: &[(u64, &[u16])]) -> (Arc<Mutex<Lms>>, WebhookProvider) {
     let script = script.iter().map(|(item, statuses)| (*item, statuses.iter().copied().collect())).collect();
     let state = Arc::new(Mutex::new(Lms { script, ..Default::default() }));
-    let url = serve(Router::new().route("/enroll", post(lms_webhook)).with_state(state.clone())).await;
-    (state, WebhookProvider::new(format!("{url}/enroll"), "lms-secret".into(), Duration::from_millis(500)))
+    let url = serve(
+        Router::new().route("/enroll", post(lms_webhook)).route("/revoke", post(lms_webhook)).with_state(state.clone()),
+    )
+    .await;
+    let provider = WebhookProvider::new(format!("{url}/enroll"), "lms-secret".into(), Duration::from_millis(500))
+        .with_revoke_url(Some(format!("{url}/revoke")));
+    (state, provider)
 }
 
 // ------------------------------------------------------------------ Moodle
@@ -242,6 +247,19 @@ async fn moodle_ws(
             if !m.enrolments.contains(&(user, course, role)) {
                 m.enrolments.push((user, course, role));
             }
+            Json(Value::Null)
+        }
+        "enrol_manual_unenrol_users" => {
+            let num = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok());
+            let (Some(user), Some(course)) = (num("enrolments[0][userid]"), num("enrolments[0][courseid]")) else {
+                return Ok(moodle_error("invalidparameter", "Invalid parameter value detected"));
+            };
+            if course != 42 {
+                return Ok(moodle_error("invalidrecord", "Can't find data record in database table course."));
+            }
+            // Moodle's manual plugin unenrols the user's enrolment, whatever roles it had; a
+            // user not enrolled is left as they are, without an error.
+            m.enrolments.retain(|e| !(e.0 == user && e.1 == course));
             Json(Value::Null)
         }
         _ => moodle_error("invalidrecord", "Can't find data record in database table external_functions."),
@@ -526,4 +544,139 @@ async fn moodle_enrols_a_buyer_whose_address_is_no_valid_username(pool: MySqlPoo
     let m = moodle.lock().unwrap();
     assert_eq!(m.users.iter().map(|u| u.1.as_str()).collect::<Vec<_>>(), vec!["hoc+vien'khoa@example.com"]);
     assert_eq!(m.enrolments, vec![(100, 42, 5)]);
+}
+
+// ------------------------------------------------------------------ refunds take the buyer out of the LMS
+
+/// A Drive that is never called: the refunded items have no folders.
+fn no_drive() -> coursedrop::drive::upload::DriveClient<coursedrop::drive::StaticToken> {
+    coursedrop::drive::upload::DriveClient::new(
+        coursedrop::drive::DriveConfig::new("http://127.0.0.1:9"),
+        coursedrop::drive::StaticToken("unused".into()),
+    )
+}
+
+async fn refund(pool: &MySqlPool, code: &str) -> coursedrop::refund::RefundReport {
+    sqlx::query("UPDATE orders SET status = 'paid' WHERE code = ? AND status = 'pending'")
+        .bind(code)
+        .execute(pool)
+        .await
+        .unwrap();
+    let code = OrderCode::from_stored(code.to_string());
+    coursedrop::refund::refund(pool, &no_drive(), &code, "operator:lan", "buyer asked").await.unwrap()
+}
+
+async fn unenroll_state(pool: &MySqlPool, id: u64) -> (bool, bool) {
+    sqlx::query_as("SELECT unenroll_pending, unenrolled_at IS NOT NULL FROM order_items WHERE id = ?")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_refund_takes_the_buyer_out_of_moodle_once_through_a_transient_failure(pool: MySqlPool) {
+    let (code, items_) = enrolling_items(&pool, 2).await;
+    let (moodle, provider) = moodle("good-token").await;
+    let (ctx, _, _) = context(&pool, provider, 5).await;
+    let both = [("a", body(items_[0])), ("b", body(items_[1]))];
+    let records: Vec<(&str, &str)> = both.iter().map(|(id, b)| (*id, b.as_str())).collect();
+    assert!(failures(&handle(&ctx, event(&records)).await).is_empty());
+    assert_eq!(moodle.lock().unwrap().enrolments.len(), 1, "one user, enrolled in course 42");
+
+    let report = refund(&pool, &code).await;
+    assert_eq!((report.items_revoked, report.unenrollments_queued, report.outbox.len()), (2, 2, 2));
+    assert!(report.outbox.iter().all(|m| m.queue == Queue::Enroll));
+    assert_eq!(unenroll_state(&pool, items_[0]).await, (true, false));
+
+    // Moodle is down for the first call: that record is retried, and then goes through.
+    moodle.lock().unwrap().fail_next = 1;
+    let first = handle(&ctx, event(&records[..1])).await;
+    assert_eq!(failures(&first), vec!["a".to_string()]);
+    assert_eq!(item(&pool, items_[0]).await.1, 1, "an attempt counted");
+    assert!(failures(&handle(&ctx, event(&records)).await).is_empty());
+    assert!(moodle.lock().unwrap().enrolments.is_empty(), "the refunded buyer is out of the course");
+    for id in &items_ {
+        assert_eq!(unenroll_state(&pool, *id).await, (false, true));
+        assert_eq!(item_status(&pool, *id).await, "revoked");
+    }
+    let unenrolled: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM order_events WHERE kind = 'unenrolled'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(unenrolled, 2, "on the timeline");
+    let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE queue = 'enroll' AND consumed_at IS NULL")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(waiting, 0, "the sweeper has nothing to send again");
+
+    // The same messages again: nothing more is asked of Moodle.
+    let calls = moodle.lock().unwrap().calls.len();
+    assert!(failures(&handle(&ctx, event(&records)).await).is_empty());
+    assert_eq!(moodle.lock().unwrap().calls.len(), calls);
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_refund_revokes_through_the_lms_webhook_or_flags_the_order_without_its_address(pool: MySqlPool) {
+    let (code, items_) = enrolling_items(&pool, 1).await;
+    let (seller, provider) = lms(&[]).await;
+    let (ctx, _, _) = context(&pool, provider, 5).await;
+    let record = body(items_[0]);
+    assert!(failures(&handle(&ctx, event(&[("a", &record)])).await).is_empty());
+    refund(&pool, &code).await;
+    assert!(failures(&handle(&ctx, event(&[("a", &record)])).await).is_empty());
+    {
+        let l = seller.lock().unwrap();
+        assert_eq!(l.bad_signatures, 0, "the revoke is signed like an enrollment");
+        assert_eq!(l.calls.len(), 2);
+        assert_eq!(l.calls[0].get("action"), None, "an enrollment carries no action, as before");
+        assert_eq!(l.calls[1]["action"], "revoke");
+        assert_eq!(l.calls[1]["item_id"], items_[0]);
+    }
+    assert_eq!(unenroll_state(&pool, items_[0]).await, (false, true));
+
+    // Without ENROLL_WEBHOOK_REVOKE_URL nothing is sent to the enroll address (an LMS that
+    // predates revocations would read it as an enrollment): the order is flagged instead.
+    let (code, items_) = enrolling_items(&pool, 1).await;
+    let (unaware, provider) = lms(&[]).await;
+    let (ctx, _, _) = context(&pool, provider.with_revoke_url(None), 5).await;
+    let record = body(items_[0]);
+    assert!(failures(&handle(&ctx, event(&[("a", &record)])).await).is_empty());
+    refund(&pool, &code).await;
+    assert!(failures(&handle(&ctx, event(&[("a", &record)])).await).is_empty(), "given up, not retried");
+    assert_eq!(unaware.lock().unwrap().calls.len(), 1, "only the enrollment");
+    let attention: Option<String> =
+        sqlx::query_scalar("SELECT attention FROM orders WHERE code = ?").bind(&code).fetch_one(&pool).await.unwrap();
+    let attention = attention.expect("the order is flagged");
+    assert!(attention.contains("ENROLL_WEBHOOK_REVOKE_URL") && attention.contains("by hand"), "{attention}");
+    assert_eq!(unenroll_state(&pool, items_[0]).await, (false, false));
+}
+
+/// The refund lands while the LMS is still answering the enrollment: the refund's own
+/// unenrollment finds nothing to undo yet, so the enroller takes back what it made.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn an_enrollment_that_lands_after_the_refund_is_taken_back(pool: MySqlPool) {
+    let (code, items_) = enrolling_items(&pool, 1).await;
+    let (seller, provider) = lms(&[]).await;
+    seller.lock().unwrap().delay = Some(Duration::from_millis(300));
+    let (ctx, _, _) = context(&pool, provider, 5).await;
+    let ctx = Arc::new(ctx);
+    let record = body(items_[0]);
+    let enrolling = tokio::spawn({
+        let (ctx, record) = (ctx.clone(), record.clone());
+        async move { handle(&ctx, event(&[("a", &record)])).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let report = refund(&pool, &code).await;
+    assert_eq!(report.unenrollments_queued, 1);
+    assert!(failures(&enrolling.await.unwrap()).is_empty());
+    let actions: Vec<Option<String>> =
+        seller.lock().unwrap().calls.iter().map(|c| c.get("action").and_then(|a| a.as_str()).map(String::from)).collect();
+    assert_eq!(actions.last(), Some(&Some("revoke".to_string())), "the last word is a revoke: {actions:?}");
+    assert_eq!(item_status(&pool, items_[0]).await, "revoked");
+    // The refund's message, arriving now, finds the work done.
+    let before = seller.lock().unwrap().calls.len();
+    assert!(failures(&handle(&ctx, event(&[("b", &record)])).await).is_empty());
+    assert_eq!(seller.lock().unwrap().calls.len(), before);
 }

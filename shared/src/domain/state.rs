@@ -154,6 +154,7 @@ status_enum!(EventKind, "event kind", {
     PaymentReceived => "payment_received",
     NeedsAttention => "needs_attention",
     EmailResent => "email_resent",
+    Unenrolled => "unenrolled",
 }, transitions: []);
 
 impl ItemStatus {

@@ -35,6 +35,9 @@ pub trait EnrollProvider: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Enrolls; must be safe to repeat for someone already enrolled.
     fn enroll(&self, who: &Enrollee) -> impl Future<Output = Result<(), EnrollError>> + Send;
+    /// Takes the buyer out of the course after a refund; must be safe to repeat, and succeed
+    /// for someone not (or no longer) enrolled.
+    fn unenroll(&self, who: &Enrollee) -> impl Future<Output = Result<(), EnrollError>> + Send;
 }
 
 /// The seller has no LMS: the entitlement is our own record (the item reaching `enrolled`,
@@ -48,6 +51,11 @@ impl EnrollProvider for Builtin {
     }
 
     async fn enroll(&self, _who: &Enrollee) -> Result<(), EnrollError> {
+        Ok(())
+    }
+
+    /// The item's `revoked` status is the whole entitlement: nothing else to undo.
+    async fn unenroll(&self, _who: &Enrollee) -> Result<(), EnrollError> {
         Ok(())
     }
 }
@@ -76,6 +84,14 @@ impl EnrollProvider for Provider {
             Provider::Moodle(p) => p.enroll(who).await,
         }
     }
+
+    async fn unenroll(&self, who: &Enrollee) -> Result<(), EnrollError> {
+        match self {
+            Provider::Builtin(p) => p.unenroll(who).await,
+            Provider::Webhook(p) => p.unenroll(who).await,
+            Provider::Moodle(p) => p.unenroll(who).await,
+        }
+    }
 }
 
 impl Provider {
@@ -87,11 +103,14 @@ impl Provider {
         };
         match vars.string_or("ENROLL_PROVIDER", "builtin").to_ascii_lowercase().as_str() {
             "builtin" => Ok(Provider::Builtin(Builtin)),
-            "webhook" => Ok(Provider::Webhook(webhook::WebhookProvider::new(
-                required("ENROLL_WEBHOOK_URL")?,
-                required("ENROLL_WEBHOOK_SECRET")?,
-                Duration::from_secs(10),
-            ))),
+            "webhook" => Ok(Provider::Webhook(
+                webhook::WebhookProvider::new(
+                    required("ENROLL_WEBHOOK_URL")?,
+                    required("ENROLL_WEBHOOK_SECRET")?,
+                    Duration::from_secs(10),
+                )
+                .with_revoke_url(vars.get("ENROLL_WEBHOOK_REVOKE_URL")),
+            )),
             "moodle" => Ok(Provider::Moodle(moodle::MoodleProvider::new(
                 required("MOODLE_URL")?,
                 required("MOODLE_TOKEN")?,
@@ -135,8 +154,11 @@ pub enum Outcome {
     UnknownItem,
     /// Try again later (the provider's transient failure, or another worker holds it).
     Retry(String),
-    /// Given up: the item is now `failed` at stage `enroll`.
+    /// Given up: the item is now `failed` at stage `enroll` (or, for an unenrollment, its
+    /// order is flagged for an operator).
     Failed(String),
+    /// A refunded item's buyer is out of the LMS.
+    Unenrolled,
 }
 
 /// Takes the item for this worker, unless it is not enrolling or another holds it.
@@ -192,6 +214,10 @@ pub async fn enroll_item<P: EnrollProvider>(
     settings: &EnrollSettings,
     worker: &str,
 ) -> Result<Outcome, StoreError> {
+    // A refunded item's message asks for the reverse.
+    if let Some(outcome) = unenroll_if_asked(pool, provider, item_id, settings).await? {
+        return Ok(outcome);
+    }
     if let Some(outcome) = claim(pool, item_id, settings, worker).await? {
         return Ok(outcome);
     }
@@ -206,7 +232,19 @@ pub async fn enroll_item<P: EnrollProvider>(
                 Ok(t) => Outcome::Enrolled { outbox: t.outbox },
                 // Our lease lapsed and another worker holds the item: it records the result.
                 Err(ItemStatus::Enrolling) => lease_lost(),
-                // Revoked while we were enrolling: the refund wins.
+                // Revoked while we were enrolling: the refund wins, and the enrollment we just
+                // made is taken back (the refund's own unenrollment may have run before it).
+                Err(ItemStatus::Revoked) => {
+                    let mut tx = pool.begin().await?;
+                    let asked = items::request_unenroll_in(&mut tx, item_id).await?;
+                    tx.commit().await?;
+                    match asked {
+                        Some(_) => unenroll_if_asked(pool, provider, item_id, settings)
+                            .await?
+                            .unwrap_or(Outcome::AlreadyDone(ItemStatus::Revoked)),
+                        None => Outcome::AlreadyDone(ItemStatus::Revoked),
+                    }
+                }
                 Err(now) => Outcome::AlreadyDone(now),
             })
         }
@@ -227,4 +265,51 @@ pub async fn enroll_item<P: EnrollProvider>(
             }
         }
     }
+}
+
+/// A revoked item whose refund asked for it: the provider's unenroll, with enroll's rules
+/// (transient failures retried up to the attempts, a permanent one given up at once). Given up,
+/// the order is flagged for an operator: the buyer is refunded but still in the LMS. `None`
+/// when the item asks for nothing of the kind.
+async fn unenroll_if_asked<P: EnrollProvider>(
+    pool: &MySqlPool,
+    provider: &P,
+    item_id: u64,
+    settings: &EnrollSettings,
+) -> Result<Option<Outcome>, StoreError> {
+    if items::unenroll_pending(pool, item_id).await?.is_none() {
+        return Ok(None);
+    }
+    let who = enrollee(pool, item_id).await?;
+    let give_up = |reason: String| {
+        format!(
+            "refunded, but {} did not take {} out of {}: {reason}; remove them in the LMS by hand",
+            provider.name(),
+            crate::domain::mask_email(&who.email),
+            who.course_slug
+        )
+    };
+    let outcome = match provider.unenroll(&who).await {
+        Ok(()) => {
+            let detail = format!("unenrolled by {}", provider.name());
+            items::finish_unenroll(pool, item_id, ACTOR, &detail, None).await?;
+            Outcome::Unenrolled
+        }
+        Err(EnrollError::Permanent(reason)) => {
+            let flag = give_up(reason);
+            items::finish_unenroll(pool, item_id, ACTOR, &flag, Some(&flag)).await?;
+            Outcome::Failed(flag)
+        }
+        Err(EnrollError::Transient(reason)) => {
+            let attempts = items::unenroll_attempt_failed(pool, item_id, &reason).await?;
+            if attempts >= settings.max_attempts {
+                let flag = give_up(format!("gave up after {attempts} attempts: {reason}"));
+                items::finish_unenroll(pool, item_id, ACTOR, &flag, Some(&flag)).await?;
+                Outcome::Failed(flag)
+            } else {
+                Outcome::Retry(reason)
+            }
+        }
+    };
+    Ok(Some(outcome))
 }

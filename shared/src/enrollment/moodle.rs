@@ -1,7 +1,8 @@
 //! Moodle web services (REST, JSON format): find the user by email, create them if absent
 //! (Moodle mails them a password: `createpassword=1`), then `enrol_manual_enrol_users` into
 //! the course id mapped from the catalog (`courses.lms_course_id`). Enrolling twice is safe
-//! in Moodle.
+//! in Moodle. After a refund, `enrol_manual_unenrol_users` takes the user out of the course
+//! again (a user Moodle does not have, or not in the course, is already out).
 //!
 //! Parameters are form-encoded arrays (`enrolments[0][userid]=5`). Errors arrive as HTTP 200
 //! with `{"exception", "errorcode", "message"}`.
@@ -185,6 +186,29 @@ impl EnrollProvider for MoodleProvider {
                     ("enrolments[0][roleid]".into(), self.role_id.to_string()),
                     ("enrolments[0][userid]".into(), user_id.to_string()),
                     ("enrolments[0][courseid]".into(), course_id.to_string()),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn unenroll(&self, who: &Enrollee) -> Result<(), EnrollError> {
+        let course_id = who
+            .lms_course_id
+            .as_deref()
+            .ok_or_else(|| EnrollError::Permanent(format!("course {} has no Moodle course id", who.course_slug)))?;
+        let Some(user) = self.find_user(&who.email.to_lowercase()).await?.into_iter().next() else {
+            return Ok(()); // never made: nothing to take back
+        };
+        // Answers `null` on success; Moodle's manual enrolment plugin ignores a user who is not
+        // enrolled.
+        let _: Option<serde_json::Value> = self
+            .call(
+                "enrol_manual_unenrol_users",
+                &[
+                    ("enrolments[0][userid]".into(), user.id.to_string()),
+                    ("enrolments[0][courseid]".into(), course_id.to_string()),
+                    ("enrolments[0][roleid]".into(), self.role_id.to_string()),
                 ],
             )
             .await?;

@@ -5,7 +5,7 @@ use sqlx::{AssertSqlSafe, MySqlConnection, MySqlPool};
 use super::StoreError;
 use super::events::{self, NewEvent};
 use super::outbox::{self, OutboxMessage};
-use crate::domain::{EventKind, ItemStatus, Stage, Status};
+use crate::domain::{EventKind, ItemStatus, Queue, Stage, Status};
 
 /// One requested change of an item's status.
 #[derive(Debug, Clone)]
@@ -489,4 +489,89 @@ pub async fn enrollee(pool: &MySqlPool, item_id: u64) -> Result<Option<Enrollee>
     .bind(item_id)
     .fetch_optional(pool)
     .await?)
+}
+
+// ------------------------------------------------------------------ unenrollment after a refund
+
+/// Asks for the buyer to be taken out of the seller's LMS, in the caller's transaction (the
+/// refund's, or an enroller's that finished after the refund), with the enroll queue's outbox
+/// row. Only a revoked item; its attempts count afresh for this.
+pub async fn request_unenroll_in(
+    conn: &mut MySqlConnection,
+    item_id: u64,
+) -> Result<Option<OutboxMessage>, StoreError> {
+    let done = sqlx::query(
+        "UPDATE order_items SET unenroll_pending = TRUE, unenrolled_at = NULL, attempts = 0 WHERE id = ? AND status = ?",
+    )
+    .bind(item_id)
+    .bind(ItemStatus::Revoked.as_str())
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(None);
+    }
+    Ok(Some(outbox::enqueue(conn, Queue::Enroll, item_id).await?))
+}
+
+/// The attempts spent so far when the item is revoked and waits to be unenrolled.
+pub async fn unenroll_pending(pool: &MySqlPool, item_id: u64) -> Result<Option<u32>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT attempts FROM order_items WHERE id = ? AND status = ? AND unenroll_pending")
+        .bind(item_id)
+        .bind(ItemStatus::Revoked.as_str())
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// A transient failure to unenroll: counted, with its reason; answers the attempts so far.
+pub async fn unenroll_attempt_failed(pool: &MySqlPool, item_id: u64, reason: &str) -> Result<u32, StoreError> {
+    sqlx::query("UPDATE order_items SET attempts = attempts + 1, last_error = ? WHERE id = ? AND unenroll_pending")
+        .bind(reason)
+        .bind(item_id)
+        .execute(pool)
+        .await?;
+    Ok(sqlx::query_scalar("SELECT attempts FROM order_items WHERE id = ?").bind(item_id).fetch_one(pool).await?)
+}
+
+/// Ends an unenrollment: done (`flag` `None`: `unenrolled_at` set, an `unenrolled` event), or
+/// given up (`flag`: the order flagged for an operator, a `needs_attention` event). Either way
+/// the enroll queue's row is consumed. `false` when another worker ended it first.
+pub async fn finish_unenroll(
+    pool: &MySqlPool,
+    item_id: u64,
+    actor: &str,
+    detail: &str,
+    flag: Option<&str>,
+) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query(
+        "UPDATE order_items SET unenroll_pending = FALSE, unenrolled_at = IF(?, NOW(3), NULL) WHERE id = ? AND unenroll_pending",
+    )
+    .bind(flag.is_none())
+    .bind(item_id)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    let order_id: u64 =
+        sqlx::query_scalar("SELECT order_id FROM order_items WHERE id = ?").bind(item_id).fetch_one(&mut *tx).await?;
+    if let Some(flag) = flag {
+        sqlx::query("UPDATE orders SET attention = ? WHERE id = ?").bind(flag).bind(order_id).execute(&mut *tx).await?;
+    }
+    events::record(
+        &mut tx,
+        &NewEvent {
+            order_id,
+            item_id: Some(item_id),
+            kind: if flag.is_some() { EventKind::NeedsAttention } else { EventKind::Unenrolled },
+            from_status: None,
+            to_status: None,
+            actor,
+            detail: Some(flag.unwrap_or(detail)),
+        },
+    )
+    .await?;
+    outbox::mark_consumed(&mut tx, Queue::Enroll, &[item_id]).await?;
+    tx.commit().await?;
+    Ok(true)
 }
