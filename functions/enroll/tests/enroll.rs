@@ -671,8 +671,13 @@ async fn an_enrollment_that_lands_after_the_refund_is_taken_back(pool: MySqlPool
     let report = refund(&pool, &code).await;
     assert_eq!(report.unenrollments_queued, 1);
     assert!(failures(&enrolling.await.unwrap()).is_empty());
-    let actions: Vec<Option<String>> =
-        seller.lock().unwrap().calls.iter().map(|c| c.get("action").and_then(|a| a.as_str()).map(String::from)).collect();
+    let actions: Vec<Option<String>> = seller
+        .lock()
+        .unwrap()
+        .calls
+        .iter()
+        .map(|c| c.get("action").and_then(|a| a.as_str()).map(String::from))
+        .collect();
     assert_eq!(actions.last(), Some(&Some("revoke".to_string())), "the last word is a revoke: {actions:?}");
     assert_eq!(item_status(&pool, items_[0]).await, "revoked");
     // The refund's message, arriving now, finds the work done.
