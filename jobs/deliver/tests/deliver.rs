@@ -535,5 +535,46 @@ async fn a_worker_that_lost_its_lease_stops_and_leaves_the_item_to_the_new_holde
     assert_eq!(h.drive_tree().await, h.expected(), "every file once, MD5 equal");
 }
 
+/// A file already on Drive under the stored id but not the source's bytes (a run that died
+/// with a wrong or partial file there): the 409 finds an MD5 mismatch, and the file is deleted
+/// before the redo, so the folder never holds two files of one name.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_wrong_file_under_the_stored_id_is_replaced_never_duplicated(pool: MySqlPool) {
+    let h = harness(pool, &tree(), CHUNK_GRANULE).await;
+    assert_eq!(h.job.deliver_item(h.item).await.unwrap(), Outcome::Delivered);
+    let _ = testing::drain(&h.sqs, &h.urls[&Queue::Finalize]).await;
+
+    // Put other bytes under README.md's id, in its place, and forget that it was recorded.
+    let (row, file_id): (u64, String) =
+        sqlx::query_as("SELECT id, drive_file_id FROM delivered_files WHERE item_id = ? AND path = 'README.md'")
+            .bind(h.item)
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    let folder: String = sqlx::query_scalar("SELECT drive_folder_id FROM order_items WHERE id = ?")
+        .bind(h.item)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    h.job.drive.delete(&file_id).await.unwrap();
+    let wrong = b"# not the seller's README\n".to_vec();
+    let session = h.job.drive.start_with_id("README.md", &folder, wrong.len() as u64, Some(&file_id)).await.unwrap();
+    let chunks = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from(wrong.clone()))]);
+    h.job.drive.upload(&session, 0, wrong.len() as u64, chunks, &mut Md5::new(), &mut |_| {}).await.unwrap();
+    sqlx::query("UPDATE delivered_files SET completed_at = NULL, md5 = NULL, upload_session_uri = NULL WHERE id = ?")
+        .bind(row)
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE order_items SET status = 'enrolled', lease_owner = NULL WHERE id = ?")
+        .bind(h.item)
+        .execute(&h.pool)
+        .await
+        .unwrap();
+
+    assert_eq!(h.job.deliver_item(h.item).await.unwrap(), Outcome::Delivered);
+    assert_eq!(h.drive_tree().await, h.expected(), "README.md once, with the source's bytes");
+}
+
 #[path = "deliver/drive_source.rs"]
 mod drive_source;
