@@ -87,6 +87,9 @@ pub struct Faults {
     /// While true, creates and copies answer 403 `teamDriveFileLimitExceeded` (the shared
     /// drive holds its maximum of items).
     pub shared_drive_full: bool,
+    /// The next upload chunk is answered only after this long: a connection that stops
+    /// answering mid-upload, as a dead link does.
+    pub stall_next_chunk_ms: u64,
 }
 
 impl Faults {
@@ -105,6 +108,7 @@ impl Faults {
             permission_delay_ms: 0,
             copy_delay_ms: 0,
             shared_drive_full: false,
+            stall_next_chunk_ms: 0,
         }
     }
 }
@@ -1419,6 +1423,11 @@ async fn upload_chunk(
     let Some(upload_id) = q.upload_id.clone() else {
         return bad_request("invalid", "Missing upload_id.");
     };
+    // Before the session's lock: the client's status query after giving up must get through.
+    let stall = std::mem::take(&mut emu.0.faults.lock().unwrap().stall_next_chunk_ms);
+    if stall > 0 && !body.is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(stall)).await;
+    }
     let session = emu.0.meta.lock().unwrap().sessions.get(&upload_id).cloned();
     let Some(session) = session else {
         return google_error(StatusCode::NOT_FOUND, "global", "notFound", "Not Found");

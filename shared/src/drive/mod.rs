@@ -25,6 +25,10 @@ pub struct DriveConfig {
     pub max_attempts: u32,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// A connection that stops answering (a stalled PUT) fails after this and is retried from
+    /// what Drive holds, instead of hanging the item. Generous: it must outlast one chunk's
+    /// send on a slow link.
+    pub read_timeout: Duration,
 }
 
 pub const CHUNK_GRANULE: usize = 256 * 1024;
@@ -37,6 +41,7 @@ impl DriveConfig {
             max_attempts: 8,
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(32),
+            read_timeout: Duration::from_secs(300),
         }
     }
 

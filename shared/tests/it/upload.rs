@@ -188,3 +188,26 @@ async fn max_attempts_allows_exactly_that_many_consecutive_failures() {
     let file = up.upload(&session, 0, total, stream(&bytes), &mut Md5::new(), &mut faults_left).await.unwrap();
     assert_eq!(file.md5_checksum, Some(md5_hex(&bytes)));
 }
+
+/// A chunk whose answer never comes (a dead link mid-upload): the read timeout gives up on it,
+/// and the upload continues from what Drive holds instead of hanging the item.
+#[tokio::test]
+async fn a_connection_that_stops_answering_is_given_up_and_the_upload_resumes() {
+    let e = emulator().await;
+    let mut config = coursedrop::testing::fast_drive_config(&e.base);
+    config.chunk_size = CHUNK_GRANULE;
+    config.read_timeout = std::time::Duration::from_secs(1);
+    let up = DriveClient::new(config, StaticToken("emulator-token".into()));
+    let bytes = data(3 * CHUNK_GRANULE + 5, 3);
+    let session = up.start("stalled.bin", "root", bytes.len() as u64).await.unwrap();
+    // Silent for two minutes: without a read timeout the upload would wait all of it.
+    e.emu.set_faults(Faults { stall_next_chunk_ms: 120_000, ..Faults::default() });
+    let (mut hasher, mut progress) = (Md5::new(), |_| {});
+    let upload = up.upload(&session, 0, bytes.len() as u64, stream(&bytes), &mut hasher, &mut progress);
+    let file = tokio::time::timeout(std::time::Duration::from_secs(60), upload)
+        .await
+        .expect("the stalled chunk was given up on, not waited for")
+        .unwrap();
+    assert_eq!(file.md5_checksum.as_deref(), Some(md5_hex(&bytes).as_str()));
+    assert_eq!(std::fs::read(e.emu.blob_path(&file.id)).unwrap(), bytes);
+}

@@ -91,10 +91,7 @@ impl<T: AccessToken> DriveClient<T> {
         );
         let http = crate::http::client_builder()
             .connect_timeout(std::time::Duration::from_secs(10))
-            // A connection that stops answering (a stalled PUT) fails after this and is retried
-            // from what Drive holds, instead of hanging the item. Generous: it must outlast one
-            // chunk's send on a slow link.
-            .read_timeout(std::time::Duration::from_secs(300))
+            .read_timeout(config.read_timeout)
             .build()
             .expect("an HTTP client with rustls builds");
         let token = Arc::new(token);
