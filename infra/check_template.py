@@ -3,9 +3,11 @@
 
 Each rule comes from ../shared/FACTS.md or issue #6: every API route present, SQS consumers
 report partial batch failures, visibility >= 6 x the consumer's timeout, maxReceiveCount >= 5,
-Lambdas on provided.al2023/arm64 built by cargo-lambda, each function reads the secret and is
-granted only the queues it uses, the sweeper runs every minute and the reconciler every
-ReconcileInterval, the alarms exist (including payments only reconciliation found).
+Lambdas on provided.al2023/arm64 built by cargo-lambda, each function reads the base secret and
+only the credential secrets it uses (create-order none) and is granted only the queues it uses, the sweeper runs every minute and the reconciler every
+ReconcileInterval, the alarms exist (including payments only reconciliation found, and webhook refusals and
+failures) and none uses a SEARCH expression, the agent image is pinned and its log permission
+scoped.
 Exits 1 listing every broken rule.
 """
 
@@ -21,6 +23,16 @@ EXPECTED_ROUTES = {
     ("GET", "/orders/{code}/qr.svg"): "CreateOrderFunction",
     ("POST", "/webhooks/sepay"): "BankWebhookFunction",
     ("POST", "/webhooks/casso"): "BankWebhookFunction",
+}
+# The credential secrets each function may read besides ConfigSecretArn: the public
+# create-order reads none of them.
+READS_SECRETS = {
+    "CreateOrderFunction": set(),
+    "BankWebhookFunction": {"PaymentsSecretArn"},
+    "ReconcileFunction": {"PaymentsSecretArn"},
+    "EnrollFunction": {"LmsSecretArn"},
+    "FinalizeFunction": {"DriveSecretArn", "MailSecretArn"},
+    "SweeperFunction": set(),
 }
 # The queues each function may publish to (the outbox relay), by logical id.
 PUBLISHES = {
@@ -58,8 +70,22 @@ def main(path):
             s for p in res[fn]["Properties"].get("Policies", []) if isinstance(p, dict) for s in p.get("Statement", [])
         ]
         actions = lambda s: s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
-        if not any("secretsmanager:GetSecretValue" in actions(s) and s["Resource"] == {"Ref": "ConfigSecretArn"} for s in statements):
-            problems.append(f"{fn}: cannot read the configuration secret (and only it)")
+        readable = set()
+        for s in statements:
+            if "secretsmanager:GetSecretValue" in actions(s):
+                targets = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+                for r in targets:
+                    # A plain Ref, or Fn::If [Has…, Ref X, NoValue].
+                    ref = r.get("Ref") if "Ref" in r else r.get("Fn::If", [None, {}])[1].get("Ref")
+                    readable.add(ref)
+        if readable != {"ConfigSecretArn"} | READS_SECRETS.get(fn, set()):
+            problems.append(
+                f"{fn}: may read secrets {sorted(readable)}, needs exactly {sorted({'ConfigSecretArn'} | READS_SECRETS.get(fn, set()))}"
+            )
+        secret_id = str(res[fn]["Properties"].get("Environment", {}).get("Variables", {}).get("APP_SECRET_ID", "ConfigSecretArn"))
+        for extra in READS_SECRETS.get(fn, set()):
+            if extra not in secret_id:
+                problems.append(f"{fn}: APP_SECRET_ID does not name {extra}")
         for s in statements:
             if "*" in str(s.get("Resource")) or any(a.endswith(":*") or a == "*" for a in actions(s)):
                 problems.append(f"{fn}: wildcard in {s}")
@@ -130,7 +156,23 @@ def main(path):
     if "ScheduleV2" not in str([res.get("ReconcileFunction", {}).get("Properties", {}).get("Events")]):
         problems.append("the reconciler has no schedule")
 
+    alarms = {k: v["Properties"] for k, v in res.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+    for name, a in alarms.items():
+        # CloudWatch cannot alarm on a SEARCH expression: name each metric and sum them.
+        if "SEARCH(" in str(a.get("Metrics")):
+            problems.append(f"{name}: an alarm on a SEARCH expression (CloudWatch refuses it)")
+    for metric in ("WebhooksRefused", "WebhookFailures"):
+        if not any(metric in str(a.get("Metrics")) for a in alarms.values()):
+            problems.append(f"no alarm on the webhook's {metric} (a wrong key refuses every payment silently)")
+
     task = res["DeliverTaskDefinition"]["Properties"]
+    for c in task["ContainerDefinitions"]:
+        image = str(c["Image"])
+        if image.endswith(":latest") or ("Ref" in image and "CloudWatchAgentImage" in image and t["Parameters"]["CloudWatchAgentImage"]["Default"].endswith(":latest")):
+            problems.append(f"container {c['Name']}: image not pinned ({image})")
+    agent = str(res["DeliverAgentPolicy"]["Properties"]["PolicyDocument"])
+    if "log-group:*" in agent or "logs:CreateLogGroup" in agent:
+        problems.append("the metrics agent may write any log group; scope it to DeliverMetricsLogs")
     if task.get("RequiresCompatibilities") != ["FARGATE"]:
         problems.append("the deliver job is not a Fargate task")
     target = res["DeliverScalableTarget"]["Properties"]

@@ -58,7 +58,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
 }
 
 /// Variables as every binary reads them: the environment, overlaid with the Secrets Manager
-/// secret named by `APP_SECRET_ID` when that is set.
+/// secrets named by `APP_SECRET_ID` (one, or several separated by commas) when that is set.
 pub type AppVars = Vars<Box<dyn Fn(&str) -> Option<String> + Send + Sync>>;
 
 impl AppVars {
@@ -73,17 +73,20 @@ impl AppVars {
     pub async fn load_over(
         env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
     ) -> Result<Self, crate::adapters::secrets::SecretError> {
-        let secret = match env("APP_SECRET_ID").map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) {
-            None => std::collections::HashMap::new(),
-            Some(id) => {
-                let values = crate::adapters::secrets::fetch_secret(&id).await?;
-                // Names only: the values are the secrets.
-                let mut names: Vec<&str> = values.keys().map(String::as_str).collect();
-                names.sort_unstable();
-                tracing::info!(secret = %id, variables = ?names, "configuration secret loaded");
-                values
-            }
-        };
+        // A comma-separated list: each function reads only the secrets its work needs (the
+        // public create-order never the payment, Drive or LMS credentials). Later ones win.
+        let ids: Vec<String> = env("APP_SECRET_ID")
+            .map(|s| s.split(',').map(|id| id.trim().to_string()).filter(|id| !id.is_empty()).collect())
+            .unwrap_or_default();
+        let mut secret = std::collections::HashMap::new();
+        for id in &ids {
+            let values = crate::adapters::secrets::fetch_secret(id).await?;
+            // Names only: the values are the secrets.
+            let mut names: Vec<&str> = values.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            tracing::info!(secret = %id, variables = ?names, "configuration secret loaded");
+            secret.extend(values);
+        }
         Ok(Vars(Box::new(move |name| secret.get(name).cloned().or_else(|| env(name)))))
     }
 }

@@ -27,6 +27,12 @@ pub enum Metric<'a> {
     StuckItems { count: u64 },
     /// A payment only reconciliation found (`Gateway` dimension): a webhook was missed.
     ReconciledPayment { gateway: &'a str },
+    /// A bank feed's webhook refused as unauthorized (`Gateway` dimension): a wrong or rotated
+    /// key refuses every payment, so this is alarmed on.
+    WebhookRefused { gateway: &'a str },
+    /// A bank feed's webhook answered 5xx (`Gateway` dimension): the transfer was not recorded
+    /// and the feed will retry.
+    WebhookFailed { gateway: &'a str },
 }
 
 /// A metric's name, unit and value in one EMF line.
@@ -44,6 +50,12 @@ impl Metric<'_> {
             Metric::StuckItems { count } => (None, vec![("StuckItems", "Count", json!(count))]),
             Metric::ReconciledPayment { gateway } => {
                 (Some(("Gateway", gateway)), vec![("PaymentsFoundByReconciliation", "Count", json!(1))])
+            }
+            Metric::WebhookRefused { gateway } => {
+                (Some(("Gateway", gateway)), vec![("WebhooksRefused", "Count", json!(1))])
+            }
+            Metric::WebhookFailed { gateway } => {
+                (Some(("Gateway", gateway)), vec![("WebhookFailures", "Count", json!(1))])
             }
         };
         let dimensions: Vec<Vec<&str>> = match dimension {
@@ -74,8 +86,10 @@ impl Metric<'_> {
 pub enum Sink {
     Off,
     Stdout,
-    /// A writer thread feeding a TCP endpoint (the CloudWatch agent listens on 25888).
-    Tcp(SyncSender<String>),
+    /// A writer thread feeding a TCP endpoint (the CloudWatch agent listens on 25888), and
+    /// the log group the agent is to write the lines to (`METRICS_LOG_GROUP`: the agent's
+    /// permission is scoped to that one group).
+    Tcp(SyncSender<String>, Option<String>),
 }
 
 impl Sink {
@@ -84,7 +98,8 @@ impl Sink {
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Sink {
         if let Some(endpoint) = get("METRICS_ENDPOINT").filter(|v| !v.trim().is_empty()) {
             let address = endpoint.trim().trim_start_matches("tcp://").to_string();
-            return Sink::tcp(address);
+            let log_group = get("METRICS_LOG_GROUP").filter(|v| !v.trim().is_empty());
+            return Sink::tcp(address).with_log_group(log_group);
         }
         if get("AWS_LAMBDA_RUNTIME_API").is_some() || get("METRICS").as_deref() == Some("stdout") {
             return Sink::Stdout;
@@ -112,14 +127,26 @@ impl Sink {
                 }
             })
             .expect("spawning the metrics writer thread");
-        Sink::Tcp(tx)
+        Sink::Tcp(tx, None)
+    }
+
+    /// The agent reads the log group from the line's `_aws.LogGroupName`.
+    pub fn with_log_group(self, log_group: Option<String>) -> Sink {
+        match self {
+            Sink::Tcp(tx, _) => Sink::Tcp(tx, log_group),
+            other => other,
+        }
     }
 
     pub fn emit(&self, metric: &Metric<'_>) {
         if matches!(self, Sink::Off) {
             return;
         }
-        let line = metric.to_emf(chrono::Utc::now().timestamp_millis()).to_string();
+        let mut value = metric.to_emf(chrono::Utc::now().timestamp_millis());
+        if let Sink::Tcp(_, Some(group)) = self {
+            value["_aws"]["LogGroupName"] = json!(group);
+        }
+        let line = value.to_string();
         match self {
             Sink::Off => {}
             Sink::Stdout => {
@@ -127,7 +154,7 @@ impl Sink {
                 let _ = writeln!(out, "{line}");
             }
             // Full or writer gone: the line is dropped, never waited for.
-            Sink::Tcp(tx) => {
+            Sink::Tcp(tx, _) => {
                 let _ = tx.try_send(line);
             }
         }
@@ -175,6 +202,8 @@ mod tests {
             Metric::ItemFailed { stage: "deliver" },
             Metric::Delivered { bytes: 1 << 30, seconds: 6.5 },
             Metric::StuckItems { count: 3 },
+            Metric::WebhookRefused { gateway: "sepay" },
+            Metric::WebhookFailed { gateway: "casso" },
         ] {
             let line = metric.to_emf(0);
             let directive = &line["_aws"]["CloudWatchMetrics"][0];
@@ -193,13 +222,15 @@ mod tests {
     #[test]
     fn the_tcp_sink_delivers_lines_and_survives_a_dead_endpoint() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let sink = Sink::tcp(listener.local_addr().unwrap().to_string());
+        let sink = Sink::tcp(listener.local_addr().unwrap().to_string())
+            .with_log_group(Some("/coursedrop/prod/deliver-metrics".into()));
         sink.emit(&Metric::StuckItems { count: 2 });
         sink.emit(&Metric::Delivered { bytes: 10, seconds: 0.5 });
         let (conn, _) = listener.accept().unwrap();
         let lines: Vec<Value> =
             BufReader::new(conn).lines().take(2).map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
         assert_eq!(lines[0]["StuckItems"], 2);
+        assert_eq!(lines[0]["_aws"]["LogGroupName"], "/coursedrop/prod/deliver-metrics", "where the agent writes it");
         assert_eq!(lines[1]["DeliveryBytes"], 10);
 
         // Nobody listening: emitting still returns at once and does not panic.
@@ -215,7 +246,7 @@ mod tests {
         assert!(matches!(Sink::from_env(|k| (k == "AWS_LAMBDA_RUNTIME_API").then(|| "x".into())), Sink::Stdout));
         assert!(matches!(
             Sink::from_env(|k| (k == "METRICS_ENDPOINT").then(|| "tcp://127.0.0.1:25888".into())),
-            Sink::Tcp(_)
+            Sink::Tcp(_, None)
         ));
     }
 }

@@ -93,6 +93,7 @@ async fn receive<P: Publisher>(
             }
             _ => tracing::warn!(reason = %e, "refused a webhook"),
         }
+        coursedrop::metrics::emit(coursedrop::metrics::Metric::WebhookRefused { gateway: "sepay" });
         return Err(unauthorized());
     }
     let tx = SepayTransaction::parse(&body).map_err(|e| {
@@ -112,6 +113,7 @@ async fn receive<P: Publisher>(
 async fn record<P: Publisher>(s: &WebhookState<P>, tx: &BankTransfer) -> Result<(), ApiError> {
     let recorded = payments::record(&s.pool, tx, &s.settings, Arrival::Webhook).await.map_err(|e| {
         // Not recorded: a non-2xx makes the feed deliver it again.
+        coursedrop::metrics::emit(coursedrop::metrics::Metric::WebhookFailed { gateway: tx.gateway.as_str() });
         ApiError::internal("recording a payment", &e)
     })?;
     let (gateway, id) = (tx.gateway.as_str(), tx.id.as_str());
@@ -167,6 +169,7 @@ async fn receive_casso<P: Publisher>(
                 }
                 _ => tracing::warn!(reason = %e, "refused a Casso webhook"),
             }
+            coursedrop::metrics::emit(coursedrop::metrics::Metric::WebhookRefused { gateway: "casso" });
             let message = match e {
                 SignatureError::NotConfigured => "the Casso webhook is not configured on this server (no checksum key)",
                 SignatureError::Missing | SignatureError::Malformed => {

@@ -53,3 +53,18 @@ async fn a_missing_or_malformed_secret_fails_the_start() {
     let err = AppVars::load_over(env(&[("APP_SECRET_ID", &id)])).await.err().unwrap();
     assert!(matches!(err, SecretError::Shape { .. }), "{err}");
 }
+
+/// Several secrets, comma-separated, as the template gives each function only what it needs:
+/// all are read, and a later one wins over an earlier one.
+#[tokio::test]
+async fn several_secrets_are_merged_in_order() {
+    let base = put_secret(r#"{"DATABASE_URL":"mysql://app:pw@db:3306/cd","SEPAY_API_KEY":"old"}"#).await;
+    let payments = put_secret(r#"{"SEPAY_API_KEY":"from-payments","CASSO_CHECKSUM_KEY":"k"}"#).await;
+    let list = format!("{base}, {payments}");
+    let vars = AppVars::load_over(env(&[("APP_SECRET_ID", &list)])).await.unwrap();
+    assert_eq!(coursedrop::config::database_url(&vars), "mysql://app:pw@db:3306/cd");
+    assert_eq!(vars.get("SEPAY_API_KEY").as_deref(), Some("from-payments"));
+    assert_eq!(vars.get("CASSO_CHECKSUM_KEY").as_deref(), Some("k"));
+    let missing = format!("{base},no-such-secret-anywhere");
+    assert!(AppVars::load_over(env(&[("APP_SECRET_ID", &missing)])).await.is_err(), "every one must be readable");
+}
