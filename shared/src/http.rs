@@ -91,8 +91,29 @@ pub async fn serve(router: axum::Router, default_port: u16) -> Result<(), lambda
     let port = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(default_port);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+    // The peer's address, for `client_ip` (on Lambda it comes from API Gateway instead).
+    let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
+}
+
+/// A client address put on a request by hand (tests), taking precedence over the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+/// The address of the client that made the request, when known: API Gateway's `sourceIp`
+/// on Lambda, the TCP peer locally. Never a header such as `X-Forwarded-For`, which the
+/// client writes itself.
+pub fn client_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    if let Some(ip) = extensions.get::<ClientIp>() {
+        return Some(ip.0);
+    }
+    if let Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) =
+        extensions.get::<lambda_http::request::RequestContext>()
+    {
+        return ctx.http.source_ip.as_deref().and_then(|ip| ip.parse().ok());
+    }
+    extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -93,8 +93,12 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     let concurrency: usize = vars.parse_or("BENCH_CONCURRENCY", 16)?;
     let (pool, bench_db) = stack::fresh_database(&config::database_url(vars), "bench", 24).await?;
     // Queues of the bench's own, so a running `make dev` never sees its messages.
-    let bench_vars =
-        Vars(|k: &str| if k == "QUEUE_NAME_PREFIX" { Some("coursedrop-bench-".into()) } else { vars.get(k) });
+    // One bench buyer places every order: the per-email cap on unpaid orders is lifted.
+    let bench_vars = Vars(|k: &str| match k {
+        "QUEUE_NAME_PREFIX" => Some("coursedrop-bench-".into()),
+        "PENDING_ORDERS_PER_EMAIL" => Some(u32::MAX.to_string()),
+        _ => vars.get(k),
+    });
     let stack = stack::build(pool.clone(), &bench_vars).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);

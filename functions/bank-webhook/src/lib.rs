@@ -33,6 +33,44 @@ pub struct WebhookState<P> {
     pub casso: CassoAuth,
     pub settings: PaymentSettings,
     pub publisher: P,
+    /// SePay's calls accepted only from these addresses (`SEPAY_ALLOWED_IPS`); `None`: from
+    /// anywhere. On top of the key, never instead of it.
+    pub sepay_sources: Option<Vec<std::net::IpAddr>>,
+}
+
+/// The addresses SePay sends webhooks from, as it publishes them (developer.sepay.vn, "Địa
+/// chỉ IP"; the page says the list may change: `SEPAY_ALLOWED_IPS` can name others).
+pub const SEPAY_PUBLISHED_IPS: &[&str] = &[
+    "172.236.138.20",
+    "172.233.83.68",
+    "171.244.35.2",
+    "151.158.108.68",
+    "151.158.109.79",
+    "103.255.238.139",
+    "2400:8905::2000:8cff:fe98:45cd",
+    "2600:3c15::2000:8aff:fedd:874b",
+];
+
+/// `SEPAY_ALLOWED_IPS`: unset or empty → any source; otherwise a comma-separated list of
+/// addresses, where `sepay` stands for the published list.
+pub fn sepay_sources<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<Option<Vec<std::net::IpAddr>>, ConfigError> {
+    let Some(list) = vars.get("SEPAY_ALLOWED_IPS").filter(|v| !v.trim().is_empty()) else { return Ok(None) };
+    let mut out = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if entry.eq_ignore_ascii_case("sepay") {
+            out.extend(
+                SEPAY_PUBLISHED_IPS.iter().map(|ip| ip.parse::<std::net::IpAddr>().expect("a published address")),
+            );
+        } else {
+            out.push(entry.parse().map_err(|_| ConfigError::Invalid {
+                var: "SEPAY_ALLOWED_IPS",
+                reason: format!("{entry:?} is not an IP address (or `sepay` for SePay's published list)"),
+            })?);
+        }
+    }
+    Ok(Some(out))
 }
 
 impl<P: Publisher> WebhookState<P> {
@@ -50,7 +88,8 @@ impl<P: Publisher> WebhookState<P> {
             tracing::info!(%reason, "the Casso webhook is off: every request to it will be refused");
         }
         let settings = config::payment_settings(vars)?;
-        Ok(WebhookState { pool, auth, casso, settings, publisher })
+        let sepay_sources = sepay_sources(vars)?;
+        Ok(WebhookState { pool, auth, casso, settings, publisher, sepay_sources })
     }
 }
 
@@ -78,8 +117,22 @@ fn unauthorized() -> ApiError {
 async fn receive<P: Publisher>(
     State(s): State<Arc<WebhookState<P>>>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    if let Some(allowed) = &s.sepay_sources {
+        // An unknown source is refused too: the allow-list was asked for.
+        let source = http::client_ip(&extensions);
+        if !source.is_some_and(|ip| allowed.contains(&ip.to_canonical())) {
+            tracing::warn!(?source, "refused a SePay webhook from an address not in SEPAY_ALLOWED_IPS");
+            coursedrop::metrics::emit(coursedrop::metrics::Metric::WebhookRefused { gateway: "sepay" });
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_source",
+                "this address is not one SePay sends webhooks from (SEPAY_ALLOWED_IPS)",
+            ));
+        }
+    }
     let body = body.map_err(ApiError::from_body)?;
     let presented = AuthHeaders {
         authorization: header(&headers, "authorization"),

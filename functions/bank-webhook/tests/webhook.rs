@@ -48,6 +48,7 @@ async fn harness_with(
         casso: coursedrop::adapters::casso::CassoAuth::ChecksumKey { key: CASSO_KEY.into(), tolerance_secs: 300 },
         settings: PaymentSettings { pattern: pattern(), account_number: ACCOUNT.into() },
         publisher: publisher.clone(),
+        sepay_sources: None,
     };
     Harness { pool, app: router(Arc::new(state)), sqs, urls, publisher }
 }
@@ -609,6 +610,7 @@ async fn casso_test_calls_get_a_clear_answer_and_no_key_refuses_deliveries(pool:
         casso: coursedrop::adapters::casso::CassoAuth::Unconfigured { reason: "CASSO_CHECKSUM_KEY is not set".into() },
         settings: PaymentSettings { pattern: pattern(), account_number: ACCOUNT.into() },
         publisher: off.publisher.clone(),
+        sepay_sources: None,
     };
     off.app = router(Arc::new(state));
     let body = casso_body(5_550_003, "CD12345678", 1_000);
@@ -617,4 +619,53 @@ async fn casso_test_calls_get_a_clear_answer_and_no_key_refuses_deliveries(pool:
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(answer["message"].as_str().unwrap().contains("not configured"), "{answer}");
     assert_eq!(scalar(&off.pool, "SELECT COUNT(*) FROM payments").await, 0);
+}
+
+/// `SEPAY_ALLOWED_IPS=sepay`: SePay's calls are taken only from the addresses SePay publishes,
+/// as API Gateway saw the connection (a forged `X-Forwarded-For` changes nothing), and on top
+/// of the key, not instead of it.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn the_optional_allow_list_takes_sepay_only_from_its_published_addresses(pool: MySqlPool) {
+    let vars = coursedrop::config::Vars(|k: &str| (k == "SEPAY_ALLOWED_IPS").then(|| "sepay, 10.1.2.3".to_string()));
+    let allowed = bank_webhook::sepay_sources(&vars).unwrap().unwrap();
+    assert_eq!(allowed.len(), 9, "the eight published addresses and the one added");
+    let bad = coursedrop::config::Vars(|k: &str| (k == "SEPAY_ALLOWED_IPS").then(|| "sepay,not-an-ip".to_string()));
+    assert!(bank_webhook::sepay_sources(&bad).is_err());
+
+    let h = harness(pool.clone()).await;
+    let state = WebhookState {
+        pool: pool.clone(),
+        auth: WebhookAuth::ApiKey(KEY.into()),
+        casso: coursedrop::adapters::casso::CassoAuth::Unconfigured { reason: "off".into() },
+        settings: PaymentSettings { pattern: pattern(), account_number: ACCOUNT.into() },
+        publisher: h.publisher.clone(),
+        sepay_sources: Some(allowed),
+    };
+    let app = router(Arc::new(state));
+    let (code, _) = order(&pool, &[100_000]).await;
+    let send = |from: &'static str, id: i64| {
+        let app = app.clone();
+        let body = payload(id, &format!("thanh toan {code}"), 100_000);
+        async move {
+            let mut req = Request::post("/webhooks/sepay")
+                .header("content-type", "application/json")
+                .header("authorization", format!("Apikey {KEY}"))
+                .header("x-forwarded-for", "171.244.35.2")
+                .body(Body::from(body))
+                .unwrap();
+            req.extensions_mut().insert(coursedrop::http::ClientIp(from.parse().unwrap()));
+            let resp = app.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
+        }
+    };
+    let (status, answer) = send("203.0.113.9", 7001).await;
+    assert_eq!((status, answer["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden_source")), "{answer}");
+    assert_eq!(scalar(&pool, "SELECT COUNT(*) FROM payments").await, 0, "nothing recorded from elsewhere");
+    let (status, _) = send("171.244.35.2", 7001).await;
+    assert_eq!(status, StatusCode::OK, "a published SePay address");
+    let (status, _) = send("2400:8905::2000:8cff:fe98:45cd", 7002).await;
+    assert_eq!(status, StatusCode::OK, "its IPv6 address too");
+    assert_eq!(scalar(&pool, "SELECT COUNT(*) FROM payments").await, 2);
 }

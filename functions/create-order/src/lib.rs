@@ -35,6 +35,8 @@ impl AppState {
             pattern: config::code_pattern(vars)?,
             bank: config::bank_account(vars)?,
             ttl: config::order_ttl(vars)?,
+            max_pending_per_email: vars.parse_or("PENDING_ORDERS_PER_EMAIL", 5u32)?,
+            max_pending_per_client: vars.parse_or("PENDING_ORDERS_PER_CLIENT", 30u32)?,
         };
         Ok(AppState { pool, settings: Arc::new(settings) })
     }
@@ -95,6 +97,7 @@ async fn list_courses(State(s): State<AppState>) -> Result<Json<Vec<CourseView>>
 async fn create_order(
     State(s): State<AppState>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(ApiError::from_body)?;
@@ -115,7 +118,8 @@ async fn create_order(
                 .map_err(|_| ApiError::invalid_field("Idempotency-Key", "Idempotency-Key must be visible ASCII"))?,
         ),
     };
-    match ordering::place_order(&s.pool, &s.settings, &request, key).await {
+    let client = coursedrop::http::client_ip(&extensions);
+    match ordering::place_order(&s.pool, &s.settings, &request, key, client).await {
         Ok(placement) => {
             if placement.created {
                 let buyer = coursedrop::domain::mask_email(request.email.as_deref().unwrap_or_default());
@@ -133,6 +137,9 @@ async fn create_order(
             "idempotency_key_reused",
             "this Idempotency-Key was already used for a different order; use a new key",
         )),
+        Err(PlaceOrderError::TooManyPending(message)) => {
+            Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_pending_orders", message))
+        }
         Err(PlaceOrderError::Store(e)) => Err(ApiError::internal("placing an order", &e)),
     }
 }

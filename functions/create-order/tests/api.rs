@@ -358,3 +358,42 @@ async fn hostile_text_is_stored_verbatim_or_refused_and_does_no_harm(pool: MySql
 fn urlencode(s: &str) -> String {
     s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
+
+/// Caps on unpaid orders: one email may hold 5, one client address 30 (both settings); past
+/// them `429 too_many_pending_orders`, and an order that is paid or expires frees its place.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn unpaid_orders_are_capped_per_email_and_per_client_address(pool: MySqlPool) {
+    let app = app(&pool).await;
+    let from = |ip: &str, email: &str| {
+        let mut req = post_order(&format!(r#"{{"email":"{email}","courses":["rust-101"]}}"#));
+        req.extensions_mut().insert(coursedrop::http::ClientIp(ip.parse().unwrap()));
+        req
+    };
+    for _ in 0..5 {
+        let (status, _, json, _) = send(&app, from("198.51.100.7", "hoc.vien@example.com")).await;
+        assert_eq!(status, StatusCode::CREATED, "{json}");
+    }
+    let (status, _, json, _) = send(&app, from("198.51.100.8", "Hoc.Vien@example.com")).await;
+    assert_eq!((status, json["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("too_many_pending_orders")));
+    assert!(json["message"].as_str().unwrap().contains("5 unpaid orders"), "{json}");
+    // One expires: its place is free again.
+    sqlx::query("UPDATE orders SET status = 'cancelled' ORDER BY id LIMIT 1").execute(&pool).await.unwrap();
+    let (status, _, _, _) = send(&app, from("198.51.100.8", "hoc.vien@example.com")).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // One address, many emails: 30 unpaid orders at most (6 are from .7 and .8 so far).
+    for i in 0..30 {
+        let (status, _, json, _) = send(&app, from("203.0.113.50", &format!("b{i}@example.com"))).await;
+        assert_eq!(status, StatusCode::CREATED, "order {i}: {json}");
+    }
+    let (status, _, json, _) = send(&app, from("203.0.113.50", "b-late@example.com")).await;
+    assert_eq!((status, json["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("too_many_pending_orders")));
+    assert!(!json["message"].as_str().unwrap().contains("example.com"), "never names anyone: {json}");
+    let (status, _, _, _) = send(&app, from("203.0.113.51", "b-late@example.com")).await;
+    assert_eq!(status, StatusCode::CREATED, "another address is not affected");
+    let recorded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE client_ip = '203.0.113.50'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(recorded, 30);
+}

@@ -22,6 +22,11 @@ pub struct OrderSettings {
     pub pattern: CodePattern,
     pub bank: BankAccount,
     pub ttl: chrono::Duration,
+    /// Unpaid orders one email may have at once (`PENDING_ORDERS_PER_EMAIL`, default 5).
+    pub max_pending_per_email: u32,
+    /// Unpaid orders one client address may have at once (`PENDING_ORDERS_PER_CLIENT`,
+    /// default 30: a school or an office shares one address).
+    pub max_pending_per_client: u32,
 }
 
 /// The body of `POST /orders`. Anything else in it (a price, say) is ignored: prices come
@@ -42,6 +47,9 @@ pub enum PlaceOrderError {
     Invalid { field: &'static str, message: String },
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyConflict,
+    /// Too many unpaid orders for this email or client address.
+    #[error("{0}")]
+    TooManyPending(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -93,6 +93,7 @@ pub async fn place_order(
     settings: &OrderSettings,
     request: &OrderRequest,
     idempotency_key: Option<&str>,
+    client_ip: Option<std::net::IpAddr>,
 ) -> Result<Placement, PlaceOrderError> {
     if let Some(key) = idempotency_key
         && (key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()))
@@ -114,6 +115,22 @@ pub async fn place_order(
     {
         let head = replay(head)?;
         return Ok(Placement { order: placed(&mut conn, &head, settings).await?, created: false });
+    }
+
+    // Caps on unpaid orders: one client cannot fill the database or the code space. A retry
+    // under its Idempotency-Key was answered above and counts nothing. Two requests at the
+    // same instant may both pass: a cap, not an exact count.
+    let client = client_ip.map(|ip| ip.to_string());
+    let (by_email, by_client) = orders::pending_for(&mut conn, valid.email.as_str(), client.as_deref()).await?;
+    if by_email >= settings.max_pending_per_email {
+        return Err(PlaceOrderError::TooManyPending(format!(
+            "this email already has {by_email} unpaid orders; pay one of them, or wait until they expire"
+        )));
+    }
+    if by_client >= settings.max_pending_per_client {
+        return Err(PlaceOrderError::TooManyPending(
+            "too many unpaid orders from this network; pay one of them, or wait until they expire".into(),
+        ));
     }
 
     let mut items = Vec::with_capacity(valid.slugs.len());
@@ -146,7 +163,10 @@ pub async fn place_order(
         // holding one can starve the pool under concurrent requests.
         let created = async {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            orders::create_in(&mut tx, &new, "create-order").await?;
+            let created = orders::create_in(&mut tx, &new, "create-order").await?;
+            if let Some(ip) = &client {
+                orders::set_client_ip_in(&mut tx, created.order_id, ip).await?;
+            }
             tx.commit().await?;
             Ok::<(), StoreError>(())
         }

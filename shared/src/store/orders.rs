@@ -325,3 +325,29 @@ pub async fn head_by_key(conn: &mut MySqlConnection, key: &str) -> Result<Option
     let sql = AssertSqlSafe(format!("SELECT {HEAD_COLUMNS} FROM orders WHERE idempotency_key = ?"));
     Ok(sqlx::query_as(sql).bind(key).fetch_optional(conn).await?)
 }
+
+/// Unpaid orders of `email`, and of `client_ip` when given: what the per-client caps count.
+pub async fn pending_for(
+    conn: &mut MySqlConnection,
+    email: &str,
+    client_ip: Option<&str>,
+) -> Result<(u32, u32), StoreError> {
+    let (by_email, by_client): (i64, i64) = sqlx::query_as(
+        "SELECT
+           (SELECT COUNT(*) FROM orders WHERE email = ? AND status = ?),
+           (SELECT COUNT(*) FROM orders WHERE client_ip = ? AND status = ?)",
+    )
+    .bind(email)
+    .bind(OrderStatus::Pending.as_str())
+    .bind(client_ip)
+    .bind(OrderStatus::Pending.as_str())
+    .fetch_one(conn)
+    .await?;
+    Ok((by_email as u32, by_client as u32))
+}
+
+/// Records who placed the order, in the placing transaction.
+pub async fn set_client_ip_in(conn: &mut MySqlConnection, order_id: u64, client_ip: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE orders SET client_ip = ? WHERE id = ?").bind(client_ip).bind(order_id).execute(conn).await?;
+    Ok(())
+}
