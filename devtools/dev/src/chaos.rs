@@ -14,7 +14,11 @@
 //! Two of the five courses are kept in the seller's own Drive rather than S3: one delivered by
 //! server-side copy, one by sharing the seller's folder.
 //!
-//! Pass: every paid order completed; each delivery email exactly once; every Drive folder holds
+//! Also: the job is frozen (SIGSTOP) for longer than its leases while a duplicate message for
+//! each of its items arrives and a second job takes them over; and a paid order is refunded
+//! while one of its items is being delivered.
+//!
+//! Pass: every paid order completed (but the refunded one); each delivery email exactly once; every Drive folder holds
 //! each source file exactly once with its MD5; each buyer of the shared course a reader of the
 //! seller's folder, and nobody else; every payment kept (unmatched ones listed); the
 //! dead-letter queues empty; no unpaid order delivered; every dropped webhook's payment found
@@ -218,6 +222,8 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
     );
 
     let job = Arc::new(Mutex::new(DeliverJob::start(vars, &chaos_db_url, &drive_base)?));
+    // A second worker, started when the first is frozen: it takes over the frozen one's items.
+    let spare = Arc::new(Mutex::new(DeliverJob::prepared(job.lock().await.env.clone())));
     println!(
         "chaos: {n_orders} orders, stack on {base}, database {database}, Drive emulator {drive_base} (10 % faults)"
     );
@@ -240,16 +246,36 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
 
     // The outages, on their own schedule while payments and deliveries run.
     let kills = Arc::new(AtomicUsize::new(0));
+    let refunded: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
+    // The items that were delivering when the job froze, and the frozen process's pid.
+    let stalled: Arc<std::sync::Mutex<(Vec<u64>, u32)>> = Arc::default();
     let chaos = {
-        let (job, kills) = (job.clone(), kills.clone());
+        let (job, kills, spare) = (job.clone(), kills.clone(), spare.clone());
+        let (refunded, stalled) = (refunded.clone(), stalled.clone());
+        let pool = pool.clone();
+        let deliver_url =
+            stack.queue_urls.iter().find(|(q, _)| *q == Queue::Deliver).map(|(_, u)| u.clone()).unwrap_or_default();
+        let refund_drive = DriveClient::new(
+            coursedrop::drive::DriveConfig::new(&drive_base),
+            coursedrop::drive::StaticToken("emulator-token".into()),
+        );
         let stack_sqs = stack.sqs.clone();
         let queue_names: Vec<String> = Queue::ALL.iter().map(|q| format!("{PREFIX}{}", q.as_str())).collect();
         let source = source.clone();
         let run_started = started;
         tokio::spawn(async move {
             let mut log = Vec::new();
-            let plan =
-                [(2u64, "kill"), (6, "moto"), (5, "kill"), (8, "mariadb"), (6, "kill"), (7, "kill"), (9, "kill")];
+            let plan = [
+                (2u64, "kill"),
+                (3, "stall"),
+                (2, "refund"),
+                (6, "moto"),
+                (5, "kill"),
+                (8, "mariadb"),
+                (6, "kill"),
+                (7, "kill"),
+                (9, "kill"),
+            ];
             for (after, what) in plan {
                 tokio::time::sleep(Duration::from_secs(after + rand::random_range(0..4u64))).await;
                 let t = Instant::now();
@@ -271,6 +297,80 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
                         restarted.and(started).map(|_| {
                             "moto and SQS restarted; queues and course files put back, their messages lost".to_string()
                         })
+                    }
+                    "stall" => {
+                        // Heartbeats stop while the worker lives: its leases (8 s) and its
+                        // messages' visibility (10 s) lapse, a duplicate message for each of
+                        // its items arrives, and a second worker takes them over. Thawed, the
+                        // first must find its leases gone and stop, writing nothing.
+                        let j = job.lock().await;
+                        let frozen: Vec<u64> =
+                            sqlx::query_scalar("SELECT id FROM order_items WHERE status = 'delivering'")
+                                .fetch_all(&pool)
+                                .await
+                                .unwrap_or_default();
+                        let outcome = async {
+                            let pid = j.signal("STOP")?;
+                            spare.lock().await.restart()?;
+                            for id in &frozen {
+                                stack_sqs
+                                    .send_message()
+                                    .queue_url(&deliver_url)
+                                    .message_body(format!("{{\"item_id\":{id}}}"))
+                                    .send()
+                                    .await
+                                    .map_err(|e| anyhow!("a duplicate message: {e}"))?;
+                            }
+                            tokio::time::sleep(Duration::from_secs(15)).await;
+                            j.signal("CONT")?;
+                            Ok::<String, anyhow::Error>(format!(
+                                "deliver job {pid} frozen 15 s (SIGSTOP) with {} items delivering and a duplicate message for each; a second job took over; then thawed",
+                                frozen.len()
+                            ))
+                        }
+                        .await;
+                        stalled.lock().unwrap().0.extend(frozen);
+                        outcome
+                    }
+                    "refund" => {
+                        // A paid order refunded while one of its items is being delivered.
+                        let mut found = None;
+                        for _ in 0..40 {
+                            found = sqlx::query_as::<_, (String, String)>(
+                                "SELECT o.code, o.email FROM orders o JOIN order_items i ON i.order_id = o.id
+                                 WHERE o.status = 'paid' AND i.status = 'delivering' LIMIT 1",
+                            )
+                            .fetch_optional(&pool)
+                            .await
+                            .ok()
+                            .flatten();
+                            if found.is_some() {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                        }
+                        match found {
+                            None => Err(anyhow!("no order was being delivered to refund")),
+                            Some((code, email)) => {
+                                let order = coursedrop::domain::OrderCode::from_stored(code.clone());
+                                let done = coursedrop::refund::refund(
+                                    &pool,
+                                    &refund_drive,
+                                    &order,
+                                    "operator:chaos",
+                                    "chaos: refunded mid-delivery",
+                                )
+                                .await;
+                                refunded.lock().unwrap().push((code.clone(), email));
+                                done.map(|r| {
+                                    format!(
+                                        "order {code} refunded mid-delivery: {} items revoked, {} permissions removed",
+                                        r.items_revoked, r.permissions_removed
+                                    )
+                                })
+                                .map_err(|e| anyhow!("refund: {e}"))
+                            }
+                        }
                     }
                     _ => restart_service("mariadb").await.map(|_| "MariaDB restarted".to_string()),
                 };
@@ -368,6 +468,9 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
     // Wait for the deliveries.
     let paid_codes: Vec<&str> = orders.iter().filter(|o| o.3).map(|o| o.0.as_str()).collect();
     let chaos_log = chaos.await?;
+    let refunded: Vec<(String, String)> = refunded.lock().unwrap().clone();
+    let (stalled, frozen_pid) = stalled.lock().unwrap().clone();
+    let to_complete = paid_codes.len() - refunded.len();
     let mut last = String::new();
     loop {
         let (done, items_left): (i64, i64) = sqlx::query_as(
@@ -377,17 +480,18 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
         .fetch_one(&pool)
         .await
         .unwrap_or((-1, -1));
-        let line = format!("{done}/{} orders completed, {items_left} items in flight", paid_codes.len());
+        let line = format!("{done}/{to_complete} orders completed, {items_left} items in flight");
         if line != last {
             println!("  {:>5.0}s  {line}", started.elapsed().as_secs_f64());
             last = line;
         }
-        if done == paid_codes.len() as i64 || started.elapsed() > timeout {
+        if done == to_complete as i64 || started.elapsed() > timeout {
             break;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     job.lock().await.kill().await;
+    spare.lock().await.kill().await;
     drive.set_faults(drive_emulator::Faults::default());
 
     let mut checks = Vec::new();
@@ -398,9 +502,9 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
             .fetch_all(&pool)
             .await?;
     checks.push(Check {
-        name: "every paid order completed",
-        ok: completed == paid_codes.len() as i64,
-        detail: format!("{completed} of {} completed; failed items: {failed:?}", paid_codes.len()),
+        name: "every paid order completed (but the one refunded)",
+        ok: completed == to_complete as i64,
+        detail: format!("{completed} of {to_complete} completed; failed items: {failed:?}"),
     });
 
     // Emails: each item's Message-ID exactly once in the sink, to the right buyer.
@@ -411,7 +515,10 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
     )
     .fetch_all(&pool)
     .await?;
-    let mails = read_maildir(&vars.string_or("MAILDIR", ".local/mail"), &format!("chaos-{run_id}-"))?;
+    let all_mails = read_maildir(&vars.string_or("MAILDIR", ".local/mail"), &format!("chaos-{run_id}-"))?;
+    // The refunded buyer's mails are checked on their own below.
+    let (refund_mails, mails): (Vec<_>, Vec<_>) =
+        all_mails.into_iter().partition(|(_, to)| refunded.iter().any(|(_, e)| to.contains(e.as_str())));
     let mut mail_problems = Vec::new();
     for (id, _, email, message_id, _, _) in &items {
         let Some(mid) = message_id else {
@@ -468,6 +575,83 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
         name: "every Drive folder holds each file once, MD5 equal",
         ok: drive_problems.is_empty(),
         detail: format!("{} folders checked; {}", items.len(), summarize(&drive_problems)),
+    });
+
+    // The order refunded mid-delivery: every item revoked, no Drive access left, and an email
+    // only for an item that was completed before the refund.
+    let mut refund_problems = Vec::new();
+    for (code, email) in &refunded {
+        let rows: Vec<(String, Option<String>, bool)> = sqlx::query_as(
+            "SELECT i.status, i.drive_folder_id, i.completed_at IS NOT NULL FROM order_items i
+             JOIN orders o ON o.id = i.order_id WHERE o.code = ?",
+        )
+        .bind(code)
+        .fetch_all(&pool)
+        .await?;
+        let status: String =
+            sqlx::query_scalar("SELECT status FROM orders WHERE code = ?").bind(code).fetch_one(&pool).await?;
+        if status != "refunded" {
+            refund_problems.push(format!("{code} is {status}"));
+        }
+        for (item_status, folder, _) in &rows {
+            if item_status != "revoked" {
+                refund_problems.push(format!("{code}: an item is {item_status}"));
+            }
+            if let Some(folder) = folder {
+                let readers = reader.permissions(folder).await?;
+                if readers.iter().any(|p| p.email_address.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(email))) {
+                    refund_problems.push(format!("{code}: the buyer can still open {folder}"));
+                }
+            }
+        }
+        let completed_before = rows.iter().filter(|r| r.2).count();
+        let sent = refund_mails.iter().filter(|(_, to)| to.contains(email.as_str())).count();
+        if sent != completed_before {
+            refund_problems
+                .push(format!("{code}: {sent} emails for {completed_before} items completed before the refund"));
+        }
+    }
+    checks.push(Check {
+        name: "refunded mid-delivery: every item revoked, no access, no email after the refund",
+        ok: refund_problems.is_empty() && refunded.len() == 1,
+        detail: format!("{} orders refunded; {}", refunded.len(), summarize(&refund_problems)),
+    });
+
+    // The frozen worker's items: finished, each file once (the Drive check above), and by the
+    // worker that took them over.
+    let mut takeover_problems = Vec::new();
+    let mut by_other = 0;
+    // The job names its worker `deliver-<host>-<pid>`.
+    let frozen_worker = format!("-{frozen_pid}");
+    for id in &stalled {
+        let status: String =
+            sqlx::query_scalar("SELECT status FROM order_items WHERE id = ?").bind(id).fetch_one(&pool).await?;
+        if !matches!(status.as_str(), "completed" | "revoked") {
+            takeover_problems.push(format!("item {id} is {status}"));
+        }
+        let deliverers: Vec<String> = sqlx::query_scalar(
+            "SELECT actor FROM order_events WHERE item_id = ? AND to_status = 'delivered' ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&pool)
+        .await?;
+        match deliverers.as_slice() {
+            [] if status == "revoked" => {}
+            [one] if one.ends_with(&frozen_worker) => {
+                takeover_problems.push(format!("item {id} was finished by the frozen worker {one}"))
+            }
+            [_] => by_other += 1,
+            many => takeover_problems.push(format!("item {id} delivered {} times: {many:?}", many.len())),
+        }
+    }
+    checks.push(Check {
+        name: "a frozen worker's leases taken over: its items finished once, by another worker",
+        ok: takeover_problems.is_empty() && !stalled.is_empty() && by_other > 0,
+        detail: format!(
+            "{} items were delivering when job {frozen_pid} froze; {by_other} finished by another worker; {}",
+            stalled.len(),
+            summarize(&takeover_problems)
+        ),
     });
 
     // The shared course: its buyers (completed items) are the readers of the seller's folder,
@@ -749,9 +933,25 @@ impl DeliverJob {
         ] {
             env.push((k.into(), v.into()));
         }
-        let mut job = DeliverJob { child: None, env };
+        let mut job = DeliverJob::prepared(env);
         job.restart()?;
         Ok(job)
+    }
+
+    /// A job with this environment, not started yet (`restart` starts it).
+    fn prepared(env: Vec<(String, String)>) -> Self {
+        DeliverJob { child: None, env }
+    }
+
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the process: a worker whose heartbeats stop
+    /// while it still lives, as a long GC pause or a starved container would.
+    fn signal(&self, signal: &str) -> Result<u32> {
+        let pid = self.child.as_ref().and_then(|c| c.id()).ok_or_else(|| anyhow!("the job is not running"))?;
+        let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status()?;
+        if !status.success() {
+            return Err(anyhow!("kill -{signal} {pid} failed"));
+        }
+        Ok(pid)
     }
 
     /// Starts the job again with the same environment.
