@@ -267,8 +267,9 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
             let mut log = Vec::new();
             let plan = [
                 (2u64, "kill"),
-                (3, "stall"),
-                (2, "refund"),
+                // Deliveries run in the first seconds: both of these need one in progress.
+                (0, "refund"),
+                (0, "stall"),
                 (6, "moto"),
                 (5, "kill"),
                 (8, "mariadb"),
@@ -304,13 +305,21 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
                         // its items arrives, and a second worker takes them over. Thawed, the
                         // first must find its leases gone and stop, writing nothing.
                         let j = job.lock().await;
-                        let frozen: Vec<u64> =
-                            sqlx::query_scalar("SELECT id FROM order_items WHERE status = 'delivering'")
+                        // Frozen while it holds items (deliveries start once payments arrive).
+                        let mut frozen: Vec<u64> = Vec::new();
+                        for _ in 0..160 {
+                            frozen = sqlx::query_scalar("SELECT id FROM order_items WHERE status = 'delivering'")
                                 .fetch_all(&pool)
                                 .await
                                 .unwrap_or_default();
+                            if !frozen.is_empty() {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                        }
                         let outcome = async {
                             let pid = j.signal("STOP")?;
+                            stalled.lock().unwrap().1 = pid;
                             spare.lock().await.restart()?;
                             for id in &frozen {
                                 stack_sqs
@@ -333,17 +342,21 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
                         outcome
                     }
                     "refund" => {
-                        // A paid order refunded while one of its items is being delivered.
+                        // A paid order refunded while one of its items is being delivered (or,
+                        // failing that within 10 s, one whose delivery is under way).
                         let mut found = None;
-                        for _ in 0..40 {
-                            found = sqlx::query_as::<_, (String, String)>(
+                        for attempt in 0..40 {
+                            let statuses =
+                                if attempt < 39 { "'delivering'" } else { "'delivering', 'enrolled', 'delivered'" };
+                            let sql = format!(
                                 "SELECT o.code, o.email FROM orders o JOIN order_items i ON i.order_id = o.id
-                                 WHERE o.status = 'paid' AND i.status = 'delivering' LIMIT 1",
-                            )
-                            .fetch_optional(&pool)
-                            .await
-                            .ok()
-                            .flatten();
+                                 WHERE o.status = 'paid' AND i.status IN ({statuses}) LIMIT 1"
+                            );
+                            found = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql))
+                                .fetch_optional(&pool)
+                                .await
+                                .ok()
+                                .flatten();
                             if found.is_some() {
                                 break;
                             }
