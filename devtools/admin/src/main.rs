@@ -76,6 +76,12 @@ enum Command {
     /// Accept the late payment of an expired (cancelled) order: it becomes paid and its
     /// courses are delivered.
     AcceptLate { code: String },
+    /// Delete orders that expired unpaid more than DAYS ago (no payment, nothing paid), with
+    /// their items and timeline: they hold only a stranger's email. Safe to run on a schedule.
+    PurgeUnpaid {
+        #[arg(long, default_value_t = 90)]
+        older_than_days: u32,
+    },
     /// Cancel an unpaid order.
     Cancel {
         code: String,
@@ -479,6 +485,23 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
             (json!(payments), text)
         }
         Command::Reconcile { gateway, since } => reconcile(ctx, gateway, since).await?,
+        Command::PurgeUnpaid { older_than_days } => {
+            if older_than_days < 1 {
+                return Err(invalid("--older-than-days must be at least 1"));
+            }
+            let mut purged = 0;
+            loop {
+                let n = store::orders::purge_cancelled_unpaid(&ctx.pool, older_than_days, 500).await?;
+                purged += n;
+                if n < 500 {
+                    break;
+                }
+            }
+            (
+                json!({"purged": purged, "older_than_days": older_than_days}),
+                format!("{purged} orders that expired unpaid more than {older_than_days} days ago deleted"),
+            )
+        }
         Command::AcceptLate { code } => {
             let code = ctx.code(&code)?;
             let recorded = payments::accept_late(&ctx.pool, &code, &ctx.actor).await.map_err(|e| match e {

@@ -573,3 +573,64 @@ async fn a_drive_course_is_added_only_when_it_can_be_delivered_as_asked(pool: My
     let table = admin(&pool, &["course", "list"], &[]).await;
     assert!(table.stdout.contains("MODE") && table.stdout.contains("share"), "{}", table.stdout);
 }
+
+/// `purge-unpaid`: orders that expired unpaid long ago are deleted with their items and
+/// timeline; a recent one, one that received money, one with an unmatched-then-attached
+/// payment row and a paid one all stay.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn orders_that_expired_unpaid_long_ago_are_purged_and_nothing_else(pool: MySqlPool) {
+    let mut orders = Vec::new();
+    for _ in 0..5 {
+        let (code, created) = testing::pending_order(&pool, &[100_000], 30).await;
+        orders.push((code, created.order_id));
+    }
+    let set = |sql: &'static str, id: u64| {
+        let pool = pool.clone();
+        async move { sqlx::query(sql).bind(id).execute(&pool).await.unwrap() }
+    };
+    // 0: expired unpaid 100 days ago → purged. 1: expired 10 days ago → kept.
+    // 2: expired long ago with money (flagged) → kept. 3: paid → kept.
+    // 4: expired long ago, nothing paid, but a payment row points at it → kept.
+    let old = "UPDATE orders SET status = 'cancelled', expires_at = NOW(3) - INTERVAL 100 DAY WHERE id = ?";
+    set(old, orders[0].1).await;
+    set("UPDATE orders SET status = 'cancelled', expires_at = NOW(3) - INTERVAL 10 DAY WHERE id = ?", orders[1].1)
+        .await;
+    set(old, orders[2].1).await;
+    set("UPDATE orders SET paid_vnd = 50000 WHERE id = ?", orders[2].1).await;
+    set("UPDATE orders SET status = 'paid', expires_at = NOW(3) - INTERVAL 100 DAY WHERE id = ?", orders[3].1).await;
+    set(old, orders[4].1).await;
+    sqlx::query(
+        "INSERT INTO payments (feed, feed_txn_id, order_id, transfer_type, amount_vnd, gateway, raw_payload)
+         VALUES ('sepay', '991', ?, 'out', 1, 'MBBank', '{}')",
+    )
+    .bind(orders[4].1)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE order_items SET status = 'cancelled' WHERE order_id IN (?, ?, ?)")
+        .bind(orders[0].1)
+        .bind(orders[1].1)
+        .bind(orders[4].1)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let run = admin(&pool, &["--json", "purge-unpaid", "--older-than-days", "90"], &[]).await;
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(run.json()["purged"], 1);
+    let left: Vec<u64> = sqlx::query_scalar("SELECT id FROM orders ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(left, orders[1..].iter().map(|o| o.1).collect::<Vec<_>>());
+    let traces: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM order_items WHERE order_id = ?) + (SELECT COUNT(*) FROM order_events WHERE order_id = ?)",
+    )
+    .bind(orders[0].1)
+    .bind(orders[0].1)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(traces, 0, "its items and timeline went with it");
+    let again = admin(&pool, &["--json", "purge-unpaid"], &[]).await;
+    assert_eq!(again.json()["purged"], 0, "safe to repeat");
+    let zero = admin(&pool, &["purge-unpaid", "--older-than-days", "0"], &[]).await;
+    assert!(!zero.ok && zero.stderr.contains("at least 1"), "{}", zero.stderr);
+}
