@@ -73,9 +73,8 @@ impl Harness {
             .unwrap()
     }
 
-    /// Every file under the item's folder: path, size and MD5 of the bytes on the emulator's
-    /// disk. Walks the tree on Drive.
-    async fn drive_tree(&self) -> Vec<(String, usize, String)> {
+    /// Every file under the item's folder as Drive lists it (`fields` of each), by path.
+    async fn walk(&self, fields: &str) -> Vec<(String, Value)> {
         let folder: String = sqlx::query_scalar("SELECT drive_folder_id FROM order_items WHERE id = ?")
             .bind(self.item)
             .fetch_one(&self.pool)
@@ -87,7 +86,7 @@ impl Harness {
             let q = format!("'{id}' in parents and trashed = false");
             let list = self
                 .get(&format!(
-                    "/drive/v3/files?pageSize=1000&fields=files(id,name,mimeType)&q={}",
+                    "/drive/v3/files?pageSize=1000&fields=files(id,name,mimeType,{fields})&q={}",
                     coursedrop::adapters::sepay::url_encode(&q)
                 ))
                 .await;
@@ -96,10 +95,20 @@ impl Harness {
                 if f["mimeType"] == "application/vnd.google-apps.folder" {
                     todo.push((f["id"].as_str().unwrap().to_string(), format!("{path}/")));
                 } else {
-                    let bytes = std::fs::read(self.drive.emu.blob_path(f["id"].as_str().unwrap())).unwrap();
-                    out.push((path, bytes.len(), hex::encode(Md5::digest(&bytes))));
+                    out.push((path, f.clone()));
                 }
             }
+        }
+        out
+    }
+
+    /// Every file under the item's folder: path, size and MD5 of the bytes on the emulator's
+    /// disk. Walks the tree on Drive.
+    async fn drive_tree(&self) -> Vec<(String, usize, String)> {
+        let mut out: Vec<(String, usize, String)> = Vec::new();
+        for (path, f) in self.walk("size").await {
+            let bytes = std::fs::read(self.drive.emu.blob_path(f["id"].as_str().unwrap())).unwrap();
+            out.push((path, bytes.len(), hex::encode(Md5::digest(&bytes))));
         }
         out.sort();
         out

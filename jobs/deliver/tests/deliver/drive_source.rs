@@ -118,32 +118,15 @@ async fn use_drive_source(h: &Harness, folder: &str, mode: &str) {
 impl Harness {
     /// The buyer's folder as Drive lists it: every file's path, size, MD5 and type.
     async fn copied(&self) -> Listing {
-        let folder: String = sqlx::query_scalar("SELECT drive_folder_id FROM order_items WHERE id = ?")
-            .bind(self.item)
-            .fetch_one(&self.pool)
+        let mut out: Listing = self
+            .walk("size,md5Checksum")
             .await
-            .unwrap();
-        let mut out = Vec::new();
-        let mut todo = vec![(folder, String::new())];
-        while let Some((id, prefix)) = todo.pop() {
-            let q = format!("'{id}' in parents and trashed = false");
-            let list = self
-                .get(&format!(
-                    "/drive/v3/files?pageSize=1000&fields=files(id,name,mimeType,size,md5Checksum)&q={}",
-                    coursedrop::adapters::sepay::url_encode(&q)
-                ))
-                .await;
-            for f in list["files"].as_array().unwrap() {
-                let path = format!("{prefix}{}", f["name"].as_str().unwrap());
-                let mime = f["mimeType"].as_str().unwrap().to_string();
-                if mime == FOLDER_MIME {
-                    todo.push((f["id"].as_str().unwrap().to_string(), format!("{path}/")));
-                } else {
-                    let size = f["size"].as_str().unwrap().parse().unwrap();
-                    out.push((path, size, f["md5Checksum"].as_str().map(String::from), mime));
-                }
-            }
-        }
+            .into_iter()
+            .map(|(path, f)| {
+                let size = f["size"].as_str().unwrap().parse().unwrap();
+                (path, size, f["md5Checksum"].as_str().map(String::from), f["mimeType"].as_str().unwrap().to_string())
+            })
+            .collect();
         out.sort();
         out
     }
