@@ -114,6 +114,19 @@ impl Harness {
         out
     }
 
+    /// Delivers the item, again while it answers `Retry` (up to 3 more runs): faults may
+    /// outlast one run's retries, and the queue would redeliver.
+    async fn deliver_through_retries(&self) -> Outcome {
+        let mut outcome = self.job.deliver_item(self.item).await.unwrap();
+        for _ in 0..3 {
+            if !matches!(outcome, Outcome::Retry(_)) {
+                break;
+            }
+            outcome = self.job.deliver_item(self.item).await.unwrap();
+        }
+        outcome
+    }
+
     fn expected(&self) -> Vec<(String, usize, String)> {
         summary(&self.files)
     }
@@ -233,15 +246,7 @@ async fn a_job_killed_mid_file_resumes_from_drives_offset_not_from_zero(pool: My
 async fn ten_percent_drive_faults_still_deliver_everything(pool: MySqlPool) {
     let h = harness(pool, &tree(), CHUNK_GRANULE).await;
     h.drive.emu.set_faults(Faults::spread(0.10));
-    let mut outcome = h.job.deliver_item(h.item).await.unwrap();
-    // Faults may outlast one run's retries; the queue would redeliver, so do we.
-    for _ in 0..3 {
-        if !matches!(outcome, Outcome::Retry(_)) {
-            break;
-        }
-        outcome = h.job.deliver_item(h.item).await.unwrap();
-    }
-    assert_eq!(outcome, Outcome::Delivered);
+    assert_eq!(h.deliver_through_retries().await, Outcome::Delivered);
     h.drive.emu.set_faults(Faults::default());
     assert_eq!(h.drive_tree().await, h.expected());
 }

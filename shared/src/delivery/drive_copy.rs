@@ -4,15 +4,13 @@
 //! and type for Google-native files). By share: nothing is made; the item's folder is the
 //! seller's, which finalize shares with the buyer.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::adapters::queue::Publisher;
 use crate::drive::meta::FileFacts;
 use crate::drive::{AccessToken, DriveError};
 use crate::source::drive::{self, DriveObject, TreeError};
 use crate::source::{DriveFolder, SourceError};
-use crate::store::delivered_files;
 use crate::store::items::{self, DeliveryFacts};
 
 use super::plan::parent_of;
@@ -54,8 +52,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         items::set_totals(&self.pool, item_id, objects.len() as u32, bytes_total).await?;
         let folders = self.make_tree(item_id, folder_id, objects.iter().map(|o| o.path.as_str())).await?;
 
-        let (already, files_done) = delivered_files::done(&self.pool, item_id).await?;
-        let progress = Arc::new(Progress { bytes: AtomicU64::new(already), files: AtomicU32::new(files_done) });
+        let (progress, already) = self.progress_so_far(item_id).await?;
         let mut pending = Vec::with_capacity(objects.len());
         for o in &objects {
             pending.push(self.copy_drive_file(item_id, o, parent_of(&folders, &o.path), &progress));
@@ -99,9 +96,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
                 Err(e) => return Err(e.into()),
             };
             if same_file(object, &copy) {
-                delivered_files::complete(&self.pool, row.id, copy.md5_checksum.as_deref(), object.size).await?;
-                progress.bytes.fetch_add(object.size, Ordering::Relaxed);
-                progress.files.fetch_add(1, Ordering::Relaxed);
+                self.complete(row.id, copy.md5_checksum.as_deref(), object.size, progress, object.size).await?;
                 return Ok(());
             }
             tracing::warn!(

@@ -39,8 +39,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         items::set_totals(&self.pool, item_id, objects.len() as u32, bytes_total).await?;
         let folders = self.make_tree(item_id, folder_id, objects.iter().map(|o| o.path.as_str())).await?;
 
-        let (already, files_done) = delivered_files::done(&self.pool, item_id).await?;
-        let progress = Arc::new(Progress { bytes: AtomicU64::new(already), files: AtomicU32::new(files_done) });
+        let (progress, already) = self.progress_so_far(item_id).await?;
         // The futures are built in a plain loop: a closure over borrowed items here makes the
         // whole future fail the `Send` check the job's spawn needs.
         let mut pending = Vec::with_capacity(objects.len());
@@ -82,6 +81,13 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
             folders.insert(dir, id);
         }
         Ok(folders)
+    }
+
+    /// What earlier runs of the item delivered (bytes, files), as the counter this run adds to;
+    /// and those bytes, to tell this run's share apart.
+    pub(super) async fn progress_so_far(&self, item_id: u64) -> Result<(Arc<Progress>, u64), CopyError> {
+        let (already, files_done) = delivered_files::done(&self.pool, item_id).await?;
+        Ok((Arc::new(Progress { bytes: AtomicU64::new(already), files: AtomicU32::new(files_done) }), already))
     }
 
     /// Runs the file copies F at a time, writing progress as they go; answers the bytes this

@@ -214,11 +214,14 @@ pub async fn enroll_item<P: EnrollProvider>(
     settings: &EnrollSettings,
     worker: &str,
 ) -> Result<Outcome, StoreError> {
-    // A refunded item's message asks for the reverse.
-    if let Some(outcome) = unenroll_if_asked(pool, provider, item_id, settings).await? {
-        return Ok(outcome);
-    }
     if let Some(outcome) = claim(pool, item_id, settings, worker).await? {
+        // A revoked item's message may ask for the reverse: looked at only then, so the
+        // common path (an item to enroll) reads nothing more.
+        if outcome == Outcome::AlreadyDone(ItemStatus::Revoked)
+            && let Some(undone) = unenroll_if_asked(pool, provider, item_id, settings).await?
+        {
+            return Ok(undone);
+        }
         return Ok(outcome);
     }
     let who = enrollee(pool, item_id).await?;

@@ -234,14 +234,7 @@ async fn a_copy_killed_mid_course_resumes_and_never_duplicates(pool: MySqlPool) 
 async fn ten_percent_drive_faults_still_copy_everything(pool: MySqlPool) {
     let (h, course) = drive_harness(pool, "copy", 1024 * 1024).await;
     h.drive.emu.set_faults(Faults::spread(0.10));
-    let mut outcome = h.job.deliver_item(h.item).await.unwrap();
-    for _ in 0..3 {
-        if !matches!(outcome, Outcome::Retry(_)) {
-            break;
-        }
-        outcome = h.job.deliver_item(h.item).await.unwrap();
-    }
-    assert_eq!(outcome, Outcome::Delivered);
+    assert_eq!(h.deliver_through_retries().await, Outcome::Delivered);
     h.drive.emu.set_faults(Faults::default());
     assert_eq!(h.copied().await, course.expected);
 }
