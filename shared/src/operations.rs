@@ -9,13 +9,14 @@ use serde::Serialize;
 use sqlx::MySqlPool;
 use thiserror::Error;
 
-use crate::domain::{CourseSlug, EventKind, ItemStatus, OrderCode, OrderStatus, Status, Vnd};
+use crate::domain::{CouponCode, CourseSlug, Discount, EventKind, ItemStatus, OrderCode, OrderStatus, Status, Vnd};
 use crate::drive::upload::DriveClient;
 use crate::drive::{AccessToken, DriveError};
 use crate::mail::{DeliveryMail, MailError, Mailer};
 use crate::source::drive::{self as source_drive, Shortcuts, TreeError};
 use crate::source::{CourseSource, DeliveryMode, S3Source, SourceError};
 use crate::store::catalog::{self, Course, NewCourse};
+use crate::store::coupons;
 use crate::store::events::{self, Event, NewEvent};
 use crate::store::reports;
 pub use crate::store::reports::{ItemSummary, OrderSummary};
@@ -157,6 +158,67 @@ pub async fn set_course_active(pool: &MySqlPool, slug: &CourseSlug, active: bool
         && catalog::by_slug(&mut *pool.acquire().await?, slug).await?.is_none()
     {
         return Err(OpsError::NotFound(format!("no course {slug}")));
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ coupons
+
+/// A coupon as the operator describes it.
+#[derive(Debug, Clone)]
+pub struct CouponToAdd<'a> {
+    pub code: &'a CouponCode,
+    pub discount: Discount,
+    pub max_uses: Option<u32>,
+    pub valid_from: Option<chrono::DateTime<chrono::Utc>>,
+    pub valid_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Courses it is limited to; none: every course.
+    pub courses: &'a [CourseSlug],
+}
+
+/// Adds a coupon; refused when the code exists, a course does not, or the dates are reversed.
+pub async fn add_coupon(pool: &MySqlPool, c: &CouponToAdd<'_>) -> Result<coupons::Coupon, OpsError> {
+    if let (Some(from), Some(until)) = (c.valid_from, c.valid_until)
+        && from >= until
+    {
+        return Err(OpsError::Refused("the coupon ends before it starts (--from is not before --until)".into()));
+    }
+    if c.max_uses == Some(0) {
+        return Err(OpsError::Refused("--max-uses 0 would make a coupon nobody can use".into()));
+    }
+    let mut course_ids = Vec::with_capacity(c.courses.len());
+    for slug in c.courses {
+        let course = catalog::by_slug(&mut *pool.acquire().await?, slug).await?;
+        course_ids.push(course.ok_or_else(|| OpsError::NotFound(format!("no course {slug}")))?.id);
+    }
+    let new = coupons::NewCoupon {
+        code: c.code,
+        discount: c.discount,
+        max_uses: c.max_uses,
+        valid_from: c.valid_from,
+        valid_until: c.valid_until,
+        course_ids: &course_ids,
+    };
+    match coupons::insert(pool, &new).await {
+        Ok(_) => {}
+        Err(StoreError::Database(e)) if is_duplicate_key(&e, "uq_coupons_code") => {
+            return Err(OpsError::Refused(format!("there is a coupon {} already", c.code)));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    coupons::by_code(&mut *pool.acquire().await?, c.code)
+        .await?
+        .ok_or_else(|| OpsError::NotFound(format!("coupon {} vanished as it was added", c.code)))
+}
+
+pub async fn coupons(pool: &MySqlPool) -> Result<Vec<coupons::Coupon>, OpsError> {
+    Ok(coupons::all(pool).await?)
+}
+
+/// Takes a coupon off: orders placed with it keep their price; no new order can use it.
+pub async fn disable_coupon(pool: &MySqlPool, code: &CouponCode) -> Result<(), OpsError> {
+    if !coupons::disable(pool, code).await? && coupons::by_code(&mut *pool.acquire().await?, code).await?.is_none() {
+        return Err(OpsError::NotFound(format!("no coupon {code}")));
     }
     Ok(())
 }

@@ -140,6 +140,7 @@ pub async fn pending_order(
             items: &items,
             idempotency_key: None,
             request_hash: None,
+            coupon: None,
         },
         "test",
     )

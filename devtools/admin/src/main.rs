@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use coursedrop::adapters::queue;
 use coursedrop::config::{self, AppVars};
-use coursedrop::domain::{CourseSlug, ItemStatus, OrderCode, OrderStatus, Status, Vnd};
+use coursedrop::domain::{CouponCode, CourseSlug, Discount, ItemStatus, OrderCode, OrderStatus, Status, Vnd};
 use coursedrop::drive::upload::DriveClient;
 use coursedrop::mail::Mailer;
 use coursedrop::operations;
@@ -45,6 +45,9 @@ enum Command {
     /// The catalog.
     #[command(subcommand)]
     Course(CourseCommand),
+    /// Discount codes.
+    #[command(subcommand)]
+    Coupon(CouponCommand),
     /// Orders, newest first.
     Orders {
         #[arg(long)]
@@ -137,6 +140,39 @@ enum CourseCommand {
 }
 
 #[derive(Subcommand)]
+enum CouponCommand {
+    /// Add a coupon: a percentage or an amount off, optionally limited in uses, time and courses.
+    Add {
+        /// What buyers type (3-32 letters, digits, - and _; any case).
+        #[arg(long)]
+        code: String,
+        /// Percent off (1-100), rounded down to the đồng.
+        #[arg(long, conflicts_with = "amount", required_unless_present = "amount")]
+        percent: Option<u8>,
+        /// VND off (at most the price of the courses it applies to).
+        #[arg(long)]
+        amount: Option<i64>,
+        /// How many orders may use it (unlimited without).
+        #[arg(long)]
+        max_uses: Option<u32>,
+        /// Valid from: YYYY-MM-DD (Vietnam time, from midnight), YYYY-MM-DD HH:MM or RFC 3339.
+        #[arg(long)]
+        from: Option<String>,
+        /// Valid until: YYYY-MM-DD (Vietnam time, through that whole day), YYYY-MM-DD HH:MM or RFC 3339.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only for this course (repeat for more); every course without.
+        #[arg(long = "course")]
+        courses: Vec<String>,
+    },
+    List,
+    /// Take a coupon off: orders placed with it keep their price.
+    Disable {
+        code: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum PaymentCommand {
     /// Incoming transfers kept without an order, newest first.
     Unmatched {
@@ -225,6 +261,34 @@ fn error_code(e: &anyhow::Error) -> &'static str {
 
 fn course_slug(input: &str) -> Result<CourseSlug> {
     CourseSlug::parse(input).map_err(|_| invalid(format!("{input:?} is not a course slug")))
+}
+
+fn coupon_code(input: &str) -> Result<CouponCode> {
+    CouponCode::parse(input).map_err(|e| invalid(format!("{input:?} is not a coupon code: {e}")))
+}
+
+fn coupon_scope(c: &store::coupons::Coupon) -> String {
+    if c.courses.is_empty() { "every course".into() } else { c.courses.join(", ") }
+}
+
+/// A time an operator types. A bare date is Vietnam's (UTC+7), where the seller is: from its
+/// midnight, or for an end, through that whole day.
+fn moment(flag: &str, input: &str, end: bool) -> Result<chrono::DateTime<chrono::Utc>> {
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone};
+    let vietnam = chrono::FixedOffset::east_opt(7 * 3600).expect("UTC+7 is a valid offset");
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(input) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let local = if let Ok(t) = NaiveDateTime::parse_from_str(input, "%Y-%m-%d %H:%M") {
+        t
+    } else if let Ok(d) = NaiveDate::parse_from_str(input, "%Y-%m-%d") {
+        let d = if end { d.succ_opt().unwrap_or(d) } else { d };
+        d.and_hms_opt(0, 0, 0).expect("midnight exists")
+    } else {
+        return Err(invalid(format!("{flag} {input:?}: a date (YYYY-MM-DD), YYYY-MM-DD HH:MM or RFC 3339")));
+    };
+    let t = vietnam.from_local_datetime(&local).single().ok_or_else(|| invalid(format!("{flag} {input:?}")))?;
+    Ok(t.with_timezone(&chrono::Utc))
 }
 
 fn item_status(s: Option<String>) -> Result<Option<ItemStatus>> {
@@ -331,6 +395,59 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
         Command::Course(CourseCommand::Enable { slug }) => {
             operations::set_course_active(&ctx.pool, &course_slug(&slug)?, true).await?;
             (json!({"slug": slug, "active": true}), format!("course {slug} is on sale"))
+        }
+        Command::Coupon(CouponCommand::Add { code, percent, amount, max_uses, from, until, courses }) => {
+            let code = coupon_code(&code)?;
+            let discount = match (percent, amount) {
+                (Some(p), None) => Discount::percent(p).map_err(|e| invalid(format!("--percent: {e}")))?,
+                (None, Some(a)) => Vnd::new(a)
+                    .map_err(|e| e.to_string())
+                    .and_then(|a| Discount::amount(a).map_err(|e| e.to_string()))
+                    .map_err(|e| invalid(format!("--amount: {e}")))?,
+                _ => return Err(invalid("give one of --percent and --amount")),
+            };
+            let courses = courses.iter().map(|c| course_slug(c)).collect::<Result<Vec<_>>>()?;
+            let coupon = operations::add_coupon(
+                &ctx.pool,
+                &operations::CouponToAdd {
+                    code: &code,
+                    discount,
+                    max_uses,
+                    valid_from: from.as_deref().map(|t| moment("--from", t, false)).transpose()?,
+                    valid_until: until.as_deref().map(|t| moment("--until", t, true)).transpose()?,
+                    courses: &courses,
+                },
+            )
+            .await?;
+            let text = format!("added coupon {}: {} off {}", coupon.code, coupon.discount, coupon_scope(&coupon));
+            (json!(coupon), text)
+        }
+        Command::Coupon(CouponCommand::List) => {
+            let coupons = operations::coupons(&ctx.pool).await?;
+            let mut t = Table::new(&["CODE", "OFF", "USED", "FROM", "UNTIL", "COURSES", "ACTIVE"]);
+            for c in &coupons {
+                t.row(vec![
+                    c.code.clone(),
+                    c.discount.to_string(),
+                    match c.max_uses {
+                        Some(max) => format!("{}/{max}", c.uses),
+                        None => c.uses.to_string(),
+                    },
+                    c.valid_from.map(when).unwrap_or_default(),
+                    c.valid_until.map(when).unwrap_or_default(),
+                    coupon_scope(c),
+                    if c.active { "yes" } else { "no" }.into(),
+                ]);
+            }
+            (json!(coupons), t.render())
+        }
+        Command::Coupon(CouponCommand::Disable { code }) => {
+            let code = coupon_code(&code)?;
+            operations::disable_coupon(&ctx.pool, &code).await?;
+            (
+                json!({"code": code, "active": false}),
+                format!("coupon {code} is off; orders placed with it keep their price"),
+            )
         }
         Command::Orders { status, limit } => {
             let orders = operations::orders(&ctx.pool, order_status(status)?, limit).await?;

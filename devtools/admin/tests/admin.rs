@@ -634,3 +634,67 @@ async fn orders_that_expired_unpaid_long_ago_are_purged_and_nothing_else(pool: M
     let zero = admin(&pool, &["purge-unpaid", "--older-than-days", "0"], &[]).await;
     assert!(!zero.ok && zero.stderr.contains("at least 1"), "{}", zero.stderr);
 }
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn coupons_are_added_listed_and_disabled_and_bad_ones_explained(pool: MySqlPool) {
+    testing::seed_course(&pool, "rust-101", "Rust cơ bản", 499_000, true).await;
+    let add = admin(
+        &pool,
+        &[
+            "--json",
+            "coupon",
+            "add",
+            "--code",
+            "tet2027",
+            "--percent",
+            "15",
+            "--max-uses",
+            "100",
+            "--from",
+            "2027-01-20",
+            "--until",
+            "2027-02-10",
+            "--course",
+            "rust-101",
+        ],
+        &[],
+    )
+    .await;
+    assert!(add.ok, "{}", add.stderr);
+    let c = add.json();
+    assert_eq!(
+        (c["code"].as_str(), &c["discount"], &c["max_uses"]),
+        (Some("TET2027"), &serde_json::json!({"percent": 15}), &serde_json::json!(100))
+    );
+    // A bare date is Vietnam's: from its midnight (17:00 UTC the day before), through its last second.
+    assert_eq!(c["valid_from"], "2027-01-19T17:00:00Z");
+    assert_eq!(c["valid_until"], "2027-02-10T17:00:00Z");
+    assert_eq!(c["courses"], serde_json::json!(["rust-101"]));
+    assert!(admin(&pool, &["coupon", "add", "--code", "FIXED", "--amount", "50000"], &[]).await.ok);
+
+    let list = admin(&pool, &["coupon", "list"], &[]).await;
+    assert!(list.ok && list.stdout.contains("TET2027") && list.stdout.contains("0/100"), "{}", list.stdout);
+    assert!(list.stdout.contains("50000 VND") && list.stdout.contains("every course"), "{}", list.stdout);
+
+    for (args, says) in [
+        (vec!["coupon", "add", "--code", "TET2027", "--percent", "5"], "already"),
+        (vec!["coupon", "add", "--code", "X", "--percent", "5"], "3 to 32"),
+        (vec!["coupon", "add", "--code", "BIG", "--percent", "150"], "1 to 100"),
+        (vec!["coupon", "add", "--code", "NONE", "--amount", "0"], "positive"),
+        (vec!["coupon", "add", "--code", "WHO", "--percent", "5", "--course", "no-such"], "no course no-such"),
+        (
+            vec!["coupon", "add", "--code", "BACK", "--percent", "5", "--from", "2027-02-01", "--until", "2027-01-01"],
+            "ends before",
+        ),
+        (vec!["coupon", "add", "--code", "WHEN", "--percent", "5", "--until", "soon"], "--until"),
+        (vec!["coupon", "disable", "NOPE"], "no coupon NOPE"),
+    ] {
+        let run = admin(&pool, &args, &[]).await;
+        assert!(!run.ok && run.stderr.contains(says), "{args:?}: {}", run.stderr);
+    }
+    let off = admin(&pool, &["coupon", "disable", "Tet2027"], &[]).await;
+    assert!(off.ok, "{}", off.stderr);
+    let active: bool =
+        sqlx::query_scalar("SELECT active FROM coupons WHERE code = 'TET2027'").fetch_one(&pool).await.unwrap();
+    assert!(!active);
+}

@@ -122,6 +122,7 @@ async fn enrolled_item_of(pool: &MySqlPool, slug: &str, source: &str) -> Result<
             items: &[(course, Vnd::new(1)?)],
             idempotency_key: None,
             request_hash: None,
+            coupon: None,
         },
         "bench",
     )

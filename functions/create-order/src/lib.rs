@@ -48,6 +48,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/", get(page))
         .route("/courses", get(list_courses))
         .route("/orders", post(create_order).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        .route("/quote", post(quote).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .route("/orders/{code}", get(get_order))
         .route("/orders/{code}/qr.svg", get(qr_svg))
         .with_state(state)
@@ -94,23 +95,58 @@ async fn list_courses(State(s): State<AppState>) -> Result<Json<Vec<CourseView>>
     Ok(Json(courses.into_iter().map(|c| CourseView { slug: c.slug, title: c.title, price_vnd: c.price_vnd }).collect()))
 }
 
+/// A JSON body, or the JSON error saying what is wrong with it.
+fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    what: &str,
+) -> Result<T, ApiError> {
+    let body = body.map_err(ApiError::from_body)?;
+    if !http::is_json(headers.get(header::CONTENT_TYPE)) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("send the {what} as JSON with Content-Type: application/json"),
+        ));
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not a valid {what}: {e}"))
+    })
+}
+
+/// What an order of these courses with this coupon costs now: the page shows it before the
+/// buyer orders. Reserves nothing.
+async fn quote(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ordering::Quote>, ApiError> {
+    let request: ordering::QuoteRequest = json_body(&headers, body, "quote request")?;
+    ordering::quote(&s.pool, &request).await.map(Json).map_err(order_error)
+}
+
+fn order_error(e: PlaceOrderError) -> ApiError {
+    match e {
+        PlaceOrderError::Invalid { field, message } => ApiError::invalid_field(field, message),
+        PlaceOrderError::IdempotencyConflict => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used for a different order; use a new key",
+        ),
+        PlaceOrderError::TooManyPending(message) => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_pending_orders", message)
+        }
+        PlaceOrderError::Store(e) => ApiError::internal("placing an order", &e),
+    }
+}
+
 async fn create_order(
     State(s): State<AppState>,
     headers: HeaderMap,
     extensions: axum::http::Extensions,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(ApiError::from_body)?;
-    if !http::is_json(headers.get(header::CONTENT_TYPE)) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the order as JSON with Content-Type: application/json",
-        ));
-    }
-    let request: OrderRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not a valid order: {e}"))
-    })?;
+    let request: OrderRequest = json_body(&headers, body, "order")?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(
@@ -131,16 +167,7 @@ async fn create_order(
             }
             Ok(response)
         }
-        Err(PlaceOrderError::Invalid { field, message }) => Err(ApiError::invalid_field(field, message)),
-        Err(PlaceOrderError::IdempotencyConflict) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "this Idempotency-Key was already used for a different order; use a new key",
-        )),
-        Err(PlaceOrderError::TooManyPending(message)) => {
-            Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_pending_orders", message))
-        }
-        Err(PlaceOrderError::Store(e)) => Err(ApiError::internal("placing an order", &e)),
+        Err(e) => Err(order_error(e)),
     }
 }
 

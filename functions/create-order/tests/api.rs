@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 use sqlx::MySqlPool;
 use tower::ServiceExt;
 
+#[path = "api/coupons.rs"]
+mod coupons;
+
 async fn app(pool: &MySqlPool) -> Router {
     testing::seed_course(pool, "rust-101", "Rust cơ bản", 499_000, true).await;
     testing::seed_course(pool, "sql-thuc-chien", "SQL thực chiến", 299_000, true).await;
@@ -211,7 +214,8 @@ async fn the_status_view_finds_the_order_in_any_case_and_shows_no_personal_data(
     assert_eq!(
         json,
         json!({
-            "code": code, "status": "pending", "amount_vnd": 499000, "paid_vnd": 0, "expires_at": placed["expires_at"],
+            "code": code, "status": "pending", "amount_vnd": 499000, "paid_vnd": 0, "discount_vnd": 0, "coupon": null,
+            "expires_at": placed["expires_at"],
             "items": [{
                 "course": "rust-101", "title": "Rust cơ bản", "status": "awaiting_payment",
                 "progress": {"files_done": 0, "files_total": null, "bytes_done": 0, "bytes_total": null},

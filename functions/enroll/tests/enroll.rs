@@ -47,6 +47,7 @@ async fn enrolling_items(pool: &MySqlPool, n: usize) -> (String, Vec<u64>) {
             items: &courses,
             idempotency_key: None,
             request_hash: None,
+            coupon: None,
         },
         "test",
     )

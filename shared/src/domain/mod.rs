@@ -1,5 +1,6 @@
 //! Domain types: validated on construction, free of I/O.
 
+pub mod coupon;
 pub mod email;
 pub mod money;
 pub mod order_code;
@@ -7,6 +8,7 @@ pub mod slug;
 pub mod state;
 pub mod view_token;
 
+pub use coupon::{CouponCode, CouponError, Discount};
 pub use email::{Email, EmailError, mask_email};
 pub use money::{Vnd, VndError};
 pub use order_code::{CodeCharset, CodePattern, CodePatternError, OrderCode, OrderCodeError};

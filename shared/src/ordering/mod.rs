@@ -9,10 +9,12 @@ use crate::domain::CodePattern;
 use crate::store::StoreError;
 
 mod place;
+mod price;
 mod validate;
 mod view;
 
 pub use place::{PaymentInstructions, PlacedItem, PlacedOrder, Placement, place_order, vietqr_payload};
+pub use price::{Quote, QuotedItem, quote};
 pub use view::{ItemView, OrderView, Progress, order_vietqr, order_view};
 
 pub const MAX_COURSES_PER_ORDER: usize = 20;
@@ -39,6 +41,17 @@ pub struct OrderRequest {
     #[serde(default)]
     pub lang: Option<String>,
     pub courses: Option<Vec<String>>,
+    /// A coupon code, in any case; empty is none.
+    #[serde(default)]
+    pub coupon: Option<String>,
+}
+
+/// The body of `POST /quote`: what the page shows before the buyer orders.
+#[derive(Debug, Clone, Deserialize)]
+pub struct QuoteRequest {
+    pub courses: Option<Vec<String>>,
+    #[serde(default)]
+    pub coupon: Option<String>,
 }
 
 #[derive(Debug, Error)]

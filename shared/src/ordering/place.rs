@@ -5,12 +5,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{MySqlConnection, MySqlPool};
 
+use super::price::price_in;
 use super::validate::validate;
 use super::{OrderRequest, OrderSettings, PlaceOrderError, invalid};
 use crate::adapters::{sepay, vietqr};
 use crate::config::BankAccount;
 use crate::domain::{OrderCode, Vnd};
-use crate::store::{self, StoreError, catalog, items, orders};
+use crate::store::{self, StoreError, coupons, items, orders};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PlacedItem {
@@ -36,7 +37,11 @@ pub struct PlacedOrder {
     /// `?order={code}&t={view_token}`. The code alone is for the transfer text and opens nothing.
     pub view_token: String,
     pub status: String,
+    /// What the buyer transfers: the courses' prices less the coupon's discount.
     pub amount_vnd: i64,
+    pub subtotal_vnd: i64,
+    pub discount_vnd: i64,
+    pub coupon: Option<String>,
     pub expires_at: DateTime<Utc>,
     pub items: Vec<PlacedItem>,
     pub payment: PaymentInstructions,
@@ -73,6 +78,9 @@ async fn placed(
         view_token: head.view_token.clone().unwrap_or_default(),
         status: head.status.clone(),
         amount_vnd: head.total_vnd,
+        subtotal_vnd: head.total_vnd + head.discount_vnd,
+        discount_vnd: head.discount_vnd,
+        coupon: head.coupon.clone(),
         expires_at: head.expires_at,
         items: items.into_iter().map(|(course, title, price_vnd)| PlacedItem { course, title, price_vnd }).collect(),
         payment: PaymentInstructions {
@@ -133,17 +141,7 @@ pub async fn place_order(
         ));
     }
 
-    let mut items = Vec::with_capacity(valid.slugs.len());
-    for slug in &valid.slugs {
-        match catalog::by_slug(&mut conn, slug).await? {
-            Some(c) if c.active => {
-                let price = Vnd::new(c.price_vnd).map_err(|e| StoreError::Corrupt(format!("price of {slug}: {e}")))?;
-                items.push((c.id, price));
-            }
-            Some(_) => return Err(invalid("courses", format!("{slug} is no longer for sale"))),
-            None => return Err(invalid("courses", format!("there is no course {slug}"))),
-        }
-    }
+    let priced = price_in(&mut conn, &valid.slugs, valid.coupon.as_ref()).await?;
 
     let expires_at = Utc::now() + settings.ttl;
     // A random code can collide with an existing one; a fresh draw almost surely will not.
@@ -155,24 +153,35 @@ pub async fn place_order(
             phone: valid.phone.as_deref(),
             lang: valid.lang,
             expires_at,
-            items: &items,
+            items: &priced.lines,
             idempotency_key,
             request_hash: Some(&digest),
+            coupon: priced.coupon,
         };
         // On the connection this request already holds: taking a second from the pool while
         // holding one can starve the pool under concurrent requests.
         let created = async {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            // First, so the coupon's row lock is the first this transaction takes: orders
+            // racing for the last use queue on it and each sees the count the one before left.
+            if let Some((coupon_id, _)) = new.coupon
+                && !coupons::reserve_in(&mut tx, coupon_id).await?
+            {
+                return Ok(false);
+            }
             let created = orders::create_in(&mut tx, &new, "create-order").await?;
             if let Some(ip) = &client {
                 orders::set_client_ip_in(&mut tx, created.order_id, ip).await?;
             }
             tx.commit().await?;
-            Ok::<(), StoreError>(())
+            Ok::<bool, StoreError>(true)
         }
         .await;
         match created {
-            Ok(_) => {
+            Ok(false) => {
+                return Err(invalid("coupon", "this coupon has just been used up or is no longer valid"));
+            }
+            Ok(true) => {
                 let head = orders::head_by_code(&mut conn, code.as_str())
                     .await?
                     .ok_or_else(|| StoreError::NotFound { kind: "order", id: code.to_string() })?;

@@ -3,7 +3,7 @@
 use super::{MAX_COURSES_PER_ORDER, OrderRequest, PlaceOrderError, invalid};
 use sha2::{Digest, Sha256};
 
-use crate::domain::{CourseSlug, Email};
+use crate::domain::{CouponCode, CourseSlug, Email};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ValidRequest {
@@ -11,14 +11,19 @@ pub(super) struct ValidRequest {
     pub(super) phone: Option<String>,
     pub(super) lang: &'static str,
     pub(super) slugs: Vec<CourseSlug>,
+    pub(super) coupon: Option<CouponCode>,
 }
 
 impl ValidRequest {
     /// A digest of the request as understood, to tell a retry from a different request.
     pub(super) fn digest(&self) -> String {
         let slugs: Vec<&str> = self.slugs.iter().map(|s| s.as_str()).collect();
-        let canonical =
+        let mut canonical =
             format!("{}\n{}\n{}\n{}", self.email, self.phone.as_deref().unwrap_or(""), self.lang, slugs.join(","));
+        // Only with a coupon, so an order placed before coupons keeps its digest.
+        if let Some(c) = &self.coupon {
+            canonical.push_str(&format!("\ncoupon:{c}"));
+        }
         hex::encode(Sha256::digest(canonical.as_bytes()))
     }
 }
@@ -60,7 +65,21 @@ pub(super) fn validate(req: &OrderRequest) -> Result<ValidRequest, PlaceOrderErr
         Some(l) if l == "en" => "en",
         Some(_) => return Err(invalid("lang", "lang must be \"vi\" or \"en\"")),
     };
-    let Some(courses) = req.courses.as_ref() else {
+    let slugs = validate_courses(req.courses.as_deref())?;
+    let coupon = validate_coupon(req.coupon.as_deref())?;
+    Ok(ValidRequest { email, phone, lang, slugs, coupon })
+}
+
+/// A coupon field: absent or blank is none.
+pub(super) fn validate_coupon(raw: Option<&str>) -> Result<Option<CouponCode>, PlaceOrderError> {
+    match raw.map(str::trim).filter(|c| !c.is_empty()) {
+        None => Ok(None),
+        Some(c) => CouponCode::parse(c).map(Some).map_err(|e| invalid("coupon", e.to_string())),
+    }
+}
+
+pub(super) fn validate_courses(courses: Option<&[String]>) -> Result<Vec<CourseSlug>, PlaceOrderError> {
+    let Some(courses) = courses else {
         return Err(invalid("courses", "courses is required: a list of course slugs"));
     };
     if courses.is_empty() {
@@ -79,7 +98,7 @@ pub(super) fn validate(req: &OrderRequest) -> Result<ValidRequest, PlaceOrderErr
         }
         slugs.push(slug);
     }
-    Ok(ValidRequest { email, phone, lang, slugs })
+    Ok(slugs)
 }
 
 #[cfg(test)]
@@ -93,6 +112,7 @@ mod tests {
             phone: None,
             lang: None,
             courses: Some(courses.iter().map(|s| s.to_string()).collect()),
+            coupon: None,
         }
     }
 
@@ -111,6 +131,7 @@ mod tests {
         assert_eq!(field(&OrderRequest { lang: Some("fr".into()), ..req("a@b.vn", &["a"]) }), "lang");
         assert_eq!(field(&OrderRequest { phone: Some("12ab".into()), ..req("a@b.vn", &["a"]) }), "phone");
         assert_eq!(field(&OrderRequest { phone: Some("123".into()), ..req("a@b.vn", &["a"]) }), "phone");
+        assert_eq!(field(&OrderRequest { coupon: Some("no spaces".into()), ..req("a@b.vn", &["a"]) }), "coupon");
     }
 
     #[test]

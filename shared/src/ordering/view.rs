@@ -33,6 +33,8 @@ pub struct OrderView {
     pub status: String,
     pub amount_vnd: i64,
     pub paid_vnd: i64,
+    pub discount_vnd: i64,
+    pub coupon: Option<String>,
     pub expires_at: DateTime<Utc>,
     pub items: Vec<ItemView>,
 }
@@ -53,6 +55,8 @@ pub async fn order_view(pool: &MySqlPool, code: &OrderCode, token: &str) -> Resu
         status: head.status,
         amount_vnd: head.total_vnd,
         paid_vnd: head.paid_vnd,
+        discount_vnd: head.discount_vnd,
+        coupon: head.coupon,
         expires_at: head.expires_at,
         items: rows
             .into_iter()

@@ -324,6 +324,7 @@ pub async fn accept_late(pool: &MySqlPool, code: &OrderCode, actor: &str) -> Res
     let reason = format!("late payment of {} VND accepted by an operator", order.paid_vnd);
     orders::transition_in(&mut db, order.id, OrderStatus::Cancelled, OrderStatus::Paid, actor, Some(&reason)).await?;
     orders::clear_attention_in(&mut db, order.id).await?;
+    store::coupons::retake_for_order_in(&mut db, order.id).await?;
     let cancelled = order.items_in(ItemStatus::Cancelled);
     let mut events = Vec::new();
     let enrolling = items::MoveAll {

@@ -6,6 +6,7 @@
 //! `&mut *tx`); the ones that stand alone take the pool and run their own transaction.
 
 pub mod catalog;
+pub mod coupons;
 pub mod delivered_files;
 pub mod events;
 pub mod items;

@@ -18,6 +18,8 @@ pub struct NewOrder<'a> {
     pub items: &'a [(u64, Vnd)],
     pub idempotency_key: Option<&'a str>,
     pub request_hash: Option<&'a str>,
+    /// The coupon whose use the caller reserved in this transaction, and what it takes off.
+    pub coupon: Option<(u64, Vnd)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,14 +30,19 @@ pub struct CreatedOrder {
 }
 
 /// Inserts the order (pending) and its items (awaiting payment) in the caller's transaction.
-/// The total is the sum of the item prices, computed here so it can never disagree with them.
+/// The total is the sum of the item prices less the coupon's discount, computed here so it can
+/// never disagree with them.
 pub async fn create_in(conn: &mut MySqlConnection, o: &NewOrder<'_>, actor: &str) -> Result<CreatedOrder, StoreError> {
-    let total = Vnd::sum(o.items.iter().map(|(_, price)| *price))
+    let sum = Vnd::sum(o.items.iter().map(|(_, price)| *price))
         .map_err(|e| StoreError::Corrupt(format!("order total: {e}")))?;
+    let (coupon_id, discount) = o.coupon.map_or((None, Vnd::ZERO), |(id, off)| (Some(id), off));
+    let total = Vnd::new(sum.get() - discount.get()).map_err(|_| {
+        StoreError::Corrupt(format!("a discount of {} VND is more than the order's {}", discount.get(), sum.get()))
+    })?;
     let done = sqlx::query(
-        "INSERT INTO orders (code, view_token, email, phone, lang, total_vnd, status, expires_at, idempotency_key,
-           request_hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO orders (code, view_token, email, phone, lang, total_vnd, coupon_id, discount_vnd, status,
+           expires_at, idempotency_key, request_hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(o.code.as_str())
     .bind(ViewToken::generate().as_str())
@@ -43,6 +50,8 @@ pub async fn create_in(conn: &mut MySqlConnection, o: &NewOrder<'_>, actor: &str
     .bind(o.phone)
     .bind(o.lang)
     .bind(total.get())
+    .bind(coupon_id)
+    .bind(discount.get())
     .bind(OrderStatus::Pending.as_str())
     .bind(o.expires_at)
     .bind(o.idempotency_key)
@@ -225,6 +234,8 @@ pub async fn status(conn: &mut MySqlConnection, order_id: u64) -> Result<Option<
 pub async fn cancel_unpaid(pool: &MySqlPool, order_id: u64, actor: &str, reason: &str) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     transition_in(&mut tx, order_id, OrderStatus::Pending, OrderStatus::Cancelled, actor, Some(reason)).await?;
+    // The order no longer holds its coupon's use: another buyer may take it.
+    super::coupons::release_for_order_in(&mut tx, order_id).await?;
     let (code, paid_vnd, total_vnd): (String, i64, i64) =
         sqlx::query_as("SELECT code, paid_vnd, total_vnd FROM orders WHERE id = ?")
             .bind(order_id)
@@ -312,9 +323,13 @@ pub struct OrderHead {
     pub request_hash: Option<String>,
     /// What opens the order's status view (`None` only for an order an older release placed).
     pub view_token: Option<String>,
+    pub discount_vnd: i64,
+    /// The coupon's code, when one was used.
+    pub coupon: Option<String>,
 }
 
-const HEAD_COLUMNS: &str = "id, code, status, total_vnd, paid_vnd, expires_at, request_hash, view_token";
+const HEAD_COLUMNS: &str = "id, code, status, total_vnd, paid_vnd, expires_at, request_hash, view_token, discount_vnd,
+    (SELECT c.code FROM coupons c WHERE c.id = orders.coupon_id) AS coupon";
 
 pub async fn head_by_code(conn: &mut MySqlConnection, code: &str) -> Result<Option<OrderHead>, StoreError> {
     let sql = AssertSqlSafe(format!("SELECT {HEAD_COLUMNS} FROM orders WHERE code = ?"));

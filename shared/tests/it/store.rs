@@ -118,6 +118,7 @@ async fn order_of(pool: &MySqlPool, courses: &[u64]) -> Fixture {
             items: &items,
             idempotency_key: None,
             request_hash: None,
+            coupon: None,
         },
         "test",
     )
