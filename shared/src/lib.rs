@@ -6,6 +6,7 @@
 //! result; everything that decides anything lives in this crate.
 
 pub mod adapters;
+pub mod brand;
 pub mod config;
 pub mod delivery;
 pub mod domain;

@@ -1,4 +1,4 @@
-//! The delivery email: rendered from the templates in `shared/templates/` (Vietnamese and
+//! The emails, the delivery email and the payment reminder: rendered from the templates in `shared/templates/` (Vietnamese and
 //! English, HTML with a plain-text alternative) and sent over SMTP with lettre.
 //!
 //! The Message-ID is chosen by the caller and stored before sending, so a re-send after a
@@ -10,6 +10,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::brand::Brand;
 use crate::config::{ConfigError, Vars};
 
 const TEMPLATES: &[(&str, &str)] = &[
@@ -17,6 +18,14 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("delivery.vi.html", include_str!("../templates/delivery.vi.html.j2")),
     ("delivery.en.txt", include_str!("../templates/delivery.en.txt.j2")),
     ("delivery.en.html", include_str!("../templates/delivery.en.html.j2")),
+    ("reminder.vi.txt", include_str!("../templates/reminder.vi.txt.j2")),
+    ("reminder.vi.html", include_str!("../templates/reminder.vi.html.j2")),
+    ("reminder.en.txt", include_str!("../templates/reminder.en.txt.j2")),
+    ("reminder.en.html", include_str!("../templates/reminder.en.html.j2")),
+    ("footer.vi.txt", include_str!("../templates/footer.vi.txt.j2")),
+    ("footer.vi.html", include_str!("../templates/footer.vi.html.j2")),
+    ("footer.en.txt", include_str!("../templates/footer.en.txt.j2")),
+    ("footer.en.html", include_str!("../templates/footer.en.html.j2")),
 ];
 
 #[derive(Debug, Error)]
@@ -41,27 +50,62 @@ pub struct DeliveryMail<'a> {
     pub message_id: &'a str,
 }
 
+/// The payment reminder of an unpaid order: what to transfer, where, with which text.
+#[derive(Debug, Clone)]
+pub struct ReminderMail<'a> {
+    pub to: &'a str,
+    pub lang: &'a str,
+    pub code: &'a str,
+    /// The courses' titles.
+    pub titles: &'a [String],
+    pub amount_vnd: i64,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    pub bank: &'a crate::config::BankAccount,
+    /// SePay's QR image for the amount and text (mail clients show an image, not a payload).
+    pub qr_image_url: &'a str,
+    /// The order's status page, when the page's address is configured (`SHOP_URL`).
+    pub order_link: Option<&'a str>,
+    pub message_id: &'a str,
+}
+
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
-    support: String,
+    brand: Brand,
     templates: minijinja::Environment<'static>,
+}
+
+/// 748100 as "748.100 ₫", as Vietnamese write it.
+pub fn format_vnd(amount: i64) -> String {
+    let digits = amount.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push('.');
+        }
+        out.push(c);
+    }
+    format!("{}{out} ₫", if amount < 0 { "-" } else { "" })
 }
 
 impl Mailer {
     /// `SMTP_URL` (`smtp://host:port` plain, `smtp://…?tls=required` STARTTLS, `smtps://…`
-    /// TLS; user and password in the URL; default the local sink), `MAIL_FROM`,
-    /// `SUPPORT_CONTACT`.
+    /// TLS; user and password in the URL; default the local sink), `MAIL_FROM` (its display
+    /// name defaults to `SELLER_NAME`), and the seller's brand ([`Brand::from_vars`]).
     pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
         let url = vars.string_or("SMTP_URL", "smtp://127.0.0.1:1025");
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
             .map_err(|e| ConfigError::Invalid { var: "SMTP_URL", reason: e.to_string() })?
             .timeout(Some(std::time::Duration::from_secs(10)))
             .build();
-        let from: Mailbox = vars.string_or("MAIL_FROM", "coursedrop <no-reply@coursedrop.local>").parse().map_err(
+        let brand = Brand::from_vars(vars)?;
+        let mut from: Mailbox = vars.string_or("MAIL_FROM", "no-reply@coursedrop.local").parse().map_err(
             |e: lettre::address::AddressError| ConfigError::Invalid { var: "MAIL_FROM", reason: e.to_string() },
         )?;
-        let support = vars.string_or("SUPPORT_CONTACT", "support@coursedrop.local");
+        // The buyer bought from the seller: their name is who the mail is from.
+        if from.name.is_none() {
+            from.name = brand.seller_name.clone();
+        }
         let mut templates = minijinja::Environment::new();
         templates.set_auto_escape_callback(|name| {
             if name.ends_with(".html") { minijinja::AutoEscape::Html } else { minijinja::AutoEscape::None }
@@ -69,31 +113,44 @@ impl Mailer {
         for (name, source) in TEMPLATES {
             templates.add_template(name, source).expect("the bundled templates parse");
         }
-        Ok(Mailer { transport, from, support, templates })
+        Ok(Mailer { transport, from, brand, templates })
     }
 
     pub fn from_address(&self) -> &Mailbox {
         &self.from
     }
 
-    /// The delivery email, in the order's language (Vietnamese unless `en`).
-    pub fn delivery(&self, m: &DeliveryMail<'_>) -> Result<Message, MailError> {
-        let lang = if m.lang == "en" { "en" } else { "vi" };
-        let context =
-            minijinja::context! { title => m.title, code => m.code, link => m.link, support => &self.support };
-        let render = |kind: &str| {
+    pub fn brand(&self) -> &Brand {
+        &self.brand
+    }
+
+    /// The plain and HTML bodies of `kind` in `lang`, with the brand in every one.
+    fn render(&self, kind: &str, lang: &str, context: minijinja::Value) -> Result<(String, String), MailError> {
+        let context = minijinja::context! { brand => minijinja::context! {
+            seller_name => &self.brand.seller_name,
+            logo_url => &self.brand.logo_url,
+            support_email => &self.brand.support_email,
+            support_phone => &self.brand.support_phone,
+            support_zalo => &self.brand.support_zalo,
+        }, has_support => self.brand.has_support(), ..context };
+        let render = |part: &str| {
             self.templates
-                .get_template(&format!("delivery.{lang}.{kind}"))
+                .get_template(&format!("{kind}.{lang}.{part}"))
                 .and_then(|t| t.render(&context))
                 .map_err(|e| MailError::Permanent(format!("template: {e}")))
         };
-        let subject = if lang == "en" {
-            format!("Your course \"{}\" is ready ({})", m.title, m.code)
-        } else {
-            format!("Khoá học \"{}\" của bạn đã sẵn sàng ({})", m.title, m.code)
-        };
+        Ok((render("txt")?, render("html")?))
+    }
+
+    fn message(
+        &self,
+        to: &str,
+        subject: String,
+        message_id: &str,
+        bodies: (String, String),
+    ) -> Result<Message, MailError> {
         let to: Mailbox =
-            m.to.parse().map_err(|e: lettre::address::AddressError| MailError::Permanent(format!("{}: {e}", m.to)))?;
+            to.parse().map_err(|e: lettre::address::AddressError| MailError::Permanent(format!("{to}: {e}")))?;
         // Base64 for both parts: safe for any relay, whatever the language.
         let part = |content_type: header::ContentType, body: String| {
             SinglePart::builder().header(content_type).header(ContentTransferEncoding::Base64).body(body)
@@ -102,13 +159,57 @@ impl Mailer {
             .from(self.from.clone())
             .to(to)
             .subject(subject)
-            .message_id(Some(m.message_id.to_string()))
+            .message_id(Some(message_id.to_string()))
             .multipart(
                 MultiPart::alternative()
-                    .singlepart(part(header::ContentType::TEXT_PLAIN, render("txt")?))
-                    .singlepart(part(header::ContentType::TEXT_HTML, render("html")?)),
+                    .singlepart(part(header::ContentType::TEXT_PLAIN, bodies.0))
+                    .singlepart(part(header::ContentType::TEXT_HTML, bodies.1)),
             )
             .map_err(|e| MailError::Permanent(e.to_string()))
+    }
+
+    /// The delivery email, in the order's language (Vietnamese unless `en`).
+    pub fn delivery(&self, m: &DeliveryMail<'_>) -> Result<Message, MailError> {
+        let lang = if m.lang == "en" { "en" } else { "vi" };
+        let bodies =
+            self.render("delivery", lang, minijinja::context! { title => m.title, code => m.code, link => m.link })?;
+        let subject = if lang == "en" {
+            format!("Your course \"{}\" is ready ({})", m.title, m.code)
+        } else {
+            format!("Khoá học \"{}\" của bạn đã sẵn sàng ({})", m.title, m.code)
+        };
+        self.message(m.to, subject, m.message_id, bodies)
+    }
+
+    /// The payment reminder, in the order's language.
+    pub fn reminder(&self, m: &ReminderMail<'_>) -> Result<Message, MailError> {
+        let lang = if m.lang == "en" { "en" } else { "vi" };
+        // The buyer reads the time where they are: Vietnam.
+        let vietnam = chrono::FixedOffset::east_opt(7 * 3600).expect("UTC+7 is a valid offset");
+        let expires = m.expires_at.with_timezone(&vietnam).format("%H:%M %d/%m/%Y").to_string();
+        let amount = format_vnd(m.amount_vnd);
+        let bodies = self.render(
+            "reminder",
+            lang,
+            minijinja::context! {
+                code => m.code,
+                titles => m.titles.join(", "),
+                amount => &amount,
+                expires => &expires,
+                bank => &m.bank.bank_code,
+                account_number => &m.bank.account_number,
+                account_name => &m.bank.account_name,
+                transfer_text => m.code,
+                qr_image_url => m.qr_image_url,
+                order_link => m.order_link,
+            },
+        )?;
+        let subject = if lang == "en" {
+            format!("Order {}: {amount} to pay before {expires} (Vietnam time)", m.code)
+        } else {
+            format!("Đơn hàng {}: còn chờ thanh toán {amount} trước {expires}", m.code)
+        };
+        self.message(m.to, subject, m.message_id, bodies)
     }
 
     pub async fn send(&self, message: Message) -> Result<(), MailError> {

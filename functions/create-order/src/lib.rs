@@ -27,6 +27,13 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub struct AppState {
     pub pool: MySqlPool,
     pub settings: Arc<OrderSettings>,
+    /// The buyer page with the seller's brand in it, rendered once at start.
+    pub page: Arc<BrandedPage>,
+}
+
+pub struct BrandedPage {
+    html: String,
+    csp: String,
 }
 
 impl AppState {
@@ -38,7 +45,8 @@ impl AppState {
             max_pending_per_email: vars.parse_or("PENDING_ORDERS_PER_EMAIL", 5u32)?,
             max_pending_per_client: vars.parse_or("PENDING_ORDERS_PER_CLIENT", 30u32)?,
         };
-        Ok(AppState { pool, settings: Arc::new(settings) })
+        let brand = coursedrop::brand::Brand::from_vars(vars)?;
+        Ok(AppState { pool, settings: Arc::new(settings), page: Arc::new(BrandedPage::new(&brand)) })
     }
 }
 
@@ -63,21 +71,71 @@ pub fn router(state: AppState) -> Router {
 /// API above, with relative URLs, so it works wherever the API is mounted.
 const PAGE: &str = include_str!("page.html");
 
-async fn page() -> Response {
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+impl BrandedPage {
+    /// The page with the seller's name (in its title too), logo and support contacts. Without a
+    /// name the heading is the page's own words ("Buy a course"), never a placeholder.
+    pub fn new(brand: &coursedrop::brand::Brand) -> Self {
+        let name = brand.seller_name.as_deref().map(escape);
+        let logo = brand
+            .logo_url
+            .as_deref()
+            .map(|url| format!(r#"<img src="{}" alt="" width="40" height="40">"#, escape(url)))
+            .unwrap_or_default();
+        let mut support = String::new();
+        let mut line = |label: &str, href: String, text: &str| {
+            support.push_str(&format!(
+                r#"<li><span data-t="{label}"></span>: <a href="{}">{}</a></li>"#,
+                escape(&href),
+                escape(text)
+            ));
+        };
+        if let Some(email) = &brand.support_email {
+            line("supportEmail", format!("mailto:{email}"), email);
+        }
+        if let Some(phone) = &brand.support_phone {
+            let dial: String = phone.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect();
+            line("supportPhone", format!("tel:{dial}"), phone);
+        }
+        if let Some(zalo) = &brand.support_zalo {
+            line("supportZalo", zalo.clone(), zalo.trim_start_matches("https://"));
+        }
+        let html = PAGE
+            .replace("{{TITLE}}", name.as_deref().unwrap_or("Khoá học · Courses"))
+            .replace("{{LOGO}}", &logo)
+            .replace("{{NAME_ATTR}}", if name.is_some() { "" } else { r#" data-t="shop""# })
+            .replace("{{NAME}}", name.as_deref().unwrap_or_default())
+            .replace("{{SUPPORT_HIDDEN}}", if brand.has_support() { "" } else { " hidden" })
+            .replace("{{SUPPORT}}", &support);
+        // Everything the page loads is its own, and the seller's logo; it writes data only
+        // through textContent.
+        let img = match brand.logo_origin() {
+            Some(origin) => format!("img-src 'self' {origin}"),
+            None => "img-src 'self'".into(),
+        };
+        let csp = format!(
+            "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; {img}; \
+             frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+        );
+        BrandedPage { html, csp }
+    }
+}
+
+async fn page(State(s): State<AppState>) -> Response {
+    let csp =
+        header::HeaderValue::from_str(&s.page.csp).unwrap_or(header::HeaderValue::from_static("default-src 'self'"));
     (
         [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-            // Everything the page loads is its own; it writes data only through textContent.
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self'; \
-                 frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-            ),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CONTENT_TYPE, header::HeaderValue::from_static("text/html; charset=utf-8")),
+            (header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache")),
+            (header::CONTENT_SECURITY_POLICY, csp),
+            (header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff")),
+            (header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer")),
         ],
-        PAGE,
+        s.page.html.clone(),
     )
         .into_response()
 }

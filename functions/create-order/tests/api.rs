@@ -401,3 +401,35 @@ async fn unpaid_orders_are_capped_per_email_and_per_client_address(pool: MySqlPo
         .unwrap();
     assert_eq!(recorded, 30);
 }
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn the_page_carries_the_sellers_brand_and_says_nothing_of_a_missing_one(pool: MySqlPool) {
+    let branded = |pairs: &'static [(&'static str, &'static str)]| {
+        let vars = Vars(move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()));
+        router(AppState::from_vars(pool.clone(), &vars).unwrap())
+    };
+    let app = branded(&[
+        ("SELLER_NAME", "Học Rust cùng Lan <3"),
+        ("SELLER_LOGO_URL", "https://cdn.lan.vn/logo.png"),
+        ("SUPPORT_EMAIL", "hotro@lan.vn"),
+        ("SUPPORT_PHONE", "0912 345 678"),
+        ("SUPPORT_ZALO", "0912345678"),
+    ]);
+    let (status, headers, _, html) = send(&app, get("/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<title>Học Rust cùng Lan &lt;3</title>"), "the name, escaped, is the title");
+    assert!(html.contains(">Học Rust cùng Lan &lt;3</h1>"));
+    assert!(html.contains(r#"<img src="https://cdn.lan.vn/logo.png""#));
+    assert!(html.contains(r#"href="mailto:hotro@lan.vn""#) && html.contains(r#"href="tel:0912345678""#));
+    assert!(html.contains(r#"href="https://zalo.me/0912345678""#));
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("img-src 'self' https://cdn.lan.vn;"), "{csp}");
+
+    let plain = branded(&[]);
+    let (_, headers, _, html) = send(&plain, get("/")).await;
+    assert!(!html.contains("{{"), "no placeholder is left");
+    assert!(!html.to_lowercase().contains("not configured") && !html.contains("SELLER_NAME"));
+    assert!(html.contains(r#"<h1 id="seller" data-t="shop"></h1>"#), "the page's own heading instead");
+    assert!(html.contains(r#"<footer id="support" hidden>"#));
+    assert!(headers["content-security-policy"].to_str().unwrap().contains("img-src 'self';"));
+}

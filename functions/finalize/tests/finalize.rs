@@ -33,6 +33,8 @@ fn mailer(smtp: &str) -> Mailer {
     Mailer::from_vars(&Vars(move |k: &str| match k {
         "SMTP_URL" => Some(smtp.clone()),
         "SUPPORT_CONTACT" => Some("hotro@seller.vn".into()),
+        "SELLER_NAME" => Some("Học Rust cùng Lan".into()),
+        "SUPPORT_ZALO" => Some("0912 345 678".into()),
         _ => None,
     }))
     .unwrap()
@@ -159,7 +161,12 @@ async fn the_email_reads_in_the_orders_language_with_link_and_code(pool: MySqlPo
             assert!(body.contains(phrase), "{lang} {kind}: {body}");
             assert!(body.contains(&code) && body.contains(&link), "{lang} {kind} has the code and the link");
             assert!(body.contains("hotro@seller.vn"), "{lang} {kind} has the support contact");
+            assert!(body.contains("Học Rust cùng Lan"), "{lang} {kind} names the seller");
+            assert!(body.contains("https://zalo.me/0912345678"), "{lang} {kind} has the seller's Zalo");
         }
+        // The mail is from the seller, by name.
+        let from = mails[0].lines().find(|l| l.starts_with("From:")).unwrap();
+        assert!(from.contains("=?utf-8?") || from.contains("Lan"), "{from}");
         assert!(html.contains(&format!("href=\"{link}\"")));
     }
 }
