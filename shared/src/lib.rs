@@ -21,6 +21,7 @@ pub mod ordering;
 pub mod payments;
 pub mod refund;
 pub mod relay;
+pub mod reminders;
 pub mod schedule;
 pub mod source;
 pub mod store;

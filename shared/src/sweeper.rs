@@ -1,5 +1,5 @@
 //! The sweeper's work, run every minute: publish outbox rows the relay could not, cancel
-//! unpaid orders whose time is up, and count (and log) items stuck past their stage's
+//! unpaid orders whose time is up, send payment reminders (`reminders`), and count (and log) items stuck past their stage's
 //! deadline, for an alarm and for `coursedrop-admin stuck`.
 
 use std::time::Duration;
@@ -22,6 +22,9 @@ pub struct SweepReport {
     pub stuck_items: usize,
     /// Stuck items whose stage message was sent again (at most once per deadline each).
     pub requeued: usize,
+    pub reminders_sent: usize,
+    /// Reminders the SMTP server did not take: tried again at the next sweep.
+    pub reminders_failed: usize,
 }
 
 /// When the sweeper publishes an outbox row again.
@@ -58,7 +61,7 @@ pub async fn sweep<P: Publisher>(
     publisher: &P,
     outbox: OutboxTiming,
 ) -> Result<SweepReport, StoreError> {
-    sweep_with(pool, publisher, outbox, &Deadlines::default()).await
+    sweep_with(pool, publisher, outbox, &Deadlines::default(), None).await
 }
 
 /// [`sweep`] with the stage deadlines of the configuration.
@@ -67,6 +70,7 @@ pub async fn sweep_with<P: Publisher>(
     publisher: &P,
     timing: OutboxTiming,
     deadlines: &Deadlines,
+    reminders: Option<&crate::reminders::Reminders>,
 ) -> Result<SweepReport, StoreError> {
     let mut report = SweepReport::default();
     loop {
@@ -89,6 +93,12 @@ pub async fn sweep_with<P: Publisher>(
             Err(StoreError::OrderConflict { .. }) => {}
             Err(e) => return Err(e),
         }
+    }
+    // After expiry: an order cancelled a moment ago is not reminded.
+    if let Some(r) = reminders {
+        let sent = crate::reminders::send_due(pool, r).await?;
+        report.reminders_sent = sent.sent;
+        report.reminders_failed = sent.failed;
     }
     let stuck = stuck_items(pool, deadlines).await?;
     for item in &stuck {
@@ -128,6 +138,8 @@ pub async fn sweep_with<P: Publisher>(
         publish_failed = report.publish_failed,
         expired_orders = report.expired_orders,
         requeued = report.requeued,
+        reminders_sent = report.reminders_sent,
+        reminders_failed = report.reminders_failed,
         "sweep done"
     );
     Ok(report)

@@ -203,7 +203,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
     };
     // Messages moto loses on a restart are published again within seconds, not minutes.
     let timing = coursedrop::sweeper::OutboxTiming { grace_secs: 2, republish_after_secs: 15 };
-    stack::spawn_sweeper(pool.clone(), stack.publisher.clone(), Duration::from_secs(3), timing, deadlines);
+    stack::spawn_sweeper(pool.clone(), stack.publisher.clone(), Duration::from_secs(3), timing, deadlines, None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(axum::serve(listener, stack.router.clone()).into_future());

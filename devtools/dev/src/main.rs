@@ -97,6 +97,7 @@ async fn serve<F: Fn(&str) -> Option<String>>(outer: &Vars<F>) -> Result<()> {
         Duration::from_secs(every.num_seconds() as u64),
         timing,
         deadlines,
+        Some(coursedrop::reminders::Reminders::from_vars(vars)?),
     );
     let reconcile_every = vars.duration_or("RECONCILE_INTERVAL", "60s")?;
     stack::spawn_reconciler(

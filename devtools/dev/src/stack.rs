@@ -262,18 +262,20 @@ pub fn local_aws_env<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Vec<(Stri
 }
 
 /// The sweeper's schedule, locally, with the stage deadlines it is given (`make dev` reads
-/// `DEADLINE_*` as production does; `make chaos` uses seconds, not minutes).
+/// `DEADLINE_*` as production does; `make chaos` uses seconds, not minutes), and the payment
+/// reminders when given.
 pub fn spawn_sweeper(
     pool: MySqlPool,
     publisher: Arc<SqsPublisher>,
     every: Duration,
     timing: sweeper::OutboxTiming,
     deadlines: coursedrop::sweeper::Deadlines,
+    reminders: Option<coursedrop::reminders::Reminders>,
 ) {
     tokio::spawn(async move {
-        let (pool, publisher, deadlines) = (&pool, &publisher, &deadlines);
+        let (pool, publisher, deadlines, reminders) = (&pool, &publisher, &deadlines, &reminders);
         coursedrop::schedule::every(every, std::future::pending(), move || async move {
-            if let Err(e) = sweeper::sweep_with(pool, publisher, timing, deadlines).await {
+            if let Err(e) = sweeper::sweep_with(pool, publisher, timing, deadlines, reminders.as_ref()).await {
                 tracing::error!(error = %e, "sweep failed");
             }
         })

@@ -22,22 +22,26 @@ async fn main() -> anyhow::Result<()> {
     let publisher = coursedrop::adapters::queue::sqs_publisher(&vars).await;
     let deadlines = coursedrop::sweeper::Deadlines::from_vars(&vars)?;
     let timing = sweeper::OutboxTiming::from_vars(&vars, OUTBOX_GRACE_SECS)?;
+    let reminders = coursedrop::reminders::Reminders::from_vars(&vars).context("the payment reminders' settings")?;
 
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        let (pool, publisher, deadlines) = (&pool, &publisher, &deadlines);
+        let (pool, publisher, deadlines, reminders) = (&pool, &publisher, &deadlines, &reminders);
         // The scheduled event carries nothing the sweep needs.
         return lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
-            sweeper::sweep_with(pool, publisher, timing, deadlines).await.map_err(lambda_runtime::Error::from)
+            sweeper::sweep_with(pool, publisher, timing, deadlines, Some(reminders))
+                .await
+                .map_err(lambda_runtime::Error::from)
         }))
         .await
         .map_err(|e| anyhow::anyhow!(e));
     }
 
     let interval = vars.duration_or("SWEEP_INTERVAL", "60s")?;
-    let (pool, publisher, deadlines) = (&pool, &publisher, &deadlines);
+    let (pool, publisher, deadlines, reminders) = (&pool, &publisher, &deadlines, &reminders);
     let period = Duration::from_secs(interval.num_seconds() as u64);
     coursedrop::schedule::every(period, coursedrop::http::shutdown_signal(), move || async move {
-        let result: Result<SweepReport, _> = sweeper::sweep_with(pool, publisher, timing, deadlines).await;
+        let result: Result<SweepReport, _> =
+            sweeper::sweep_with(pool, publisher, timing, deadlines, Some(reminders)).await;
         if let Err(e) = result {
             tracing::error!(error = %e, "sweep failed; retrying at the next tick");
         }

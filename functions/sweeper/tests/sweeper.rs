@@ -235,12 +235,12 @@ async fn a_stuck_item_whose_message_was_lost_is_sent_again_once_per_deadline(poo
     let deadlines =
         coursedrop::sweeper::Deadlines { enrolled: std::time::Duration::from_secs(300), ..Default::default() };
 
-    let report = sweeper::sweep_with(&pool, &publisher, OutboxTiming::grace(30), &deadlines).await.unwrap();
+    let report = sweeper::sweep_with(&pool, &publisher, OutboxTiming::grace(30), &deadlines, None).await.unwrap();
     assert_eq!((report.stuck_items, report.requeued), (1, 1));
     assert_eq!(testing::drain(&sqs, &urls[&Queue::Deliver]).await, vec![format!("{{\"item_id\":{item}}}")]);
 
     // Still stuck a minute later: counted again, but not sent again within the deadline.
-    let report = sweeper::sweep_with(&pool, &publisher, OutboxTiming::grace(30), &deadlines).await.unwrap();
+    let report = sweeper::sweep_with(&pool, &publisher, OutboxTiming::grace(30), &deadlines, None).await.unwrap();
     assert_eq!((report.stuck_items, report.requeued), (1, 0));
     assert!(testing::drain(&sqs, &urls[&Queue::Deliver]).await.is_empty());
 }
@@ -265,4 +265,135 @@ async fn heartbeats_are_not_progress(pool: MySqlPool) {
     let stuck = sweeper::stuck_items(&pool, &coursedrop::sweeper::Deadlines::default()).await.unwrap();
     assert_eq!(stuck.iter().map(|s| s.id).collect::<Vec<_>>(), vec![item], "a heartbeat hid the stuck item");
     assert!(stuck[0].minutes >= 39, "{}", stuck[0].minutes);
+}
+
+// ------------------------------------------------------------------ payment reminders
+
+fn reminders(smtp: &str) -> coursedrop::reminders::Reminders {
+    let smtp = smtp.to_string();
+    coursedrop::reminders::Reminders::from_vars(&coursedrop::config::Vars(move |k: &str| match k {
+        "SMTP_URL" => Some(smtp.clone()),
+        "BANK_CODE" => Some("MBBank".into()),
+        "BANK_ACCOUNT_NUMBER" => Some("0123456789".into()),
+        "BANK_ACCOUNT_NAME" => Some("CONG TY COURSEDROP".into()),
+        "SELLER_NAME" => Some("Học Rust cùng Lan".into()),
+        "SHOP_URL" => Some("https://shop.lan.vn/".into()),
+        _ => None,
+    }))
+    .unwrap()
+}
+
+/// A pending order of 748,100 VND placed `age` minutes ago, expiring in `left` minutes, for
+/// an address of its own; its code and the address.
+async fn unpaid(pool: &MySqlPool, lang: &str, age: i64, left: i64) -> (String, String) {
+    let (code, _) = order_expiring_in(pool, left).await;
+    let email = format!("payer-{}@example.com", rand::random::<u64>());
+    sqlx::query(
+        "UPDATE orders SET email = ?, lang = ?, total_vnd = 748100, created_at = NOW(3) - INTERVAL ? MINUTE WHERE code = ?",
+    )
+    .bind(&email)
+    .bind(lang)
+    .bind(age)
+    .bind(&code)
+    .execute(pool)
+    .await
+    .unwrap();
+    (code, email)
+}
+
+async fn sweep_reminding(pool: &MySqlPool, r: &coursedrop::reminders::Reminders) -> sweeper::SweepReport {
+    let sqs = testing::sqs_client().await;
+    let (publisher, _) = testing::fresh_queues(&sqs).await;
+    sweeper::sweep_with(pool, &publisher, OutboxTiming::grace(30), &sweeper::Deadlines::default(), Some(r))
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn an_unpaid_order_is_reminded_once_with_what_to_transfer(pool: MySqlPool) {
+    let r = reminders("smtp://127.0.0.1:1025");
+    let (code, email) = unpaid(&pool, "vi", 20, 10).await;
+    let (en_code, en_email) = unpaid(&pool, "en", 20, 10).await;
+
+    let report = sweep_reminding(&pool, &r).await;
+    assert_eq!(report.reminders_sent, 2);
+    let mails = testing::mails_to(&email);
+    assert_eq!(mails.len(), 1);
+    let (text, html) = testing::mail_parts(&mails[0]);
+    let html = html.replace("&#x2f;", "/").replace("&amp;", "&");
+    let qr = format!("https://qr.sepay.vn/img?acc=0123456789&bank=MBBank&amount=748100&des={code}");
+    for (kind, body) in [("text", &text), ("html", &html)] {
+        assert!(body.contains("vẫn đang chờ thanh toán"), "{kind}: {body}");
+        assert!(
+            body.contains("748.100 ₫") && body.contains("0123456789") && body.contains("CONG TY COURSEDROP"),
+            "{kind}"
+        );
+        assert!(body.contains(&code) && body.contains(&qr), "{kind} has the transfer text and the QR: {body}");
+        assert!(body.contains(&format!("https://shop.lan.vn/?order={code}&t=")), "{kind} links to the order");
+        assert!(body.contains("Học Rust cùng Lan"), "{kind} names the seller");
+    }
+    let (en_text, _) = testing::mail_parts(&testing::mails_to(&en_email)[0]);
+    assert!(
+        en_text.contains("still waiting for payment") && en_text.contains(&en_code) && en_text.contains("&lang=en"),
+        "{en_text}"
+    );
+
+    // Once: later sweeps send nothing more, and the timeline says it was sent.
+    assert_eq!(sweep_reminding(&pool, &r).await.reminders_sent, 0);
+    assert_eq!(testing::mails_to(&email).len(), 1);
+    let events: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM order_events e JOIN orders o ON o.id = e.order_id WHERE o.code = ? AND e.kind = 'reminder_sent'",
+    )
+    .bind(&code)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(events, 1);
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn no_reminder_goes_to_a_paid_expired_or_young_order(pool: MySqlPool) {
+    let r = reminders("smtp://127.0.0.1:1025");
+    let (paid, paid_email) = unpaid(&pool, "vi", 20, 10).await;
+    sqlx::query("UPDATE orders SET status = 'paid' WHERE code = ?").bind(&paid).execute(&pool).await.unwrap();
+    let (_, expired_email) = unpaid(&pool, "vi", 40, -1).await;
+    // Placed a minute ago with 29 minutes left: inside the 30-minute lead, but before half its
+    // time has passed, it is not reminded yet.
+    let (young, young_email) = unpaid(&pool, "vi", 1, 29).await;
+    let (cancelled, cancelled_email) = unpaid(&pool, "vi", 20, 10).await;
+    sqlx::query("UPDATE orders SET status = 'cancelled' WHERE code = ?").bind(&cancelled).execute(&pool).await.unwrap();
+
+    let report = sweep_reminding(&pool, &r).await;
+    assert_eq!((report.reminders_sent, report.expired_orders), (0, 1));
+    for email in [&paid_email, &expired_email, &young_email, &cancelled_email] {
+        assert!(testing::mails_to(email).is_empty(), "{email} got a reminder");
+    }
+    // Once half its time has passed (placed 30 minutes before, 29 left), the young one is.
+    sqlx::query("UPDATE orders SET created_at = NOW(3) - INTERVAL 30 MINUTE WHERE code = ?")
+        .bind(&young)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(sweep_reminding(&pool, &r).await.reminders_sent, 1);
+    assert_eq!(testing::mails_to(&young_email).len(), 1);
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_reminder_the_smtp_server_did_not_take_is_sent_at_the_next_sweep_with_the_same_id(pool: MySqlPool) {
+    let (code, email) = unpaid(&pool, "vi", 20, 10).await;
+    // Nothing listens on port 9: the sweep fails to send and records nothing.
+    let report = sweep_reminding(&pool, &reminders("smtp://127.0.0.1:9")).await;
+    assert_eq!((report.reminders_sent, report.reminders_failed), (0, 1));
+    let kept: (Option<String>, Option<chrono::DateTime<chrono::Utc>>) =
+        sqlx::query_as("SELECT reminder_message_id, reminder_sent_at FROM orders WHERE code = ?")
+            .bind(&code)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(kept.0.is_some() && kept.1.is_none(), "{kept:?}");
+
+    assert_eq!(sweep_reminding(&pool, &reminders("smtp://127.0.0.1:1025")).await.reminders_sent, 1);
+    let mails = testing::mails_to(&email);
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].contains(kept.0.as_deref().unwrap()), "the Message-ID fixed before the first try");
 }

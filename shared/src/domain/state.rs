@@ -155,6 +155,8 @@ status_enum!(EventKind, "event kind", {
     NeedsAttention => "needs_attention",
     EmailResent => "email_resent",
     Unenrolled => "unenrolled",
+    ReminderSent => "reminder_sent",
+    AccessMoved => "access_moved",
 }, transitions: []);
 
 impl ItemStatus {

@@ -15,6 +15,7 @@ pub mod orders;
 pub mod outbox;
 pub mod payments;
 pub mod reconcile;
+pub mod reminders;
 pub mod reports;
 
 use std::time::Duration;
