@@ -56,7 +56,11 @@ async fn fail(pool: &MySqlPool, item_id: u64, reason: &str) -> Result<Outcome, S
 /// an address with no Google account is refused by Drive, so that one goes with Drive's own
 /// invitation.
 /// Answers the permission's id, which is what a refund removes.
-async fn share<T: AccessToken>(drive: &DriveClient<T>, folder: &str, email: &str) -> Result<String, DriveError> {
+pub(crate) async fn share<T: AccessToken>(
+    drive: &DriveClient<T>,
+    folder: &str,
+    email: &str,
+) -> Result<String, DriveError> {
     let existing = drive
         .permissions(folder)
         .await?

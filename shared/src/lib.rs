@@ -23,6 +23,7 @@ pub mod refund;
 pub mod relay;
 pub mod reminders;
 pub mod schedule;
+pub mod self_service;
 pub mod source;
 pub mod store;
 pub mod sweeper;

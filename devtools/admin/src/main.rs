@@ -17,6 +17,7 @@ use coursedrop::operations;
 use coursedrop::payments::{self, Gateway, reconcile};
 use coursedrop::refund;
 use coursedrop::relay;
+use coursedrop::self_service::SelfServiceError;
 use coursedrop::source::{CourseSource, DeliveryMode, S3Source};
 use coursedrop::store::{self, items, orders, outbox::OutboxMessage};
 use coursedrop::sweeper::{self, Deadlines};
@@ -70,6 +71,17 @@ enum Command {
     Retry { item_id: u64 },
     /// Send a completed item's delivery email again.
     ResendEmail { item_id: u64 },
+    /// Move the Drive access of an order's delivered courses to another Google address (the
+    /// old one loses it), and email the links there. No limit, unlike the buyer's own.
+    MoveAccess {
+        code: String,
+        /// The Google address that gets the access.
+        #[arg(long)]
+        to: String,
+        /// Only this course of the order.
+        #[arg(long)]
+        course: Option<String>,
+    },
     /// Refund a paid order: revoke its items and remove the buyer's Drive access.
     Refund {
         code: String,
@@ -546,6 +558,45 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
             let sent = operations::resend_email(&ctx.pool, &mailer, item_id, &ctx.actor).await?;
             let text = format!("sent item {item_id}'s delivery email to {} ({})", sent.to, sent.message_id);
             (json!(sent), text)
+        }
+        Command::MoveAccess { code, to, course } => {
+            let code = ctx.code(&code)?;
+            let to = coursedrop::domain::Email::parse(&to).map_err(|e| invalid(format!("--to: {e}")))?;
+            let drive = DriveClient::from_vars(&ctx.vars).await?;
+            let mailer = Mailer::from_vars(&ctx.vars)?;
+            let moved = coursedrop::self_service::move_access_as_operator(
+                &ctx.pool,
+                &drive,
+                &mailer,
+                &code,
+                &to,
+                course.as_deref(),
+                &ctx.actor,
+            )
+            .await
+            .map_err(|e| match e {
+                SelfServiceError::NotDeliveredYet => coded(
+                    "refused",
+                    format!(
+                        "order {code} has no delivered course to move{}",
+                        match &course {
+                            Some(c) => format!(" named {c}"),
+                            None => String::new(),
+                        }
+                    ),
+                ),
+                SelfServiceError::Invalid("code", m) => coded("not_found", m),
+                SelfServiceError::Invalid(_, m) | SelfServiceError::LimitReached(m) => coded("refused", m),
+                SelfServiceError::Drive(d) => anyhow::Error::from(operations::OpsError::Drive(d)),
+                SelfServiceError::Mail(m) => anyhow::Error::from(operations::OpsError::Mail(m)),
+                e => anyhow::Error::from(e),
+            })?;
+            let titles: Vec<&str> = moved.items.iter().map(|i| i.title.as_str()).collect();
+            let mut text = format!("access to {} moved to {to}", titles.join(", "));
+            if !moved.emailed {
+                text.push_str("; the email to the new address was not sent (resend-email sends it)");
+            }
+            (json!(moved), text)
         }
         Command::Refund { code, reason } => {
             let code = ctx.code(&code)?;

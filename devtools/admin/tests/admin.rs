@@ -698,3 +698,48 @@ async fn coupons_are_added_listed_and_disabled_and_bad_ones_explained(pool: MySq
         sqlx::query_scalar("SELECT active FROM coupons WHERE code = 'TET2027'").fetch_one(&pool).await.unwrap();
     assert!(!active);
 }
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn an_operator_moves_a_buyers_drive_access_without_a_limit(pool: MySqlPool) {
+    let emulator = drive_emulator::TempEmulator::start("admin-move").await.unwrap();
+    let base = emulator.base.clone();
+    let drive = DriveClient::new(DriveConfig::new(&base), DriveAuth::Fixed("emulator-token".into()));
+    let folder = drive.generate_ids(1).await.unwrap().remove(0);
+    let made = drive.create_folder(&folder, "Khoá học — CD", "root").await.unwrap();
+    let given = drive.share_reader(&folder, "buyer@gmail.com", false).await.unwrap();
+    let (code, created) = testing::pending_order(&pool, &[100_000], 30).await;
+    sqlx::query("UPDATE orders SET status = 'completed', email = 'buyer@gmail.com' WHERE id = ?")
+        .bind(created.order_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // Moved twice already: a buyer could not move it again; an operator can.
+    sqlx::query(
+        "UPDATE order_items SET status = 'completed', drive_folder_id = ?, drive_link = ?, drive_permission_id = ?,
+           access_changes = 2 WHERE id = ?",
+    )
+    .bind(&folder)
+    .bind(&made.web_view_link)
+    .bind(&given.id)
+    .bind(created.item_ids[0])
+    .execute(&pool)
+    .await
+    .unwrap();
+    let new = format!("other-{}@gmail.com", rand::random::<u64>());
+    let env = [("DRIVE_API_ROOT", base.as_str()), ("DRIVE_ACCESS_TOKEN", "emulator-token")];
+    let moved = admin(&pool, &["move-access", code.as_str(), "--to", &new], &env).await;
+    assert!(moved.ok, "{}", moved.stderr);
+    assert!(moved.stdout.contains(&format!("moved to {new}")), "{}", moved.stdout);
+    let readers: Vec<String> =
+        drive.permissions(&folder).await.unwrap().into_iter().filter_map(|p| p.email_address).collect();
+    assert!(readers.contains(&new) && !readers.contains(&"buyer@gmail.com".to_string()), "{readers:?}");
+    assert_eq!(testing::mails_to(&new).len(), 1, "the links go to the new address");
+    let actor: String = sqlx::query_scalar("SELECT actor FROM order_events WHERE kind = 'access_moved'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(actor, "operator:lan");
+
+    let bad = admin(&pool, &["move-access", code.as_str(), "--to", "not-an-email"], &env).await;
+    assert!(!bad.ok && bad.stderr.contains("--to"), "{}", bad.stderr);
+}

@@ -89,6 +89,7 @@ async fn serve<F: Fn(&str) -> Option<String>>(outer: &Vars<F>) -> Result<()> {
     let (_drive, drive_base) = stack::spawn_drive(std::path::Path::new(".local/drive"), drive_port).await?;
     stack::spawn_deliver(&stack, pool.clone(), vars, &drive_base).await?;
     stack::spawn_finalize(&stack, pool.clone(), vars, &drive_base).await?;
+    let router = stack.router.clone().merge(stack::self_service_routes(pool.clone(), vars, &drive_base).await?);
     let deadlines = coursedrop::sweeper::Deadlines::from_vars(vars)?;
     let timing = coursedrop::sweeper::OutboxTiming::from_vars(vars, 30)?;
     stack::spawn_sweeper(
@@ -111,7 +112,7 @@ async fn serve<F: Fn(&str) -> Option<String>>(outer: &Vars<F>) -> Result<()> {
         tokio::net::TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("binding port {port}"))?;
     println!("coursedrop dev stack on http://127.0.0.1:{port}");
     println!(
-        "  GET  /courses · POST /orders · GET /orders/{{code}}?t=… · GET /orders/{{code}}/qr.svg?t=… · POST /webhooks/sepay · POST /webhooks/casso"
+        "  GET  /courses · POST /orders · GET /orders/{{code}}?t=… · GET /orders/{{code}}/qr.svg?t=… · POST /quote · POST /orders/{{code}}/resend · POST /orders/{{code}}/access · POST /webhooks/sepay · POST /webhooks/casso"
     );
     println!(
         "  bank emulator (SePay and Casso APIs) on {bank_base}; pay an order as a buyer would:\n    \
@@ -131,7 +132,9 @@ async fn serve<F: Fn(&str) -> Option<String>>(outer: &Vars<F>) -> Result<()> {
         stack::DEMO_BUCKET
     );
     println!("  Ctrl-C stops");
-    axum::serve(listener, stack.router).with_graceful_shutdown(coursedrop::http::shutdown_signal()).await?;
+    // With the peer's address, which the per-client caps and lock-outs count by.
+    let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(coursedrop::http::shutdown_signal()).await?;
     Ok(())
 }
 

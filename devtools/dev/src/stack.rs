@@ -225,6 +225,22 @@ pub async fn spawn_finalize<F: Fn(&str) -> Option<String>>(
     Ok(())
 }
 
+/// The self-service routes (resend, move access), on the Drive at `drive_base` and mailing
+/// through `SMTP_URL`, to merge into the stack's router.
+pub async fn self_service_routes<F: Fn(&str) -> Option<String>>(
+    pool: MySqlPool,
+    vars: &Vars<F>,
+    drive_base: &str,
+) -> Result<Router> {
+    let state = self_service::SelfServiceState::new(
+        pool,
+        emulator_drive(vars, drive_base).await?,
+        coursedrop::mail::Mailer::from_vars(vars)?,
+        vars,
+    )?;
+    Ok(self_service::routes(state))
+}
+
 /// An SQS-triggered function fed from its queue by a poller that keeps Lambda's contract:
 /// it deletes exactly the messages the function did not report as failures.
 fn spawn_sqs_function<H, Fut>(stack: &Stack, queue: Queue, handler: H)

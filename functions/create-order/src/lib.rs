@@ -46,7 +46,10 @@ impl AppState {
             max_pending_per_client: vars.parse_or("PENDING_ORDERS_PER_CLIENT", 30u32)?,
         };
         let brand = coursedrop::brand::Brand::from_vars(vars)?;
-        Ok(AppState { pool, settings: Arc::new(settings), page: Arc::new(BrandedPage::new(&brand)) })
+        // The page says how often a buyer may move their access; the self-service function
+        // enforces it, from the same variable.
+        let access_changes: u32 = vars.parse_or("ACCESS_CHANGES_PER_ITEM", 2)?;
+        Ok(AppState { pool, settings: Arc::new(settings), page: Arc::new(BrandedPage::new(&brand, access_changes)) })
     }
 }
 
@@ -78,7 +81,7 @@ fn escape(text: &str) -> String {
 impl BrandedPage {
     /// The page with the seller's name (in its title too), logo and support contacts. Without a
     /// name the heading is the page's own words ("Buy a course"), never a placeholder.
-    pub fn new(brand: &coursedrop::brand::Brand) -> Self {
+    pub fn new(brand: &coursedrop::brand::Brand, access_changes: u32) -> Self {
         let name = brand.seller_name.as_deref().map(escape);
         let logo = brand
             .logo_url
@@ -109,7 +112,8 @@ impl BrandedPage {
             .replace("{{NAME_ATTR}}", if name.is_some() { "" } else { r#" data-t="shop""# })
             .replace("{{NAME}}", name.as_deref().unwrap_or_default())
             .replace("{{SUPPORT_HIDDEN}}", if brand.has_support() { "" } else { " hidden" })
-            .replace("{{SUPPORT}}", &support);
+            .replace("{{SUPPORT}}", &support)
+            .replace("{{ACCESS_CHANGES}}", &access_changes.to_string());
         // Everything the page loads is its own, and the seller's logo; it writes data only
         // through textContent.
         let img = match brand.logo_origin() {

@@ -420,11 +420,14 @@ pub async fn lock_all_of_order_in(
     rows.into_iter().map(|(id, s)| Ok((id, ItemStatus::parse(&s)?))).collect()
 }
 
-/// The Drive folders made for the order's items.
-/// The order's Drive folders, each with the permission finalize gave the buyer (if it did).
-pub async fn drive_folders(pool: &MySqlPool, order_id: u64) -> Result<Vec<(String, Option<String>)>, StoreError> {
+/// The order's Drive folders, each with the permission the buyer was given (if it was) and the
+/// address the item's access was moved to (if it was).
+pub async fn drive_folders(
+    pool: &MySqlPool,
+    order_id: u64,
+) -> Result<Vec<(String, Option<String>, Option<String>)>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT drive_folder_id, drive_permission_id FROM order_items
+        "SELECT drive_folder_id, drive_permission_id, access_email FROM order_items
          WHERE order_id = ? AND drive_folder_id IS NOT NULL ORDER BY id",
     )
     .bind(order_id)

@@ -5,6 +5,7 @@
 //! stage, an `outbox` row. Functions that must compose take `&mut MySqlConnection` (pass
 //! `&mut *tx`); the ones that stand alone take the pool and run their own transaction.
 
+pub mod access;
 pub mod catalog;
 pub mod coupons;
 pub mod delivered_files;

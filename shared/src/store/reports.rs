@@ -121,7 +121,8 @@ pub struct ResendFacts {
 
 pub async fn resend_facts(pool: &MySqlPool, item_id: u64) -> Result<Option<ResendFacts>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT o.id AS order_id, i.status, o.email, o.lang, o.code, c.title, i.drive_link
+        "SELECT o.id AS order_id, i.status, COALESCE(i.access_email, o.email) AS email, o.lang, o.code, c.title,
+                i.drive_link
          FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id WHERE i.id = ?",
     )
     .bind(item_id)

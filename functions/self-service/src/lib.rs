@@ -1,0 +1,201 @@
+//! The buyer's self-service API: `POST /orders/{code}/resend {email}` sends the delivery email
+//! of each completed item again; `POST /orders/{code}/access {email, new_email[, course]}`
+//! moves the Drive access to another Google address. Handlers parse, call
+//! `coursedrop::self_service` and map.
+//!
+//! A function of its own, apart from the order API: it holds the Drive and SMTP credentials,
+//! which placing an order never needs.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use coursedrop::config::{self, ConfigError, Vars};
+use coursedrop::domain::{CodePattern, OrderCode};
+use coursedrop::drive::AccessToken;
+use coursedrop::drive::upload::DriveClient;
+use coursedrop::http::{self, ApiError};
+use coursedrop::mail::Mailer;
+use coursedrop::self_service::{self, Asker, MoveRequest, SelfServiceError, SelfServiceSettings};
+use serde::Deserialize;
+use sqlx::MySqlPool;
+
+pub const MAX_BODY_BYTES: usize = 4 * 1024;
+
+pub struct SelfService<T> {
+    pub pool: MySqlPool,
+    pub drive: DriveClient<T>,
+    pub mailer: Mailer,
+    pub settings: SelfServiceSettings,
+    pub pattern: CodePattern,
+}
+
+pub struct SelfServiceState<T>(pub Arc<SelfService<T>>);
+
+impl<T> Clone for SelfServiceState<T> {
+    fn clone(&self) -> Self {
+        SelfServiceState(self.0.clone())
+    }
+}
+
+impl<T: AccessToken> SelfServiceState<T> {
+    pub fn new<F: Fn(&str) -> Option<String>>(
+        pool: MySqlPool,
+        drive: DriveClient<T>,
+        mailer: Mailer,
+        vars: &Vars<F>,
+    ) -> Result<Self, ConfigError> {
+        Ok(SelfServiceState(Arc::new(SelfService {
+            pool,
+            drive,
+            mailer,
+            settings: SelfServiceSettings::from_vars(vars)?,
+            pattern: config::code_pattern(vars)?,
+        })))
+    }
+}
+
+/// The function's routes, mergeable with others (as `make dev` does).
+pub fn routes<T: AccessToken>(state: SelfServiceState<T>) -> Router {
+    Router::new()
+        .route("/orders/{code}/resend", post(resend::<T>))
+        .route("/orders/{code}/access", post(move_access::<T>))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The function as deployed: its routes, with JSON answers for unknown paths and methods.
+pub fn router<T: AccessToken>(state: SelfServiceState<T>) -> Router {
+    http::with_fallbacks(routes(state))
+}
+
+#[derive(Deserialize)]
+struct ResendBody {
+    email: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AccessBody {
+    email: Option<String>,
+    new_email: Option<String>,
+    course: Option<String>,
+}
+
+fn body<B: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<B, ApiError> {
+    let body = body.map_err(ApiError::from_body)?;
+    if !http::is_json(headers.get(header::CONTENT_TYPE)) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the request as JSON with Content-Type: application/json",
+        ));
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid: {e}")))
+}
+
+fn required<'a>(field: &'static str, value: &'a Option<String>) -> Result<&'a str, ApiError> {
+    value.as_deref().ok_or_else(|| ApiError::invalid_field(field, format!("{field} is required")))
+}
+
+/// A code that does not parse names no order: answered as a wrong email is, so the two can't
+/// be told apart.
+fn code_of<T>(s: &SelfService<T>, raw: &str) -> Option<OrderCode> {
+    OrderCode::parse(raw, &s.pattern).ok()
+}
+
+fn refused(e: SelfServiceError) -> Response {
+    let error = match e {
+        SelfServiceError::Forbidden => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this order code and email do not go together; check both (use the email the order was placed with)",
+        ),
+        SelfServiceError::Locked { retry_after_secs } => {
+            let mut response = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!("too many wrong tries; try again in {} minutes", (retry_after_secs + 59) / 60),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return response;
+        }
+        SelfServiceError::NotDeliveredYet => ApiError::new(
+            StatusCode::CONFLICT,
+            "not_delivered_yet",
+            "no course of this order has been delivered yet; the email goes out by itself when it is",
+        ),
+        SelfServiceError::Invalid(field, message) => ApiError::invalid_field(field, message),
+        SelfServiceError::LimitReached(message) => ApiError::new(StatusCode::CONFLICT, "access_change_limit", message),
+        e @ (SelfServiceError::Drive(_) | SelfServiceError::Mail(_)) => {
+            tracing::warn!(error = %e, "self-service could not finish; the buyer may try again");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "try_again",
+                "Google Drive or the mail server did not answer; nothing is lost, try again in a minute",
+            )
+        }
+        SelfServiceError::Store(e) => ApiError::internal("self-service", &e),
+    };
+    error.into_response()
+}
+
+async fn resend<T: AccessToken>(
+    State(s): State<SelfServiceState<T>>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    payload: Result<Bytes, BytesRejection>,
+) -> Response {
+    let s = &s.0;
+    let request: ResendBody = match body(&headers, payload) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let email = match required("email", &request.email) {
+        Ok(e) => e,
+        Err(e) => return e.into_response(),
+    };
+    let Some(code) = code_of(s, &raw) else { return refused(SelfServiceError::Forbidden) };
+    let asker = Asker { code: &code, email, client: http::client_ip(&extensions) };
+    match self_service::resend(&s.pool, &s.mailer, &s.settings, &asker).await {
+        Ok(resent) => (StatusCode::ACCEPTED, Json(resent)).into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+async fn move_access<T: AccessToken>(
+    State(s): State<SelfServiceState<T>>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    payload: Result<Bytes, BytesRejection>,
+) -> Response {
+    let s = &s.0;
+    let request: AccessBody = match body(&headers, payload) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let (email, new_email) = match (required("email", &request.email), required("new_email", &request.new_email)) {
+        (Ok(e), Ok(n)) => (e, n),
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
+    };
+    let Some(code) = code_of(s, &raw) else { return refused(SelfServiceError::Forbidden) };
+    let asker = Asker { code: &code, email, client: http::client_ip(&extensions) };
+    let move_request = MoveRequest { new_email, course: request.course.as_deref() };
+    match self_service::move_access(&s.pool, &s.drive, &s.mailer, &s.settings, &asker, &move_request).await {
+        Ok(moved) => (StatusCode::OK, Json(moved)).into_response(),
+        Err(e) => refused(e),
+    }
+}
