@@ -7,7 +7,8 @@
 //!
 //! The buyer picks a course, enters an email and places the order; the page shows the amount,
 //! the QR and the transfer text. The payment is sent as SePay sends it. The page then shows
-//! the order moving and, at the end, the Drive link. Screenshots go to
+//! the order moving and, at the end, the Drive link; the buyer has the delivery email sent
+//! again from the page. A coupon lowers the total before ordering. Screenshots go to
 //! `target/artifacts/buyer-page-*.png`.
 
 use std::net::TcpListener;
@@ -154,6 +155,8 @@ async fn stack() -> (Killed, String, String, u16) {
         .env("DRIVE_EMULATOR_PORT", drive_port.to_string())
         .env("QUEUE_NAME_PREFIX", format!("browser-{}-", rand::random::<u32>()))
         .env("SEPAY_API_KEY", "browser-test-key")
+        .env("SELLER_NAME", "Học Rust cùng Lan")
+        .env("SUPPORT_ZALO", "0912345678")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -176,8 +179,25 @@ async fn stack() -> (Killed, String, String, u16) {
 #[tokio::test]
 async fn a_buyer_orders_pays_watches_progress_and_gets_the_link() {
     let (_stack, base, db, drive_port) = stack().await;
+    let pool = sqlx::MySqlPool::connect(
+        &std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/coursedrop".into()),
+    )
+    .await
+    .unwrap();
+    // The seller's promotion: 10 % off, 5 uses.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO `{db}`.coupons (code, percent_off, max_uses) VALUES ('TET10', 10, 5)"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
     let browser = Browser::start().await;
     browser.goto(&format!("{base}/")).await;
+
+    // The seller's brand: the title, the heading, the support footer.
+    assert_eq!(browser.script("return document.title").await, "Học Rust cùng Lan");
+    assert_eq!(browser.script("return document.getElementById('seller').textContent").await, "Học Rust cùng Lan");
+    assert_eq!(browser.script("return document.querySelector('#support a').href").await, "https://zalo.me/0912345678");
 
     // Vietnamese by default, prices the Vietnamese way.
     browser.wait_for("the catalog", "return document.querySelectorAll('#courses input').length === 3", 20).await;
@@ -191,6 +211,29 @@ async fn a_buyer_orders_pays_watches_progress_and_gets_the_link() {
     browser.click("input[value=rust-101]").await;
     let total = browser.script("return document.getElementById('total').textContent").await;
     assert_eq!(total, "499.000 ₫");
+    // A coupon: a wrong one is explained, the right one shows the new total before ordering.
+    browser.type_into("#coupon", "nope10").await;
+    browser.click("#apply").await;
+    let refused = browser
+        .wait_for(
+            "the coupon's refusal",
+            "const n = document.getElementById('coupon-note'); return n.classList.contains('bad') && n.textContent",
+            10,
+        )
+        .await;
+    assert!(refused.as_str().unwrap().contains("no such coupon"), "{refused}");
+    assert_eq!(browser.script("return document.getElementById('discount-row').hidden").await, true);
+    browser.script("document.getElementById('coupon').value = ''; return true").await;
+    browser.type_into("#coupon", "tet10").await;
+    browser.click("#apply").await;
+    browser.wait_for("the discount", "return !document.getElementById('discount-row').hidden", 10).await;
+    assert_eq!(browser.script("return document.getElementById('discount').textContent").await, "−49.900 ₫");
+    assert_eq!(browser.script("return document.getElementById('total').textContent").await, "449.100 ₫");
+    assert_eq!(
+        browser.script("return document.getElementById('coupon-note').textContent").await,
+        "Đã áp dụng mã TET10."
+    );
+    browser.screenshot("0-coupon").await;
     browser.type_into("#email", "not-an-email").await;
     browser.click("#place").await;
     let error =
@@ -204,7 +247,11 @@ async fn a_buyer_orders_pays_watches_progress_and_gets_the_link() {
     let code = code.as_str().unwrap().to_string();
     assert!(code.starts_with("CD"), "{code}");
     assert_eq!(browser.script("return document.getElementById('transfer-text').textContent").await, code.as_str());
-    assert_eq!(browser.script("return document.getElementById('amount').textContent").await, "499.000 ₫");
+    assert_eq!(
+        browser.script("return document.getElementById('amount').textContent").await,
+        "449.100 ₫",
+        "the discounted amount"
+    );
     browser
         .wait_for(
             "the QR image",
@@ -234,7 +281,7 @@ async fn a_buyer_orders_pays_watches_progress_and_gets_the_link() {
     let payment = json!({
         "id": sepay_id, "gateway": "MBBank", "transactionDate": "2026-11-22 10:00:00",
         "accountNumber": "0123456789", "code": null, "subAccount": null, "transferType": "in",
-        "transferAmount": 499000, "accumulated": 0, "referenceCode": format!("FT{sepay_id}"),
+        "transferAmount": 449100, "accumulated": 0, "referenceCode": format!("FT{sepay_id}"),
         "content": format!("MBVCB.{sepay_id}.{}.CT tu 0123456789 NGUYEN VAN A", code.to_lowercase()), "description": ""
     });
     let paid = http
@@ -277,11 +324,6 @@ async fn a_buyer_orders_pays_watches_progress_and_gets_the_link() {
     };
     assert!(seen.contains("awaiting_payment"));
     assert!(seen.contains("delivering") && progress_shot, "the page showed the delivery's progress bar: {seen:?}");
-    let pool = sqlx::MySqlPool::connect(
-        &std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/coursedrop".into()),
-    )
-    .await
-    .unwrap();
     let stored: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT i.drive_link FROM `{db}`.order_items i JOIN `{db}`.orders o ON o.id = i.order_id WHERE o.code = ?"
     )))
@@ -290,7 +332,42 @@ async fn a_buyer_orders_pays_watches_progress_and_gets_the_link() {
     .await
     .unwrap();
     assert_eq!(link, stored, "the page shows the folder that was shared");
-    let shot = browser.screenshot("3-done").await;
+    browser.screenshot("3-done").await;
+
+    // "I never got the email": the buyer asks for it again from the page. A wrong address is
+    // refused without saying whose order it is; the right one sends it.
+    assert_eq!(browser.script("return document.getElementById('help').hidden").await, false);
+    browser.type_into("#resend-email", "someone-else@example.com").await;
+    browser.click("#resend").await;
+    let refused = browser
+        .wait_for(
+            "the refusal",
+            "const r = document.getElementById('resend-result'); return r.classList.contains('bad') && r.textContent",
+            10,
+        )
+        .await;
+    assert!(refused.as_str().unwrap().contains("do not go together"), "{refused}");
+    browser.script("document.getElementById('resend-email').value = ''; return true").await;
+    browser.type_into("#resend-email", "Browser-Buyer@example.com").await;
+    browser.click("#resend").await;
+    let resent = browser
+        .wait_for(
+            "the resend",
+            "const r = document.getElementById('resend-result'); return r.classList.contains('ok') && r.textContent",
+            10,
+        )
+        .await;
+    assert_eq!(resent, "Đã gửi lại 1 email.");
+    let events: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM `{db}`.order_events e JOIN `{db}`.orders o ON o.id = e.order_id
+         WHERE o.code = ? AND e.kind = 'email_resent' AND e.actor = 'buyer'"
+    )))
+    .bind(&code)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(events, 1, "one delivery email sent again");
+    let shot = browser.screenshot("4-resend").await;
     eprintln!("screenshots in {}", shot.parent().unwrap().display());
     drop(browser);
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{db}`"))).execute(&pool).await.unwrap();
