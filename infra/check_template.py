@@ -21,6 +21,9 @@ EXPECTED_ROUTES = {
     ("POST", "/orders"): "CreateOrderFunction",
     ("GET", "/orders/{code}"): "CreateOrderFunction",
     ("GET", "/orders/{code}/qr.svg"): "CreateOrderFunction",
+    ("POST", "/quote"): "CreateOrderFunction",
+    ("POST", "/orders/{code}/resend"): "SelfServiceFunction",
+    ("POST", "/orders/{code}/access"): "SelfServiceFunction",
     ("POST", "/webhooks/sepay"): "BankWebhookFunction",
     ("POST", "/webhooks/casso"): "BankWebhookFunction",
 }
@@ -32,7 +35,9 @@ READS_SECRETS = {
     "ReconcileFunction": {"PaymentsSecretArn"},
     "EnrollFunction": {"LmsSecretArn"},
     "FinalizeFunction": {"DriveSecretArn", "MailSecretArn"},
-    "SweeperFunction": set(),
+    # It sends the payment reminders.
+    "SweeperFunction": {"MailSecretArn"},
+    "SelfServiceFunction": {"DriveSecretArn", "MailSecretArn"},
 }
 # The queues each function may publish to (the outbox relay), by logical id.
 PUBLISHES = {
@@ -41,6 +46,7 @@ PUBLISHES = {
     "ReconcileFunction": {"EnrollQueue"},
     "EnrollFunction": {"DeliverQueue"},
     "FinalizeFunction": set(),
+    "SelfServiceFunction": set(),
     "SweeperFunction": {"EnrollQueue", "DeliverQueue", "FinalizeQueue"},
 }
 
