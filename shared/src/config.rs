@@ -41,6 +41,17 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         self.get(var).map(|v| parse_duration(&v).map_err(|reason| ConfigError::Invalid { var, reason })).transpose()
     }
 
+    /// A duration that may be switched off: `off` (or a zero such as `0s`) is `None`;
+    /// unset is `default`.
+    pub fn duration_or_off(&self, var: &'static str, default: &str) -> Result<Option<chrono::Duration>, ConfigError> {
+        let value = self.string_or(var, default);
+        let zero = value.trim_end_matches(|c: char| c.is_ascii_alphabetic()).trim().parse::<i64>() == Ok(0);
+        if value.eq_ignore_ascii_case("off") || zero {
+            return Ok(None);
+        }
+        parse_duration(&value).map(Some).map_err(|reason| ConfigError::Invalid { var, reason })
+    }
+
     /// [`Vars::duration`] with a default written the same way (`"60s"`).
     pub fn duration_or(&self, var: &'static str, default: &str) -> Result<chrono::Duration, ConfigError> {
         parse_duration(&self.string_or(var, default)).map_err(|reason| ConfigError::Invalid { var, reason })
@@ -127,6 +138,16 @@ pub fn code_pattern<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Cod
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_duration_can_be_switched_off() {
+        let v = |value: &'static str| Vars(move |_: &str| Some(value.to_string()));
+        assert_eq!(v("off").duration_or_off("X", "30m"), Ok(None));
+        assert_eq!(v("0s").duration_or_off("X", "30m"), Ok(None));
+        assert_eq!(v("45m").duration_or_off("X", "30m"), Ok(Some(chrono::Duration::minutes(45))));
+        assert_eq!(Vars(|_: &str| None).duration_or_off("X", "30m"), Ok(Some(chrono::Duration::minutes(30))));
+        assert!(v("soon").duration_or_off("X", "30m").is_err());
+    }
+
     use std::collections::HashMap;
 
     use super::*;

@@ -24,8 +24,8 @@ const ACTOR: &str = "sweeper";
 pub struct Reminders {
     pub mailer: Mailer,
     pub bank: BankAccount,
-    /// `REMINDER_BEFORE_EXPIRY` (default 30m; 0s turns reminders off).
-    pub lead: chrono::Duration,
+    /// `REMINDER_BEFORE_EXPIRY` (default 30m); `off` (or `0s`) sends none.
+    pub lead: Option<chrono::Duration>,
     /// `SHOP_URL`: the buyer page's public address, for a link to the order in the reminder.
     pub shop_url: Option<String>,
 }
@@ -43,7 +43,7 @@ impl Reminders {
         Ok(Reminders {
             mailer: Mailer::from_vars(vars)?,
             bank: config::bank_account(vars)?,
-            lead: vars.duration_or("REMINDER_BEFORE_EXPIRY", "30m")?,
+            lead: vars.duration_or_off("REMINDER_BEFORE_EXPIRY", "30m")?,
             shop_url,
         })
     }
@@ -65,10 +65,8 @@ enum Reminded {
 /// Sends every reminder due now.
 pub async fn send_due(pool: &MySqlPool, r: &Reminders) -> Result<ReminderReport, StoreError> {
     let mut report = ReminderReport::default();
-    let lead = r.lead.num_seconds().clamp(0, u32::MAX as i64) as u32;
-    if lead == 0 {
-        return Ok(report);
-    }
+    let Some(lead) = r.lead else { return Ok(report) };
+    let lead = lead.num_seconds().clamp(1, u32::MAX as i64) as u32;
     for order_id in reminders::due(pool, lead, 200).await? {
         match remind(pool, r, order_id).await? {
             Reminded::Sent => report.sent += 1,

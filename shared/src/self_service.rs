@@ -29,11 +29,19 @@ pub struct SelfServiceSettings {
     pub max_failures: u32,
     /// `BUYER_LOCKOUT` (default 15m): the window the guesses are counted in, and the lock-out.
     pub lockout_secs: u32,
+    /// `RESEND_COOLDOWN` (default 2m; `off`): between two resends a buyer asks for, so a script that
+    /// knows a code and its email can't fill the buyer's mailbox.
+    pub resend_cooldown_secs: u32,
 }
 
 impl Default for SelfServiceSettings {
     fn default() -> Self {
-        SelfServiceSettings { access_changes_per_item: 2, max_failures: 5, lockout_secs: 15 * 60 }
+        SelfServiceSettings {
+            access_changes_per_item: 2,
+            max_failures: 5,
+            lockout_secs: 15 * 60,
+            resend_cooldown_secs: 120,
+        }
     }
 }
 
@@ -41,10 +49,12 @@ impl SelfServiceSettings {
     pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
         let d = SelfServiceSettings::default();
         let lockout = vars.duration_or("BUYER_LOCKOUT", "15m")?;
+        let cooldown = vars.duration_or_off("RESEND_COOLDOWN", "2m")?.map_or(0, |d| d.num_seconds());
         Ok(SelfServiceSettings {
             access_changes_per_item: vars.parse_or("ACCESS_CHANGES_PER_ITEM", d.access_changes_per_item)?,
             max_failures: d.max_failures,
             lockout_secs: lockout.num_seconds().clamp(1, u32::MAX as i64) as u32,
+            resend_cooldown_secs: cooldown.clamp(0, u32::MAX as i64) as u32,
         })
     }
 }
@@ -56,6 +66,9 @@ pub enum SelfServiceError {
     Forbidden,
     #[error("too many wrong tries; try again in {retry_after_secs} s")]
     Locked { retry_after_secs: i64 },
+    /// The emails were sent again a moment ago.
+    #[error("the emails were sent again a moment ago; try again in {retry_after_secs} s")]
+    TooSoon { retry_after_secs: i64 },
     #[error("nothing of this order has been delivered yet")]
     NotDeliveredYet,
     #[error("{0}")]
@@ -149,6 +162,12 @@ pub async fn resend(
     let delivered = access::delivered_items(pool, order.id).await?;
     if delivered.is_empty() {
         return Err(SelfServiceError::NotDeliveredYet);
+    }
+    let cooldown = settings.resend_cooldown_secs;
+    if cooldown > 0
+        && let Some(ago) = events::seconds_since_last(pool, order.id, EventKind::EmailResent, "buyer", cooldown).await?
+    {
+        return Err(SelfServiceError::TooSoon { retry_after_secs: (i64::from(cooldown) - ago).max(1) });
     }
     for item in &delivered {
         operations::resend_email(pool, mailer, item.id, "buyer").await?;

@@ -112,6 +112,14 @@ fn code_of<T>(s: &SelfService<T>, raw: &str) -> Option<OrderCode> {
     OrderCode::parse(raw, &s.pattern).ok()
 }
 
+fn retry_after(error: ApiError, secs: i64) -> Response {
+    let mut response = error.into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}
+
 fn refused(e: SelfServiceError) -> Response {
     let error = match e {
         SelfServiceError::Forbidden => ApiError::new(
@@ -120,16 +128,20 @@ fn refused(e: SelfServiceError) -> Response {
             "this order code and email do not go together; check both (use the email the order was placed with)",
         ),
         SelfServiceError::Locked { retry_after_secs } => {
-            let mut response = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                format!("too many wrong tries; try again in {} minutes", (retry_after_secs + 59) / 60),
-            )
-            .into_response();
-            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            return response;
+            let message = format!("too many wrong tries; try again in {} minutes", (retry_after_secs + 59) / 60);
+            return retry_after(
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message),
+                retry_after_secs,
+            );
+        }
+        SelfServiceError::TooSoon { retry_after_secs } => {
+            let message = format!(
+                "the emails were sent again a moment ago (check the spam folder too); ask again in {retry_after_secs} s"
+            );
+            return retry_after(
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "resent_recently", message),
+                retry_after_secs,
+            );
         }
         SelfServiceError::NotDeliveredYet => ApiError::new(
             StatusCode::CONFLICT,

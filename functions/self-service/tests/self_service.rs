@@ -73,10 +73,12 @@ async fn delivered_order(shop: &Shop, email: &str, items: usize, complete: bool)
     (code.to_string(), folders)
 }
 
-async fn shop(pool: MySqlPool, lockout: &'static str) -> Shop {
+/// The self-service on the emulator, with its lock-out window and resend cooldown.
+async fn shop(pool: MySqlPool, lockout: &'static str, cooldown: &'static str) -> Shop {
     let emulator = TempEmulator::start("self-service-test").await.unwrap();
     let vars = Vars(move |k: &str| match k {
         "BUYER_LOCKOUT" => Some(lockout.to_string()),
+        "RESEND_COOLDOWN" => Some(cooldown.to_string()),
         _ => None,
     });
     let state = SelfServiceState::new(pool.clone(), drive(&emulator.base), mailer(), &vars).unwrap();
@@ -122,7 +124,7 @@ fn link_in(raw: &str) -> String {
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn a_buyer_gets_each_delivery_email_again_with_the_same_link(pool: MySqlPool) {
-    let shop = shop(pool, "15m").await;
+    let shop = shop(pool, "15m", "0s").await;
     let email = buyer("lan");
     let (code, _) = delivered_order(&shop, &email, 2, true).await;
     let first: Vec<String> = testing::mails_to(&email).iter().map(|m| link_in(m)).collect();
@@ -153,7 +155,7 @@ async fn a_buyer_gets_each_delivery_email_again_with_the_same_link(pool: MySqlPo
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn access_moves_to_another_address_a_limited_number_of_times_and_a_refund_takes_it_back(pool: MySqlPool) {
-    let shop = shop(pool, "15m").await;
+    let shop = shop(pool, "15m", "0s").await;
     let email = buyer("lan");
     let (code, folders) = delivered_order(&shop, &email, 2, true).await;
     let path = format!("/orders/{code}/access");
@@ -219,7 +221,7 @@ async fn access_moves_to_another_address_a_limited_number_of_times_and_a_refund_
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn wrong_emails_get_one_answer_and_lock_the_order_and_the_client_for_a_while(pool: MySqlPool) {
-    let shop = shop(pool, "2s").await;
+    let shop = shop(pool, "2s", "0s").await;
     let email = buyer("lan");
     let (code, _) = delivered_order(&shop, &email, 1, true).await;
     let (other_code, _) = delivered_order(&shop, &buyer("minh"), 1, true).await;
@@ -251,4 +253,18 @@ async fn wrong_emails_get_one_answer_and_lock_the_order_and_the_client_for_a_whi
     let (status, _, _) = shop.post(&resend, json!({"email": email}), HOME).await;
     assert_eq!(status, StatusCode::ACCEPTED, "fine after the window");
     assert_eq!(testing::mails_to(&email).len(), sent + 1);
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_second_resend_right_after_the_first_waits(pool: MySqlPool) {
+    let shop = shop(pool, "15m", "1h").await;
+    let email = buyer("lan");
+    let (code, _) = delivered_order(&shop, &email, 1, true).await;
+    let path = format!("/orders/{code}/resend");
+    assert_eq!(shop.post(&path, json!({"email": email}), HOME).await.0, StatusCode::ACCEPTED);
+    let (status, headers, body) = shop.post(&path, json!({"email": email}), HOME).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("resent_recently")), "{body}");
+    let wait: i64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((3590..=3600).contains(&wait), "{wait}");
+    assert_eq!(testing::mails_to(&email).len(), 2, "the delivery and one resend");
 }

@@ -397,3 +397,12 @@ async fn a_reminder_the_smtp_server_did_not_take_is_sent_at_the_next_sweep_with_
     assert_eq!(mails.len(), 1);
     assert!(mails[0].contains(kept.0.as_deref().unwrap()), "the Message-ID fixed before the first try");
 }
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn reminders_switched_off_send_nothing(pool: MySqlPool) {
+    let mut r = reminders("smtp://127.0.0.1:1025");
+    r.lead = None;
+    let (_, email) = unpaid(&pool, "vi", 20, 10).await;
+    assert_eq!(sweep_reminding(&pool, &r).await.reminders_sent, 0);
+    assert!(testing::mails_to(&email).is_empty());
+}

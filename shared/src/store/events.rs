@@ -78,3 +78,24 @@ pub async fn for_order(conn: &mut MySqlConnection, order_id: u64) -> Result<Vec<
     .fetch_all(conn)
     .await?)
 }
+
+/// Seconds since the order's latest `kind` event by `actor`, if there was one within
+/// `within_secs`.
+pub async fn seconds_since_last(
+    pool: &sqlx::MySqlPool,
+    order_id: u64,
+    kind: EventKind,
+    actor: &str,
+    within_secs: u32,
+) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT CAST(TIMESTAMPDIFF(SECOND, MAX(created_at), NOW(3)) AS SIGNED) FROM order_events
+         WHERE order_id = ? AND kind = ? AND actor = ? AND created_at > NOW(3) - INTERVAL ? SECOND",
+    )
+    .bind(order_id)
+    .bind(kind.as_str())
+    .bind(actor)
+    .bind(within_secs)
+    .fetch_one(pool)
+    .await?)
+}
