@@ -75,19 +75,6 @@ pub struct Mailer {
     templates: minijinja::Environment<'static>,
 }
 
-/// 748100 as "748.100 ₫", as Vietnamese write it.
-pub fn format_vnd(amount: i64) -> String {
-    let digits = amount.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push('.');
-        }
-        out.push(c);
-    }
-    format!("{}{out} ₫", if amount < 0 { "-" } else { "" })
-}
-
 impl Mailer {
     /// `SMTP_URL` (`smtp://host:port` plain, `smtp://…?tls=required` STARTTLS, `smtps://…`
     /// TLS; user and password in the URL; default the local sink), `MAIL_FROM` (its display
@@ -187,7 +174,7 @@ impl Mailer {
         // The buyer reads the time where they are: Vietnam.
         let vietnam = chrono::FixedOffset::east_opt(7 * 3600).expect("UTC+7 is a valid offset");
         let expires = m.expires_at.with_timezone(&vietnam).format("%H:%M %d/%m/%Y").to_string();
-        let amount = format_vnd(m.amount_vnd);
+        let amount = crate::domain::format_vnd(m.amount_vnd);
         let bodies = self.render(
             "reminder",
             lang,

@@ -51,15 +51,7 @@ impl Table {
 
 /// `1990000` → `1.990.000 ₫`, as Vietnamese prices are written.
 pub fn vnd(amount: i64) -> String {
-    let digits = amount.unsigned_abs().to_string();
-    let mut grouped = String::new();
-    for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            grouped.push('.');
-        }
-        grouped.push(d);
-    }
-    format!("{}{grouped} ₫", if amount < 0 { "-" } else { "" })
+    coursedrop::domain::format_vnd(amount)
 }
 
 #[cfg(test)]

@@ -163,28 +163,47 @@ fn refused(e: SelfServiceError) -> Response {
     error.into_response()
 }
 
+/// Why a request was not done: a malformed request, or the self-service's own refusal.
+enum Refusal {
+    Request(ApiError),
+    Service(SelfServiceError),
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Refusal::Request(e)
+    }
+}
+
+impl From<SelfServiceError> for Refusal {
+    fn from(e: SelfServiceError) -> Self {
+        Refusal::Service(e)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Request(e) => e.into_response(),
+            Refusal::Service(e) => refused(e),
+        }
+    }
+}
+
 async fn resend<T: AccessToken>(
     State(s): State<SelfServiceState<T>>,
     Path(raw): Path<String>,
     headers: HeaderMap,
     extensions: axum::http::Extensions,
     payload: Result<Bytes, BytesRejection>,
-) -> Response {
+) -> Result<Response, Refusal> {
     let s = &s.0;
-    let request: ResendBody = match body(&headers, payload) {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let email = match required("email", &request.email) {
-        Ok(e) => e,
-        Err(e) => return e.into_response(),
-    };
-    let Some(code) = code_of(s, &raw) else { return refused(SelfServiceError::Forbidden) };
+    let request: ResendBody = body(&headers, payload)?;
+    let email = required("email", &request.email)?;
+    let code = code_of(s, &raw).ok_or(SelfServiceError::Forbidden)?;
     let asker = Asker { code: &code, email, client: http::client_ip(&extensions) };
-    match self_service::resend(&s.pool, &s.mailer, &s.settings, &asker).await {
-        Ok(resent) => (StatusCode::ACCEPTED, Json(resent)).into_response(),
-        Err(e) => refused(e),
-    }
+    let resent = self_service::resend(&s.pool, &s.mailer, &s.settings, &asker).await?;
+    Ok((StatusCode::ACCEPTED, Json(resent)).into_response())
 }
 
 async fn move_access<T: AccessToken>(
@@ -193,21 +212,14 @@ async fn move_access<T: AccessToken>(
     headers: HeaderMap,
     extensions: axum::http::Extensions,
     payload: Result<Bytes, BytesRejection>,
-) -> Response {
+) -> Result<Response, Refusal> {
     let s = &s.0;
-    let request: AccessBody = match body(&headers, payload) {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let (email, new_email) = match (required("email", &request.email), required("new_email", &request.new_email)) {
-        (Ok(e), Ok(n)) => (e, n),
-        (Err(e), _) | (_, Err(e)) => return e.into_response(),
-    };
-    let Some(code) = code_of(s, &raw) else { return refused(SelfServiceError::Forbidden) };
+    let request: AccessBody = body(&headers, payload)?;
+    let email = required("email", &request.email)?;
+    let new_email = required("new_email", &request.new_email)?;
+    let code = code_of(s, &raw).ok_or(SelfServiceError::Forbidden)?;
     let asker = Asker { code: &code, email, client: http::client_ip(&extensions) };
     let move_request = MoveRequest { new_email, course: request.course.as_deref() };
-    match self_service::move_access(&s.pool, &s.drive, &s.mailer, &s.settings, &asker, &move_request).await {
-        Ok(moved) => (StatusCode::OK, Json(moved)).into_response(),
-        Err(e) => refused(e),
-    }
+    let moved = self_service::move_access(&s.pool, &s.drive, &s.mailer, &s.settings, &asker, &move_request).await?;
+    Ok((StatusCode::OK, Json(moved)).into_response())
 }

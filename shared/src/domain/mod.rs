@@ -10,7 +10,7 @@ pub mod view_token;
 
 pub use coupon::{CouponCode, CouponError, Discount};
 pub use email::{Email, EmailError, mask_email};
-pub use money::{Vnd, VndError};
+pub use money::{Vnd, VndError, format_vnd};
 pub use order_code::{CodeCharset, CodePattern, CodePatternError, OrderCode, OrderCodeError};
 pub use slug::{CourseSlug, SlugError};
 pub use state::{EventKind, ItemStatus, OrderStatus, Queue, Stage, Status, UnknownStatus};

@@ -48,6 +48,19 @@ impl Vnd {
     }
 }
 
+/// `1990000` → `1.990.000 ₫`, as Vietnamese write amounts (emails, the operator's tables).
+pub fn format_vnd(amount: i64) -> String {
+    let digits = amount.unsigned_abs().to_string();
+    let mut grouped = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push('.');
+        }
+        grouped.push(d);
+    }
+    format!("{}{grouped} ₫", if amount < 0 { "-" } else { "" })
+}
+
 /// Vietnamese formatting: dots between thousands, `1.250.000 ₫`.
 impl fmt::Display for Vnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
