@@ -1,5 +1,5 @@
 //! `make bench`: requests/s and latency of the webhook (unique and duplicate payments) and of
-//! order creation, over real HTTP on loopback, against the local MariaDB and moto, in a
+//! order creation (plain, and all with one coupon), over real HTTP on loopback, against the local MariaDB and moto, in a
 //! database of its own (`<name>_bench`, recreated each run).
 //!
 //! Results are merged into `bench/latest.json` (other benchmarks add their own keys) and the
@@ -151,6 +151,32 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
             "bench invariants broken: {payments} payments, {paid} paid orders, {unpublished} outbox rows whose publish failed"
         );
     }
+
+    // A flash sale: every order takes a use of one coupon, so the orders queue on its row's
+    // lock inside their placing transactions. Beside the plain phase above, in one run.
+    sqlx::query("INSERT INTO coupons (code, percent_off, max_uses) VALUES ('BENCH10', 10, ?)")
+        .bind(n as u32)
+        .execute(&pool)
+        .await?;
+    let coupon_body =
+        json!({"email": "bench@example.com", "courses": ["rust-101", "sql-thuc-chien"], "coupon": "bench10"})
+            .to_string();
+    let requests = (0..n)
+        .map(|_| {
+            http.post(format!("{base}/orders")).header("content-type", "application/json").body(coupon_body.clone())
+        })
+        .collect();
+    let with_coupon = run_phase("create_order_coupon", concurrency, requests, 201, |_, _| {}).await?;
+    let (uses, discounted): (u32, i64) = sqlx::query_as(
+        "SELECT (SELECT uses FROM coupons WHERE code = 'BENCH10'), (SELECT COUNT(*) FROM orders WHERE discount_vnd = 79800)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    if uses as usize != n || discounted != n as i64 {
+        bail!(
+            "bench invariants broken: the coupon has {uses} uses and {discounted} orders its discount, for {n} placed"
+        );
+    }
     stack::purge_queues(&stack).await;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{bench_db}`"))).execute(&pool).await?;
 
@@ -160,12 +186,15 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
         "concurrency": concurrency,
         "note": "real HTTP on loopback; MariaDB and moto SQS local; each unique payment pays a 2-course order and publishes 2 enroll messages",
     });
-    for phase in [&create, &unique, &duplicate, &sqs_alone] {
+    for phase in [&create, &with_coupon, &unique, &duplicate, &sqs_alone] {
         report["http"][phase.name] = phase.json();
     }
     let ratio = (unique.requests as f64 / unique.elapsed.as_secs_f64())
         / (sqs_alone.requests as f64 / sqs_alone.elapsed.as_secs_f64());
     report["http"]["webhook_unique_vs_sqs_alone"] = json!((ratio * 100.0).round() / 100.0);
+    let coupon_ratio = with_coupon.elapsed.as_secs_f64().recip() * with_coupon.requests as f64
+        / (create.requests as f64 / create.elapsed.as_secs_f64());
+    report["http"]["create_order_coupon_vs_plain"] = json!((coupon_ratio * 100.0).round() / 100.0);
     write_report(&report)?;
     println!("{}", markdown(&report));
     Ok(())
@@ -237,6 +266,7 @@ fn markdown(report: &Value) -> String {
     );
     for (key, label) in [
         ("create_order", "POST /orders"),
+        ("create_order_coupon", "POST /orders, every order taking a use of one coupon"),
         ("webhook_unique", "POST /webhooks/sepay, unique payments"),
         ("webhook_duplicate", "POST /webhooks/sepay, duplicates"),
         ("sqs_alone", "SQS SendMessageBatch alone (moto), the webhook's ceiling here"),
@@ -307,6 +337,9 @@ fn markdown(report: &Value) -> String {
             }
         }
         out.push_str(&format!("\nStart to ready: {} runs each; {}.\n", st["runs"], st["note"].as_str().unwrap_or("")));
+    }
+    if let Some(r) = report["http"]["create_order_coupon_vs_plain"].as_f64() {
+        out.push_str(&format!("\nOrders that all take a use of one coupon (each reserving it on the coupon's row, under its lock) reach {r} × the rate of plain orders.\n"));
     }
     if let Some(r) = report["http"]["webhook_unique_vs_sqs_alone"].as_f64() {
         out.push_str(&format!("\nUnique payments reach {r} × the rate of the SQS calls alone: the local SQS emulator (moto, one Python process) is the bound, not the webhook.\n"));

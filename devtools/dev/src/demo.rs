@@ -58,10 +58,25 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     }
     stage.ok(format!("{} courses: {}", slugs.len(), slugs.join(", ")));
 
+    // The seller's promotion: 10 % off, as `coursedrop-admin coupon add` makes it.
+    let coupon = coursedrop::domain::CouponCode::parse("DEMO10")?;
+    coursedrop::operations::add_coupon(
+        &pool,
+        &coursedrop::operations::CouponToAdd {
+            code: &coupon,
+            discount: coursedrop::domain::Discount::percent(10)?,
+            max_uses: Some(100),
+            valid_from: None,
+            valid_until: None,
+            courses: &[],
+        },
+    )
+    .await?;
+
     let stage = Stage("order");
     let resp = http
         .post(format!("{base}/orders"))
-        .json(&json!({"email": buyer, "lang": "vi", "courses": [&slugs[0], &slugs[1]]}))
+        .json(&json!({"email": buyer, "lang": "vi", "courses": [&slugs[0], &slugs[1]], "coupon": "demo10"}))
         .send()
         .await?;
     if resp.status() != 201 {
@@ -73,7 +88,10 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     // What opens the order's status view (the code alone does not).
     let t = order["view_token"].as_str().unwrap_or_default().to_string();
     stage.ok(format!(
-        "{code}: {amount} VND, transfer text {}",
+        "{code}: {amount} VND ({} less {} with coupon {}), transfer text {}",
+        order["subtotal_vnd"],
+        order["discount_vnd"],
+        order["coupon"].as_str().unwrap_or_default(),
         order["payment"]["transfer_text"].as_str().unwrap_or_default()
     ));
     println!("               VietQR payload {}", order["payment"]["vietqr"].as_str().unwrap_or_default());
