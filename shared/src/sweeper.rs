@@ -1,5 +1,6 @@
 //! The sweeper's work, run every minute: publish outbox rows the relay could not, cancel
-//! unpaid orders whose time is up, send payment reminders (`reminders`), and count (and log) items stuck past their stage's
+//! unpaid orders whose time is up, send payment reminders (`reminders`), forget old wrong-email
+//! counts, and count (and log) items stuck past their stage's
 //! deadline, for an alarm and for `coursedrop-admin stuck`.
 
 use std::time::Duration;
@@ -100,6 +101,8 @@ pub async fn sweep_with<P: Publisher>(
         report.reminders_sent = sent.sent;
         report.reminders_failed = sent.failed;
     }
+    // A day is longer than any lock-out window a seller would set.
+    crate::store::access::forget_old(pool, 24 * 3600).await?;
     let stuck = stuck_items(pool, deadlines).await?;
     for item in &stuck {
         tracing::warn!(

@@ -406,3 +406,23 @@ async fn reminders_switched_off_send_nothing(pool: MySqlPool) {
     assert_eq!(sweep_reminding(&pool, &r).await.reminders_sent, 0);
     assert!(testing::mails_to(&email).is_empty());
 }
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn old_wrong_email_counts_are_forgotten_and_live_locks_kept(pool: MySqlPool) {
+    sqlx::query(
+        "INSERT INTO buyer_attempts (scope, failures, window_started_at, locked_until) VALUES
+           ('order:OLD', 3, NOW(3) - INTERVAL 2 DAY, NULL),
+           ('client:OLD', 5, NOW(3) - INTERVAL 2 DAY, NOW(3) - INTERVAL 2 DAY + INTERVAL 15 MINUTE),
+           ('order:RECENT', 2, NOW(3) - INTERVAL 1 HOUR, NULL),
+           ('client:LOCKED', 5, NOW(3) - INTERVAL 2 DAY, NOW(3) + INTERVAL 1 HOUR)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let sqs = testing::sqs_client().await;
+    let (publisher, _) = testing::fresh_queues(&sqs).await;
+    sweeper::sweep(&pool, &publisher, OutboxTiming::grace(30)).await.unwrap();
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT scope FROM buyer_attempts ORDER BY scope").fetch_all(&pool).await.unwrap();
+    assert_eq!(left, vec!["client:LOCKED".to_string(), "order:RECENT".to_string()]);
+}

@@ -123,3 +123,16 @@ pub async fn record_move_in(
     .await?;
     Ok(())
 }
+
+/// Forgets counts whose window began more than `older_than_secs` ago and that lock nothing
+/// now: a guesser's stream of made-up codes leaves rows that would otherwise stay forever.
+pub async fn forget_old(pool: &MySqlPool, older_than_secs: u32) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "DELETE FROM buyer_attempts WHERE window_started_at < NOW(3) - INTERVAL ? SECOND
+           AND (locked_until IS NULL OR locked_until <= NOW(3)) LIMIT 10000",
+    )
+    .bind(older_than_secs)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
