@@ -14,6 +14,9 @@ pub struct ApiError {
     pub message: String,
     /// The request field at fault, for validation errors.
     pub field: Option<&'static str>,
+    /// Why the field was refused, as a stable word a client can show in its own language
+    /// (a coupon's `expired`, `used_up`, …), where there are several reasons.
+    pub reason: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -22,15 +25,22 @@ struct Body<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None }
+        ApiError { status, code, message: message.into(), field: None, reason: None }
     }
 
     pub fn invalid_field(field: &'static str, message: impl Into<String>) -> Self {
         ApiError { field: Some(field), ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", message) }
+    }
+
+    /// [`ApiError::invalid_field`] with the reason's stable word.
+    pub fn invalid_field_because(field: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError { reason: Some(reason), ..ApiError::invalid_field(field, message) }
     }
 
     pub fn internal(context: &str, error: &dyn std::fmt::Display) -> Self {
@@ -55,7 +65,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(Body { code: self.code, message: &self.message, field: self.field })).into_response()
+        let body = Body { code: self.code, message: &self.message, field: self.field, reason: self.reason };
+        (self.status, Json(body)).into_response()
     }
 }
 

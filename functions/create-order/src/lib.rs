@@ -198,6 +198,7 @@ fn order_error(e: PlaceOrderError) -> ApiError {
         PlaceOrderError::TooManyPending(message) => {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_pending_orders", message)
         }
+        PlaceOrderError::Coupon(why) => ApiError::invalid_field_because("coupon", why.as_str(), why.message()),
         PlaceOrderError::Store(e) => ApiError::internal("placing an order", &e),
     }
 }

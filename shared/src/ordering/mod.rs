@@ -63,8 +63,52 @@ pub enum PlaceOrderError {
     /// Too many unpaid orders for this email or client address.
     #[error("{0}")]
     TooManyPending(String),
+    /// The coupon can't be used for this order.
+    #[error("coupon: {}", .0.message())]
+    Coupon(CouponRefusal),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why a coupon can't be used, each with a stable word (`as_str`) a client can show in its own
+/// language, and a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CouponRefusal {
+    Unknown,
+    Disabled,
+    NotYetValid,
+    Expired,
+    UsedUp,
+    NotForTheseCourses,
+    WouldBeFree,
+}
+
+impl CouponRefusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CouponRefusal::Unknown => "unknown",
+            CouponRefusal::Disabled => "disabled",
+            CouponRefusal::NotYetValid => "not_yet_valid",
+            CouponRefusal::Expired => "expired",
+            CouponRefusal::UsedUp => "used_up",
+            CouponRefusal::NotForTheseCourses => "not_for_these_courses",
+            CouponRefusal::WouldBeFree => "would_be_free",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            CouponRefusal::Unknown => "there is no such coupon; check how it is spelled",
+            CouponRefusal::Disabled => "this coupon is no longer available",
+            CouponRefusal::NotYetValid => "this coupon is not valid yet",
+            CouponRefusal::Expired => "this coupon has expired",
+            CouponRefusal::UsedUp => "this coupon has been used up",
+            CouponRefusal::NotForTheseCourses => "this coupon does not apply to the courses chosen",
+            CouponRefusal::WouldBeFree => {
+                "this coupon would make the order free, and an order is paid by bank transfer"
+            }
+        }
+    }
 }
 
 pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> PlaceOrderError {

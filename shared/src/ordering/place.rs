@@ -183,9 +183,9 @@ pub async fn place_order(
         }
         .await;
         match created {
-            Ok(false) => {
-                return Err(invalid("coupon", "this coupon has just been used up or is no longer valid"));
-            }
+            // Its last use went to another order a moment ago (or it just ended): the reservation,
+            // not the reading before it, decides.
+            Ok(false) => return Err(PlaceOrderError::Coupon(super::CouponRefusal::UsedUp)),
             Ok(true) => {
                 let head = orders::head_by_code(&mut conn, code.as_str())
                     .await?

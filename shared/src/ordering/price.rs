@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::{MySqlConnection, MySqlPool};
 
 use super::validate::{validate_coupon, validate_courses};
-use super::{PlaceOrderError, QuoteRequest, invalid};
+use super::{CouponRefusal, PlaceOrderError, QuoteRequest, invalid};
 use crate::domain::{CouponCode, CourseSlug, Vnd};
 use crate::store::{StoreError, catalog, coupons};
 
@@ -36,8 +36,8 @@ pub(super) struct Priced {
     pub(super) quote: Quote,
 }
 
-fn refused(message: &str) -> PlaceOrderError {
-    invalid("coupon", message.to_string())
+fn refused(why: CouponRefusal) -> PlaceOrderError {
+    PlaceOrderError::Coupon(why)
 }
 
 /// Prices the courses from the catalog and applies the coupon. Every rule of the coupon is
@@ -69,19 +69,19 @@ pub(super) async fn price_in(
         return Ok(Priced { lines, coupon: None, quote });
     };
     let Some(c) = coupons::by_code(conn, code).await? else {
-        return Err(refused("there is no such coupon; check how it is spelled"));
+        return Err(refused(CouponRefusal::Unknown));
     };
     if !c.active {
-        return Err(refused("this coupon is no longer available"));
+        return Err(refused(CouponRefusal::Disabled));
     }
     if c.valid_from.is_some_and(|from| c.now < from) {
-        return Err(refused("this coupon is not valid yet"));
+        return Err(refused(CouponRefusal::NotYetValid));
     }
     if c.valid_until.is_some_and(|until| c.now >= until) {
-        return Err(refused("this coupon has expired"));
+        return Err(refused(CouponRefusal::Expired));
     }
     if c.max_uses.is_some_and(|max| c.uses >= max) {
-        return Err(refused("this coupon has been used up"));
+        return Err(refused(CouponRefusal::UsedUp));
     }
     let eligible: Vec<Vnd> = quote
         .items
@@ -90,14 +90,14 @@ pub(super) async fn price_in(
         .map(|i| Vnd::new(i.price_vnd).unwrap_or(Vnd::ZERO))
         .collect();
     if eligible.is_empty() {
-        return Err(refused("this coupon does not apply to the courses chosen"));
+        return Err(refused(CouponRefusal::NotForTheseCourses));
     }
     let eligible = Vnd::sum(eligible).map_err(|e| StoreError::Corrupt(format!("order total: {e}")))?;
     let off = c.discount.off(eligible);
     // A bank transfer of 0 VND does not exist: a free order would wait for a payment that
     // never comes.
     if off == subtotal {
-        return Err(refused("this coupon would make the order free, and an order is paid by bank transfer"));
+        return Err(refused(CouponRefusal::WouldBeFree));
     }
     quote.discount_vnd = off.get();
     quote.total_vnd = subtotal.get() - off.get();

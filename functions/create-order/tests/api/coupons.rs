@@ -105,15 +105,15 @@ async fn a_coupon_that_cannot_be_used_is_refused_naming_the_coupon(pool: MySqlPo
     let first = json!({"email": "first@example.com", "courses": ["rust-101"], "coupon": "once"});
     assert_eq!(send(&app, post("/orders", first)).await.0, StatusCode::CREATED);
 
-    for (coupon, says) in [
-        ("NOPE", "there is no such coupon"),
-        ("SQLONLY", "does not apply to the courses chosen"),
-        ("ALLFREE", "would make the order free"),
-        ("GONE", "no longer available"),
-        ("OLDTET", "has expired"),
-        ("NEXTTET", "not valid yet"),
-        ("ONCE", "used up"),
-        ("no spaces", "only letters"),
+    for (coupon, reason, says) in [
+        ("NOPE", Some("unknown"), "there is no such coupon"),
+        ("SQLONLY", Some("not_for_these_courses"), "does not apply to the courses chosen"),
+        ("ALLFREE", Some("would_be_free"), "would make the order free"),
+        ("GONE", Some("disabled"), "no longer available"),
+        ("OLDTET", Some("expired"), "has expired"),
+        ("NEXTTET", Some("not_yet_valid"), "not valid yet"),
+        ("ONCE", Some("used_up"), "used up"),
+        ("no spaces", None, "only letters"),
     ] {
         for uri in ["/quote", "/orders"] {
             let body = json!({"email": "buyer@example.com", "courses": ["rust-101"], "coupon": coupon});
@@ -125,6 +125,7 @@ async fn a_coupon_that_cannot_be_used_is_refused_naming_the_coupon(pool: MySqlPo
                 "{json}"
             );
             assert!(json["message"].as_str().unwrap().contains(says), "{coupon}: {json}");
+            assert_eq!(json["reason"].as_str(), reason, "{coupon}: a stable word the page shows in its language");
         }
     }
     let orders: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders").fetch_one(&pool).await.unwrap();
@@ -147,7 +148,7 @@ async fn twenty_buyers_racing_for_ten_uses_get_exactly_ten_and_an_expired_order_
     let refused: Vec<&Value> = answers.iter().filter(|a| a.0 == StatusCode::BAD_REQUEST).map(|a| &a.2).collect();
     assert_eq!((placed.len(), refused.len()), (10, 10), "{answers:?}");
     assert!(placed.iter().all(|o| o["amount_vnd"] == 249_500 && o["discount_vnd"] == 249_500), "{placed:?}");
-    assert!(refused.iter().all(|r| r["field"] == "coupon"), "{refused:?}");
+    assert!(refused.iter().all(|r| r["field"] == "coupon" && r["reason"] == "used_up"), "{refused:?}");
     let uses = || async {
         sqlx::query_scalar::<_, u32>("SELECT uses FROM coupons WHERE code = 'FLASH10'").fetch_one(&pool).await.unwrap()
     };
