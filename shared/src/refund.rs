@@ -91,16 +91,20 @@ pub async fn refund<T: AccessToken>(
         }
     }
     tx.commit().await?;
-    for (folder, given, moved_to) in items::drive_folders(pool, order_id).await? {
+    for (folder, given, moved_to, moving_to) in items::drive_folders(pool, order_id).await? {
         let removed = async {
             let mut n = 0;
             // The permission finalize recorded, by its id: found whatever address Drive lists
             // for the account (an alias or a googlemail.com spelling need not match); and any
             // other for the buyer's address (one shared before ids were kept).
             for p in drive.permissions(&folder).await? {
-                // The address the buyer moved the item's access to, too.
+                // The address the buyer moved the item's access to, too, and one a move that
+                // stopped halfway was giving it to.
                 let for_buyer = p.email_address.as_deref().is_some_and(|a| {
-                    a.eq_ignore_ascii_case(&email) || moved_to.as_deref().is_some_and(|m| a.eq_ignore_ascii_case(m))
+                    [Some(email.as_str()), moved_to.as_deref(), moving_to.as_deref()]
+                        .into_iter()
+                        .flatten()
+                        .any(|m| a.eq_ignore_ascii_case(m))
                 });
                 if given.as_deref() == Some(p.id.as_str()) || for_buyer {
                     drive.unshare(&folder, &p.id).await?;

@@ -304,8 +304,8 @@ async fn move_access_of<T: AccessToken>(
     Ok(Moved { items: moved, emailed })
 }
 
-/// Gives `new_email` reader access, takes the old one's away, then records the move under the
-/// order's lock. Each Drive step is safe to repeat (an existing permission is found, a missing
+/// Notes `new_email` on the item, gives it reader access, takes the old one's away, then
+/// records the move under the order's lock. Each Drive step is safe to repeat (an existing permission is found, a missing
 /// one is gone already), so a retry after a failure finishes the move. `None`: the item was
 /// revoked meanwhile (a refund), and the access just given is taken back.
 async fn move_item<T: AccessToken>(
@@ -317,6 +317,9 @@ async fn move_item<T: AccessToken>(
     actor: &str,
 ) -> Result<Option<MovedItem>, SelfServiceError> {
     let folder = &item.drive_folder_id;
+    // Noted first: if this dies after Drive shares and before the move is recorded, a refund
+    // still removes the new address's access.
+    access::note_pending(pool, item.id, new_email.as_str()).await?;
     let given = crate::finalize::share(drive, folder, new_email.as_str()).await?;
     for p in drive.permissions(folder).await? {
         let old = item.drive_permission_id.as_deref() == Some(p.id.as_str())
@@ -331,6 +334,7 @@ async fn move_item<T: AccessToken>(
     if items::status_for_update_in(&mut tx, item.id).await? != Some(ItemStatus::Completed) {
         drop(tx);
         drive.unshare(folder, &given).await?;
+        access::clear_pending(pool, item.id).await?;
         return Ok(None);
     }
     access::record_move_in(&mut tx, item.id, new_email.as_str(), &given).await?;

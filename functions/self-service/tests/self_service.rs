@@ -268,3 +268,45 @@ async fn a_second_resend_right_after_the_first_waits(pool: MySqlPool) {
     assert!((3590..=3600).contains(&wait), "{wait}");
     assert_eq!(testing::mails_to(&email).len(), 2, "the delivery and one resend");
 }
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_move_that_stopped_after_drive_shared_leaves_nothing_a_refund_misses(pool: MySqlPool) {
+    let shop = shop(pool, "15m", "0s").await;
+    let email = buyer("lan");
+    let (code, folders) = delivered_order(&shop, &email, 1, true).await;
+    let item: u64 =
+        sqlx::query_scalar("SELECT i.id FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.code = ?")
+            .bind(&code)
+            .fetch_one(&shop.pool)
+            .await
+            .unwrap();
+    // What a move had done when it died: the new address noted, Drive's share made, nothing
+    // recorded yet.
+    let new = buyer("lan-new");
+    coursedrop::store::access::note_pending(&shop.pool, item, &new).await.unwrap();
+    let d = drive(&shop.emulator.base);
+    d.share_reader(&folders[0], &new, false).await.unwrap();
+    assert_eq!(shop.readers(&folders[0]).await.len(), 2);
+
+    let report = coursedrop::refund::refund(&shop.pool, &d, &OrderCode::from_stored(code), "operator:lan", "asked")
+        .await
+        .unwrap();
+    assert_eq!(report.permissions_removed, 2);
+    assert!(shop.readers(&folders[0]).await.is_empty(), "neither address keeps access");
+
+    // A completed move leaves nothing noted.
+    let (code, _) = delivered_order(&shop, &buyer("minh"), 1, true).await;
+    let owner: String =
+        sqlx::query_scalar("SELECT email FROM orders WHERE code = ?").bind(&code).fetch_one(&shop.pool).await.unwrap();
+    let (status, _, _) =
+        shop.post(&format!("/orders/{code}/access"), json!({"email": owner, "new_email": buyer("minh-2")}), HOME).await;
+    assert_eq!(status, StatusCode::OK);
+    let pending: Option<String> = sqlx::query_scalar(
+        "SELECT i.access_pending_email FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.code = ?",
+    )
+    .bind(&code)
+    .fetch_one(&shop.pool)
+    .await
+    .unwrap();
+    assert_eq!(pending, None);
+}

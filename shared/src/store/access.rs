@@ -102,6 +102,22 @@ pub async fn delivered_items(pool: &MySqlPool, order_id: u64) -> Result<Vec<Deli
     .await?)
 }
 
+/// Notes the address a move is about to give the item's folder to, before Drive is asked.
+pub async fn note_pending(pool: &MySqlPool, item_id: u64, email: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE order_items SET access_pending_email = ? WHERE id = ?")
+        .bind(email)
+        .bind(item_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Clears the noted address (the move was recorded, or undone).
+pub async fn clear_pending(pool: &MySqlPool, item_id: u64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE order_items SET access_pending_email = NULL WHERE id = ?").bind(item_id).execute(pool).await?;
+    Ok(())
+}
+
 /// Records the item's access as moved to `email` with `permission_id`, in the caller's
 /// transaction (which has locked the order and seen the item still completed).
 pub async fn record_move_in(
@@ -112,7 +128,7 @@ pub async fn record_move_in(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE order_items SET access_email = ?, drive_permission_id = ?, access_changes = access_changes + 1,
-           updated_at = NOW(3)
+           access_pending_email = NULL, updated_at = NOW(3)
          WHERE id = ? AND status = ?",
     )
     .bind(email)

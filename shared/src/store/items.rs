@@ -420,14 +420,15 @@ pub async fn lock_all_of_order_in(
     rows.into_iter().map(|(id, s)| Ok((id, ItemStatus::parse(&s)?))).collect()
 }
 
-/// The order's Drive folders, each with the permission the buyer was given (if it was) and the
-/// address the item's access was moved to (if it was).
+/// The order's Drive folders, each with the permission the buyer was given (if it was), the
+/// address the item's access was moved to (if it was) and the one a move was giving it to when
+/// it stopped (if one did).
 pub async fn drive_folders(
     pool: &MySqlPool,
     order_id: u64,
-) -> Result<Vec<(String, Option<String>, Option<String>)>, StoreError> {
+) -> Result<Vec<(String, Option<String>, Option<String>, Option<String>)>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT drive_folder_id, drive_permission_id, access_email FROM order_items
+        "SELECT drive_folder_id, drive_permission_id, access_email, access_pending_email FROM order_items
          WHERE order_id = ? AND drive_folder_id IS NOT NULL ORDER BY id",
     )
     .bind(order_id)
