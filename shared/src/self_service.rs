@@ -235,7 +235,7 @@ pub async fn move_access_as_operator<T: AccessToken>(
 ) -> Result<Moved, SelfServiceError> {
     let order = access::order_by_code(pool, code.as_str())
         .await?
-        .ok_or_else(|| SelfServiceError::Invalid("code", format!("no order {code}")))?;
+        .ok_or_else(|| StoreError::NotFound { kind: "order", id: code.to_string() })?;
     move_access_of(pool, drive, mailer, &order, new_email, course, None, actor).await
 }
 

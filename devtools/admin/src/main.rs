@@ -236,6 +236,16 @@ fn invalid(message: impl Into<String>) -> anyhow::Error {
     coded("invalid_input", message)
 }
 
+fn store_code(s: &store::StoreError) -> &'static str {
+    match s {
+        store::StoreError::NotFound { .. } => "not_found",
+        store::StoreError::ItemConflict { .. }
+        | store::StoreError::OrderConflict { .. }
+        | store::StoreError::PartialChange { .. } => "conflict",
+        _ => "database",
+    }
+}
+
 /// The stable code of a failed command, from the first cause whose type says what it was.
 fn error_code(e: &anyhow::Error) -> &'static str {
     for cause in e.chain() {
@@ -249,17 +259,20 @@ fn error_code(e: &anyhow::Error) -> &'static str {
                 operations::OpsError::Source(_) => return "source",
                 operations::OpsError::Drive(_) => return "drive",
                 operations::OpsError::Mail(_) => return "mail",
-                operations::OpsError::Store(_) => {}
+                // Transparent: the StoreError is not a cause of its own in the chain.
+                operations::OpsError::Store(s) => return store_code(s),
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<SelfServiceError>() {
+            match e {
+                SelfServiceError::Drive(_) => return "drive",
+                SelfServiceError::Mail(_) => return "mail",
+                SelfServiceError::Store(s) => return store_code(s),
+                _ => return "refused",
             }
         }
         if let Some(s) = cause.downcast_ref::<store::StoreError>() {
-            match s {
-                store::StoreError::NotFound { .. } => return "not_found",
-                store::StoreError::ItemConflict { .. }
-                | store::StoreError::OrderConflict { .. }
-                | store::StoreError::PartialChange { .. } => return "conflict",
-                _ => return "database",
-            }
+            return store_code(s);
         }
         if cause.downcast_ref::<sqlx::Error>().is_some() {
             return "database";
@@ -585,10 +598,7 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
                         }
                     ),
                 ),
-                SelfServiceError::Invalid("code", m) => coded("not_found", m),
-                SelfServiceError::Invalid(_, m) | SelfServiceError::LimitReached(m) => coded("refused", m),
-                SelfServiceError::Drive(d) => anyhow::Error::from(operations::OpsError::Drive(d)),
-                SelfServiceError::Mail(m) => anyhow::Error::from(operations::OpsError::Mail(m)),
+                // The rest get their codes in error_code.
                 e => anyhow::Error::from(e),
             })?;
             let titles: Vec<&str> = moved.items.iter().map(|i| i.title.as_str()).collect();

@@ -26,12 +26,7 @@ pub async fn due(pool: &MySqlPool, lead_secs: u32, limit: u32) -> Result<Vec<u64
 
 /// Keeps `fresh` as the order's reminder Message-ID unless it has one; answers the kept one.
 pub async fn keep_message_id(pool: &MySqlPool, order_id: u64, fresh: &str) -> Result<String, StoreError> {
-    sqlx::query("UPDATE orders SET reminder_message_id = COALESCE(reminder_message_id, ?) WHERE id = ?")
-        .bind(fresh)
-        .bind(order_id)
-        .execute(pool)
-        .await?;
-    Ok(sqlx::query_scalar("SELECT reminder_message_id FROM orders WHERE id = ?").bind(order_id).fetch_one(pool).await?)
+    super::keep_first(pool, "orders", "reminder_message_id", order_id, fresh).await
 }
 
 #[derive(Debug, Clone, FromRow)]
