@@ -88,6 +88,26 @@ pub fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// A JSON body, or the JSON error saying what is wrong with it: unreadable or too large (from
+/// the body limit), not sent as JSON (415), or not a valid `what` (400, serde's reason).
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    body: Result<axum::body::Bytes, BytesRejection>,
+    what: &str,
+) -> Result<T, ApiError> {
+    let body = body.map_err(ApiError::from_body)?;
+    if !is_json(headers.get(axum::http::header::CONTENT_TYPE)) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("send the {what} as JSON with Content-Type: application/json"),
+        ));
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not a valid {what}: {e}"))
+    })
+}
+
 /// For a known route called with the wrong method.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")

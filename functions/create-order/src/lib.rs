@@ -157,25 +157,6 @@ async fn list_courses(State(s): State<AppState>) -> Result<Json<Vec<CourseView>>
     Ok(Json(courses.into_iter().map(|c| CourseView { slug: c.slug, title: c.title, price_vnd: c.price_vnd }).collect()))
 }
 
-/// A JSON body, or the JSON error saying what is wrong with it.
-fn json_body<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-    what: &str,
-) -> Result<T, ApiError> {
-    let body = body.map_err(ApiError::from_body)?;
-    if !http::is_json(headers.get(header::CONTENT_TYPE)) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!("send the {what} as JSON with Content-Type: application/json"),
-        ));
-    }
-    serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not a valid {what}: {e}"))
-    })
-}
-
 /// What an order of these courses with this coupon costs now: the page shows it before the
 /// buyer orders. Reserves nothing.
 async fn quote(
@@ -183,7 +164,7 @@ async fn quote(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ordering::Quote>, ApiError> {
-    let request: ordering::QuoteRequest = json_body(&headers, body, "quote request")?;
+    let request: ordering::QuoteRequest = http::json_body(&headers, body, "quote request")?;
     ordering::quote(&s.pool, &request).await.map(Json).map_err(order_error)
 }
 
@@ -209,7 +190,7 @@ async fn create_order(
     extensions: axum::http::Extensions,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let request: OrderRequest = json_body(&headers, body, "order")?;
+    let request: OrderRequest = http::json_body(&headers, body, "order")?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(

@@ -86,22 +86,6 @@ struct AccessBody {
     course: Option<String>,
 }
 
-fn body<B: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<B, ApiError> {
-    let body = body.map_err(ApiError::from_body)?;
-    if !http::is_json(headers.get(header::CONTENT_TYPE)) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the request as JSON with Content-Type: application/json",
-        ));
-    }
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid: {e}")))
-}
-
 fn required<'a>(field: &'static str, value: &'a Option<String>) -> Result<&'a str, ApiError> {
     value.as_deref().ok_or_else(|| ApiError::invalid_field(field, format!("{field} is required")))
 }
@@ -198,7 +182,7 @@ async fn resend<T: AccessToken>(
     payload: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
     let s = &s.0;
-    let request: ResendBody = body(&headers, payload)?;
+    let request: ResendBody = http::json_body(&headers, payload, "request")?;
     let email = required("email", &request.email)?;
     let code = code_of(s, &raw).ok_or(SelfServiceError::Forbidden)?;
     let asker = Asker { code: &code, email, client: http::client_ip(&extensions) };
@@ -214,7 +198,7 @@ async fn move_access<T: AccessToken>(
     payload: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
     let s = &s.0;
-    let request: AccessBody = body(&headers, payload)?;
+    let request: AccessBody = http::json_body(&headers, payload, "request")?;
     let email = required("email", &request.email)?;
     let new_email = required("new_email", &request.new_email)?;
     let code = code_of(s, &raw).ok_or(SelfServiceError::Forbidden)?;

@@ -151,6 +151,20 @@ async fn a_buyer_gets_each_delivery_email_again_with_the_same_link(pool: MySqlPo
     // Bad input: a clear JSON error, never a panic.
     let (status, _, body) = shop.post(&format!("/orders/{code}/resend"), json!({}), HOME).await;
     assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("email")), "{body}");
+    for (content_type, text, want, code_word) in [
+        ("text/plain", "email=x", StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        ("application/json", "{\"email\":", StatusCode::BAD_REQUEST, "invalid_json"),
+    ] {
+        let req = Request::post(format!("/orders/{code}/access"))
+            .header("content-type", content_type)
+            .body(Body::from(text))
+            .unwrap();
+        let resp = shop.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), want);
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["code"], code_word, "{body}");
+    }
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
