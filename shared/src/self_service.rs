@@ -274,15 +274,15 @@ async fn move_access_of<T: AccessToken>(
     let mut moved = Vec::with_capacity(delivered.len());
     for item in &delivered {
         if let Some(m) = move_item(pool, drive, order, item, new_email, actor).await? {
-            moved.push(m);
+            moved.push((item, m));
         }
     }
     if moved.is_empty() {
         return Err(SelfServiceError::NotDeliveredYet);
     }
     let mut emailed = true;
-    for item in delivered.iter().filter(|i| moved.iter().any(|m| m.course == i.course)) {
-        let domain = mailer.from_address().email.domain().to_string();
+    let domain = mailer.from_address().email.domain().to_string();
+    for (item, _) in &moved {
         let message_id = format!("<delivery.{}.moved.{:016x}@{domain}>", item.id, rand::random::<u64>());
         let mail = DeliveryMail {
             to: new_email.as_str(),
@@ -301,7 +301,7 @@ async fn move_access_of<T: AccessToken>(
             emailed = false;
         }
     }
-    Ok(Moved { items: moved, emailed })
+    Ok(Moved { items: moved.into_iter().map(|(_, m)| m).collect(), emailed })
 }
 
 /// Notes `new_email` on the item, gives it reader access, takes the old one's away, then

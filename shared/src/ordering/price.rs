@@ -83,11 +83,13 @@ pub(super) async fn price_in(
     if c.max_uses.is_some_and(|max| c.uses >= max) {
         return Err(refused(CouponRefusal::UsedUp));
     }
+    // The prices as `lines` holds them (checked VND), of the items the coupon applies to.
     let eligible: Vec<Vnd> = quote
         .items
         .iter()
-        .filter(|i| c.courses.is_empty() || c.courses.contains(&i.course))
-        .map(|i| Vnd::new(i.price_vnd).unwrap_or(Vnd::ZERO))
+        .zip(&lines)
+        .filter(|(i, _)| c.courses.is_empty() || c.courses.contains(&i.course))
+        .map(|(_, (_, price))| *price)
         .collect();
     if eligible.is_empty() {
         return Err(refused(CouponRefusal::NotForTheseCourses));
