@@ -8,8 +8,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use coursedrop::config::Vars;
 use coursedrop::domain::{Email, OrderCode};
+use coursedrop::drive::StaticToken;
 use coursedrop::drive::upload::DriveClient;
-use coursedrop::drive::{DriveConfig, StaticToken};
 use coursedrop::http::ClientIp;
 use coursedrop::mail::Mailer;
 use coursedrop::testing;
@@ -21,10 +21,7 @@ use sqlx::MySqlPool;
 use tower::ServiceExt;
 
 fn drive(base: &str) -> DriveClient<StaticToken> {
-    let mut c = DriveConfig::new(base);
-    c.backoff_base = Duration::from_millis(1);
-    c.backoff_max = Duration::from_millis(10);
-    DriveClient::new(c, StaticToken("emulator-token".into()))
+    DriveClient::new(testing::fast_drive_config(base), StaticToken("emulator-token".into()))
 }
 
 fn mailer() -> Mailer {

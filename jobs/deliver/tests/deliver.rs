@@ -116,6 +116,15 @@ impl Harness {
 
     /// Delivers the item, again while it answers `Retry` (up to 3 more runs): faults may
     /// outlast one run's retries, and the queue would redeliver.
+    /// The item handed back to the job as a new run finds one whose worker died.
+    async fn back_to_enrolled(&self) {
+        sqlx::query("UPDATE order_items SET status = 'enrolled', lease_owner = NULL WHERE id = ?")
+            .bind(self.item)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
     async fn deliver_through_retries(&self) -> Outcome {
         let mut outcome = self.job.deliver_item(self.item).await.unwrap();
         for _ in 0..3 {
@@ -580,11 +589,7 @@ async fn a_wrong_file_under_the_stored_id_is_replaced_never_duplicated(pool: MyS
         .execute(&h.pool)
         .await
         .unwrap();
-    sqlx::query("UPDATE order_items SET status = 'enrolled', lease_owner = NULL WHERE id = ?")
-        .bind(h.item)
-        .execute(&h.pool)
-        .await
-        .unwrap();
+    h.back_to_enrolled().await;
 
     assert_eq!(h.job.deliver_item(h.item).await.unwrap(), Outcome::Delivered);
     assert_eq!(h.drive_tree().await, h.expected(), "README.md once, with the source's bytes");

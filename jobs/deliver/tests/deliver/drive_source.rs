@@ -178,11 +178,7 @@ async fn a_drive_course_is_copied_server_side_every_file_once_and_exact(pool: My
         .execute(&h.pool)
         .await
         .unwrap();
-    sqlx::query("UPDATE order_items SET status = 'enrolled', lease_owner = NULL WHERE id = ?")
-        .bind(h.item)
-        .execute(&h.pool)
-        .await
-        .unwrap();
+    h.back_to_enrolled().await;
     assert_eq!(h.job.deliver_item(h.item).await.unwrap(), Outcome::Delivered);
     assert_eq!(h.drive.emu.copies().0, 5, "no second copy");
     assert_eq!(h.copied().await, course.expected);
