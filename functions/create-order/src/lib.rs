@@ -32,7 +32,8 @@ pub struct AppState {
 }
 
 pub struct BrandedPage {
-    html: String,
+    /// Shared by every request without a copy.
+    html: Bytes,
     csp: String,
 }
 
@@ -124,7 +125,7 @@ impl BrandedPage {
             "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; {img}; \
              frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
         );
-        BrandedPage { html, csp }
+        BrandedPage { html: Bytes::from(html), csp }
     }
 }
 
