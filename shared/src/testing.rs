@@ -229,3 +229,73 @@ pub fn fast_drive_config(base: &str) -> crate::drive::DriveConfig {
     config.max_attempts = 30;
     config
 }
+
+/// A TCP relay in front of the database that counts round trips: each time the client sends
+/// after the server has answered is one. What a statement count can't show (a script of five
+/// statements is one round trip, a pool's ping is one with no statement), this does.
+pub struct RoundTrips {
+    count: std::sync::Arc<AtomicU64>,
+    /// The relay's `DATABASE_URL`: the database `pool` uses, through the relay.
+    pub url: String,
+}
+
+impl RoundTrips {
+    pub async fn in_front_of(pool: &MySqlPool) -> RoundTrips {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let target = database_url_of(pool).await;
+        let parsed = url_host_port(&target);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a local port");
+        let port = listener.local_addr().expect("bound").port();
+        let count = std::sync::Arc::new(AtomicU64::new(0));
+        let counter = count.clone();
+        let server_at = parsed.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&server_at).await.expect("the database answers");
+                let counter = counter.clone();
+                // Whether the last bytes went server → client: the client's next send is a new
+                // round trip.
+                let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up_answered = answered.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        // Before the bytes go on: the answer may come back at once.
+                        if up_answered.swap(false, Ordering::SeqCst) {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        answered.store(true, Ordering::SeqCst);
+                        if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let url = target.replacen(&parsed, &format!("127.0.0.1:{port}"), 1);
+        RoundTrips { count, url }
+    }
+
+    pub fn so_far(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+/// `host:port` of a `mysql://user[:pass]@host:port/db` URL.
+fn url_host_port(url: &str) -> String {
+    let after_at = url.rsplit_once('@').map_or(url.trim_start_matches("mysql://"), |(_, rest)| rest);
+    after_at.split(['/', '?']).next().unwrap_or(after_at).to_string()
+}

@@ -21,6 +21,7 @@ use coursedrop::config::{self, ConfigError, Vars};
 use coursedrop::http::{self, ApiError};
 use coursedrop::payments::{self, Arrival, BankTransfer, PaymentOutcome, PaymentSettings};
 use coursedrop::relay;
+use coursedrop::store::kept::KeptConnections;
 use serde_json::{Value, json};
 use sqlx::MySqlPool;
 
@@ -28,7 +29,8 @@ use sqlx::MySqlPool;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub struct WebhookState<P> {
-    pub pool: MySqlPool,
+    /// The pool's connections, kept between requests (`store::kept`).
+    pub db: KeptConnections,
     pub auth: WebhookAuth,
     pub casso: CassoAuth,
     pub settings: PaymentSettings,
@@ -89,7 +91,7 @@ impl<P: Publisher> WebhookState<P> {
         }
         let settings = config::payment_settings(vars)?;
         let sepay_sources = sepay_sources(vars)?;
-        Ok(WebhookState { pool, auth, casso, settings, publisher, sepay_sources })
+        Ok(WebhookState { db: KeptConnections::new(pool), auth, casso, settings, publisher, sepay_sources })
     }
 }
 
@@ -164,11 +166,14 @@ async fn receive<P: Publisher>(
 /// Records a verified transfer from any feed and publishes what it started. `Err` only when
 /// it was not recorded: the feed then retries.
 async fn record<P: Publisher>(s: &WebhookState<P>, tx: &BankTransfer) -> Result<(), ApiError> {
-    let recorded = payments::record(&s.pool, tx, &s.settings, Arrival::Webhook).await.map_err(|e| {
+    let failed = |e: &dyn std::fmt::Display| {
         // Not recorded: a non-2xx makes the feed deliver it again.
         coursedrop::metrics::emit(coursedrop::metrics::Metric::WebhookFailed { gateway: tx.gateway.as_str() });
-        ApiError::internal("recording a payment", &e)
-    })?;
+        ApiError::internal("recording a payment", e)
+    };
+    let mut conn = s.db.get().await.map_err(|e| failed(&e))?;
+    let recorded = payments::record_with(&mut conn, tx, &s.settings, Arrival::Webhook).await.map_err(|e| failed(&e))?;
+    conn.keep();
     let (gateway, id) = (tx.gateway.as_str(), tx.id.as_str());
     match &recorded.outcome {
         PaymentOutcome::Duplicate => tracing::info!(gateway, id, "duplicate delivery; already recorded"),
@@ -185,7 +190,7 @@ async fn record<P: Publisher>(s: &WebhookState<P>, tx: &BankTransfer) -> Result<
     }
     // The payment is committed: a failed publish is left to the sweeper, and the feed still
     // gets its 2xx.
-    relay::publish_all(&s.pool, &s.publisher, &recorded.outbox).await;
+    relay::publish_all(s.db.pool(), &s.publisher, &recorded.outbox).await;
     Ok(())
 }
 

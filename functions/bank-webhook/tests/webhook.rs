@@ -12,7 +12,8 @@ use chrono::Utc;
 use coursedrop::adapters::queue::{QueueConfig, SqsPublisher};
 use coursedrop::adapters::sepay::{self, WebhookAuth};
 use coursedrop::domain::{CodeCharset, CodePattern, Queue};
-use coursedrop::payments::{Arrival, PaymentSettings};
+use coursedrop::payments::{Arrival, PaymentOutcome, PaymentSettings};
+use coursedrop::store::kept::KeptConnections;
 use coursedrop::{sweeper, testing};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -43,7 +44,7 @@ async fn harness_with(
     urls: HashMap<Queue, String>,
 ) -> Harness {
     let state = WebhookState {
-        pool: pool.clone(),
+        db: KeptConnections::new(pool.clone()),
         auth,
         casso: coursedrop::adapters::casso::CassoAuth::ChecksumKey { key: CASSO_KEY.into(), tolerance_secs: 300 },
         settings: PaymentSettings { pattern: pattern(), account_number: ACCOUNT.into() },
@@ -411,44 +412,55 @@ async fn hostile_text_is_stored_verbatim_and_does_no_harm(pool: MySqlPool) {
     assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM payments").await, 1);
 }
 
-/// Statements the server ran and commits, on the one connection of `pool`, since it opened.
-async fn session_counters(pool: &MySqlPool) -> (i64, i64) {
+/// Statements the server ran and commits on the kept connection, since it opened.
+async fn session_counters(db: &KeptConnections) -> (i64, i64) {
+    let mut conn = db.get().await.unwrap();
     let rows: Vec<(String, String)> =
         sqlx::query_as("SHOW SESSION STATUS WHERE Variable_name IN ('Questions', 'Com_commit')")
-            .fetch_all(pool)
+            .fetch_all(&mut **conn)
             .await
             .unwrap();
+    conn.keep();
     let get = |name: &str| rows.iter().find(|(n, _)| n == name).map(|(_, v)| v.parse::<i64>().unwrap()).unwrap();
     (get("Questions"), get("Com_commit"))
 }
 
-/// What one payment costs the database, counted by the server on the connection that made it:
-/// a payment that pays a 2-course order is one read, then BEGIN, five statements (order and
-/// items locked, payment, order and items paid, outbox rows, events) and one COMMIT; a
-/// repeated delivery is one read and no commit.
+/// What one payment costs the database, counted by the server on the connection that made it
+/// and by a TCP relay in front of the server. A payment that pays a 2-course order is nine
+/// statements and one commit in three round trips: the duplicate read; START TRANSACTION with
+/// the order and its items locked; the payment, the order paid, its items into enrollment,
+/// their outbox rows, the events and COMMIT. A repeated delivery is one read, one round trip
+/// and no commit. The connection is kept, as the webhook keeps it, so the pool's ping on
+/// release adds nothing.
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
-async fn a_paying_payment_is_one_transaction_of_five_statements_and_a_duplicate_one_read(pool: MySqlPool) {
-    let one = coursedrop::store::connect(&testing::database_url_of(&pool).await, 1).await.unwrap();
+async fn a_paying_payment_is_one_commit_in_three_round_trips_and_a_duplicate_one_read(pool: MySqlPool) {
+    let relay = testing::RoundTrips::in_front_of(&pool).await;
+    let db = KeptConnections::new(coursedrop::store::connect(&relay.url, 2).await.unwrap());
     let settings = PaymentSettings { pattern: pattern(), account_number: ACCOUNT.into() };
-    let pay = |id: i64, code: String| {
-        let (one, settings) = (one.clone(), settings.clone());
-        async move {
-            let body = payload(id, &code, 500_000);
-            let tx = sepay::SepayTransaction::parse(body.as_bytes()).unwrap().into_transfer(body);
-            coursedrop::payments::record(&one, &tx, &settings, Arrival::Webhook).await.unwrap().outcome
-        }
+    // The outcome and the round trips it took.
+    let pay = async |id: i64, code: &str| {
+        let body = payload(id, code, 500_000);
+        let tx = sepay::SepayTransaction::parse(body.as_bytes()).unwrap().into_transfer(body);
+        let mut conn = db.get().await.unwrap();
+        let before = relay.so_far();
+        let outcome =
+            coursedrop::payments::record_with(&mut conn, &tx, &settings, Arrival::Webhook).await.unwrap().outcome;
+        let trips = relay.so_far() - before;
+        conn.keep();
+        (outcome, trips)
     };
     // Warm: every statement prepared once, as in a running function.
     let (warm, _) = order(&pool, &[250_000, 250_000]).await;
-    pay(1, warm).await;
+    pay(1, &warm).await;
 
     let (code, items) = order(&pool, &[250_000, 250_000]).await;
-    let (q0, c0) = session_counters(&one).await;
-    let outcome = pay(2, code.clone()).await;
-    let (q1, c1) = session_counters(&one).await;
-    assert!(matches!(outcome, coursedrop::payments::PaymentOutcome::Applied { became_paid: true, .. }), "{outcome:?}");
+    let (q0, c0) = session_counters(&db).await;
+    let (outcome, round_trips) = pay(2, &code).await;
+    let (q1, c1) = session_counters(&db).await;
+    assert!(matches!(outcome, PaymentOutcome::Applied { became_paid: true, .. }), "{outcome:?}");
     // The second SHOW counts itself.
-    assert_eq!((q1 - q0 - 1, c1 - c0), (8, 1), "statements and commits of the paying payment");
+    assert_eq!((q1 - q0 - 1, c1 - c0), (9, 1), "statements and commits of the paying payment");
+    assert_eq!(round_trips, 3, "round trips of the paying payment");
     assert_eq!(item_statuses(&pool, &code).await, vec!["enrolling", "enrolling"]);
     let outbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE item_id IN (?, ?) AND queue = 'enroll'")
         .bind(items[0])
@@ -475,10 +487,12 @@ async fn a_paying_payment_is_one_transaction_of_five_statements_and_a_duplicate_
         ]
     );
 
-    let (q0, c0) = session_counters(&one).await;
-    assert_eq!(pay(2, code).await, coursedrop::payments::PaymentOutcome::Duplicate);
-    let (q1, c1) = session_counters(&one).await;
+    let (q0, c0) = session_counters(&db).await;
+    let (outcome, round_trips) = pay(2, &code).await;
+    assert_eq!(outcome, PaymentOutcome::Duplicate);
+    let (q1, c1) = session_counters(&db).await;
     assert_eq!((q1 - q0 - 1, c1 - c0), (1, 0), "a duplicate is answered from one read");
+    assert_eq!(round_trips, 1, "round trips of a duplicate");
 }
 
 // ---------------------------------------------------------------- Casso webhook v2
@@ -605,7 +619,7 @@ async fn casso_test_calls_get_a_clear_answer_and_no_key_refuses_deliveries(pool:
     let (publisher, urls) = testing::fresh_queues(&sqs).await;
     let mut off = harness_with(pool, WebhookAuth::ApiKey(KEY.into()), Arc::new(publisher), sqs, urls).await;
     let state = WebhookState {
-        pool: off.pool.clone(),
+        db: KeptConnections::new(off.pool.clone()),
         auth: WebhookAuth::ApiKey(KEY.into()),
         casso: coursedrop::adapters::casso::CassoAuth::Unconfigured { reason: "CASSO_CHECKSUM_KEY is not set".into() },
         settings: PaymentSettings { pattern: pattern(), account_number: ACCOUNT.into() },
@@ -634,7 +648,7 @@ async fn the_optional_allow_list_takes_sepay_only_from_its_published_addresses(p
 
     let h = harness(pool.clone()).await;
     let state = WebhookState {
-        pool: pool.clone(),
+        db: KeptConnections::new(pool.clone()),
         auth: WebhookAuth::ApiKey(KEY.into()),
         casso: coursedrop::adapters::casso::CassoAuth::Unconfigured { reason: "off".into() },
         settings: PaymentSettings { pattern: pattern(), account_number: ACCOUNT.into() },

@@ -5,12 +5,14 @@
 pub mod reconcile;
 pub mod transfer;
 
-use sqlx::{MySqlConnection, MySqlPool};
+use sqlx::pool::PoolConnection;
+use sqlx::{MySql, MySqlConnection, MySqlPool};
 
 use crate::domain::{CodePattern, EventKind, ItemStatus, OrderCode, OrderStatus, Status};
 use crate::store::events::{self, NewEvent};
 use crate::store::outbox::OutboxMessage;
-use crate::store::payments::{LockedOrder, NewPayment};
+use crate::store::payments::{LockedOrder, NewPayment, OrderPayment};
+use crate::store::script::Script;
 use crate::store::{self, StoreError, items, orders};
 pub use transfer::{Arrival, BankTransfer, Gateway, TransferType};
 
@@ -91,17 +93,26 @@ fn new_payment(tx: &BankTransfer, arrival: Arrival, order_id: Option<u64>) -> Ne
     }
 }
 
-/// Adds a payment of `amount` to the locked `order`, set-based: one update of the order (with
-/// its items into enrollment when the sum reaches its total), one insert of their outbox
-/// rows, and every event in one insert. A payment the order cannot take
-/// (cancelled, refunded, already paid) is kept and the order flagged.
-async fn apply(
-    db: &mut MySqlConnection,
-    order: LockedOrder,
-    amount: i64,
-    what: &str,
-    actor: &str,
-) -> Result<(PaymentOutcome, Vec<OutboxMessage>), StoreError> {
+/// What a payment does to the order it is added to, decided from the order as locked and
+/// nothing else, so every rule of paying is tested without a database: the new sum, whether
+/// the order becomes paid (and which items go to enrollment), whether an operator must look
+/// (an over-payment, money on a cancelled, refunded or paid order), and the events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub order_id: u64,
+    /// The order's status under the lock.
+    pub status: OrderStatus,
+    pub paid_vnd: i64,
+    pub attention: Option<String>,
+    /// `Some`: the order becomes paid, and these items, awaiting payment, go to enrollment.
+    pub enrolling: Option<Vec<u64>>,
+    /// The payment as the timeline tells it: what arrived, and the sum so far.
+    pub detail: String,
+    pub outcome: PaymentOutcome,
+}
+
+/// Adds a payment of `amount` (described by `what`) to the locked `order`.
+pub fn decide(order: LockedOrder, amount: i64, what: &str) -> Result<Decision, StoreError> {
     // Amounts are bounded where they are parsed; a sum past i64 is still refused, not wrapped.
     let paid_vnd = order.paid_vnd.checked_add(amount).ok_or(StoreError::Overflow)?;
     let detail = format!("{what}, {} of {} paid", paid_vnd, order.total_vnd);
@@ -113,71 +124,104 @@ async fn apply(
         OrderStatus::Pending => None,
         status => Some(format!("payment of {amount} VND received while the order is {status}")),
     };
-    let event = |kind, from_status, to_status, detail, item_id| NewEvent {
-        order_id: order.id,
-        item_id,
-        kind,
-        from_status,
-        to_status,
-        actor,
-        detail,
-    };
-    // Declared before the events that borrow it.
-    let awaiting = order.items_in(ItemStatus::AwaitingPayment);
-    let mut events = vec![event(EventKind::PaymentReceived, None, None, Some(detail.as_str()), None)];
-    let mut outbox = Vec::new();
-    if becomes_paid {
-        orders::pay_in(db, order.id, paid_vnd, attention.as_deref(), awaiting.len()).await?;
-        events.push(event(
-            EventKind::OrderStatus,
-            Some(OrderStatus::Pending.as_str()),
-            Some(OrderStatus::Paid.as_str()),
-            Some(detail.as_str()),
-            None,
-        ));
-        let enrolling = items::MoveAll {
-            order_id: order.id,
-            item_ids: &awaiting,
-            from: ItemStatus::AwaitingPayment,
-            to: ItemStatus::Enrolling,
-            actor,
-            reason: Some("order paid"),
-        };
-        outbox = items::moved_in(db, &enrolling, &mut events).await?;
-    } else {
-        orders::record_payment_in(db, order.id, order.status, paid_vnd, attention.as_deref()).await?;
-    }
-    if let Some(reason) = &attention {
-        events.push(event(EventKind::NeedsAttention, None, None, Some(reason.as_str()), None));
-    }
-    events::record_all(db, &events).await?;
-
-    let outcome = match (order.status, attention) {
+    let enrolling = becomes_paid.then(|| order.items_in(ItemStatus::AwaitingPayment));
+    let outcome = match (order.status, &attention) {
         (OrderStatus::Pending, _) => PaymentOutcome::Applied {
             order_code: order.code,
             paid_vnd,
             total_vnd: order.total_vnd,
             became_paid: becomes_paid,
         },
-        (_, reason) => PaymentOutcome::Flagged { order_code: order.code, reason: reason.unwrap_or_default() },
+        (_, reason) => PaymentOutcome::Flagged { order_code: order.code, reason: reason.clone().unwrap_or_default() },
     };
-    Ok((outcome, outbox))
+    Ok(Decision { order_id: order.id, status: order.status, paid_vnd, attention, enrolling, detail, outcome })
+}
+
+impl Decision {
+    /// The timeline's rows for it, in order: the payment, the order paid, each item into
+    /// enrollment, the flag.
+    pub fn events<'a>(&'a self, actor: &'a str) -> Vec<NewEvent<'a>> {
+        let event = |kind, from_status, to_status, detail, item_id| NewEvent {
+            order_id: self.order_id,
+            item_id,
+            kind,
+            from_status,
+            to_status,
+            actor,
+            detail,
+        };
+        let mut events = vec![event(EventKind::PaymentReceived, None, None, Some(self.detail.as_str()), None)];
+        if let Some(items) = &self.enrolling {
+            events.push(event(
+                EventKind::OrderStatus,
+                Some(OrderStatus::Pending.as_str()),
+                Some(OrderStatus::Paid.as_str()),
+                Some(self.detail.as_str()),
+                None,
+            ));
+            for &item in items {
+                events.push(event(
+                    EventKind::ItemStatus,
+                    Some(ItemStatus::AwaitingPayment.as_str()),
+                    Some(ItemStatus::Enrolling.as_str()),
+                    Some("order paid"),
+                    Some(item),
+                ));
+            }
+        }
+        if let Some(reason) = &self.attention {
+            events.push(event(EventKind::NeedsAttention, None, None, Some(reason.as_str()), None));
+        }
+        events
+    }
+
+    /// The writes it takes, for the store.
+    pub fn writes<'a>(&'a self, events: &'a [NewEvent<'a>]) -> OrderPayment<'a> {
+        OrderPayment {
+            order_id: self.order_id,
+            status: self.status,
+            paid_vnd: self.paid_vnd,
+            attention: self.attention.as_deref(),
+            enrolling: self.enrolling.as_deref(),
+            events,
+        }
+    }
+
+    /// Counted once the decision is committed.
+    fn emit_metrics(&self) {
+        for _ in self.enrolling.iter().flatten() {
+            crate::metrics::emit(crate::metrics::Metric::ItemEntered { status: ItemStatus::Enrolling.as_str() });
+        }
+    }
 }
 
 /// Records the transfer. Safe to call any number of times with the same feed and id, from
 /// any number of concurrent requests and reconciliation passes: the payment is counted once.
-/// A repeat is answered from one read; a payment that pays its order is one transaction of
-/// six statements and one commit.
+/// A repeat is answered from one read. A payment that pays its order takes two more round
+/// trips on the same connection: one begins the transaction and locks the order and its
+/// items; the other writes the payment, the order paid with its items, their outbox rows and
+/// the events, and commits.
 pub async fn record(
     pool: &MySqlPool,
     tx: &BankTransfer,
     settings: &PaymentSettings,
     arrival: Arrival,
 ) -> Result<Recorded, StoreError> {
-    if store::payments::is_recorded(pool, tx.gateway.as_str(), &tx.id).await? {
+    record_with(&mut pool.acquire().await?, tx, settings, arrival).await
+}
+
+/// [`record`] on a connection the caller holds (the webhook keeps its connections:
+/// `store::kept`).
+pub async fn record_with(
+    conn: &mut PoolConnection<MySql>,
+    tx: &BankTransfer,
+    settings: &PaymentSettings,
+    arrival: Arrival,
+) -> Result<Recorded, StoreError> {
+    if store::payments::is_recorded(conn, tx.gateway.as_str(), &tx.id).await? {
         return Ok(Recorded { outcome: PaymentOutcome::Duplicate, outbox: vec![] });
     }
-    record_unseen(pool, tx, settings, arrival).await
+    record_on(conn, tx, settings, arrival).await
 }
 
 /// [`record`] without its first read, for a caller that has just read (for many transfers at
@@ -188,11 +232,27 @@ pub(crate) async fn record_unseen(
     settings: &PaymentSettings,
     arrival: Arrival,
 ) -> Result<Recorded, StoreError> {
-    crate::store::retry_deadlocks(|| record_once(pool, tx, settings, arrival)).await
+    record_on(&mut pool.acquire().await?, tx, settings, arrival).await
+}
+
+/// One transaction on `conn`, run again if it deadlocks.
+async fn record_on(
+    conn: &mut PoolConnection<MySql>,
+    tx: &BankTransfer,
+    settings: &PaymentSettings,
+    arrival: Arrival,
+) -> Result<Recorded, StoreError> {
+    let mut retry = store::DeadlockRetry::default();
+    loop {
+        let result = record_once(conn, tx, settings, arrival).await;
+        if !retry.again(&result).await {
+            return result;
+        }
+    }
 }
 
 async fn record_once(
-    pool: &MySqlPool,
+    conn: &mut PoolConnection<MySql>,
     tx: &BankTransfer,
     settings: &PaymentSettings,
     arrival: Arrival,
@@ -202,7 +262,7 @@ async fn record_once(
 
     if tx.transfer_type == TransferType::Out {
         // One statement: its own transaction.
-        let fresh = store::payments::insert(&mut *pool.acquire().await?, &new_payment(tx, arrival, None)).await?;
+        let fresh = store::payments::insert(conn, &new_payment(tx, arrival, None)).await?;
         let outcome = if fresh { PaymentOutcome::Outgoing } else { PaymentOutcome::Duplicate };
         return Ok(Recorded { outcome, outbox: vec![] });
     }
@@ -210,33 +270,59 @@ async fn record_once(
     let code = order_code_of(tx, &settings.pattern);
     let ours = is_our_account(tx, &settings.account_number);
     let Some(code) = code.filter(|_| ours) else {
-        let fresh = store::payments::insert(&mut *pool.acquire().await?, &new_payment(tx, arrival, None)).await?;
+        let fresh = store::payments::insert(conn, &new_payment(tx, arrival, None)).await?;
         if !fresh {
             return Ok(duplicate());
         }
         return Ok(unmatched(if ours { "no order code in the transfer" } else { "not paid into our account" }));
     };
 
-    let mut db = pool.begin().await?;
     // Locking the order first serialises concurrent deliveries of the same transaction, so
     // the unique key on (gateway, gateway_txn_id) decides the winner without deadlocks.
-    let Some(order) = store::payments::lock_order(&mut db, &code).await? else {
-        let fresh = store::payments::insert(&mut db, &new_payment(tx, arrival, None)).await?;
-        db.commit().await?;
-        return Ok(if fresh { unmatched("no order with this code") } else { duplicate() });
+    let (db, order) = store::payments::begin_locking(conn, &code).await?;
+    let mut script = Script::new();
+    let Some(order) = order else {
+        store::payments::push_insert(&mut script, &new_payment(tx, arrival, None));
+        return Ok(match db.commit(script).await? {
+            Some(_) => unmatched("no order with this code"),
+            None => duplicate(),
+        });
     };
-    if !store::payments::insert(&mut db, &new_payment(tx, arrival, Some(order.id))).await? {
-        db.rollback().await?;
-        return Ok(duplicate());
-    }
+    store::payments::push_insert(&mut script, &new_payment(tx, arrival, Some(order.id)));
     let how = match arrival {
         Arrival::Webhook => "",
         Arrival::Reconcile => ", found by reconciliation",
     };
-    let detail = format!("{} id {}: {} VND{how}", tx.gateway, tx.id, tx.amount_vnd);
-    let (outcome, outbox) = apply(&mut db, order, tx.amount_vnd, &detail, actor(tx.gateway, arrival)).await?;
-    db.commit().await?;
-    Ok(Recorded { outcome, outbox })
+    let what = format!("{} id {}: {} VND{how}", tx.gateway, tx.id, tx.amount_vnd);
+    let decision = match decide(order, tx.amount_vnd, &what) {
+        Ok(decision) => decision,
+        Err(e) => {
+            db.rollback().await?;
+            return Err(e);
+        }
+    };
+    let events = decision.events(actor(tx.gateway, arrival));
+    let layout = store::payments::push_payment(&mut script, &decision.writes(&events));
+    let Some(answers) = db.commit(script).await? else { return Ok(duplicate()) };
+    // The order and its items were locked by this transaction's first statement, so the
+    // compare-and-set cannot have lost; a count that differs is a defect, reported as such.
+    let outbox = layout.read(&answers)?;
+    decision.emit_metrics();
+    Ok(Recorded { outcome: decision.outcome, outbox })
+}
+
+/// Writes a decided payment inside the caller's transaction (an operator's attach), checking
+/// what changed before the caller commits.
+async fn apply_in(
+    db: &mut MySqlConnection,
+    decision: &Decision,
+    actor: &str,
+) -> Result<Vec<OutboxMessage>, StoreError> {
+    let events = decision.events(actor);
+    let mut script = Script::new();
+    let layout = store::payments::push_payment(&mut script, &decision.writes(&events));
+    let answers = script.run(db).await?;
+    layout.read(&answers)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -280,9 +366,11 @@ pub async fn attach(pool: &MySqlPool, payment_id: u64, code: &OrderCode, actor: 
         "{} id {}: {} VND, attached by an operator",
         payment.gateway, payment.gateway_txn_id, payment.amount_vnd
     );
-    let (outcome, outbox) = apply(&mut db, order, payment.amount_vnd, &what, actor).await?;
+    let decision = decide(order, payment.amount_vnd, &what)?;
+    let outbox = apply_in(&mut db, &decision, actor).await?;
     db.commit().await?;
-    Ok(Recorded { outcome, outbox })
+    decision.emit_metrics();
+    Ok(Recorded { outcome: decision.outcome, outbox })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -352,4 +440,95 @@ pub use crate::store::payments::UnmatchedPayment;
 /// Incoming transfers that matched no order, newest first.
 pub async fn unmatched(pool: &MySqlPool, limit: u32) -> Result<Vec<UnmatchedPayment>, StoreError> {
     store::payments::unmatched(pool, TransferType::In.as_str(), limit).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(status: OrderStatus, total_vnd: i64, paid_vnd: i64) -> LockedOrder {
+        LockedOrder {
+            id: 7,
+            code: "CD00000007".into(),
+            status,
+            total_vnd,
+            paid_vnd,
+            items: vec![(71, ItemStatus::AwaitingPayment), (72, ItemStatus::AwaitingPayment)],
+        }
+    }
+
+    fn kinds(d: &Decision) -> Vec<(EventKind, Option<u64>, Option<&str>)> {
+        d.events("sepay-webhook").iter().map(|e| (e.kind, e.item_id, e.to_status)).collect()
+    }
+
+    #[test]
+    fn paying_the_total_pays_the_order_and_enrolls_every_item_awaiting_payment() {
+        let mut o = order(OrderStatus::Pending, 500_000, 200_000);
+        o.items.push((73, ItemStatus::Cancelled));
+        let d = decide(o, 300_000, "sepay id 1: 300000 VND").unwrap();
+        assert_eq!(d.enrolling, Some(vec![71, 72]));
+        assert_eq!((d.paid_vnd, d.attention.as_deref()), (500_000, None));
+        assert_eq!(d.detail, "sepay id 1: 300000 VND, 500000 of 500000 paid");
+        assert_eq!(
+            d.outcome,
+            PaymentOutcome::Applied {
+                order_code: "CD00000007".into(),
+                paid_vnd: 500_000,
+                total_vnd: 500_000,
+                became_paid: true
+            }
+        );
+        assert_eq!(
+            kinds(&d),
+            vec![
+                (EventKind::PaymentReceived, None, None),
+                (EventKind::OrderStatus, None, Some("paid")),
+                (EventKind::ItemStatus, Some(71), Some("enrolling")),
+                (EventKind::ItemStatus, Some(72), Some("enrolling")),
+            ]
+        );
+        let events = d.events("sepay-webhook");
+        let w = d.writes(&events);
+        assert_eq!((w.order_id, w.status, w.enrolling), (7, OrderStatus::Pending, Some(&[71u64, 72][..])));
+    }
+
+    #[test]
+    fn a_part_payment_records_the_sum_and_waits() {
+        let d = decide(order(OrderStatus::Pending, 500_000, 0), 100_000, "x").unwrap();
+        assert_eq!((d.paid_vnd, d.enrolling.as_ref(), d.attention.as_ref()), (100_000, None, None));
+        assert!(matches!(d.outcome, PaymentOutcome::Applied { became_paid: false, .. }));
+        assert_eq!(kinds(&d), vec![(EventKind::PaymentReceived, None, None)]);
+    }
+
+    #[test]
+    fn an_over_payment_pays_and_flags_the_order() {
+        let d = decide(order(OrderStatus::Pending, 500_000, 0), 600_000, "x").unwrap();
+        assert_eq!(d.attention.as_deref(), Some("over-paid by 100000 VND"));
+        assert!(matches!(d.outcome, PaymentOutcome::Applied { became_paid: true, .. }));
+        assert_eq!(kinds(&d).last(), Some(&(EventKind::NeedsAttention, None, None)));
+    }
+
+    #[test]
+    fn money_on_a_closed_order_is_kept_and_flagged_never_enrolls() {
+        for status in [OrderStatus::Cancelled, OrderStatus::Refunded, OrderStatus::Paid] {
+            let d = decide(order(status, 500_000, 0), 500_000, "x").unwrap();
+            assert_eq!(d.enrolling, None, "{status}");
+            let reason = format!("payment of 500000 VND received while the order is {status}");
+            assert_eq!(
+                d.outcome,
+                PaymentOutcome::Flagged { order_code: "CD00000007".into(), reason: reason.clone() },
+                "{status}"
+            );
+            assert_eq!(d.attention, Some(reason));
+            assert_eq!(
+                kinds(&d),
+                vec![(EventKind::PaymentReceived, None, None), (EventKind::NeedsAttention, None, None)]
+            );
+        }
+    }
+
+    #[test]
+    fn a_sum_past_the_integer_is_refused_not_wrapped() {
+        assert!(matches!(decide(order(OrderStatus::Pending, 1, i64::MAX), 1, "x"), Err(StoreError::Overflow)));
+    }
 }

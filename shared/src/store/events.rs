@@ -68,6 +68,30 @@ pub async fn record_all(conn: &mut MySqlConnection, events: &[NewEvent<'_>]) -> 
     Ok(())
 }
 
+/// Appends the insert of these events, as one statement, to a script.
+pub(crate) fn push_insert(script: &mut super::script::Script, events: &[NewEvent<'_>]) {
+    use super::script::Value;
+    if events.is_empty() {
+        return;
+    }
+    script.sql("INSERT INTO order_events (order_id, item_id, kind, from_status, to_status, actor, detail) VALUES ");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            script.sql(", ");
+        }
+        script.tuple([
+            Value::UInt(e.order_id),
+            e.item_id.into(),
+            Value::Text(e.kind.as_str()),
+            e.from_status.into(),
+            e.to_status.into(),
+            Value::Text(e.actor),
+            e.detail.into(),
+        ]);
+    }
+    script.end();
+}
+
 /// An order's timeline, oldest first.
 pub async fn for_order(conn: &mut MySqlConnection, order_id: u64) -> Result<Vec<Event>, StoreError> {
     Ok(sqlx::query_as::<_, Event>(

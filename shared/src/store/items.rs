@@ -189,11 +189,11 @@ pub async fn move_all_in<'a>(
     moved_in(conn, m, events).await
 }
 
-/// What follows a move of all of an order's items once their rows have changed (by
-/// [`move_all_in`], or by a statement that also changed their order, as paying does): their
+/// What follows a move of all of an order's items once their rows have changed: their
 /// events added to `events`, the rows of the queue they leave consumed, and the outbox rows
-/// of the queue they enter, each in one statement.
-pub async fn moved_in<'a>(
+/// of the queue they enter, each in one statement. (Paying writes the same in its script:
+/// `store::payments::push_payment`.)
+async fn moved_in<'a>(
     conn: &mut MySqlConnection,
     m: &MoveAll<'a>,
     events: &mut Vec<NewEvent<'a>>,

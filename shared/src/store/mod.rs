@@ -11,6 +11,7 @@ pub mod coupons;
 pub mod delivered_files;
 pub mod events;
 pub mod items;
+pub mod kept;
 pub mod leases;
 pub mod orders;
 pub mod outbox;
@@ -18,6 +19,7 @@ pub mod payments;
 pub mod reconcile;
 pub mod reminders;
 pub mod reports;
+pub mod script;
 
 use std::time::Duration;
 
@@ -92,15 +94,33 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
-    let mut attempt = 0u64;
+    let mut retry = DeadlockRetry::default();
     loop {
-        match run().await {
-            Err(e) if is_deadlock(&e) && attempt < 4 => {
-                attempt += 1;
-                tracing::debug!(attempt, "deadlock; running the transaction again");
-                tokio::time::sleep(Duration::from_millis(rand::random_range(1..=10 * attempt))).await;
+        let result = run().await;
+        if !retry.again(&result).await {
+            return result;
+        }
+    }
+}
+
+/// [`retry_deadlocks`]'s rule, for a loop that must pass its transaction a borrowed
+/// connection (which a closure's future cannot hold).
+#[derive(Debug, Default)]
+pub struct DeadlockRetry {
+    attempt: u64,
+}
+
+impl DeadlockRetry {
+    /// Whether to run the transaction again after `result`; waits first when so.
+    pub async fn again<T>(&mut self, result: &Result<T, StoreError>) -> bool {
+        match result {
+            Err(e) if is_deadlock(e) && self.attempt < 4 => {
+                self.attempt += 1;
+                tracing::debug!(attempt = self.attempt, "deadlock; running the transaction again");
+                tokio::time::sleep(Duration::from_millis(rand::random_range(1..=10 * self.attempt))).await;
+                true
             }
-            other => return other,
+            _ => false,
         }
     }
 }
@@ -132,12 +152,29 @@ async fn keep_first(
     Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(read)).bind(id).fetch_one(pool).await?)
 }
 
+/// A pooled connection idle at least this long is pinged before it is handed out: the server
+/// (`wait_timeout`), a NAT or a Lambda frozen between invocations may have dropped it.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
+
 /// Connects a pool with settings suited to a Lambda (few connections, fail fast).
+///
+/// sqlx pings every connection before handing it out unless told otherwise: a round trip
+/// on every acquire, as costly as the statement it precedes. Only a connection that has been
+/// idle for [`PING_IF_IDLE_FOR`] is checked; a busy one was answering a moment ago.
 pub async fn connect(database_url: &str, max_connections: u32) -> Result<MySqlPool, sqlx::Error> {
     let options: MySqlConnectOptions = database_url.parse()?;
     MySqlPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options.charset("utf8mb4"))
         .await
 }

@@ -158,42 +158,6 @@ pub async fn record_payment_in(
     Ok(())
 }
 
-/// The payment that pays a locked pending order, in one statement: the order becomes paid
-/// with its new sum (and `attention`, for an over-payment), and its `items` awaiting payment
-/// go to enrollment. The caller writes the events and the outbox rows.
-pub async fn pay_in(
-    conn: &mut MySqlConnection,
-    order_id: u64,
-    paid_vnd: i64,
-    attention: Option<&str>,
-    items: usize,
-) -> Result<(), StoreError> {
-    let done = sqlx::query(
-        "UPDATE orders o LEFT JOIN order_items i ON i.order_id = o.id AND i.status = ?
-         SET o.paid_vnd = ?, o.status = ?, o.attention = COALESCE(?, o.attention), o.paid_at = NOW(3),
-             o.updated_at = NOW(3), i.status = ?, i.enrolling_at = NOW(3), i.updated_at = NOW(3)
-         WHERE o.id = ? AND o.status = ?",
-    )
-    .bind(ItemStatus::AwaitingPayment.as_str())
-    .bind(paid_vnd)
-    .bind(OrderStatus::Paid.as_str())
-    .bind(attention)
-    .bind(ItemStatus::Enrolling.as_str())
-    .bind(order_id)
-    .bind(OrderStatus::Pending.as_str())
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() != 1 + items as u64 {
-        // The caller's lock makes this impossible; never write half a payment.
-        return Err(StoreError::PartialChange {
-            what: "paying an order and its items",
-            expected: 1 + items as u64,
-            changed: done.rows_affected(),
-        });
-    }
-    Ok(())
-}
-
 pub async fn transition(
     pool: &MySqlPool,
     order_id: u64,

@@ -68,6 +68,45 @@ pub async fn enqueue_all(
         .collect())
 }
 
+/// Appends the insert of one row per item for `queue`, as one statement, to a script.
+/// [`enqueued`] reads the rows' ids from its answer.
+pub(crate) fn push_enqueue_all(script: &mut super::script::Script, queue: Queue, item_ids: &[u64]) {
+    use super::script::Value;
+    script.sql("INSERT INTO outbox (queue, payload, item_id) VALUES ");
+    for (i, &item_id) in item_ids.iter().enumerate() {
+        if i > 0 {
+            script.sql(", ");
+        }
+        script.tuple([Value::Text(queue.as_str()), Value::Text(&ItemMessage::body(item_id)), Value::UInt(item_id)]);
+    }
+    script.end();
+}
+
+/// The messages [`push_enqueue_all`]'s statement wrote, from its answer (consecutive ids from
+/// the first, as in [`enqueue_all`]).
+pub(crate) fn enqueued(
+    answer: &super::script::Answer,
+    queue: Queue,
+    item_ids: &[u64],
+) -> Result<Vec<OutboxMessage>, StoreError> {
+    if answer.rows_affected != item_ids.len() as u64 {
+        return Err(StoreError::PartialChange {
+            what: "writing outbox rows",
+            expected: item_ids.len() as u64,
+            changed: answer.rows_affected,
+        });
+    }
+    Ok(item_ids
+        .iter()
+        .enumerate()
+        .map(|(i, &item_id)| OutboxMessage {
+            id: answer.last_insert_id + i as u64,
+            queue,
+            body: ItemMessage::body(item_id),
+        })
+        .collect())
+}
+
 /// ` IN (?, ?, …)` with every id bound; `ids` is never empty here.
 fn push_in_list(query: &mut sqlx::QueryBuilder<sqlx::MySql>, ids: &[u64]) {
     query.push(" IN (");

@@ -638,3 +638,90 @@ async fn a_deadlock_victim_runs_again_and_both_transactions_succeed(pool: MySqlP
         sqlx::query_scalar("SELECT attempts FROM order_items ORDER BY id").fetch_all(&pool).await.unwrap();
     assert_eq!(attempts, vec![2, 2], "both transactions' work is there, once");
 }
+
+/// A payment's transaction is begun by a script, which sqlx cannot roll back for us. Dropped
+/// while open (a request cancelled between its two round trips), its connection is closed
+/// instead of going back to the pool, so the server rolls it back and the order's lock is free
+/// at once for the next payment. Finished by a rollback, the connection is used again.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_payment_transaction_dropped_open_leaves_no_lock_behind(pool: MySqlPool) {
+    let (code, _) = coursedrop::testing::pending_order(&pool, &[250_000], 30).await;
+    let url = coursedrop::testing::database_url_of(&pool).await;
+    // One connection: whichever is handed out next tells whether the last went back.
+    let one = store::connect(&url, 1).await.unwrap();
+    let connection_id = async |c: &mut sqlx::pool::PoolConnection<sqlx::MySql>| -> u64 {
+        sqlx::query_scalar("SELECT CONNECTION_ID()").fetch_one(&mut **c).await.unwrap()
+    };
+    let alive = async |id: u64| -> bool {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            == 1
+    };
+
+    let mut first = one.acquire().await.unwrap();
+    let dropped = connection_id(&mut first).await;
+    let (tx, order) = store::payments::begin_locking(&mut first, &code).await.unwrap();
+    assert_eq!(order.expect("the order").items.len(), 1);
+    drop(tx);
+    drop(first);
+    let mut waited = 0;
+    while alive(dropped).await && waited < 50 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waited += 1;
+    }
+    assert!(!alive(dropped).await, "the connection of a transaction dropped open was closed");
+
+    let mut next = one.acquire().await.unwrap();
+    let reused = connection_id(&mut next).await;
+    assert_ne!(reused, dropped);
+    // Were the dropped transaction alive, this would wait for its lock and fail.
+    sqlx::query("SET SESSION innodb_lock_wait_timeout = 1").execute(&mut *next).await.unwrap();
+    let (tx, order) = store::payments::begin_locking(&mut next, &code).await.unwrap();
+    assert_eq!(order.expect("the order").status, OrderStatus::Pending);
+    tx.rollback().await.unwrap();
+    drop(next);
+    let mut again = one.acquire().await.unwrap();
+    assert_eq!(connection_id(&mut again).await, reused, "a connection rolled back goes back to the pool");
+}
+
+/// The webhook keeps its connections between requests: a kept connection is used again with
+/// no round trip of the pool's (sqlx pings every connection it takes back), and the pool's
+/// other users always find one, since one fewer than the pool holds are kept.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn kept_connections_are_used_again_without_a_ping_and_never_starve_the_pool(pool: MySqlPool) {
+    use coursedrop::store::kept::KeptConnections;
+    let relay = coursedrop::testing::RoundTrips::in_front_of(&pool).await;
+    let db = KeptConnections::new(store::connect(&relay.url, 3).await.unwrap());
+    let connection_id = async |c: &mut sqlx::pool::PoolConnection<sqlx::MySql>| -> u64 {
+        sqlx::query_scalar("SELECT CONNECTION_ID()").fetch_one(&mut **c).await.unwrap()
+    };
+    let mut a = db.get().await.unwrap();
+    let first = connection_id(&mut a).await;
+    a.keep();
+    let before = relay.so_far();
+    for _ in 0..3 {
+        let mut again = db.get().await.unwrap();
+        assert_eq!(connection_id(&mut again).await, first);
+        again.keep();
+    }
+    assert_eq!(relay.so_far() - before, 3, "three statements, and no ping");
+
+    // All three of the pool's connections out at once, all handed back: two are kept, and the
+    // third goes back to the pool, where its other users find it.
+    let (x, y, z) = (db.get().await.unwrap(), db.get().await.unwrap(), db.get().await.unwrap());
+    x.keep();
+    y.keep();
+    z.keep();
+    let other = tokio::time::timeout(std::time::Duration::from_secs(2), db.pool().acquire()).await;
+    assert!(matches!(other, Ok(Ok(_))), "the pool's other users are not starved");
+
+    // A connection not handed back cleanly (an error, a cancelled request) is not kept.
+    let mut dropped = db.get().await.unwrap();
+    let dropped_id = connection_id(&mut dropped).await;
+    drop(dropped);
+    let mut next = db.get().await.unwrap();
+    assert_ne!(connection_id(&mut next).await, dropped_id, "only what was handed back cleanly is kept");
+}
