@@ -153,14 +153,17 @@ async fn keep_first(
 }
 
 /// A pooled connection idle at least this long is pinged before it is handed out: the server
-/// (`wait_timeout`), a NAT or a Lambda frozen between invocations may have dropped it.
-const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
+/// (a restart, `wait_timeout`), a NAT or a Lambda frozen between invocations may have dropped
+/// it. One used more recently was answering a moment ago. Half a second is HikariCP's
+/// `aliveBypassWindowMs`: a database restart takes longer, so every connection from before it
+/// is checked when it is next taken.
+pub(crate) const PING_IF_IDLE_FOR: Duration = Duration::from_millis(500);
 
 /// Connects a pool with settings suited to a Lambda (few connections, fail fast).
 ///
 /// sqlx pings every connection before handing it out unless told otherwise: a round trip
 /// on every acquire, as costly as the statement it precedes. Only a connection that has been
-/// idle for [`PING_IF_IDLE_FOR`] is checked; a busy one was answering a moment ago.
+/// idle for [`PING_IF_IDLE_FOR`] is checked.
 pub async fn connect(database_url: &str, max_connections: u32) -> Result<MySqlPool, sqlx::Error> {
     let options: MySqlConnectOptions = database_url.parse()?;
     MySqlPoolOptions::new()

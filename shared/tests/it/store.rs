@@ -709,14 +709,21 @@ async fn kept_connections_are_used_again_without_a_ping_and_never_starve_the_poo
     }
     assert_eq!(relay.so_far() - before, 3, "three statements, and no ping");
 
-    // All three of the pool's connections out at once, all handed back: two are kept, and the
-    // third goes back to the pool, where its other users find it.
-    let (x, y, z) = (db.get().await.unwrap(), db.get().await.unwrap(), db.get().await.unwrap());
-    x.keep();
-    y.keep();
-    z.keep();
+    // Two out at once through here, one fewer than the pool holds: the pool's other users
+    // still find one, and a third caller waits its turn and gets the first handed back.
+    let (mut x, y) = (db.get().await.unwrap(), db.get().await.unwrap());
+    let x_id = connection_id(&mut x).await;
     let other = tokio::time::timeout(std::time::Duration::from_secs(2), db.pool().acquire()).await;
     assert!(matches!(other, Ok(Ok(_))), "the pool's other users are not starved");
+    drop(other);
+    let third = db.get();
+    tokio::pin!(third);
+    assert!(tokio::time::timeout(std::time::Duration::from_millis(200), &mut third).await.is_err(), "waits its turn");
+    x.keep();
+    let mut third = tokio::time::timeout(std::time::Duration::from_secs(2), third).await.unwrap().unwrap();
+    assert_eq!(connection_id(&mut third).await, x_id, "the turn comes with the connection handed back");
+    third.keep();
+    y.keep();
 
     // A connection not handed back cleanly (an error, a cancelled request) is not kept.
     let mut dropped = db.get().await.unwrap();
