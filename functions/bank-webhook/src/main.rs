@@ -5,7 +5,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use coursedrop::config::AppVars;
 
-#[tokio::main]
+// One thread: a Lambda serves one request at a time, and a second worker would only add
+// wake-ups between threads (also when run as a local server, as the bench does).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     coursedrop::telemetry::init();
     let vars = AppVars::load().await.context("reading the configuration secret")?;

@@ -90,11 +90,12 @@ impl Script {
             Value::Text(v) => {
                 // The connection's character set is utf8mb4 and a &str is UTF-8, so the bytes
                 // are the string's own; the introducer makes them text rather than binary.
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
                 self.sql.reserve(v.len() * 2 + 12);
                 self.sql.push_str("_utf8mb4 X'");
-                for b in v.as_bytes() {
-                    let _ = write!(self.sql, "{b:02X}");
-                }
+                self.sql.extend(
+                    v.bytes().flat_map(|b| [HEX[usize::from(b >> 4)] as char, HEX[usize::from(b & 15)] as char]),
+                );
                 self.sql.push('\'');
             }
         }
