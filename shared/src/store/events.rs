@@ -47,24 +47,14 @@ pub async fn record(conn: &mut MySqlConnection, e: &NewEvent<'_>) -> Result<(), 
     Ok(())
 }
 
-/// Several events in one insert.
+/// Several events in one insert (the statement [`push_insert`] writes, alone).
 pub async fn record_all(conn: &mut MySqlConnection, events: &[NewEvent<'_>]) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
-    let mut insert = sqlx::QueryBuilder::new(
-        "INSERT INTO order_events (order_id, item_id, kind, from_status, to_status, actor, detail) ",
-    );
-    insert.push_values(events, |mut row, e| {
-        row.push_bind(e.order_id)
-            .push_bind(e.item_id)
-            .push_bind(e.kind.as_str())
-            .push_bind(e.from_status)
-            .push_bind(e.to_status)
-            .push_bind(e.actor)
-            .push_bind(e.detail);
-    });
-    insert.build().execute(conn).await?;
+    let mut script = super::script::Script::new();
+    push_insert(&mut script, events);
+    script.run(conn).await?;
     Ok(())
 }
 

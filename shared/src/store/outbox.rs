@@ -44,9 +44,7 @@ pub async fn enqueue(conn: &mut MySqlConnection, queue: Queue, item_id: u64) -> 
     Ok(enqueue_all(conn, queue, &[item_id]).await?.remove(0))
 }
 
-/// One row per item for `queue`, in one statement. Ids are the insert's first id onwards: a
-/// multi-row `INSERT … VALUES` is a "simple insert", whose auto-increment values InnoDB
-/// allocates consecutively in every `innodb_autoinc_lock_mode`.
+/// One row per item for `queue`, in one statement (the one [`push_enqueue_all`] writes, alone).
 pub async fn enqueue_all(
     conn: &mut MySqlConnection,
     queue: Queue,
@@ -55,17 +53,10 @@ pub async fn enqueue_all(
     if item_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut insert = sqlx::QueryBuilder::new("INSERT INTO outbox (queue, payload, item_id) ");
-    insert.push_values(item_ids, |mut row, &item_id| {
-        row.push_bind(queue.as_str()).push_bind(ItemMessage::body(item_id)).push_bind(item_id);
-    });
-    let done = insert.build().execute(conn).await?;
-    let first = done.last_insert_id();
-    Ok(item_ids
-        .iter()
-        .enumerate()
-        .map(|(i, &item_id)| OutboxMessage { id: first + i as u64, queue, body: ItemMessage::body(item_id) })
-        .collect())
+    let mut script = super::script::Script::new();
+    push_enqueue_all(&mut script, queue, item_ids);
+    let answers = script.run(conn).await?;
+    enqueued(&answers[0], queue, item_ids)
 }
 
 /// Appends the insert of one row per item for `queue`, as one statement, to a script.
@@ -82,8 +73,9 @@ pub(crate) fn push_enqueue_all(script: &mut super::script::Script, queue: Queue,
     script.end();
 }
 
-/// The messages [`push_enqueue_all`]'s statement wrote, from its answer (consecutive ids from
-/// the first, as in [`enqueue_all`]).
+/// The messages [`push_enqueue_all`]'s statement wrote, from its answer. Ids are the insert's
+/// first id onwards: a multi-row `INSERT … VALUES` is a "simple insert", whose auto-increment
+/// values InnoDB allocates consecutively in every `innodb_autoinc_lock_mode`.
 pub(crate) fn enqueued(
     answer: &super::script::Answer,
     queue: Queue,
