@@ -193,6 +193,16 @@ enum PaymentCommand {
     },
     /// Count an unmatched payment towards an order.
     Attach { payment_id: u64, code: String },
+    /// Transfers held as possible duplicates: another feed reported one with the same account,
+    /// amount and text moments apart, and no bank reference tells the two apart.
+    Held {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// A held payment is a transfer of its own: count it towards the order its lookalike paid.
+    Release { payment_id: u64 },
+    /// A held payment is the transfer it resembles, reported twice: keep it as evidence only.
+    Drop { payment_id: u64 },
 }
 
 struct Ctx {
@@ -282,6 +292,14 @@ fn error_code(e: &anyhow::Error) -> &'static str {
         }
     }
     "failed"
+}
+
+fn hold_error(e: payments::hold::HoldError) -> anyhow::Error {
+    match e {
+        payments::hold::HoldError::NoPayment(_) => coded("not_found", e.to_string()),
+        payments::hold::HoldError::NotHeld(_) => coded("refused", e.to_string()),
+        payments::hold::HoldError::Store(e) => e.into(),
+    }
 }
 
 fn course_slug(input: &str) -> Result<CourseSlug> {
@@ -662,6 +680,70 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
             let text = if payments.is_empty() { "no unmatched payments".to_string() } else { t.render() };
             (json!(payments), text)
         }
+        Command::Payments(PaymentCommand::Held { limit }) => {
+            let held = payments::hold::held(&ctx.pool, limit).await?;
+            let mut t =
+                Table::new(&["PAYMENT", "FEED", "FEED ID", "AMOUNT", "BANK TIME", "LOOKS LIKE", "ORDER", "TRANSFER TEXT"]);
+            for p in &held {
+                t.row(vec![
+                    p.id.to_string(),
+                    p.feed.clone(),
+                    p.feed_txn_id.clone(),
+                    vnd(p.amount_vnd),
+                    p.transaction_date.clone().unwrap_or_else(|| when(p.received_at)),
+                    format!(
+                        "{} ({} {}, {})",
+                        p.duplicate_of,
+                        p.duplicate_feed,
+                        p.duplicate_feed_txn_id,
+                        p.duplicate_transaction_date.as_deref().unwrap_or("-")
+                    ),
+                    p.order_code.clone().unwrap_or_else(|| "-".into()),
+                    p.content.clone().unwrap_or_default(),
+                ]);
+            }
+            let text = if held.is_empty() {
+                "no held payments".to_string()
+            } else {
+                format!(
+                    "{}\n`payments release ID` counts one as a transfer of its own; `payments drop ID` keeps it as evidence only",
+                    t.render()
+                )
+            };
+            (json!(held), text)
+        }
+        Command::Payments(PaymentCommand::Release { payment_id }) => {
+            let released = payments::hold::release(&ctx.pool, payment_id, &ctx.actor).await.map_err(hold_error)?;
+            match released.recorded {
+                Some((code, recorded)) => {
+                    let queued = ctx.publish(&recorded.outbox).await;
+                    let text = match &recorded.outcome {
+                        payments::PaymentOutcome::Applied { paid_vnd, total_vnd, became_paid, .. } => format!(
+                            "payment {payment_id} released and counted towards {code}: {} of {} paid{}",
+                            vnd(*paid_vnd),
+                            vnd(*total_vnd),
+                            if *became_paid { format!("; the order is paid and its courses are {queued}") } else { String::new() }
+                        ),
+                        payments::PaymentOutcome::Flagged { reason, .. } => {
+                            format!("payment {payment_id} released and counted towards {code}; the order is flagged: {reason}")
+                        }
+                        other => format!("payment {payment_id} released: {other:?}"),
+                    };
+                    (json!({"payment_id": payment_id, "hold": "released", "code": code}), text)
+                }
+                None => (
+                    json!({"payment_id": payment_id, "hold": "released", "code": null}),
+                    format!("payment {payment_id} released; it matches no order, so it is listed with `payments unmatched` to attach"),
+                ),
+            }
+        }
+        Command::Payments(PaymentCommand::Drop { payment_id }) => {
+            payments::hold::drop_held(&ctx.pool, payment_id, &ctx.actor).await.map_err(hold_error)?;
+            (
+                json!({"payment_id": payment_id, "hold": "dropped"}),
+                format!("payment {payment_id} dropped: kept as evidence of the transfer it duplicates, never counted"),
+            )
+        }
         Command::Reconcile { gateway, since } => reconcile(ctx, gateway, since).await?,
         Command::PurgeUnpaid { older_than_days } => {
             if older_than_days < 1 {
@@ -703,7 +785,11 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
         }
         Command::Payments(PaymentCommand::Attach { payment_id, code }) => {
             let code = ctx.code(&code)?;
-            let recorded = payments::attach(&ctx.pool, payment_id, &code, &ctx.actor).await?;
+            let recorded = payments::attach(&ctx.pool, payment_id, &code, &ctx.actor).await.map_err(|e| match e {
+                payments::AttachError::NoPayment(_) | payments::AttachError::NoOrder(_) => coded("not_found", e.to_string()),
+                payments::AttachError::Store(e) => e.into(),
+                e => coded("refused", e.to_string()),
+            })?;
             let queued = ctx.publish(&recorded.outbox).await;
             let text = match &recorded.outcome {
                 payments::PaymentOutcome::Applied { paid_vnd, total_vnd, became_paid: true, .. } => format!(

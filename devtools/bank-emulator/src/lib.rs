@@ -234,20 +234,42 @@ impl Emulator {
     /// Books a transfer in the feed's ledger without sending its webhook (a webhook that was
     /// lost); returns its id.
     pub fn book(&self, t: &NewTransfer) -> i64 {
+        self.book_as(t, t.feed, None)
+    }
+
+    /// Books one transfer as both feeds report it: a seller who connected SePay and Casso to
+    /// the same account. Each feed lists it under its own id; the bank's reference, the
+    /// account, the amount and the time are the same. Returns (SePay's id, Casso's id).
+    pub fn book_on_both_feeds(&self, t: &NewTransfer) -> (i64, i64) {
+        let sepay = self.book_as(t, Feed::Sepay, None);
+        let reference = self.0.lock().unwrap().ledger.last().expect("just booked").reference.clone();
+        let casso = self.book_as(t, Feed::Casso, Some(reference));
+        (sepay, casso)
+    }
+
+    fn book_as(&self, t: &NewTransfer, feed: Feed, same_as: Option<String>) -> i64 {
         let mut inner = self.0.lock().unwrap();
         inner.next_id += 1 + (inner.next_id % 3); // ids grow, with gaps: other accounts' transfers
         let id = inner.next_id;
-        inner.balance += t.amount_vnd;
+        let at = t.at.unwrap_or_else(now_in_vietnam);
+        // The second feed's report of a transfer is the same money: the balance moves once.
+        let (at, balance) = match (&same_as, inner.ledger.last()) {
+            (Some(_), Some(first)) => (first.at, first.balance),
+            _ => {
+                inner.balance += t.amount_vnd;
+                (at, inner.balance)
+            }
+        };
         let txn = Txn {
             id,
-            feed: t.feed,
+            feed,
             account_number: t.account_number.clone(),
-            at: t.at.unwrap_or_else(now_in_vietnam),
+            at,
             amount_vnd: t.amount_vnd,
             amount_text: t.amount_text.clone(),
             content: t.content.clone(),
-            reference: format!("FT{id:010}"),
-            balance: inner.balance,
+            reference: same_as.unwrap_or_else(|| format!("FT{id:010}")),
+            balance,
         };
         inner.ledger.push(txn);
         id
@@ -256,21 +278,34 @@ impl Emulator {
     /// Books a transfer and posts its webhook as the feed would.
     pub async fn transfer(&self, t: &NewTransfer) -> (i64, Delivery) {
         let id = self.book(t);
+        (id, self.deliver(id, t.feed).await)
+    }
+
+    /// Books a transfer on both feeds ([`Emulator::book_on_both_feeds`]) and posts both
+    /// webhooks at once.
+    pub async fn transfer_on_both_feeds(&self, t: &NewTransfer) -> ((i64, Delivery), (i64, Delivery)) {
+        let (sepay, casso) = self.book_on_both_feeds(t);
+        let (a, b) = tokio::join!(self.deliver(sepay, Feed::Sepay), self.deliver(casso, Feed::Casso));
+        ((sepay, a), (casso, b))
+    }
+
+    /// Posts the webhook of booked transfer `id` as `feed` sends it (again, if it was sent).
+    pub async fn deliver(&self, id: i64, feed: Feed) -> Delivery {
         let (txn, target, drop) = {
             let inner = self.0.lock().unwrap();
-            let txn = inner.ledger.iter().find(|x| x.id == id).cloned().expect("just booked");
-            let target = match t.feed {
+            let txn = inner.ledger.iter().find(|x| x.id == id).cloned().expect("a booked transfer");
+            let target = match feed {
                 Feed::Sepay => inner.config.sepay_webhook.clone(),
                 Feed::Casso => inner.config.casso_webhook.clone(),
             };
             (txn, target, inner.config.faults.drop_webhooks)
         };
-        let Some(target) = target else { return (id, Delivery::NotConfigured) };
+        let Some(target) = target else { return Delivery::NotConfigured };
         if drop {
             self.0.lock().unwrap().stats.webhooks_dropped += 1;
-            return (id, Delivery::Dropped);
+            return Delivery::Dropped;
         }
-        let request = match t.feed {
+        let request = match feed {
             Feed::Sepay => self
                 .1
                 .post(&target.url)
@@ -293,7 +328,7 @@ impl Emulator {
             Delivery::Delivered { .. } => inner.stats.webhooks_delivered += 1,
             _ => inner.stats.webhooks_failed += 1,
         }
-        (id, delivery)
+        delivery
     }
 
     pub fn router(&self) -> Router {

@@ -124,7 +124,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
         .map(|(i, (code, total))| {
             json!({"id": 1_000_000 + i, "gateway": "MBBank", "transactionDate": "2026-11-22 10:00:00", "accountNumber": account,
                    "code": null, "content": format!("MBVCB.{i}.{code}.CT tu NGUYEN VAN A"), "transferType": "in",
-                   "transferAmount": total, "accumulated": 0, "subAccount": null, "referenceCode": "FT1", "description": ""})
+                   "transferAmount": total, "accumulated": 0, "subAccount": null, "referenceCode": format!("FT{}", 1_000_000 + i), "description": ""})
             .to_string()
         })
         .collect();

@@ -454,7 +454,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
             }
             let body = json!({"id": id, "gateway": "MBBank", "transactionDate": "2026-11-22 10:00:00",
                 "accountNumber": account, "code": null, "content": content, "transferType": "in",
-                "transferAmount": amount, "accumulated": 0, "subAccount": null, "referenceCode": "FT1", "description": ""})
+                "transferAmount": amount, "accumulated": 0, "subAccount": null, "referenceCode": format!("FT{id}"), "description": ""})
             .to_string();
             for _ in 0..rand::random_range(3..=10) {
                 let (http, url, key, body) =

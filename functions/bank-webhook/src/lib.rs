@@ -178,6 +178,16 @@ async fn record<P: Publisher>(s: &WebhookState<P>, tx: &BankTransfer) -> Result<
     match &recorded.outcome {
         PaymentOutcome::Duplicate => tracing::info!(gateway, id, "duplicate delivery; already recorded"),
         PaymentOutcome::Outgoing => tracing::info!(gateway, id, "outgoing transfer recorded"),
+        PaymentOutcome::SameTransfer { payment_id } => {
+            tracing::info!(gateway, id, payment_id, "another feed reported this transfer first; kept as evidence")
+        }
+        PaymentOutcome::Held { duplicate_of } => tracing::warn!(
+            gateway,
+            id,
+            amount = tx.amount_vnd,
+            duplicate_of,
+            "transfer held for an operator: it looks like one already counted"
+        ),
         PaymentOutcome::Unmatched { reason } => {
             tracing::warn!(gateway, id, amount = tx.amount_vnd, %reason, "unmatched transfer kept")
         }

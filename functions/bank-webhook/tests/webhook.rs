@@ -70,7 +70,7 @@ fn payload(id: i64, content: &str, amount: i64) -> String {
     json!({
         "id": id, "gateway": "MBBank", "transactionDate": "2026-11-22 10:00:00", "accountNumber": ACCOUNT,
         "code": null, "content": content, "transferType": "in", "transferAmount": amount,
-        "accumulated": 10_000_000, "subAccount": null, "referenceCode": "FT26326", "description": content
+        "accumulated": 10_000_000, "subAccount": null, "referenceCode": format!("FT{id}"), "description": content
     })
     .to_string()
 }
@@ -458,8 +458,10 @@ async fn a_paying_payment_is_one_commit_in_three_round_trips_and_a_duplicate_one
     let (outcome, round_trips) = pay(2, &code).await;
     let (q1, c1) = session_counters(&db).await;
     assert!(matches!(outcome, PaymentOutcome::Applied { became_paid: true, .. }), "{outcome:?}");
-    // The second SHOW counts itself.
-    assert_eq!((q1 - q0 - 1, c1 - c0), (9, 1), "statements and commits of the paying payment");
+    // The second SHOW counts itself. Ten statements: the duplicate read; START TRANSACTION,
+    // the lock and the read of transfers like it (another feed's report of the same one); the
+    // payment, the order, its items, the outbox, the events and COMMIT.
+    assert_eq!((q1 - q0 - 1, c1 - c0), (10, 1), "statements and commits of the paying payment");
     assert_eq!(round_trips, 3, "round trips of the paying payment");
     assert_eq!(item_statuses(&pool, &code).await, vec!["enrolling", "enrolling"]);
     let outbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE item_id IN (?, ?) AND queue = 'enroll'")
@@ -500,7 +502,7 @@ async fn a_paying_payment_is_one_commit_in_three_round_trips_and_a_duplicate_one
 /// A Casso delivery of transaction `id` with `description`, as Casso's webhook v2 sends it.
 fn casso_body(id: i64, description: &str, amount: i64) -> Value {
     json!({"error": 0, "data": {
-        "id": id, "reference": "FT24364030863634", "description": description, "amount": amount,
+        "id": id, "reference": format!("FT{id}"), "description": description, "amount": amount,
         "runningBalance": 25_000_000, "transactionDateTime": "2026-11-22 10:00:00", "accountNumber": ACCOUNT,
         "bankName": "MBBank", "bankAbbreviation": "MBB", "virtualAccountNumber": "", "virtualAccountName": "",
         "counterAccountName": "NGUYỄN VĂN A", "counterAccountNumber": "8888888888", "counterAccountBankId": "970415",
@@ -682,4 +684,179 @@ async fn the_optional_allow_list_takes_sepay_only_from_its_published_addresses(p
     let (status, _) = send("2400:8905::2000:8cff:fe98:45cd", 7002).await;
     assert_eq!(status, StatusCode::OK, "its IPv6 address too");
     assert_eq!(scalar(&pool, "SELECT COUNT(*) FROM payments").await, 2);
+}
+
+// ---------------------------------------------------------------- one transfer, two feeds
+
+/// The same bank transfer as SePay and as Casso report it: each with its own id, both with
+/// the bank's reference `reference` (blank for a feed that gives none).
+fn both_feeds(sepay_id: i64, casso_id: i64, reference: &str, text: &str, amount: i64) -> (String, Value) {
+    let mut sepay: Value = serde_json::from_str(&payload(sepay_id, text, amount)).unwrap();
+    sepay["referenceCode"] = json!(reference);
+    let mut casso = casso_body(casso_id, text, amount);
+    casso["data"]["reference"] = json!(reference);
+    (sepay.to_string(), casso)
+}
+
+async fn post_casso_signed(app: &Router, body: &Value) -> (StatusCode, Value) {
+    let now = Utc::now().timestamp_millis();
+    post_casso(app, &body.to_string(), Some(&casso_signature(body, now))).await
+}
+
+async fn order_counts(pool: &MySqlPool, code: &str) -> (i64, i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM payments p WHERE p.order_id = o.id),
+                (SELECT COUNT(*) FROM payment_sightings s JOIN payments p ON p.id = s.payment_id WHERE p.order_id = o.id),
+                o.paid_vnd
+         FROM orders o WHERE o.code = ?",
+    )
+    .bind(code)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// A seller connected SePay and Casso to one account: every transfer comes twice, with two
+/// ids. In either order, or at the same moment, and with each feed's own redeliveries, the
+/// order is paid once from one transfer; the second report is kept as evidence.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn one_transfer_from_both_feeds_is_one_payment_in_either_order_and_at_once(pool: MySqlPool) {
+    let h = harness(pool).await;
+    for round in 0..20i64 {
+        let (code, items) = order(&h.pool, &[200_000, 150_000]).await;
+        let (sepay, casso) =
+            both_feeds(90_000 + round, 70_000 + round, &format!("FT26339{round:04}"), &format!("{code} hoc phi"), 350_000);
+        match round % 3 {
+            0 => {
+                assert_eq!(post_with_key(&h.app, &sepay).await.0, StatusCode::OK);
+                assert_eq!(post_casso_signed(&h.app, &casso).await.0, StatusCode::OK);
+            }
+            1 => {
+                assert_eq!(post_casso_signed(&h.app, &casso).await.0, StatusCode::OK);
+                assert_eq!(post_with_key(&h.app, &sepay).await.0, StatusCode::OK);
+            }
+            _ => {
+                // Both feeds and a redelivery of each, all at once.
+                let (a, b, c, d) = tokio::join!(
+                    post_with_key(&h.app, &sepay),
+                    post_casso_signed(&h.app, &casso),
+                    post_casso_signed(&h.app, &casso),
+                    post_with_key(&h.app, &sepay)
+                );
+                assert_eq!([a.0, b.0, c.0, d.0], [StatusCode::OK; 4], "round {round}");
+            }
+        }
+        // Each feed redelivers once more, later.
+        assert_eq!(post_with_key(&h.app, &sepay).await.0, StatusCode::OK);
+        assert_eq!(post_casso_signed(&h.app, &casso).await.0, StatusCode::OK);
+
+        assert_eq!(order_counts(&h.pool, &code).await, (1, 1, 350_000), "round {round}: one payment, one sighting");
+        assert_eq!(order_state(&h.pool, &code).await, ("paid".into(), 350_000, None), "round {round}");
+        let mut got = testing::drain(&h.sqs, &h.urls[&Queue::Enroll]).await;
+        got.sort();
+        assert_eq!(got, bodies_for(&items), "round {round}: one enroll message per item");
+    }
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM order_events WHERE kind = 'payment_received'").await, 20);
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM order_events WHERE kind = 'payment_seen_again'").await, 20);
+}
+
+/// Two genuinely different transfers of the same amount and text, minutes apart, each with
+/// its own reference: both count (a buyer paying the second half, or paying twice).
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn two_transfers_with_equal_amount_and_text_are_two_payments(pool: MySqlPool) {
+    let h = harness(pool).await;
+    let (code, _) = order(&h.pool, &[400_000]).await;
+    let (first, _) = both_feeds(91_001, 0, "FT1001", &code, 200_000);
+    let (_, second) = both_feeds(0, 71_001, "FT1002", &code, 200_000);
+    assert_eq!(post_with_key(&h.app, &first).await.0, StatusCode::OK);
+    assert_eq!(post_casso_signed(&h.app, &second).await.0, StatusCode::OK);
+    assert_eq!(order_counts(&h.pool, &code).await, (2, 0, 400_000));
+    assert_eq!(order_state(&h.pool, &code).await.0, "paid");
+
+    // Without references, minutes apart in the bank's time: two transfers as well.
+    let (code, _) = order(&h.pool, &[400_000]).await;
+    let (sepay, _) = both_feeds(91_002, 0, "", &code, 200_000);
+    let (_, mut casso) = both_feeds(0, 71_002, "", &code, 200_000);
+    casso["data"]["transactionDateTime"] = json!("2026-11-22 10:04:00");
+    assert_eq!(post_with_key(&h.app, &sepay).await.0, StatusCode::OK);
+    assert_eq!(post_casso_signed(&h.app, &casso).await.0, StatusCode::OK);
+    assert_eq!(order_counts(&h.pool, &code).await, (2, 0, 400_000));
+}
+
+/// A feed that gives no bank reference: a lookalike of a counted transfer (other feed, same
+/// account, amount and text, seconds apart) is held: not counted, not lost, listed for an
+/// operator, and counted exactly once when released; a dropped one never counts.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_lookalike_without_a_reference_is_held_listed_and_released_once(pool: MySqlPool) {
+    use coursedrop::payments::hold;
+    let h = harness(pool).await;
+    let (code, items) = order(&h.pool, &[600_000]).await;
+    let (sepay, _) = both_feeds(92_001, 0, "FT2001", &format!("{code} dot 1"), 300_000);
+    let (_, mut casso) = both_feeds(0, 72_001, "", &format!("{code} dot 1"), 300_000);
+    casso["data"]["transactionDateTime"] = json!("2026-11-22 10:00:20");
+    assert_eq!(post_with_key(&h.app, &sepay).await.0, StatusCode::OK);
+    assert_eq!(post_casso_signed(&h.app, &casso).await.0, StatusCode::OK);
+    assert_eq!(post_casso_signed(&h.app, &casso).await.0, StatusCode::OK, "a redelivery of the held one");
+
+    assert_eq!(order_counts(&h.pool, &code).await, (1, 0, 300_000), "held: kept, not counted");
+    assert_eq!(order_state(&h.pool, &code).await.0, "pending");
+    let held = hold::held(&h.pool, 50).await.unwrap();
+    assert_eq!(held.len(), 1);
+    let (held_id, first_id) = (held[0].id, held[0].duplicate_of);
+    assert_eq!((held[0].feed.as_str(), held[0].feed_txn_id.as_str()), ("casso", "72001"));
+    assert_eq!((held[0].duplicate_feed.as_str(), held[0].order_code.as_deref()), ("sepay", Some(code.as_str())));
+    assert!(payments_unmatched(&h.pool).await.is_empty(), "a held payment is not offered to attach");
+    assert!(matches!(
+        coursedrop::payments::attach(&h.pool, held_id, &code.parse_code(), "operator:t").await,
+        Err(coursedrop::payments::AttachError::OnHold(_))
+    ));
+
+    // The seller's statement shows two transfers: release counts it, once.
+    let released = hold::release(&h.pool, held_id, "operator:lan").await.unwrap();
+    let (released_to, recorded) = released.recorded.unwrap();
+    assert_eq!(released_to, code);
+    assert!(matches!(recorded.outcome, PaymentOutcome::Applied { became_paid: true, .. }), "{:?}", recorded.outcome);
+    assert_eq!(order_state(&h.pool, &code).await, ("paid".into(), 600_000, None));
+    assert_eq!(order_counts(&h.pool, &code).await, (2, 0, 600_000));
+    assert!(matches!(hold::release(&h.pool, held_id, "operator:lan").await, Err(hold::HoldError::NotHeld(_))));
+    assert!(matches!(hold::drop_held(&h.pool, first_id, "operator:lan").await, Err(hold::HoldError::NotHeld(_))));
+    assert!(hold::held(&h.pool, 50).await.unwrap().is_empty());
+    coursedrop::relay::publish_all(&h.pool, h.publisher.as_ref(), &recorded.outbox).await;
+    let mut got = testing::drain(&h.sqs, &h.urls[&Queue::Enroll]).await;
+    got.sort();
+    assert_eq!(got, bodies_for(&items), "the released payment paid the order: its items go to enrollment");
+    let actor: String =
+        sqlx::query_scalar("SELECT actor FROM order_events WHERE kind = 'payment_received' ORDER BY id DESC LIMIT 1")
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!(actor, "operator:lan");
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM outbox").await, items.len() as i64);
+
+    // Another lookalike, dropped: evidence only.
+    let (code, _) = order(&h.pool, &[300_000]).await;
+    let (_, casso) = both_feeds(0, 72_002, "", &code, 300_000);
+    let (sepay, _) = both_feeds(92_002, 0, "", &code, 300_000);
+    assert_eq!(post_casso_signed(&h.app, &casso).await.0, StatusCode::OK);
+    assert_eq!(post_with_key(&h.app, &sepay).await.0, StatusCode::OK);
+    let held = hold::held(&h.pool, 50).await.unwrap();
+    assert_eq!((held.len(), held[0].feed.as_str()), (1, "sepay"), "either feed may be the one held");
+    hold::drop_held(&h.pool, held[0].id, "operator:lan").await.unwrap();
+    assert_eq!(order_state(&h.pool, &code).await, ("paid".into(), 300_000, None));
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM order_events WHERE kind = 'payment_dropped'").await, 1);
+    assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM payments WHERE hold = 'dropped' AND order_id IS NULL").await, 1);
+}
+
+async fn payments_unmatched(pool: &MySqlPool) -> Vec<coursedrop::payments::UnmatchedPayment> {
+    coursedrop::payments::unmatched(pool, 50).await.unwrap()
+}
+
+trait ParseCode {
+    fn parse_code(&self) -> coursedrop::domain::OrderCode;
+}
+
+impl ParseCode for String {
+    fn parse_code(&self) -> coursedrop::domain::OrderCode {
+        coursedrop::domain::OrderCode::parse(self, &pattern()).unwrap()
+    }
 }

@@ -157,6 +157,12 @@ status_enum!(EventKind, "event kind", {
     Unenrolled => "unenrolled",
     ReminderSent => "reminder_sent",
     AccessMoved => "access_moved",
+    // Another feed reported a transfer already counted: kept as evidence.
+    PaymentSeenAgain => "payment_seen_again",
+    // A transfer that looks like one already counted, held for an operator; and an operator
+    // saying it was that one.
+    PaymentHeld => "payment_held",
+    PaymentDropped => "payment_dropped",
 }, transitions: []);
 
 impl ItemStatus {

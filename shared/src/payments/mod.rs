@@ -2,6 +2,8 @@
 //! database transaction that keeps the payment whatever it matches, adds it to its order,
 //! and when the order is paid moves its items into enrollment with their outbox rows.
 
+pub mod hold;
+pub mod identity;
 pub mod reconcile;
 pub mod transfer;
 
@@ -11,7 +13,7 @@ use sqlx::{MySql, MySqlConnection, MySqlPool};
 use crate::domain::{CodePattern, EventKind, ItemStatus, OrderCode, OrderStatus, Status};
 use crate::store::events::{self, NewEvent};
 use crate::store::outbox::OutboxMessage;
-use crate::store::payments::{LockedOrder, NewPayment, OrderPayment};
+use crate::store::payments::{Committed, Inserted, Lookalike, LockedOrder, NewPayment, OrderPayment, SuspectRow};
 use crate::store::script::Script;
 use crate::store::{self, StoreError, items, orders};
 pub use transfer::{Arrival, BankTransfer, Gateway, TransferType};
@@ -36,6 +38,12 @@ pub struct PaymentSettings {
 pub enum PaymentOutcome {
     /// This feed's transaction was recorded before; nothing changed.
     Duplicate,
+    /// Another feed reported this bank transfer first (same reference): kept as evidence of
+    /// payment `payment_id`, never counted again.
+    SameTransfer { payment_id: u64 },
+    /// No bank reference to tell it from payment `duplicate_of`, which it resembles: kept,
+    /// not counted, held for an operator (`coursedrop-admin payments held`).
+    Held { duplicate_of: u64 },
     /// An outgoing transfer: recorded, otherwise ignored.
     Outgoing,
     /// Kept with no order: no code found, no such order, or not our account.
@@ -75,7 +83,69 @@ pub fn order_code_of(tx: &BankTransfer, pattern: &CodePattern) -> Option<OrderCo
         .or_else(|| tx.description.as_deref().and_then(|t| OrderCode::find_in(t, pattern)))
 }
 
-fn new_payment(tx: &BankTransfer, arrival: Arrival, order_id: Option<u64>) -> NewPayment<'_> {
+/// A transfer's bank identity, worked out once per recording.
+struct Identity {
+    account: Option<String>,
+    reference: Option<String>,
+}
+
+impl Identity {
+    fn of(tx: &BankTransfer) -> Self {
+        Identity { account: identity::bank_account(tx), reference: identity::bank_reference(tx) }
+    }
+
+    fn lookalike<'a>(&'a self, tx: &'a BankTransfer) -> Option<Lookalike<'a>> {
+        Some(Lookalike {
+            bank_account: self.account.as_deref()?,
+            amount_vnd: tx.amount_vnd,
+            transfer_type: tx.transfer_type.as_str(),
+            lookback_days: identity::SUSPECT_LOOKBACK_DAYS,
+        })
+    }
+}
+
+/// The arriving transfer beside the recorded ones like it.
+fn judge(tx: &BankTransfer, id: &Identity, rows: &[SuspectRow], pattern: &CodePattern) -> identity::Verdict {
+    let text_key = |code: Option<&str>, content: Option<&str>| {
+        let found = code
+            .and_then(|c| OrderCode::parse(c, pattern).ok())
+            .or_else(|| content.and_then(|t| OrderCode::find_in(t, pattern)));
+        identity::text_key(found.as_ref().map(|c| c.as_str()), content)
+    };
+    let new = identity::Sighting {
+        feed: tx.gateway.as_str().to_string(),
+        reference: id.reference.clone(),
+        text_key: identity::text_key(
+            order_code_of(tx, pattern).as_ref().map(|c| c.as_str()),
+            tx.content.as_deref().or(tx.description.as_deref()),
+        ),
+        bank_time: identity::bank_time(tx.transaction_date.as_deref()),
+        received_at: chrono::Utc::now().naive_utc(),
+    };
+    let recorded: Vec<identity::Recorded> = rows
+        .iter()
+        .map(|r| identity::Recorded {
+            payment_id: r.id,
+            on_hold: matches!(r.hold.as_deref(), Some("held" | "dropped")),
+            sighting: identity::Sighting {
+                feed: r.feed.clone(),
+                reference: r.bank_reference.clone(),
+                text_key: text_key(r.code.as_deref(), r.content.as_deref()),
+                bank_time: identity::bank_time(r.transaction_date.as_deref()),
+                received_at: r.received_at,
+            },
+        })
+        .collect();
+    identity::judge(&new, &recorded)
+}
+
+fn new_payment<'a>(
+    tx: &'a BankTransfer,
+    id: &'a Identity,
+    arrival: Arrival,
+    order_id: Option<u64>,
+    held_duplicate_of: Option<u64>,
+) -> NewPayment<'a> {
     NewPayment {
         gateway: tx.gateway.as_str(),
         gateway_txn_id: &tx.id,
@@ -87,6 +157,9 @@ fn new_payment(tx: &BankTransfer, arrival: Arrival, order_id: Option<u64>) -> Ne
         code: tx.code.as_deref(),
         content: tx.content.as_deref().or(tx.description.as_deref()),
         reference_code: tx.reference.as_deref(),
+        bank_account: id.account.as_deref(),
+        bank_reference: id.reference.as_deref(),
+        held_duplicate_of,
         transaction_date: tx.transaction_date.as_deref(),
         raw_payload: &tx.raw,
         arrived_by: arrival.as_str(),
@@ -257,38 +330,86 @@ async fn record_once(
     settings: &PaymentSettings,
     arrival: Arrival,
 ) -> Result<Recorded, StoreError> {
-    let unmatched = |reason| Recorded { outcome: PaymentOutcome::Unmatched { reason }, outbox: vec![] };
-    let duplicate = || Recorded { outcome: PaymentOutcome::Duplicate, outbox: vec![] };
-
-    if tx.transfer_type == TransferType::Out {
-        // One statement: its own transaction.
-        let fresh = store::payments::insert(conn, &new_payment(tx, arrival, None)).await?;
-        let outcome = if fresh { PaymentOutcome::Outgoing } else { PaymentOutcome::Duplicate };
-        return Ok(Recorded { outcome, outbox: vec![] });
-    }
-
+    let id = Identity::of(tx);
+    let kept = |outcome| Recorded { outcome, outbox: vec![] };
     let code = order_code_of(tx, &settings.pattern);
     let ours = is_our_account(tx, &settings.account_number);
-    let Some(code) = code.filter(|_| ours) else {
-        let fresh = store::payments::insert(conn, &new_payment(tx, arrival, None)).await?;
-        if !fresh {
-            return Ok(duplicate());
-        }
-        return Ok(unmatched(if ours { "no order code in the transfer" } else { "not paid into our account" }));
+    let code = code.filter(|_| ours && tx.transfer_type == TransferType::In);
+
+    let Some(code) = code else {
+        // An outgoing transfer, or one that pays no order: one insert, its own transaction.
+        // It counts towards nothing, so a lookalike read before it needs no lock.
+        let suspect = match (tx.transfer_type, id.lookalike(tx)) {
+            (TransferType::In, Some(like)) => {
+                let rows = store::payments::suspects(conn, &like).await?;
+                judge(tx, &id, &rows, &settings.pattern)
+            }
+            _ => identity::Verdict::New,
+        };
+        let held = match suspect {
+            identity::Verdict::Same { payment_id } => return seen_again(conn, tx, arrival, payment_id).await,
+            identity::Verdict::Suspect { payment_id } => Some(payment_id),
+            identity::Verdict::New => None,
+        };
+        let outcome = match store::payments::insert(conn, &new_payment(tx, &id, arrival, None, held)).await? {
+            Inserted::AlreadyRecorded => PaymentOutcome::Duplicate,
+            Inserted::SameTransfer => return seen_again_by_identity(conn, tx, &id, arrival).await,
+            Inserted::Fresh => match (held, tx.transfer_type) {
+                (Some(duplicate_of), _) => PaymentOutcome::Held { duplicate_of },
+                (None, TransferType::Out) => PaymentOutcome::Outgoing,
+                (None, TransferType::In) if ours => PaymentOutcome::Unmatched { reason: "no order code in the transfer" },
+                (None, TransferType::In) => PaymentOutcome::Unmatched { reason: "not paid into our account" },
+            },
+        };
+        return Ok(kept(outcome));
     };
 
-    // Locking the order first serialises concurrent deliveries of the same transaction, so
-    // the unique key on (gateway, gateway_txn_id) decides the winner without deadlocks.
-    let (db, order) = store::payments::begin_locking(conn, &code).await?;
+    // Locking the order first serialises concurrent deliveries of the same transfer (from one
+    // feed or two), so the unique keys decide the winner without deadlocks, and the transfers
+    // like this one are read as the previous holder of the lock left them.
+    let like = id.lookalike(tx);
+    let (db, order, suspects) = store::payments::begin_locking(conn, &code, like.as_ref()).await?;
+    let held = match judge(tx, &id, &suspects, &settings.pattern) {
+        identity::Verdict::Same { payment_id } => {
+            db.rollback().await?;
+            return seen_again(conn, tx, arrival, payment_id).await;
+        }
+        identity::Verdict::Suspect { payment_id } => Some(payment_id),
+        identity::Verdict::New => None,
+    };
     let mut script = Script::new();
     let Some(order) = order else {
-        store::payments::push_insert(&mut script, &new_payment(tx, arrival, None));
-        return Ok(match db.commit(script).await? {
-            Some(_) => unmatched("no order with this code"),
-            None => duplicate(),
-        });
+        store::payments::push_insert(&mut script, &new_payment(tx, &id, arrival, None, held));
+        let outcome = match held {
+            Some(duplicate_of) => PaymentOutcome::Held { duplicate_of },
+            None => PaymentOutcome::Unmatched { reason: "no order with this code" },
+        };
+        let committed = db.commit(script).await?;
+        return finish(conn, tx, &id, arrival, committed, kept(outcome)).await;
     };
-    store::payments::push_insert(&mut script, &new_payment(tx, arrival, Some(order.id)));
+    if let Some(duplicate_of) = held {
+        // Kept without its order, so it counts towards nothing until an operator releases it.
+        store::payments::push_insert(&mut script, &new_payment(tx, &id, arrival, None, held));
+        let detail = format!(
+            "{} id {}: {} VND looks like payment {duplicate_of} (same account, amount and text moments apart, \
+             and no bank reference to tell them apart): held, not counted, until an operator decides",
+            tx.gateway, tx.id, tx.amount_vnd
+        );
+        let event = NewEvent {
+            order_id: order.id,
+            item_id: None,
+            kind: EventKind::PaymentHeld,
+            from_status: None,
+            to_status: None,
+            actor: actor(tx.gateway, arrival),
+            detail: Some(&detail),
+        };
+        events::push_insert(&mut script, std::slice::from_ref(&event));
+        let outcome = PaymentOutcome::Held { duplicate_of };
+        let committed = db.commit(script).await?;
+        return finish(conn, tx, &id, arrival, committed, kept(outcome)).await;
+    }
+    store::payments::push_insert(&mut script, &new_payment(tx, &id, arrival, Some(order.id), None));
     let how = match arrival {
         Arrival::Webhook => "",
         Arrival::Reconcile => ", found by reconciliation",
@@ -303,12 +424,70 @@ async fn record_once(
     };
     let events = decision.events(actor(tx.gateway, arrival));
     let layout = store::payments::push_payment(&mut script, &decision.writes(&events));
-    let Some(answers) = db.commit(script).await? else { return Ok(duplicate()) };
+    let answers = match db.commit(script).await? {
+        Committed::Done(answers) => answers,
+        lost => return finish(conn, tx, &id, arrival, lost, kept(PaymentOutcome::Duplicate)).await,
+    };
     // The order and its items were locked by this transaction's first statement, so the
     // compare-and-set cannot have lost; a count that differs is a defect, reported as such.
     let outbox = layout.read(&answers)?;
     decision.emit_metrics();
     Ok(Recorded { outcome: decision.outcome, outbox })
+}
+
+/// The answer for a transaction that wrote no outbox rows: `done` when it committed, else
+/// what the row it lost to says.
+async fn finish(
+    conn: &mut PoolConnection<MySql>,
+    tx: &BankTransfer,
+    id: &Identity,
+    arrival: Arrival,
+    committed: Committed,
+    done: Recorded,
+) -> Result<Recorded, StoreError> {
+    match committed {
+        Committed::Done(_) => Ok(done),
+        Committed::Lost(Inserted::SameTransfer) => seen_again_by_identity(conn, tx, id, arrival).await,
+        Committed::Lost(_) => Ok(Recorded { outcome: PaymentOutcome::Duplicate, outbox: vec![] }),
+    }
+}
+
+/// Keeps this report as another sighting of payment `payment_id`.
+async fn seen_again(
+    conn: &mut PoolConnection<MySql>,
+    tx: &BankTransfer,
+    arrival: Arrival,
+    payment_id: u64,
+) -> Result<Recorded, StoreError> {
+    let sighting = store::payments::NewSighting {
+        payment_id,
+        feed: tx.gateway.as_str(),
+        feed_txn_id: &tx.id,
+        arrived_by: arrival.as_str(),
+        raw_payload: &tx.raw,
+        actor: actor(tx.gateway, arrival),
+    };
+    let fresh = store::payments::record_sighting(conn, &sighting).await?;
+    let outcome = if fresh { PaymentOutcome::SameTransfer { payment_id } } else { PaymentOutcome::Duplicate };
+    Ok(Recorded { outcome, outbox: vec![] })
+}
+
+/// [`seen_again`] for a report whose insert met the bank identity's key: a concurrent report
+/// by another feed committed first.
+async fn seen_again_by_identity(
+    conn: &mut PoolConnection<MySql>,
+    tx: &BankTransfer,
+    id: &Identity,
+    arrival: Arrival,
+) -> Result<Recorded, StoreError> {
+    let found = match (id.lookalike(tx), id.reference.as_deref()) {
+        (Some(like), Some(reference)) => store::payments::by_identity(conn, &like, reference).await?,
+        _ => None,
+    };
+    match found {
+        Some(payment_id) => seen_again(conn, tx, arrival, payment_id).await,
+        None => Err(StoreError::Corrupt(format!("{} id {}: its bank identity is taken, by no payment found", tx.gateway, tx.id))),
+    }
 }
 
 /// Writes a decided payment inside the caller's transaction (an operator's attach), checking
@@ -333,6 +512,8 @@ pub enum AttachError {
     AlreadyAttached { payment: u64, order: String },
     #[error("payment {0} is an outgoing transfer; only incoming ones can pay an order")]
     Outgoing(u64),
+    #[error("payment {0} is held (or was dropped) as a suspected duplicate: `payments release {0}` counts it")]
+    OnHold(u64),
     #[error("no order {0}")]
     NoOrder(String),
     #[error(transparent)]
@@ -357,6 +538,9 @@ pub async fn attach(pool: &MySqlPool, payment_id: u64, code: &OrderCode, actor: 
     };
     if let Some(order) = payment.attached_to {
         return Err(AttachError::AlreadyAttached { payment: payment_id, order });
+    }
+    if matches!(payment.hold.as_deref(), Some("held" | "dropped")) {
+        return Err(AttachError::OnHold(payment_id));
     }
     if payment.transfer_type != TransferType::In.as_str() {
         return Err(AttachError::Outgoing(payment_id));

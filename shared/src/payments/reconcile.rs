@@ -145,8 +145,9 @@ pub async fn pass<F: BankFeed, P: Publisher>(
             // `already` has answered the duplicate question for the whole listing in one read.
             match super::record_unseen(pool, transfer, settings, Arrival::Reconcile).await {
                 Ok(recorded) => {
-                    if recorded.outcome == PaymentOutcome::Duplicate {
-                        // The webhook got there between our read and our insert.
+                    if matches!(recorded.outcome, PaymentOutcome::Duplicate | PaymentOutcome::SameTransfer { .. }) {
+                        // The webhook got there between our read and our insert, or another
+                        // feed reported the transfer (kept as a sighting, not counted again).
                         report.already_recorded += 1;
                     } else {
                         found(&mut report, transfer, &recorded.outcome);
@@ -195,6 +196,8 @@ fn found(report: &mut PassReport, transfer: &BankTransfer, outcome: &PaymentOutc
         PaymentOutcome::Unmatched { .. } => (None, "kept unmatched"),
         PaymentOutcome::Outgoing => (None, "outgoing, kept"),
         PaymentOutcome::Duplicate => (None, "already recorded"),
+        PaymentOutcome::SameTransfer { .. } => (None, "already recorded by another feed"),
+        PaymentOutcome::Held { .. } => (None, "held as a possible duplicate"),
     };
     tracing::warn!(
         gateway = %report.gateway,

@@ -25,19 +25,33 @@ pub struct NewPayment<'a> {
     pub code: Option<&'a str>,
     pub content: Option<&'a str>,
     pub reference_code: Option<&'a str>,
+    /// The transfer's identity at the bank (`payments::identity`): the account without spaces
+    /// and the bank's reference. With the direction and the amount, the unique key
+    /// `uq_payments_bank_transfer`; `None` where the feed gave no reference.
+    pub bank_account: Option<&'a str>,
+    pub bank_reference: Option<&'a str>,
+    /// `Some(id)`: kept but not counted, held for an operator as a suspected duplicate of
+    /// payment `id`.
+    pub held_duplicate_of: Option<u64>,
     pub transaction_date: Option<&'a str>,
     pub raw_payload: &'a str,
     pub arrived_by: &'a str,
 }
 
-/// Whether this feed's transaction is recorded: one read answers a repeated delivery. The
-/// unique key stays the guard when two deliveries race.
+/// Whether this feed's transaction is recorded, as a payment or as another feed's transfer
+/// seen again: one read answers a repeated delivery. The unique keys stay the guard when two
+/// deliveries race.
 pub async fn is_recorded(conn: &mut MySqlConnection, gateway: &str, gateway_txn_id: &str) -> Result<bool, StoreError> {
-    Ok(sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM payments WHERE feed = ? AND feed_txn_id = ?)")
-        .bind(gateway)
-        .bind(gateway_txn_id)
-        .fetch_one(conn)
-        .await?)
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS(SELECT 1 FROM payments WHERE feed = ? AND feed_txn_id = ?)
+             OR EXISTS(SELECT 1 FROM payment_sightings WHERE feed = ? AND feed_txn_id = ?)",
+    )
+    .bind(gateway)
+    .bind(gateway_txn_id)
+    .bind(gateway)
+    .bind(gateway_txn_id)
+    .fetch_one(conn)
+    .await?)
 }
 
 /// Of these transaction ids of one feed, those already recorded: one read for a page of a
@@ -50,14 +64,16 @@ pub async fn recorded_among(
     let mut found = std::collections::HashSet::new();
     // Bounded IN-lists: a listing can hold thousands of ids.
     for chunk in ids.chunks(1000) {
-        let mut query = sqlx::QueryBuilder::<sqlx::MySql>::new("SELECT feed_txn_id FROM payments WHERE feed = ");
-        query.push_bind(gateway).push(" AND feed_txn_id IN (");
-        let mut list = query.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
+        for table in ["SELECT feed_txn_id FROM payments WHERE feed = ", "SELECT feed_txn_id FROM payment_sightings WHERE feed = "] {
+            let mut query = sqlx::QueryBuilder::<sqlx::MySql>::new(table);
+            query.push_bind(gateway).push(" AND feed_txn_id IN (");
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            query.push(")");
+            found.extend(query.build_query_scalar::<String>().fetch_all(pool).await?);
         }
-        query.push(")");
-        found.extend(query.build_query_scalar::<String>().fetch_all(pool).await?);
     }
     Ok(found)
 }
@@ -67,21 +83,40 @@ fn is_recorded_already(e: &sqlx::Error) -> bool {
     is_duplicate_key(e, "uq_payments_feed_txn") || is_duplicate_key(e, "uq_payments_sepay_id")
 }
 
+/// Whether `e` says another row holds this transfer's bank identity: another feed reported it.
+fn is_same_transfer(e: &sqlx::Error) -> bool {
+    is_duplicate_key(e, "uq_payments_bank_transfer")
+}
+
+/// What inserting a payment row came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    Fresh,
+    /// This feed's transaction is recorded already.
+    AlreadyRecorded,
+    /// Another row holds its bank identity: the same transfer, reported by another feed.
+    SameTransfer,
+}
+
+fn inserted(result: Result<(), sqlx::Error>) -> Result<Inserted, StoreError> {
+    match result {
+        Ok(()) => Ok(Inserted::Fresh),
+        Err(e) if is_recorded_already(&e) => Ok(Inserted::AlreadyRecorded),
+        Err(e) if is_same_transfer(&e) => Ok(Inserted::SameTransfer),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// SePay's id in its own column too: the previous release deduplicates on it.
 fn sepay_id(p: &NewPayment<'_>) -> Option<i64> {
     (p.gateway == "sepay").then(|| p.gateway_txn_id.parse::<i64>().ok()).flatten()
 }
 
-/// Inserts the payment (the statement [`push_insert`] writes, alone); `false` when this feed's
-/// transaction is already recorded.
-pub async fn insert(conn: &mut MySqlConnection, p: &NewPayment<'_>) -> Result<bool, StoreError> {
+/// Inserts the payment (the statement [`push_insert`] writes, alone).
+pub async fn insert(conn: &mut MySqlConnection, p: &NewPayment<'_>) -> Result<Inserted, StoreError> {
     let mut script = Script::new();
     push_insert(&mut script, p);
-    match script.run(conn).await {
-        Ok(_) => Ok(true),
-        Err(e) if is_recorded_already(&e) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    inserted(script.run(conn).await.map(drop))
 }
 
 /// An order locked for a payment, with its items and their statuses.
@@ -127,6 +162,18 @@ pub async fn lock_order(conn: &mut MySqlConnection, code: &OrderCode) -> Result<
     locked(rows)
 }
 
+/// [`lock_order`] by the order's id.
+pub async fn lock_order_id(conn: &mut MySqlConnection, order_id: u64) -> Result<Option<LockedOrder>, StoreError> {
+    let rows: Vec<LockedRow> = sqlx::query_as(
+        "SELECT o.id, o.code, o.status, o.total_vnd, o.paid_vnd, i.id, i.status
+         FROM orders o LEFT JOIN order_items i ON i.order_id = o.id WHERE o.id = ? ORDER BY i.id FOR UPDATE",
+    )
+    .bind(order_id)
+    .fetch_all(conn)
+    .await?;
+    locked(rows)
+}
+
 /// A transaction begun by a script, which sqlx's `Transaction` cannot track: it ends with
 /// [`PaymentTransaction::commit`] or [`PaymentTransaction::rollback`]. Dropped before either
 /// (a cancelled request, a rollback that failed), its connection is closed instead of going
@@ -146,20 +193,24 @@ impl Drop for PaymentTransaction<'_> {
 }
 
 impl PaymentTransaction<'_> {
-    /// Runs `script` and commits, in one round trip; `Ok(None)` when the script's payment row
-    /// lost the race to another delivery of the same transaction (nothing is kept). A failed
-    /// statement keeps nothing of the transaction.
-    pub async fn commit(mut self, mut script: Script) -> Result<Option<Vec<Answer>>, StoreError> {
+    /// Runs `script` and commits, in one round trip. When the script's payment row lost the
+    /// race to another delivery of the same transaction, or to another feed's report of the
+    /// same transfer, nothing is kept and the answer says which. A failed statement keeps
+    /// nothing of the transaction.
+    pub async fn commit(mut self, mut script: Script) -> Result<Committed, StoreError> {
         script.sql("COMMIT").end();
         match script.run(self.conn).await {
             Ok(mut answers) => {
                 self.open = false;
                 answers.pop();
-                Ok(Some(answers))
+                Ok(Committed::Done(answers))
             }
             Err(e) => {
                 self.rollback().await?;
-                if is_recorded_already(&e) { Ok(None) } else { Err(e.into()) }
+                match inserted(Err(e))? {
+                    Inserted::SameTransfer => Ok(Committed::Lost(Inserted::SameTransfer)),
+                    _ => Ok(Committed::Lost(Inserted::AlreadyRecorded)),
+                }
             }
         }
     }
@@ -171,12 +222,23 @@ impl PaymentTransaction<'_> {
     }
 }
 
+/// What a payment transaction's commit came to.
+#[derive(Debug)]
+pub enum Committed {
+    /// Each statement's answer, the COMMIT's left off.
+    Done(Vec<Answer>),
+    /// Rolled back: the payment row is another's (`AlreadyRecorded` or `SameTransfer`).
+    Lost(Inserted),
+}
+
 /// Begins a transaction and locks the order with this code and its items (as
-/// [`lock_order`]), in one round trip.
+/// [`lock_order`]), then reads the recorded transfers like `like` (see [`suspects`]) as they
+/// stand once the order is locked: one round trip.
 pub async fn begin_locking<'c>(
     conn: &'c mut PoolConnection<MySql>,
     code: &OrderCode,
-) -> Result<(PaymentTransaction<'c>, Option<LockedOrder>), StoreError> {
+    like: Option<&Lookalike<'_>>,
+) -> Result<(PaymentTransaction<'c>, Option<LockedOrder>, Vec<SuspectRow>), StoreError> {
     let mut script = Script::new();
     script.sql("START TRANSACTION").end();
     script
@@ -187,6 +249,9 @@ pub async fn begin_locking<'c>(
         .value(code.as_str())
         .sql(" ORDER BY i.id FOR UPDATE")
         .end();
+    if let Some(like) = like {
+        push_suspects(&mut script, like);
+    }
     let tx = PaymentTransaction { conn, open: true };
     let answers = match script.run(tx.conn).await {
         Ok(answers) => answers,
@@ -196,7 +261,150 @@ pub async fn begin_locking<'c>(
         }
     };
     let rows = answers[1].rows.iter().map(LockedRow::from_row).collect::<Result<Vec<_>, _>>()?;
-    Ok((tx, locked(rows)?))
+    let suspects = match answers.get(2) {
+        Some(a) => a.rows.iter().map(SuspectRow::from_row).collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    Ok((tx, locked(rows)?, suspects))
+}
+
+/// What a transfer is compared with: recorded transfers into the same account, of the same
+/// amount and direction, received lately.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookalike<'a> {
+    pub bank_account: &'a str,
+    pub amount_vnd: i64,
+    pub transfer_type: &'a str,
+    pub lookback_days: u32,
+}
+
+/// A recorded transfer like the one arriving, for `payments::identity::judge`.
+#[derive(Debug, Clone, FromRow)]
+pub struct SuspectRow {
+    pub id: u64,
+    pub feed: String,
+    pub bank_reference: Option<String>,
+    pub code: Option<String>,
+    pub content: Option<String>,
+    pub transaction_date: Option<String>,
+    pub received_at: chrono::NaiveDateTime,
+    pub hold: Option<String>,
+}
+
+fn push_suspects(script: &mut Script, like: &Lookalike<'_>) {
+    script
+        .sql(
+            "SELECT id, feed, bank_reference, code, content, transaction_date, received_at, hold FROM payments
+             WHERE bank_account = ",
+        )
+        .value(like.bank_account)
+        .sql(" AND amount_vnd = ")
+        .value(like.amount_vnd)
+        .sql(" AND transfer_type = ")
+        .value(like.transfer_type)
+        .sql(" AND received_at > NOW(3) - INTERVAL ")
+        .value(u64::from(like.lookback_days))
+        .sql(" DAY ORDER BY id LIMIT 200")
+        .end();
+}
+
+/// Recorded transfers like `like`, read on their own (for a transfer that locks no order).
+pub async fn suspects(conn: &mut MySqlConnection, like: &Lookalike<'_>) -> Result<Vec<SuspectRow>, StoreError> {
+    let mut script = Script::new();
+    push_suspects(&mut script, like);
+    let answers = script.run(conn).await?;
+    Ok(answers[0].rows.iter().map(SuspectRow::from_row).collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The payment holding this bank identity (`like`'s account, amount and direction, and the
+/// bank's `reference`).
+pub async fn by_identity(
+    conn: &mut MySqlConnection,
+    like: &Lookalike<'_>,
+    reference: &str,
+) -> Result<Option<u64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM payments WHERE bank_account = ? AND bank_reference = ? AND transfer_type = ? AND amount_vnd = ?",
+    )
+    .bind(like.bank_account)
+    .bind(reference)
+    .bind(like.transfer_type)
+    .bind(like.amount_vnd)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Another feed's report of a transfer recorded as payment `payment_id`: kept as evidence
+/// (its id, how it came, what it said), with an event on the payment's order. `None` when
+/// this report was kept before (a redelivery racing itself).
+#[derive(Debug, Clone)]
+pub struct NewSighting<'a> {
+    pub payment_id: u64,
+    pub feed: &'a str,
+    pub feed_txn_id: &'a str,
+    pub arrived_by: &'a str,
+    pub raw_payload: &'a str,
+    pub actor: &'a str,
+}
+
+/// The payment a sighting names: its feed and id, and its order.
+#[derive(Debug, Clone, FromRow)]
+pub struct SightedPayment {
+    pub feed: String,
+    pub feed_txn_id: Option<String>,
+    pub order_id: Option<u64>,
+}
+
+/// Keeps a sighting; `false` when it was kept before.
+pub async fn record_sighting(conn: &mut MySqlConnection, s: &NewSighting<'_>) -> Result<bool, StoreError> {
+    use sqlx::Connection as _;
+    let mut db = conn.begin().await?;
+    let payment: Option<SightedPayment> =
+        sqlx::query_as("SELECT feed, feed_txn_id, order_id FROM payments WHERE id = ? FOR UPDATE")
+            .bind(s.payment_id)
+            .fetch_optional(&mut *db)
+            .await?;
+    let payment = payment.ok_or(StoreError::NotFound { kind: "payment", id: s.payment_id.to_string() })?;
+    if payment.feed == s.feed && payment.feed_txn_id.as_deref() == Some(s.feed_txn_id) {
+        // The payment's own report, redelivered while it was being recorded: not a sighting.
+        db.rollback().await?;
+        return Ok(false);
+    }
+    let fresh = sqlx::query(
+        "INSERT IGNORE INTO payment_sightings (payment_id, feed, feed_txn_id, arrived_by, raw_payload)
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(s.payment_id)
+    .bind(s.feed)
+    .bind(s.feed_txn_id)
+    .bind(s.arrived_by)
+    .bind(s.raw_payload)
+    .execute(&mut *db)
+    .await?
+    .rows_affected()
+        == 1;
+    if let (true, Some(order_id)) = (fresh, payment.order_id) {
+        let detail = format!(
+            "{} id {} ({}) reported the same bank transfer as {} id {}: kept as evidence, not counted again",
+            s.feed,
+            s.feed_txn_id,
+            s.arrived_by,
+            payment.feed,
+            payment.feed_txn_id.as_deref().unwrap_or("?")
+        );
+        let event = NewEvent {
+            order_id,
+            item_id: None,
+            kind: crate::domain::EventKind::PaymentSeenAgain,
+            from_status: None,
+            to_status: None,
+            actor: s.actor,
+            detail: Some(&detail),
+        };
+        events::record(&mut db, &event).await?;
+    }
+    db.commit().await?;
+    Ok(fresh)
 }
 
 /// What a payment does to its locked order, as `payments::decide` decided it.
@@ -229,8 +437,8 @@ pub fn push_insert(script: &mut Script, p: &NewPayment<'_>) {
     script
         .sql(
             "INSERT INTO payments (feed, feed_txn_id, sepay_id, order_id, transfer_type, amount_vnd, gateway,
-                                   account_number, code, content, reference_code, transaction_date, raw_payload,
-                                   arrived_by) VALUES ",
+                                   account_number, bank_account, code, content, reference_code, bank_reference,
+                                   hold, held_duplicate_of, transaction_date, raw_payload, arrived_by) VALUES ",
         )
         .tuple([
             Value::Text(p.gateway),
@@ -241,9 +449,13 @@ pub fn push_insert(script: &mut Script, p: &NewPayment<'_>) {
             Value::Int(p.amount_vnd),
             p.bank.into(),
             p.account_number.into(),
+            p.bank_account.into(),
             p.code.into(),
             p.content.into(),
             p.reference_code.into(),
+            p.bank_reference.into(),
+            p.held_duplicate_of.map(|_| "held").into(),
+            p.held_duplicate_of.into(),
             p.transaction_date.into(),
             Value::Text(p.raw_payload),
             Value::Text(p.arrived_by),
@@ -322,13 +534,21 @@ pub struct HeldPayment {
     pub transfer_type: String,
     pub attached_to: Option<String>,
     pub amount_vnd: i64,
+    /// held, released or dropped (a suspected duplicate, and what an operator said of it).
+    pub hold: Option<String>,
+    /// The order of the payment it was held as a duplicate of.
+    pub duplicate_order_id: Option<u64>,
+    pub duplicate_of: Option<u64>,
 }
 
 pub async fn lock_payment(conn: &mut MySqlConnection, payment_id: u64) -> Result<Option<HeldPayment>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT p.feed AS gateway, COALESCE(p.feed_txn_id, CAST(p.sepay_id AS CHAR)) AS gateway_txn_id, p.transfer_type,
-                o.code AS attached_to, p.amount_vnd
-         FROM payments p LEFT JOIN orders o ON o.id = p.order_id WHERE p.id = ? FOR UPDATE",
+                o.code AS attached_to, p.amount_vnd, p.hold, d.order_id AS duplicate_order_id,
+                p.held_duplicate_of AS duplicate_of
+         FROM payments p LEFT JOIN orders o ON o.id = p.order_id
+         LEFT JOIN payments d ON d.id = p.held_duplicate_of
+         WHERE p.id = ? FOR UPDATE",
     )
     .bind(payment_id)
     .fetch_optional(conn)
@@ -359,9 +579,65 @@ pub async fn unmatched(pool: &MySqlPool, incoming: &str, limit: u32) -> Result<V
     Ok(sqlx::query_as(
         "SELECT id, feed AS gateway, COALESCE(feed_txn_id, CAST(sepay_id AS CHAR)) AS gateway_txn_id, amount_vnd,
                 gateway AS bank, account_number, content, reference_code, received_at
-         FROM payments WHERE order_id IS NULL AND transfer_type = ? ORDER BY id DESC LIMIT ?",
+         FROM payments WHERE order_id IS NULL AND transfer_type = ? AND (hold IS NULL OR hold = 'released')
+         ORDER BY id DESC LIMIT ?",
     )
     .bind(incoming)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Records an operator's word on a held payment (`released` or `dropped`).
+pub async fn decide_hold(
+    conn: &mut MySqlConnection,
+    payment_id: u64,
+    decision: &str,
+    actor: &str,
+) -> Result<(), StoreError> {
+    let changed = sqlx::query(
+        "UPDATE payments SET hold = ?, hold_decided_by = ?, hold_decided_at = NOW(3) WHERE id = ? AND hold = 'held'",
+    )
+    .bind(decision)
+    .bind(actor)
+    .bind(payment_id)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    if changed != 1 {
+        return Err(StoreError::PartialChange { what: "deciding a held payment", expected: 1, changed });
+    }
+    Ok(())
+}
+
+/// A payment held as a suspected duplicate, with the payment it resembles.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct PaymentOnHold {
+    pub id: u64,
+    pub feed: String,
+    pub feed_txn_id: String,
+    pub amount_vnd: i64,
+    pub content: Option<String>,
+    pub transaction_date: Option<String>,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    pub duplicate_of: u64,
+    pub duplicate_feed: String,
+    pub duplicate_feed_txn_id: String,
+    pub duplicate_transaction_date: Option<String>,
+    /// The order the resembled payment paid, if any.
+    pub order_code: Option<String>,
+}
+
+/// Payments held as suspected duplicates, oldest first.
+pub async fn on_hold(pool: &MySqlPool, limit: u32) -> Result<Vec<PaymentOnHold>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT p.id, p.feed, COALESCE(p.feed_txn_id, '') AS feed_txn_id, p.amount_vnd, p.content, p.transaction_date,
+                p.received_at, d.id AS duplicate_of, d.feed AS duplicate_feed,
+                COALESCE(d.feed_txn_id, '') AS duplicate_feed_txn_id, d.transaction_date AS duplicate_transaction_date,
+                o.code AS order_code
+         FROM payments p JOIN payments d ON d.id = p.held_duplicate_of LEFT JOIN orders o ON o.id = d.order_id
+         WHERE p.hold = 'held' ORDER BY p.id LIMIT ?",
+    )
     .bind(limit)
     .fetch_all(pool)
     .await?)

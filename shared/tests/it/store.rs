@@ -663,7 +663,7 @@ async fn a_payment_transaction_dropped_open_leaves_no_lock_behind(pool: MySqlPoo
 
     let mut first = one.acquire().await.unwrap();
     let dropped = connection_id(&mut first).await;
-    let (tx, order) = store::payments::begin_locking(&mut first, &code).await.unwrap();
+    let (tx, order, _) = store::payments::begin_locking(&mut first, &code, None).await.unwrap();
     assert_eq!(order.expect("the order").items.len(), 1);
     drop(tx);
     drop(first);
@@ -679,7 +679,7 @@ async fn a_payment_transaction_dropped_open_leaves_no_lock_behind(pool: MySqlPoo
     assert_ne!(reused, dropped);
     // Were the dropped transaction alive, this would wait for its lock and fail.
     sqlx::query("SET SESSION innodb_lock_wait_timeout = 1").execute(&mut *next).await.unwrap();
-    let (tx, order) = store::payments::begin_locking(&mut next, &code).await.unwrap();
+    let (tx, order, _) = store::payments::begin_locking(&mut next, &code, None).await.unwrap();
     assert_eq!(order.expect("the order").status, OrderStatus::Pending);
     tx.rollback().await.unwrap();
     drop(next);
