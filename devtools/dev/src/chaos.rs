@@ -6,7 +6,9 @@
 //! run: every transfer is booked in the bank emulator's ledger (what SePay's and Casso's APIs
 //! list), and its webhook arrives 3–10 times at once (retried like SePay retries until it
 //! gets a 2xx) — except for a stretch of the run in which every webhook is dropped, which only
-//! the reconciler (a pass every 5 s) can find; a sixth of the orders pay through Casso; the job is killed with SIGKILL 5 times at random moments and
+//! the reconciler (a pass every 5 s) can find. Every transfer is reported by both feeds, as for
+//! a seller who connected SePay and Casso to one account: Casso's webhook comes 1–3 times
+//! beside SePay's (for a sixth of the orders Casso's comes first); the job is killed with SIGKILL 5 times at random moments and
 //! restarted; the Drive emulator fails 10 % of calls; moto is restarted once (queues, messages
 //! and S3 objects are gone; the harness puts the infrastructure back as AWS would still have
 //! it, and the sweeper recovers the lost messages) and MariaDB once.
@@ -20,7 +22,8 @@
 //!
 //! Pass: every paid order completed (but the refunded one); each delivery email exactly once; every Drive folder holds
 //! each source file exactly once with its MD5; each buyer of the shared course a reader of the
-//! seller's folder, and nobody else; every payment kept (unmatched ones listed); the
+//! seller's folder, and nobody else; every transfer kept as one payment however many times
+//! and by however many feeds it was reported (unmatched ones listed, none held); the
 //! dead-letter queues empty; no unpaid order delivered; every dropped webhook's payment found
 //! by reconciliation. Exit status 1 on any violation.
 
@@ -409,7 +412,8 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
     let mut senders = Vec::new();
     let mut casso_senders = Vec::new();
     let mut unmatched_ids = Vec::new();
-    let mut dropped: Vec<i64> = Vec::new();
+    // Each dropped transfer's (SePay id, Casso id).
+    let mut dropped: Vec<(i64, i64)> = Vec::new();
     for (i, (code, amount, _, paid)) in orders.iter().enumerate() {
         let drop_webhook = dropped_stretch.contains(&i);
         let booked = |feed, amount_vnd, content: String| bank_emulator::NewTransfer {
@@ -421,15 +425,20 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
             amount_text: None,
         };
         if *paid && i % 6 == 5 {
+            // Reported by both feeds; Casso posts first, once (a delivery that fails is left
+            // to reconciliation), then SePay's webhook comes too.
             let transfer = booked(bank_emulator::Feed::Casso, *amount, format!("{code} chuyen khoan"));
+            let (sepay_id, casso_id) = bank.book_on_both_feeds(&transfer);
+            sent_ids.push(sepay_id);
             if drop_webhook {
-                let id = bank.book(&transfer);
-                dropped.push(id);
-                sent_ids.push(id);
+                dropped.push((sepay_id, casso_id));
             } else {
-                // Casso posts once; a delivery that fails is left to reconciliation.
                 let bank = bank.clone();
-                casso_senders.push(tokio::spawn(async move { bank.transfer(&transfer).await }));
+                casso_senders.push(tokio::spawn(async move {
+                    let casso = bank.deliver(casso_id, bank_emulator::Feed::Casso).await;
+                    let sepay = bank.deliver(sepay_id, bank_emulator::Feed::Sepay).await;
+                    (sepay_id, [casso, sepay])
+                }));
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
             continue;
@@ -443,18 +452,26 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
             payloads.push((format!("chuyen tien hoc phi {i}"), 500_000));
         }
         for (content, amount) in payloads {
-            let id = bank.book(&booked(bank_emulator::Feed::Sepay, amount, content.clone()));
+            // Every transfer is reported by both feeds (a seller who connected SePay and Casso
+            // to one account), each under its own id and each with its own redeliveries.
+            let (id, casso_id) = bank.book_on_both_feeds(&booked(bank_emulator::Feed::Sepay, amount, content.clone()));
             sent_ids.push(id);
             if amount == 500_000 && content.starts_with("chuyen tien hoc phi") {
                 unmatched_ids.push(id);
             }
             if drop_webhook {
-                dropped.push(id);
+                dropped.push((id, casso_id));
                 continue;
+            }
+            for _ in 0..rand::random_range(1..=3) {
+                let bank = bank.clone();
+                casso_senders.push(tokio::spawn(async move {
+                    (id, [bank.deliver(casso_id, bank_emulator::Feed::Casso).await, bank_emulator::Delivery::NotConfigured])
+                }));
             }
             let body = json!({"id": id, "gateway": "MBBank", "transactionDate": "2026-11-22 10:00:00",
                 "accountNumber": account, "code": null, "content": content, "transferType": "in",
-                "transferAmount": amount, "accumulated": 0, "subAccount": null, "referenceCode": format!("FT{id}"), "description": ""})
+                "transferAmount": amount, "accumulated": 0, "subAccount": null, "referenceCode": format!("FT{id:010}"), "description": ""})
             .to_string();
             for _ in 0..rand::random_range(3..=10) {
                 let (http, url, key, body) =
@@ -466,9 +483,11 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
     }
     let mut casso_failed = 0;
     for s in casso_senders {
-        let (id, delivery) = s.await?;
-        sent_ids.push(id);
-        casso_failed += usize::from(!matches!(delivery, bank_emulator::Delivery::Delivered { .. }));
+        let (_, deliveries) = s.await?;
+        casso_failed += deliveries
+            .iter()
+            .filter(|d| !matches!(d, bank_emulator::Delivery::Delivered { .. } | bank_emulator::Delivery::NotConfigured))
+            .count();
     }
     let mut webhook_calls = 0;
     let mut webhook_failures = 0;
@@ -703,11 +722,24 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
         sqlx::query_as("SELECT COUNT(*), CAST(COALESCE(SUM(order_id IS NULL), 0) AS SIGNED) FROM payments")
             .fetch_one(&pool)
             .await?;
+    // Every transfer came from both feeds: one payment each, the other report a sighting at
+    // most, and no order credited beyond its one transfer.
+    let (sightings, held, overpaid): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM payment_sightings), (SELECT COUNT(*) FROM payments WHERE hold IS NOT NULL),
+                (SELECT COUNT(*) FROM orders WHERE paid_vnd > total_vnd)",
+    )
+    .fetch_one(&pool)
+    .await?;
     checks.push(Check {
-        name: "no payment lost or doubled",
-        ok: payments == sent_ids.len() as i64 && unmatched == unmatched_ids.len() as i64 && webhook_failures == 0,
+        name: "no payment lost or doubled, each transfer reported by both feeds",
+        ok: payments == sent_ids.len() as i64
+            && unmatched == unmatched_ids.len() as i64
+            && webhook_failures == 0
+            && held == 0
+            && overpaid == 0
+            && sightings <= payments,
         detail: format!(
-            "{payments} payments kept for {} sent ({webhook_calls} webhook calls, {webhook_failures} never accepted); unmatched kept: {unmatched_ids:?}",
+            "{payments} payments kept for {} transfers each reported by SePay and Casso ({webhook_calls} SePay webhook calls, {webhook_failures} never accepted); {sightings} second reports kept as evidence, {held} held, {overpaid} orders credited twice; unmatched kept: {unmatched_ids:?}",
             sent_ids.len()
         ),
     });
@@ -715,11 +747,15 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
     // Every transfer whose webhook was dropped was found by reconciliation; and how long the
     // longest of those waited from its order to its payment row.
     let mut found_late = 0;
-    for id in &dropped {
-        let arrived: Option<String> = sqlx::query_scalar("SELECT arrived_by FROM payments WHERE feed_txn_id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&pool)
-            .await?;
+    for (sepay_id, casso_id) in &dropped {
+        let arrived: Option<String> = sqlx::query_scalar(
+            "SELECT arrived_by FROM payments
+             WHERE (feed = 'sepay' AND feed_txn_id = ?) OR (feed = 'casso' AND feed_txn_id = ?)",
+        )
+        .bind(sepay_id.to_string())
+        .bind(casso_id.to_string())
+        .fetch_optional(&pool)
+        .await?;
         if arrived.as_deref() == Some("reconcile") {
             found_late += 1;
         }

@@ -326,3 +326,49 @@ async fn casso_pages_through_a_429_and_pays_an_order_made_for_sepays_code_patter
     assert_eq!(again.already_recorded, again.listed);
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM payments").await, 245);
 }
+
+/// A seller with SePay and Casso on one account: one feed's webhook records a transfer and
+/// the other feed's reconciler lists it under its own id. In both directions it stays one
+/// payment, the reconciler's report kept as a sighting; passes again change nothing.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn each_reconciler_after_the_other_feeds_webhook_records_one_payment(pool: MySqlPool) {
+    let sqs = testing::sqs_client().await;
+    let (publisher, urls) = testing::fresh_queues(&sqs).await;
+    let (emu, base) = emulator().await;
+    let (code_a, _) = testing::pending_order(&pool, &[300_000], 60).await;
+    let (code_b, _) = testing::pending_order(&pool, &[400_000], 60).await;
+    let at = bank_emulator::now_in_vietnam() - chrono::Duration::minutes(5);
+    let when = at.format("%Y-%m-%d %H:%M:%S").to_string();
+    let (sepay_a, _) = emu.book_on_both_feeds(&transfer(Feed::Sepay, 300_000, code_a.as_str(), 5));
+    let (sepay_b, casso_b) = emu.book_on_both_feeds(&transfer(Feed::Sepay, 400_000, code_b.as_str(), 5));
+
+    // A: SePay's webhook (the bank's reference as the emulator books it), then Casso's reconciler.
+    let body = serde_json::json!({"id": sepay_a, "gateway": "MBBank", "accountNumber": ACCOUNT, "transactionDate": when,
+        "content": code_a.as_str(), "transferType": "in", "transferAmount": 300_000,
+        "referenceCode": format!("FT{sepay_a:010}")})
+    .to_string();
+    let tx = coursedrop::adapters::sepay::SepayTransaction::parse(body.as_bytes()).unwrap().into_transfer(body.clone());
+    let recorded = payments::record(&pool, &tx, &settings(), Arrival::Webhook).await.unwrap();
+    coursedrop::relay::publish_all(&pool, &publisher, &recorded.outbox).await;
+    // B: Casso's webhook, then SePay's reconciler.
+    let casso_body = serde_json::json!({"error": 0, "data": {"id": casso_b, "reference": format!("FT{sepay_b:010}"),
+        "description": code_b.as_str(), "amount": 400_000, "transactionDateTime": when, "accountNumber": ACCOUNT}});
+    let tx = coursedrop::adapters::casso::webhook_transfer(&casso_body, &casso_body.to_string()).unwrap().unwrap();
+    let recorded = payments::record(&pool, &tx, &settings(), Arrival::Webhook).await.unwrap();
+    coursedrop::relay::publish_all(&pool, &publisher, &recorded.outbox).await;
+
+    let today = Some(bank_emulator::now_in_vietnam().date());
+    for pass in 0..2 {
+        let by_casso = reconcile::pass(&pool, &casso(&base, 100), &settings(), &publisher, today, 4).await.unwrap();
+        let by_sepay = reconcile::pass(&pool, &sepay(&base, 5000, 0), &settings(), &publisher, today, 3).await.unwrap();
+        for report in [&by_casso, &by_sepay] {
+            assert_eq!((report.listed, report.already_recorded), (2, 2), "pass {pass}: {report:?}");
+            assert!(report.found.is_empty(), "pass {pass}: {report:?}");
+        }
+    }
+    assert_eq!(order_status(&pool, code_a.as_str()).await, ("paid".into(), 300_000));
+    assert_eq!(order_status(&pool, code_b.as_str()).await, ("paid".into(), 400_000));
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM payments").await, 2);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM payment_sightings WHERE arrived_by = 'reconcile'").await, 2);
+    assert_eq!(testing::drain(&sqs, &urls[&Queue::Enroll]).await.len(), 2, "one enroll message per order");
+}
