@@ -90,6 +90,10 @@ pub struct Faults {
     /// The next upload chunk is answered only after this long: a connection that stops
     /// answering mid-upload, as a dead link does.
     pub stall_next_chunk_ms: u64,
+    /// Lists (files, permissions) answer at most this many a page whatever `pageSize` asked
+    /// (0: no cap). Drive documents that a page may hold fewer than asked, and that a
+    /// permissions list on a shared drive stops at 100 unless followed by `nextPageToken`.
+    pub max_page_size: usize,
 }
 
 impl Faults {
@@ -109,6 +113,7 @@ impl Faults {
             copy_delay_ms: 0,
             shared_drive_full: false,
             stall_next_chunk_ms: 0,
+            max_page_size: 0,
         }
     }
 }
@@ -1045,13 +1050,9 @@ async fn list_files(State(emu): State<Emulator>, headers: HeaderMap, Query(lq): 
         Ok(t) => t.unwrap_or_default(),
         Err(e) => return bad_request("invalid", &e.0),
     };
-    let page_size = lq.page_size.unwrap_or(100).clamp(1, 1000);
-    let offset: usize = match lq.page_token.as_deref() {
-        None => 0,
-        Some(t) => match t.strip_prefix("emu-").and_then(|n| n.parse().ok()) {
-            Some(n) => n,
-            None => return bad_request("invalid", "Invalid Value: pageToken"),
-        },
+    let (page_size, offset) = match page_of(&emu, lq.page_size.unwrap_or(100).clamp(1, 1000), lq.page_token.as_deref()) {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     let meta = emu.0.meta.lock().unwrap();
     let matching: Vec<&File> = meta
@@ -1078,6 +1079,20 @@ async fn list_files(State(emu): State<Emulator>, headers: HeaderMap, Query(lq): 
     }
     let fields = lq.fields.unwrap_or_else(|| "kind,incompleteSearch,nextPageToken,files(kind,id,name,mimeType)".into());
     axum::Json(select(&body, &fields)).into_response()
+}
+
+/// A list's page size (capped by `Faults::max_page_size`) and where a page token starts it.
+fn page_of(emu: &Emulator, asked: usize, token: Option<&str>) -> Result<(usize, usize), Response<Body>> {
+    let cap = emu.0.faults.lock().unwrap().max_page_size;
+    let size = if cap > 0 { asked.min(cap) } else { asked };
+    let offset = match token {
+        None => 0,
+        Some(t) => match t.strip_prefix("emu-").and_then(|n| n.parse().ok()) {
+            Some(n) => n,
+            None => return Err(bad_request("invalid", "Invalid Value: pageToken")),
+        },
+    };
+    Ok((size, offset))
 }
 
 async fn seed_file(State(emu): State<Emulator>, axum::Json(seed): axum::Json<Seed>) -> Response<Body> {
@@ -1258,20 +1273,33 @@ async fn create_permission(
     axum::Json(select(&v, q.fields.as_deref().unwrap_or("kind,id,type,role"))).into_response()
 }
 
+/// `permissions.list`: `pageSize` 1–100 (Drive refuses more); without it the whole list on a
+/// My Drive file, as Drive answers, unless `max_page_size` caps the page.
 async fn list_permissions(
     State(emu): State<Emulator>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<FieldsQuery>,
+    Query(q): Query<ListQuery>,
 ) -> Response<Body> {
     if let Err(r) = emu.guard(&headers, false) {
         return r;
     }
+    if q.page_size.is_some_and(|n| !(1..=100).contains(&n)) {
+        return bad_request("invalid", "Invalid Value: pageSize");
+    }
+    let (page_size, offset) = match page_of(&emu, q.page_size.unwrap_or(usize::MAX), q.page_token.as_deref()) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let meta = emu.0.meta.lock().unwrap();
     let (Some(file), Some(_)) = (meta.files.get(&id), meta.role(&id, emu.identity())) else {
         return not_found(&id);
     };
-    let body = json!({"kind": "drive#permissionList", "permissions": file.permissions});
+    let page: Vec<&Permission> = file.permissions.iter().skip(offset).take(page_size).collect();
+    let mut body = json!({"kind": "drive#permissionList", "permissions": page});
+    if offset.saturating_add(page_size) < file.permissions.len() {
+        body["nextPageToken"] = json!(format!("emu-{}", offset + page_size));
+    }
     axum::Json(select(&body, q.fields.as_deref().unwrap_or("kind,permissions(kind,id,type,role)"))).into_response()
 }
 

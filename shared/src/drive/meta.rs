@@ -239,20 +239,33 @@ impl<T: AccessToken> DriveClient<T> {
         }
     }
 
+    /// Every permission of a file, following `nextPageToken` to the end: a page may hold
+    /// fewer than asked, and a shared drive's list stops at 100 without it.
     pub async fn permissions(&self, file_id: &str) -> Result<Vec<Permission>, DriveError> {
-        self.with_retries(|| async {
+        let mut all = Vec::new();
+        let mut page: Option<String> = None;
+        loop {
             let list = self
-                .hub
-                .permissions()
-                .list(file_id)
-                .supports_all_drives(true)
-                .param("fields", "permissions(id,emailAddress,role)")
-                .doit();
-            call(list)
-                .await
-                .map(|(_, l)| l.permissions.unwrap_or_default().into_iter().map(Permission::from_api).collect())
-        })
-        .await
+                .with_retries(|| async {
+                    let mut list = self
+                        .hub
+                        .permissions()
+                        .list(file_id)
+                        .page_size(100)
+                        .supports_all_drives(true)
+                        .param("fields", "nextPageToken,permissions(id,emailAddress,role)");
+                    if let Some(token) = &page {
+                        list = list.page_token(token);
+                    }
+                    call(list.doit()).await.map(|(_, l)| l)
+                })
+                .await?;
+            all.extend(list.permissions.unwrap_or_default().into_iter().map(Permission::from_api));
+            match list.next_page_token {
+                Some(next) if !next.is_empty() => page = Some(next),
+                _ => return Ok(all),
+            }
+        }
     }
 
     /// Gives `email` read access. `notify` is Drive's own notification email: off by default

@@ -157,3 +157,37 @@ async fn a_refused_call_is_final_and_says_why() {
         other => panic!("expected 401, got {other:?}"),
     }
 }
+
+/// Drive may answer any list in pages smaller than asked: with the emulator answering 7 at a
+/// time, every permission of a folder shared with 130 buyers, and every child of a folder,
+/// is found (a course shared with more than a page of buyers lost track of some before).
+#[tokio::test]
+async fn permissions_and_children_follow_every_page_however_small() {
+    let e = emulator().await;
+    let drive = DriveClient::new(testing::fast_drive_config(&e.base), DriveAuth::Fixed("emulator-token".into()));
+    let id = drive.generate_ids(1).await.unwrap().remove(0);
+    drive.create_folder(&id, "Shared course", "root").await.unwrap();
+    let shares = (0..130).map(|n| {
+        let (drive, id) = (&drive, id.clone());
+        async move { drive.share_reader(&id, &format!("buyer{n:03}@example.com"), false).await.unwrap() }
+    });
+    futures_util::stream::iter(shares).buffer_unordered(8).collect::<Vec<_>>().await;
+    let children = drive.generate_ids(20).await.unwrap();
+    for (n, child) in children.iter().enumerate() {
+        drive.create_folder(child, &format!("lesson {n:02}"), &id).await.unwrap();
+    }
+
+    e.emu.set_faults(Faults { max_page_size: 7, ..Faults::default() });
+    let readers: std::collections::BTreeSet<String> = drive
+        .permissions(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.role == "reader")
+        .filter_map(|p| p.email_address)
+        .collect();
+    assert_eq!(readers.len(), 130, "every reader, across 19 pages");
+    assert!(readers.contains("buyer000@example.com") && readers.contains("buyer129@example.com"));
+    let listed = drive.children(&id).await.unwrap();
+    assert_eq!(listed.len(), 20, "every child, across 3 pages");
+}
