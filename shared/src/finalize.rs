@@ -15,6 +15,7 @@ use sqlx::MySqlPool;
 
 use crate::domain::{ItemStatus, OrderStatus, Stage, Status};
 use crate::drive::upload::DriveClient;
+use crate::drive_access::{self, AccessError};
 use crate::drive::{AccessToken, DriveError};
 use crate::mail::{DeliveryMail, MailError, Mailer};
 use crate::store::items::{self, ItemChange};
@@ -50,31 +51,6 @@ async fn fail(pool: &MySqlPool, item_id: u64, reason: &str) -> Result<Outcome, S
         Ok(_) => Outcome::Failed(reason.to_string()),
         Err(now) => Outcome::AlreadyDone(now),
     })
-}
-
-/// Makes sure the buyer can read the folder: existing access is success; a silent share to
-/// an address with no Google account is refused by Drive, so that one goes with Drive's own
-/// invitation.
-/// Answers the permission's id, which is what a refund removes.
-pub(crate) async fn share<T: AccessToken>(
-    drive: &DriveClient<T>,
-    folder: &str,
-    email: &str,
-) -> Result<String, DriveError> {
-    let existing = drive
-        .permissions(folder)
-        .await?
-        .into_iter()
-        .find(|p| p.email_address.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(email)));
-    if let Some(p) = existing {
-        return Ok(p.id);
-    }
-    match drive.share_reader(folder, email, false).await {
-        Err(DriveError::Refused { reason, .. }) if reason == "invalidSharingRequest" => {
-            drive.share_reader(folder, email, true).await.map(|p| p.id)
-        }
-        other => other.map(|p| p.id),
-    }
 }
 
 pub async fn finalize_item<T: AccessToken>(
@@ -121,12 +97,13 @@ async fn finalize_held<T: AccessToken>(
     link: &str,
     order_status: OrderStatus,
 ) -> Result<Outcome, StoreError> {
-    let permission = match share(drive, folder, &f.email).await {
+    let permission = match drive_access::grant(pool, drive, item_id, folder, &f.email).await {
         Ok(id) => id,
-        Err(e @ (DriveError::Refused { .. } | DriveError::Auth(_))) => {
+        Err(AccessError::Drive(e @ (DriveError::Refused { .. } | DriveError::Auth(_)))) => {
             return fail(pool, item_id, &format!("sharing: {e}")).await;
         }
-        Err(e) => return Ok(Outcome::Retry(format!("sharing: {e}"))),
+        Err(AccessError::Drive(e)) => return Ok(Outcome::Retry(format!("sharing: {e}"))),
+        Err(AccessError::Store(e)) => return Err(e),
     };
     items::set_permission_id(pool, item_id, &permission).await?;
     // Fixed before the first send (and before the locks below); a retry reuses it.
@@ -148,9 +125,13 @@ async fn finalize_held<T: AccessToken>(
         Some(ItemStatus::Delivered) => {}
         now => {
             drop(tx);
-            if let Err(e) = drive.unshare(folder, &permission).await {
-                tracing::warn!(item_id, error = %e, "the item was revoked while it was shared; access not removed yet");
-                return Ok(Outcome::Retry(format!("removing access from a revoked item: {e}")));
+            match drive_access::take_back(pool, drive, item_id, None).await {
+                Ok(_) => {}
+                Err(AccessError::Store(e)) => return Err(e),
+                Err(AccessError::Drive(e)) => {
+                    tracing::warn!(item_id, error = %e, "the item was revoked while it was shared; access not removed yet");
+                    return Ok(Outcome::Retry(format!("removing access from a revoked item: {e}")));
+                }
             }
             return Ok(match now {
                 None => Outcome::UnknownItem,

@@ -11,6 +11,7 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod drive;
+pub mod drive_access;
 pub mod enrollment;
 pub mod finalize;
 pub mod http;

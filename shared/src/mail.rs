@@ -22,6 +22,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("reminder.vi.html", include_str!("../templates/reminder.vi.html.j2")),
     ("reminder.en.txt", include_str!("../templates/reminder.en.txt.j2")),
     ("reminder.en.html", include_str!("../templates/reminder.en.html.j2")),
+    ("access_moved.vi.txt", include_str!("../templates/access_moved.vi.txt.j2")),
+    ("access_moved.vi.html", include_str!("../templates/access_moved.vi.html.j2")),
+    ("access_moved.en.txt", include_str!("../templates/access_moved.en.txt.j2")),
+    ("access_moved.en.html", include_str!("../templates/access_moved.en.html.j2")),
     ("footer.vi.txt", include_str!("../templates/footer.vi.txt.j2")),
     ("footer.vi.html", include_str!("../templates/footer.vi.html.j2")),
     ("footer.en.txt", include_str!("../templates/footer.en.txt.j2")),
@@ -47,6 +51,20 @@ pub struct DeliveryMail<'a> {
     pub link: &'a str,
     /// `<…@…>`, fixed per item before the first send.
     #[serde(skip)]
+    pub message_id: &'a str,
+}
+
+/// The notice to the address a course's access was moved away from.
+#[derive(Debug, Clone)]
+pub struct AccessMovedMail<'a> {
+    pub to: &'a str,
+    pub lang: &'a str,
+    pub title: &'a str,
+    pub code: &'a str,
+    /// Masked: the old address learns that it moved, not whose the new one is.
+    pub new_address: &'a str,
+    /// Vietnam time.
+    pub when: &'a str,
     pub message_id: &'a str,
 }
 
@@ -168,12 +186,27 @@ impl Mailer {
         self.message(m.to, subject, m.message_id, bodies)
     }
 
+    /// The notice to the address the access was moved away from, in the order's language.
+    pub fn access_moved(&self, m: &AccessMovedMail<'_>) -> Result<Message, MailError> {
+        let lang = if m.lang == "en" { "en" } else { "vi" };
+        let bodies = self.render(
+            "access_moved",
+            lang,
+            minijinja::context! { title => m.title, code => m.code, new_address => m.new_address, when => m.when },
+        )?;
+        let subject = if lang == "en" {
+            format!("The access to \"{}\" was moved to another address ({})", m.title, m.code)
+        } else {
+            format!("Quyền truy cập khoá học \"{}\" đã được chuyển sang địa chỉ khác ({})", m.title, m.code)
+        };
+        self.message(m.to, subject, m.message_id, bodies)
+    }
+
     /// The payment reminder, in the order's language.
     pub fn reminder(&self, m: &ReminderMail<'_>) -> Result<Message, MailError> {
         let lang = if m.lang == "en" { "en" } else { "vi" };
         // The buyer reads the time where they are: Vietnam.
-        let vietnam = chrono::FixedOffset::east_opt(7 * 3600).expect("UTC+7 is a valid offset");
-        let expires = m.expires_at.with_timezone(&vietnam).format("%H:%M %d/%m/%Y").to_string();
+        let expires = crate::domain::vietnam_time(m.expires_at);
         let amount = crate::domain::format_vnd(m.amount_vnd);
         let bodies = self.render(
             "reminder",

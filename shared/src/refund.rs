@@ -11,7 +11,8 @@ use crate::domain::{ItemStatus, OrderCode, OrderStatus, Status};
 use crate::drive::AccessToken;
 use crate::drive::upload::DriveClient;
 use crate::store::items::{self, ItemChange};
-use crate::store::{StoreError, orders};
+use crate::drive_access::{self, AccessError};
+use crate::store::{StoreError, grants, orders};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RefundReport {
@@ -52,7 +53,7 @@ pub async fn refund<T: AccessToken>(
     actor: &str,
     reason: &str,
 ) -> Result<RefundReport, RefundError> {
-    let Some((order_id, _, email)) = orders::by_code(pool, code).await? else {
+    let Some((order_id, _, _)) = orders::by_code(pool, code).await? else {
         return Err(RefundError::NotFound(code.to_string()));
     };
     let mut report = RefundReport::default();
@@ -91,34 +92,16 @@ pub async fn refund<T: AccessToken>(
         }
     }
     tx.commit().await?;
-    for (folder, given, moved_to, moving_to) in items::drive_folders(pool, order_id).await? {
-        let removed = async {
-            let mut n = 0;
-            // The permission finalize recorded, by its id: found whatever address Drive lists
-            // for the account (an alias or a googlemail.com spelling need not match); and any
-            // other for the buyer's address (one shared before ids were kept).
-            for p in drive.permissions(&folder).await? {
-                // The address the buyer moved the item's access to, too, and one a move that
-                // stopped halfway was giving it to.
-                let for_buyer = p.email_address.as_deref().is_some_and(|a| {
-                    [Some(email.as_str()), moved_to.as_deref(), moving_to.as_deref()]
-                        .into_iter()
-                        .flatten()
-                        .any(|m| a.eq_ignore_ascii_case(m))
-                });
-                if given.as_deref() == Some(p.id.as_str()) || for_buyer {
-                    drive.unshare(&folder, &p.id).await?;
-                    n += 1;
-                }
-            }
-            Ok::<usize, crate::drive::DriveError>(n)
-        }
-        .await;
-        match removed {
+    // Every permission we gave for the order's items, to whichever address (the order's, one
+    // a move gave, one a stopped move was giving), and only those: the seller's own, another
+    // buyer's, and one the buyer holds through another paid order stay.
+    for item_id in grants::items_with_live_grants(pool, order_id).await? {
+        match drive_access::take_back(pool, drive, item_id, None).await {
             Ok(n) => report.permissions_removed += n,
-            Err(e) => {
-                tracing::warn!(%folder, error = %e, "could not remove access yet; run the refund again");
-                report.folders_left.push(folder);
+            Err(AccessError::Store(e)) => return Err(e.into()),
+            Err(AccessError::Drive(e)) => {
+                tracing::warn!(item_id, error = %e, "could not remove access yet; run the refund again");
+                report.folders_left.push(format!("item {item_id}"));
             }
         }
     }

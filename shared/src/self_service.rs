@@ -15,7 +15,8 @@ use crate::config::{ConfigError, Vars};
 use crate::domain::{Email, EventKind, ItemStatus, OrderCode, mask_email};
 use crate::drive::upload::DriveClient;
 use crate::drive::{AccessToken, DriveError};
-use crate::mail::{DeliveryMail, MailError, Mailer};
+use crate::drive_access::{self, AccessError};
+use crate::mail::{AccessMovedMail, DeliveryMail, MailError, Mailer};
 use crate::operations::{self, OpsError};
 use crate::store::access::{self, DeliveredItem};
 use crate::store::events::{self, NewEvent};
@@ -76,6 +77,9 @@ pub enum SelfServiceError {
     /// The item's access was moved as often as a buyer may.
     #[error("{0}")]
     LimitReached(String),
+    /// Another move of the same access is under way.
+    #[error("the access is being moved by another request; try again in a moment")]
+    Busy,
     #[error("Google Drive: {0}")]
     Drive(#[from] DriveError),
     #[error("email: {0}")]
@@ -87,6 +91,15 @@ pub enum SelfServiceError {
 impl From<sqlx::Error> for SelfServiceError {
     fn from(e: sqlx::Error) -> Self {
         SelfServiceError::Store(e.into())
+    }
+}
+
+impl From<AccessError> for SelfServiceError {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::Drive(d) => SelfServiceError::Drive(d),
+            AccessError::Store(s) => SelfServiceError::Store(s),
+        }
     }
 }
 
@@ -262,29 +275,69 @@ async fn move_access_of<T: AccessToken>(
     if delivered.is_empty() {
         return Err(SelfServiceError::Invalid("new_email", "this address has the access already".into()));
     }
-    // The limit is checked for every item before any is changed: all move, or none.
-    if let Some(max) = limit
-        && let Some(spent) = delivered.iter().find(|i| i.access_changes >= max)
-    {
-        return Err(SelfServiceError::LimitReached(format!(
-            "the access to \"{}\" has been moved {} times, as often as it can be here; the seller can move it again",
-            spent.title, spent.access_changes
-        )));
-    }
-    let mut moved = Vec::with_capacity(delivered.len());
+    // Each item's move is counted and marked under way by one compare-and-set before Drive is
+    // asked, so parallel requests take turns and never pass the limit together; and every
+    // item is reserved before any is changed: all move, or none.
+    let mut reserved: Vec<&DeliveredItem> = Vec::with_capacity(delivered.len());
     for item in &delivered {
-        if let Some(m) = move_item(pool, drive, order, item, new_email, actor).await? {
-            moved.push((item, m));
+        if access::reserve_move(pool, item.id, new_email.as_str(), limit, MOVE_STALE_SECS).await? {
+            reserved.push(item);
+            continue;
+        }
+        for r in &reserved {
+            access::undo_reservation(pool, r.id).await?;
+        }
+        let (changes, under_way) = access::move_state(pool, item.id).await?;
+        return Err(match limit {
+            Some(max) if changes >= max => SelfServiceError::LimitReached(format!(
+                "the access to \"{}\" has been moved {changes} times, as often as it can be here; the seller can move it again",
+                item.title
+            )),
+            _ if under_way => SelfServiceError::Busy,
+            _ => SelfServiceError::NotDeliveredYet,
+        });
+    }
+    let mut moved = Vec::with_capacity(reserved.len());
+    for (n, item) in reserved.iter().enumerate() {
+        match move_item(pool, drive, order, item, new_email, actor).await {
+            Ok(Some(m)) => moved.push((*item, m)),
+            Ok(None) => {}
+            Err(e) => {
+                for r in &reserved[n..] {
+                    access::undo_reservation(pool, r.id).await?;
+                }
+                return Err(e);
+            }
         }
     }
     if moved.is_empty() {
         return Err(SelfServiceError::NotDeliveredYet);
     }
+    let emailed = tell_both_addresses(pool, mailer, order, &moved, new_email, actor).await?;
+    Ok(Moved { items: moved.into_iter().map(|(_, m)| m).collect(), emailed })
+}
+
+/// A move that began this long ago and never finished died: it no longer blocks the next.
+const MOVE_STALE_SECS: u32 = 15 * 60;
+
+/// The new address gets each course's delivery email; the old one is told what changed,
+/// when, and how to reach the seller (someone who knew the order's code and email moved it,
+/// and the owner of the old address should know). Both are written to the order's events.
+/// `false`: a mail was not accepted (the access moved either way; `resend` sends it again).
+async fn tell_both_addresses(
+    pool: &MySqlPool,
+    mailer: &Mailer,
+    order: &access::OrderForBuyer,
+    moved: &[(&DeliveredItem, MovedItem)],
+    new_email: &Email,
+    actor: &str,
+) -> Result<bool, SelfServiceError> {
     let mut emailed = true;
     let domain = mailer.from_address().email.domain().to_string();
-    for (item, _) in &moved {
+    let when = crate::domain::vietnam_time(chrono::Utc::now());
+    for (item, _) in moved {
         let message_id = format!("<delivery.{}.moved.{:016x}@{domain}>", item.id, rand::random::<u64>());
-        let mail = DeliveryMail {
+        let to_new = DeliveryMail {
             to: new_email.as_str(),
             lang: &order.lang,
             title: &item.title,
@@ -292,22 +345,52 @@ async fn move_access_of<T: AccessToken>(
             link: &item.drive_link,
             message_id: &message_id,
         };
-        let sent = match mailer.delivery(&mail) {
-            Ok(message) => mailer.send(message).await,
-            Err(e) => Err(e),
+        let notice_id = format!("<access-moved.{}.{:016x}@{domain}>", item.id, rand::random::<u64>());
+        let new_masked = mask_email(new_email.as_str());
+        let to_old = AccessMovedMail {
+            to: &item.access_email,
+            lang: &order.lang,
+            title: &item.title,
+            code: &order.code,
+            new_address: &new_masked,
+            when: &when,
+            message_id: &notice_id,
         };
-        if let Err(e) = sent {
-            tracing::warn!(item_id = item.id, error = %e, "the delivery email to the new address was not sent");
-            emailed = false;
+        for (who, sent) in [
+            ("new", send(mailer, mailer.delivery(&to_new)).await),
+            ("old", send(mailer, mailer.access_moved(&to_old)).await),
+        ] {
+            if let Err(e) = &sent {
+                tracing::warn!(item_id = item.id, error = %e, "the email to the {who} address was not sent");
+                emailed = false;
+            }
         }
+        let detail = format!(
+            "the previous address {} was told of the move to {new_masked}",
+            mask_email(&item.access_email)
+        );
+        let event = NewEvent {
+            order_id: order.id,
+            item_id: Some(item.id),
+            kind: EventKind::AccessMoveNotified,
+            from_status: None,
+            to_status: None,
+            actor,
+            detail: Some(&detail),
+        };
+        events::record(&mut *pool.acquire().await?, &event).await?;
     }
-    Ok(Moved { items: moved.into_iter().map(|(_, m)| m).collect(), emailed })
+    Ok(emailed)
 }
 
-/// Notes `new_email` on the item, gives it reader access, takes the old one's away, then
-/// records the move under the order's lock. Each Drive step is safe to repeat (an existing permission is found, a missing
-/// one is gone already), so a retry after a failure finishes the move. `None`: the item was
-/// revoked meanwhile (a refund), and the access just given is taken back.
+async fn send(mailer: &Mailer, message: Result<lettre::Message, MailError>) -> Result<(), MailError> {
+    mailer.send(message?).await
+}
+
+/// Gives `new_email` reader access (recorded as the item's grant), takes back every other
+/// permission the item holds (the old address's, one an earlier stopped move gave), then
+/// records the move under the order's lock. Each step is safe to repeat. `None`: the item
+/// was revoked meanwhile (a refund), and the access just given is taken back too.
 async fn move_item<T: AccessToken>(
     pool: &MySqlPool,
     drive: &DriveClient<T>,
@@ -317,23 +400,14 @@ async fn move_item<T: AccessToken>(
     actor: &str,
 ) -> Result<Option<MovedItem>, SelfServiceError> {
     let folder = &item.drive_folder_id;
-    // Noted first: if this dies after Drive shares and before the move is recorded, a refund
-    // still removes the new address's access.
-    access::note_pending(pool, item.id, new_email.as_str()).await?;
-    let given = crate::finalize::share(drive, folder, new_email.as_str()).await?;
-    for p in drive.permissions(folder).await? {
-        let old = item.drive_permission_id.as_deref() == Some(p.id.as_str())
-            || p.email_address.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&item.access_email));
-        if old && p.id != given {
-            drive.unshare(folder, &p.id).await?;
-        }
-    }
+    let given = drive_access::grant(pool, drive, item.id, folder, new_email.as_str()).await?;
+    drive_access::take_back(pool, drive, item.id, Some(&given)).await?;
     // The order first, as finalize and a refund lock it.
     let mut tx = pool.begin().await?;
     orders::lock_in(&mut tx, order.id).await?;
     if items::status_for_update_in(&mut tx, item.id).await? != Some(ItemStatus::Completed) {
         drop(tx);
-        drive.unshare(folder, &given).await?;
+        drive_access::take_back(pool, drive, item.id, None).await?;
         access::clear_pending(pool, item.id).await?;
         return Ok(None);
     }

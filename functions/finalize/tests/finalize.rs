@@ -357,3 +357,82 @@ async fn a_refund_removes_access_by_permission_id_whatever_address_drive_lists(p
     assert_eq!(report.permissions_removed, 1);
     assert!(h.readers(&h.folders[0]).await.is_empty(), "access stayed after the refund");
 }
+
+/// A permission the seller gave by hand: `role` for `email` on `folder`.
+async fn seller_shares(base: &str, folder: &str, email: &str, role: &str) {
+    let answer = reqwest::Client::new()
+        .post(format!("{base}/drive/v3/files/{folder}/permissions?sendNotificationEmail=false"))
+        .bearer_auth("emulator-token")
+        .json(&serde_json::json!({"role": role, "type": "user", "emailAddress": email}))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{}", answer.status());
+}
+
+async fn roles(h: &Harness, folder: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = drive(&h.drive.base)
+        .permissions(folder)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|p| p.email_address.map(|e| (e, p.role)))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A course delivered by sharing one folder (the seller's own, in share mode): the buyer has
+/// two paid orders of it, and the seller's assistant edits it. Refunding one order leaves
+/// the buyer's access (the other order still holds it); refunding the second takes it; the
+/// assistant's permission, which we never made, survives both.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn only_permissions_we_made_are_taken_back_and_a_second_order_keeps_its_access(pool: MySqlPool) {
+    let h = harness(pool, 1, "vi", "gmail.com").await;
+    let ctx = h.ctx(SMTP);
+    let folder = h.folders[0].clone();
+    seller_shares(&h.drive.base, &folder, "assistant@seller.vn", "writer").await;
+    let (code_b, b) = testing::pending_order(&h.pool, &[100_000], 30).await;
+    sqlx::query("UPDATE orders SET status = 'paid', email = ? WHERE id = ?")
+        .bind(&h.email)
+        .bind(b.order_id)
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE order_items SET status = 'delivered', drive_folder_id = ?,
+           drive_link = (SELECT l FROM (SELECT drive_link AS l FROM order_items WHERE id = ?) x) WHERE id = ?",
+    )
+    .bind(&folder)
+    .bind(h.items[0])
+    .bind(b.item_ids[0])
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    handle(&ctx, event(h.items[0], "a")).await;
+    handle(&ctx, event(b.item_ids[0], "b")).await;
+    let assistant = ("assistant@seller.vn".to_string(), "writer".to_string());
+    let buyer = (h.email.clone(), "reader".to_string());
+    assert_eq!(roles(&h, &folder).await, { let mut v = vec![assistant.clone(), buyer.clone()]; v.sort(); v });
+
+    let a = coursedrop::refund::refund(&h.pool, &ctx.drive, &h.order_code().await, "operator:lan", "asked").await;
+    assert_eq!(a.unwrap().permissions_removed, 0, "the other order still holds the buyer's access");
+    assert!(roles(&h, &folder).await.contains(&buyer));
+    let b = coursedrop::refund::refund(&h.pool, &ctx.drive, &code_b, "operator:lan", "asked").await.unwrap();
+    assert_eq!(b.permissions_removed, 1);
+    assert_eq!(roles(&h, &folder).await, vec![assistant], "the seller's own permission is never ours to remove");
+}
+
+/// The buyer's address could already edit the folder (the seller gave it by hand): finalize
+/// takes that as the access, changes nothing on it, and a refund leaves it as it was.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn access_the_address_had_already_is_kept_as_it_was(pool: MySqlPool) {
+    let h = harness(pool, 1, "en", "gmail.com").await;
+    let ctx = h.ctx(SMTP);
+    seller_shares(&h.drive.base, &h.folders[0], &h.email, "writer").await;
+    assert!(failures(&handle(&ctx, event(h.items[0], "a")).await).is_empty());
+    assert_eq!(h.status(h.items[0]).await.0, "completed");
+    let report = coursedrop::refund::refund(&h.pool, &ctx.drive, &h.order_code().await, "operator:lan", "x").await;
+    assert_eq!(report.unwrap().permissions_removed, 0);
+    assert_eq!(roles(&h, &h.folders[0]).await, vec![(h.email.clone(), "writer".to_string())]);
+}

@@ -134,6 +134,10 @@ fn refused(e: SelfServiceError) -> Response {
         ),
         SelfServiceError::Invalid(field, message) => ApiError::invalid_field(field, message),
         SelfServiceError::LimitReached(message) => ApiError::new(StatusCode::CONFLICT, "access_change_limit", message),
+        SelfServiceError::Busy => {
+            let message = "the access is being moved by another request; try again in a moment";
+            return retry_after(ApiError::new(StatusCode::CONFLICT, "try_again", message), 5);
+        }
         e @ (SelfServiceError::Drive(_) | SelfServiceError::Mail(_)) => {
             tracing::warn!(error = %e, "self-service could not finish; the buyer may try again");
             ApiError::new(

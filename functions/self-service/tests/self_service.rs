@@ -184,6 +184,20 @@ async fn access_moves_to_another_address_a_limited_number_of_times_and_a_refund_
         .await
         .unwrap();
     assert_eq!(moves, 2, "one event per item");
+    // The old address is told, once per course, what changed, when and whom to ask.
+    let told = testing::mails_to(&email);
+    assert_eq!(told.len(), 4, "two deliveries, then two notices");
+    let notices: Vec<(String, String)> =
+        told.iter().map(|m| testing::mail_parts(m)).filter(|(t, _)| t.contains("đã được chuyển")).collect();
+    assert_eq!(notices.len(), 2, "one notice per course");
+    let (text, html) = &notices[0];
+    assert!(text.contains(&code) && text.contains("giờ Việt Nam") && text.contains("l***"), "{text}");
+    assert!(!text.contains(&second) && !html.contains(&second), "the new address is masked for the old one");
+    let notices: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM order_events WHERE kind = 'access_move_notified'")
+        .fetch_one(&shop.pool)
+        .await
+        .unwrap();
+    assert_eq!(notices, 2);
 
     // A resend now goes where the access is.
     let (status, _, _) = shop.post(&format!("/orders/{code}/resend"), json!({"email": email}), HOME).await;
@@ -291,10 +305,11 @@ async fn a_move_that_stopped_after_drive_shared_leaves_nothing_a_refund_misses(p
             .fetch_one(&shop.pool)
             .await
             .unwrap();
-    // What a move had done when it died: the new address noted, Drive's share made, nothing
-    // recorded yet.
+    // What a move had done when it died: the move counted, the new address's grant written
+    // before Drive was asked, Drive's share made, nothing recorded after.
     let new = buyer("lan-new");
-    coursedrop::store::access::note_pending(&shop.pool, item, &new).await.unwrap();
+    assert!(coursedrop::store::access::reserve_move(&shop.pool, item, &new, Some(2), 900).await.unwrap());
+    coursedrop::store::grants::record(&shop.pool, item, &folders[0], &new, None, true).await.unwrap();
     let d = drive(&shop.emulator.base);
     d.share_reader(&folders[0], &new, false).await.unwrap();
     assert_eq!(shop.readers(&folders[0]).await.len(), 2);
@@ -320,4 +335,48 @@ async fn a_move_that_stopped_after_drive_shared_leaves_nothing_a_refund_misses(p
     .await
     .unwrap();
     assert_eq!(pending, None);
+}
+
+/// Ten moves of one order's access at once, each to its own address: they take turns, and no
+/// more than the limit (2) ever happen; the others are told to try again or that the limit is
+/// reached. A refund then leaves no reader we made, while the seller's assistant, whom the
+/// seller shared the folder with by hand, keeps access through every move and the refund.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn ten_moves_at_once_never_pass_the_limit_and_a_refund_takes_back_every_grant(pool: MySqlPool) {
+    let shop = shop(pool, "15m", "0s").await;
+    let email = buyer("lan");
+    let (code, folders) = delivered_order(&shop, &email, 1, true).await;
+    let d = drive(&shop.emulator.base);
+    d.share_reader(&folders[0], "assistant@seller.vn", false).await.unwrap();
+    let path = format!("/orders/{code}/access");
+    let moves = (0..10).map(|n| {
+        let (shop, path, email) = (&shop, path.clone(), email.clone());
+        async move { shop.post(&path, json!({"email": email, "new_email": buyer(&format!("to-{n}"))}), HOME).await }
+    });
+    let answers = futures_util::future::join_all(moves).await;
+    let done = answers.iter().filter(|(s, _, _)| *s == StatusCode::OK).count();
+    assert!((1..=2).contains(&done), "{done} moves happened: {answers:?}");
+    for (status, _, body) in answers.iter().filter(|(s, _, _)| *s != StatusCode::OK) {
+        assert_eq!(*status, StatusCode::CONFLICT, "{body}");
+        assert!(matches!(body["code"].as_str(), Some("try_again" | "access_change_limit")), "{body}");
+    }
+    let (changes, granted): (u32, i64) = sqlx::query_as(
+        "SELECT i.access_changes, (SELECT COUNT(*) FROM drive_grants g WHERE g.item_id = i.id)
+         FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.code = ?",
+    )
+    .bind(&code)
+    .fetch_one(&shop.pool)
+    .await
+    .unwrap();
+    assert_eq!(changes as usize, done, "the count is what happened");
+    assert_eq!(granted as usize, 1 + done, "every permission we gave is recorded");
+    let readers = shop.readers(&folders[0]).await;
+    assert_eq!(readers.len(), 2, "the assistant and the last address: {readers:?}");
+    assert!(readers.contains(&"assistant@seller.vn".to_string()));
+
+    let report = coursedrop::refund::refund(&shop.pool, &d, &OrderCode::from_stored(code), "operator:lan", "asked")
+        .await
+        .unwrap();
+    assert_eq!(report.permissions_removed, 1);
+    assert_eq!(shop.readers(&folders[0]).await, vec!["assistant@seller.vn".to_string()]);
 }

@@ -15,3 +15,10 @@ pub use order_code::{CodeCharset, CodePattern, CodePatternError, OrderCode, Orde
 pub use slug::{CourseSlug, SlugError};
 pub use state::{EventKind, ItemStatus, OrderStatus, Queue, Stage, Status, UnknownStatus};
 pub use view_token::ViewToken;
+
+/// A moment as buyers and sellers in Vietnam read it: `HH:MM dd/mm/YYYY`, UTC+7 (no daylight
+/// saving); the text around it says it is Vietnam time.
+pub fn vietnam_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    let vietnam = chrono::FixedOffset::east_opt(7 * 3600).expect("UTC+7 is a valid offset");
+    t.with_timezone(&vietnam).format("%H:%M %d/%m/%Y").to_string()
+}

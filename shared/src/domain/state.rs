@@ -157,6 +157,8 @@ status_enum!(EventKind, "event kind", {
     Unenrolled => "unenrolled",
     ReminderSent => "reminder_sent",
     AccessMoved => "access_moved",
+    // The address the access was moved away from was told (what, when, whom to ask).
+    AccessMoveNotified => "access_move_notified",
     // Another feed reported a transfer already counted: kept as evidence.
     PaymentSeenAgain => "payment_seen_again",
     // A transfer that looks like one already counted, held for an operator; and an operator

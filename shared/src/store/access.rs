@@ -102,24 +102,69 @@ pub async fn delivered_items(pool: &MySqlPool, order_id: u64) -> Result<Vec<Deli
     .await?)
 }
 
-/// Notes the address a move is about to give the item's folder to, before Drive is asked.
-pub async fn note_pending(pool: &MySqlPool, item_id: u64, email: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE order_items SET access_pending_email = ? WHERE id = ?")
-        .bind(email)
+/// Counts a move of the item's access to `email` and notes it as under way, if the item is
+/// completed, has been moved fewer than `limit` times (no limit: an operator), and no other
+/// move of it is under way (one that began more than `stale_secs` ago died, and no longer
+/// blocks). One compare-and-set: parallel moves take turns, and at most `limit` ever count.
+pub async fn reserve_move(
+    pool: &MySqlPool,
+    item_id: u64,
+    email: &str,
+    limit: Option<u32>,
+    stale_secs: u32,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE order_items SET access_changes = access_changes + 1, access_pending_email = ?,
+           access_pending_at = NOW(3), updated_at = NOW(3)
+         WHERE id = ? AND status = ? AND (? IS NULL OR access_changes < ?)
+           AND (access_pending_email IS NULL OR access_pending_at IS NULL
+                OR access_pending_at < NOW(3) - INTERVAL ? SECOND)",
+    )
+    .bind(email)
+    .bind(item_id)
+    .bind(ItemStatus::Completed.as_str())
+    .bind(limit)
+    .bind(limit)
+    .bind(stale_secs)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// How often the item's access has been moved, and whether a move is under way.
+pub async fn move_state(pool: &MySqlPool, item_id: u64) -> Result<(u32, bool), StoreError> {
+    let (changes, pending): (u32, bool) =
+        sqlx::query_as("SELECT access_changes, access_pending_email IS NOT NULL FROM order_items WHERE id = ?")
+            .bind(item_id)
+            .fetch_one(pool)
+            .await?;
+    Ok((changes, pending))
+}
+
+/// Gives back a reserved move that did not happen (Drive failed, another item refused).
+pub async fn undo_reservation(pool: &MySqlPool, item_id: u64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE order_items SET access_changes = GREATEST(access_changes, 1) - 1, access_pending_email = NULL,
+           access_pending_at = NULL WHERE id = ? AND access_pending_email IS NOT NULL",
+    )
+    .bind(item_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Clears the move under way without giving it back (the item was revoked meanwhile).
+pub async fn clear_pending(pool: &MySqlPool, item_id: u64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE order_items SET access_pending_email = NULL, access_pending_at = NULL WHERE id = ?")
         .bind(item_id)
         .execute(pool)
         .await?;
     Ok(())
 }
 
-/// Clears the noted address (the move was recorded, or undone).
-pub async fn clear_pending(pool: &MySqlPool, item_id: u64) -> Result<(), StoreError> {
-    sqlx::query("UPDATE order_items SET access_pending_email = NULL WHERE id = ?").bind(item_id).execute(pool).await?;
-    Ok(())
-}
-
-/// Records the item's access as moved to `email` with `permission_id`, in the caller's
-/// transaction (which has locked the order and seen the item still completed).
+/// Records the item's access as moved to `email` with `permission_id` (the move was counted
+/// when it was reserved), in the caller's transaction (which has locked the order and seen
+/// the item still completed).
 pub async fn record_move_in(
     conn: &mut MySqlConnection,
     item_id: u64,
@@ -127,8 +172,8 @@ pub async fn record_move_in(
     permission_id: &str,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE order_items SET access_email = ?, drive_permission_id = ?, access_changes = access_changes + 1,
-           access_pending_email = NULL, updated_at = NOW(3)
+        "UPDATE order_items SET access_email = ?, drive_permission_id = ?, access_pending_email = NULL,
+           access_pending_at = NULL, updated_at = NOW(3)
          WHERE id = ? AND status = ?",
     )
     .bind(email)

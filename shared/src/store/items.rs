@@ -420,22 +420,6 @@ pub async fn lock_all_of_order_in(
     rows.into_iter().map(|(id, s)| Ok((id, ItemStatus::parse(&s)?))).collect()
 }
 
-/// The order's Drive folders, each with the permission the buyer was given (if it was), the
-/// address the item's access was moved to (if it was) and the one a move was giving it to when
-/// it stopped (if one did).
-pub async fn drive_folders(
-    pool: &MySqlPool,
-    order_id: u64,
-) -> Result<Vec<(String, Option<String>, Option<String>, Option<String>)>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT drive_folder_id, drive_permission_id, access_email, access_pending_email FROM order_items
-         WHERE order_id = ? AND drive_folder_id IS NOT NULL ORDER BY id",
-    )
-    .bind(order_id)
-    .fetch_all(pool)
-    .await?)
-}
-
 /// The order's courses with the price each was ordered at: (slug, title, price).
 pub async fn priced_courses_in(
     conn: &mut MySqlConnection,

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod coupons;
 pub mod delivered_files;
 pub mod events;
+pub mod grants;
 pub mod items;
 pub mod kept;
 pub mod leases;
