@@ -52,6 +52,14 @@ use tokio::io::AsyncWriteExt;
 pub const FOLDER_MIME: &str = "application/vnd.google-apps.folder";
 pub const SHORTCUT_MIME: &str = "application/vnd.google-apps.shortcut";
 pub const DOCS_MIME: &str = "application/vnd.google-apps.document";
+/// The Docs Editors types: Drive makes their copies under ids of its own only.
+pub const DOCS_EDITORS_MIMES: &[&str] = &[
+    DOCS_MIME,
+    "application/vnd.google-apps.spreadsheet",
+    "application/vnd.google-apps.presentation",
+    "application/vnd.google-apps.drawing",
+    "application/vnd.google-apps.form",
+];
 /// Who owns seeded files unless told otherwise.
 pub const SELLER: &str = "seller@example.com";
 /// Our Drive identity, as the emulator's tokens act.
@@ -196,6 +204,8 @@ struct File {
     copy_requires_writer_permission: bool,
     /// A shortcut's target: its id and type.
     shortcut_target: Option<(String, String)>,
+    /// `appProperties`: the creating app's own keys, as set by create or copy.
+    app_properties: std::collections::BTreeMap<String, String>,
 }
 
 /// What a caller may do with a file: the best of its owner status and every permission on the
@@ -399,6 +409,9 @@ impl File {
         if let Some((id, mime)) = &self.shortcut_target {
             v["shortcutDetails"] = json!({"targetId": id, "targetMimeType": mime});
         }
+        if !self.app_properties.is_empty() {
+            v["appProperties"] = json!(self.app_properties);
+        }
         // Folders and shortcuts have no size; Google-native files (Docs…) have one but no MD5.
         if !folder && self.shortcut_target.is_none() {
             // Drive reports sizes as strings (int64 in JSON).
@@ -437,6 +450,7 @@ impl Emulator {
             owner: config.identity.clone(),
             copy_requires_writer_permission: false,
             shortcut_target: None,
+            app_properties: Default::default(),
         };
         meta.files.insert("root".into(), root);
         Ok(Emulator(Arc::new(Inner {
@@ -530,6 +544,7 @@ impl Emulator {
             owner: if seed.owner.is_empty() { SELLER.into() } else { seed.owner.clone() },
             copy_requires_writer_permission: seed.copy_requires_writer_permission,
             shortcut_target,
+            app_properties: Default::default(),
         };
         let mut meta = self.0.meta.lock().unwrap();
         meta.order.push(id.clone());
@@ -834,11 +849,13 @@ struct NewFile {
     mime_type: Option<String>,
     #[serde(default)]
     parents: Vec<String>,
+    #[serde(default)]
+    app_properties: std::collections::BTreeMap<String, String>,
 }
 
 fn parse_metadata(body: &Bytes) -> Result<NewFile, Response<Body>> {
     if body.is_empty() {
-        return Ok(NewFile { id: None, name: None, mime_type: None, parents: vec![] });
+        return Ok(NewFile { id: None, name: None, mime_type: None, parents: vec![], app_properties: Default::default() });
     }
     serde_json::from_slice(body).map_err(|e| bad_request("parseError", &format!("Parse Error: {e}")))
 }
@@ -885,6 +902,7 @@ async fn create_with_media(
         owner: emu.0.config.identity.clone(),
         copy_requires_writer_permission: false,
         shortcut_target: None,
+        app_properties: new.app_properties,
     };
     if !is_folder && let Err(e) = tokio::fs::write(emu.blob_path(&id), media).await {
         return google_error(StatusCode::INTERNAL_SERVER_ERROR, "global", "internalError", &e.to_string());
@@ -1137,6 +1155,16 @@ async fn copy_file(
             "This file cannot be copied by the user.",
         );
     }
+    // Google's create-file guide: reserved ids are not supported for Docs Editors files
+    // (Docs, Sheets, Slides, Drawings, Forms); Drive refuses the copy outright.
+    if new.id.is_some() && DOCS_EDITORS_MIMES.contains(&source.mime_type.as_str()) {
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "global",
+            "generatedIdNotSupported",
+            "Generated IDs are not supported for this file type.",
+        );
+    }
     // Without parents the copy goes where the source is (the source's parents we can see).
     let parents = if new.parents.is_empty() { source.parents.clone() } else { new.parents.clone() };
     if let Err(r) = emu.check_parents(&parents) {
@@ -1166,6 +1194,7 @@ async fn copy_file(
         owner: emu.identity().to_string(),
         copy_requires_writer_permission: false,
         shortcut_target: source.shortcut_target.clone(),
+        app_properties: new.app_properties,
     };
     match emu.insert(file) {
         Ok(v) => {
@@ -1595,6 +1624,7 @@ async fn complete(emu: &Emulator, s: &mut Session, fields: &str) -> Response<Bod
         owner: emu.0.config.identity.clone(),
         copy_requires_writer_permission: false,
         shortcut_target: None,
+        app_properties: Default::default(),
     };
     match emu.insert(file) {
         Ok(v) => {

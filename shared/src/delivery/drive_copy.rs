@@ -7,11 +7,15 @@
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::adapters::queue::Publisher;
-use crate::drive::meta::FileFacts;
+use crate::drive::meta::{CopyTo, FileFacts};
 use crate::drive::{AccessToken, DriveError};
 use crate::source::drive::{self, DriveObject, TreeError};
 use crate::source::{DriveFolder, SourceError};
+use crate::store::delivered_files;
 use crate::store::items::{self, DeliveryFacts};
+
+/// The app property a Docs Editors file's copy carries: `<item>:<its delivered_files row>`.
+const COPY_KEY: &str = "coursedropCopy";
 
 use super::plan::parent_of;
 use super::{CopyError, Deliverer, Progress};
@@ -50,7 +54,8 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         let folder_id = self.item_folder(item_id, facts).await?;
         let bytes_total: u64 = objects.iter().map(|o| o.size).sum();
         items::set_totals(&self.pool, item_id, objects.len() as u32, bytes_total).await?;
-        let folders = self.make_tree(item_id, folder_id, objects.iter().map(|o| o.path.as_str())).await?;
+        let folders =
+            self.make_tree(item_id, folder_id, objects.iter().map(|o| o.path.as_str()), drive::drive_name).await?;
 
         let (progress, already) = self.progress_so_far(item_id).await?;
         let mut pending = Vec::with_capacity(objects.len());
@@ -67,26 +72,34 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         parent: String,
         progress: &Progress,
     ) -> Result<(), CopyError> {
-        let name = object.path.rsplit('/').next().unwrap_or(&object.path);
+        let name = drive::drive_name(object.path.rsplit('/').next().unwrap_or(&object.path));
         for round in 0..2 {
             let row = self.file_row(item_id, &object.path, object.size).await?;
             if row.completed && row.size_bytes == object.size {
                 return Ok(());
             }
-            let file_id = self.drive_id_for(&row).await?;
-            let copy = match self.drive.copy(&object.id, &file_id, name, &parent).await {
+            let copied = if FileFacts::is_docs_editors(&object.mime_type) {
+                self.copy_keyed(item_id, row.id, object, &name, &parent).await
+            } else {
+                let file_id = self.drive_id_for(&row).await?;
+                self.drive.copy(&object.id, CopyTo::Id(&file_id), &name, &parent).await
+            };
+            let copy = match copied {
                 Ok(copy) => copy,
                 // Copied by an earlier run that did not record it: check what is there.
-                Err(DriveError::Refused { status: 409, .. }) => match self.drive.file(&file_id).await? {
-                    Some(copy) => copy,
-                    None => {
-                        return Err(SourceError::Read(format!(
-                            "{} exists under {file_id} but cannot be read",
-                            object.path
-                        ))
-                        .into());
+                Err(DriveError::Refused { status: 409, .. }) => {
+                    let file_id = self.drive_id_for(&row).await?;
+                    match self.drive.file(&file_id).await? {
+                        Some(copy) => copy,
+                        None => {
+                            return Err(SourceError::Read(format!(
+                                "{} exists under {file_id} but cannot be read",
+                                object.path
+                            ))
+                            .into());
+                        }
                     }
-                },
+                }
                 Err(DriveError::Refused { status: 404, .. }) => {
                     return Err(SourceError::Missing(format!("{} (Drive file {})", object.path, object.id)).into());
                 }
@@ -95,6 +108,9 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
                 }
                 Err(e) => return Err(e.into()),
             };
+            if FileFacts::is_docs_editors(&object.mime_type) {
+                delivered_files::keep_drive_id(&self.pool, row.id, &copy.id).await?;
+            }
             if same_file(object, &copy) {
                 self.complete(row.id, copy.md5_checksum.as_deref(), object.size, progress, object.size).await?;
                 return Ok(());
@@ -113,6 +129,32 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
             remote: format!("the copy of {} did not match after a redo", object.path),
         }
         .into())
+    }
+
+    /// A Docs Editors file's copy, made under an id of Drive's own and marked with the file's
+    /// row: a copy an earlier run made and did not record is found by that mark in the parent
+    /// folder before anything is copied again, so a crash between the copy and its record
+    /// never leaves two.
+    async fn copy_keyed(
+        &self,
+        item_id: u64,
+        row_id: u64,
+        object: &DriveObject,
+        name: &str,
+        parent: &str,
+    ) -> Result<FileFacts, DriveError> {
+        let mark = format!("{item_id}:{row_id}");
+        let earlier = self
+            .drive
+            .children(parent)
+            .await?
+            .into_iter()
+            .find(|f| f.app_properties.get(COPY_KEY).is_some_and(|v| *v == mark));
+        let copy = match earlier {
+            Some(copy) => copy,
+            None => self.drive.copy(&object.id, CopyTo::Keyed { key: COPY_KEY, value: &mark }, name, parent).await?,
+        };
+        Ok(copy)
     }
 
     /// Share mode: the seller's folder is the item's; finalize gives the buyer read access to

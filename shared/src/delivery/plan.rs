@@ -37,7 +37,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         }
         let bytes_total: u64 = objects.iter().map(|o| o.size).sum();
         items::set_totals(&self.pool, item_id, objects.len() as u32, bytes_total).await?;
-        let folders = self.make_tree(item_id, folder_id, objects.iter().map(|o| o.path.as_str())).await?;
+        let folders = self.make_tree(item_id, folder_id, objects.iter().map(|o| o.path.as_str()), str::to_string).await?;
 
         let (progress, already) = self.progress_so_far(item_id).await?;
         // The futures are built in a plain loop: a closure over borrowed items here makes the
@@ -56,6 +56,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         item_id: u64,
         folder_id: String,
         paths: impl Iterator<Item = &'p str>,
+        name_of: fn(&str) -> String,
     ) -> Result<HashMap<String, String>, CopyError> {
         // A BTreeSet orders "a/" before "a/b/".
         let mut dirs = BTreeSet::new();
@@ -76,7 +77,7 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
             let parent_id = folders[parent].clone();
             let row = self.file_row(item_id, &dir, 0).await?;
             let id = self.drive_id_for(&row).await?;
-            self.drive.create_folder(&id, name, &parent_id).await?;
+            self.drive.create_folder(&id, &name_of(name), &parent_id).await?;
             delivered_files::folder_made(&self.pool, row.id).await?;
             folders.insert(dir, id);
         }

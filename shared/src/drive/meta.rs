@@ -30,6 +30,9 @@ pub struct FileFacts {
     /// `copyRequiresWriterPermission`), and share it.
     pub can_copy: Option<bool>,
     pub can_share: Option<bool>,
+    /// Keys we set on files we make (`appProperties`): a copy made without a reserved id is
+    /// found again by its key.
+    pub app_properties: std::collections::HashMap<String, String>,
 }
 
 impl FileFacts {
@@ -45,6 +48,7 @@ impl FileFacts {
             shortcut_target: f.shortcut_details.and_then(|d| d.target_id.map(|id| (id, d.target_mime_type))),
             can_copy: capabilities.can_copy,
             can_share: capabilities.can_share,
+            app_properties: f.app_properties.unwrap_or_default(),
         }
     }
 
@@ -56,6 +60,12 @@ impl FileFacts {
         self.mime_type.as_deref() == Some(SHORTCUT_MIME)
     }
 
+    /// A Docs Editors file (Docs, Sheets, Slides, Drawings, Forms): copied under an id of
+    /// Drive's own.
+    pub fn is_docs_editors(mime_type: &str) -> bool {
+        DOCS_EDITORS_MIMES.contains(&mime_type)
+    }
+
     /// A Google-native file (Docs, Sheets, Slides…): copied like any file, but Drive keeps no
     /// MD5 of it, so a copy is checked by size and type.
     pub fn is_google_native(&self) -> bool {
@@ -63,6 +73,13 @@ impl FileFacts {
             && !self.is_folder()
             && !self.is_shortcut()
     }
+}
+
+/// How a copy is made once (see [`DriveClient::copy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyTo<'a> {
+    Id(&'a str),
+    Keyed { key: &'a str, value: &'a str },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +95,18 @@ impl Permission {
     }
 }
 
-const FILE_FIELDS: &str = "id,name,mimeType,size,md5Checksum,webViewLink,shortcutDetails(targetId,targetMimeType),capabilities(canCopy,canShare)";
+const FILE_FIELDS: &str = "id,name,mimeType,size,md5Checksum,webViewLink,shortcutDetails(targetId,targetMimeType),capabilities(canCopy,canShare),appProperties";
+
+/// The Docs Editors types (Docs, Sheets, Slides, Drawings, Forms): Drive refuses a reserved id
+/// for them (`generatedIdNotSupported`; Google's create-file guide), so their copies get ids
+/// of Drive's own.
+pub const DOCS_EDITORS_MIMES: &[&str] = &[
+    "application/vnd.google-apps.document",
+    "application/vnd.google-apps.spreadsheet",
+    "application/vnd.google-apps.presentation",
+    "application/vnd.google-apps.drawing",
+    "application/vnd.google-apps.form",
+];
 
 /// A hub call's error, read as worth another try or final. Drive's JSON error arrives as
 /// `BadRequest` whatever its status; `Failure` is a non-JSON answer.
@@ -146,15 +174,22 @@ impl<T: AccessToken> DriveClient<T> {
     }
 
     /// Copies a file server-side (`files.copy`): no bytes pass through us, whatever its size.
-    /// `id` comes from `generate_ids` and is stored first, so a repeated copy gets 409
-    /// (`Refused { status: 409 }`) instead of making a second file.
-    pub async fn copy(&self, source_id: &str, id: &str, name: &str, parent: &str) -> Result<FileFacts, DriveError> {
+    /// `to` is how the copy is made exactly once: a reserved id (from `generate_ids`, stored
+    /// first, so a repeated copy gets 409, `Refused { status: 409 }`, instead of a second
+    /// file), or for a Docs Editors file, which Drive copies only under an id of its own, an
+    /// app property to find the copy by before copying again.
+    pub async fn copy(&self, source_id: &str, to: CopyTo<'_>, name: &str, parent: &str) -> Result<FileFacts, DriveError> {
         let url = format!(
             "{}/drive/v3/files/{}/copy?supportsAllDrives=true&fields={FILE_FIELDS}",
             self.config.api_root,
             crate::adapters::sepay::url_encode(source_id)
         );
-        let metadata = serde_json::json!({"id": id, "name": name, "parents": [parent]});
+        let metadata = match to {
+            CopyTo::Id(id) => serde_json::json!({"id": id, "name": name, "parents": [parent]}),
+            CopyTo::Keyed { key, value } => {
+                serde_json::json!({"name": name, "parents": [parent], "appProperties": {key: value}})
+            }
+        };
         self.post_for_file(&url, &metadata).await
     }
 

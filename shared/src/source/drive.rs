@@ -61,6 +61,13 @@ fn segment(name: &str) -> String {
     if cleaned.trim().is_empty() { "untitled".into() } else { cleaned }
 }
 
+/// The name a path segment stands for in Drive: a `/` the seller put in a name is written
+/// `∕` (U+2215) inside our paths, and is a `/` again in the buyer's copy. (A name that really
+/// holds a `∕` is delivered with a `/`: the one thing the round trip changes.)
+pub fn drive_name(segment: &str) -> String {
+    segment.replace('\u{2215}', "/")
+}
+
 /// `name`, or `name (2).ext` when the folder already has one of that name: Drive allows two
 /// files of one name in a folder, a path can't.
 fn unique(name: String, taken: &mut HashSet<String>) -> String {
@@ -158,6 +165,7 @@ mod tests {
         assert_eq!(unique("notes".into(), &mut taken), "notes");
         assert_eq!(unique("notes".into(), &mut taken), "notes (2)");
         assert_eq!(segment("a/b"), "a\u{2215}b");
+        assert_eq!(drive_name(&segment("Bài 1/2: mở đầu")), "Bài 1/2: mở đầu");
         assert_eq!(segment("  "), "untitled");
         assert_eq!("skip".parse::<Shortcuts>(), Ok(Shortcuts::Skip));
         assert!("maybe".parse::<Shortcuts>().is_err());
