@@ -93,10 +93,11 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     let concurrency: usize = vars.parse_or("BENCH_CONCURRENCY", 16)?;
     let (pool, bench_db) = stack::fresh_database(&config::database_url(vars), "bench", 24).await?;
     // Queues of the bench's own, so a running `make dev` never sees its messages.
-    // One bench buyer places every order: the per-email cap on unpaid orders is lifted.
+    // One bench buyer places every order: the per-email caps on unpaid orders (and on the
+    // coupon's uses they hold) are lifted.
     let bench_vars = Vars(|k: &str| match k {
         "QUEUE_NAME_PREFIX" => Some("coursedrop-bench-".into()),
-        "PENDING_ORDERS_PER_EMAIL" => Some(u32::MAX.to_string()),
+        "PENDING_ORDERS_PER_EMAIL" | "COUPON_HOLDS_PER_EMAIL" => Some(u32::MAX.to_string()),
         _ => vars.get(k),
     });
     let stack = stack::build(pool.clone(), &bench_vars).await?;

@@ -45,6 +45,9 @@ impl AppState {
             ttl: config::order_ttl(vars)?,
             max_pending_per_email: vars.parse_or("PENDING_ORDERS_PER_EMAIL", 5u32)?,
             max_pending_per_client: vars.parse_or("PENDING_ORDERS_PER_CLIENT", 30u32)?,
+            coupon_ttl: vars.duration_or("COUPON_ORDER_TTL", "15m")?,
+            max_coupon_holds_per_email: vars.parse_or("COUPON_HOLDS_PER_EMAIL", 1u32)?,
+            max_coupon_holds_per_client: vars.parse_or("COUPON_HOLDS_PER_CLIENT", 3u32)?,
         };
         let brand = coursedrop::brand::Brand::from_vars(vars)?;
         // The page says how often a buyer may move their access; the self-service function

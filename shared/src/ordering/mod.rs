@@ -29,6 +29,14 @@ pub struct OrderSettings {
     /// Unpaid orders one client address may have at once (`PENDING_ORDERS_PER_CLIENT`,
     /// default 30: a school or an office shares one address).
     pub max_pending_per_client: u32,
+    /// How long an order placed with a coupon holds its use unpaid (`COUPON_ORDER_TTL`,
+    /// default 15m; never longer than `ttl`): a limited coupon's uses come back sooner.
+    pub coupon_ttl: chrono::Duration,
+    /// Unpaid orders one email may hold a use of one coupon with (`COUPON_HOLDS_PER_EMAIL`,
+    /// default 1), and one client address (`COUPON_HOLDS_PER_CLIENT`, default 3): one client
+    /// cannot take every use of a limited coupon by placing orders it never pays.
+    pub max_coupon_holds_per_email: u32,
+    pub max_coupon_holds_per_client: u32,
 }
 
 /// The body of `POST /orders`. Anything else in it (a price, say) is ignored: prices come
@@ -81,6 +89,8 @@ pub enum CouponRefusal {
     UsedUp,
     NotForTheseCourses,
     WouldBeFree,
+    /// This email or network already holds a use on an unpaid order.
+    HeldAlready,
 }
 
 impl CouponRefusal {
@@ -93,6 +103,7 @@ impl CouponRefusal {
             CouponRefusal::UsedUp => "used_up",
             CouponRefusal::NotForTheseCourses => "not_for_these_courses",
             CouponRefusal::WouldBeFree => "would_be_free",
+            CouponRefusal::HeldAlready => "held_already",
         }
     }
 
@@ -106,6 +117,9 @@ impl CouponRefusal {
             CouponRefusal::NotForTheseCourses => "this coupon does not apply to the courses chosen",
             CouponRefusal::WouldBeFree => {
                 "this coupon would make the order free, and an order is paid by bank transfer"
+            }
+            CouponRefusal::HeldAlready => {
+                "this coupon is already held by an unpaid order of yours; pay that order, or place this one after it expires"
             }
         }
     }

@@ -143,7 +143,9 @@ pub async fn place_order(
 
     let priced = price_in(&mut conn, &valid.slugs, valid.coupon.as_ref()).await?;
 
-    let expires_at = Utc::now() + settings.ttl;
+    // An order with a coupon holds one of its uses while unpaid: for less time.
+    let hold = if priced.coupon.is_some() { settings.ttl.min(settings.coupon_ttl) } else { settings.ttl };
+    let expires_at = Utc::now() + hold;
     // A random code can collide with an existing one; a fresh draw almost surely will not.
     for _ in 0..8 {
         let code = OrderCode::generate(&settings.pattern);
@@ -169,24 +171,32 @@ pub async fn place_order(
             // exclusive one deadlock (tried: `make bench`'s coupon phase got 500s).
             // Held through the commit, the lock makes a flash sale's orders commit one at a
             // time: about 0.6 x the rate of plain orders in `make bench`.
-            if let Some((coupon_id, _)) = new.coupon
-                && !coupons::reserve_in(&mut tx, coupon_id).await?
-            {
-                return Ok(false);
+            if let Some((coupon_id, _)) = new.coupon {
+                if !coupons::reserve_in(&mut tx, coupon_id).await? {
+                    return Ok(Some(super::CouponRefusal::UsedUp));
+                }
+                let (by_email, by_client) =
+                    coupons::holds_in(&mut tx, coupon_id, valid.email.as_str(), client.as_deref()).await?;
+                if by_email >= settings.max_coupon_holds_per_email
+                    || (client.is_some() && by_client >= settings.max_coupon_holds_per_client)
+                {
+                    return Ok(Some(super::CouponRefusal::HeldAlready));
+                }
             }
             let created = orders::create_in(&mut tx, &new, "create-order").await?;
             if let Some(ip) = &client {
                 orders::set_client_ip_in(&mut tx, created.order_id, ip).await?;
             }
             tx.commit().await?;
-            Ok::<bool, StoreError>(true)
+            Ok::<Option<super::CouponRefusal>, StoreError>(None)
         }
         .await;
         match created {
-            // Its last use went to another order a moment ago (or it just ended): the reservation,
-            // not the reading before it, decides.
-            Ok(false) => return Err(PlaceOrderError::Coupon(super::CouponRefusal::UsedUp)),
-            Ok(true) => {
+            // Its last use went to another order a moment ago (or it just ended), or this buyer
+            // holds one already: the reservation, not the reading before it, decides. The
+            // transaction is rolled back as it drops.
+            Ok(Some(refusal)) => return Err(PlaceOrderError::Coupon(refusal)),
+            Ok(None) => {
                 let head = orders::head_by_code(&mut conn, code.as_str())
                     .await?
                     .ok_or_else(|| StoreError::NotFound { kind: "order", id: code.to_string() })?;

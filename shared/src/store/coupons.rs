@@ -152,6 +152,29 @@ pub async fn reserve_in(conn: &mut MySqlConnection, coupon_id: u64) -> Result<bo
     Ok(done.rows_affected() == 1)
 }
 
+/// Unpaid orders holding a use of the coupon, placed by `email` and from `client_ip`. Read in
+/// the placing transaction after [`reserve_in`] took the coupon's row lock: orders for one
+/// coupon take turns there, so the counts are exact.
+pub async fn holds_in(
+    conn: &mut MySqlConnection,
+    coupon_id: u64,
+    email: &str,
+    client_ip: Option<&str>,
+) -> Result<(u32, u32), StoreError> {
+    let (by_email, by_client): (i64, i64) = sqlx::query_as(
+        "SELECT
+           (SELECT COUNT(*) FROM orders WHERE coupon_id = ? AND status = 'pending' AND email = ?),
+           (SELECT COUNT(*) FROM orders WHERE coupon_id = ? AND status = 'pending' AND client_ip = ?)",
+    )
+    .bind(coupon_id)
+    .bind(email)
+    .bind(coupon_id)
+    .bind(client_ip)
+    .fetch_one(conn)
+    .await?;
+    Ok((by_email as u32, by_client as u32))
+}
+
 /// Frees the use an order holds, in the transaction that cancels it (a compare-and-set on the
 /// order's status, so a use is freed once).
 pub async fn release_for_order_in(conn: &mut MySqlConnection, order_id: u64) -> Result<(), StoreError> {

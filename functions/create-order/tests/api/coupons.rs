@@ -185,3 +185,64 @@ async fn twenty_buyers_racing_for_ten_uses_get_exactly_ten_and_an_expired_order_
         .unwrap();
     assert_eq!(kept, 249_500);
 }
+
+/// One client cannot take every use of a limited coupon with orders it never pays: an email
+/// holds one use on unpaid orders, a network three; an order with a coupon holds its use for
+/// less time (15 minutes, against 30 for any order); a cancelled order gives it back at once.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_limited_coupon_cannot_be_hoarded_by_one_email_or_one_network(pool: MySqlPool) {
+    let app = app(&pool).await;
+    coupon(&pool, "HOARD", Discount::percent(20).unwrap(), Some(10), &[]).await;
+    let order = |ip: &str, email: &str, coupon: Option<&str>| {
+        let mut req = post("/orders", json!({"email": email, "courses": ["rust-101"], "coupon": coupon}));
+        req.extensions_mut().insert(coursedrop::http::ClientIp(ip.parse().unwrap()));
+        send(&app, req)
+    };
+    let uses = || async {
+        sqlx::query_scalar::<_, u32>("SELECT uses FROM coupons WHERE code = 'HOARD'").fetch_one(&pool).await.unwrap()
+    };
+    let minutes_left = |code: String| {
+        let pool = pool.clone();
+        async move {
+            let secs: i64 = sqlx::query_scalar("SELECT TIMESTAMPDIFF(SECOND, NOW(3), expires_at) FROM orders WHERE code = ?")
+                .bind(code)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            (secs + 30) / 60
+        }
+    };
+
+    let (status, _, first, _) = order("198.51.100.7", "lan@example.com", Some("hoard")).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(minutes_left(first["code"].as_str().unwrap().to_string()).await, 15, "a coupon order holds it 15 min");
+    let (_, _, plain, _) = order("198.51.100.7", "lan@example.com", None).await;
+    assert_eq!(minutes_left(plain["code"].as_str().unwrap().to_string()).await, 30, "any other order 30");
+
+    let (status, _, json, _) = order("198.51.100.8", "Lan@Example.com", Some("HOARD")).await;
+    assert_eq!((status, json["reason"].as_str()), (StatusCode::BAD_REQUEST, Some("held_already")), "{json}");
+    assert_eq!(uses().await, 1, "the refused order took nothing");
+
+    // Three holds from one network, then no more (other emails, same address).
+    for who in ["b1", "b2"] {
+        let (status, _, json, _) = order("198.51.100.7", &format!("{who}@example.com"), Some("HOARD")).await;
+        assert_eq!(status, StatusCode::CREATED, "{json}");
+    }
+    let (status, _, json, _) = order("198.51.100.7", "b3@example.com", Some("HOARD")).await;
+    assert_eq!((status, json["reason"].as_str()), (StatusCode::BAD_REQUEST, Some("held_already")), "{json}");
+    assert!(!json["message"].as_str().unwrap().contains("example.com"), "names nobody: {json}");
+    let (status, _, _, _) = order("203.0.113.9", "b3@example.com", Some("HOARD")).await;
+    assert_eq!(status, StatusCode::CREATED, "another network is not affected");
+    assert_eq!(uses().await, 4);
+
+    // Lan's first order is cancelled: its use comes back at once, and Lan may take one again.
+    let id: u64 = sqlx::query_scalar("SELECT id FROM orders WHERE code = ?")
+        .bind(first["code"].as_str().unwrap())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    coursedrop::store::orders::cancel_unpaid(&pool, id, "operator:lan", "asked").await.unwrap();
+    assert_eq!(uses().await, 3);
+    let (status, _, json, _) = order("203.0.113.10", "lan@example.com", Some("HOARD")).await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+}
