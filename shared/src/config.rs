@@ -191,6 +191,15 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_duration_is_refused_by_name_not_a_panic() {
+        for huge in ["9999999999999999d", "9223372036854775807s", "106752d", "99999999999999999999m"] {
+            let err = vars(&[("ORDER_TTL", huge)]).duration_or("ORDER_TTL", "30m").unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { var: "ORDER_TTL", .. }), "{huge}: {err}");
+        }
+        assert_eq!(parse_duration("3650d"), Ok(chrono::Duration::days(3650)));
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         let err = code_pattern(&vars(&[("ORDER_CODE_LENGTH", "eight")])).unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { var: "ORDER_CODE_LENGTH", .. }), "{err}");
@@ -236,17 +245,22 @@ pub fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
     let s = s.trim();
     let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = number.parse().map_err(|_| format!("{s:?}: expected a number with s, m, h or d"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let per_unit = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         other => return Err(format!("{s:?}: unknown unit {other:?}; use s, m, h or d")),
     };
-    if seconds <= 0 {
-        return Err(format!("{s:?}: must be positive"));
+    // Ten years at most: every duration here is added to a time, and a sum past the calendar
+    // would panic where it is used instead of here, by name.
+    const LONGEST_SECS: i64 = 3650 * 86_400;
+    let seconds = n.checked_mul(per_unit).filter(|s| *s <= LONGEST_SECS);
+    match seconds {
+        None => Err(format!("{s:?}: too long; at most 3650d")),
+        Some(seconds) if seconds <= 0 => Err(format!("{s:?}: must be positive")),
+        Some(seconds) => Ok(chrono::Duration::seconds(seconds)),
     }
-    Ok(chrono::Duration::seconds(seconds))
 }
 
 /// How long an unpaid order waits for its transfer: `ORDER_TTL`, default 30 minutes.

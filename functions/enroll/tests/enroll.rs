@@ -686,3 +686,39 @@ async fn an_enrollment_that_lands_after_the_refund_is_taken_back(pool: MySqlPool
     assert!(failures(&handle(&ctx, event(&[("b", &record)])).await).is_empty());
     assert_eq!(seller.lock().unwrap().calls.len(), before);
 }
+
+/// A Moodle site that answers with a redirect (moved to https, or to another host): the
+/// redirect is not followed, so the token in the request never reaches the address it
+/// points to, and the item fails saying why instead of enrolling.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_moodle_redirect_is_never_followed_with_the_token(pool: MySqlPool) {
+    let (_, items_) = enrolling_items(&pool, 1).await;
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let elsewhere = {
+        let seen = seen.clone();
+        serve(Router::new().route(
+            "/webservice/rest/server.php",
+            post(move |raw: String| {
+                seen.lock().unwrap().push(raw);
+                async { Json(json!([])) }
+            }),
+        ))
+        .await
+    };
+    let target = format!("{elsewhere}/webservice/rest/server.php");
+    let moved = serve(Router::new().route(
+        "/webservice/rest/server.php",
+        post(move || {
+            let target = target.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [("location", target)]) }
+        }),
+    ))
+    .await;
+    let provider = MoodleProvider::new(moved, "moodle-token-9f1".into(), 5, Duration::from_secs(2));
+    let (ctx, _, _) = context(&pool, provider, 5).await;
+    assert!(failures(&handle(&ctx, event(&[("a", &body(items_[0]))])).await).is_empty());
+    let (status, _, stage, error) = item(&pool, items_[0]).await;
+    assert_eq!((status.as_str(), stage.as_deref()), ("failed", Some("enroll")));
+    assert!(error.as_deref().unwrap_or_default().contains("redirect"), "{error:?}");
+    assert!(seen.lock().unwrap().is_empty(), "the token followed the redirect: {:?}", seen.lock().unwrap());
+}

@@ -66,7 +66,12 @@ impl MoodleProvider {
     /// `site` is the Moodle root, e.g. `https://lms.example.com`.
     pub fn new(site: String, token: String, role_id: u32, timeout: Duration) -> Self {
         let endpoint = format!("{}/webservice/rest/server.php", site.trim_end_matches('/'));
-        let client = crate::http::client_builder().timeout(timeout).build().expect("an HTTP client with rustls builds");
+        // Never follow a redirect: the token is in the request, and must reach only this site.
+        let client = crate::http::client_builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client with rustls builds");
         MoodleProvider { endpoint, token, role_id, client }
     }
 
@@ -82,6 +87,13 @@ impl MoodleProvider {
             .await
             .map_err(|e| EnrollError::Transient(format!("Moodle unreachable ({function}): {}", e.without_url())))?;
         let status = response.status();
+        if status.is_redirection() {
+            let to = response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("?");
+            return Err(EnrollError::Permanent(format!(
+                "Moodle answered {status} to {function} (a redirect to {to}); redirects are not followed, so the token \
+                 goes nowhere else: set MOODLE_URL to the address the site answers on"
+            )));
+        }
         let text = response
             .text()
             .await
