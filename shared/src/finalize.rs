@@ -13,13 +13,13 @@
 
 use sqlx::MySqlPool;
 
-use crate::domain::{ItemStatus, OrderStatus, Stage, Status};
+use crate::domain::{ItemStatus, OrderStatus, Queue, Stage, Status};
 use crate::drive::upload::DriveClient;
 use crate::drive_access::{self, AccessError};
 use crate::drive::{AccessToken, DriveError};
 use crate::mail::{DeliveryMail, MailError, Mailer};
 use crate::store::items::{self, ItemChange};
-use crate::store::{StoreError, leases, orders};
+use crate::store::{StoreError, leases, orders, outbox};
 
 const ACTOR: &str = "finalize";
 /// Long enough for a share and an SMTP send with its timeouts; a run that died holding it
@@ -63,6 +63,20 @@ pub async fn finalize_item<T: AccessToken>(
     let Some(f) = facts else { return Ok(Outcome::UnknownItem) };
     crate::telemetry::record_order_code(&f.code);
     let status = ItemStatus::parse(&f.status)?;
+    if status == ItemStatus::Revoked {
+        // A refund's message: the access it could not take back then (Drive unavailable).
+        return match drive_access::take_back(pool, drive, item_id, None).await {
+            Ok(removed) => {
+                if removed > 0 {
+                    tracing::info!(item_id, removed, "access of a refunded item taken back");
+                }
+                outbox::mark_consumed(&mut *pool.acquire().await?, Queue::Finalize, &[item_id]).await?;
+                Ok(Outcome::AlreadyDone(status))
+            }
+            Err(AccessError::Store(e)) => Err(e),
+            Err(AccessError::Drive(e)) => Ok(Outcome::Retry(format!("taking back a refunded item's access: {e}"))),
+        };
+    }
     if status != ItemStatus::Delivered {
         return Ok(Outcome::AlreadyDone(status));
     }

@@ -12,6 +12,8 @@ use crate::drive::AccessToken;
 use crate::drive::upload::DriveClient;
 use crate::store::items::{self, ItemChange};
 use crate::drive_access::{self, AccessError};
+use crate::domain::Queue;
+use crate::store::outbox::{self, ItemMessage};
 use crate::store::{StoreError, grants, orders};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -24,7 +26,8 @@ pub struct RefundReport {
     #[serde(skip)]
     pub outbox: Vec<crate::store::outbox::OutboxMessage>,
     pub permissions_removed: usize,
-    /// Folders whose access could not be removed now (Drive unavailable): run the refund again.
+    /// Items whose access could not be removed now (Drive unavailable): their finalize-queue
+    /// message (in `outbox`) takes it back when Drive answers.
     pub folders_left: Vec<String>,
 }
 
@@ -91,17 +94,27 @@ pub async fn refund<T: AccessToken>(
             }
         }
     }
+    // Taking access back is work with its own message (the finalize queue, whose consumer
+    // holds the Drive credentials), written in this transaction: if Drive fails below, or this
+    // process dies, the message retries it until it succeeds, and the queue's alarms fire
+    // when it keeps failing.
+    let grant_items = grants::items_with_live_grants(&mut tx, order_id).await?;
+    let take_backs = outbox::enqueue_all(&mut tx, Queue::Finalize, &grant_items).await?;
     tx.commit().await?;
     // Every permission we gave for the order's items, to whichever address (the order's, one
     // a move gave, one a stopped move was giving), and only those: the seller's own, another
     // buyer's, and one the buyer holds through another paid order stay.
-    for item_id in grants::items_with_live_grants(pool, order_id).await? {
+    for item_id in grants::items_with_live_grants(&mut *pool.acquire().await?, order_id).await? {
         match drive_access::take_back(pool, drive, item_id, None).await {
-            Ok(n) => report.permissions_removed += n,
+            Ok(n) => {
+                report.permissions_removed += n;
+                outbox::mark_consumed(&mut *pool.acquire().await?, Queue::Finalize, &[item_id]).await?;
+            }
             Err(AccessError::Store(e)) => return Err(e.into()),
             Err(AccessError::Drive(e)) => {
-                tracing::warn!(item_id, error = %e, "could not remove access yet; run the refund again");
+                tracing::warn!(item_id, error = %e, "could not remove access yet; the finalize queue retries it");
                 report.folders_left.push(format!("item {item_id}"));
+                report.outbox.extend(take_backs.iter().filter(|m| m.body == ItemMessage::body(item_id)).cloned());
             }
         }
     }

@@ -640,7 +640,7 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
             }
             if !report.folders_left.is_empty() {
                 text.push_str(&format!(
-                    "\nDrive did not answer for {} folders; run the refund again to finish removing access",
+                    "\nDrive did not answer for {} courses; their access is taken back by the finalize queue when it does (its alarms fire if it keeps failing)",
                     report.folders_left.len()
                 ));
             }

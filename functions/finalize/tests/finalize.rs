@@ -436,3 +436,45 @@ async fn access_the_address_had_already_is_kept_as_it_was(pool: MySqlPool) {
     assert_eq!(report.unwrap().permissions_removed, 0);
     assert_eq!(roles(&h, &h.folders[0]).await, vec![(h.email.clone(), "writer".to_string())]);
 }
+
+/// Drive is down when the order is refunded: the refund still revokes everything, and the
+/// access it could not take back is a finalize-queue message (written with the refund), which
+/// takes it back once Drive answers and is then consumed, so the sweeper sends it no more.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn access_a_refund_could_not_take_back_is_retried_through_the_queue(pool: MySqlPool) {
+    let h = harness(pool, 1, "vi", "gmail.com").await;
+    let ctx = h.ctx(SMTP);
+    handle(&ctx, event(h.items[0], "a")).await;
+    assert_eq!(h.readers(&h.folders[0]).await, vec![h.email.clone()]);
+
+    h.drive.emu.set_faults(drive_emulator::Faults { rate_503: 1.0, ..Default::default() });
+    let report = coursedrop::refund::refund(&h.pool, &ctx.drive, &h.order_code().await, "operator:lan", "asked")
+        .await
+        .unwrap();
+    h.drive.emu.set_faults(drive_emulator::Faults::default());
+    assert_eq!((report.items_revoked, report.permissions_removed, report.folders_left.len()), (1, 0, 1));
+    let take_back: Vec<_> =
+        report.outbox.iter().filter(|m| m.queue == coursedrop::domain::Queue::Finalize).collect();
+    assert_eq!(take_back.len(), 1, "the take-back's message, to publish now: {:?}", report.outbox);
+    assert_eq!(take_back[0].body, format!("{{\"item_id\":{}}}", h.items[0]));
+    assert_eq!(h.readers(&h.folders[0]).await, vec![h.email.clone()], "Drive was down: access still there");
+    let waiting = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM outbox WHERE queue = 'finalize' AND item_id = ? AND consumed_at IS NULL",
+        )
+        .bind(h.items[0])
+        .fetch_one(&h.pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(waiting().await, 1, "kept for the sweeper until done");
+
+    // Drive down again: the message is reported for retry.
+    h.drive.emu.set_faults(drive_emulator::Faults { rate_503: 1.0, ..Default::default() });
+    assert_eq!(failures(&handle(&ctx, event(h.items[0], "b")).await), vec!["b".to_string()]);
+    h.drive.emu.set_faults(drive_emulator::Faults::default());
+    assert!(failures(&handle(&ctx, event(h.items[0], "c")).await).is_empty());
+    assert!(h.readers(&h.folders[0]).await.is_empty(), "taken back once Drive answered");
+    assert_eq!(waiting().await, 0, "consumed");
+    assert_eq!(testing::mails_to(&h.email).len(), 1, "nothing more was sent");
+}

@@ -144,12 +144,12 @@ pub async fn mark_removed(conn: &mut MySqlConnection, grant_id: u64) -> Result<(
 }
 
 /// Items of the order with live grants: what a refund still has to take back.
-pub async fn items_with_live_grants(pool: &MySqlPool, order_id: u64) -> Result<Vec<u64>, StoreError> {
+pub async fn items_with_live_grants(conn: &mut MySqlConnection, order_id: u64) -> Result<Vec<u64>, StoreError> {
     Ok(sqlx::query_scalar(
         "SELECT DISTINCT g.item_id FROM drive_grants g JOIN order_items i ON i.id = g.item_id
          WHERE i.order_id = ? AND g.removed_at IS NULL ORDER BY g.item_id",
     )
     .bind(order_id)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?)
 }
