@@ -171,6 +171,21 @@ def main(path):
         if not any(metric in str(a.get("Metrics")) for a in alarms.values()):
             problems.append(f"no alarm on the webhook's {metric} (a wrong key refuses every payment silently)")
 
+    # Every function's errors and throttles alarm (its own Errors and Throttles metrics).
+    for fn in functions:
+        for metric in ("Errors", "Throttles"):
+            if not any(
+                a.get("Namespace") == "AWS/Lambda"
+                and a.get("MetricName") == metric
+                and f"'Ref': '{fn}'" in str(a.get("Dimensions"))
+                and "AlarmTopic" in str(a.get("AlarmActions"))
+                for a in alarms.values()
+            ):
+                problems.append(f"{fn}: no alarm on its {metric} reaching the alarm topic")
+    # The job's image by digest: a tag can be pushed again, a digest names the same bytes.
+    if "@sha256:" not in t["Parameters"]["DeliverImageUri"].get("AllowedPattern", ""):
+        problems.append("DeliverImageUri does not require an image digest (repository@sha256:...)")
+
     task = res["DeliverTaskDefinition"]["Properties"]
     for c in task["ContainerDefinitions"]:
         image = str(c["Image"])
