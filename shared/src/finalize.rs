@@ -15,8 +15,8 @@ use sqlx::MySqlPool;
 
 use crate::domain::{ItemStatus, OrderStatus, Queue, Stage, Status};
 use crate::drive::upload::DriveClient;
-use crate::drive_access::{self, AccessError};
 use crate::drive::{AccessToken, DriveError};
+use crate::drive_access::{self, AccessError};
 use crate::mail::{DeliveryMail, MailError, Mailer};
 use crate::store::items::{self, ItemChange};
 use crate::store::{StoreError, leases, orders, outbox};

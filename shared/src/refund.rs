@@ -7,12 +7,12 @@
 use serde::Serialize;
 use sqlx::MySqlPool;
 
+use crate::domain::Queue;
 use crate::domain::{ItemStatus, OrderCode, OrderStatus, Status};
 use crate::drive::AccessToken;
 use crate::drive::upload::DriveClient;
-use crate::store::items::{self, ItemChange};
 use crate::drive_access::{self, AccessError};
-use crate::domain::Queue;
+use crate::store::items::{self, ItemChange};
 use crate::store::outbox::{self, ItemMessage};
 use crate::store::{StoreError, grants, orders};
 

@@ -365,10 +365,8 @@ async fn tell_both_addresses(
                 emailed = false;
             }
         }
-        let detail = format!(
-            "the previous address {} was told of the move to {new_masked}",
-            mask_email(&item.access_email)
-        );
+        let detail =
+            format!("the previous address {} was told of the move to {new_masked}", mask_email(&item.access_email));
         let event = NewEvent {
             order_id: order.id,
             item_id: Some(item.id),

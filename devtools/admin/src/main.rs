@@ -682,8 +682,16 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
         }
         Command::Payments(PaymentCommand::Held { limit }) => {
             let held = payments::hold::held(&ctx.pool, limit).await?;
-            let mut t =
-                Table::new(&["PAYMENT", "FEED", "FEED ID", "AMOUNT", "BANK TIME", "LOOKS LIKE", "ORDER", "TRANSFER TEXT"]);
+            let mut t = Table::new(&[
+                "PAYMENT",
+                "FEED",
+                "FEED ID",
+                "AMOUNT",
+                "BANK TIME",
+                "LOOKS LIKE",
+                "ORDER",
+                "TRANSFER TEXT",
+            ]);
             for p in &held {
                 t.row(vec![
                     p.id.to_string(),
@@ -722,10 +730,16 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
                             "payment {payment_id} released and counted towards {code}: {} of {} paid{}",
                             vnd(*paid_vnd),
                             vnd(*total_vnd),
-                            if *became_paid { format!("; the order is paid and its courses are {queued}") } else { String::new() }
+                            if *became_paid {
+                                format!("; the order is paid and its courses are {queued}")
+                            } else {
+                                String::new()
+                            }
                         ),
                         payments::PaymentOutcome::Flagged { reason, .. } => {
-                            format!("payment {payment_id} released and counted towards {code}; the order is flagged: {reason}")
+                            format!(
+                                "payment {payment_id} released and counted towards {code}; the order is flagged: {reason}"
+                            )
                         }
                         other => format!("payment {payment_id} released: {other:?}"),
                     };
@@ -733,7 +747,9 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
                 }
                 None => (
                     json!({"payment_id": payment_id, "hold": "released", "code": null}),
-                    format!("payment {payment_id} released; it matches no order, so it is listed with `payments unmatched` to attach"),
+                    format!(
+                        "payment {payment_id} released; it matches no order, so it is listed with `payments unmatched` to attach"
+                    ),
                 ),
             }
         }
@@ -786,7 +802,9 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
         Command::Payments(PaymentCommand::Attach { payment_id, code }) => {
             let code = ctx.code(&code)?;
             let recorded = payments::attach(&ctx.pool, payment_id, &code, &ctx.actor).await.map_err(|e| match e {
-                payments::AttachError::NoPayment(_) | payments::AttachError::NoOrder(_) => coded("not_found", e.to_string()),
+                payments::AttachError::NoPayment(_) | payments::AttachError::NoOrder(_) => {
+                    coded("not_found", e.to_string())
+                }
                 payments::AttachError::Store(e) => e.into(),
                 e => coded("refused", e.to_string()),
             })?;

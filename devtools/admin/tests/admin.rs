@@ -729,9 +729,7 @@ async fn an_operator_moves_a_buyers_drive_access_without_a_limit(pool: MySqlPool
     .execute(&pool)
     .await
     .unwrap();
-    store::grants::record(&pool, created.item_ids[0], &folder, "buyer@gmail.com", Some(&given.id), true)
-        .await
-        .unwrap();
+    store::grants::record(&pool, created.item_ids[0], &folder, "buyer@gmail.com", Some(&given.id), true).await.unwrap();
     let new = format!("other-{}@gmail.com", rand::random::<u64>());
     let env = [("DRIVE_API_ROOT", base.as_str()), ("DRIVE_ACCESS_TOKEN", "emulator-token")];
     let moved = admin(&pool, &["move-access", code.as_str(), "--to", &new], &env).await;

@@ -466,7 +466,13 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
             for _ in 0..rand::random_range(1..=3) {
                 let bank = bank.clone();
                 casso_senders.push(tokio::spawn(async move {
-                    (id, [bank.deliver(casso_id, bank_emulator::Feed::Casso).await, bank_emulator::Delivery::NotConfigured])
+                    (
+                        id,
+                        [
+                            bank.deliver(casso_id, bank_emulator::Feed::Casso).await,
+                            bank_emulator::Delivery::NotConfigured,
+                        ],
+                    )
                 }));
             }
             let body = json!({"id": id, "gateway": "MBBank", "transactionDate": "2026-11-22 10:00:00",
@@ -486,7 +492,9 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
         let (_, deliveries) = s.await?;
         casso_failed += deliveries
             .iter()
-            .filter(|d| !matches!(d, bank_emulator::Delivery::Delivered { .. } | bank_emulator::Delivery::NotConfigured))
+            .filter(|d| {
+                !matches!(d, bank_emulator::Delivery::Delivered { .. } | bank_emulator::Delivery::NotConfigured)
+            })
             .count();
     }
     let mut webhook_calls = 0;

@@ -855,7 +855,13 @@ struct NewFile {
 
 fn parse_metadata(body: &Bytes) -> Result<NewFile, Response<Body>> {
     if body.is_empty() {
-        return Ok(NewFile { id: None, name: None, mime_type: None, parents: vec![], app_properties: Default::default() });
+        return Ok(NewFile {
+            id: None,
+            name: None,
+            mime_type: None,
+            parents: vec![],
+            app_properties: Default::default(),
+        });
     }
     serde_json::from_slice(body).map_err(|e| bad_request("parseError", &format!("Parse Error: {e}")))
 }
@@ -1068,7 +1074,8 @@ async fn list_files(State(emu): State<Emulator>, headers: HeaderMap, Query(lq): 
         Ok(t) => t.unwrap_or_default(),
         Err(e) => return bad_request("invalid", &e.0),
     };
-    let (page_size, offset) = match page_of(&emu, lq.page_size.unwrap_or(100).clamp(1, 1000), lq.page_token.as_deref()) {
+    let (page_size, offset) = match page_of(&emu, lq.page_size.unwrap_or(100).clamp(1, 1000), lq.page_token.as_deref())
+    {
         Ok(p) => p,
         Err(r) => return r,
     };

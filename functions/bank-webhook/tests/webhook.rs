@@ -724,8 +724,13 @@ async fn one_transfer_from_both_feeds_is_one_payment_in_either_order_and_at_once
     let h = harness(pool).await;
     for round in 0..20i64 {
         let (code, items) = order(&h.pool, &[200_000, 150_000]).await;
-        let (sepay, casso) =
-            both_feeds(90_000 + round, 70_000 + round, &format!("FT26339{round:04}"), &format!("{code} hoc phi"), 350_000);
+        let (sepay, casso) = both_feeds(
+            90_000 + round,
+            70_000 + round,
+            &format!("FT26339{round:04}"),
+            &format!("{code} hoc phi"),
+            350_000,
+        );
         match round % 3 {
             0 => {
                 assert_eq!(post_with_key(&h.app, &sepay).await.0, StatusCode::OK);

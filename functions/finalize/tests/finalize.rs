@@ -413,7 +413,11 @@ async fn only_permissions_we_made_are_taken_back_and_a_second_order_keeps_its_ac
     handle(&ctx, event(b.item_ids[0], "b")).await;
     let assistant = ("assistant@seller.vn".to_string(), "writer".to_string());
     let buyer = (h.email.clone(), "reader".to_string());
-    assert_eq!(roles(&h, &folder).await, { let mut v = vec![assistant.clone(), buyer.clone()]; v.sort(); v });
+    assert_eq!(roles(&h, &folder).await, {
+        let mut v = vec![assistant.clone(), buyer.clone()];
+        v.sort();
+        v
+    });
 
     let a = coursedrop::refund::refund(&h.pool, &ctx.drive, &h.order_code().await, "operator:lan", "asked").await;
     assert_eq!(a.unwrap().permissions_removed, 0, "the other order still holds the buyer's access");
@@ -448,13 +452,11 @@ async fn access_a_refund_could_not_take_back_is_retried_through_the_queue(pool: 
     assert_eq!(h.readers(&h.folders[0]).await, vec![h.email.clone()]);
 
     h.drive.emu.set_faults(drive_emulator::Faults { rate_503: 1.0, ..Default::default() });
-    let report = coursedrop::refund::refund(&h.pool, &ctx.drive, &h.order_code().await, "operator:lan", "asked")
-        .await
-        .unwrap();
+    let report =
+        coursedrop::refund::refund(&h.pool, &ctx.drive, &h.order_code().await, "operator:lan", "asked").await.unwrap();
     h.drive.emu.set_faults(drive_emulator::Faults::default());
     assert_eq!((report.items_revoked, report.permissions_removed, report.folders_left.len()), (1, 0, 1));
-    let take_back: Vec<_> =
-        report.outbox.iter().filter(|m| m.queue == coursedrop::domain::Queue::Finalize).collect();
+    let take_back: Vec<_> = report.outbox.iter().filter(|m| m.queue == coursedrop::domain::Queue::Finalize).collect();
     assert_eq!(take_back.len(), 1, "the take-back's message, to publish now: {:?}", report.outbox);
     assert_eq!(take_back[0].body, format!("{{\"item_id\":{}}}", h.items[0]));
     assert_eq!(h.readers(&h.folders[0]).await, vec![h.email.clone()], "Drive was down: access still there");

@@ -37,7 +37,8 @@ impl<T: AccessToken, P: Publisher> Deliverer<T, P> {
         }
         let bytes_total: u64 = objects.iter().map(|o| o.size).sum();
         items::set_totals(&self.pool, item_id, objects.len() as u32, bytes_total).await?;
-        let folders = self.make_tree(item_id, folder_id, objects.iter().map(|o| o.path.as_str()), str::to_string).await?;
+        let folders =
+            self.make_tree(item_id, folder_id, objects.iter().map(|o| o.path.as_str()), str::to_string).await?;
 
         let (progress, already) = self.progress_so_far(item_id).await?;
         // The futures are built in a plain loop: a closure over borrowed items here makes the

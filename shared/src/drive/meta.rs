@@ -178,7 +178,13 @@ impl<T: AccessToken> DriveClient<T> {
     /// first, so a repeated copy gets 409, `Refused { status: 409 }`, instead of a second
     /// file), or for a Docs Editors file, which Drive copies only under an id of its own, an
     /// app property to find the copy by before copying again.
-    pub async fn copy(&self, source_id: &str, to: CopyTo<'_>, name: &str, parent: &str) -> Result<FileFacts, DriveError> {
+    pub async fn copy(
+        &self,
+        source_id: &str,
+        to: CopyTo<'_>,
+        name: &str,
+        parent: &str,
+    ) -> Result<FileFacts, DriveError> {
         let url = format!(
             "{}/drive/v3/files/{}/copy?supportsAllDrives=true&fields={FILE_FIELDS}",
             self.config.api_root,

@@ -7,9 +7,9 @@ use sqlx::MySqlPool;
 
 use super::{Recorded, apply_in, decide};
 use crate::domain::EventKind;
+use crate::store::StoreError;
 use crate::store::events::{self, NewEvent};
 use crate::store::payments::{self as stored, PaymentOnHold};
-use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HoldError {

@@ -89,7 +89,8 @@ pub enum Verdict {
 /// Compares an arriving transfer with recorded ones of the same account, amount and direction.
 pub fn judge(new: &Sighting, recorded: &[Recorded]) -> Verdict {
     if let Some(reference) = &new.reference {
-        let same = recorded.iter().find(|r| r.sighting.reference.as_ref().is_some_and(|x| x.eq_ignore_ascii_case(reference)));
+        let same =
+            recorded.iter().find(|r| r.sighting.reference.as_ref().is_some_and(|x| x.eq_ignore_ascii_case(reference)));
         if let Some(r) = same {
             return Verdict::Same { payment_id: r.payment_id };
         }
@@ -157,7 +158,7 @@ mod tests {
     fn without_a_reference_a_lookalike_from_another_feed_moments_apart_is_a_suspect() {
         let earlier = recorded(7, sighting("sepay", Some("FT1"), "CD 000123 chuyen", "2026-11-22 10:00:00"));
         let casso = sighting("casso", None, "cd000123-CHUYEN", "2026-11-22 10:00:40");
-        assert_eq!(judge(&casso, &[earlier.clone()]), Verdict::Suspect { payment_id: 7 });
+        assert_eq!(judge(&casso, std::slice::from_ref(&earlier)), Verdict::Suspect { payment_id: 7 });
         // Either side may be the one without a reference.
         let earlier_bare = recorded(8, sighting("casso", None, "CD000123 chuyen", "2026-11-22 10:00:00"));
         let sepay = sighting("sepay", Some("FT9"), "CD000123 CHUYEN", "2026-11-22 10:00:05");
@@ -168,9 +169,9 @@ mod tests {
     fn two_transfers_minutes_apart_or_from_one_feed_or_with_other_text_are_both_counted() {
         let earlier = recorded(7, sighting("sepay", None, "CD000123", "2026-11-22 10:00:00"));
         let later = sighting("casso", None, "CD000123", "2026-11-22 10:03:00");
-        assert_eq!(judge(&later, &[earlier.clone()]), Verdict::New);
+        assert_eq!(judge(&later, std::slice::from_ref(&earlier)), Verdict::New);
         let same_feed = sighting("sepay", None, "CD000123", "2026-11-22 10:00:10");
-        assert_eq!(judge(&same_feed, &[earlier.clone()]), Verdict::New);
+        assert_eq!(judge(&same_feed, std::slice::from_ref(&earlier)), Verdict::New);
         let other_text = sighting("casso", None, "CD000124", "2026-11-22 10:00:10");
         assert_eq!(judge(&other_text, &[earlier]), Verdict::New);
     }

@@ -13,7 +13,7 @@ use sqlx::{MySql, MySqlConnection, MySqlPool};
 use crate::domain::{CodePattern, EventKind, ItemStatus, OrderCode, OrderStatus, Status};
 use crate::store::events::{self, NewEvent};
 use crate::store::outbox::OutboxMessage;
-use crate::store::payments::{Committed, Inserted, Lookalike, LockedOrder, NewPayment, OrderPayment, SuspectRow};
+use crate::store::payments::{Committed, Inserted, LockedOrder, Lookalike, NewPayment, OrderPayment, SuspectRow};
 use crate::store::script::Script;
 use crate::store::{self, StoreError, items, orders};
 pub use transfer::{Arrival, BankTransfer, Gateway, TransferType};
@@ -357,7 +357,9 @@ async fn record_once(
             Inserted::Fresh => match (held, tx.transfer_type) {
                 (Some(duplicate_of), _) => PaymentOutcome::Held { duplicate_of },
                 (None, TransferType::Out) => PaymentOutcome::Outgoing,
-                (None, TransferType::In) if ours => PaymentOutcome::Unmatched { reason: "no order code in the transfer" },
+                (None, TransferType::In) if ours => {
+                    PaymentOutcome::Unmatched { reason: "no order code in the transfer" }
+                }
                 (None, TransferType::In) => PaymentOutcome::Unmatched { reason: "not paid into our account" },
             },
         };
@@ -486,7 +488,10 @@ async fn seen_again_by_identity(
     };
     match found {
         Some(payment_id) => seen_again(conn, tx, arrival, payment_id).await,
-        None => Err(StoreError::Corrupt(format!("{} id {}: its bank identity is taken, by no payment found", tx.gateway, tx.id))),
+        None => Err(StoreError::Corrupt(format!(
+            "{} id {}: its bank identity is taken, by no payment found",
+            tx.gateway, tx.id
+        ))),
     }
 }
 

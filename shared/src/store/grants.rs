@@ -52,10 +52,11 @@ pub async fn lock_address(pool: &MySqlPool, folder: &str, email: &str) -> Result
     let digest = Sha256::digest(format!("{folder}\n{}", email.to_lowercase()));
     let name = format!("cd-grant-{}", &hex::encode(digest)[..48]);
     let mut conn = pool.acquire().await?;
-    let got: Option<i64> =
-        sqlx::query_scalar("SELECT GET_LOCK(?, 30)").bind(&name).fetch_one(&mut *conn).await?;
+    let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 30)").bind(&name).fetch_one(&mut *conn).await?;
     if got != Some(1) {
-        return Err(StoreError::Corrupt(format!("the access of one address to folder {folder} stayed locked for 30 s")));
+        return Err(StoreError::Corrupt(format!(
+            "the access of one address to folder {folder} stayed locked for 30 s"
+        )));
     }
     Ok(AddressLock { conn: Some(conn) })
 }

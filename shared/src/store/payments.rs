@@ -64,7 +64,10 @@ pub async fn recorded_among(
     let mut found = std::collections::HashSet::new();
     // Bounded IN-lists: a listing can hold thousands of ids.
     for chunk in ids.chunks(1000) {
-        for table in ["SELECT feed_txn_id FROM payments WHERE feed = ", "SELECT feed_txn_id FROM payment_sightings WHERE feed = "] {
+        for table in [
+            "SELECT feed_txn_id FROM payments WHERE feed = ",
+            "SELECT feed_txn_id FROM payment_sightings WHERE feed = ",
+        ] {
             let mut query = sqlx::QueryBuilder::<sqlx::MySql>::new(table);
             query.push_bind(gateway).push(" AND feed_txn_id IN (");
             let mut list = query.separated(", ");

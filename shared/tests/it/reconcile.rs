@@ -343,10 +343,11 @@ async fn each_reconciler_after_the_other_feeds_webhook_records_one_payment(pool:
     let (sepay_b, casso_b) = emu.book_on_both_feeds(&transfer(Feed::Sepay, 400_000, code_b.as_str(), 5));
 
     // A: SePay's webhook (the bank's reference as the emulator books it), then Casso's reconciler.
-    let body = serde_json::json!({"id": sepay_a, "gateway": "MBBank", "accountNumber": ACCOUNT, "transactionDate": when,
+    let body =
+        serde_json::json!({"id": sepay_a, "gateway": "MBBank", "accountNumber": ACCOUNT, "transactionDate": when,
         "content": code_a.as_str(), "transferType": "in", "transferAmount": 300_000,
         "referenceCode": format!("FT{sepay_a:010}")})
-    .to_string();
+        .to_string();
     let tx = coursedrop::adapters::sepay::SepayTransaction::parse(body.as_bytes()).unwrap().into_transfer(body.clone());
     let recorded = payments::record(&pool, &tx, &settings(), Arrival::Webhook).await.unwrap();
     coursedrop::relay::publish_all(&pool, &publisher, &recorded.outbox).await;

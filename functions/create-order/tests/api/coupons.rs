@@ -204,11 +204,12 @@ async fn a_limited_coupon_cannot_be_hoarded_by_one_email_or_one_network(pool: My
     let minutes_left = |code: String| {
         let pool = pool.clone();
         async move {
-            let secs: i64 = sqlx::query_scalar("SELECT TIMESTAMPDIFF(SECOND, NOW(3), expires_at) FROM orders WHERE code = ?")
-                .bind(code)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+            let secs: i64 =
+                sqlx::query_scalar("SELECT TIMESTAMPDIFF(SECOND, NOW(3), expires_at) FROM orders WHERE code = ?")
+                    .bind(code)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
             (secs + 30) / 60
         }
     };

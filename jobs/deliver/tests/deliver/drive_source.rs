@@ -215,7 +215,8 @@ async fn a_slash_in_a_drive_name_stays_in_the_copys_name(pool: MySqlPool) {
     file(&h, &part, "Bài 1/2: mở đầu.pdf", b"%PDF-1.4 bai 1".to_vec());
     use_drive_source(&h, &root, "copy").await;
     assert_eq!(h.job.deliver_item(h.item).await.unwrap(), Outcome::Delivered);
-    let names: Vec<String> = h.walk("size").await.into_iter().map(|(_, f)| f["name"].as_str().unwrap().to_string()).collect();
+    let names: Vec<String> =
+        h.walk("size").await.into_iter().map(|(_, f)| f["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, vec!["Bài 1/2: mở đầu.pdf".to_string()]);
     let buyer_folder: String = sqlx::query_scalar("SELECT drive_folder_id FROM order_items WHERE id = ?")
         .bind(h.item)
