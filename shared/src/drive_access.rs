@@ -6,7 +6,8 @@
 //! made: an address that could already read (or edit) the folder keeps what it had, and a
 //! permission another item still holds (the same buyer's second order of a course shared
 //! from the seller's folder) stays until that item lets go too. One address's access to one
-//! folder is changed by one run at a time.
+//! folder is changed by one run at a time, and that run's reads and writes go on the
+//! connection holding the lock: one connection per run, so runs never starve the pool.
 
 use sqlx::MySqlPool;
 
@@ -39,7 +40,7 @@ pub async fn grant<T: AccessToken>(
     folder: &str,
     email: &str,
 ) -> Result<String, AccessError> {
-    let lock = grants::lock_address(pool, folder, email).await?;
+    let mut lock = grants::lock_address(pool, folder, email).await?;
     let existing = drive
         .permissions(folder)
         .await?
@@ -47,20 +48,20 @@ pub async fn grant<T: AccessToken>(
         .find(|p| p.email_address.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(email)));
     let id = match existing {
         Some(p) => {
-            let ours = grants::is_ours(pool, folder, &p.id, email).await?;
-            grants::record(pool, item_id, folder, email, Some(&p.id), ours).await?;
+            let ours = grants::is_ours(lock.conn(), folder, &p.id, email).await?;
+            grants::record(lock.conn(), item_id, folder, email, Some(&p.id), ours).await?;
             p.id
         }
         None => {
             // Written before Drive is asked: a crash after Drive made it still leaves a record.
-            grants::record(pool, item_id, folder, email, None, true).await?;
+            grants::record(lock.conn(), item_id, folder, email, None, true).await?;
             let made = match drive.share_reader(folder, email, false).await {
                 Err(DriveError::Refused { reason, .. }) if reason == "invalidSharingRequest" => {
                     drive.share_reader(folder, email, true).await
                 }
                 other => other,
             }?;
-            grants::record(pool, item_id, folder, email, Some(&made.id), true).await?;
+            grants::record(lock.conn(), item_id, folder, email, Some(&made.id), true).await?;
             made.id
         }
     };
@@ -83,7 +84,7 @@ pub async fn take_back<T: AccessToken>(
         if keep.is_some() && g.permission_id.as_deref() == keep {
             continue;
         }
-        let lock = grants::lock_address(pool, &g.folder_id, &g.email).await?;
+        let mut lock = grants::lock_address(pool, &g.folder_id, &g.email).await?;
         if g.created_by_us {
             // A grant still waiting for its id: Drive may have made it; find it by address.
             let permission = match &g.permission_id {
@@ -97,13 +98,13 @@ pub async fn take_back<T: AccessToken>(
             };
             if let Some(permission) = permission
                 && Some(permission.as_str()) != keep
-                && !grants::held_by_another(pool, item_id, &g.folder_id, &permission, &g.email).await?
+                && !grants::held_by_another(lock.conn(), item_id, &g.folder_id, &permission, &g.email).await?
             {
                 drive.unshare(&g.folder_id, &permission).await?;
                 removed += 1;
             }
         }
-        grants::mark_removed(&mut *pool.acquire().await?, g.id).await?;
+        grants::mark_removed(lock.conn(), g.id).await?;
         lock.release().await?;
     }
     Ok(removed)

@@ -301,9 +301,16 @@ async fn a_refund_revokes_items_and_removes_drive_access(pool: MySqlPool) {
         .await
         .unwrap();
     // As finalize records the permission it made.
-    store::grants::record(&pool, created.item_ids[0], &folder, "buyer@example.com", Some(&given.id), true)
-        .await
-        .unwrap();
+    store::grants::record(
+        &mut *pool.acquire().await.unwrap(),
+        created.item_ids[0],
+        &folder,
+        "buyer@example.com",
+        Some(&given.id),
+        true,
+    )
+    .await
+    .unwrap();
     let env = [("DRIVE_API_ROOT", base.as_str()), ("DRIVE_ACCESS_TOKEN", "emulator-token")];
     let refunded = admin(&pool, &["refund", code.as_str(), "--reason", "buyer asked"], &env).await;
     assert!(refunded.ok, "{}", refunded.stderr);
@@ -729,7 +736,16 @@ async fn an_operator_moves_a_buyers_drive_access_without_a_limit(pool: MySqlPool
     .execute(&pool)
     .await
     .unwrap();
-    store::grants::record(&pool, created.item_ids[0], &folder, "buyer@gmail.com", Some(&given.id), true).await.unwrap();
+    store::grants::record(
+        &mut *pool.acquire().await.unwrap(),
+        created.item_ids[0],
+        &folder,
+        "buyer@gmail.com",
+        Some(&given.id),
+        true,
+    )
+    .await
+    .unwrap();
     let new = format!("other-{}@gmail.com", rand::random::<u64>());
     let env = [("DRIVE_API_ROOT", base.as_str()), ("DRIVE_ACCESS_TOKEN", "emulator-token")];
     let moved = admin(&pool, &["move-access", code.as_str(), "--to", &new], &env).await;

@@ -37,6 +37,12 @@ impl Drop for AddressLock {
 }
 
 impl AddressLock {
+    /// The lock's connection: the grant's reads and writes go on it, so a run holds one
+    /// connection of the pool, never a second while waiting for it.
+    pub fn conn(&mut self) -> &mut MySqlConnection {
+        self.conn.as_mut().expect("a lock holds its connection until released")
+    }
+
     pub async fn release(mut self) -> Result<(), StoreError> {
         if let Some(mut conn) = self.conn.take() {
             sqlx::query("SELECT RELEASE_ALL_LOCKS()").execute(&mut *conn).await?;
@@ -64,7 +70,12 @@ pub async fn lock_address(pool: &MySqlPool, folder: &str, email: &str) -> Result
 /// Whether permission `permission_id` on `folder` is one we made: a live grant of ours holds
 /// it, or (a crash between asking Drive and writing its answer) a live grant of ours for
 /// `email` there is still waiting for its id.
-pub async fn is_ours(pool: &MySqlPool, folder: &str, permission_id: &str, email: &str) -> Result<bool, StoreError> {
+pub async fn is_ours(
+    conn: &mut MySqlConnection,
+    folder: &str,
+    permission_id: &str,
+    email: &str,
+) -> Result<bool, StoreError> {
     Ok(sqlx::query_scalar(
         "SELECT EXISTS(SELECT 1 FROM drive_grants WHERE folder_id = ? AND removed_at IS NULL AND created_by_us = 1
                          AND (permission_id = ? OR (permission_id IS NULL AND email = ?)))",
@@ -72,7 +83,7 @@ pub async fn is_ours(pool: &MySqlPool, folder: &str, permission_id: &str, email:
     .bind(folder)
     .bind(permission_id)
     .bind(email)
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await?)
 }
 
@@ -80,7 +91,7 @@ pub async fn is_ours(pool: &MySqlPool, folder: &str, permission_id: &str, email:
 /// address had already); `permission_id` `None` before Drive is asked. A grant removed
 /// earlier (the access moved away and back) lives again.
 pub async fn record(
-    pool: &MySqlPool,
+    conn: &mut MySqlConnection,
     item_id: u64,
     folder: &str,
     email: &str,
@@ -98,7 +109,7 @@ pub async fn record(
     .bind(email)
     .bind(permission_id)
     .bind(created_by_us)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -117,7 +128,7 @@ pub async fn live_for_item(pool: &MySqlPool, item_id: u64) -> Result<Vec<Grant>,
 /// Whether another item's live grant holds this permission (or this address's access to the
 /// folder), so taking it away would take that item's access too.
 pub async fn held_by_another(
-    pool: &MySqlPool,
+    conn: &mut MySqlConnection,
     item_id: u64,
     folder: &str,
     permission_id: &str,
@@ -131,7 +142,7 @@ pub async fn held_by_another(
     .bind(item_id)
     .bind(permission_id)
     .bind(email)
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await?)
 }
 
