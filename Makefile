@@ -22,7 +22,7 @@ export S3_FORCE_PATH_STYLE ?= true
 CARGO ?= cargo
 
 .PHONY: help services services-down services-status migrate test demo dev bench fmt lint check admin \
-	build-lambdas package-job deploy lint-infra fuzz chaos
+	build-lambdas package-job deploy db-users lint-infra fuzz chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -106,6 +106,9 @@ build-lambdas: ## the seven functions for Lambda (cargo lambda build --release -
 
 package-job: ## the deliver job's image for Fargate arm64 (docker buildx), tagged with the git commit
 	docker buildx build --platform linux/arm64 -f infra/Dockerfile --load -t coursedrop-deliver:$(GIT_SHA) .
+
+db-users: ## each function's own database user with only its grants (infra/db-users; after make migrate and make deploy)
+	STACK=$(STACK) infra/db-users
 
 deploy: lint-infra ## push the job's image and deploy the stack with SAM (infra/deploy; README: Deploying)
 	STAGE=$(STAGE) STACK=$(STACK) DEPLOY_PARAMS=$(DEPLOY_PARAMS) DELIVER_REPO=$(DELIVER_REPO) infra/deploy

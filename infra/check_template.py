@@ -84,10 +84,16 @@ def main(path):
                     # A plain Ref, or Fn::If [Has…, Ref X, NoValue].
                     ref = r.get("Ref") if "Ref" in r else r.get("Fn::If", [None, {}])[1].get("Ref")
                     readable.add(ref)
-        if readable != {"ConfigSecretArn"} | READS_SECRETS.get(fn, set()):
-            problems.append(
-                f"{fn}: may read secrets {sorted(readable)}, needs exactly {sorted({'ConfigSecretArn'} | READS_SECRETS.get(fn, set()))}"
-            )
+        # Its own database user's secret, and no other function's.
+        own_db = fn.replace("Function", "DatabaseSecret")
+        needs = {"ConfigSecretArn", own_db} | READS_SECRETS.get(fn, set())
+        if readable != needs:
+            problems.append(f"{fn}: may read secrets {sorted(readable)}, needs exactly {sorted(needs)}")
+        variables = res[fn]["Properties"].get("Environment", {}).get("Variables", {})
+        if variables.get("DATABASE_SECRET_ID") != {"Ref": own_db}:
+            problems.append(f"{fn}: DATABASE_SECRET_ID is not its own user's secret {own_db}")
+        if res.get(own_db, {}).get("Type") != "AWS::SecretsManager::Secret":
+            problems.append(f"{fn}: no secret {own_db} for its database user")
         secret_id = str(res[fn]["Properties"].get("Environment", {}).get("Variables", {}).get("APP_SECRET_ID", "ConfigSecretArn"))
         for extra in READS_SECRETS.get(fn, set()):
             if extra not in secret_id:

@@ -86,9 +86,14 @@ impl AppVars {
     ) -> Result<Self, crate::adapters::secrets::SecretError> {
         // A comma-separated list: each function reads only the secrets its work needs (the
         // public create-order never the payment, Drive or LMS credentials). Later ones win.
-        let ids: Vec<String> = env("APP_SECRET_ID")
-            .map(|s| s.split(',').map(|id| id.trim().to_string()).filter(|id| !id.is_empty()).collect())
-            .unwrap_or_default();
+        // Last, `DATABASE_SECRET_ID`: the function's own database user and password
+        // (DATABASE_USER, DATABASE_PASSWORD; infra/db-users.sql says what each may do).
+        let ids: Vec<String> = [env("APP_SECRET_ID"), env("DATABASE_SECRET_ID")]
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s.split(',').map(|id| id.trim().to_string()).collect::<Vec<_>>())
+            .filter(|id| !id.is_empty())
+            .collect();
         let mut secret = std::collections::HashMap::new();
         for id in &ids {
             let values = crate::adapters::secrets::fetch_secret(id).await?;

@@ -116,6 +116,10 @@ enum Command {
         #[arg(long)]
         since: Option<String>,
     },
+    /// Each function's own database user (infra/db-users.sql) on the database of
+    /// DATABASE_URL, with the passwords in DB_PASSWORD_<FUNCTION> (infra/db-users passes them
+    /// from the stack's secrets). Run as the database's administrator after `make migrate`.
+    DbUsers,
 }
 
 #[derive(Subcommand)]
@@ -292,6 +296,11 @@ fn error_code(e: &anyhow::Error) -> &'static str {
         }
     }
     "failed"
+}
+
+/// The database the administrator's connection is on.
+async fn sqlx_database(pool: &MySqlPool) -> Result<String> {
+    store::current_database(pool).await?.ok_or_else(|| invalid("DATABASE_URL names no database"))
 }
 
 fn hold_error(e: payments::hold::HoldError) -> anyhow::Error {
@@ -758,6 +767,23 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
             (
                 json!({"payment_id": payment_id, "hold": "dropped"}),
                 format!("payment {payment_id} dropped: kept as evidence of the transfer it duplicates, never counted"),
+            )
+        }
+        Command::DbUsers => {
+            let database: String = sqlx_database(&ctx.pool).await?;
+            let password = |role: &str| std::env::var(format!("DB_PASSWORD_{}", role.to_uppercase())).ok();
+            let users = store::users::apply(&ctx.pool, &database, "", password).await.map_err(|e| match e {
+                store::StoreError::Corrupt(m) => invalid(format!("{m} (set DB_PASSWORD_<FUNCTION> for each function)")),
+                e => e.into(),
+            })?;
+            let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
+            (
+                json!({"database": database, "users": names}),
+                format!(
+                    "{} function users on {database}, each with only its grants: {}",
+                    names.len(),
+                    names.join(", ")
+                ),
             )
         }
         Command::Reconcile { gateway, since } => reconcile(ctx, gateway, since).await?,

@@ -302,7 +302,7 @@ async fn a_refund_revokes_items_and_removes_drive_access(pool: MySqlPool) {
         .unwrap();
     // As finalize records the permission it made.
     store::grants::record(
-        &mut *pool.acquire().await.unwrap(),
+        &mut pool.acquire().await.unwrap(),
         created.item_ids[0],
         &folder,
         "buyer@example.com",
@@ -737,7 +737,7 @@ async fn an_operator_moves_a_buyers_drive_access_without_a_limit(pool: MySqlPool
     .await
     .unwrap();
     store::grants::record(
-        &mut *pool.acquire().await.unwrap(),
+        &mut pool.acquire().await.unwrap(),
         created.item_ids[0],
         &folder,
         "buyer@gmail.com",

@@ -26,18 +26,23 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     let demo_vars =
         Vars(|k: &str| if k == "QUEUE_NAME_PREFIX" { Some("coursedrop-demo-".into()) } else { vars.get(k) });
     let vars = &demo_vars;
-    let stack = stack::build(pool.clone(), vars).await?;
+    // Each function as its own least-privileged user, as deployed (the operator's steps below
+    // use the administrator's pool, as coursedrop-admin does).
+    let server = config::database_url(vars);
+    let server = server.rsplit_once('/').map_or(server.as_str(), |(s, _)| s).to_string();
+    let pools = stack::Pools::least_privilege(&pool, &format!("{server}/{database}"), 4).await?;
+    let stack = stack::build_with(&pools, vars).await?;
     stack::purge_queues(&stack).await;
     let source = coursedrop::source::S3Source::from_vars(vars).await;
     let seeded = stack::seed_files(&source).await.context("putting the demo course files in local S3")?;
     let drive_dir = std::path::PathBuf::from(".local/drive-demo");
     let _ = std::fs::remove_dir_all(&drive_dir);
     let (_drive, drive_base) = stack::spawn_drive(&drive_dir, 0).await?;
-    stack::spawn_deliver(&stack, pool.clone(), vars, &drive_base).await?;
-    stack::spawn_finalize(&stack, pool.clone(), vars, &drive_base).await?;
+    stack::spawn_deliver(&stack, pools.deliver.clone(), vars, &drive_base).await?;
+    stack::spawn_finalize(&stack, pools.finalize.clone(), vars, &drive_base).await?;
     // A buyer of this run only, so the mailbox check finds this run's email.
     let buyer = format!("nguoi.mua.{:06}@example.com", rand::random_range(0..1_000_000u32));
-    stack::spawn_enroll(&stack, pool.clone(), vars)?;
+    stack::spawn_enroll(&stack, pools.enroll.clone(), vars)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(axum::serve(listener, stack.router.clone()).into_future());

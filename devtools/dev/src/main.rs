@@ -77,23 +77,26 @@ async fn serve<F: Fn(&str) -> Option<String>>(outer: &Vars<F>) -> Result<()> {
     .await?;
     let local = stack::bank_vars(outer, &bank_base, &casso_key);
     let vars = &local;
-    let pool = connect(vars).await?;
-    stack::migrate(&pool).await?;
-    stack::seed(&pool).await?;
-    let stack = stack::build(pool.clone(), vars).await?;
+    let admin = connect(vars).await?;
+    stack::migrate(&admin).await?;
+    stack::seed(&admin).await?;
+    // Each function as its own least-privileged user, as deployed.
+    let pools = stack::Pools::least_privilege(&admin, &config::database_url(vars), 4).await?;
+    let stack = stack::build_with(&pools, vars).await?;
     let every = vars.duration_or("SWEEP_INTERVAL", "10s")?;
-    stack::spawn_enroll(&stack, pool.clone(), vars)?;
+    stack::spawn_enroll(&stack, pools.enroll.clone(), vars)?;
     let source = coursedrop::source::S3Source::from_vars(vars).await;
     let seeded = stack::seed_files(&source).await?;
     let drive_port: u16 = vars.parse_or("DRIVE_EMULATOR_PORT", 4567)?;
     let (_drive, drive_base) = stack::spawn_drive(std::path::Path::new(".local/drive"), drive_port).await?;
-    stack::spawn_deliver(&stack, pool.clone(), vars, &drive_base).await?;
-    stack::spawn_finalize(&stack, pool.clone(), vars, &drive_base).await?;
-    let router = stack.router.clone().merge(stack::self_service_routes(pool.clone(), vars, &drive_base).await?);
+    stack::spawn_deliver(&stack, pools.deliver.clone(), vars, &drive_base).await?;
+    stack::spawn_finalize(&stack, pools.finalize.clone(), vars, &drive_base).await?;
+    let router =
+        stack.router.clone().merge(stack::self_service_routes(pools.self_service.clone(), vars, &drive_base).await?);
     let deadlines = coursedrop::sweeper::Deadlines::from_vars(vars)?;
     let timing = coursedrop::sweeper::OutboxTiming::from_vars(vars, 30)?;
     stack::spawn_sweeper(
-        pool.clone(),
+        pools.sweeper.clone(),
         stack.publisher.clone(),
         Duration::from_secs(every.num_seconds() as u64),
         timing,
@@ -102,7 +105,7 @@ async fn serve<F: Fn(&str) -> Option<String>>(outer: &Vars<F>) -> Result<()> {
     );
     let reconcile_every = vars.duration_or("RECONCILE_INTERVAL", "60s")?;
     stack::spawn_reconciler(
-        pool,
+        pools.reconcile.clone(),
         stack.publisher.clone(),
         config::feeds(vars)?,
         config::payment_settings(vars)?,

@@ -75,8 +75,71 @@ pub async fn purge_queues(stack: &Stack) {
     }
 }
 
+/// Each function's pool. `make demo` and `make dev` connect each function as its own user,
+/// with only the grants production gives it (`infra/db-users.sql`), so a grant a change
+/// forgot fails there first; benchmarks and `make chaos` use one pool for all.
+#[derive(Clone)]
+pub struct Pools {
+    pub create_order: MySqlPool,
+    pub bank_webhook: MySqlPool,
+    pub reconcile: MySqlPool,
+    pub enroll: MySqlPool,
+    pub deliver: MySqlPool,
+    pub finalize: MySqlPool,
+    pub self_service: MySqlPool,
+    pub sweeper: MySqlPool,
+}
+
+impl Pools {
+    /// Every function on one pool.
+    pub fn shared(pool: &MySqlPool) -> Self {
+        Pools {
+            create_order: pool.clone(),
+            bank_webhook: pool.clone(),
+            reconcile: pool.clone(),
+            enroll: pool.clone(),
+            deliver: pool.clone(),
+            finalize: pool.clone(),
+            self_service: pool.clone(),
+            sweeper: pool.clone(),
+        }
+    }
+
+    /// Every function as its own user on the database `admin` is connected to (users
+    /// `cd_<function>_local`, with local passwords; the grants are the shipped script's).
+    pub async fn least_privilege(admin: &MySqlPool, database_url: &str, max: u32) -> Result<Self> {
+        let options: sqlx::mysql::MySqlConnectOptions = database_url.parse()?;
+        let database = options.get_database().context("DATABASE_URL has no database name")?.to_string();
+        let local_password = |role: &str| Some(format!("coursedropLocal{}", role.replace('_', "")));
+        let users = store::users::apply(admin, &database, "_local", local_password)
+            .await
+            .context("creating the functions' database users (infra/db-users.sql)")?;
+        let mut pool = std::collections::HashMap::new();
+        for u in users {
+            let options = options.clone().username(&u.name).password(&u.password);
+            pool.insert(u.role, store::connect_with(options.charset("utf8mb4"), max).await?);
+        }
+        let take = |role: &str| pool.get(role).cloned().context("a function without a database user");
+        Ok(Pools {
+            create_order: take("create_order")?,
+            bank_webhook: take("bank_webhook")?,
+            reconcile: take("reconcile")?,
+            enroll: take("enroll")?,
+            deliver: take("deliver")?,
+            finalize: take("finalize")?,
+            self_service: take("self_service")?,
+            sweeper: take("sweeper")?,
+        })
+    }
+}
+
 /// Builds the stack on an already migrated database, creating the queues if they are missing.
 pub async fn build<F: Fn(&str) -> Option<String>>(pool: MySqlPool, vars: &Vars<F>) -> Result<Stack> {
+    build_with(&Pools::shared(&pool), vars).await
+}
+
+/// [`build`] with each HTTP function on its own pool.
+pub async fn build_with<F: Fn(&str) -> Option<String>>(pools: &Pools, vars: &Vars<F>) -> Result<Stack> {
     let sqs = aws_sdk_sqs::Client::new(&aws_sdk_config().await);
     let queues = QueueConfig::from_vars(vars);
     let mut queue_urls = Vec::new();
@@ -89,8 +152,8 @@ pub async fn build<F: Fn(&str) -> Option<String>>(pool: MySqlPool, vars: &Vars<F
         queue_urls.push((*q, out.queue_url.unwrap_or_default()));
     }
     let publisher = Arc::new(SqsPublisher::new(sqs.clone(), queues));
-    let create = create_order::AppState::from_vars(pool.clone(), vars)?;
-    let hook = bank_webhook::WebhookState::from_vars(pool.clone(), publisher.clone(), vars)?;
+    let create = create_order::AppState::from_vars(pools.create_order.clone(), vars)?;
+    let hook = bank_webhook::WebhookState::from_vars(pools.bank_webhook.clone(), publisher.clone(), vars)?;
     let router = http::with_fallbacks(
         Router::new().merge(create_order::routes(create)).merge(bank_webhook::routes(Arc::new(hook))),
     );

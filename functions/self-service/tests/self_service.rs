@@ -309,7 +309,7 @@ async fn a_move_that_stopped_after_drive_shared_leaves_nothing_a_refund_misses(p
     // before Drive was asked, Drive's share made, nothing recorded after.
     let new = buyer("lan-new");
     assert!(coursedrop::store::access::reserve_move(&shop.pool, item, &new, Some(2), 900).await.unwrap());
-    coursedrop::store::grants::record(&mut *shop.pool.acquire().await.unwrap(), item, &folders[0], &new, None, true)
+    coursedrop::store::grants::record(&mut shop.pool.acquire().await.unwrap(), item, &folders[0], &new, None, true)
         .await
         .unwrap();
     let d = drive(&shop.emulator.base);

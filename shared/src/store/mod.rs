@@ -21,6 +21,7 @@ pub mod reconcile;
 pub mod reminders;
 pub mod reports;
 pub mod script;
+pub mod users;
 
 use std::time::Duration;
 
@@ -166,7 +167,11 @@ pub(crate) const PING_IF_IDLE_FOR: Duration = Duration::from_millis(500);
 /// on every acquire, as costly as the statement it precedes. Only a connection that has been
 /// idle for [`PING_IF_IDLE_FOR`] is checked.
 pub async fn connect(database_url: &str, max_connections: u32) -> Result<MySqlPool, sqlx::Error> {
-    let options: MySqlConnectOptions = database_url.parse()?;
+    connect_with(database_url.parse()?, max_connections).await
+}
+
+/// [`connect`] with options already parsed (another user, say).
+pub async fn connect_with(options: MySqlConnectOptions, max_connections: u32) -> Result<MySqlPool, sqlx::Error> {
     MySqlPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
@@ -195,7 +200,17 @@ pub async fn connect_from_vars<F: Fn(&str) -> Option<String>>(
     if max == 0 {
         return Err(sqlx::Error::Configuration("DATABASE_MAX_CONNECTIONS must be at least 1".into()));
     }
-    connect(&crate::config::database_url(vars), max).await
+    let mut options: MySqlConnectOptions = crate::config::database_url(vars).parse()?;
+    // A function's own user (infra/db-users.sql), from its own secret, over the shared URL.
+    if let Some(user) = vars.get("DATABASE_USER") {
+        options = options.username(&user).password(&vars.get("DATABASE_PASSWORD").unwrap_or_default());
+    }
+    connect_with(options, max).await
+}
+
+/// The database a pool's connections use.
+pub async fn current_database(pool: &MySqlPool) -> Result<Option<String>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT DATABASE()").fetch_one(pool).await?)
 }
 
 /// Applies any migration not yet applied. Safe to run repeatedly and concurrently: sqlx

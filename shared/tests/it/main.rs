@@ -2,6 +2,7 @@
 //! against the Drive emulator.
 
 mod drive_meta;
+mod privileges;
 mod reconcile;
 mod secrets;
 mod source;
