@@ -42,8 +42,9 @@ SET p.bank_reference = TRIM(p.reference_code);
 
 ALTER TABLE payments
     ADD UNIQUE KEY uq_payments_bank_transfer (bank_account, bank_reference, transfer_type, amount_vnd),
-    -- The suspects of a transfer without a reference: same account and amount, recent.
-    ADD KEY ix_payments_suspects (bank_account, amount_vnd, received_at);
+    -- A transfer that matches no order is compared with the recent unmatched ones into the
+    -- same account of the same amount (a matched one, with its order's payments).
+    ADD KEY ix_payments_unmatched_like (bank_account, amount_vnd, order_id, received_at);
 
 -- A transfer reported again by another feed (its webhook or its reconciler): evidence, never
 -- money. Its own (feed, id) key makes that feed's redeliveries a single read, as a payment's.

@@ -865,3 +865,24 @@ impl ParseCode for String {
         coursedrop::domain::OrderCode::parse(self, &pattern()).unwrap()
     }
 }
+
+/// A transfer that names no order, reported by both feeds without a reference: kept once as
+/// unmatched, the second report held beside it (an operator attaching both would count it
+/// twice otherwise).
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn an_unmatched_lookalike_from_the_other_feed_is_held_not_offered_twice(pool: MySqlPool) {
+    let h = harness(pool).await;
+    let (sepay, _) = both_feeds(93_001, 0, "", "chuyen tien hoc phi", 300_000);
+    let (_, casso) = both_feeds(0, 73_001, "", "chuyen tien hoc phi", 300_000);
+    assert_eq!(post_with_key(&h.app, &sepay).await.0, StatusCode::OK);
+    assert_eq!(post_casso_signed(&h.app, &casso).await.0, StatusCode::OK);
+    let unmatched = payments_unmatched(&h.pool).await;
+    assert_eq!(unmatched.len(), 1, "{unmatched:?}");
+    assert_eq!(unmatched[0].gateway, "sepay");
+    let held = coursedrop::payments::hold::held(&h.pool, 50).await.unwrap();
+    assert_eq!((held.len(), held[0].feed.as_str(), held[0].order_code.as_deref()), (1, "casso", None));
+    // Released, it is a transfer of its own: offered for attaching like any unmatched one.
+    let released = coursedrop::payments::hold::release(&h.pool, held[0].id, "operator:lan").await.unwrap();
+    assert!(released.recorded.is_none());
+    assert_eq!(payments_unmatched(&h.pool).await.len(), 2);
+}

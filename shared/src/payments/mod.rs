@@ -94,13 +94,16 @@ impl Identity {
         Identity { account: identity::bank_account(tx), reference: identity::bank_reference(tx) }
     }
 
-    fn lookalike<'a>(&'a self, tx: &'a BankTransfer) -> Option<Lookalike<'a>> {
-        Some(Lookalike {
-            bank_account: self.account.as_deref()?,
+    /// What to compare the transfer with: its order's payments when it names one.
+    fn lookalike<'a>(&'a self, tx: &'a BankTransfer, order_code: Option<&'a str>) -> Lookalike<'a> {
+        Lookalike {
+            bank_account: self.account.as_deref(),
+            bank_reference: self.reference.as_deref(),
             amount_vnd: tx.amount_vnd,
             transfer_type: tx.transfer_type.as_str(),
+            order_code,
             lookback_days: identity::SUSPECT_LOOKBACK_DAYS,
-        })
+        }
     }
 }
 
@@ -339,12 +342,12 @@ async fn record_once(
     let Some(code) = code else {
         // An outgoing transfer, or one that pays no order: one insert, its own transaction.
         // It counts towards nothing, so a lookalike read before it needs no lock.
-        let suspect = match (tx.transfer_type, id.lookalike(tx)) {
-            (TransferType::In, Some(like)) => {
-                let rows = store::payments::suspects(conn, &like).await?;
+        let suspect = match tx.transfer_type {
+            TransferType::In => {
+                let rows = store::payments::suspects(conn, &id.lookalike(tx, None)).await?;
                 judge(tx, &id, &rows, &settings.pattern)
             }
-            _ => identity::Verdict::New,
+            TransferType::Out => identity::Verdict::New,
         };
         let held = match suspect {
             identity::Verdict::Same { payment_id } => return seen_again(conn, tx, arrival, payment_id).await,
@@ -369,8 +372,8 @@ async fn record_once(
     // Locking the order first serialises concurrent deliveries of the same transfer (from one
     // feed or two), so the unique keys decide the winner without deadlocks, and the transfers
     // like this one are read as the previous holder of the lock left them.
-    let like = id.lookalike(tx);
-    let (db, order, suspects) = store::payments::begin_locking(conn, &code, like.as_ref()).await?;
+    let like = id.lookalike(tx, Some(code.as_str()));
+    let (db, order, suspects) = store::payments::begin_locking(conn, &code, Some(&like)).await?;
     let held = match judge(tx, &id, &suspects, &settings.pattern) {
         identity::Verdict::Same { payment_id } => {
             db.rollback().await?;
@@ -482,8 +485,10 @@ async fn seen_again_by_identity(
     id: &Identity,
     arrival: Arrival,
 ) -> Result<Recorded, StoreError> {
-    let found = match (id.lookalike(tx), id.reference.as_deref()) {
-        (Some(like), Some(reference)) => store::payments::by_identity(conn, &like, reference).await?,
+    let found = match (id.account.as_deref(), id.reference.as_deref()) {
+        (Some(account), Some(reference)) => {
+            store::payments::by_identity(conn, account, reference, tx.transfer_type.as_str(), tx.amount_vnd).await?
+        }
         _ => None,
     };
     match found {

@@ -253,7 +253,7 @@ pub async fn begin_locking<'c>(
         .sql(" ORDER BY i.id FOR UPDATE")
         .end();
     if let Some(like) = like {
-        push_suspects(&mut script, like);
+        let _ = push_suspects(&mut script, like);
     }
     let tx = PaymentTransaction { conn, open: true };
     let answers = match script.run(tx.conn).await {
@@ -271,13 +271,19 @@ pub async fn begin_locking<'c>(
     Ok((tx, locked(rows)?, suspects))
 }
 
-/// What a transfer is compared with: recorded transfers into the same account, of the same
-/// amount and direction, received lately.
+/// What a transfer is compared with, found by index lookups only (never a scan of the
+/// day's many transfers of one price): the payment holding its bank identity, if it has a
+/// reference; and the payments of its order (a lookalike from another feed matched the same
+/// order), or for a transfer that matches no order, the recent unmatched ones into the same
+/// account.
 #[derive(Debug, Clone, Copy)]
 pub struct Lookalike<'a> {
-    pub bank_account: &'a str,
+    pub bank_account: Option<&'a str>,
+    pub bank_reference: Option<&'a str>,
     pub amount_vnd: i64,
     pub transfer_type: &'a str,
+    /// The order the transfer's code names, when it names one.
+    pub order_code: Option<&'a str>,
     pub lookback_days: u32,
 }
 
@@ -294,45 +300,88 @@ pub struct SuspectRow {
     pub hold: Option<String>,
 }
 
-fn push_suspects(script: &mut Script, like: &Lookalike<'_>) {
-    script
-        .sql(
-            "SELECT id, feed, bank_reference, code, content, transaction_date, received_at, hold FROM payments
-             WHERE bank_account = ",
-        )
-        .value(like.bank_account)
-        .sql(" AND amount_vnd = ")
-        .value(like.amount_vnd)
-        .sql(" AND transfer_type = ")
-        .value(like.transfer_type)
-        .sql(" AND received_at > NOW(3) - INTERVAL ")
-        .value(u64::from(like.lookback_days))
-        .sql(" DAY ORDER BY id LIMIT 200")
-        .end();
+const SUSPECT_COLUMNS: &str =
+    "SELECT id, feed, bank_reference, code, content, transaction_date, received_at, hold FROM payments WHERE ";
+
+/// Appends the read of `like`'s suspects; `false` (nothing appended) when there is nothing to
+/// look them up by.
+fn push_suspects(script: &mut Script, like: &Lookalike<'_>) -> bool {
+    let mut parts = 0;
+    let mut part = |script: &mut Script| {
+        script.sql(if parts == 0 { "(" } else { " UNION (" }).sql(SUSPECT_COLUMNS);
+        parts += 1;
+    };
+    if let (Some(account), Some(reference)) = (like.bank_account, like.bank_reference) {
+        part(script);
+        script
+            .sql("bank_account = ")
+            .value(account)
+            .sql(" AND bank_reference = ")
+            .value(reference)
+            .sql(" AND transfer_type = ")
+            .value(like.transfer_type)
+            .sql(" AND amount_vnd = ")
+            .value(like.amount_vnd)
+            .sql(")");
+    }
+    match (like.order_code, like.bank_account) {
+        (Some(code), _) => {
+            part(script);
+            script
+                .sql("order_id = (SELECT id FROM orders WHERE code = ")
+                .value(code)
+                .sql(") AND amount_vnd = ")
+                .value(like.amount_vnd)
+                .sql(" AND transfer_type = ")
+                .value(like.transfer_type)
+                .sql(")");
+        }
+        (None, Some(account)) => {
+            part(script);
+            script
+                .sql("bank_account = ")
+                .value(account)
+                .sql(" AND amount_vnd = ")
+                .value(like.amount_vnd)
+                .sql(" AND order_id IS NULL AND transfer_type = ")
+                .value(like.transfer_type)
+                .sql(" AND received_at > NOW(3) - INTERVAL ")
+                .value(u64::from(like.lookback_days))
+                .sql(" DAY ORDER BY id DESC LIMIT 200)");
+        }
+        (None, None) => {}
+    }
+    if parts > 0 {
+        script.end();
+    }
+    parts > 0
 }
 
 /// Recorded transfers like `like`, read on their own (for a transfer that locks no order).
 pub async fn suspects(conn: &mut MySqlConnection, like: &Lookalike<'_>) -> Result<Vec<SuspectRow>, StoreError> {
     let mut script = Script::new();
-    push_suspects(&mut script, like);
+    if !push_suspects(&mut script, like) {
+        return Ok(Vec::new());
+    }
     let answers = script.run(conn).await?;
     Ok(answers[0].rows.iter().map(SuspectRow::from_row).collect::<Result<Vec<_>, _>>()?)
 }
 
-/// The payment holding this bank identity (`like`'s account, amount and direction, and the
-/// bank's `reference`).
+/// The payment holding this bank identity.
 pub async fn by_identity(
     conn: &mut MySqlConnection,
-    like: &Lookalike<'_>,
-    reference: &str,
+    bank_account: &str,
+    bank_reference: &str,
+    transfer_type: &str,
+    amount_vnd: i64,
 ) -> Result<Option<u64>, StoreError> {
     Ok(sqlx::query_scalar(
         "SELECT id FROM payments WHERE bank_account = ? AND bank_reference = ? AND transfer_type = ? AND amount_vnd = ?",
     )
-    .bind(like.bank_account)
-    .bind(reference)
-    .bind(like.transfer_type)
-    .bind(like.amount_vnd)
+    .bind(bank_account)
+    .bind(bank_reference)
+    .bind(transfer_type)
+    .bind(amount_vnd)
     .fetch_optional(conn)
     .await?)
 }
