@@ -480,3 +480,27 @@ async fn access_a_refund_could_not_take_back_is_retried_through_the_queue(pool: 
     assert_eq!(waiting().await, 0, "consumed");
     assert_eq!(testing::mails_to(&h.email).len(), 1, "nothing more was sent");
 }
+
+/// A batch of ten messages on a function whose pool has one connection, with Drive slow to
+/// share (0.8 s each: ten in turn would outlast the pool's 5 s wait): every item completes in
+/// that one invocation. The address lock held across Drive's
+/// calls is on a connection of its own, so the runs never wait on the pool for it.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_batch_of_ten_finalizes_on_a_one_connection_pool(pool: MySqlPool) {
+    let h = harness(pool, 10, "vi", "gmail.com").await;
+    h.drive.emu.set_faults(drive_emulator::Faults { permission_delay_ms: 800, ..Default::default() });
+    let database: String = sqlx::query_scalar("SELECT DATABASE()").fetch_one(&h.pool).await.unwrap();
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/coursedrop".into());
+    let options: sqlx::mysql::MySqlConnectOptions = url.parse().unwrap();
+    let small = coursedrop::store::connect_with(options.database(&database), 1).await.unwrap();
+    let ctx = FinalizeContext { pool: small, drive: drive(&h.drive.base), mailer: mailer(SMTP) };
+    let mut batch = SqsEvent::default();
+    for (n, item) in h.items.iter().enumerate() {
+        batch.records.extend(event(*item, &format!("m{n}")).records);
+    }
+    assert!(failures(&handle(&ctx, batch).await).is_empty(), "no record worth retrying");
+    for item in &h.items {
+        assert_eq!(h.status(*item).await.0, "completed");
+    }
+    assert_eq!(testing::mails_to(&h.email).len(), 10);
+}

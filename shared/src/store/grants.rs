@@ -2,8 +2,7 @@
 //! giving and taking back access to one address on one folder take turns.
 
 use sha2::{Digest, Sha256};
-use sqlx::pool::PoolConnection;
-use sqlx::{FromRow, MySql, MySqlConnection, MySqlPool};
+use sqlx::{FromRow, MySqlConnection, MySqlPool};
 
 use super::StoreError;
 
@@ -22,30 +21,24 @@ pub struct Grant {
 
 /// Held while one address's access to one folder is given or taken back, so a finalize and a
 /// refund (or two moves) of items sharing that permission never undo each other. A named
-/// server lock on its own connection; dropped without [`AddressLock::release`] (a cancelled
-/// request), the connection is closed and the server frees the lock.
+/// server lock on a connection of its own, outside the pool: it is held across Drive's calls,
+/// and a batch of finalizes holding the pool's few connections that long would starve the
+/// rest of the function. Dropped without [`AddressLock::release`] (a cancelled request), the
+/// connection closes and the server frees the lock.
 pub struct AddressLock {
-    conn: Option<PoolConnection<MySql>>,
-}
-
-impl Drop for AddressLock {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.as_mut() {
-            conn.close_on_drop();
-        }
-    }
+    conn: Option<MySqlConnection>,
 }
 
 impl AddressLock {
-    /// The lock's connection: the grant's reads and writes go on it, so a run holds one
-    /// connection of the pool, never a second while waiting for it.
+    /// The lock's connection: the grant's reads and writes go on it.
     pub fn conn(&mut self) -> &mut MySqlConnection {
         self.conn.as_mut().expect("a lock holds its connection until released")
     }
 
     pub async fn release(mut self) -> Result<(), StoreError> {
-        if let Some(mut conn) = self.conn.take() {
-            sqlx::query("SELECT RELEASE_ALL_LOCKS()").execute(&mut *conn).await?;
+        if let Some(conn) = self.conn.take() {
+            // Closing the connection frees its locks; say goodbye properly.
+            sqlx::Connection::close(conn).await?;
         }
         Ok(())
     }
@@ -57,8 +50,8 @@ pub async fn lock_address(pool: &MySqlPool, folder: &str, email: &str) -> Result
     // compare.
     let digest = Sha256::digest(format!("{folder}\n{}", email.to_lowercase()));
     let name = format!("cd-grant-{}", &hex::encode(digest)[..48]);
-    let mut conn = pool.acquire().await?;
-    let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 30)").bind(&name).fetch_one(&mut *conn).await?;
+    let mut conn = <MySqlConnection as sqlx::Connection>::connect_with(&pool.connect_options()).await?;
+    let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 30)").bind(&name).fetch_one(&mut conn).await?;
     if got != Some(1) {
         return Err(StoreError::Corrupt(format!(
             "the access of one address to folder {folder} stayed locked for 30 s"
