@@ -141,7 +141,11 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
         "CASSO_CHECKSUM_KEY" => Some(CASSO_KEY.into()),
         _ => vars.get(k),
     });
-    let stack = stack::build(pool.clone(), &chaos_vars).await?;
+    // The webhook on a pool of its own, as each Lambda has: both feeds' deliveries of every
+    // transfer at once would otherwise hold the connections the operator's refund needs.
+    let webhook_pool = coursedrop::store::connect(&chaos_db_url, 8).await?;
+    let pools = stack::Pools { bank_webhook: webhook_pool, ..stack::Pools::shared(&pool) };
+    let stack = stack::build_with(&pools, &chaos_vars).await?;
     stack::purge_queues(&stack).await;
     let dead_letters = attach_dead_letter_queues(&stack).await?;
     let source = coursedrop::source::S3Source::from_vars(vars).await;
