@@ -235,37 +235,49 @@ impl<T: AccessToken> DriveClient<T> {
         }
     }
 
-    /// What a folder holds (not trashed), every page of it, in name order.
-    pub async fn children(&self, folder_id: &str) -> Result<Vec<FileFacts>, DriveError> {
-        let q = format!("'{}' in parents and trashed = false", folder_id.replace('\'', "\\'"));
-        let fields = format!("nextPageToken,files({FILE_FIELDS})");
+    /// Every page of a list, following `nextPageToken` to the end (a page may hold fewer than
+    /// asked): `fetch(token)` is one page's call, retried as any other, answering its items
+    /// and the next token.
+    async fn every_page<Item, F, Fut>(&self, mut fetch: F) -> Result<Vec<Item>, DriveError>
+    where
+        F: FnMut(Option<String>) -> Fut,
+        Fut: Future<Output = Result<(Vec<Item>, Option<String>), Attempt>>,
+    {
         let mut all = Vec::new();
         let mut page: Option<String> = None;
         loop {
-            let list = self
-                .with_retries(|| async {
-                    let mut list = self
-                        .hub
-                        .files()
-                        .list()
-                        .q(&q)
-                        .order_by("name")
-                        .page_size(1000)
-                        .supports_all_drives(true)
-                        .include_items_from_all_drives(true)
-                        .param("fields", &fields);
-                    if let Some(token) = &page {
-                        list = list.page_token(token);
-                    }
-                    call(list.doit()).await.map(|(_, l)| l)
-                })
-                .await?;
-            all.extend(list.files.unwrap_or_default().into_iter().map(FileFacts::from_api));
-            match list.next_page_token {
+            let (items, next) = self.with_retries(|| fetch(page.clone())).await?;
+            all.extend(items);
+            match next {
                 Some(next) if !next.is_empty() => page = Some(next),
                 _ => return Ok(all),
             }
         }
+    }
+
+    /// What a folder holds (not trashed), every page of it, in name order.
+    pub async fn children(&self, folder_id: &str) -> Result<Vec<FileFacts>, DriveError> {
+        let q = format!("'{}' in parents and trashed = false", folder_id.replace('\'', "\\'"));
+        let fields = format!("nextPageToken,files({FILE_FIELDS})");
+        let (q, fields) = (&q, &fields);
+        self.every_page(|page| async move {
+            let mut list = self
+                .hub
+                .files()
+                .list()
+                .q(q)
+                .order_by("name")
+                .page_size(1000)
+                .supports_all_drives(true)
+                .include_items_from_all_drives(true)
+                .param("fields", fields);
+            if let Some(token) = &page {
+                list = list.page_token(token);
+            }
+            let (_, l) = call(list.doit()).await?;
+            Ok((l.files.unwrap_or_default().into_iter().map(FileFacts::from_api).collect(), l.next_page_token))
+        })
+        .await
     }
 
     /// Deletes a file (or a folder and what it holds); a missing one is success.
@@ -280,33 +292,24 @@ impl<T: AccessToken> DriveClient<T> {
         }
     }
 
-    /// Every permission of a file, following `nextPageToken` to the end: a page may hold
-    /// fewer than asked, and a shared drive's list stops at 100 without it.
+    /// Every permission of a file, every page of it (a shared drive's list stops at 100
+    /// without the next page's token).
     pub async fn permissions(&self, file_id: &str) -> Result<Vec<Permission>, DriveError> {
-        let mut all = Vec::new();
-        let mut page: Option<String> = None;
-        loop {
-            let list = self
-                .with_retries(|| async {
-                    let mut list = self
-                        .hub
-                        .permissions()
-                        .list(file_id)
-                        .page_size(100)
-                        .supports_all_drives(true)
-                        .param("fields", "nextPageToken,permissions(id,emailAddress,role)");
-                    if let Some(token) = &page {
-                        list = list.page_token(token);
-                    }
-                    call(list.doit()).await.map(|(_, l)| l)
-                })
-                .await?;
-            all.extend(list.permissions.unwrap_or_default().into_iter().map(Permission::from_api));
-            match list.next_page_token {
-                Some(next) if !next.is_empty() => page = Some(next),
-                _ => return Ok(all),
+        self.every_page(|page| async move {
+            let mut list = self
+                .hub
+                .permissions()
+                .list(file_id)
+                .page_size(100)
+                .supports_all_drives(true)
+                .param("fields", "nextPageToken,permissions(id,emailAddress,role)");
+            if let Some(token) = &page {
+                list = list.page_token(token);
             }
-        }
+            let (_, l) = call(list.doit()).await?;
+            Ok((l.permissions.unwrap_or_default().into_iter().map(Permission::from_api).collect(), l.next_page_token))
+        })
+        .await
     }
 
     /// Gives `email` read access. `notify` is Drive's own notification email: off by default
