@@ -40,11 +40,6 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// The `Message-ID` an item's delivery email carries, every time it is sent.
-fn new_message_id(item_id: u64, domain: &str) -> String {
-    format!("<delivery.{item_id}.{:016x}@{domain}>", rand::random::<u64>())
-}
-
 async fn fail(pool: &MySqlPool, item_id: u64, reason: &str) -> Result<Outcome, StoreError> {
     let change = ItemChange::failure(item_id, ItemStatus::Delivered, Stage::Finalize, reason, ACTOR);
     Ok(match items::transition_unless_moved(pool, &change).await? {
@@ -124,8 +119,8 @@ async fn finalize_held<T: AccessToken>(
     let message_id = if f.sent {
         None
     } else {
-        let domain = mailer.from_address().email.domain().to_string();
-        let fresh = f.email_message_id.clone().unwrap_or_else(|| new_message_id(item_id, &domain));
+        // The Message-ID the item's delivery email carries, every time it is sent.
+        let fresh = f.email_message_id.clone().unwrap_or_else(|| mailer.new_message_id(&format!("delivery.{item_id}")));
         Some(items::keep_email_message_id(pool, item_id, &fresh).await?)
     };
 

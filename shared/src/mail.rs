@@ -125,6 +125,12 @@ impl Mailer {
         &self.from
     }
 
+    /// A fresh `Message-ID`, `<tag.random@our domain>`: `tag` says what the mail is
+    /// (`delivery.42`, `reminder.7`…), the random part makes each new message its own.
+    pub fn new_message_id(&self, tag: &str) -> String {
+        format!("<{tag}.{:016x}@{}>", rand::random::<u64>(), self.from.email.domain())
+    }
+
     pub fn brand(&self) -> &Brand {
         &self.brand
     }

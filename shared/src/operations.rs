@@ -281,8 +281,7 @@ pub async fn resend_email(pool: &MySqlPool, mailer: &Mailer, item_id: u64, actor
             )));
         }
     };
-    let domain = mailer.from_address().email.domain().to_string();
-    let message_id = format!("<delivery.{item_id}.resent.{:016x}@{domain}>", rand::random::<u64>());
+    let message_id = mailer.new_message_id(&format!("delivery.{item_id}.resent"));
     let mail = DeliveryMail {
         to: &f.email,
         lang: &f.lang,

@@ -83,8 +83,7 @@ pub async fn send_due(pool: &MySqlPool, r: &Reminders) -> Result<ReminderReport,
 }
 
 async fn remind(pool: &MySqlPool, r: &Reminders, order_id: u64) -> Result<Reminded, StoreError> {
-    let domain = r.mailer.from_address().email.domain().to_string();
-    let fresh = format!("<reminder.{order_id}.{:016x}@{domain}>", rand::random::<u64>());
+    let fresh = r.mailer.new_message_id(&format!("reminder.{order_id}"));
     let message_id = reminders::keep_message_id(pool, order_id, &fresh).await?;
 
     let mut tx = pool.begin().await?;

@@ -333,10 +333,9 @@ async fn tell_both_addresses(
     actor: &str,
 ) -> Result<bool, SelfServiceError> {
     let mut emailed = true;
-    let domain = mailer.from_address().email.domain().to_string();
     let when = crate::domain::vietnam_time(chrono::Utc::now());
     for (item, _) in moved {
-        let message_id = format!("<delivery.{}.moved.{:016x}@{domain}>", item.id, rand::random::<u64>());
+        let message_id = mailer.new_message_id(&format!("delivery.{}.moved", item.id));
         let to_new = DeliveryMail {
             to: new_email.as_str(),
             lang: &order.lang,
@@ -345,7 +344,7 @@ async fn tell_both_addresses(
             link: &item.drive_link,
             message_id: &message_id,
         };
-        let notice_id = format!("<access-moved.{}.{:016x}@{domain}>", item.id, rand::random::<u64>());
+        let notice_id = mailer.new_message_id(&format!("access-moved.{}", item.id));
         let new_masked = mask_email(new_email.as_str());
         let to_old = AccessMovedMail {
             to: &item.access_email,
