@@ -13,7 +13,7 @@ pub use email::{Email, EmailError, mask_email};
 pub use money::{Vnd, VndError, format_vnd};
 pub use order_code::{CodeCharset, CodePattern, CodePatternError, OrderCode, OrderCodeError};
 pub use slug::{CourseSlug, SlugError};
-pub use state::{EventKind, ItemStatus, OrderStatus, Queue, Stage, Status, UnknownStatus};
+pub use state::{EventKind, ItemStatus, OrderStatus, PaymentHold, Queue, Stage, Status, UnknownStatus};
 pub use view_token::ViewToken;
 
 /// A moment as buyers and sellers in Vietnam read it: `HH:MM dd/mm/YYYY`, UTC+7 (no daylight

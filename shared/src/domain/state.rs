@@ -167,6 +167,26 @@ status_enum!(EventKind, "event kind", {
     PaymentDropped => "payment_dropped",
 }, transitions: []);
 
+// A payment held as a suspected duplicate of another (`payments.hold`; NULL: an ordinary
+// payment), and what an operator said of it.
+status_enum!(PaymentHold, "payment hold", {
+    Held => "held",
+    Released => "released",
+    Dropped => "dropped",
+}, transitions: [
+    /// A transfer of its own: it counts.
+    (Held, Released),
+    /// The transfer it resembles, reported twice: evidence only.
+    (Held, Dropped),
+]);
+
+impl PaymentHold {
+    /// Whether the payment stays uncounted (and is not what another report is compared with).
+    pub fn uncounted(self) -> bool {
+        matches!(self, PaymentHold::Held | PaymentHold::Dropped)
+    }
+}
+
 impl ItemStatus {
     /// The queue whose consumer works on an item that has just entered this status: the
     /// store writes its outbox row in the same transaction as the transition.

@@ -6,7 +6,7 @@
 use sqlx::MySqlPool;
 
 use super::{Recorded, apply_in, decide};
-use crate::domain::EventKind;
+use crate::domain::{EventKind, PaymentHold};
 use crate::store::StoreError;
 use crate::store::events::{self, NewEvent};
 use crate::store::payments::{self as stored, PaymentOnHold};
@@ -45,10 +45,10 @@ pub struct Released {
 pub async fn release(pool: &MySqlPool, payment_id: u64, actor: &str) -> Result<Released, HoldError> {
     let mut db = pool.begin().await?;
     let payment = stored::lock_payment(&mut db, payment_id).await?.ok_or(HoldError::NoPayment(payment_id))?;
-    if payment.hold.as_deref() != Some("held") {
+    if payment.hold()? != Some(PaymentHold::Held) {
         return Err(HoldError::NotHeld(payment_id));
     }
-    stored::decide_hold(&mut db, payment_id, "released", actor).await?;
+    stored::decide_hold(&mut db, payment_id, PaymentHold::Released, actor).await?;
     let order = match payment.duplicate_order_id {
         Some(order_id) => stored::lock_order_id(&mut db, order_id).await?,
         None => None,
@@ -78,10 +78,10 @@ pub async fn release(pool: &MySqlPool, payment_id: u64, actor: &str) -> Result<R
 pub async fn drop_held(pool: &MySqlPool, payment_id: u64, actor: &str) -> Result<(), HoldError> {
     let mut db = pool.begin().await?;
     let payment = stored::lock_payment(&mut db, payment_id).await?.ok_or(HoldError::NoPayment(payment_id))?;
-    if payment.hold.as_deref() != Some("held") {
+    if payment.hold()? != Some(PaymentHold::Held) {
         return Err(HoldError::NotHeld(payment_id));
     }
-    stored::decide_hold(&mut db, payment_id, "dropped", actor).await?;
+    stored::decide_hold(&mut db, payment_id, PaymentHold::Dropped, actor).await?;
     if let Some(order_id) = payment.duplicate_order_id {
         let detail = format!(
             "{} id {}: {} VND dropped by an operator as the same transfer as payment {}: kept as evidence, never counted",

@@ -10,7 +10,7 @@ pub mod transfer;
 use sqlx::pool::PoolConnection;
 use sqlx::{MySql, MySqlConnection, MySqlPool};
 
-use crate::domain::{CodePattern, EventKind, ItemStatus, OrderCode, OrderStatus, Status};
+use crate::domain::{CodePattern, EventKind, ItemStatus, OrderCode, OrderStatus, PaymentHold, Status};
 use crate::store::events::{self, NewEvent};
 use crate::store::outbox::OutboxMessage;
 use crate::store::payments::{Committed, Inserted, LockedOrder, Lookalike, NewPayment, OrderPayment, SuspectRow};
@@ -76,11 +76,13 @@ fn is_our_account(tx: &BankTransfer, ours: &str) -> bool {
 /// The order code a transfer carries: the code the feed recognised first, then the transfer
 /// text, then its description. The same whichever feed reported it.
 pub fn order_code_of(tx: &BankTransfer, pattern: &CodePattern) -> Option<OrderCode> {
-    tx.code
-        .as_deref()
-        .and_then(|c| OrderCode::parse(c, pattern).ok())
-        .or_else(|| tx.content.as_deref().and_then(|t| OrderCode::find_in(t, pattern)))
-        .or_else(|| tx.description.as_deref().and_then(|t| OrderCode::find_in(t, pattern)))
+    code_in(tx.code.as_deref(), &[tx.content.as_deref(), tx.description.as_deref()], pattern)
+}
+
+/// The code a feed recognised, else the first found in `texts`, in order.
+fn code_in(code: Option<&str>, texts: &[Option<&str>], pattern: &CodePattern) -> Option<OrderCode> {
+    code.and_then(|c| OrderCode::parse(c, pattern).ok())
+        .or_else(|| texts.iter().flatten().find_map(|t| OrderCode::find_in(t, pattern)))
 }
 
 /// A transfer's bank identity, worked out once per recording.
@@ -108,12 +110,15 @@ impl Identity {
 }
 
 /// The arriving transfer beside the recorded ones like it.
-fn judge(tx: &BankTransfer, id: &Identity, rows: &[SuspectRow], pattern: &CodePattern) -> identity::Verdict {
+fn judge(
+    tx: &BankTransfer,
+    id: &Identity,
+    rows: &[SuspectRow],
+    pattern: &CodePattern,
+) -> Result<identity::Verdict, StoreError> {
+    // A recorded payment keeps the feed's code and the text (or description) it was matched by.
     let text_key = |code: Option<&str>, content: Option<&str>| {
-        let found = code
-            .and_then(|c| OrderCode::parse(c, pattern).ok())
-            .or_else(|| content.and_then(|t| OrderCode::find_in(t, pattern)));
-        identity::text_key(found.as_ref().map(|c| c.as_str()), content)
+        identity::text_key(code_in(code, &[content], pattern).as_ref().map(|c| c.as_str()), content)
     };
     let new = identity::Sighting {
         feed: tx.gateway.as_str().to_string(),
@@ -125,21 +130,23 @@ fn judge(tx: &BankTransfer, id: &Identity, rows: &[SuspectRow], pattern: &CodePa
         bank_time: identity::bank_time(tx.transaction_date.as_deref()),
         received_at: chrono::Utc::now().naive_utc(),
     };
-    let recorded: Vec<identity::Recorded> = rows
+    let recorded = rows
         .iter()
-        .map(|r| identity::Recorded {
-            payment_id: r.id,
-            on_hold: matches!(r.hold.as_deref(), Some("held" | "dropped")),
-            sighting: identity::Sighting {
-                feed: r.feed.clone(),
-                reference: r.bank_reference.clone(),
-                text_key: text_key(r.code.as_deref(), r.content.as_deref()),
-                bank_time: identity::bank_time(r.transaction_date.as_deref()),
-                received_at: r.received_at,
-            },
+        .map(|r| {
+            Ok(identity::Recorded {
+                payment_id: r.id,
+                on_hold: r.hold()?.is_some_and(PaymentHold::uncounted),
+                sighting: identity::Sighting {
+                    feed: r.feed.clone(),
+                    reference: r.bank_reference.clone(),
+                    text_key: text_key(r.code.as_deref(), r.content.as_deref()),
+                    bank_time: identity::bank_time(r.transaction_date.as_deref()),
+                    received_at: r.received_at,
+                },
+            })
         })
-        .collect();
-    identity::judge(&new, &recorded)
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(identity::judge(&new, &recorded))
 }
 
 fn new_payment<'a>(
@@ -345,7 +352,7 @@ async fn record_once(
         let suspect = match tx.transfer_type {
             TransferType::In => {
                 let rows = store::payments::suspects(conn, &id.lookalike(tx, None)).await?;
-                judge(tx, &id, &rows, &settings.pattern)
+                judge(tx, &id, &rows, &settings.pattern)?
             }
             TransferType::Out => identity::Verdict::New,
         };
@@ -374,7 +381,14 @@ async fn record_once(
     // like this one are read as the previous holder of the lock left them.
     let like = id.lookalike(tx, Some(code.as_str()));
     let (db, order, suspects) = store::payments::begin_locking(conn, &code, Some(&like)).await?;
-    let held = match judge(tx, &id, &suspects, &settings.pattern) {
+    let verdict = match judge(tx, &id, &suspects, &settings.pattern) {
+        Ok(verdict) => verdict,
+        Err(e) => {
+            db.rollback().await?;
+            return Err(e);
+        }
+    };
+    let held = match verdict {
         identity::Verdict::Same { payment_id } => {
             db.rollback().await?;
             return seen_again(conn, tx, arrival, payment_id).await;
@@ -549,7 +563,7 @@ pub async fn attach(pool: &MySqlPool, payment_id: u64, code: &OrderCode, actor: 
     if let Some(order) = payment.attached_to {
         return Err(AttachError::AlreadyAttached { payment: payment_id, order });
     }
-    if matches!(payment.hold.as_deref(), Some("held" | "dropped")) {
+    if payment.hold()?.is_some_and(PaymentHold::uncounted) {
         return Err(AttachError::OnHold(payment_id));
     }
     if payment.transfer_type != TransferType::In.as_str() {

@@ -7,7 +7,12 @@ use super::events::{self, NewEvent};
 use super::outbox::{self, OutboxMessage};
 use super::script::{Answer, Script, Value};
 use super::{StoreError, is_duplicate_key};
-use crate::domain::{ItemStatus, OrderCode, OrderStatus, Queue, Status};
+use crate::domain::{ItemStatus, OrderCode, OrderStatus, PaymentHold, Queue, Status};
+
+/// A stored `payments.hold`.
+fn hold_of(stored: Option<&str>) -> Result<Option<PaymentHold>, StoreError> {
+    Ok(stored.map(PaymentHold::parse).transpose()?)
+}
 
 /// A transfer to keep, exactly as reported.
 #[derive(Debug, Clone)]
@@ -297,7 +302,13 @@ pub struct SuspectRow {
     pub content: Option<String>,
     pub transaction_date: Option<String>,
     pub received_at: chrono::NaiveDateTime,
-    pub hold: Option<String>,
+    hold: Option<String>,
+}
+
+impl SuspectRow {
+    pub fn hold(&self) -> Result<Option<PaymentHold>, StoreError> {
+        hold_of(self.hold.as_deref())
+    }
 }
 
 const SUSPECT_COLUMNS: &str =
@@ -506,7 +517,7 @@ pub fn push_insert(script: &mut Script, p: &NewPayment<'_>) {
             p.content.into(),
             p.reference_code.into(),
             p.bank_reference.into(),
-            p.held_duplicate_of.map(|_| "held").into(),
+            p.held_duplicate_of.map(|_| PaymentHold::Held.as_str()).into(),
             p.held_duplicate_of.into(),
             p.transaction_date.into(),
             Value::Text(p.raw_payload),
@@ -587,10 +598,16 @@ pub struct HeldPayment {
     pub attached_to: Option<String>,
     pub amount_vnd: i64,
     /// held, released or dropped (a suspected duplicate, and what an operator said of it).
-    pub hold: Option<String>,
+    hold: Option<String>,
     /// The order of the payment it was held as a duplicate of.
     pub duplicate_order_id: Option<u64>,
     pub duplicate_of: Option<u64>,
+}
+
+impl HeldPayment {
+    pub fn hold(&self) -> Result<Option<PaymentHold>, StoreError> {
+        hold_of(self.hold.as_deref())
+    }
 }
 
 pub async fn lock_payment(conn: &mut MySqlConnection, payment_id: u64) -> Result<Option<HeldPayment>, StoreError> {
@@ -644,15 +661,19 @@ pub async fn unmatched(pool: &MySqlPool, incoming: &str, limit: u32) -> Result<V
 pub async fn decide_hold(
     conn: &mut MySqlConnection,
     payment_id: u64,
-    decision: &str,
+    decision: PaymentHold,
     actor: &str,
 ) -> Result<(), StoreError> {
+    if !PaymentHold::Held.can_become(decision) {
+        return Err(StoreError::Corrupt(format!("a held payment cannot become {decision}")));
+    }
     let changed = sqlx::query(
-        "UPDATE payments SET hold = ?, hold_decided_by = ?, hold_decided_at = NOW(3) WHERE id = ? AND hold = 'held'",
+        "UPDATE payments SET hold = ?, hold_decided_by = ?, hold_decided_at = NOW(3) WHERE id = ? AND hold = ?",
     )
-    .bind(decision)
+    .bind(decision.as_str())
     .bind(actor)
     .bind(payment_id)
+    .bind(PaymentHold::Held.as_str())
     .execute(conn)
     .await?
     .rows_affected();
