@@ -37,7 +37,7 @@ pub async fn sqs_client_at(endpoint: &str) -> aws_sdk_sqs::Client {
 /// process that must use the same one: `DATABASE_URL` with its database name replaced.
 pub async fn database_url_of(pool: &MySqlPool) -> String {
     let db: String = sqlx::query_scalar("SELECT DATABASE()").fetch_one(pool).await.expect("current database");
-    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| crate::config::DEFAULT_DATABASE_URL.into());
+    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| crate::app::config::DEFAULT_DATABASE_URL.into());
     format!("{}/{db}", base.rsplit_once('/').expect("a URL with a database").0)
 }
 
@@ -97,7 +97,7 @@ pub async fn seed_course(pool: &MySqlPool, slug: &str, title: &str, price: i64, 
             title,
             price: Vnd::new(price).expect("valid price"),
             source: &format!("s3://seller/courses/{slug}/"),
-            delivery_mode: crate::source::DeliveryMode::Copy,
+            delivery_mode: crate::adapters::source::DeliveryMode::Copy,
             lms_course_id: None,
         },
     )
@@ -151,7 +151,7 @@ pub async fn pending_order(
 
 /// An S3 source on moto at `AWS_ENDPOINT_URL` (default 127.0.0.1:4566), path-style, dummy
 /// credentials.
-pub async fn s3_source() -> crate::source::S3Source {
+pub async fn s3_source() -> crate::adapters::source::S3Source {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| ENDPOINT_DEFAULT.into());
     let sdk = aws_sdk_config().await;
     let config = aws_sdk_s3::config::Builder::from(&sdk)
@@ -159,13 +159,13 @@ pub async fn s3_source() -> crate::source::S3Source {
         .region(aws_sdk_s3::config::Region::new("ap-southeast-1"))
         .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "coursedrop-tests"))
         .force_path_style(true)
-        .timeout_config(crate::source::s3_timeouts())
+        .timeout_config(crate::adapters::source::s3_timeouts())
         .build();
-    crate::source::S3Source::new(aws_sdk_s3::Client::from_conf(config))
+    crate::adapters::source::S3Source::new(aws_sdk_s3::Client::from_conf(config))
 }
 
 /// A bucket of its own for one test, holding `files` (key → bytes).
-pub async fn bucket_with(source: &crate::source::S3Source, files: &[(&str, Vec<u8>)]) -> String {
+pub async fn bucket_with(source: &crate::adapters::source::S3Source, files: &[(&str, Vec<u8>)]) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let bucket = format!(
         "t-{}-{}-{}",
@@ -181,8 +181,18 @@ pub async fn bucket_with(source: &crate::source::S3Source, files: &[(&str, Vec<u
     bucket
 }
 
-/// The SMTP sink's Maildir: `MAILDIR`, else the workspace's `.local/mail`.
+/// The SMTP sink's Maildir. The sink on `SMTP_URL`'s port (1025 by default) may be another
+/// checkout's, so first where `devtools/services` recorded that it writes
+/// (`$TMPDIR/coursedrop-smtp-<port>.maildir`); else `MAILDIR`, else the workspace's `.local/mail`.
 pub fn maildir() -> std::path::PathBuf {
+    let url = std::env::var("SMTP_URL").unwrap_or_default();
+    let port = url.rsplit_once(':').and_then(|(_, p)| p.split(['/', '?']).next()?.parse::<u16>().ok());
+    let record = std::env::temp_dir().join(format!("coursedrop-smtp-{}.maildir", port.unwrap_or(1025)));
+    if let Ok(dir) = std::fs::read_to_string(record).map(|d| std::path::PathBuf::from(d.trim()))
+        && dir.join("new").is_dir()
+    {
+        return dir;
+    }
     std::env::var("MAILDIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local/mail"))
@@ -222,8 +232,8 @@ pub fn mail_parts(raw: &str) -> (String, String) {
 
 /// A Drive configuration for tests against the emulator: retries that wait milliseconds,
 /// not seconds, and enough of them to ride out injected fault rates.
-pub fn fast_drive_config(base: &str) -> crate::drive::DriveConfig {
-    let mut config = crate::drive::DriveConfig::new(base);
+pub fn fast_drive_config(base: &str) -> crate::adapters::drive::DriveConfig {
+    let mut config = crate::adapters::drive::DriveConfig::new(base);
     config.backoff_base = std::time::Duration::from_millis(1);
     config.backoff_max = std::time::Duration::from_millis(20);
     config.max_attempts = 30;

@@ -8,19 +8,19 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use coursedrop::adapters::queue;
-use coursedrop::config::{self, AppVars};
+use coursedrop::adapters::drive::upload::DriveClient;
+use coursedrop::adapters::mail::Mailer;
+use coursedrop::adapters::source::{CourseSource, DeliveryMode, S3Source};
+use coursedrop::app::config::{self, AppVars};
+use coursedrop::app::operations;
+use coursedrop::app::payments::{self, Gateway};
+use coursedrop::app::reconcile;
+use coursedrop::app::refund;
+use coursedrop::app::relay;
+use coursedrop::app::self_service::SelfServiceError;
+use coursedrop::app::sweeper::{self, Deadlines};
 use coursedrop::domain::{CouponCode, CourseSlug, Discount, ItemStatus, OrderCode, OrderStatus, Status, Vnd};
-use coursedrop::drive::upload::DriveClient;
-use coursedrop::mail::Mailer;
-use coursedrop::operations;
-use coursedrop::payments::{self, Gateway, reconcile};
-use coursedrop::refund;
-use coursedrop::relay;
-use coursedrop::self_service::SelfServiceError;
-use coursedrop::source::{CourseSource, DeliveryMode, S3Source};
 use coursedrop::store::{self, items, orders, outbox::OutboxMessage};
-use coursedrop::sweeper::{self, Deadlines};
 use serde_json::{Value, json};
 use sqlx::MySqlPool;
 
@@ -227,7 +227,7 @@ impl Ctx {
         if rows.is_empty() {
             return "";
         }
-        let publisher = queue::sqs_publisher(&self.vars).await;
+        let publisher = config::sqs_publisher(&self.vars).await;
         let report = relay::publish_all(&self.pool, &publisher, rows).await;
         if report.failed == 0 { "queued" } else { "saved; the sweeper will queue it within a minute" }
     }
@@ -604,7 +604,7 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
             let to = coursedrop::domain::Email::parse(&to).map_err(|e| invalid(format!("--to: {e}")))?;
             let drive = DriveClient::from_vars(&ctx.vars).await?;
             let mailer = Mailer::from_vars(&ctx.vars)?;
-            let moved = coursedrop::self_service::move_access_as_operator(
+            let moved = coursedrop::app::self_service::move_access_as_operator(
                 &ctx.pool,
                 &drive,
                 &mailer,
@@ -881,7 +881,7 @@ async fn reconcile(ctx: &Ctx, gateway: Option<String>, since: Option<String>) ->
         return Err(coded("refused", format!("no bank feed to reconcile: {}", feeds.off.join("; "))));
     }
     let settings = config::payment_settings(&ctx.vars)?;
-    let publisher = queue::sqs_publisher(&ctx.vars).await;
+    let publisher = config::sqs_publisher(&ctx.vars).await;
     let lookback = ctx.vars.parse_or("RECONCILE_LOOKBACK_DAYS", reconcile::DEFAULT_LOOKBACK_DAYS)?;
     let outcomes = reconcile::pass_all(&ctx.pool, &feeds, &settings, &publisher, only, since, lookback).await;
     let mut lines = Vec::new();
@@ -959,7 +959,7 @@ async fn main() -> std::process::ExitCode {
     let result = async {
         // APP_SECRET_ID lets an operator use the deployed secret instead of typing credentials.
         let vars = AppVars::load().await.context("reading the configuration secret (APP_SECRET_ID)")?;
-        let pool = store::connect_from_vars(&vars, 2).await.context("connecting to the database (DATABASE_URL)")?;
+        let pool = config::connect_database(&vars, 2).await.context("connecting to the database (DATABASE_URL)")?;
         let ctx = Ctx { pool, vars, actor: format!("operator:{}", cli.operator) };
         run(cli, &ctx).await
     }

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::process::Command;
 
+use coursedrop::adapters::drive::DriveConfig;
+use coursedrop::adapters::drive::auth::DriveAuth;
+use coursedrop::adapters::drive::upload::DriveClient;
 use coursedrop::domain::Queue;
-use coursedrop::drive::DriveConfig;
-use coursedrop::drive::auth::DriveAuth;
-use coursedrop::drive::upload::DriveClient;
 use coursedrop::{store, testing};
 use serde_json::Value;
 use sqlx::MySqlPool;
@@ -245,8 +245,9 @@ async fn items_past_their_stage_deadline_are_listed_as_stuck(pool: MySqlPool) {
 
     let sqs = testing::sqs_client().await;
     let (publisher, _) = testing::fresh_queues(&sqs).await;
-    let report =
-        coursedrop::sweeper::sweep(&pool, &publisher, coursedrop::sweeper::OutboxTiming::grace(30)).await.unwrap();
+    let report = coursedrop::app::sweeper::sweep(&pool, &publisher, coursedrop::app::sweeper::OutboxTiming::grace(30))
+        .await
+        .unwrap();
     assert_eq!(report.stuck_items, 1, "the sweeper counts them for the alarm");
 }
 
@@ -383,14 +384,14 @@ async fn a_late_payment_is_accepted_and_money_on_a_cancelled_order_refunded(pool
     let sqs = testing::sqs_client().await;
     let (publisher, urls) = testing::fresh_queues(&sqs).await;
     let env = queue_env(&urls);
-    let settings = coursedrop::payments::PaymentSettings {
+    let settings = coursedrop::app::payments::PaymentSettings {
         pattern: coursedrop::domain::CodePattern::new("CD", 6, 10, 8, coursedrop::domain::CodeCharset::Digits).unwrap(),
         account_number: "0123456789".into(),
     };
-    let pay = |id: &str, code: &str, amount: i64| coursedrop::payments::BankTransfer {
-        gateway: coursedrop::payments::Gateway::Sepay,
+    let pay = |id: &str, code: &str, amount: i64| coursedrop::app::payments::BankTransfer {
+        gateway: coursedrop::app::payments::Gateway::Sepay,
         id: id.into(),
-        transfer_type: coursedrop::payments::TransferType::In,
+        transfer_type: coursedrop::app::payments::TransferType::In,
         amount_vnd: amount,
         bank: None,
         account_number: Some("0123456789".into()),
@@ -403,15 +404,17 @@ async fn a_late_payment_is_accepted_and_money_on_a_cancelled_order_refunded(pool
         raw: "{}".into(),
     };
     let (code, created) = testing::pending_order(&pool, &[200_000, 100_000], -1).await;
-    coursedrop::payments::record(
+    coursedrop::app::payments::record(
         &pool,
         &pay("1", code.as_str(), 100_000),
         &settings,
-        coursedrop::payments::Arrival::Webhook,
+        coursedrop::app::payments::Arrival::Webhook,
     )
     .await
     .unwrap();
-    coursedrop::sweeper::sweep(&pool, &publisher, coursedrop::sweeper::OutboxTiming::grace(30)).await.unwrap();
+    coursedrop::app::sweeper::sweep(&pool, &publisher, coursedrop::app::sweeper::OutboxTiming::grace(30))
+        .await
+        .unwrap();
     let (status, attention): (String, Option<String>) =
         sqlx::query_as("SELECT status, attention FROM orders WHERE id = ?")
             .bind(created.order_id)
@@ -428,11 +431,11 @@ async fn a_late_payment_is_accepted_and_money_on_a_cancelled_order_refunded(pool
     assert!(short.stderr.contains("received 100000 of 300000"), "{}", short.stderr);
 
     // The rest arrives late; the operator accepts it.
-    coursedrop::payments::record(
+    coursedrop::app::payments::record(
         &pool,
         &pay("2", code.as_str(), 200_000),
         &settings,
-        coursedrop::payments::Arrival::Webhook,
+        coursedrop::app::payments::Arrival::Webhook,
     )
     .await
     .unwrap();
@@ -459,7 +462,9 @@ async fn a_late_payment_is_accepted_and_money_on_a_cancelled_order_refunded(pool
 
     // A cancelled order that received nothing: nothing to accept, nothing to refund.
     let (empty, _) = testing::pending_order(&pool, &[50_000], -1).await;
-    coursedrop::sweeper::sweep(&pool, &publisher, coursedrop::sweeper::OutboxTiming::grace(30)).await.unwrap();
+    coursedrop::app::sweeper::sweep(&pool, &publisher, coursedrop::app::sweeper::OutboxTiming::grace(30))
+        .await
+        .unwrap();
     let nothing = admin(&pool, &["accept-late", empty.as_str(), "--json"], &refs(&env)).await;
     assert!(nothing.stderr.contains("received no money"), "{}", nothing.stderr);
     let emulator = drive_emulator::TempEmulator::start("admin-late").await.unwrap();
@@ -469,15 +474,17 @@ async fn a_late_payment_is_accepted_and_money_on_a_cancelled_order_refunded(pool
 
     // Money on a cancelled order is refunded.
     let (kept, kept_order) = testing::pending_order(&pool, &[80_000], -1).await;
-    coursedrop::payments::record(
+    coursedrop::app::payments::record(
         &pool,
         &pay("3", kept.as_str(), 30_000),
         &settings,
-        coursedrop::payments::Arrival::Webhook,
+        coursedrop::app::payments::Arrival::Webhook,
     )
     .await
     .unwrap();
-    coursedrop::sweeper::sweep(&pool, &publisher, coursedrop::sweeper::OutboxTiming::grace(30)).await.unwrap();
+    coursedrop::app::sweeper::sweep(&pool, &publisher, coursedrop::app::sweeper::OutboxTiming::grace(30))
+        .await
+        .unwrap();
     let refunded = admin(&pool, &["refund", kept.as_str(), "--reason", "expired, money returned"], &drive_env).await;
     assert!(refunded.ok, "{}", refunded.stderr);
     let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE id = ?")

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use coursedrop::config::{self, Vars};
+use coursedrop::app::config::{self, Vars};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
@@ -104,7 +104,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(axum::serve(listener, stack.router.clone()).into_future());
-    let http = coursedrop::http::client_builder().pool_max_idle_per_host(concurrency).build()?;
+    let http = coursedrop::support::http_client::client_builder().pool_max_idle_per_host(concurrency).build()?;
     let key = vars.get("SEPAY_API_KEY").ok_or_else(|| anyhow!("SEPAY_API_KEY is not set"))?;
     let account = config::bank_account(vars)?.account_number;
     println!("bench: {n} requests per phase, {concurrency} in flight, server {base}, database {bench_db}");

@@ -16,11 +16,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use coursedrop::config::{self, Vars};
+use coursedrop::adapters::drive::upload::DriveClient;
+use coursedrop::adapters::drive::{DriveConfig, StaticToken};
+use coursedrop::adapters::source::{S3Location, S3Source};
+use coursedrop::app::config::{self, Vars};
 use coursedrop::domain::{CourseSlug, Email, OrderCode, Vnd};
-use coursedrop::drive::upload::DriveClient;
-use coursedrop::drive::{DriveConfig, StaticToken};
-use coursedrop::source::{S3Location, S3Source};
 use coursedrop::store::{catalog, orders};
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
@@ -105,7 +105,7 @@ async fn enrolled_item_of(pool: &MySqlPool, slug: &str, source: &str) -> Result<
             title: "Bench",
             price: Vnd::new(1)?,
             source,
-            delivery_mode: coursedrop::source::DeliveryMode::Copy,
+            delivery_mode: coursedrop::adapters::source::DeliveryMode::Copy,
             lms_course_id: None,
         },
     )
@@ -142,7 +142,7 @@ async fn read_alone(source: &S3Source, at: &S3Location) -> Result<(u64, f64)> {
         while let Some(chunk) = stream.next().await {
             n += chunk?.len() as u64;
         }
-        Ok::<u64, coursedrop::source::SourceError>(n)
+        Ok::<u64, coursedrop::adapters::source::SourceError>(n)
     }))
     .buffer_unordered(FILES_IN_FLIGHT)
     .try_collect()
@@ -171,7 +171,7 @@ async fn write_alone(drive_base: &str, files: usize) -> Result<(u64, f64)> {
                     &mut |_| {},
                 )
                 .await?;
-            Ok::<(), coursedrop::drive::DriveError>(())
+            Ok::<(), coursedrop::adapters::drive::DriveError>(())
         }
     }))
     .buffer_unordered(FILES_IN_FLIGHT)
@@ -214,12 +214,12 @@ async fn deliver_in_child(child: &Child<'_>, item: u64) -> Result<(f64, u64, f64
 
 /// The child: deliver one item at default settings, print `{"outcome", "peak_rss_kib"}`.
 pub async fn deliver_one<F: Fn(&str) -> Option<String>>(vars: &Vars<F>, item: u64) -> Result<()> {
-    let pool = coursedrop::store::connect_from_vars(vars, 8).await?;
+    let pool = coursedrop::app::config::connect_database(vars, 8).await?;
     let job = deliver::Deliverer {
         pool,
         drive: DriveClient::from_vars(vars).await?,
         source: S3Source::from_vars(vars).await,
-        publisher: coursedrop::adapters::queue::sqs_publisher(vars).await,
+        publisher: coursedrop::app::config::sqs_publisher(vars).await,
         settings: deliver::DeliverSettings::default(),
         worker: "bench".into(),
     };

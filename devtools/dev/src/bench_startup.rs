@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use axum::Router;
 use axum::routing::get;
-use coursedrop::config::{self, Vars};
+use coursedrop::app::config::{self, Vars};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 

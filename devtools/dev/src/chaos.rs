@@ -33,10 +33,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
-use coursedrop::config::{self, Vars};
+use coursedrop::adapters::drive::upload::DriveClient;
+use coursedrop::adapters::source::DeliveryMode;
+use coursedrop::app::config::{self, Vars};
 use coursedrop::domain::{CourseSlug, Queue, Status, Vnd};
-use coursedrop::drive::upload::DriveClient;
-use coursedrop::source::DeliveryMode;
 use coursedrop::store::catalog;
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
@@ -148,7 +148,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
     let stack = stack::build_with(&pools, &chaos_vars).await?;
     stack::purge_queues(&stack).await;
     let dead_letters = attach_dead_letter_queues(&stack).await?;
-    let source = coursedrop::source::S3Source::from_vars(vars).await;
+    let source = coursedrop::adapters::source::S3Source::from_vars(vars).await;
     put_course_files(&source).await?;
     {
         let mut conn = pool.acquire().await?;
@@ -202,14 +202,14 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
     drive.set_faults(drive_emulator::Faults::spread(0.10));
     stack::spawn_enroll(&stack, pool.clone(), &chaos_vars)?;
     stack::spawn_finalize(&stack, pool.clone(), &chaos_vars, &drive_base).await?;
-    let deadlines = coursedrop::sweeper::Deadlines {
+    let deadlines = coursedrop::app::sweeper::Deadlines {
         enrolling: Duration::from_secs(20),
         enrolled: Duration::from_secs(20),
         delivering_without_progress: Duration::from_secs(30),
         delivered: Duration::from_secs(20),
     };
     // Messages moto loses on a restart are published again within seconds, not minutes.
-    let timing = coursedrop::sweeper::OutboxTiming { grace_secs: 2, republish_after_secs: 15 };
+    let timing = coursedrop::app::sweeper::OutboxTiming { grace_secs: 2, republish_after_secs: 15 };
     stack::spawn_sweeper(pool.clone(), stack.publisher.clone(), Duration::from_secs(3), timing, deadlines, None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
@@ -236,7 +236,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
     );
 
     // Orders: 1–3 courses each; one in ten stays unpaid.
-    let http = coursedrop::http::client_builder().timeout(Duration::from_secs(20)).build()?;
+    let http = coursedrop::support::http_client::client_builder().timeout(Duration::from_secs(20)).build()?;
     let mut orders = Vec::new();
     for i in 0..n_orders {
         let k = rand::random_range(1..=3usize);
@@ -263,8 +263,8 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
         let deliver_url =
             stack.queue_urls.iter().find(|(q, _)| *q == Queue::Deliver).map(|(_, u)| u.clone()).unwrap_or_default();
         let refund_drive = DriveClient::new(
-            coursedrop::drive::DriveConfig::new(&drive_base),
-            coursedrop::drive::StaticToken("emulator-token".into()),
+            coursedrop::adapters::drive::DriveConfig::new(&drive_base),
+            coursedrop::adapters::drive::StaticToken("emulator-token".into()),
         );
         let stack_sqs = stack.sqs.clone();
         let queue_names: Vec<String> = Queue::ALL.iter().map(|q| format!("{PREFIX}{}", q.as_str())).collect();
@@ -373,7 +373,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
                             None => Err(anyhow!("no order was being delivered to refund")),
                             Some((code, email)) => {
                                 let order = coursedrop::domain::OrderCode::from_stored(code.clone());
-                                let done = coursedrop::refund::refund(
+                                let done = coursedrop::app::refund::refund(
                                     &pool,
                                     &refund_drive,
                                     &order,
@@ -582,8 +582,8 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
 
     // Drive: each folder holds each source file once, with its MD5.
     let reader = DriveClient::new(
-        coursedrop::drive::DriveConfig::new(&drive_base),
-        coursedrop::drive::StaticToken("emulator-token".into()),
+        coursedrop::adapters::drive::DriveConfig::new(&drive_base),
+        coursedrop::adapters::drive::StaticToken("emulator-token".into()),
     );
     let expected: HashMap<&str, BTreeMap<String, String>> = COURSES
         .iter()
@@ -645,7 +645,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> 
                 // An id is kept before its folder is made: an item revoked before that has no
                 // folder, and so no reader.
                 let readers = match reader.permissions(folder).await {
-                    Err(coursedrop::drive::DriveError::Refused { status: 404, .. }) => vec![],
+                    Err(coursedrop::adapters::drive::DriveError::Refused { status: 404, .. }) => vec![],
                     other => other?,
                 };
                 if readers.iter().any(|p| p.email_address.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(email))) {
@@ -929,7 +929,7 @@ async fn redriven_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String>
     Ok(dlq)
 }
 
-async fn put_course_files(source: &coursedrop::source::S3Source) -> Result<()> {
+async fn put_course_files(source: &coursedrop::adapters::source::S3Source) -> Result<()> {
     source.ensure_bucket(BUCKET, "ap-southeast-1").await?;
     for (slug, _, files) in COURSES.iter().filter(|(s, ..)| drive_mode(s).is_none()) {
         for (path, size) in *files {
@@ -962,7 +962,7 @@ async fn restart_service(name: &str) -> Result<()> {
 async fn restart_moto(
     sqs: &aws_sdk_sqs::Client,
     names: &[String],
-    source: &coursedrop::source::S3Source,
+    source: &coursedrop::adapters::source::S3Source,
 ) -> Result<()> {
     restart_service("moto").await?;
     // SQS is served apart from moto (fauxqs, `make services`): its outage is the queues'.
@@ -1044,7 +1044,7 @@ impl DeliverJob {
 }
 
 /// Every file under `folder`, by path, with its MD5 (folders walked, not listed).
-async fn list_tree<T: coursedrop::drive::AccessToken>(
+async fn list_tree<T: coursedrop::adapters::drive::AccessToken>(
     drive: &DriveClient<T>,
     folder: &str,
 ) -> Result<Vec<(String, Option<String>)>> {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use coursedrop::config::{self, Vars};
+use coursedrop::app::config::{self, Vars};
 use coursedrop::domain::{Queue, Status};
 
 use serde_json::{Value, json};
@@ -33,7 +33,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     let pools = stack::Pools::least_privilege(&pool, &format!("{server}/{database}"), 4).await?;
     let stack = stack::build_with(&pools, vars).await?;
     stack::purge_queues(&stack).await;
-    let source = coursedrop::source::S3Source::from_vars(vars).await;
+    let source = coursedrop::adapters::source::S3Source::from_vars(vars).await;
     let seeded = stack::seed_files(&source).await.context("putting the demo course files in local S3")?;
     let drive_dir = std::path::PathBuf::from(".local/drive-demo");
     let _ = std::fs::remove_dir_all(&drive_dir);
@@ -46,7 +46,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(axum::serve(listener, stack.router.clone()).into_future());
-    let http = coursedrop::http::client_builder().timeout(Duration::from_secs(30)).build()?;
+    let http = coursedrop::support::http_client::client_builder().timeout(Duration::from_secs(30)).build()?;
     println!("coursedrop demo — local stack on {base}, database {database}, queues coursedrop-demo-*");
     println!(
         "  course files: {:.1} MB in s3://{}/courses/ · Google Drive emulator on {drive_base}",
@@ -65,9 +65,9 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
 
     // The seller's promotion: 10 % off, as `coursedrop-admin coupon add` makes it.
     let coupon = coursedrop::domain::CouponCode::parse("DEMO10")?;
-    coursedrop::operations::add_coupon(
+    coursedrop::app::operations::add_coupon(
         &pool,
-        &coursedrop::operations::CouponToAdd {
+        &coursedrop::app::operations::CouponToAdd {
             code: &coupon,
             discount: coursedrop::domain::Discount::percent(10)?,
             max_uses: Some(100),

@@ -11,14 +11,14 @@ mod stack;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use coursedrop::config::{self, Vars};
+use coursedrop::app::config::{self, Vars};
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let command = std::env::args().nth(1).unwrap_or_default();
     let vars = Vars::process();
     if matches!(command.as_str(), "demo" | "chaos") {
-        coursedrop::telemetry::init_quiet_in_terminal();
+        coursedrop::runtime::telemetry::init_quiet_in_terminal();
     }
     match command.as_str() {
         "migrate" | "seed" => {
@@ -61,7 +61,7 @@ const LOCAL_CASSO_KEY: &str = "local-casso-checksum-key";
 /// `make dev`: every HTTP function on one port, the sweeper on a short schedule, the bank
 /// emulator posting webhooks to it, the reconciler listing the emulator's APIs.
 async fn serve<F: Fn(&str) -> Option<String>>(outer: &Vars<F>) -> Result<()> {
-    coursedrop::telemetry::init();
+    coursedrop::runtime::telemetry::init();
     let port: u16 = outer.parse_or("PORT", 3000)?;
     let bank_port: u16 = outer.parse_or("BANK_EMULATOR_PORT", 4568)?;
     let webhook = |path: &str, key: Option<String>| bank_emulator::Webhook {
@@ -85,7 +85,7 @@ async fn serve<F: Fn(&str) -> Option<String>>(outer: &Vars<F>) -> Result<()> {
     let stack = stack::build_with(&pools, vars).await?;
     let every = vars.duration_or("SWEEP_INTERVAL", "10s")?;
     stack::spawn_enroll(&stack, pools.enroll.clone(), vars)?;
-    let source = coursedrop::source::S3Source::from_vars(vars).await;
+    let source = coursedrop::adapters::source::S3Source::from_vars(vars).await;
     let seeded = stack::seed_files(&source).await?;
     let drive_port: u16 = vars.parse_or("DRIVE_EMULATOR_PORT", 4567)?;
     let (_drive, drive_base) = stack::spawn_drive(std::path::Path::new(".local/drive"), drive_port).await?;
@@ -93,15 +93,15 @@ async fn serve<F: Fn(&str) -> Option<String>>(outer: &Vars<F>) -> Result<()> {
     stack::spawn_finalize(&stack, pools.finalize.clone(), vars, &drive_base).await?;
     let router =
         stack.router.clone().merge(stack::self_service_routes(pools.self_service.clone(), vars, &drive_base).await?);
-    let deadlines = coursedrop::sweeper::Deadlines::from_vars(vars)?;
-    let timing = coursedrop::sweeper::OutboxTiming::from_vars(vars, 30)?;
+    let deadlines = coursedrop::app::sweeper::Deadlines::from_vars(vars)?;
+    let timing = coursedrop::app::sweeper::OutboxTiming::from_vars(vars, 30)?;
     stack::spawn_sweeper(
         pools.sweeper.clone(),
         stack.publisher.clone(),
         Duration::from_secs(every.num_seconds() as u64),
         timing,
         deadlines,
-        Some(coursedrop::reminders::Reminders::from_vars(vars)?),
+        Some(coursedrop::app::reminders::Reminders::from_vars(vars)?),
     );
     let reconcile_every = vars.duration_or("RECONCILE_INTERVAL", "60s")?;
     stack::spawn_reconciler(
@@ -137,7 +137,7 @@ async fn serve<F: Fn(&str) -> Option<String>>(outer: &Vars<F>) -> Result<()> {
     println!("  Ctrl-C stops");
     // With the peer's address, which the per-client caps and lock-outs count by.
     let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(coursedrop::http::shutdown_signal()).await?;
+    axum::serve(listener, app).with_graceful_shutdown(coursedrop::runtime::http::shutdown_signal()).await?;
     Ok(())
 }
 

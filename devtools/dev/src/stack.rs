@@ -6,10 +6,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::Router;
 use coursedrop::adapters::queue::{QueueConfig, SqsPublisher, aws_sdk_config};
-use coursedrop::config::Vars;
+use coursedrop::app::config::Vars;
+use coursedrop::app::sweeper;
 use coursedrop::domain::{CourseSlug, Queue, Status, Vnd};
+use coursedrop::runtime::http;
 use coursedrop::store::{self, catalog};
-use coursedrop::{http, sweeper};
 use sqlx::MySqlPool;
 
 /// The demo catalog: three courses in the seller's (local) S3 bucket.
@@ -42,7 +43,7 @@ pub async fn seed(pool: &MySqlPool) -> Result<()> {
                 title,
                 price,
                 source,
-                delivery_mode: coursedrop::source::DeliveryMode::Copy,
+                delivery_mode: coursedrop::adapters::source::DeliveryMode::Copy,
                 lms_course_id: None,
             },
         )
@@ -165,9 +166,9 @@ pub async fn build_with<F: Fn(&str) -> Option<String>>(pools: &Pools, vars: &Var
 pub fn spawn_enroll<F: Fn(&str) -> Option<String>>(stack: &Stack, pool: MySqlPool, vars: &Vars<F>) -> Result<()> {
     let ctx = Arc::new(enroll::EnrollContext {
         pool,
-        provider: coursedrop::enrollment::Provider::from_vars(vars)?,
+        provider: coursedrop::app::enrollment::Provider::from_vars(vars)?,
         publisher: stack.publisher.clone(),
-        settings: coursedrop::enrollment::EnrollSettings::from_vars(vars)?,
+        settings: coursedrop::app::enrollment::EnrollSettings::from_vars(vars)?,
         worker: format!("local-{}", std::process::id()),
     });
     spawn_sqs_function(stack, Queue::Enroll, move |event| {
@@ -196,7 +197,7 @@ pub const DEMO_BUCKET: &str = "coursedrop-demo";
 
 /// Puts the demo files in local S3 (the bucket `coursedrop-demo`), skipping those already
 /// there with the right size.
-pub async fn seed_files(source: &coursedrop::source::S3Source) -> Result<u64> {
+pub async fn seed_files(source: &coursedrop::adapters::source::S3Source) -> Result<u64> {
     source.ensure_bucket(DEMO_BUCKET, "ap-southeast-1").await?;
     let s3 = source.client();
     let mut total = 0;
@@ -233,7 +234,7 @@ pub async fn spawn_drive(dir: &std::path::Path, port: u16) -> Result<(drive_emul
 async fn emulator_drive<F: Fn(&str) -> Option<String>>(
     vars: &Vars<F>,
     drive_base: &str,
-) -> Result<coursedrop::drive::upload::DriveClient<coursedrop::drive::auth::DriveAuth>> {
+) -> Result<coursedrop::adapters::drive::upload::DriveClient<coursedrop::adapters::drive::auth::DriveAuth>> {
     let local = Vars(|k: &str| match k {
         "DRIVE_API_ROOT" => Some(drive_base.to_string()),
         "DRIVE_TOKEN_URI" => Some(format!("{drive_base}/token")),
@@ -244,7 +245,7 @@ async fn emulator_drive<F: Fn(&str) -> Option<String>>(
         "DRIVE_CHUNK_SIZE" => Some(vars.string_or("DRIVE_CHUNK_SIZE", &(8 * 1024 * 1024).to_string())),
         other => vars.get(other),
     });
-    Ok(coursedrop::drive::upload::DriveClient::from_vars(&local).await?)
+    Ok(coursedrop::adapters::drive::upload::DriveClient::from_vars(&local).await?)
 }
 
 /// The deliver job's consumer, on the stack's deliver queue, into the Drive at `drive_base`.
@@ -257,7 +258,7 @@ pub async fn spawn_deliver<F: Fn(&str) -> Option<String>>(
     let job = Arc::new(deliver::Deliverer {
         pool,
         drive: emulator_drive(vars, drive_base).await?,
-        source: coursedrop::source::S3Source::from_vars(vars).await,
+        source: coursedrop::adapters::source::S3Source::from_vars(vars).await,
         publisher: stack.publisher.clone(),
         settings: deliver::DeliverSettings::default(),
         worker: format!("local-deliver-{}", std::process::id()),
@@ -279,7 +280,7 @@ pub async fn spawn_finalize<F: Fn(&str) -> Option<String>>(
     let ctx = Arc::new(finalize::FinalizeContext {
         pool,
         drive: emulator_drive(vars, drive_base).await?,
-        mailer: coursedrop::mail::Mailer::from_vars(vars)?,
+        mailer: coursedrop::adapters::mail::Mailer::from_vars(vars)?,
     });
     spawn_sqs_function(stack, Queue::Finalize, move |event| {
         let ctx = ctx.clone();
@@ -298,7 +299,7 @@ pub async fn self_service_routes<F: Fn(&str) -> Option<String>>(
     let state = self_service::SelfServiceState::new(
         pool,
         emulator_drive(vars, drive_base).await?,
-        coursedrop::mail::Mailer::from_vars(vars)?,
+        coursedrop::adapters::mail::Mailer::from_vars(vars)?,
         vars,
     )?;
     Ok(self_service::routes(state))
@@ -348,12 +349,12 @@ pub fn spawn_sweeper(
     publisher: Arc<SqsPublisher>,
     every: Duration,
     timing: sweeper::OutboxTiming,
-    deadlines: coursedrop::sweeper::Deadlines,
-    reminders: Option<coursedrop::reminders::Reminders>,
+    deadlines: coursedrop::app::sweeper::Deadlines,
+    reminders: Option<coursedrop::app::reminders::Reminders>,
 ) {
     tokio::spawn(async move {
         let (pool, publisher, deadlines, reminders) = (&pool, &publisher, &deadlines, &reminders);
-        coursedrop::schedule::every(every, std::future::pending(), move || async move {
+        coursedrop::runtime::schedule::every(every, std::future::pending(), move || async move {
             if let Err(e) = sweeper::sweep_with(pool, publisher, timing, deadlines, reminders.as_ref()).await {
                 tracing::error!(error = %e, "sweep failed");
             }
@@ -402,8 +403,8 @@ pub fn bank_vars<'a, F: Fn(&str) -> Option<String>>(
 pub fn spawn_reconciler(
     pool: MySqlPool,
     publisher: Arc<SqsPublisher>,
-    feeds: coursedrop::config::Feeds,
-    settings: coursedrop::payments::PaymentSettings,
+    feeds: coursedrop::app::config::Feeds,
+    settings: coursedrop::app::payments::PaymentSettings,
     every: Duration,
 ) {
     for off in &feeds.off {
@@ -412,9 +413,9 @@ pub fn spawn_reconciler(
     tokio::spawn(async move {
         let (pool, feeds, settings, publisher) = (&pool, &feeds, &settings, &*publisher);
         // Each failure is logged by the pass; the next tick starts from the cursor again.
-        coursedrop::schedule::every(every, std::future::pending(), move || async move {
-            let lookback = coursedrop::payments::reconcile::DEFAULT_LOOKBACK_DAYS;
-            coursedrop::payments::reconcile::pass_all(pool, feeds, settings, publisher, None, None, lookback).await;
+        coursedrop::runtime::schedule::every(every, std::future::pending(), move || async move {
+            let lookback = coursedrop::app::reconcile::DEFAULT_LOOKBACK_DAYS;
+            coursedrop::app::reconcile::pass_all(pool, feeds, settings, publisher, None, None, lookback).await;
         })
         .await
     });

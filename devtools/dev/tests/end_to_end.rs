@@ -57,7 +57,7 @@ impl Browser {
             .spawn()
             .expect("chromedriver (Debian's chromium-driver; `devtools/services up` installs it)");
         let driver = Killed(driver);
-        let http = coursedrop::http::client_builder().build().unwrap();
+        let http = coursedrop::support::http_client::client_builder().build().unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
         while http.get(format!("{base}/status")).send().await.is_err() {
@@ -165,7 +165,12 @@ async fn stack() -> (Killed, String, String, u16) {
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     loop {
-        if let Ok(r) = coursedrop::http::client_builder().build().unwrap().get(format!("{base}/courses")).send().await
+        if let Ok(r) = coursedrop::support::http_client::client_builder()
+            .build()
+            .unwrap()
+            .get(format!("{base}/courses"))
+            .send()
+            .await
             && r.status().is_success()
         {
             break;
@@ -267,7 +272,7 @@ async fn a_buyer_orders_pays_watches_progress_and_gets_the_link() {
     browser.screenshot("1-payment").await;
 
     // Uploads at a real network's pace (10 MB/s a file), so the delivery can be seen in progress.
-    let http = coursedrop::http::client_builder().build().unwrap();
+    let http = coursedrop::support::http_client::client_builder().build().unwrap();
     let paced = http
         .post(format!("http://127.0.0.1:{drive_port}/emulator/faults"))
         .json(&json!({"upload_bytes_per_sec": 10_000_000}))

@@ -13,7 +13,7 @@ struct Drive {
 
 async fn drive() -> Drive {
     let running = TempEmulator::start("drive-emu-test").await.unwrap();
-    Drive { http: coursedrop::http::client_builder().build().unwrap(), running }
+    Drive { http: coursedrop::support::http_client::client_builder().build().unwrap(), running }
 }
 
 impl Drive {

@@ -5,7 +5,7 @@
 
 use coursedrop::adapters::sepay::{AuthHeaders, SepayTransaction, WebhookAuth};
 use coursedrop::domain::{CodeCharset, CodePattern, OrderCode};
-use coursedrop::payments::order_code_of;
+use coursedrop::app::payments::order_code_of;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

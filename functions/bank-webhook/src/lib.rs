@@ -17,10 +17,10 @@ use axum::{Json, Router};
 use coursedrop::adapters::casso::{self, CassoAuth, SignatureError};
 use coursedrop::adapters::queue::Publisher;
 use coursedrop::adapters::sepay::{AuthError, AuthHeaders, SepayTransaction, WebhookAuth};
-use coursedrop::config::{self, ConfigError, Vars};
-use coursedrop::http::{self, ApiError};
-use coursedrop::payments::{self, Arrival, BankTransfer, PaymentOutcome, PaymentSettings};
-use coursedrop::relay;
+use coursedrop::app::config::{self, ConfigError, Vars};
+use coursedrop::app::payments::{self, Arrival, BankTransfer, PaymentOutcome, PaymentSettings};
+use coursedrop::app::relay;
+use coursedrop::runtime::http::{self, ApiError};
 use coursedrop::store::kept::KeptConnections;
 use serde_json::{Value, json};
 use sqlx::MySqlPool;
@@ -127,7 +127,9 @@ async fn receive<P: Publisher>(
         let source = http::client_ip(&extensions);
         if !source.is_some_and(|ip| allowed.contains(&ip.to_canonical())) {
             tracing::warn!(?source, "refused a SePay webhook from an address not in SEPAY_ALLOWED_IPS");
-            coursedrop::metrics::emit(coursedrop::metrics::Metric::WebhookRefused { gateway: "sepay" });
+            coursedrop::support::metrics::emit(coursedrop::support::metrics::Metric::WebhookRefused {
+                gateway: "sepay",
+            });
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden_source",
@@ -148,7 +150,7 @@ async fn receive<P: Publisher>(
             }
             _ => tracing::warn!(reason = %e, "refused a webhook"),
         }
-        coursedrop::metrics::emit(coursedrop::metrics::Metric::WebhookRefused { gateway: "sepay" });
+        coursedrop::support::metrics::emit(coursedrop::support::metrics::Metric::WebhookRefused { gateway: "sepay" });
         return Err(unauthorized());
     }
     let tx = SepayTransaction::parse(&body).map_err(|e| {
@@ -168,7 +170,9 @@ async fn receive<P: Publisher>(
 async fn record<P: Publisher>(s: &WebhookState<P>, tx: &BankTransfer) -> Result<(), ApiError> {
     let failed = |e: &dyn std::fmt::Display| {
         // Not recorded: a non-2xx makes the feed deliver it again.
-        coursedrop::metrics::emit(coursedrop::metrics::Metric::WebhookFailed { gateway: tx.gateway.as_str() });
+        coursedrop::support::metrics::emit(coursedrop::support::metrics::Metric::WebhookFailed {
+            gateway: tx.gateway.as_str(),
+        });
         ApiError::internal("recording a payment", e)
     };
     let mut conn = s.db.get().await.map_err(|e| failed(&e))?;
@@ -237,7 +241,9 @@ async fn receive_casso<P: Publisher>(
                 }
                 _ => tracing::warn!(reason = %e, "refused a Casso webhook"),
             }
-            coursedrop::metrics::emit(coursedrop::metrics::Metric::WebhookRefused { gateway: "casso" });
+            coursedrop::support::metrics::emit(coursedrop::support::metrics::Metric::WebhookRefused {
+                gateway: "casso",
+            });
             let message = match e {
                 SignatureError::NotConfigured => "the Casso webhook is not configured on this server (no checksum key)",
                 SignatureError::Missing | SignatureError::Malformed => {

@@ -3,16 +3,16 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use coursedrop::config::AppVars;
+use coursedrop::app::config::AppVars;
 
 // One thread: a Lambda serves one request at a time, and a second worker would only add
 // wake-ups between threads (also when run as a local server, as the bench does).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    coursedrop::telemetry::init();
+    coursedrop::runtime::telemetry::init();
     let vars = AppVars::load().await.context("reading the configuration secret")?;
-    let pool = coursedrop::store::connect_from_vars(&vars, 4).await.context("connecting to the database")?;
-    let publisher = coursedrop::adapters::queue::sqs_publisher(&vars).await;
+    let pool = coursedrop::app::config::connect_database(&vars, 4).await.context("connecting to the database")?;
+    let publisher = coursedrop::app::config::sqs_publisher(&vars).await;
     let state = bank_webhook::WebhookState::from_vars(pool, publisher, &vars)?;
-    coursedrop::http::serve(bank_webhook::router(Arc::new(state)), 3002).await.map_err(|e| anyhow::anyhow!(e))
+    coursedrop::runtime::http::serve(bank_webhook::router(Arc::new(state)), 3002).await.map_err(|e| anyhow::anyhow!(e))
 }

@@ -11,10 +11,11 @@ use bank_webhook::{WebhookState, router};
 use chrono::Utc;
 use coursedrop::adapters::queue::{QueueConfig, SqsPublisher};
 use coursedrop::adapters::sepay::{self, WebhookAuth};
+use coursedrop::app::payments::{Arrival, PaymentOutcome, PaymentSettings};
+use coursedrop::app::sweeper;
 use coursedrop::domain::{CodeCharset, CodePattern, Queue};
-use coursedrop::payments::{Arrival, PaymentOutcome, PaymentSettings};
 use coursedrop::store::kept::KeptConnections;
-use coursedrop::{sweeper, testing};
+use coursedrop::testing;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use sqlx::MySqlPool;
@@ -360,11 +361,12 @@ async fn with_sqs_unreachable_the_payment_is_kept_and_the_sweeper_publishes_late
     assert!(testing::drain(&good.sqs, &good.urls[&Queue::Enroll]).await.is_empty());
 
     // SQS is back: the sweeper publishes the row exactly once.
-    let report = sweeper::sweep(&h.pool, &good.publisher, coursedrop::sweeper::OutboxTiming::grace(0)).await.unwrap();
+    let report =
+        sweeper::sweep(&h.pool, &good.publisher, coursedrop::app::sweeper::OutboxTiming::grace(0)).await.unwrap();
     assert_eq!((report.republished, report.publish_failed), (1, 0));
     assert_eq!(testing::drain(&good.sqs, &good.urls[&Queue::Enroll]).await, bodies_for(&items));
     assert_eq!(
-        sweeper::sweep(&h.pool, &good.publisher, coursedrop::sweeper::OutboxTiming::grace(0))
+        sweeper::sweep(&h.pool, &good.publisher, coursedrop::app::sweeper::OutboxTiming::grace(0))
             .await
             .unwrap()
             .republished,
@@ -444,7 +446,7 @@ async fn a_paying_payment_is_one_commit_in_three_round_trips_and_a_duplicate_one
         let mut conn = db.get().await.unwrap();
         let before = relay.so_far();
         let outcome =
-            coursedrop::payments::record_with(&mut conn, &tx, &settings, Arrival::Webhook).await.unwrap().outcome;
+            coursedrop::app::payments::record_with(&mut conn, &tx, &settings, Arrival::Webhook).await.unwrap().outcome;
         let trips = relay.so_far() - before;
         conn.keep();
         (outcome, trips)
@@ -642,10 +644,12 @@ async fn casso_test_calls_get_a_clear_answer_and_no_key_refuses_deliveries(pool:
 /// of the key, not instead of it.
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn the_optional_allow_list_takes_sepay_only_from_its_published_addresses(pool: MySqlPool) {
-    let vars = coursedrop::config::Vars(|k: &str| (k == "SEPAY_ALLOWED_IPS").then(|| "sepay, 10.1.2.3".to_string()));
+    let vars =
+        coursedrop::app::config::Vars(|k: &str| (k == "SEPAY_ALLOWED_IPS").then(|| "sepay, 10.1.2.3".to_string()));
     let allowed = bank_webhook::sepay_sources(&vars).unwrap().unwrap();
     assert_eq!(allowed.len(), 9, "the eight published addresses and the one added");
-    let bad = coursedrop::config::Vars(|k: &str| (k == "SEPAY_ALLOWED_IPS").then(|| "sepay,not-an-ip".to_string()));
+    let bad =
+        coursedrop::app::config::Vars(|k: &str| (k == "SEPAY_ALLOWED_IPS").then(|| "sepay,not-an-ip".to_string()));
     assert!(bank_webhook::sepay_sources(&bad).is_err());
 
     let h = harness(pool.clone()).await;
@@ -669,7 +673,7 @@ async fn the_optional_allow_list_takes_sepay_only_from_its_published_addresses(p
                 .header("x-forwarded-for", "171.244.35.2")
                 .body(Body::from(body))
                 .unwrap();
-            req.extensions_mut().insert(coursedrop::http::ClientIp(from.parse().unwrap()));
+            req.extensions_mut().insert(coursedrop::runtime::http::ClientIp(from.parse().unwrap()));
             let resp = app.oneshot(req).await.unwrap();
             let status = resp.status();
             let bytes = resp.into_body().collect().await.unwrap().to_bytes();
@@ -793,7 +797,7 @@ async fn two_transfers_with_equal_amount_and_text_are_two_payments(pool: MySqlPo
 /// operator, and counted exactly once when released; a dropped one never counts.
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn a_lookalike_without_a_reference_is_held_listed_and_released_once(pool: MySqlPool) {
-    use coursedrop::payments::hold;
+    use coursedrop::app::payments::hold;
     let h = harness(pool).await;
     let (code, items) = order(&h.pool, &[600_000]).await;
     let (sepay, _) = both_feeds(92_001, 0, "FT2001", &format!("{code} dot 1"), 300_000);
@@ -812,8 +816,8 @@ async fn a_lookalike_without_a_reference_is_held_listed_and_released_once(pool: 
     assert_eq!((held[0].duplicate_feed.as_str(), held[0].order_code.as_deref()), ("sepay", Some(code.as_str())));
     assert!(payments_unmatched(&h.pool).await.is_empty(), "a held payment is not offered to attach");
     assert!(matches!(
-        coursedrop::payments::attach(&h.pool, held_id, &code.parse_code(), "operator:t").await,
-        Err(coursedrop::payments::AttachError::OnHold(_))
+        coursedrop::app::payments::attach(&h.pool, held_id, &code.parse_code(), "operator:t").await,
+        Err(coursedrop::app::payments::AttachError::OnHold(_))
     ));
 
     // The seller's statement shows two transfers: release counts it, once.
@@ -826,7 +830,7 @@ async fn a_lookalike_without_a_reference_is_held_listed_and_released_once(pool: 
     assert!(matches!(hold::release(&h.pool, held_id, "operator:lan").await, Err(hold::HoldError::NotHeld(_))));
     assert!(matches!(hold::drop_held(&h.pool, first_id, "operator:lan").await, Err(hold::HoldError::NotHeld(_))));
     assert!(hold::held(&h.pool, 50).await.unwrap().is_empty());
-    coursedrop::relay::publish_all(&h.pool, h.publisher.as_ref(), &recorded.outbox).await;
+    coursedrop::app::relay::publish_all(&h.pool, h.publisher.as_ref(), &recorded.outbox).await;
     let mut got = testing::drain(&h.sqs, &h.urls[&Queue::Enroll]).await;
     got.sort();
     assert_eq!(got, bodies_for(&items), "the released payment paid the order: its items go to enrollment");
@@ -852,8 +856,8 @@ async fn a_lookalike_without_a_reference_is_held_listed_and_released_once(pool: 
     assert_eq!(scalar(&h.pool, "SELECT COUNT(*) FROM payments WHERE hold = 'dropped' AND order_id IS NULL").await, 1);
 }
 
-async fn payments_unmatched(pool: &MySqlPool) -> Vec<coursedrop::payments::UnmatchedPayment> {
-    coursedrop::payments::unmatched(pool, 50).await.unwrap()
+async fn payments_unmatched(pool: &MySqlPool) -> Vec<coursedrop::app::payments::UnmatchedPayment> {
+    coursedrop::app::payments::unmatched(pool, 50).await.unwrap()
 }
 
 trait ParseCode {
@@ -879,10 +883,10 @@ async fn an_unmatched_lookalike_from_the_other_feed_is_held_not_offered_twice(po
     let unmatched = payments_unmatched(&h.pool).await;
     assert_eq!(unmatched.len(), 1, "{unmatched:?}");
     assert_eq!(unmatched[0].gateway, "sepay");
-    let held = coursedrop::payments::hold::held(&h.pool, 50).await.unwrap();
+    let held = coursedrop::app::payments::hold::held(&h.pool, 50).await.unwrap();
     assert_eq!((held.len(), held[0].feed.as_str(), held[0].order_code.as_deref()), (1, "casso", None));
     // Released, it is a transfer of its own: offered for attaching like any unmatched one.
-    let released = coursedrop::payments::hold::release(&h.pool, held[0].id, "operator:lan").await.unwrap();
+    let released = coursedrop::app::payments::hold::release(&h.pool, held[0].id, "operator:lan").await.unwrap();
     assert!(released.recorded.is_none());
     assert_eq!(payments_unmatched(&h.pool).await.len(), 2);
 }

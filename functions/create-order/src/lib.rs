@@ -1,6 +1,6 @@
 //! The buyer-facing HTTP API: `GET /courses`, `POST /orders`, `GET /orders/{code}` and
 //! `GET /orders/{code}/qr.svg`, and the buyer's page at `GET /` that uses them. Handlers
-//! parse, call `coursedrop::ordering` and map.
+//! parse, call `coursedrop::app::ordering` and map.
 
 use std::sync::Arc;
 
@@ -12,10 +12,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use coursedrop::config::{self, ConfigError, Vars};
+use coursedrop::app::config::{self, ConfigError, Vars};
+use coursedrop::app::ordering::{self, OrderRequest, OrderSettings, PlaceOrderError};
 use coursedrop::domain::OrderCode;
-use coursedrop::http::{self, ApiError};
-use coursedrop::ordering::{self, OrderRequest, OrderSettings, PlaceOrderError};
+use coursedrop::runtime::http::{self, ApiError};
 use coursedrop::store::catalog;
 use serde::Serialize;
 use sqlx::MySqlPool;
@@ -49,7 +49,7 @@ impl AppState {
             max_coupon_holds_per_email: vars.parse_or("COUPON_HOLDS_PER_EMAIL", 1u32)?,
             max_coupon_holds_per_client: vars.parse_or("COUPON_HOLDS_PER_CLIENT", 3u32)?,
         };
-        let brand = coursedrop::brand::Brand::from_vars(vars)?;
+        let brand = coursedrop::domain::brand::Brand::from_vars(vars)?;
         // The page says how often a buyer may move their access; the self-service function
         // enforces it, from the same variable.
         let access_changes: u32 = vars.parse_or("ACCESS_CHANGES_PER_ITEM", 2)?;
@@ -85,7 +85,7 @@ fn escape(text: &str) -> String {
 impl BrandedPage {
     /// The page with the seller's name (in its title too), logo and support contacts. Without a
     /// name the heading is the page's own words ("Buy a course"), never a placeholder.
-    pub fn new(brand: &coursedrop::brand::Brand, access_changes: u32) -> Self {
+    pub fn new(brand: &coursedrop::domain::brand::Brand, access_changes: u32) -> Self {
         let name = brand.seller_name.as_deref().map(escape);
         let logo = brand
             .logo_url
@@ -202,7 +202,7 @@ async fn create_order(
                 .map_err(|_| ApiError::invalid_field("Idempotency-Key", "Idempotency-Key must be visible ASCII"))?,
         ),
     };
-    let client = coursedrop::http::client_ip(&extensions);
+    let client = coursedrop::runtime::http::client_ip(&extensions);
     match ordering::place_order(&s.pool, &s.settings, &request, key, client).await {
         Ok(placement) => {
             if placement.created {

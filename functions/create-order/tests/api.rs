@@ -4,7 +4,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use coursedrop::adapters::vietqr::crc16_ccitt_false;
-use coursedrop::config::Vars;
+use coursedrop::app::config::Vars;
 use coursedrop::testing;
 use create_order::{AppState, router};
 use http_body_util::BodyExt;
@@ -370,7 +370,7 @@ async fn unpaid_orders_are_capped_per_email_and_per_client_address(pool: MySqlPo
     let app = app(&pool).await;
     let from = |ip: &str, email: &str| {
         let mut req = post_order(&format!(r#"{{"email":"{email}","courses":["rust-101"]}}"#));
-        req.extensions_mut().insert(coursedrop::http::ClientIp(ip.parse().unwrap()));
+        req.extensions_mut().insert(coursedrop::runtime::http::ClientIp(ip.parse().unwrap()));
         req
     };
     for _ in 0..5 {

@@ -4,8 +4,8 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use coursedrop::adapters::queue::Publisher;
-use coursedrop::enrollment::{self, EnrollProvider, EnrollSettings, Outcome};
-use coursedrop::relay;
+use coursedrop::app::enrollment::{self, EnrollProvider, EnrollSettings};
+use coursedrop::app::stage;
 use sqlx::MySqlPool;
 
 pub struct EnrollContext<P, Q> {
@@ -17,43 +17,18 @@ pub struct EnrollContext<P, Q> {
     pub worker: String,
 }
 
-/// Works the records of a batch concurrently (each item is claimed by a lease, so two
-/// records for one item cannot both call the provider).
-pub async fn handle<P: EnrollProvider, Q: Publisher>(ctx: &EnrollContext<P, Q>, event: SqsEvent) -> SqsBatchResponse {
-    coursedrop::adapters::sqs_batch::handle(event, |item_id| handle_item(ctx, item_id)).await
-}
-
-/// One item; true when its record should be retried.
-async fn handle_item<P: EnrollProvider, Q: Publisher>(ctx: &EnrollContext<P, Q>, item_id: u64) -> bool {
-    match enrollment::enroll_item(&ctx.pool, &ctx.provider, item_id, &ctx.settings, &ctx.worker).await {
-        Ok(Outcome::Enrolled { outbox }) => {
-            tracing::info!(item_id, provider = ctx.provider.name(), "enrolled");
-            relay::publish_all(&ctx.pool, &ctx.publisher, outbox.as_slice()).await;
-            false
-        }
-        Ok(Outcome::Unenrolled) => {
-            tracing::info!(item_id, provider = ctx.provider.name(), "refunded: the buyer is out of the LMS");
-            false
-        }
-        Ok(Outcome::AlreadyDone(status)) => {
-            tracing::info!(item_id, %status, "nothing to do: the item is past enrollment");
-            false
-        }
-        Ok(Outcome::UnknownItem) => {
-            tracing::error!(item_id, "dropped a message for an item that does not exist");
-            false
-        }
-        Ok(Outcome::Failed(reason)) => {
-            tracing::error!(item_id, %reason, "enrollment (or a refund's unenrollment) failed; an operator is needed");
-            false
-        }
-        Ok(Outcome::Retry(reason)) => {
-            tracing::warn!(item_id, %reason, "enrollment will be retried");
-            true
-        }
-        Err(e) => {
-            tracing::warn!(item_id, error = %e, "store error; the message will be retried");
-            true
-        }
-    }
+/// Works the records of a batch concurrently through the one stage runner (each item is
+/// claimed by a lease, so two records for one item cannot both call the provider).
+pub async fn handle<P: EnrollProvider, Q: Publisher + Sync>(
+    ctx: &EnrollContext<P, Q>,
+    event: SqsEvent,
+) -> SqsBatchResponse {
+    let enroll = enrollment::Enroll {
+        pool: &ctx.pool,
+        provider: &ctx.provider,
+        publisher: &ctx.publisher,
+        settings: &ctx.settings,
+        worker: &ctx.worker,
+    };
+    stage::run_batch(&enroll, event).await
 }

@@ -6,19 +6,19 @@
 
 use anyhow::Context;
 use aws_lambda_events::event::sqs::SqsEvent;
-use coursedrop::config::AppVars;
-use coursedrop::enrollment::{EnrollSettings, Provider};
+use coursedrop::app::config::AppVars;
+use coursedrop::app::enrollment::{EnrollSettings, Provider};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    coursedrop::telemetry::init();
+    coursedrop::runtime::telemetry::init();
     let vars = AppVars::load().await.context("reading the configuration secret")?;
-    let pool = coursedrop::store::connect_from_vars(&vars, 2).await.context("connecting to the database")?;
+    let pool = coursedrop::app::config::connect_database(&vars, 2).await.context("connecting to the database")?;
     let ctx = enroll::EnrollContext {
         pool,
         provider: Provider::from_vars(&vars)?,
-        publisher: coursedrop::adapters::queue::sqs_publisher(&vars).await,
+        publisher: coursedrop::app::config::sqs_publisher(&vars).await,
         settings: EnrollSettings::from_vars(&vars)?,
         worker: std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| "enroll".into()),
     };

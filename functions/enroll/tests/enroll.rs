@@ -11,12 +11,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
+use coursedrop::adapters::lms::moodle::MoodleProvider;
+use coursedrop::adapters::lms::webhook::WebhookProvider;
 use coursedrop::adapters::queue::SqsPublisher;
 use coursedrop::adapters::signing;
+use coursedrop::app::enrollment::{Builtin, EnrollProvider, EnrollSettings};
 use coursedrop::domain::{CodeCharset, CodePattern, Email, ItemStatus, OrderCode, Queue, Vnd};
-use coursedrop::enrollment::moodle::MoodleProvider;
-use coursedrop::enrollment::webhook::WebhookProvider;
-use coursedrop::enrollment::{Builtin, EnrollProvider, EnrollSettings};
 use coursedrop::store::items::{self, ItemChange};
 use coursedrop::store::orders;
 use coursedrop::testing;
@@ -471,7 +471,7 @@ async fn an_operator_retry_sends_a_failed_enrollment_back_with_its_message(pool:
     assert_eq!(item(&pool, items_[0]).await.0, "failed");
 
     let retried = items::retry_failed(&pool, items_[0], "operator:lan").await.unwrap();
-    coursedrop::relay::publish_all(&pool, &ctx.publisher, retried.outbox.as_slice()).await;
+    coursedrop::app::relay::publish_all(&pool, &ctx.publisher, retried.outbox.as_slice()).await;
     assert_eq!(testing::drain(&sqs, &urls[&Queue::Enroll]).await, vec![body(items_[0])]);
     assert!(failures(&handle(&ctx, event(&[("a2", &body(items_[0]))])).await).is_empty());
     assert_eq!(item(&pool, items_[0]).await.0, "enrolled");
@@ -550,21 +550,21 @@ async fn moodle_enrols_a_buyer_whose_address_is_no_valid_username(pool: MySqlPoo
 // ------------------------------------------------------------------ refunds take the buyer out of the LMS
 
 /// A Drive that is never called: the refunded items have no folders.
-fn no_drive() -> coursedrop::drive::upload::DriveClient<coursedrop::drive::StaticToken> {
-    coursedrop::drive::upload::DriveClient::new(
-        coursedrop::drive::DriveConfig::new("http://127.0.0.1:9"),
-        coursedrop::drive::StaticToken("unused".into()),
+fn no_drive() -> coursedrop::adapters::drive::upload::DriveClient<coursedrop::adapters::drive::StaticToken> {
+    coursedrop::adapters::drive::upload::DriveClient::new(
+        coursedrop::adapters::drive::DriveConfig::new("http://127.0.0.1:9"),
+        coursedrop::adapters::drive::StaticToken("unused".into()),
     )
 }
 
-async fn refund(pool: &MySqlPool, code: &str) -> coursedrop::refund::RefundReport {
+async fn refund(pool: &MySqlPool, code: &str) -> coursedrop::app::refund::RefundReport {
     sqlx::query("UPDATE orders SET status = 'paid' WHERE code = ? AND status = 'pending'")
         .bind(code)
         .execute(pool)
         .await
         .unwrap();
     let code = OrderCode::from_stored(code.to_string());
-    coursedrop::refund::refund(pool, &no_drive(), &code, "operator:lan", "buyer asked").await.unwrap()
+    coursedrop::app::refund::refund(pool, &no_drive(), &code, "operator:lan", "buyer asked").await.unwrap()
 }
 
 async fn unenroll_state(pool: &MySqlPool, id: u64) -> (bool, bool) {

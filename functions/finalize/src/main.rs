@@ -6,19 +6,19 @@
 
 use anyhow::Context;
 use aws_lambda_events::event::sqs::SqsEvent;
-use coursedrop::config::AppVars;
-use coursedrop::drive::upload::DriveClient;
+use coursedrop::adapters::drive::upload::DriveClient;
+use coursedrop::app::config::AppVars;
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    coursedrop::telemetry::init();
+    coursedrop::runtime::telemetry::init();
     let vars = AppVars::load().await.context("reading the configuration secret")?;
-    let pool = coursedrop::store::connect_from_vars(&vars, 2).await.context("connecting to the database")?;
+    let pool = coursedrop::app::config::connect_database(&vars, 2).await.context("connecting to the database")?;
     let ctx = finalize::FinalizeContext {
         pool,
         drive: DriveClient::from_vars(&vars).await?,
-        mailer: coursedrop::mail::Mailer::from_vars(&vars)?,
+        mailer: coursedrop::adapters::mail::Mailer::from_vars(&vars)?,
     };
     let ctx = &ctx;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

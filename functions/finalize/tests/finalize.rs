@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use coursedrop::config::Vars;
-use coursedrop::drive::upload::DriveClient;
-use coursedrop::drive::{DriveConfig, StaticToken};
-use coursedrop::mail::Mailer;
+use coursedrop::adapters::drive::upload::DriveClient;
+use coursedrop::adapters::drive::{DriveConfig, StaticToken};
+use coursedrop::adapters::mail::Mailer;
+use coursedrop::app::config::Vars;
 use coursedrop::testing;
 use drive_emulator::TempEmulator;
 use finalize::{FinalizeContext, handle};
@@ -251,7 +251,8 @@ async fn a_refund_removes_access_revokes_items_and_nothing_more_is_sent(pool: My
     assert_eq!(h.readers(&h.folders[0]).await, vec![h.email.clone()]);
     let code = h.order_code().await;
 
-    let report = coursedrop::refund::refund(&h.pool, &ctx.drive, &code, "operator:lan", "buyer asked").await.unwrap();
+    let report =
+        coursedrop::app::refund::refund(&h.pool, &ctx.drive, &code, "operator:lan", "buyer asked").await.unwrap();
     assert_eq!((report.items_revoked, report.permissions_removed, report.folders_left.len()), (2, 1, 0));
     assert!(h.readers(&h.folders[0]).await.is_empty());
     assert_eq!(h.status(h.items[0]).await, ("revoked".into(), "refunded".into()));
@@ -267,7 +268,7 @@ async fn a_refund_removes_access_revokes_items_and_nothing_more_is_sent(pool: My
     assert_eq!(testing::mails_to(&h.email).len(), 1, "only the email sent before the refund");
     assert!(h.readers(&h.folders[1]).await.is_empty());
     // Refunding again is harmless.
-    let again = coursedrop::refund::refund(&h.pool, &ctx.drive, &code, "operator:lan", "again").await.unwrap();
+    let again = coursedrop::app::refund::refund(&h.pool, &ctx.drive, &code, "operator:lan", "again").await.unwrap();
     assert_eq!((again.items_revoked, again.permissions_removed), (0, 0));
 }
 
@@ -329,7 +330,7 @@ async fn a_refund_racing_finalize_always_leaves_no_access(pool: MySqlPool) {
         let delay = Duration::from_millis(if round % 2 == 0 { 120 } else { rand::random_range(0..400) });
         let (_, refunded) = tokio::join!(handle(&ctx, event(h.items[0], "a")), async {
             tokio::time::sleep(delay).await;
-            coursedrop::refund::refund(&h.pool, &ctx.drive, &code, "operator:lan", "race").await
+            coursedrop::app::refund::refund(&h.pool, &ctx.drive, &code, "operator:lan", "race").await
         });
         let report = refunded.unwrap();
         assert!(report.folders_left.is_empty(), "round {round}: {report:?}");
@@ -353,7 +354,8 @@ async fn a_refund_removes_access_by_permission_id_whatever_address_drive_lists(p
     let listed = h.readers(&h.folders[0]).await;
     assert_eq!(listed, vec![h.email.replace("@googlemail.com", "@gmail.com")], "Drive lists the account's address");
     let code = h.order_code().await;
-    let report = coursedrop::refund::refund(&h.pool, &ctx.drive, &code, "operator:lan", "buyer asked").await.unwrap();
+    let report =
+        coursedrop::app::refund::refund(&h.pool, &ctx.drive, &code, "operator:lan", "buyer asked").await.unwrap();
     assert_eq!(report.permissions_removed, 1);
     assert!(h.readers(&h.folders[0]).await.is_empty(), "access stayed after the refund");
 }
@@ -419,10 +421,10 @@ async fn only_permissions_we_made_are_taken_back_and_a_second_order_keeps_its_ac
         v
     });
 
-    let a = coursedrop::refund::refund(&h.pool, &ctx.drive, &h.order_code().await, "operator:lan", "asked").await;
+    let a = coursedrop::app::refund::refund(&h.pool, &ctx.drive, &h.order_code().await, "operator:lan", "asked").await;
     assert_eq!(a.unwrap().permissions_removed, 0, "the other order still holds the buyer's access");
     assert!(roles(&h, &folder).await.contains(&buyer));
-    let b = coursedrop::refund::refund(&h.pool, &ctx.drive, &code_b, "operator:lan", "asked").await.unwrap();
+    let b = coursedrop::app::refund::refund(&h.pool, &ctx.drive, &code_b, "operator:lan", "asked").await.unwrap();
     assert_eq!(b.permissions_removed, 1);
     assert_eq!(roles(&h, &folder).await, vec![assistant], "the seller's own permission is never ours to remove");
 }
@@ -436,7 +438,7 @@ async fn access_the_address_had_already_is_kept_as_it_was(pool: MySqlPool) {
     seller_shares(&h.drive.base, &h.folders[0], &h.email, "writer").await;
     assert!(failures(&handle(&ctx, event(h.items[0], "a")).await).is_empty());
     assert_eq!(h.status(h.items[0]).await.0, "completed");
-    let report = coursedrop::refund::refund(&h.pool, &ctx.drive, &h.order_code().await, "operator:lan", "x").await;
+    let report = coursedrop::app::refund::refund(&h.pool, &ctx.drive, &h.order_code().await, "operator:lan", "x").await;
     assert_eq!(report.unwrap().permissions_removed, 0);
     assert_eq!(roles(&h, &h.folders[0]).await, vec![(h.email.clone(), "writer".to_string())]);
 }
@@ -452,8 +454,9 @@ async fn access_a_refund_could_not_take_back_is_retried_through_the_queue(pool: 
     assert_eq!(h.readers(&h.folders[0]).await, vec![h.email.clone()]);
 
     h.drive.emu.set_faults(drive_emulator::Faults { rate_503: 1.0, ..Default::default() });
-    let report =
-        coursedrop::refund::refund(&h.pool, &ctx.drive, &h.order_code().await, "operator:lan", "asked").await.unwrap();
+    let report = coursedrop::app::refund::refund(&h.pool, &ctx.drive, &h.order_code().await, "operator:lan", "asked")
+        .await
+        .unwrap();
     h.drive.emu.set_faults(drive_emulator::Faults::default());
     assert_eq!((report.items_revoked, report.permissions_removed, report.folders_left.len()), (1, 0, 1));
     let take_back: Vec<_> = report.outbox.iter().filter(|m| m.queue == coursedrop::domain::Queue::Finalize).collect();

@@ -12,15 +12,15 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use coursedrop::config::{self, AppVars};
-use coursedrop::payments::reconcile;
+use coursedrop::app::config::{self, AppVars};
+use coursedrop::app::reconcile;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    coursedrop::telemetry::init();
+    coursedrop::runtime::telemetry::init();
     let vars = AppVars::load().await.context("reading the configuration secret")?;
-    let pool = coursedrop::store::connect_from_vars(&vars, 2).await.context("connecting to the database")?;
-    let publisher = coursedrop::adapters::queue::sqs_publisher(&vars).await;
+    let pool = coursedrop::app::config::connect_database(&vars, 2).await.context("connecting to the database")?;
+    let publisher = coursedrop::app::config::sqs_publisher(&vars).await;
     let feeds = config::feeds(&vars)?;
     let settings = config::payment_settings(&vars)?;
     let lookback = vars.parse_or("RECONCILE_LOOKBACK_DAYS", reconcile::DEFAULT_LOOKBACK_DAYS)?;
@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
     let interval = vars.duration_or("RECONCILE_INTERVAL", "10m")?;
     let period = Duration::from_secs(interval.num_seconds() as u64);
     // Each failure is logged by the pass; the next tick tries again from the cursor.
-    coursedrop::schedule::every(period, coursedrop::http::shutdown_signal(), || async {
+    coursedrop::runtime::schedule::every(period, coursedrop::runtime::http::shutdown_signal(), || async {
         run().await;
     })
     .await;

@@ -1,7 +1,7 @@
 //! The buyer's self-service API: `POST /orders/{code}/resend {email}` sends the delivery email
 //! of each completed item again; `POST /orders/{code}/access {email, new_email[, course]}`
 //! moves the Drive access to another Google address. Handlers parse, call
-//! `coursedrop::self_service` and map.
+//! `coursedrop::app::self_service` and map.
 //!
 //! A function of its own, apart from the order API: it holds the Drive and SMTP credentials,
 //! which placing an order never needs.
@@ -15,13 +15,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use coursedrop::config::{self, ConfigError, Vars};
+use coursedrop::adapters::drive::AccessToken;
+use coursedrop::adapters::drive::upload::DriveClient;
+use coursedrop::adapters::mail::Mailer;
+use coursedrop::app::config::{self, ConfigError, Vars};
+use coursedrop::app::self_service::{self, Asker, MoveRequest, SelfServiceError, SelfServiceSettings};
 use coursedrop::domain::{CodePattern, OrderCode};
-use coursedrop::drive::AccessToken;
-use coursedrop::drive::upload::DriveClient;
-use coursedrop::http::{self, ApiError};
-use coursedrop::mail::Mailer;
-use coursedrop::self_service::{self, Asker, MoveRequest, SelfServiceError, SelfServiceSettings};
+use coursedrop::runtime::http::{self, ApiError};
 use serde::Deserialize;
 use sqlx::MySqlPool;
 

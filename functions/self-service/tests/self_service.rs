@@ -6,12 +6,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use coursedrop::config::Vars;
+use coursedrop::adapters::drive::StaticToken;
+use coursedrop::adapters::drive::upload::DriveClient;
+use coursedrop::adapters::mail::Mailer;
+use coursedrop::app::config::Vars;
 use coursedrop::domain::{Email, OrderCode};
-use coursedrop::drive::StaticToken;
-use coursedrop::drive::upload::DriveClient;
-use coursedrop::http::ClientIp;
-use coursedrop::mail::Mailer;
+use coursedrop::runtime::http::ClientIp;
 use coursedrop::testing;
 use drive_emulator::TempEmulator;
 use http_body_util::BodyExt;
@@ -62,8 +62,8 @@ async fn delivered_order(shop: &Shop, email: &str, items: usize, complete: bool)
             .await
             .unwrap();
         if complete {
-            let done = coursedrop::finalize::finalize_item(&shop.pool, &d, &mailer(), *item).await.unwrap();
-            assert!(matches!(done, coursedrop::finalize::Outcome::Completed { .. }), "{done:?}");
+            let done = coursedrop::app::finalize::finalize_item(&shop.pool, &d, &mailer(), *item).await.unwrap();
+            assert!(matches!(done, coursedrop::app::finalize::Outcome::Completed { .. }), "{done:?}");
         }
         folders.push(id);
     }
@@ -218,7 +218,7 @@ async fn access_moves_to_another_address_a_limited_number_of_times_and_a_refund_
 
     // The operator is not limited.
     let d = drive(&shop.emulator.base);
-    let moved = coursedrop::self_service::move_access_as_operator(
+    let moved = coursedrop::app::self_service::move_access_as_operator(
         &shop.pool,
         &d,
         &mailer(),
@@ -235,9 +235,10 @@ async fn access_moves_to_another_address_a_limited_number_of_times_and_a_refund_
     }
 
     // A refund takes the access back from wherever it is now.
-    let report = coursedrop::refund::refund(&shop.pool, &d, &OrderCode::from_stored(code), "operator:lan", "asked")
-        .await
-        .unwrap();
+    let report =
+        coursedrop::app::refund::refund(&shop.pool, &d, &OrderCode::from_stored(code), "operator:lan", "asked")
+            .await
+            .unwrap();
     assert_eq!(report.items_revoked, 2);
     for folder in &folders {
         assert!(shop.readers(folder).await.is_empty(), "no access left after the refund");
@@ -316,9 +317,10 @@ async fn a_move_that_stopped_after_drive_shared_leaves_nothing_a_refund_misses(p
     d.share_reader(&folders[0], &new, false).await.unwrap();
     assert_eq!(shop.readers(&folders[0]).await.len(), 2);
 
-    let report = coursedrop::refund::refund(&shop.pool, &d, &OrderCode::from_stored(code), "operator:lan", "asked")
-        .await
-        .unwrap();
+    let report =
+        coursedrop::app::refund::refund(&shop.pool, &d, &OrderCode::from_stored(code), "operator:lan", "asked")
+            .await
+            .unwrap();
     assert_eq!(report.permissions_removed, 2);
     assert!(shop.readers(&folders[0]).await.is_empty(), "neither address keeps access");
 
@@ -376,9 +378,10 @@ async fn ten_moves_at_once_never_pass_the_limit_and_a_refund_takes_back_every_gr
     assert_eq!(readers.len(), 2, "the assistant and the last address: {readers:?}");
     assert!(readers.contains(&"assistant@seller.vn".to_string()));
 
-    let report = coursedrop::refund::refund(&shop.pool, &d, &OrderCode::from_stored(code), "operator:lan", "asked")
-        .await
-        .unwrap();
+    let report =
+        coursedrop::app::refund::refund(&shop.pool, &d, &OrderCode::from_stored(code), "operator:lan", "asked")
+            .await
+            .unwrap();
     assert_eq!(report.permissions_removed, 1);
     assert_eq!(shop.readers(&folders[0]).await, vec!["assistant@seller.vn".to_string()]);
 }

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use coursedrop::config::AppVars;
-use coursedrop::sweeper::{self, SweepReport};
+use coursedrop::app::config::AppVars;
+use coursedrop::app::sweeper::{self, SweepReport};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 /// Outbox rows younger than this are left to the relay that wrote them.
@@ -16,13 +16,14 @@ const OUTBOX_GRACE_SECS: u32 = 30;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    coursedrop::telemetry::init();
+    coursedrop::runtime::telemetry::init();
     let vars = AppVars::load().await.context("reading the configuration secret")?;
-    let pool = coursedrop::store::connect_from_vars(&vars, 2).await.context("connecting to the database")?;
-    let publisher = coursedrop::adapters::queue::sqs_publisher(&vars).await;
-    let deadlines = coursedrop::sweeper::Deadlines::from_vars(&vars)?;
+    let pool = coursedrop::app::config::connect_database(&vars, 2).await.context("connecting to the database")?;
+    let publisher = coursedrop::app::config::sqs_publisher(&vars).await;
+    let deadlines = coursedrop::app::sweeper::Deadlines::from_vars(&vars)?;
     let timing = sweeper::OutboxTiming::from_vars(&vars, OUTBOX_GRACE_SECS)?;
-    let reminders = coursedrop::reminders::Reminders::from_vars(&vars).context("the payment reminders' settings")?;
+    let reminders =
+        coursedrop::app::reminders::Reminders::from_vars(&vars).context("the payment reminders' settings")?;
 
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         let (pool, publisher, deadlines, reminders) = (&pool, &publisher, &deadlines, &reminders);
@@ -39,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let interval = vars.duration_or("SWEEP_INTERVAL", "60s")?;
     let (pool, publisher, deadlines, reminders) = (&pool, &publisher, &deadlines, &reminders);
     let period = Duration::from_secs(interval.num_seconds() as u64);
-    coursedrop::schedule::every(period, coursedrop::http::shutdown_signal(), move || async move {
+    coursedrop::runtime::schedule::every(period, coursedrop::runtime::http::shutdown_signal(), move || async move {
         let result: Result<SweepReport, _> =
             sweeper::sweep_with(pool, publisher, timing, deadlines, Some(reminders)).await;
         if let Err(e) = result {

@@ -1,9 +1,10 @@
 //! The sweeper against real MariaDB and moto SQS.
 
+use coursedrop::app::sweeper;
+use coursedrop::app::sweeper::OutboxTiming;
 use coursedrop::domain::{ItemStatus, Queue};
 use coursedrop::store::items::{self, ItemChange};
-use coursedrop::sweeper::OutboxTiming;
-use coursedrop::{sweeper, testing};
+use coursedrop::testing;
 use sqlx::MySqlPool;
 
 async fn order_expiring_in(pool: &MySqlPool, minutes: i64) -> (String, u64) {
@@ -233,7 +234,7 @@ async fn a_stuck_item_whose_message_was_lost_is_sent_again_once_per_deadline(poo
         .unwrap();
     sqlx::query("UPDATE outbox SET created_at = NOW(3) - INTERVAL 10 MINUTE").execute(&pool).await.unwrap();
     let deadlines =
-        coursedrop::sweeper::Deadlines { enrolled: std::time::Duration::from_secs(300), ..Default::default() };
+        coursedrop::app::sweeper::Deadlines { enrolled: std::time::Duration::from_secs(300), ..Default::default() };
 
     let report = sweeper::sweep_with(&pool, &publisher, OutboxTiming::grace(30), &deadlines, None).await.unwrap();
     assert_eq!((report.stuck_items, report.requeued), (1, 1));
@@ -262,16 +263,16 @@ async fn heartbeats_are_not_progress(pool: MySqlPool) {
     for _ in 0..3 {
         assert!(coursedrop::store::leases::renew(&pool, item, ItemStatus::Delivering, "w", 60).await.unwrap());
     }
-    let stuck = sweeper::stuck_items(&pool, &coursedrop::sweeper::Deadlines::default()).await.unwrap();
+    let stuck = sweeper::stuck_items(&pool, &coursedrop::app::sweeper::Deadlines::default()).await.unwrap();
     assert_eq!(stuck.iter().map(|s| s.id).collect::<Vec<_>>(), vec![item], "a heartbeat hid the stuck item");
     assert!(stuck[0].minutes >= 39, "{}", stuck[0].minutes);
 }
 
 // ------------------------------------------------------------------ payment reminders
 
-fn reminders(smtp: &str) -> coursedrop::reminders::Reminders {
+fn reminders(smtp: &str) -> coursedrop::app::reminders::Reminders {
     let smtp = smtp.to_string();
-    coursedrop::reminders::Reminders::from_vars(&coursedrop::config::Vars(move |k: &str| match k {
+    coursedrop::app::reminders::Reminders::from_vars(&coursedrop::app::config::Vars(move |k: &str| match k {
         "SMTP_URL" => Some(smtp.clone()),
         "BANK_CODE" => Some("MBBank".into()),
         "BANK_ACCOUNT_NUMBER" => Some("0123456789".into()),
@@ -301,7 +302,7 @@ async fn unpaid(pool: &MySqlPool, lang: &str, age: i64, left: i64) -> (String, S
     (code, email)
 }
 
-async fn sweep_reminding(pool: &MySqlPool, r: &coursedrop::reminders::Reminders) -> sweeper::SweepReport {
+async fn sweep_reminding(pool: &MySqlPool, r: &coursedrop::app::reminders::Reminders) -> sweeper::SweepReport {
     let sqs = testing::sqs_client().await;
     let (publisher, _) = testing::fresh_queues(&sqs).await;
     sweeper::sweep_with(pool, &publisher, OutboxTiming::grace(30), &sweeper::Deadlines::default(), Some(r))

@@ -1,4 +1,4 @@
-//! The deliver job's consumer loop around `coursedrop::delivery` (the one-message function):
+//! The deliver job's consumer loop around `coursedrop::app::delivery` (the one-message function):
 //! it long-polls the deliver queue, works up to N messages at once, heartbeats their
 //! visibility, settles each, and stops cleanly on SIGTERM.
 
@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use coursedrop::adapters::drive::AccessToken;
 use coursedrop::adapters::queue::{Publisher, long_poll_client};
-pub use coursedrop::delivery::{DeliverSettings, Deliverer, Outcome};
-use coursedrop::drive::AccessToken;
+pub use coursedrop::app::delivery::{DeliverSettings, Deliverer, Outcome};
+use coursedrop::app::stage;
 use tracing::Instrument;
 
 /// How the job consumes its queue.
@@ -97,20 +98,14 @@ async fn work_message<T: AccessToken, P: Publisher>(
             }
         })
     };
-    let outcome = job.deliver_item(item_id).await;
+    let settled = stage::run_one(&*job, item_id).await;
     heartbeat.abort();
-    let how = match &outcome {
-        Ok(Outcome::Delivered) | Ok(Outcome::AlreadyDone(_)) | Ok(Outcome::UnknownItem) | Ok(Outcome::Failed(_)) => {
-            Settle::Delete
-        }
-        Ok(Outcome::Busy) => Settle::RetryIn(settings.retry_delay_secs),
-        Ok(Outcome::Retry(_)) | Err(_) => Settle::RetryIn(settings.retry_delay_secs),
-        Ok(Outcome::Paused(_)) => Settle::RetryIn(settings.pause_delay_secs.min(43_000)),
+    let how = match settled {
+        stage::Settle::Delete => Settle::Delete,
+        stage::Settle::Retry => Settle::RetryIn(settings.retry_delay_secs),
+        // Drive's daily cap: SQS allows at most 12 hours of invisibility.
+        stage::Settle::RetryLater => Settle::RetryIn(settings.pause_delay_secs.min(43_000)),
     };
-    match &outcome {
-        Ok(o) => tracing::info!(item_id, outcome = ?o, "message worked"),
-        Err(e) => tracing::warn!(item_id, error = %e, "store error; the message comes back later"),
-    }
     settle(&sqs, &url, &receipt, how).await;
 }
 
@@ -186,7 +181,7 @@ pub async fn consume<T: AccessToken, P: Publisher>(
             // Every log line of the item's work carries its id, and its order code once known.
             let handle = in_flight.spawn(
                 work_message(job.clone(), sqs.clone(), url.clone(), settings.clone(), message.item_id, receipt.clone())
-                    .instrument(coursedrop::telemetry::item_span(message.item_id)),
+                    .instrument(coursedrop::support::spans::item_span(message.item_id)),
             );
             working.insert(handle.id(), (message.item_id, receipt));
         }

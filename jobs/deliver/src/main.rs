@@ -6,17 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use coursedrop::config::AppVars;
+use coursedrop::adapters::drive::upload::DriveClient;
+use coursedrop::app::config::AppVars;
 use coursedrop::domain::Queue;
-use coursedrop::drive::upload::DriveClient;
 use deliver::{ConsumerSettings, DeliverSettings, Deliverer};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    coursedrop::telemetry::init();
+    coursedrop::runtime::telemetry::init();
     let vars = AppVars::load().await.context("reading the configuration secret")?;
-    let pool = coursedrop::store::connect_from_vars(&vars, 8).await.context("connecting to the database")?;
-    let publisher = coursedrop::adapters::queue::sqs_publisher(&vars).await;
+    let pool = coursedrop::app::config::connect_database(&vars, 8).await.context("connecting to the database")?;
+    let publisher = coursedrop::app::config::sqs_publisher(&vars).await;
     let queue_url = publisher.queue_url(Queue::Deliver).await.map_err(|e| anyhow::anyhow!(e))?;
     let sqs = publisher.client().clone();
 
@@ -25,12 +25,12 @@ async fn main() -> anyhow::Result<()> {
         lease_secs: vars.parse_or("DELIVER_LEASE_SECS", 120u32)?,
         max_attempts: vars.parse_or("DELIVER_MAX_ATTEMPTS", 5u32)?,
         parent_folder: vars.string_or("DRIVE_PARENT_FOLDER_ID", "root"),
-        shortcuts: vars.parse_or("DRIVE_SHORTCUTS", coursedrop::source::drive::Shortcuts::Follow)?,
+        shortcuts: vars.parse_or("DRIVE_SHORTCUTS", coursedrop::adapters::source::drive::Shortcuts::Follow)?,
     };
     let job = Arc::new(Deliverer {
         pool,
         drive: DriveClient::from_vars(&vars).await?,
-        source: coursedrop::source::S3Source::from_vars(&vars).await,
+        source: coursedrop::adapters::source::S3Source::from_vars(&vars).await,
         publisher,
         settings,
         worker: format!("deliver-{}-{}", hostname(), std::process::id()),
@@ -45,14 +45,14 @@ async fn main() -> anyhow::Result<()> {
         ..ConsumerSettings::default()
     };
     tracing::info!(queue = %queue_url, "deliver job started");
-    deliver::consume(job, sqs, queue_url, consumer, coursedrop::http::shutdown_signal()).await;
+    deliver::consume(job, sqs, queue_url, consumer, coursedrop::runtime::http::shutdown_signal()).await;
     tracing::info!("deliver job stopped");
     Ok(())
 }
 
 /// SQS's long-poll wait, 1 to 20 s (SQS refuses more); the receiving client's timeouts are
 /// set from it.
-fn long_poll_wait<F: Fn(&str) -> Option<String>>(vars: &coursedrop::config::Vars<F>) -> anyhow::Result<i32> {
+fn long_poll_wait<F: Fn(&str) -> Option<String>>(vars: &coursedrop::app::config::Vars<F>) -> anyhow::Result<i32> {
     let wait = vars.parse_or("DELIVER_WAIT_SECS", 20i32)?;
     anyhow::ensure!((1..=20).contains(&wait), "DELIVER_WAIT_SECS is {wait}: SQS waits 1 to 20 seconds");
     Ok(wait)

@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use coursedrop::adapters::drive::upload::DriveClient;
+use coursedrop::adapters::drive::{CHUNK_GRANULE, StaticToken};
 use coursedrop::adapters::queue::SqsPublisher;
 use coursedrop::domain::Queue;
-use coursedrop::drive::upload::DriveClient;
-use coursedrop::drive::{CHUNK_GRANULE, StaticToken};
 use coursedrop::testing;
 use deliver::{DeliverSettings, Deliverer, Outcome};
 use drive_emulator::{Faults, TempEmulator};
@@ -62,7 +62,7 @@ async fn harness(pool: MySqlPool, files: &[(&str, Vec<u8>)], chunk: usize) -> Ha
 
 impl Harness {
     async fn get(&self, path: &str) -> Value {
-        let http = coursedrop::http::client_builder().build().unwrap();
+        let http = coursedrop::support::http_client::client_builder().build().unwrap();
         http.get(format!("{}{path}", self.drive.base))
             .bearer_auth("emulator-token")
             .send()

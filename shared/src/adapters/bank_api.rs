@@ -5,24 +5,9 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use thiserror::Error;
 use tokio::sync::Mutex;
 
-#[derive(Debug, Error)]
-pub enum FeedError {
-    #[error("{feed} API could not be reached: {reason}")]
-    Unreachable { feed: &'static str, reason: String },
-    #[error("{feed} API refused our credentials ({status})")]
-    Unauthorized { feed: &'static str, status: u16 },
-    #[error("{feed} API answered {status}: {body}")]
-    Status { feed: &'static str, status: u16, body: String },
-    #[error("{feed} API kept answering 429 after {attempts} attempts")]
-    RateLimited { feed: &'static str, attempts: u32 },
-    #[error("{feed} API answered something that is not its documented shape: {reason}")]
-    Invalid { feed: &'static str, reason: String },
-    #[error("{feed} listing did not end after {pages} requests")]
-    Unbounded { feed: &'static str, pages: u32 },
-}
+pub use crate::domain::bank_feed::FeedError;
 
 /// How a feed's API is called.
 #[derive(Debug, Clone)]
@@ -61,7 +46,7 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(feed: &'static str, authorization: String, retry_after_header: &'static str, pacing: Pacing) -> Self {
-        let http = crate::http::client_builder()
+        let http = crate::support::http_client::client_builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .build()

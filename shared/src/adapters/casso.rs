@@ -18,8 +18,8 @@ use subtle::ConstantTimeEq;
 use thiserror::Error;
 
 use super::bank_api::{ApiClient, FeedError, Pacing, text};
-use crate::payments::reconcile::{BankFeed, Listed, Listing, Start};
-use crate::payments::transfer::{BankTransfer, Gateway, TransferType, vnd_from_json};
+use crate::domain::bank_feed::{BankFeed, Listed, Listing, Start};
+use crate::domain::transfer::{BankTransfer, Gateway, TransferType, vnd_from_json};
 
 pub const DEFAULT_API_BASE_URL: &str = "https://oauth.casso.vn";
 pub const SIGNATURE_HEADER: &str = "x-casso-signature";
@@ -208,10 +208,7 @@ impl CassoApi {
     }
 }
 
-/// Today in Vietnam (UTC+7, no daylight saving): the dates Casso filters by.
-pub fn today_in_vietnam() -> NaiveDate {
-    (chrono::Utc::now() + chrono::Duration::hours(7)).date_naive()
-}
+pub use crate::domain::today_in_vietnam;
 
 struct ApiRecord {
     id: i64,

@@ -8,11 +8,9 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use thiserror::Error;
 use tokio::sync::OnceCell;
 
-use crate::config::Vars;
 use crate::domain::{Queue, Status};
 
 #[derive(Debug, Error)]
@@ -39,10 +37,8 @@ pub trait Publisher: Send + Sync + 'static {
 /// already uses), short timeouts so an unreachable endpoint fails fast instead of stalling
 /// a webhook reply, and `AWS_ENDPOINT_URL` honoured for moto or LocalStack.
 pub async fn aws_sdk_config() -> aws_config::SdkConfig {
-    let http =
-        aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring)).build_https();
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
+        .http_client(crate::support::http_client::aws_http_client())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(2))
@@ -94,29 +90,9 @@ pub struct QueueConfig {
 }
 
 impl QueueConfig {
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Self {
-        let mut urls = HashMap::new();
-        for (queue, var) in [
-            (Queue::Enroll, "ENROLL_QUEUE_URL"),
-            (Queue::Deliver, "DELIVER_QUEUE_URL"),
-            (Queue::Finalize, "FINALIZE_QUEUE_URL"),
-        ] {
-            if let Some(url) = vars.get(var) {
-                urls.insert(queue, url);
-            }
-        }
-        QueueConfig { urls, name_prefix: vars.string_or("QUEUE_NAME_PREFIX", "coursedrop-") }
-    }
-
     pub fn queue_name(&self, queue: Queue) -> String {
         format!("{}{}", self.name_prefix, queue.as_str())
     }
-}
-
-/// The publisher every function builds at cold start: an SQS client from the shared SDK
-/// configuration and the queues from the environment.
-pub async fn sqs_publisher<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> SqsPublisher {
-    SqsPublisher::new(aws_sdk_sqs::Client::new(&aws_sdk_config().await), QueueConfig::from_vars(vars))
 }
 
 pub struct SqsPublisher {

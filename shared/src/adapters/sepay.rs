@@ -37,8 +37,8 @@ pub struct SepayTransaction {
     pub description: Option<String>,
 }
 
-pub use crate::payments::transfer::TransferType;
-use crate::payments::transfer::{BankTransfer, Gateway};
+pub use crate::domain::transfer::TransferType;
+use crate::domain::transfer::{BankTransfer, Gateway};
 
 fn empty_as_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(Option::<String>::deserialize(d)?.filter(|s| !s.trim().is_empty()))
@@ -53,7 +53,7 @@ fn integer_or_numeric_string<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::
     }
     match Num::deserialize(d)? {
         Num::Int(n) => Ok(n),
-        Num::Text(s) => crate::payments::transfer::vnd_exact(&s).map_err(serde::de::Error::custom),
+        Num::Text(s) => crate::domain::transfer::vnd_exact(&s).map_err(serde::de::Error::custom),
     }
 }
 
@@ -71,7 +71,7 @@ impl SepayTransaction {
         if tx.transfer_amount < 0 {
             return Err(PayloadError::NegativeAmount);
         }
-        if tx.transfer_amount > crate::payments::transfer::MAX_TRANSFER_VND {
+        if tx.transfer_amount > crate::domain::transfer::MAX_TRANSFER_VND {
             return Err(PayloadError::Invalid("transferAmount is too large".into()));
         }
         Ok(tx)

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::bank_api::{ApiClient, FeedError, Pacing, text};
-use crate::payments::reconcile::{BankFeed, Listed, Listing, Start};
-use crate::payments::transfer::{BankTransfer, Gateway, TransferType, vnd_from_json};
+use crate::domain::bank_feed::{BankFeed, Listed, Listing, Start};
+use crate::domain::transfer::{BankTransfer, Gateway, TransferType, vnd_from_json};
 
 pub const DEFAULT_BASE_URL: &str = "https://my.sepay.vn";
 /// SePay's documented maximum (and default) `limit`.

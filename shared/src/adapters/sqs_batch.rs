@@ -7,7 +7,7 @@ use std::future::Future;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use tracing::Instrument;
 
-use crate::store::outbox::ItemMessage;
+use crate::domain::state::ItemMessage;
 
 /// `work(item_id)` answers whether the record should be retried.
 pub async fn handle<W, Fut>(event: SqsEvent, work: W) -> SqsBatchResponse
@@ -26,7 +26,7 @@ where
         async move {
             let retry = match parsed {
                 // The item's logs carry its id, and its order code once the stage has read it.
-                Ok(m) => work(m.item_id).instrument(crate::telemetry::item_span(m.item_id)).await,
+                Ok(m) => work(m.item_id).instrument(crate::support::spans::item_span(m.item_id)).await,
                 Err(_) => false,
             };
             (retry, message_id)

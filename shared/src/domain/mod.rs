@@ -1,11 +1,17 @@
 //! Domain types: validated on construction, free of I/O.
 
+pub mod bank_feed;
+pub mod brand;
 pub mod coupon;
+pub mod course;
 pub mod email;
+pub mod lms;
 pub mod money;
 pub mod order_code;
 pub mod slug;
 pub mod state;
+pub mod transfer;
+pub mod transfer_identity;
 pub mod view_token;
 
 pub use coupon::{CouponCode, CouponError, Discount};
@@ -21,4 +27,10 @@ pub use view_token::ViewToken;
 pub fn vietnam_time(t: chrono::DateTime<chrono::Utc>) -> String {
     let vietnam = chrono::FixedOffset::east_opt(7 * 3600).expect("UTC+7 is a valid offset");
     t.with_timezone(&vietnam).format("%H:%M %d/%m/%Y").to_string()
+}
+
+/// Today in Vietnam (UTC+7, no daylight saving): the dates Casso filters by and reconciliation
+/// starts from.
+pub fn today_in_vietnam() -> chrono::NaiveDate {
+    (chrono::Utc::now() + chrono::Duration::hours(7)).date_naive()
 }

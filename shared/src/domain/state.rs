@@ -292,3 +292,15 @@ mod tests {
         }
     }
 }
+
+/// The body every stage queue carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ItemMessage {
+    pub item_id: u64,
+}
+
+impl ItemMessage {
+    pub fn body(item_id: u64) -> String {
+        serde_json::to_string(&ItemMessage { item_id }).expect("a struct of one integer serializes")
+    }
+}

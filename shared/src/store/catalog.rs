@@ -3,8 +3,8 @@
 use sqlx::{FromRow, MySqlConnection};
 
 use super::StoreError;
+use crate::domain::course::DeliveryMode;
 use crate::domain::{CourseSlug, Vnd};
-use crate::source::DeliveryMode;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCourse<'a> {

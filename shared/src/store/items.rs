@@ -126,9 +126,9 @@ pub async fn transition_in(conn: &mut MySqlConnection, change: &ItemChange<'_>) 
     .await?;
     // Counted when written: a transaction rolled back after this (a deadlock retried) counts
     // the change again, which a stage-entry rate can bear.
-    crate::metrics::emit(crate::metrics::Metric::ItemEntered { status: change.to.as_str() });
+    crate::support::metrics::emit(crate::support::metrics::Metric::ItemEntered { status: change.to.as_str() });
     if let Some(stage) = change.failed_stage {
-        crate::metrics::emit(crate::metrics::Metric::ItemFailed { stage: stage.as_str() });
+        crate::support::metrics::emit(crate::support::metrics::Metric::ItemFailed { stage: stage.as_str() });
     }
     // Leaving the status a queue's message serves is that message arriving.
     if let Some(queue) = change.from.served_by() {
@@ -209,7 +209,7 @@ async fn moved_in<'a>(
             actor,
             detail: reason,
         });
-        crate::metrics::emit(crate::metrics::Metric::ItemEntered { status: to.as_str() });
+        crate::support::metrics::emit(crate::support::metrics::Metric::ItemEntered { status: to.as_str() });
     }
     if let Some(queue) = from.served_by() {
         outbox::mark_consumed(conn, queue, item_ids).await?;
@@ -458,16 +458,7 @@ pub async fn progress_of_order_in(conn: &mut MySqlConnection, order_id: u64) -> 
 }
 
 /// Who is enrolled in what.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct Enrollee {
-    pub item_id: u64,
-    pub order_code: String,
-    pub email: String,
-    pub phone: Option<String>,
-    pub course_slug: String,
-    /// The course's id in the seller's LMS, where the provider needs one (Moodle).
-    pub lms_course_id: Option<String>,
-}
+pub use crate::domain::lms::Enrollee;
 
 pub async fn enrollee(pool: &MySqlPool, item_id: u64) -> Result<Option<Enrollee>, StoreError> {
     Ok(sqlx::query_as(

@@ -188,26 +188,6 @@ pub async fn connect_with(options: MySqlConnectOptions, max_connections: u32) ->
         .await
 }
 
-/// Connects to `DATABASE_URL` (or the local default) with at most `DATABASE_MAX_CONNECTIONS`
-/// connections, `default_max` when unset: each binary's own (a Lambda serves one request at a
-/// time; the deliver job works several files at once).
-pub async fn connect_from_vars<F: Fn(&str) -> Option<String>>(
-    vars: &crate::config::Vars<F>,
-    default_max: u32,
-) -> Result<MySqlPool, sqlx::Error> {
-    let max =
-        vars.parse_or("DATABASE_MAX_CONNECTIONS", default_max).map_err(|e| sqlx::Error::Configuration(e.into()))?;
-    if max == 0 {
-        return Err(sqlx::Error::Configuration("DATABASE_MAX_CONNECTIONS must be at least 1".into()));
-    }
-    let mut options: MySqlConnectOptions = crate::config::database_url(vars).parse()?;
-    // A function's own user (infra/db-users.sql), from its own secret, over the shared URL.
-    if let Some(user) = vars.get("DATABASE_USER") {
-        options = options.username(&user).password(&vars.get("DATABASE_PASSWORD").unwrap_or_default());
-    }
-    connect_with(options, max).await
-}
-
 /// The database a pool's connections use.
 pub async fn current_database(pool: &MySqlPool) -> Result<Option<String>, StoreError> {
     Ok(sqlx::query_scalar("SELECT DATABASE()").fetch_one(pool).await?)

@@ -8,23 +8,12 @@
 //! and at once a row whose publish the relay saw fail. A lost message therefore costs a delay,
 //! never the state change: at least once, with every consumer idempotent.
 
-use serde::Serialize;
 use sqlx::{FromRow, MySqlConnection};
 
 use super::StoreError;
 use crate::domain::{Queue, Status};
 
-/// The body every stage queue carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct ItemMessage {
-    pub item_id: u64,
-}
-
-impl ItemMessage {
-    pub fn body(item_id: u64) -> String {
-        serde_json::to_string(&ItemMessage { item_id }).expect("a struct of one integer serializes")
-    }
-}
+pub use crate::domain::state::ItemMessage;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {

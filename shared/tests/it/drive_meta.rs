@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 
-use coursedrop::config::Vars;
-use coursedrop::drive::auth::DriveAuth;
-use coursedrop::drive::meta::FOLDER_MIME;
-use coursedrop::drive::upload::DriveClient;
-use coursedrop::drive::{AccessToken, DriveError};
+use coursedrop::adapters::drive::auth::DriveAuth;
+use coursedrop::adapters::drive::meta::FOLDER_MIME;
+use coursedrop::adapters::drive::upload::DriveClient;
+use coursedrop::adapters::drive::{AccessToken, DriveError};
+use coursedrop::app::config::Vars;
 use coursedrop::testing;
 use drive_emulator::{Faults, TempEmulator};
 use futures_util::StreamExt;

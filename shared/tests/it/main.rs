@@ -2,6 +2,7 @@
 //! against the Drive emulator.
 
 mod drive_meta;
+mod layers;
 mod privileges;
 mod reconcile;
 mod secrets;

@@ -1,10 +1,10 @@
 //! Each function's own database user (infra/db-users.sql) against MariaDB: what it needs
 //! works, and what it must never touch is refused by the server.
 
-use coursedrop::config::BankAccount;
+use coursedrop::app::config::BankAccount;
+use coursedrop::app::ordering::{self, OrderRequest, OrderSettings};
+use coursedrop::app::payments::{self, Arrival, BankTransfer, Gateway, PaymentOutcome, PaymentSettings, TransferType};
 use coursedrop::domain::{CodeCharset, CodePattern};
-use coursedrop::ordering::{self, OrderRequest, OrderSettings};
-use coursedrop::payments::{self, Arrival, BankTransfer, Gateway, PaymentOutcome, PaymentSettings, TransferType};
 use coursedrop::store::{self, users};
 use coursedrop::testing;
 use sqlx::MySqlPool;

@@ -7,9 +7,9 @@ use bank_emulator::{Config, Emulator, Faults, Feed, ListOrder, NewTransfer};
 use coursedrop::adapters::bank_api::Pacing;
 use coursedrop::adapters::casso::CassoApi;
 use coursedrop::adapters::sepay_api::SepayApi;
+use coursedrop::app::payments::{self, Arrival, PaymentSettings};
+use coursedrop::app::reconcile::{self, PassReport};
 use coursedrop::domain::{CodeCharset, CodePattern, Queue};
-use coursedrop::payments::reconcile::{self, PassReport};
-use coursedrop::payments::{self, Arrival, PaymentSettings};
 use coursedrop::testing;
 use sqlx::MySqlPool;
 
@@ -148,7 +148,7 @@ async fn webhook_and_reconciliation_at_once_record_one_payment(pool: MySqlPool) 
             let (pool, tx, publisher) = (pool.clone(), tx.clone(), &publisher);
             async move {
                 let recorded = payments::record(&pool, &tx, &settings(), Arrival::Webhook).await.unwrap();
-                coursedrop::relay::publish_all(&pool, publisher, &recorded.outbox).await;
+                coursedrop::app::relay::publish_all(&pool, publisher, &recorded.outbox).await;
             }
         });
         let (_, report) = tokio::join!(futures_util::future::join_all(webhooks), async {
@@ -350,13 +350,13 @@ async fn each_reconciler_after_the_other_feeds_webhook_records_one_payment(pool:
         .to_string();
     let tx = coursedrop::adapters::sepay::SepayTransaction::parse(body.as_bytes()).unwrap().into_transfer(body.clone());
     let recorded = payments::record(&pool, &tx, &settings(), Arrival::Webhook).await.unwrap();
-    coursedrop::relay::publish_all(&pool, &publisher, &recorded.outbox).await;
+    coursedrop::app::relay::publish_all(&pool, &publisher, &recorded.outbox).await;
     // B: Casso's webhook, then SePay's reconciler.
     let casso_body = serde_json::json!({"error": 0, "data": {"id": casso_b, "reference": format!("FT{sepay_b:010}"),
         "description": code_b.as_str(), "amount": 400_000, "transactionDateTime": when, "accountNumber": ACCOUNT}});
     let tx = coursedrop::adapters::casso::webhook_transfer(&casso_body, &casso_body.to_string()).unwrap().unwrap();
     let recorded = payments::record(&pool, &tx, &settings(), Arrival::Webhook).await.unwrap();
-    coursedrop::relay::publish_all(&pool, &publisher, &recorded.outbox).await;
+    coursedrop::app::relay::publish_all(&pool, &publisher, &recorded.outbox).await;
 
     let today = Some(bank_emulator::now_in_vietnam().date());
     for pass in 0..2 {

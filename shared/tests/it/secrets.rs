@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use coursedrop::adapters::{queue::aws_sdk_config, secrets::SecretError};
-use coursedrop::config::AppVars;
+use coursedrop::app::config::AppVars;
 
 async fn put_secret(text: &str) -> String {
     let client = aws_sdk_secretsmanager::Client::new(&aws_sdk_config().await);
@@ -27,7 +27,7 @@ async fn the_secret_is_read_once_and_wins_over_the_environment() {
             .await
             .unwrap();
     assert_eq!(vars.get("SEPAY_API_KEY").as_deref(), Some("from-secret"));
-    assert_eq!(coursedrop::config::database_url(&vars), "mysql://app:pw@db:3306/cd");
+    assert_eq!(coursedrop::app::config::database_url(&vars), "mysql://app:pw@db:3306/cd");
     assert_eq!(vars.get("SMTP_PORT").as_deref(), Some("587"));
     assert_eq!(vars.get("ORDER_TTL").as_deref(), Some("45m"), "plain settings still come from the environment");
     assert_eq!(vars.get("NOT_SET"), None);
@@ -62,7 +62,7 @@ async fn several_secrets_are_merged_in_order() {
     let payments = put_secret(r#"{"SEPAY_API_KEY":"from-payments","CASSO_CHECKSUM_KEY":"k"}"#).await;
     let list = format!("{base}, {payments}");
     let vars = AppVars::load_over(env(&[("APP_SECRET_ID", &list)])).await.unwrap();
-    assert_eq!(coursedrop::config::database_url(&vars), "mysql://app:pw@db:3306/cd");
+    assert_eq!(coursedrop::app::config::database_url(&vars), "mysql://app:pw@db:3306/cd");
     assert_eq!(vars.get("SEPAY_API_KEY").as_deref(), Some("from-payments"));
     assert_eq!(vars.get("CASSO_CHECKSUM_KEY").as_deref(), Some("k"));
     let missing = format!("{base},no-such-secret-anywhere");

@@ -1,8 +1,8 @@
 //! The S3 source against moto, and one file copied from S3 into the Drive emulator.
 
-use coursedrop::drive::upload::{DriveClient, Held};
-use coursedrop::drive::{CHUNK_GRANULE, DriveConfig, StaticToken};
-use coursedrop::source::{S3Location, SourceError};
+use coursedrop::adapters::drive::upload::{DriveClient, Held};
+use coursedrop::adapters::drive::{CHUNK_GRANULE, DriveConfig, StaticToken};
+use coursedrop::adapters::source::{S3Location, SourceError};
 use coursedrop::testing;
 use futures_util::StreamExt;
 use md5::{Digest, Md5};

@@ -24,7 +24,7 @@ async fn order_with_items(pool: &MySqlPool, n: usize) -> Fixture {
                 title: "Rust cơ bản",
                 price: Vnd::new(499_000).unwrap(),
                 source: "s3://seller/courses/rust/",
-                delivery_mode: coursedrop::source::DeliveryMode::Copy,
+                delivery_mode: coursedrop::adapters::source::DeliveryMode::Copy,
                 lms_course_id: None,
             },
         )
@@ -97,7 +97,7 @@ async fn the_view_token_migration_gives_every_existing_order_its_own_token(pool:
     // no token, so its view opens for nobody.
     old_schema_order(&pool, "CD33333333").await;
     let order =
-        coursedrop::ordering::order_view(&pool, &OrderCode::from_stored("CD33333333".into()), "").await.unwrap();
+        coursedrop::app::ordering::order_view(&pool, &OrderCode::from_stored("CD33333333".into()), "").await.unwrap();
     assert!(order.is_none());
 }
 
@@ -575,7 +575,7 @@ async fn text_is_stored_verbatim(pool: MySqlPool) {
             title,
             price: Vnd::new(1).unwrap(),
             source: "s3://b/p/",
-            delivery_mode: coursedrop::source::DeliveryMode::Copy,
+            delivery_mode: coursedrop::adapters::source::DeliveryMode::Copy,
             lms_course_id: None,
         },
     )

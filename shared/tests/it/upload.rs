@@ -1,8 +1,8 @@
 //! The resumable uploader against the Drive emulator over real HTTP, with and without faults.
 
 use bytes::Bytes;
-use coursedrop::drive::upload::{DriveClient, Held};
-use coursedrop::drive::{CHUNK_GRANULE, DriveError, StaticToken};
+use coursedrop::adapters::drive::upload::{DriveClient, Held};
+use coursedrop::adapters::drive::{CHUNK_GRANULE, DriveError, StaticToken};
 use drive_emulator::{Faults, TempEmulator};
 use md5::{Digest, Md5};
 

@@ -25,8 +25,15 @@ fn a_full_flow_logs_no_secret_and_no_full_email() {
         .map(|w| w.trim_end_matches([',', ';', '.']))
         .expect("the demo names its buyer");
     let lines: Vec<serde_json::Value> = logs.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    for message in ["order placed", "payment applied", "enrolled", "delivery email sent"] {
+    for message in ["order placed", "payment applied", "delivery email sent"] {
         assert!(lines.iter().any(|l| l["message"] == message), "no {message:?} line in:\n{logs}");
+    }
+    // Every stage logs its outcome through the one runner, in one shape.
+    for stage in ["enroll", "deliver", "finalize"] {
+        assert!(
+            lines.iter().any(|l| l["message"] == "done" && l["stage"] == stage && l["span"]["order_code"].is_string()),
+            "no \"done\" line of stage {stage} with its order code in:\n{logs}"
+        );
     }
 
     // The secrets the flow used: the webhook's key, and the Drive OAuth client's secret and

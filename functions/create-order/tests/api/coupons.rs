@@ -2,8 +2,8 @@
 //! once; a use freed when its order expires.
 
 use super::*;
+use coursedrop::app::operations::{self, CouponToAdd};
 use coursedrop::domain::{CouponCode, CourseSlug, Discount, Vnd};
-use coursedrop::operations::{self, CouponToAdd};
 
 async fn coupon(pool: &MySqlPool, code: &str, discount: Discount, max_uses: Option<u32>, courses: &[&str]) {
     let slugs: Vec<CourseSlug> = courses.iter().map(|c| CourseSlug::parse(c).unwrap()).collect();
@@ -163,8 +163,9 @@ async fn twenty_buyers_racing_for_ten_uses_get_exactly_ten_and_an_expired_order_
         .unwrap();
     let sqs = testing::sqs_client().await;
     let (publisher, _) = testing::fresh_queues(&sqs).await;
-    let report =
-        coursedrop::sweeper::sweep(&pool, &publisher, coursedrop::sweeper::OutboxTiming::grace(30)).await.unwrap();
+    let report = coursedrop::app::sweeper::sweep(&pool, &publisher, coursedrop::app::sweeper::OutboxTiming::grace(30))
+        .await
+        .unwrap();
     assert_eq!(report.expired_orders, 1);
     assert_eq!(uses().await, 9);
     let again = json!({"email": "late@example.com", "courses": ["rust-101"], "coupon": "FLASH10"});
@@ -195,7 +196,7 @@ async fn a_limited_coupon_cannot_be_hoarded_by_one_email_or_one_network(pool: My
     coupon(&pool, "HOARD", Discount::percent(20).unwrap(), Some(10), &[]).await;
     let order = |ip: &str, email: &str, coupon: Option<&str>| {
         let mut req = post("/orders", json!({"email": email, "courses": ["rust-101"], "coupon": coupon}));
-        req.extensions_mut().insert(coursedrop::http::ClientIp(ip.parse().unwrap()));
+        req.extensions_mut().insert(coursedrop::runtime::http::ClientIp(ip.parse().unwrap()));
         send(&app, req)
     };
     let uses = || async {

@@ -2,7 +2,7 @@
 //! shared as they are.
 
 use super::*;
-use coursedrop::source::drive::Shortcuts;
+use coursedrop::adapters::source::drive::Shortcuts;
 use drive_emulator::{DOCS_MIME, FOLDER_MIME, IDENTITY, Seed, SeedShare};
 
 /// What the buyer's folder must hold: path, size, MD5 (none for a Doc) and type.
@@ -345,8 +345,8 @@ async fn a_full_shared_drive_fails_clearly_and_is_not_retried(pool: MySqlPool) {
     assert_eq!(attempts, 0, "failed at once, not after retries");
 }
 
-fn mailer() -> coursedrop::mail::Mailer {
-    coursedrop::mail::Mailer::from_vars(&coursedrop::config::Vars(|k: &str| match k {
+fn mailer() -> coursedrop::adapters::mail::Mailer {
+    coursedrop::adapters::mail::Mailer::from_vars(&coursedrop::app::config::Vars(|k: &str| match k {
         "SMTP_URL" => Some("smtp://127.0.0.1:1025".into()),
         _ => None,
     }))
@@ -400,9 +400,9 @@ async fn share_mode_gives_one_permission_on_the_sellers_folder_and_a_refund_remo
     let email = format!("buyer-{}@gmail.com", rand::random_range(0..u64::MAX));
     sqlx::query("UPDATE orders SET status = 'paid', email = ?").bind(&email).execute(&h.pool).await.unwrap();
     let drive = DriveClient::new(testing::fast_drive_config(&h.drive.base), StaticToken("emulator-token".into()));
-    let finalized = coursedrop::finalize::finalize_item(&h.pool, &drive, &mailer(), h.item).await.unwrap();
-    assert!(matches!(finalized, coursedrop::finalize::Outcome::Completed { .. }), "{finalized:?}");
-    let readers = |perms: Vec<coursedrop::drive::meta::Permission>| -> Vec<String> {
+    let finalized = coursedrop::app::finalize::finalize_item(&h.pool, &drive, &mailer(), h.item).await.unwrap();
+    assert!(matches!(finalized, coursedrop::app::finalize::Outcome::Completed { .. }), "{finalized:?}");
+    let readers = |perms: Vec<coursedrop::adapters::drive::meta::Permission>| -> Vec<String> {
         perms.into_iter().filter(|p| p.role == "reader").filter_map(|p| p.email_address).collect()
     };
     assert_eq!(readers(drive.permissions(&editable).await.unwrap()), vec![email.clone()], "one reader: the buyer");
@@ -410,7 +410,7 @@ async fn share_mode_gives_one_permission_on_the_sellers_folder_and_a_refund_remo
 
     let code: String = sqlx::query_scalar("SELECT code FROM orders").fetch_one(&h.pool).await.unwrap();
     let code = coursedrop::domain::OrderCode::from_stored(code);
-    let report = coursedrop::refund::refund(&h.pool, &drive, &code, "operator:lan", "buyer asked").await.unwrap();
+    let report = coursedrop::app::refund::refund(&h.pool, &drive, &code, "operator:lan", "buyer asked").await.unwrap();
     assert_eq!(report.permissions_removed, 1);
     assert!(readers(drive.permissions(&editable).await.unwrap()).is_empty(), "the refund took the buyer's access away");
     let perms = drive.permissions(&editable).await.unwrap();
