@@ -309,3 +309,9 @@ fn url_host_port(url: &str) -> String {
     let after_at = url.rsplit_once('@').map_or(url.trim_start_matches("mysql://"), |(_, rest)| rest);
     after_at.split(['/', '?']).next().unwrap_or(after_at).to_string()
 }
+
+/// The SMTP sink the tests send to: `SMTP_URL` (the Makefile's, or the Docker route's), else
+/// the local sink's default.
+pub fn smtp_url() -> String {
+    std::env::var("SMTP_URL").ok().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| "smtp://127.0.0.1:1025".into())
+}

@@ -155,7 +155,7 @@ pub async fn build_with<F: Fn(&str) -> Option<String>>(pools: &Pools, vars: &Var
     let publisher = Arc::new(SqsPublisher::new(sqs.clone(), queues));
     let create = create_order::AppState::from_vars(pools.create_order.clone(), vars)?;
     let hook = bank_webhook::WebhookState::from_vars(pools.bank_webhook.clone(), publisher.clone(), vars)?;
-    let router = http::with_fallbacks(
+    let router = http::with_common_layers(
         Router::new().merge(create_order::routes(create)).merge(bank_webhook::routes(Arc::new(hook))),
     );
     Ok(Stack { sqs, publisher, queue_urls, router })

@@ -105,7 +105,7 @@ pub fn routes<P: Publisher>(state: Arc<WebhookState<P>>) -> Router {
 
 /// The function as deployed: its route, with JSON answers for unknown paths and methods.
 pub fn router<P: Publisher>(state: Arc<WebhookState<P>>) -> Router {
-    http::with_fallbacks(routes(state))
+    http::with_common_layers(routes(state))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -71,7 +71,7 @@ pub fn routes(state: AppState) -> Router {
 
 /// The function as deployed: its routes, with JSON answers for unknown paths and methods.
 pub fn router(state: AppState) -> Router {
-    http::with_fallbacks(routes(state))
+    http::with_common_layers(routes(state))
 }
 
 /// The buyer's page: plain HTML and a little JavaScript, no build step. It only calls the

@@ -433,3 +433,24 @@ async fn the_page_carries_the_sellers_brand_and_says_nothing_of_a_missing_one(po
     assert!(html.contains(r#"<footer id="support" hidden>"#));
     assert!(headers["content-security-policy"].to_str().unwrap().contains("img-src 'self';"));
 }
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn health_answers_and_every_answer_carries_a_request_id(pool: MySqlPool) {
+    let app = app(&pool).await;
+    let (status, headers, body, _) = send(&app, get("/health")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+    let id = headers.get("x-request-id").expect("a request id on the answer").to_str().unwrap().to_string();
+    assert_eq!(id.len(), 32, "{id}");
+
+    // A second request gets an id of its own; a caller's own id comes back as sent, also on
+    // an error answer.
+    let (_, again, _, _) = send(&app, get("/health")).await;
+    assert_ne!(again.get("x-request-id").unwrap().to_str().unwrap(), id);
+    let mut req = get("/no/such/route");
+    req.headers_mut().insert("x-request-id", "support-ticket-42".parse().unwrap());
+    let (status, headers, body, _) = send(&app, req).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["code"], "not_found");
+    assert_eq!(headers.get("x-request-id").unwrap(), "support-ticket-42");
+}

@@ -98,8 +98,6 @@ impl Harness {
     }
 }
 
-const SMTP: &str = "smtp://127.0.0.1:1025";
-
 fn event(item: u64, id: &str) -> SqsEvent {
     let mut e = SqsEvent::default();
     let mut m = SqsMessage::default();
@@ -123,7 +121,7 @@ fn message_id(raw: &str) -> String {
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn the_same_message_three_times_sends_one_email_and_shares_once(pool: MySqlPool) {
     let h = harness(pool, 1, "vi", "gmail.com").await;
-    let ctx = h.ctx(SMTP);
+    let ctx = h.ctx(&testing::smtp_url());
     for i in 0..3 {
         assert!(failures(&handle(&ctx, event(h.items[0], &format!("m{i}"))).await).is_empty());
     }
@@ -144,7 +142,7 @@ async fn the_same_message_three_times_sends_one_email_and_shares_once(pool: MySq
 async fn the_email_reads_in_the_orders_language_with_link_and_code(pool: MySqlPool) {
     for (lang, phrase) in [("vi", "Cảm ơn bạn đã mua khoá học"), ("en", "Thank you for buying")] {
         let h = harness(pool.clone(), 1, lang, "gmail.com").await;
-        handle(&h.ctx(SMTP), event(h.items[0], "m")).await;
+        handle(&h.ctx(&testing::smtp_url()), event(h.items[0], "m")).await;
         let mails = testing::mails_to(&h.email);
         assert_eq!(mails.len(), 1);
         let (text, html) = testing::mail_parts(&mails[0]);
@@ -180,7 +178,7 @@ async fn a_crash_before_sending_still_sends_exactly_one_email(pool: MySqlPool) {
         .execute(&h.pool)
         .await
         .unwrap();
-    handle(&h.ctx(SMTP), event(h.items[0], "m")).await;
+    handle(&h.ctx(&testing::smtp_url()), event(h.items[0], "m")).await;
     let mails = testing::mails_to(&h.email);
     assert_eq!(mails.len(), 1);
     assert_eq!(message_id(&mails[0]), "<delivery.fixed@coursedrop.local>");
@@ -189,14 +187,14 @@ async fn a_crash_before_sending_still_sends_exactly_one_email(pool: MySqlPool) {
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn a_crash_after_sending_resends_with_the_same_message_id(pool: MySqlPool) {
     let h = harness(pool, 1, "vi", "gmail.com").await;
-    handle(&h.ctx(SMTP), event(h.items[0], "m1")).await;
+    handle(&h.ctx(&testing::smtp_url()), event(h.items[0], "m1")).await;
     // The one window no system closes: the SMTP server took the mail, the record was lost.
     sqlx::query("UPDATE order_items SET email_sent_at = NULL, status = 'delivered' WHERE id = ?")
         .bind(h.items[0])
         .execute(&h.pool)
         .await
         .unwrap();
-    handle(&h.ctx(SMTP), event(h.items[0], "m2")).await;
+    handle(&h.ctx(&testing::smtp_url()), event(h.items[0], "m2")).await;
     let ids: Vec<String> = testing::mails_to(&h.email).iter().map(|m| message_id(m)).collect();
     assert_eq!(ids.len(), 2);
     assert_eq!(ids[0], ids[1], "mail clients fold the two");
@@ -209,7 +207,7 @@ async fn with_smtp_down_the_item_waits_and_is_sent_once_smtp_is_back(pool: MySql
     assert_eq!(failures(&down), vec!["m"], "retried, not lost");
     assert_eq!(h.status(h.items[0]).await.0, "delivered");
     assert!(testing::mails_to(&h.email).is_empty());
-    assert!(failures(&handle(&h.ctx(SMTP), event(h.items[0], "m")).await).is_empty());
+    assert!(failures(&handle(&h.ctx(&testing::smtp_url()), event(h.items[0], "m")).await).is_empty());
     assert_eq!(testing::mails_to(&h.email).len(), 1);
     assert_eq!(h.status(h.items[0]).await.0, "completed");
 }
@@ -217,7 +215,7 @@ async fn with_smtp_down_the_item_waits_and_is_sent_once_smtp_is_back(pool: MySql
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn an_address_without_a_google_account_is_shared_with_notification(pool: MySqlPool) {
     let h = harness(pool, 1, "vi", "no-google.example").await;
-    assert!(failures(&handle(&h.ctx(SMTP), event(h.items[0], "m")).await).is_empty());
+    assert!(failures(&handle(&h.ctx(&testing::smtp_url()), event(h.items[0], "m")).await).is_empty());
     assert_eq!(h.readers(&h.folders[0]).await, vec![h.email.clone()]);
     assert_eq!(h.status(h.items[0]).await.0, "completed");
 }
@@ -225,7 +223,7 @@ async fn an_address_without_a_google_account_is_shared_with_notification(pool: M
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn the_order_completes_with_its_last_item_and_closed_orders_get_nothing(pool: MySqlPool) {
     let h = harness(pool.clone(), 2, "vi", "gmail.com").await;
-    let ctx = h.ctx(SMTP);
+    let ctx = h.ctx(&testing::smtp_url());
     handle(&ctx, event(h.items[0], "a")).await;
     assert_eq!(h.status(h.items[0]).await, ("completed".into(), "paid".into()));
     handle(&ctx, event(h.items[1], "b")).await;
@@ -238,7 +236,7 @@ async fn the_order_completes_with_its_last_item_and_closed_orders_get_nothing(po
         .execute(&refunded.pool)
         .await
         .unwrap();
-    handle(&refunded.ctx(SMTP), event(refunded.items[0], "r")).await;
+    handle(&refunded.ctx(&testing::smtp_url()), event(refunded.items[0], "r")).await;
     assert!(testing::mails_to(&refunded.email).is_empty(), "a refunded order never gets a delivery email");
     assert!(refunded.readers(&refunded.folders[0]).await.is_empty());
 }
@@ -246,7 +244,7 @@ async fn the_order_completes_with_its_last_item_and_closed_orders_get_nothing(po
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn a_refund_removes_access_revokes_items_and_nothing_more_is_sent(pool: MySqlPool) {
     let h = harness(pool, 2, "vi", "gmail.com").await;
-    let ctx = h.ctx(SMTP);
+    let ctx = h.ctx(&testing::smtp_url());
     handle(&ctx, event(h.items[0], "a")).await; // one course shared and emailed, one not yet
     assert_eq!(h.readers(&h.folders[0]).await, vec![h.email.clone()]);
     let code = h.order_code().await;
@@ -282,7 +280,7 @@ async fn items_of_one_order_finalized_at_once_still_complete_the_order(pool: MyS
         for (i, item) in h.items.iter().enumerate() {
             batch.records.extend(event(*item, &format!("r{round}-{i}")).records);
         }
-        assert!(failures(&handle(&h.ctx(SMTP), batch).await).is_empty());
+        assert!(failures(&handle(&h.ctx(&testing::smtp_url()), batch).await).is_empty());
         for item in &h.items {
             assert_eq!(h.status(*item).await, ("completed".into(), "completed".into()), "round {round}");
         }
@@ -296,7 +294,7 @@ async fn items_of_one_order_finalized_at_once_still_complete_the_order(pool: MyS
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn two_runs_of_one_item_at_once_send_one_email(pool: MySqlPool) {
     let h = harness(pool, 4, "vi", "gmail.com").await;
-    let ctx = h.ctx(SMTP);
+    let ctx = h.ctx(&testing::smtp_url());
     for (n, item) in h.items.iter().enumerate() {
         let (a, b) =
             tokio::join!(handle(&ctx, event(*item, &format!("a{n}"))), handle(&ctx, event(*item, &format!("b{n}"))));
@@ -321,7 +319,7 @@ async fn two_runs_of_one_item_at_once_send_one_email(pool: MySqlPool) {
 async fn a_refund_racing_finalize_always_leaves_no_access(pool: MySqlPool) {
     for round in 0..12 {
         let h = harness(pool.clone(), 1, "vi", "gmail.com").await;
-        let ctx = h.ctx(SMTP);
+        let ctx = h.ctx(&testing::smtp_url());
         let code = h.order_code().await;
         // Sharing takes 300 ms to land; the refund starts while it is under way (the old code's
         // window: the refund listed no permission yet, finalize's share then landed and stayed),
@@ -348,7 +346,7 @@ async fn a_refund_racing_finalize_always_leaves_no_access(pool: MySqlPool) {
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn a_refund_removes_access_by_permission_id_whatever_address_drive_lists(pool: MySqlPool) {
     let h = harness(pool, 1, "en", "googlemail.com").await;
-    let ctx = h.ctx(SMTP);
+    let ctx = h.ctx(&testing::smtp_url());
     handle(&ctx, event(h.items[0], "a")).await;
     assert_eq!(h.status(h.items[0]).await.0, "completed");
     let listed = h.readers(&h.folders[0]).await;
@@ -391,7 +389,7 @@ async fn roles(h: &Harness, folder: &str) -> Vec<(String, String)> {
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn only_permissions_we_made_are_taken_back_and_a_second_order_keeps_its_access(pool: MySqlPool) {
     let h = harness(pool, 1, "vi", "gmail.com").await;
-    let ctx = h.ctx(SMTP);
+    let ctx = h.ctx(&testing::smtp_url());
     let folder = h.folders[0].clone();
     seller_shares(&h.drive.base, &folder, "assistant@seller.vn", "writer").await;
     let (code_b, b) = testing::pending_order(&h.pool, &[100_000], 30).await;
@@ -434,7 +432,7 @@ async fn only_permissions_we_made_are_taken_back_and_a_second_order_keeps_its_ac
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn access_the_address_had_already_is_kept_as_it_was(pool: MySqlPool) {
     let h = harness(pool, 1, "en", "gmail.com").await;
-    let ctx = h.ctx(SMTP);
+    let ctx = h.ctx(&testing::smtp_url());
     seller_shares(&h.drive.base, &h.folders[0], &h.email, "writer").await;
     assert!(failures(&handle(&ctx, event(h.items[0], "a")).await).is_empty());
     assert_eq!(h.status(h.items[0]).await.0, "completed");
@@ -449,7 +447,7 @@ async fn access_the_address_had_already_is_kept_as_it_was(pool: MySqlPool) {
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn access_a_refund_could_not_take_back_is_retried_through_the_queue(pool: MySqlPool) {
     let h = harness(pool, 1, "vi", "gmail.com").await;
-    let ctx = h.ctx(SMTP);
+    let ctx = h.ctx(&testing::smtp_url());
     handle(&ctx, event(h.items[0], "a")).await;
     assert_eq!(h.readers(&h.folders[0]).await, vec![h.email.clone()]);
 
@@ -496,7 +494,7 @@ async fn a_batch_of_ten_finalizes_on_a_one_connection_pool(pool: MySqlPool) {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/coursedrop".into());
     let options: sqlx::mysql::MySqlConnectOptions = url.parse().unwrap();
     let small = coursedrop::store::connect_with(options.database(&database), 1).await.unwrap();
-    let ctx = FinalizeContext { pool: small, drive: drive(&h.drive.base), mailer: mailer(SMTP) };
+    let ctx = FinalizeContext { pool: small, drive: drive(&h.drive.base), mailer: mailer(&testing::smtp_url()) };
     let mut batch = SqsEvent::default();
     for (n, item) in h.items.iter().enumerate() {
         batch.records.extend(event(*item, &format!("m{n}")).records);

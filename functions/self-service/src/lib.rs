@@ -71,7 +71,7 @@ pub fn routes<T: AccessToken>(state: SelfServiceState<T>) -> Router {
 
 /// The function as deployed: its routes, with JSON answers for unknown paths and methods.
 pub fn router<T: AccessToken>(state: SelfServiceState<T>) -> Router {
-    http::with_fallbacks(routes(state))
+    http::with_common_layers(routes(state))
 }
 
 #[derive(Deserialize)]

@@ -26,7 +26,7 @@ fn drive(base: &str) -> DriveClient<StaticToken> {
 
 fn mailer() -> Mailer {
     Mailer::from_vars(&Vars(|k: &str| match k {
-        "SMTP_URL" => Some("smtp://127.0.0.1:1025".into()),
+        "SMTP_URL" => Some(coursedrop::testing::smtp_url()),
         "SELLER_NAME" => Some("Học Rust cùng Lan".into()),
         _ => None,
     }))

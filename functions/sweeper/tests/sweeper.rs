@@ -312,7 +312,7 @@ async fn sweep_reminding(pool: &MySqlPool, r: &coursedrop::app::reminders::Remin
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn an_unpaid_order_is_reminded_once_with_what_to_transfer(pool: MySqlPool) {
-    let r = reminders("smtp://127.0.0.1:1025");
+    let r = reminders(&testing::smtp_url());
     let (code, email) = unpaid(&pool, "vi", 20, 10).await;
     let (en_code, en_email) = unpaid(&pool, "en", 20, 10).await;
 
@@ -354,7 +354,7 @@ async fn an_unpaid_order_is_reminded_once_with_what_to_transfer(pool: MySqlPool)
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn no_reminder_goes_to_a_paid_expired_or_young_order(pool: MySqlPool) {
-    let r = reminders("smtp://127.0.0.1:1025");
+    let r = reminders(&testing::smtp_url());
     let (paid, paid_email) = unpaid(&pool, "vi", 20, 10).await;
     sqlx::query("UPDATE orders SET status = 'paid' WHERE code = ?").bind(&paid).execute(&pool).await.unwrap();
     let (_, expired_email) = unpaid(&pool, "vi", 40, -1).await;
@@ -393,7 +393,7 @@ async fn a_reminder_the_smtp_server_did_not_take_is_sent_at_the_next_sweep_with_
             .unwrap();
     assert!(kept.0.is_some() && kept.1.is_none(), "{kept:?}");
 
-    assert_eq!(sweep_reminding(&pool, &reminders("smtp://127.0.0.1:1025")).await.reminders_sent, 1);
+    assert_eq!(sweep_reminding(&pool, &reminders(&testing::smtp_url())).await.reminders_sent, 1);
     let mails = testing::mails_to(&email);
     assert_eq!(mails.len(), 1);
     assert!(mails[0].contains(kept.0.as_deref().unwrap()), "the Message-ID fixed before the first try");
@@ -401,7 +401,7 @@ async fn a_reminder_the_smtp_server_did_not_take_is_sent_at_the_next_sweep_with_
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn reminders_switched_off_send_nothing(pool: MySqlPool) {
-    let mut r = reminders("smtp://127.0.0.1:1025");
+    let mut r = reminders(&testing::smtp_url());
     r.lead = None;
     let (_, email) = unpaid(&pool, "vi", 20, 10).await;
     assert_eq!(sweep_reminding(&pool, &r).await.reminders_sent, 0);

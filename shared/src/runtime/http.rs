@@ -70,9 +70,52 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Adds JSON answers for unknown paths (404) and wrong methods (405).
-pub fn with_fallbacks(router: axum::Router) -> axum::Router {
-    router.fallback(fallback).method_not_allowed_fallback(method_not_allowed)
+/// What every HTTP function's router gets: `GET /health`; JSON answers for unknown paths
+/// (404) and wrong methods (405); a request id on every request (`x-request-id`: the Lambda
+/// request's id, or a fresh one locally; echoed in the answer); and one access-log line per
+/// request with its method, route, status and latency. The line names the route's pattern
+/// (`/orders/{code}`), never the path as sent: paths and queries can carry order codes and
+/// tokens a log reader has no need of.
+pub fn with_common_layers(router: axum::Router) -> axum::Router {
+    use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+    use tower_http::trace::{DefaultOnResponse, TraceLayer};
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|request: &axum::http::Request<axum::body::Body>| {
+            let route = request.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string());
+            let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            tracing::info_span!("request", method = %request.method(), route = route.as_deref().unwrap_or("unmatched"), request_id = %id)
+        })
+        .on_request(())
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(tower_http::LatencyUnit::Millis));
+    router
+        .route("/health", axum::routing::get(health))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(trace)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(RequestIds))
+}
+
+/// `GET /health`: the function is up and serving. It asks nothing of the database or the
+/// queues: a load balancer's or an operator's probe must not add to their load.
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// The request's id: on Lambda, the id Lambda gave the invocation (what its own logs and
+/// X-Ray name); elsewhere a random one. A client's own `x-request-id` is kept as sent.
+#[derive(Clone, Copy)]
+struct RequestIds;
+
+impl tower_http::request_id::MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, request: &axum::http::Request<B>) -> Option<tower_http::request_id::RequestId> {
+        use lambda_http::RequestExt;
+        let id = request
+            .lambda_context_ref()
+            .map(|c| c.request_id.clone())
+            .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
+        axum::http::HeaderValue::from_str(&id).ok().map(tower_http::request_id::RequestId::new)
+    }
 }
 
 /// For routes that do not exist.

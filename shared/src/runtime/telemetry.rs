@@ -5,7 +5,27 @@
 use tracing_subscriber::EnvFilter;
 
 pub fn init() {
-    init_with(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
+    init_with(default_filter());
+}
+
+/// `RUST_LOG` when set; on Lambda, the function's log level (`AWS_LAMBDA_LOG_LEVEL`, from its
+/// logging configuration); else `info`.
+fn default_filter() -> EnvFilter {
+    if let Ok(filter) = EnvFilter::try_from_default_env() {
+        return filter;
+    }
+    EnvFilter::new(lambda_level(std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref()))
+}
+
+/// Lambda's log levels as tracing's: Lambda has FATAL, tracing stops at error.
+fn lambda_level(level: Option<&str>) -> &'static str {
+    match level.map(|l| l.trim().to_ascii_uppercase()).as_deref() {
+        Some("TRACE") => "trace",
+        Some("DEBUG") => "debug",
+        Some("WARN") => "warn",
+        Some("ERROR" | "FATAL") => "error",
+        _ => "info",
+    }
 }
 
 /// True when log lines are JSON: on Lambda, or with `LOG_FORMAT=json`.
@@ -22,7 +42,8 @@ pub fn init_with(filter: EnvFilter) {
     let _ = if json {
         builder.json().flatten_event(true).with_current_span(true).without_time().try_init()
     } else {
-        builder.compact().try_init()
+        // Colour only for a person at a terminal: CloudWatch and files would keep the escape codes.
+        builder.compact().with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
     };
 }
 
@@ -30,4 +51,16 @@ pub fn init_with(filter: EnvFilter) {
 /// warnings are logged; as JSON lines (`LOG_FORMAT=json`), everything `RUST_LOG` asks for.
 pub fn init_quiet_in_terminal() {
     if json_logs() { init() } else { init_with(EnvFilter::new("warn")) }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lambda_log_levels_map_to_tracing_levels() {
+        assert_eq!(super::lambda_level(Some("DEBUG")), "debug");
+        assert_eq!(super::lambda_level(Some("fatal")), "error");
+        assert_eq!(super::lambda_level(Some("WARN")), "warn");
+        assert_eq!(super::lambda_level(None), "info");
+        assert_eq!(super::lambda_level(Some("loud")), "info");
+    }
 }

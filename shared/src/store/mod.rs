@@ -89,39 +89,56 @@ pub fn is_deadlock(e: &StoreError) -> bool {
     }
 }
 
+/// The waits before running a deadlock victim's transaction again: up to four, short and
+/// jittered so the two sides of the deadlock do not meet again.
+fn deadlock_waits() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(2))
+        .with_max_delay(Duration::from_millis(20))
+        .with_max_times(4)
+        .with_jitter()
+}
+
 /// Runs a whole transaction again when InnoDB picks it as a deadlock victim (up to five
 /// tries, with short jittered waits).
-pub async fn retry_deadlocks<T, F, Fut>(mut run: F) -> Result<T, StoreError>
+pub async fn retry_deadlocks<T, F, Fut>(run: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
-    let mut retry = DeadlockRetry::default();
-    loop {
-        let result = run().await;
-        if !retry.again(&result).await {
-            return result;
-        }
-    }
+    use backon::Retryable;
+    run.retry(deadlock_waits())
+        .sleep(tokio::time::sleep)
+        .when(is_deadlock)
+        .notify(|_, wait| tracing::debug!(wait_ms = wait.as_millis() as u64, "deadlock; running the transaction again"))
+        .await
 }
 
 /// [`retry_deadlocks`]'s rule, for a loop that must pass its transaction a borrowed
 /// connection (which a closure's future cannot hold).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DeadlockRetry {
-    attempt: u64,
+    waits: backon::ExponentialBackoff,
+}
+
+impl Default for DeadlockRetry {
+    fn default() -> Self {
+        DeadlockRetry { waits: backon::BackoffBuilder::build(deadlock_waits()) }
+    }
 }
 
 impl DeadlockRetry {
     /// Whether to run the transaction again after `result`; waits first when so.
     pub async fn again<T>(&mut self, result: &Result<T, StoreError>) -> bool {
         match result {
-            Err(e) if is_deadlock(e) && self.attempt < 4 => {
-                self.attempt += 1;
-                tracing::debug!(attempt = self.attempt, "deadlock; running the transaction again");
-                tokio::time::sleep(Duration::from_millis(rand::random_range(1..=10 * self.attempt))).await;
-                true
-            }
+            Err(e) if is_deadlock(e) => match self.waits.next() {
+                Some(wait) => {
+                    tracing::debug!(wait_ms = wait.as_millis() as u64, "deadlock; running the transaction again");
+                    tokio::time::sleep(wait).await;
+                    true
+                }
+                None => false,
+            },
             _ => false,
         }
     }

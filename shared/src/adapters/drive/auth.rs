@@ -118,18 +118,22 @@ impl RefreshTokenSource {
         {
             return Ok(token.clone());
         }
-        let mut attempt = 0;
-        let (token, lifetime) = loop {
-            attempt += 1;
-            match self.refresh().await {
-                Ok(fresh) => break fresh,
-                Err(Refresh::Transient(why)) if attempt < REFRESH_ATTEMPTS => {
-                    tracing::warn!(attempt, %why, "token refresh failed; trying again");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+        use backon::Retryable;
+        let (token, lifetime) = (|| self.refresh())
+            .retry(
+                backon::ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_times(REFRESH_ATTEMPTS as usize - 1),
+            )
+            .sleep(tokio::time::sleep)
+            .when(|e| matches!(e, Refresh::Transient(_)))
+            .notify(|e, _| {
+                if let Refresh::Transient(why) = e {
+                    tracing::warn!(%why, "token refresh failed; trying again");
                 }
-                Err(Refresh::Transient(why) | Refresh::Refused(why)) => return Err(DriveError::Auth(why)),
-            }
-        };
+            })
+            .await
+            .map_err(|(Refresh::Transient(why) | Refresh::Refused(why))| DriveError::Auth(why))?;
         let until = Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN);
         *cached = Some((token.clone(), until));
         Ok(token)

@@ -45,11 +45,16 @@ impl DriveConfig {
         }
     }
 
-    /// Exponential backoff with full jitter: a random wait up to `base × 2^attempt`, capped.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self.backoff_base.saturating_mul(1u32 << attempt.min(16)).min(self.backoff_max);
-        let millis = ceiling.as_millis().max(1) as u64;
-        Duration::from_millis(rand::random_range(0..=millis))
+    /// The waits between attempts (backon's exponential backoff): from `backoff_base`
+    /// doubling, each with up to as much again of random jitter, never over `backoff_max`, at
+    /// most `max_attempts - 1` of them.
+    pub fn backoff(&self) -> backon::ExponentialBuilder {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.backoff_base.min(self.backoff_max / 2))
+            // Jitter adds up to the delay itself: half the cap keeps every wait under it.
+            .with_max_delay(self.backoff_max / 2)
+            .with_max_times(self.max_attempts.saturating_sub(1) as usize)
+            .with_jitter()
     }
 }
 

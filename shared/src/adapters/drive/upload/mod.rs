@@ -89,24 +89,27 @@ impl<T: AccessToken> DriveClient<T> {
 
     /// Runs `op` until it succeeds, fails for good, or retryable failures outlast the attempts.
     /// A `userRateLimitExceeded` that outlasts them is the daily cap.
-    pub(super) async fn with_retries<R, F, Fut>(&self, mut op: F) -> Result<R, DriveError>
+    pub(super) async fn with_retries<R, F, Fut>(&self, op: F) -> Result<R, DriveError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<R, Attempt>>,
     {
-        let mut attempt = 0;
-        loop {
-            match op().await {
-                Ok(r) => return Ok(r),
-                Err(Attempt::Fatal(e)) => return Err(e),
-                Err(Attempt::Retry { what, user_rate_limit }) => {
-                    attempt += 1;
-                    if attempt >= self.config.max_attempts {
-                        return Err(gave_up(attempt, what, user_rate_limit));
-                    }
-                    tracing::debug!(attempt, %what, "Drive call failed; backing off");
-                    tokio::time::sleep(self.config.backoff(attempt)).await;
+        use backon::Retryable;
+        let outcome = op
+            .retry(self.config.backoff())
+            .sleep(tokio::time::sleep)
+            .when(|e| matches!(e, Attempt::Retry { .. }))
+            .notify(|e, wait| {
+                if let Attempt::Retry { what, .. } = e {
+                    tracing::debug!(%what, wait_ms = wait.as_millis() as u64, "Drive call failed; backing off");
                 }
+            })
+            .await;
+        match outcome {
+            Ok(r) => Ok(r),
+            Err(Attempt::Fatal(e)) => Err(e),
+            Err(Attempt::Retry { what, user_rate_limit }) => {
+                Err(gave_up(self.config.max_attempts, what, user_rate_limit))
             }
         }
     }
@@ -141,9 +144,11 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
+        use backon::BackoffBuilder;
         let c = DriveConfig::new("http://x");
-        for attempt in 0..30 {
-            assert!(c.backoff(attempt) <= c.backoff_max);
-        }
+        let waits: Vec<_> = c.backoff().build().collect();
+        assert_eq!(waits.len() as u32, c.max_attempts - 1, "one wait between each two attempts");
+        assert!(waits.iter().all(|w| *w <= c.backoff_max && *w >= c.backoff_base), "{waits:?}");
+        assert!(waits.last() > waits.first(), "{waits:?}");
     }
 }

@@ -239,6 +239,7 @@ impl<T: AccessToken> DriveClient<T> {
         // Attempts in a row that moved nothing. A failed chunk counts once: the status query
         // that follows it reports on the same attempt and adds nothing.
         let mut failures = 0u32;
+        let mut waits = backon::BackoffBuilder::build(self.config.backoff());
         loop {
             let n = chunk_size.min(total - offset);
             let sent = if n == 0 {
@@ -258,7 +259,7 @@ impl<T: AccessToken> DriveClient<T> {
                         return Err(gave_up(failures, what, user_rate_limit));
                     }
                     tracing::debug!(failures, %what, offset, "chunk failed; asking Drive what it holds");
-                    tokio::time::sleep(self.config.backoff(failures)).await;
+                    tokio::time::sleep(waits.next().unwrap_or(self.config.backoff_max)).await;
                     (self.held(session, total).await?, true)
                 }
             };
@@ -276,6 +277,7 @@ impl<T: AccessToken> DriveClient<T> {
                     reader.unconfirmed.confirm(h - offset);
                     if h > offset {
                         failures = 0;
+                        waits = backon::BackoffBuilder::build(self.config.backoff());
                         offset = h;
                         progress(offset);
                     } else if !counted {
