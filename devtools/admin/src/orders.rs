@@ -40,8 +40,8 @@ fn items_table(items: &[operations::ItemSummary]) -> Table {
     let mut t = Table::new(&["ITEM", "ORDER", "COURSE", "STATUS", "PROGRESS", "ATTEMPTS", "UPDATED", "LAST ERROR"]);
     for i in items {
         let status = match &i.failed_stage {
-            Some(stage) if i.status == "failed" => format!("failed ({stage})"),
-            _ => i.status.clone(),
+            Some(stage) if i.status == ItemStatus::Failed => format!("failed ({stage})"),
+            _ => i.status.to_string(),
         };
         t.row(vec![
             i.id.to_string(),
@@ -64,7 +64,7 @@ pub(crate) async fn orders(ctx: &Ctx, status: Option<String>, limit: u32) -> Res
         t.row(vec![
             o.code.clone(),
             o.email.clone(),
-            o.status.clone(),
+            o.status.to_string(),
             vnd(o.total_vnd),
             vnd(o.paid_vnd),
             o.items.to_string(),
@@ -127,7 +127,7 @@ pub(crate) async fn stuck(ctx: &Ctx) -> Result<(Value, String)> {
             s.id.to_string(),
             s.order_code.clone(),
             s.course.clone(),
-            s.status.clone(),
+            s.status.to_string(),
             format!("{} min", s.minutes),
             s.attempts.to_string(),
             s.last_error.clone().unwrap_or_default(),
@@ -227,7 +227,7 @@ pub(crate) async fn refund(ctx: &Ctx, code: String, reason: String) -> Result<(V
 pub(crate) async fn cancel(ctx: &Ctx, code: String, reason: String) -> Result<(Value, String)> {
     let code = ctx.code(&code)?;
     let order = operations::order(&ctx.pool, &code).await?;
-    if order.status != OrderStatus::Pending.as_str() {
+    if order.status != OrderStatus::Pending {
         return Err(coded(
             "refused",
             format!("order {code} is {}: only an unpaid order can be cancelled", order.status),

@@ -80,7 +80,7 @@ where
     Ok(Phase { name, requests: n, elapsed: start.elapsed(), latencies })
 }
 
-pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
+pub async fn run(vars: &Vars) -> Result<()> {
     if vars.get("BENCH_SKIP_HTTP").is_some() {
         // The other parts only, keeping the HTTP figures of the last full run.
         let mut report = read_report();
@@ -95,10 +95,10 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
     // Queues of the bench's own, so a running `make dev` never sees its messages.
     // One bench buyer places every order: the per-email caps on unpaid orders (and on the
     // coupon's uses they hold) are lifted.
-    let bench_vars = Vars(|k: &str| match k {
+    let bench_vars = vars.with(|k: &str| match k {
         "QUEUE_NAME_PREFIX" => Some("coursedrop-bench-".into()),
         "PENDING_ORDERS_PER_EMAIL" | "COUPON_HOLDS_PER_EMAIL" => Some(u32::MAX.to_string()),
-        _ => vars.get(k),
+        _ => None,
     });
     let stack = stack::build(pool.clone(), &bench_vars).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -202,7 +202,7 @@ pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
 }
 
 /// Delivery (unless `BENCH_SKIP_DELIVERY`) and start-up (unless `BENCH_SKIP_STARTUP`).
-async fn other_parts<F: Fn(&str) -> Option<String>>(vars: &Vars<F>, report: &mut Value) -> Result<()> {
+async fn other_parts(vars: &Vars, report: &mut Value) -> Result<()> {
     if vars.get("BENCH_SKIP_STARTUP").is_none() {
         report["startup"] = crate::bench_startup::run(vars).await?;
     }

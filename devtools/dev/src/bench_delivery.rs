@@ -213,7 +213,7 @@ async fn deliver_in_child(child: &Child<'_>, item: u64) -> Result<(f64, u64, f64
 }
 
 /// The child: deliver one item at default settings, print `{"outcome", "peak_rss_kib"}`.
-pub async fn deliver_one<F: Fn(&str) -> Option<String>>(vars: &Vars<F>, item: u64) -> Result<()> {
+pub async fn deliver_one(vars: &Vars, item: u64) -> Result<()> {
     let pool = coursedrop::app::config::connect_database(vars, 8).await?;
     let job = deliver::Deliverer {
         pool,
@@ -280,8 +280,8 @@ async fn from_drive(emu: &drive_emulator::Emulator, child: &Child<'_>, pool: &My
 
 /// The 1 GiB course again, with S3 and Drive behind shaped links: delivery against reading
 /// alone and writing alone through the same links.
-async fn shaped_links<F: Fn(&str) -> Option<String>>(
-    vars: &Vars<F>,
+async fn shaped_links(
+    vars: &Vars,
     child: &Child<'_>,
     pool: &MySqlPool,
     source: &S3Source,
@@ -316,10 +316,9 @@ async fn shaped_links<F: Fn(&str) -> Option<String>>(
     }))
 }
 
-pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Value> {
+pub async fn run(vars: &Vars) -> Result<Value> {
     let (pool, db) = stack::fresh_database(&config::database_url(vars), "benchdeliver", 8).await?;
-    let bench_vars =
-        Vars(|k: &str| if k == "QUEUE_NAME_PREFIX" { Some("coursedrop-bench-".into()) } else { vars.get(k) });
+    let bench_vars = vars.with(|k: &str| (k == "QUEUE_NAME_PREFIX").then(|| "coursedrop-bench-".into()));
     let _stack = stack::build(pool.clone(), &bench_vars).await?;
     let url = config::database_url(vars);
     let db_url = format!("{}/{db}", url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url));

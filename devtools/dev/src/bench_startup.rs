@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 pub const FUNCTIONS: [&str; 6] = ["create-order", "bank-webhook", "enroll", "finalize", "sweeper", "reconcile"];
 
-pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Value> {
+pub async fn run(vars: &Vars) -> Result<Value> {
     let runs: usize = vars.parse_or("BENCH_STARTUP_RUNS", 20)?;
     let secret_id = "coursedrop-bench-startup";
     let secret = json!({"DATABASE_URL": config::database_url(vars), "SEPAY_API_KEY": "bench-key",

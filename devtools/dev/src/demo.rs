@@ -19,12 +19,11 @@ impl Stage {
     }
 }
 
-pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<()> {
+pub async fn run(vars: &Vars) -> Result<()> {
     // A database and queues of the demo's own: the run is the same whatever `make dev` holds.
     let (pool, database) =
         stack::fresh_database(&config::database_url(vars), "demo", 8).await.context("preparing the demo database")?;
-    let demo_vars =
-        Vars(|k: &str| if k == "QUEUE_NAME_PREFIX" { Some("coursedrop-demo-".into()) } else { vars.get(k) });
+    let demo_vars = vars.with(|k: &str| (k == "QUEUE_NAME_PREFIX").then(|| "coursedrop-demo-".into()));
     let vars = &demo_vars;
     // Each function as its own least-privileged user, as deployed (the operator's steps below
     // use the administrator's pool, as coursedrop-admin does).

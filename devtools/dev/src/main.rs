@@ -50,7 +50,7 @@ async fn main() -> Result<()> {
     }
 }
 
-async fn connect<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<sqlx::MySqlPool> {
+async fn connect(vars: &Vars) -> Result<sqlx::MySqlPool> {
     let url = config::database_url(vars);
     coursedrop::store::connect(&url, 8).await.with_context(|| format!("connecting to {}", redact(&url)))
 }
@@ -60,7 +60,7 @@ const LOCAL_CASSO_KEY: &str = "local-casso-checksum-key";
 
 /// `make dev`: every HTTP function on one port, the sweeper on a short schedule, the bank
 /// emulator posting webhooks to it, the reconciler listing the emulator's APIs.
-async fn serve<F: Fn(&str) -> Option<String>>(outer: &Vars<F>) -> Result<()> {
+async fn serve(outer: &Vars) -> Result<()> {
     coursedrop::runtime::telemetry::init();
     let port: u16 = outer.parse_or("PORT", 3000)?;
     let bank_port: u16 = outer.parse_or("BANK_EMULATOR_PORT", 4568)?;

@@ -135,12 +135,12 @@ impl Pools {
 }
 
 /// Builds the stack on an already migrated database, creating the queues if they are missing.
-pub async fn build<F: Fn(&str) -> Option<String>>(pool: MySqlPool, vars: &Vars<F>) -> Result<Stack> {
+pub async fn build(pool: MySqlPool, vars: &Vars) -> Result<Stack> {
     build_with(&Pools::shared(&pool), vars).await
 }
 
 /// [`build`] with each HTTP function on its own pool.
-pub async fn build_with<F: Fn(&str) -> Option<String>>(pools: &Pools, vars: &Vars<F>) -> Result<Stack> {
+pub async fn build_with(pools: &Pools, vars: &Vars) -> Result<Stack> {
     let sqs = aws_sdk_sqs::Client::new(&aws_sdk_config().await);
     let queues = QueueConfig::from_vars(vars);
     let mut queue_urls = Vec::new();
@@ -163,7 +163,7 @@ pub async fn build_with<F: Fn(&str) -> Option<String>>(pools: &Pools, vars: &Var
 
 /// The enroll function, fed by a poller that keeps Lambda's SQS contract: it deletes exactly
 /// the messages the function did not report as failures.
-pub fn spawn_enroll<F: Fn(&str) -> Option<String>>(stack: &Stack, pool: MySqlPool, vars: &Vars<F>) -> Result<()> {
+pub fn spawn_enroll(stack: &Stack, pool: MySqlPool, vars: &Vars) -> Result<()> {
     let ctx = Arc::new(enroll::EnrollContext {
         pool,
         provider: coursedrop::app::enrollment::Provider::from_vars(vars)?,
@@ -231,30 +231,28 @@ pub async fn spawn_drive(dir: &std::path::Path, port: u16) -> Result<(drive_emul
 /// A Drive client on the local emulator, configured as the job is (`DRIVE_CHUNK_SIZE`
 /// checked; 8 MiB chunks unless set). It signs in with the OAuth refresh-token flow against
 /// the emulator's token endpoint, as production does against Google's.
-async fn emulator_drive<F: Fn(&str) -> Option<String>>(
-    vars: &Vars<F>,
+async fn emulator_drive(
+    vars: &Vars,
     drive_base: &str,
 ) -> Result<coursedrop::adapters::drive::upload::DriveClient<coursedrop::adapters::drive::auth::DriveAuth>> {
-    let local = Vars(|k: &str| match k {
-        "DRIVE_API_ROOT" => Some(drive_base.to_string()),
+    let drive_base = drive_base.to_string();
+    let chunk_size = vars.string_or("DRIVE_CHUNK_SIZE", &(8 * 1024 * 1024).to_string());
+    let local = vars.with(move |k: &str| match k {
+        "DRIVE_API_ROOT" => Some(drive_base.clone()),
         "DRIVE_TOKEN_URI" => Some(format!("{drive_base}/token")),
         "DRIVE_REFRESH_TOKEN" => Some("emulator-refresh-token".to_string()),
         "DRIVE_CLIENT_ID" => Some("coursedrop-local".to_string()),
         "DRIVE_CLIENT_SECRET" => Some("local-secret".to_string()),
-        "DRIVE_SERVICE_ACCOUNT_KEY" | "DRIVE_ACCESS_TOKEN" => None,
-        "DRIVE_CHUNK_SIZE" => Some(vars.string_or("DRIVE_CHUNK_SIZE", &(8 * 1024 * 1024).to_string())),
-        other => vars.get(other),
+        // Blank reads as unset: the emulator's flow, whatever the caller's configuration holds.
+        "DRIVE_SERVICE_ACCOUNT_KEY" | "DRIVE_ACCESS_TOKEN" => Some(String::new()),
+        "DRIVE_CHUNK_SIZE" => Some(chunk_size.clone()),
+        _ => None,
     });
     Ok(coursedrop::adapters::drive::upload::DriveClient::from_vars(&local).await?)
 }
 
 /// The deliver job's consumer, on the stack's deliver queue, into the Drive at `drive_base`.
-pub async fn spawn_deliver<F: Fn(&str) -> Option<String>>(
-    stack: &Stack,
-    pool: MySqlPool,
-    vars: &Vars<F>,
-    drive_base: &str,
-) -> Result<()> {
+pub async fn spawn_deliver(stack: &Stack, pool: MySqlPool, vars: &Vars, drive_base: &str) -> Result<()> {
     let job = Arc::new(deliver::Deliverer {
         pool,
         drive: emulator_drive(vars, drive_base).await?,
@@ -271,12 +269,7 @@ pub async fn spawn_deliver<F: Fn(&str) -> Option<String>>(
 
 /// The finalize function, fed like Lambda would feed it, sharing on the Drive at
 /// `drive_base` and mailing through `SMTP_URL`.
-pub async fn spawn_finalize<F: Fn(&str) -> Option<String>>(
-    stack: &Stack,
-    pool: MySqlPool,
-    vars: &Vars<F>,
-    drive_base: &str,
-) -> Result<()> {
+pub async fn spawn_finalize(stack: &Stack, pool: MySqlPool, vars: &Vars, drive_base: &str) -> Result<()> {
     let ctx = Arc::new(finalize::FinalizeContext {
         pool,
         drive: emulator_drive(vars, drive_base).await?,
@@ -291,11 +284,7 @@ pub async fn spawn_finalize<F: Fn(&str) -> Option<String>>(
 
 /// The self-service routes (resend, move access), on the Drive at `drive_base` and mailing
 /// through `SMTP_URL`, to merge into the stack's router.
-pub async fn self_service_routes<F: Fn(&str) -> Option<String>>(
-    pool: MySqlPool,
-    vars: &Vars<F>,
-    drive_base: &str,
-) -> Result<Router> {
+pub async fn self_service_routes(pool: MySqlPool, vars: &Vars, drive_base: &str) -> Result<Router> {
     let state = self_service::SelfServiceState::new(
         pool,
         emulator_drive(vars, drive_base).await?,
@@ -326,7 +315,7 @@ where
 /// What a child process started with a clean environment needs to reach the local AWS
 /// emulator as its parent does (endpoint, region, dummy credentials, path-style S3) and to
 /// find programs (PATH). Everything else the child is given explicitly.
-pub fn local_aws_env<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Vec<(String, String)> {
+pub fn local_aws_env(vars: &Vars) -> Vec<(String, String)> {
     [
         "AWS_ENDPOINT_URL",
         "AWS_ENDPOINT_URL_SQS",
@@ -382,21 +371,18 @@ pub async fn spawn_bank(
 
 /// What a local run configures for the bank feeds: the emulator's APIs and tokens and a
 /// Casso checksum key, each unless the caller's own configuration sets it.
-pub fn bank_vars<'a, F: Fn(&str) -> Option<String>>(
-    vars: &'a Vars<F>,
-    bank_base: &'a str,
-    casso_key: &'a str,
-) -> Vars<impl Fn(&str) -> Option<String> + 'a> {
-    Vars(move |k: &str| {
-        vars.get(k).or_else(|| match k {
-            "SEPAY_API_BASE_URL" => Some(bank_base.to_string()),
-            "SEPAY_API_TOKEN" => Some(bank_emulator::Config::default().sepay_token),
-            "CASSO_API_BASE_URL" => Some(bank_base.to_string()),
-            "CASSO_API_KEY" => Some(bank_emulator::Config::default().casso_api_key),
-            "CASSO_CHECKSUM_KEY" => Some(casso_key.to_string()),
-            _ => None,
-        })
-    })
+pub fn bank_vars(vars: &Vars, bank_base: &str, casso_key: &str) -> Vars {
+    let (bank_base, casso_key) = (bank_base.to_string(), casso_key.to_string());
+    let local = Vars::new(move |k: &str| match k {
+        "SEPAY_API_BASE_URL" | "CASSO_API_BASE_URL" => Some(bank_base.clone()),
+        "SEPAY_API_TOKEN" => Some(bank_emulator::Config::default().sepay_token),
+        "CASSO_API_KEY" => Some(bank_emulator::Config::default().casso_api_key),
+        "CASSO_CHECKSUM_KEY" => Some(casso_key.clone()),
+        _ => None,
+    });
+    // The caller's own configuration wins over the emulator's.
+    let caller = vars.clone();
+    local.with(move |k: &str| caller.get(k))
 }
 
 /// The reconciler's schedule, locally: a pass over every configured feed every `every`.

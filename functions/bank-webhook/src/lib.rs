@@ -55,9 +55,7 @@ pub const SEPAY_PUBLISHED_IPS: &[&str] = &[
 
 /// `SEPAY_ALLOWED_IPS`: unset or empty → any source; otherwise a comma-separated list of
 /// addresses, where `sepay` stands for the published list.
-pub fn sepay_sources<F: Fn(&str) -> Option<String>>(
-    vars: &Vars<F>,
-) -> Result<Option<Vec<std::net::IpAddr>>, ConfigError> {
+pub fn sepay_sources(vars: &Vars) -> Result<Option<Vec<std::net::IpAddr>>, ConfigError> {
     let Some(list) = vars.get("SEPAY_ALLOWED_IPS").filter(|v| !v.trim().is_empty()) else { return Ok(None) };
     let mut out = Vec::new();
     for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
@@ -76,11 +74,7 @@ pub fn sepay_sources<F: Fn(&str) -> Option<String>>(
 }
 
 impl<P: Publisher> WebhookState<P> {
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(
-        pool: MySqlPool,
-        publisher: P,
-        vars: &Vars<F>,
-    ) -> Result<Self, ConfigError> {
+    pub fn from_vars(pool: MySqlPool, publisher: P, vars: &Vars) -> Result<Self, ConfigError> {
         let auth = config::webhook_auth(vars)?;
         if let WebhookAuth::Unconfigured { reason } = &auth {
             tracing::error!(%reason, "the SePay webhook has no key: every request will be refused");

@@ -645,11 +645,11 @@ async fn casso_test_calls_get_a_clear_answer_and_no_key_refuses_deliveries(pool:
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn the_optional_allow_list_takes_sepay_only_from_its_published_addresses(pool: MySqlPool) {
     let vars =
-        coursedrop::app::config::Vars(|k: &str| (k == "SEPAY_ALLOWED_IPS").then(|| "sepay, 10.1.2.3".to_string()));
+        coursedrop::app::config::Vars::new(|k: &str| (k == "SEPAY_ALLOWED_IPS").then(|| "sepay, 10.1.2.3".to_string()));
     let allowed = bank_webhook::sepay_sources(&vars).unwrap().unwrap();
     assert_eq!(allowed.len(), 9, "the eight published addresses and the one added");
     let bad =
-        coursedrop::app::config::Vars(|k: &str| (k == "SEPAY_ALLOWED_IPS").then(|| "sepay,not-an-ip".to_string()));
+        coursedrop::app::config::Vars::new(|k: &str| (k == "SEPAY_ALLOWED_IPS").then(|| "sepay,not-an-ip".to_string()));
     assert!(bank_webhook::sepay_sources(&bad).is_err());
 
     let h = harness(pool.clone()).await;

@@ -38,7 +38,7 @@ pub struct BrandedPage {
 }
 
 impl AppState {
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(pool: MySqlPool, vars: &Vars<F>) -> Result<Self, ConfigError> {
+    pub fn from_vars(pool: MySqlPool, vars: &Vars) -> Result<Self, ConfigError> {
         let settings = OrderSettings {
             pattern: config::code_pattern(vars)?,
             bank: config::bank_account(vars)?,

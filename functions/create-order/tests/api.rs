@@ -20,7 +20,7 @@ async fn app(pool: &MySqlPool) -> Router {
     testing::seed_course(pool, "sql-thuc-chien", "SQL thực chiến", 299_000, true).await;
     testing::seed_course(pool, "old-course", "Khoá cũ", 99_000, false).await;
     // The defaults `make dev` uses, as a deployment would set them.
-    let vars = Vars(|k: &str| match k {
+    let vars = Vars::new(|k: &str| match k {
         "BANK_CODE" => Some("MBBank".into()),
         "BANK_ACCOUNT_NUMBER" => Some("0123456789".into()),
         "BANK_ACCOUNT_NAME" => Some("CONG TY COURSEDROP".into()),
@@ -306,7 +306,7 @@ async fn concurrent_orders_never_starve_a_small_pool(pool: MySqlPool) {
         .connect_with(pool.connect_options().as_ref().clone())
         .await
         .unwrap();
-    let app = router(AppState::from_vars(small, &Vars(|_: &str| None)).unwrap());
+    let app = router(AppState::from_vars(small, &Vars::new(|_: &str| None)).unwrap());
     let tasks: Vec<_> = (0..10)
         .map(|i| {
             let app = app.clone();
@@ -405,7 +405,7 @@ async fn unpaid_orders_are_capped_per_email_and_per_client_address(pool: MySqlPo
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
 async fn the_page_carries_the_sellers_brand_and_says_nothing_of_a_missing_one(pool: MySqlPool) {
     let branded = |pairs: &'static [(&'static str, &'static str)]| {
-        let vars = Vars(move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()));
+        let vars = Vars::new(move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()));
         router(AppState::from_vars(pool.clone(), &vars).unwrap())
     };
     let app = branded(&[

@@ -30,7 +30,7 @@ fn drive(base: &str) -> DriveClient<StaticToken> {
 
 fn mailer(smtp: &str) -> Mailer {
     let smtp = smtp.to_string();
-    Mailer::from_vars(&Vars(move |k: &str| match k {
+    Mailer::from_vars(&Vars::new(move |k: &str| match k {
         "SMTP_URL" => Some(smtp.clone()),
         "SUPPORT_CONTACT" => Some("hotro@seller.vn".into()),
         "SELLER_NAME" => Some("Học Rust cùng Lan".into()),

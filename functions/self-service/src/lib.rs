@@ -44,12 +44,7 @@ impl<T> Clone for SelfServiceState<T> {
 }
 
 impl<T: AccessToken> SelfServiceState<T> {
-    pub fn new<F: Fn(&str) -> Option<String>>(
-        pool: MySqlPool,
-        drive: DriveClient<T>,
-        mailer: Mailer,
-        vars: &Vars<F>,
-    ) -> Result<Self, ConfigError> {
+    pub fn new(pool: MySqlPool, drive: DriveClient<T>, mailer: Mailer, vars: &Vars) -> Result<Self, ConfigError> {
         Ok(SelfServiceState(Arc::new(SelfService {
             pool,
             drive,

@@ -25,7 +25,7 @@ fn drive(base: &str) -> DriveClient<StaticToken> {
 }
 
 fn mailer() -> Mailer {
-    Mailer::from_vars(&Vars(|k: &str| match k {
+    Mailer::from_vars(&Vars::new(|k: &str| match k {
         "SMTP_URL" => Some(coursedrop::testing::smtp_url()),
         "SELLER_NAME" => Some("Học Rust cùng Lan".into()),
         _ => None,
@@ -73,7 +73,7 @@ async fn delivered_order(shop: &Shop, email: &str, items: usize, complete: bool)
 /// The self-service on the emulator, with its lock-out window and resend cooldown.
 async fn shop(pool: MySqlPool, lockout: &'static str, cooldown: &'static str) -> Shop {
     let emulator = TempEmulator::start("self-service-test").await.unwrap();
-    let vars = Vars(move |k: &str| match k {
+    let vars = Vars::new(move |k: &str| match k {
         "BUYER_LOCKOUT" => Some(lockout.to_string()),
         "RESEND_COOLDOWN" => Some(cooldown.to_string()),
         _ => None,

@@ -272,7 +272,7 @@ async fn heartbeats_are_not_progress(pool: MySqlPool) {
 
 fn reminders(smtp: &str) -> coursedrop::app::reminders::Reminders {
     let smtp = smtp.to_string();
-    coursedrop::app::reminders::Reminders::from_vars(&coursedrop::app::config::Vars(move |k: &str| match k {
+    coursedrop::app::reminders::Reminders::from_vars(&coursedrop::app::config::Vars::new(move |k: &str| match k {
         "SMTP_URL" => Some(smtp.clone()),
         "BANK_CODE" => Some("MBBank".into()),
         "BANK_ACCOUNT_NUMBER" => Some("0123456789".into()),

@@ -52,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// SQS's long-poll wait, 1 to 20 s (SQS refuses more); the receiving client's timeouts are
 /// set from it.
-fn long_poll_wait<F: Fn(&str) -> Option<String>>(vars: &coursedrop::app::config::Vars<F>) -> anyhow::Result<i32> {
+fn long_poll_wait(vars: &coursedrop::app::config::Vars) -> anyhow::Result<i32> {
     let wait = vars.parse_or("DELIVER_WAIT_SECS", 20i32)?;
     anyhow::ensure!((1..=20).contains(&wait), "DELIVER_WAIT_SECS is {wait}: SQS waits 1 to 20 seconds");
     Ok(wait)

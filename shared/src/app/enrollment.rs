@@ -77,7 +77,7 @@ impl EnrollProvider for Provider {
 impl Provider {
     /// `ENROLL_PROVIDER` = `builtin` (default) | `webhook` (`ENROLL_WEBHOOK_URL`,
     /// `ENROLL_WEBHOOK_SECRET`) | `moodle` (`MOODLE_URL`, `MOODLE_TOKEN`, `MOODLE_ROLE_ID`).
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let required = |var: &'static str| {
             vars.get(var).ok_or(ConfigError::Invalid { var, reason: "required by the chosen ENROLL_PROVIDER".into() })
         };
@@ -114,7 +114,7 @@ pub struct EnrollSettings {
 }
 
 impl EnrollSettings {
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let lease = vars.duration_or("ENROLL_LEASE", "60s")?;
         let max_attempts = vars.parse_or("ENROLL_MAX_ATTEMPTS", 5u32)?;
         if max_attempts == 0 {

@@ -18,7 +18,7 @@ use crate::adapters::drive::{AccessToken, DriveError};
 use crate::adapters::mail::{DeliveryMail, MailError, Mailer};
 use crate::app::drive_access::{self, AccessError};
 use crate::app::stage;
-use crate::domain::{ItemStatus, OrderStatus, Queue, Stage, Status};
+use crate::domain::{ItemStatus, OrderStatus, Queue, Stage};
 use crate::store::items::{self, ItemChange};
 use crate::store::{StoreError, leases, orders, outbox};
 
@@ -82,7 +82,7 @@ pub async fn finalize_item<T: AccessToken>(
     let facts = items::finalize_facts(pool, item_id).await?;
     let Some(f) = facts else { return Ok(Outcome::UnknownItem) };
     crate::support::spans::record_order_code(&f.code);
-    let status = ItemStatus::parse(&f.status)?;
+    let status = f.status;
     if status == ItemStatus::Revoked {
         // A refund's message: the access it could not take back then (Drive unavailable).
         return match drive_access::take_back(pool, drive, item_id, None).await {
@@ -100,7 +100,7 @@ pub async fn finalize_item<T: AccessToken>(
     if status != ItemStatus::Delivered {
         return Ok(Outcome::AlreadyDone(status));
     }
-    let order_status = OrderStatus::parse(&f.order_status)?;
+    let order_status = f.order_status;
     if matches!(order_status, OrderStatus::Refunded | OrderStatus::Cancelled) {
         return Ok(Outcome::OrderClosed(order_status));
     }

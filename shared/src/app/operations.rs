@@ -14,7 +14,7 @@ use crate::adapters::drive::{AccessToken, DriveError};
 use crate::adapters::mail::{DeliveryMail, MailError, Mailer};
 use crate::adapters::source::drive::{self as source_drive, Shortcuts, TreeError};
 use crate::adapters::source::{CourseSource, DeliveryMode, S3Source, SourceError};
-use crate::domain::{CouponCode, CourseSlug, Discount, EventKind, ItemStatus, OrderCode, OrderStatus, Status, Vnd};
+use crate::domain::{CouponCode, CourseSlug, Discount, EventKind, ItemStatus, OrderCode, OrderStatus, Vnd};
 use crate::store::catalog::{self, Course, NewCourse};
 use crate::store::coupons;
 use crate::store::events::{self, Event, NewEvent};
@@ -272,7 +272,7 @@ pub struct Resent {
 pub async fn resend_email(pool: &MySqlPool, mailer: &Mailer, item_id: u64, actor: &str) -> Result<Resent, OpsError> {
     let facts = reports::resend_facts(pool, item_id).await?;
     let f = facts.ok_or_else(|| OpsError::NotFound(format!("no item {item_id}")))?;
-    let status = ItemStatus::parse(&f.status).map_err(StoreError::from)?;
+    let status = f.status;
     let link = match (status, f.drive_link) {
         (ItemStatus::Completed, Some(link)) => link,
         _ => {

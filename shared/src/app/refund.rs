@@ -67,7 +67,7 @@ pub async fn refund<T: AccessToken>(
     orders::lock_in(&mut tx, order_id).await?;
     let head =
         orders::head_by_code(&mut tx, code.as_str()).await?.ok_or_else(|| RefundError::NotFound(code.to_string()))?;
-    let status = OrderStatus::parse(&head.status).map_err(StoreError::from)?;
+    let status = head.status;
     // A cancelled order is refunded only for money it received (an expired under-payment).
     let received_nothing = status == OrderStatus::Cancelled && head.paid_vnd <= 0;
     if status != OrderStatus::Refunded {

@@ -15,7 +15,7 @@ use sqlx::MySqlPool;
 use crate::adapters::mail::{MailError, Mailer, ReminderMail};
 use crate::adapters::sepay;
 use crate::app::config::{self, BankAccount, ConfigError, Vars};
-use crate::domain::{EventKind, OrderStatus, Status};
+use crate::domain::{EventKind, OrderStatus};
 use crate::store::events::{self, NewEvent};
 use crate::store::{StoreError, items, reminders};
 
@@ -31,7 +31,7 @@ pub struct Reminders {
 }
 
 impl Reminders {
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let shop_url = match vars.get("SHOP_URL") {
             None => None,
             Some(u) => {
@@ -88,7 +88,7 @@ async fn remind(pool: &MySqlPool, r: &Reminders, order_id: u64) -> Result<Remind
 
     let mut tx = pool.begin().await?;
     let Some(f) = reminders::lock_in(&mut tx, order_id).await? else { return Ok(Reminded::Skipped) };
-    if f.status != OrderStatus::Pending.as_str() || f.sent || !f.open {
+    if f.status != OrderStatus::Pending || f.sent || !f.open {
         return Ok(Reminded::Skipped);
     }
     let titles: Vec<String> =

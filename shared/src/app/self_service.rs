@@ -47,7 +47,7 @@ impl Default for SelfServiceSettings {
 }
 
 impl SelfServiceSettings {
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let d = SelfServiceSettings::default();
         let lockout = vars.duration_or("BUYER_LOCKOUT", "15m")?;
         let cooldown = vars.duration_or_off("RESEND_COOLDOWN", "2m")?.map_or(0, |d| d.num_seconds());

@@ -47,8 +47,8 @@ impl OutboxTiming {
         OutboxTiming { grace_secs, republish_after_secs: Self::DEFAULT_REPUBLISH_AFTER_SECS }
     }
 
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(
-        vars: &crate::app::config::Vars<F>,
+    pub fn from_vars(
+        vars: &crate::app::config::Vars,
         grace_secs: u32,
     ) -> Result<Self, crate::app::config::ConfigError> {
         let after = vars.duration_or("OUTBOX_REPUBLISH_AFTER", "5m")?;
@@ -120,7 +120,7 @@ pub async fn sweep_with<P: Publisher>(
     // "stuck" (and alarmed) until it moves.
     let mut requeued = Vec::new();
     for item in &stuck {
-        let status = ItemStatus::parse(&item.status)?;
+        let status = item.status;
         let (Some(queue), Some(deadline)) = (status.served_by(), deadlines.of(status)) else { continue };
         let mut tx = pool.begin().await?;
         let recent = outbox::sent_recently_in(&mut tx, queue, item.id, deadline.as_secs()).await?;
@@ -177,9 +177,7 @@ impl Default for Deadlines {
 impl Deadlines {
     /// `DEADLINE_ENROLLING`, `DEADLINE_ENROLLED`, `DEADLINE_DELIVERING`, `DEADLINE_DELIVERED`
     /// (`30m`, `45s`, …), each defaulting as above.
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(
-        vars: &crate::app::config::Vars<F>,
-    ) -> Result<Self, crate::app::config::ConfigError> {
+    pub fn from_vars(vars: &crate::app::config::Vars) -> Result<Self, crate::app::config::ConfigError> {
         let d = Deadlines::default();
         let read = |var: &'static str, default: Duration| -> Result<Duration, crate::app::config::ConfigError> {
             Ok(vars.duration(var)?.map_or(default, |v| Duration::from_secs(v.num_seconds() as u64)))

@@ -75,6 +75,14 @@ macro_rules! status_enum {
                 <$name as Status>::parse(s)
             }
         }
+
+        /// How the store reads a stored name into the enum (`#[sqlx(try_from = "String")]`).
+        impl TryFrom<String> for $name {
+            type Error = UnknownStatus;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                <$name as Status>::parse(&s)
+            }
+        }
     };
 }
 

@@ -339,9 +339,11 @@ pub async fn set_progress(pool: &MySqlPool, item_id: u64, bytes: u64, files: u32
 /// What finalizing an item needs to know of it and its order.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct FinalizeFacts {
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: crate::domain::ItemStatus,
     pub order_id: u64,
-    pub order_status: String,
+    #[sqlx(try_from = "String")]
+    pub order_status: crate::domain::OrderStatus,
     pub email: String,
     pub lang: String,
     pub code: String,
@@ -439,7 +441,8 @@ pub async fn priced_courses_in(
 pub struct ItemProgress {
     pub slug: String,
     pub title: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: crate::domain::ItemStatus,
     pub files_done: u32,
     pub files_total: Option<u32>,
     pub bytes_done: u64,

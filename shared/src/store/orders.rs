@@ -280,7 +280,8 @@ pub async fn by_code(pool: &MySqlPool, code: &OrderCode) -> Result<Option<(u64, 
 pub struct OrderHead {
     pub id: u64,
     pub code: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: crate::domain::OrderStatus,
     pub total_vnd: i64,
     pub paid_vnd: i64,
     pub expires_at: DateTime<Utc>,

@@ -34,7 +34,8 @@ pub struct ReminderFacts {
     pub code: String,
     pub email: String,
     pub lang: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: crate::domain::OrderStatus,
     pub total_vnd: i64,
     pub expires_at: DateTime<Utc>,
     pub view_token: Option<String>,

@@ -14,7 +14,8 @@ pub struct OrderSummary {
     pub id: u64,
     pub code: String,
     pub email: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: OrderStatus,
     pub total_vnd: i64,
     pub paid_vnd: i64,
     pub items: i64,
@@ -47,7 +48,8 @@ pub struct ItemSummary {
     pub id: u64,
     pub order_code: String,
     pub course: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ItemStatus,
     pub failed_stage: Option<String>,
     pub last_error: Option<String>,
     pub attempts: u32,
@@ -82,7 +84,8 @@ pub struct StuckItem {
     pub id: u64,
     pub order_code: String,
     pub course: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ItemStatus,
     pub attempts: u32,
     pub last_error: Option<String>,
     pub since: DateTime<Utc>,
@@ -111,7 +114,8 @@ pub async fn stuck(pool: &MySqlPool, limits: &[(ItemStatus, Duration)]) -> Resul
 #[derive(Debug, Clone, FromRow)]
 pub struct ResendFacts {
     pub order_id: u64,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ItemStatus,
     pub email: String,
     pub lang: String,
     pub code: String,

@@ -17,9 +17,9 @@ async fn emulator() -> TempEmulator {
     TempEmulator::start("meta-test").await.unwrap()
 }
 
-fn vars(pairs: &[(&str, String)]) -> Vars<impl Fn(&str) -> Option<String> + use<>> {
+fn vars(pairs: &[(&str, String)]) -> Vars {
     let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    Vars(move |k: &str| map.get(k).cloned())
+    Vars::new(move |k: &str| map.get(k).cloned())
 }
 
 fn test_key() -> String {

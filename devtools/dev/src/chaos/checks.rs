@@ -38,12 +38,7 @@ pub(super) struct Ran<'a> {
 }
 
 /// The invariants, checked and printed; drops the chaos database when all hold.
-pub(super) async fn run<F: Fn(&str) -> Option<String>>(
-    vars: &Vars<F>,
-    world: Setup,
-    sent: Sent,
-    ran: Ran<'_>,
-) -> Result<bool> {
+pub(super) async fn run(vars: &Vars, world: Setup, sent: Sent, ran: Ran<'_>) -> Result<bool> {
     let Setup { pool, database, stack, dead_letters, drive_dir, drive, drive_base, seller_folders, .. } = world;
     let Sent { sent_ids, unmatched_ids, dropped, dropped_stretch, casso_failed, webhook_calls, webhook_failures } =
         sent;

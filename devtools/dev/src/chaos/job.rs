@@ -11,7 +11,7 @@ pub(super) struct DeliverJob {
 }
 
 impl DeliverJob {
-    pub(super) fn start<F: Fn(&str) -> Option<String>>(vars: &Vars<F>, db_url: &str, drive_base: &str) -> Result<Self> {
+    pub(super) fn start(vars: &Vars, db_url: &str, drive_base: &str) -> Result<Self> {
         let mut env = stack::local_aws_env(vars);
         env.push(("DATABASE_URL".into(), db_url.into()));
         env.push(("DRIVE_API_ROOT".into(), drive_base.into()));

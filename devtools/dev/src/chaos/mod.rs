@@ -80,7 +80,7 @@ fn file_bytes(slug: &str, path: &str, size: usize) -> Vec<u8> {
     (0..size).map(|i| ((i.wrapping_mul(2_654_435_761) >> 11) + seed) as u8).collect()
 }
 
-pub async fn run<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<bool> {
+pub async fn run(vars: &Vars) -> Result<bool> {
     let started = Instant::now();
     let n_orders: usize = vars.parse_or("CHAOS_ORDERS", 50)?;
     let timeout = Duration::from_secs(vars.parse_or("CHAOS_TIMEOUT_SECS", 600u64)?);

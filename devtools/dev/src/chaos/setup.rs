@@ -69,15 +69,15 @@ pub(super) struct Setup {
 
 /// A fresh database with the chaos catalog, the stack on it with the Drive and bank emulators,
 /// and the deliver job started.
-pub(super) async fn build<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Setup> {
+pub(super) async fn build(vars: &Vars) -> Result<Setup> {
     let database_url = config::database_url(vars);
     let (pool, database) = stack::fresh_database(&database_url, "chaos", 16).await?;
     let chaos_db_url = format!("{}/{database}", database_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(""));
-    let chaos_vars = Vars(|k: &str| match k {
+    let chaos_vars = vars.with(|k: &str| match k {
         "QUEUE_NAME_PREFIX" => Some(PREFIX.into()),
         "ENROLL_LEASE" => Some("5s".into()),
         "CASSO_CHECKSUM_KEY" => Some(CASSO_KEY.into()),
-        _ => vars.get(k),
+        _ => None,
     });
     // The webhook on a pool of its own, as each Lambda has: both feeds' deliveries of every
     // transfer at once would otherwise hold the connections the operator's refund needs.

@@ -41,8 +41,8 @@ pub(super) struct Sent {
 }
 
 /// Pays the orders to be paid at the bank and sends their webhooks from both feeds.
-pub(super) async fn pay<F: Fn(&str) -> Option<String>>(
-    vars: &Vars<F>,
+pub(super) async fn pay(
+    vars: &Vars,
     bank: &bank_emulator::Emulator,
     base: &str,
     http: &reqwest::Client,

@@ -346,7 +346,7 @@ async fn a_full_shared_drive_fails_clearly_and_is_not_retried(pool: MySqlPool) {
 }
 
 fn mailer() -> coursedrop::adapters::mail::Mailer {
-    coursedrop::adapters::mail::Mailer::from_vars(&coursedrop::app::config::Vars(|k: &str| match k {
+    coursedrop::adapters::mail::Mailer::from_vars(&coursedrop::app::config::Vars::new(|k: &str| match k {
         "SMTP_URL" => Some(coursedrop::testing::smtp_url()),
         _ => None,
     }))

@@ -25,7 +25,7 @@ fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
 }
 
 impl Brand {
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let logo_url = match vars.get("SELLER_LOGO_URL") {
             None => None,
             Some(url) => {
@@ -71,7 +71,7 @@ impl Brand {
 impl DriveAuth {
     /// Reads which flow to use from the environment (or the secret merged into it). Exactly
     /// one of the three must be configured.
-    pub async fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
+    pub async fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let token_uri = vars.get("DRIVE_TOKEN_URI");
         let service_account = vars.get("DRIVE_SERVICE_ACCOUNT_KEY");
         let refresh_token = vars.get("DRIVE_REFRESH_TOKEN");
@@ -124,7 +124,7 @@ impl DriveClient<DriveAuth> {
     /// The client the deliver job and the finalize function build at start:
     /// `DRIVE_API_ROOT` (default Google's), `DRIVE_CHUNK_SIZE` (16 MiB, a multiple of
     /// 256 KiB) and the credentials `DriveAuth::from_vars` reads.
-    pub async fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
+    pub async fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let mut config = DriveConfig::new(vars.string_or("DRIVE_API_ROOT", "https://www.googleapis.com"));
         config.chunk_size = vars.parse_or("DRIVE_CHUNK_SIZE", config.chunk_size)?;
         if config.chunk_size == 0 || !config.chunk_size.is_multiple_of(crate::adapters::drive::CHUNK_GRANULE) {
@@ -141,7 +141,7 @@ impl Mailer {
     /// `SMTP_URL` (`smtp://host:port` plain, `smtp://…?tls=required` STARTTLS, `smtps://…`
     /// TLS; user and password in the URL; default the local sink), `MAIL_FROM` (its display
     /// name defaults to `SELLER_NAME`), and the seller's brand ([`Brand::from_vars`]).
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let url = vars.string_or("SMTP_URL", "smtp://127.0.0.1:1025");
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
             .map_err(|e| ConfigError::Invalid { var: "SMTP_URL", reason: e.to_string() })?
@@ -160,7 +160,7 @@ impl Mailer {
 }
 
 impl QueueConfig {
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Self {
+    pub fn from_vars(vars: &Vars) -> Self {
         let mut urls = HashMap::new();
         for (queue, var) in [
             (Queue::Enroll, "ENROLL_QUEUE_URL"),
@@ -177,7 +177,7 @@ impl QueueConfig {
 
 /// The publisher every function builds at cold start: an SQS client from the shared SDK
 /// configuration and the queues from the environment.
-pub async fn sqs_publisher<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> SqsPublisher {
+pub async fn sqs_publisher(vars: &Vars) -> SqsPublisher {
     SqsPublisher::new(
         aws_sdk_sqs::Client::new(&crate::adapters::queue::aws_sdk_config().await),
         QueueConfig::from_vars(vars),
@@ -187,7 +187,7 @@ pub async fn sqs_publisher<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Sqs
 impl S3Source {
     /// From the shared SDK configuration. `S3_FORCE_PATH_STYLE=true` for moto and LocalStack,
     /// whose buckets are not DNS names.
-    pub async fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Self {
+    pub async fn from_vars(vars: &Vars) -> Self {
         let sdk = crate::adapters::queue::aws_sdk_config().await;
         let path_style = vars.get("S3_FORCE_PATH_STYLE").is_some_and(|v| v == "true" || v == "1");
         let config = aws_sdk_s3::config::Builder::from(&sdk)
@@ -201,10 +201,7 @@ impl S3Source {
 /// Connects to `DATABASE_URL` (or the local default) with at most `DATABASE_MAX_CONNECTIONS`
 /// connections, `default_max` when unset: each binary's own (a Lambda serves one request at a
 /// time; the deliver job works several files at once).
-pub async fn connect_database<F: Fn(&str) -> Option<String>>(
-    vars: &Vars<F>,
-    default_max: u32,
-) -> Result<MySqlPool, sqlx::Error> {
+pub async fn connect_database(vars: &Vars, default_max: u32) -> Result<MySqlPool, sqlx::Error> {
     let max =
         vars.parse_or("DATABASE_MAX_CONNECTIONS", default_max).map_err(|e| sqlx::Error::Configuration(e.into()))?;
     if max == 0 {
@@ -225,7 +222,7 @@ mod tests {
 
     fn brand(pairs: &[(&str, &str)]) -> Result<Brand, ConfigError> {
         let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Brand::from_vars(&Vars(move |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())))
+        Brand::from_vars(&Vars::new(move |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())))
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! tests can supply variables without touching the process environment.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -19,17 +20,34 @@ pub enum ConfigError {
     Invalid { var: &'static str, reason: String },
 }
 
-/// Typed access to variables through a lookup function.
-pub struct Vars<F: Fn(&str) -> Option<String>>(pub F);
+/// The configuration's raw values, read once at start (the environment overlaid with the
+/// secrets, or a test's own), with typed access. One concrete type, cheap to clone: what the
+/// readers in this module turn into each part's settings.
+#[derive(Clone)]
+pub struct Vars(Arc<Lookup>);
 
-impl Vars<fn(&str) -> Option<String>> {
+/// A variable's value by its name.
+type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+impl Vars {
+    /// Values from `lookup`.
+    pub fn new(lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        Vars(Arc::new(lookup))
+    }
+
     /// The process environment.
     pub fn process() -> Self {
-        Vars(|name| std::env::var(name).ok())
+        Vars::new(|name| std::env::var(name).ok())
+    }
+
+    /// These values with `over`'s on top: where `over` answers, it wins.
+    pub fn with(&self, over: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        let under = self.0.clone();
+        Vars::new(move |name| over(name).or_else(|| under(name)))
     }
 }
 
-impl<F: Fn(&str) -> Option<String>> Vars<F> {
+impl Vars {
     /// The variable's value, or `None` when it is unset or empty.
     pub fn get(&self, var: &str) -> Option<String> {
         (self.0)(var).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
@@ -73,7 +91,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
 
 /// Variables as every binary reads them: the environment, overlaid with the Secrets Manager
 /// secrets named by `APP_SECRET_ID` (one, or several separated by commas) when that is set.
-pub type AppVars = Vars<Box<dyn Fn(&str) -> Option<String> + Send + Sync>>;
+pub type AppVars = Vars;
 
 impl AppVars {
     /// Reads the secret (if any) once; call it at cold start. A secret that cannot be read
@@ -106,20 +124,20 @@ impl AppVars {
             tracing::info!(secret = %id, variables = ?names, "configuration secret loaded");
             secret.extend(values);
         }
-        Ok(Vars(Box::new(move |name| secret.get(name).cloned().or_else(|| env(name)))))
+        Ok(Vars::new(move |name| secret.get(name).cloned().or_else(|| env(name))))
     }
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "mysql://root@127.0.0.1:3306/coursedrop";
 
-pub fn database_url<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> String {
+pub fn database_url(vars: &Vars) -> String {
     vars.string_or("DATABASE_URL", DEFAULT_DATABASE_URL)
 }
 
 /// The SePay payment-code pattern: `ORDER_CODE_PREFIX` (default `CD`),
 /// `ORDER_CODE_SUFFIX_MIN`/`_MAX` (6/10, as configured in SePay), `ORDER_CODE_LENGTH`
 /// (8, the suffix length we generate) and `ORDER_CODE_CHARSET` (`digits` or `alphanumeric`).
-pub fn code_pattern<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<CodePattern, ConfigError> {
+pub fn code_pattern(vars: &Vars) -> Result<CodePattern, ConfigError> {
     let charset = match vars.string_or("ORDER_CODE_CHARSET", "digits").to_ascii_lowercase().as_str() {
         "digits" => CodeCharset::Digits,
         "alphanumeric" => CodeCharset::Alphanumeric,
@@ -148,11 +166,11 @@ pub fn code_pattern<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Cod
 mod tests {
     #[test]
     fn a_duration_can_be_switched_off() {
-        let v = |value: &'static str| Vars(move |_: &str| Some(value.to_string()));
+        let v = |value: &'static str| Vars::new(move |_: &str| Some(value.to_string()));
         assert_eq!(v("off").duration_or_off("X", "30m"), Ok(None));
         assert_eq!(v("0s").duration_or_off("X", "30m"), Ok(None));
         assert_eq!(v("45m").duration_or_off("X", "30m"), Ok(Some(chrono::Duration::minutes(45))));
-        assert_eq!(Vars(|_: &str| None).duration_or_off("X", "30m"), Ok(Some(chrono::Duration::minutes(30))));
+        assert_eq!(Vars::new(|_: &str| None).duration_or_off("X", "30m"), Ok(Some(chrono::Duration::minutes(30))));
         assert!(v("soon").duration_or_off("X", "30m").is_err());
     }
 
@@ -160,9 +178,9 @@ mod tests {
 
     use super::*;
 
-    fn vars(pairs: &[(&str, &str)]) -> Vars<impl Fn(&str) -> Option<String>> {
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
         let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Vars(move |k: &str| map.get(k).cloned())
+        Vars::new(move |k: &str| map.get(k).cloned())
     }
 
     #[test]
@@ -223,7 +241,7 @@ mod tests {
 
 pub use crate::domain::transfer::BankAccount;
 
-pub fn bank_account<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<BankAccount, ConfigError> {
+pub fn bank_account(vars: &Vars) -> Result<BankAccount, ConfigError> {
     let bank = BankAccount {
         bank_code: vars.string_or("BANK_CODE", "MBBank"),
         bank_bin: vars.string_or("BANK_BIN", "970422"),
@@ -263,15 +281,13 @@ pub fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
 }
 
 /// How long an unpaid order waits for its transfer: `ORDER_TTL`, default 30 minutes.
-pub fn order_ttl<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<chrono::Duration, ConfigError> {
+pub fn order_ttl(vars: &Vars) -> Result<chrono::Duration, ConfigError> {
     vars.duration_or("ORDER_TTL", "30m")
 }
 
 /// The webhook's authentication: `SEPAY_AUTH` = `apikey` (default, with `SEPAY_API_KEY`)
 /// or `hmac` (with `SEPAY_HMAC_SECRET`). With the chosen key unset, every request is refused.
-pub fn webhook_auth<F: Fn(&str) -> Option<String>>(
-    vars: &Vars<F>,
-) -> Result<crate::adapters::sepay::WebhookAuth, ConfigError> {
+pub fn webhook_auth(vars: &Vars) -> Result<crate::adapters::sepay::WebhookAuth, ConfigError> {
     use crate::adapters::sepay::WebhookAuth;
     let mode = vars.string_or("SEPAY_AUTH", "apikey").to_ascii_lowercase();
     Ok(match mode.as_str() {
@@ -293,9 +309,7 @@ pub fn webhook_auth<F: Fn(&str) -> Option<String>>(
 }
 
 /// What payments are matched against: the code pattern and the account buyers pay into.
-pub fn payment_settings<F: Fn(&str) -> Option<String>>(
-    vars: &Vars<F>,
-) -> Result<crate::app::payments::PaymentSettings, ConfigError> {
+pub fn payment_settings(vars: &Vars) -> Result<crate::app::payments::PaymentSettings, ConfigError> {
     Ok(crate::app::payments::PaymentSettings {
         pattern: code_pattern(vars)?,
         account_number: bank_account(vars)?.account_number,
@@ -304,7 +318,7 @@ pub fn payment_settings<F: Fn(&str) -> Option<String>>(
 
 /// The Casso webhook's key (`CASSO_CHECKSUM_KEY`, from Casso's Webhook V2 settings). Without
 /// it the Casso webhook refuses everything.
-pub fn casso_auth<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> crate::adapters::casso::CassoAuth {
+pub fn casso_auth(vars: &Vars) -> crate::adapters::casso::CassoAuth {
     use crate::adapters::casso::CassoAuth;
     match vars.get("CASSO_CHECKSUM_KEY").filter(|k| !k.trim().is_empty()) {
         Some(key) => CassoAuth::ChecksumKey { key, tolerance_secs: 300 },
@@ -322,7 +336,7 @@ pub struct Feeds {
 
 /// `SEPAY_API_TOKEN` (+ `SEPAY_API_BASE_URL`, `SEPAY_API_PAGE_SIZE`), `CASSO_API_KEY` (+
 /// `CASSO_API_BASE_URL`, `CASSO_API_PAGE_SIZE`). A feed with no credentials is off.
-pub fn feeds<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Feeds, ConfigError> {
+pub fn feeds(vars: &Vars) -> Result<Feeds, ConfigError> {
     use crate::adapters::{bank_api::Pacing, casso, sepay_api};
     let mut off = Vec::new();
     let sepay = match vars.get("SEPAY_API_TOKEN").filter(|t| !t.trim().is_empty()) {
@@ -382,11 +396,11 @@ mod more_tests {
 
     #[test]
     fn webhook_auth_fails_closed_without_a_key() {
-        let none = Vars(|_: &str| None);
+        let none = Vars::new(|_: &str| None);
         assert!(matches!(webhook_auth(&none).unwrap(), WebhookAuth::Unconfigured { .. }));
-        let hmac_without_secret = Vars(|k: &str| (k == "SEPAY_AUTH").then(|| "hmac".to_string()));
+        let hmac_without_secret = Vars::new(|k: &str| (k == "SEPAY_AUTH").then(|| "hmac".to_string()));
         assert!(matches!(webhook_auth(&hmac_without_secret).unwrap(), WebhookAuth::Unconfigured { .. }));
-        let key = Vars(|k: &str| (k == "SEPAY_API_KEY").then(|| "k".to_string()));
+        let key = Vars::new(|k: &str| (k == "SEPAY_API_KEY").then(|| "k".to_string()));
         assert!(matches!(webhook_auth(&key).unwrap(), WebhookAuth::ApiKey(_)));
     }
 }

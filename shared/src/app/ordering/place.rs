@@ -36,7 +36,7 @@ pub struct PlacedOrder {
     /// Opens the order's status view: `GET /orders/{code}?t={view_token}`, and the page's
     /// `?order={code}&t={view_token}`. The code alone is for the transfer text and opens nothing.
     pub view_token: String,
-    pub status: String,
+    pub status: crate::domain::OrderStatus,
     /// What the buyer transfers: the courses' prices less the coupon's discount.
     pub amount_vnd: i64,
     pub subtotal_vnd: i64,
@@ -76,7 +76,7 @@ async fn placed(
     Ok(PlacedOrder {
         code: head.code.clone(),
         view_token: head.view_token.clone().unwrap_or_default(),
-        status: head.status.clone(),
+        status: head.status,
         amount_vnd: head.total_vnd,
         subtotal_vnd: head.total_vnd + head.discount_vnd,
         discount_vnd: head.discount_vnd,

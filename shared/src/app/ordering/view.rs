@@ -6,7 +6,7 @@ use sqlx::MySqlPool;
 
 use super::OrderSettings;
 use super::place::vietqr_payload;
-use crate::domain::{OrderCode, ViewToken};
+use crate::domain::{ItemStatus, OrderCode, OrderStatus, ViewToken};
 use crate::store::{StoreError, items, orders};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct Progress {
 pub struct ItemView {
     pub course: String,
     pub title: String,
-    pub status: String,
+    pub status: ItemStatus,
     pub progress: Progress,
     pub drive_link: Option<String>,
 }
@@ -30,7 +30,7 @@ pub struct ItemView {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct OrderView {
     pub code: String,
-    pub status: String,
+    pub status: OrderStatus,
     pub amount_vnd: i64,
     pub paid_vnd: i64,
     pub discount_vnd: i64,
@@ -62,7 +62,7 @@ pub async fn order_view(pool: &MySqlPool, code: &OrderCode, token: &str) -> Resu
             .into_iter()
             .map(|r| ItemView {
                 // The link is the buyer's only once the folder is shared with them.
-                drive_link: if r.status == "completed" { r.drive_link } else { None },
+                drive_link: if r.status == ItemStatus::Completed { r.drive_link } else { None },
                 course: r.slug,
                 title: r.title,
                 status: r.status,
