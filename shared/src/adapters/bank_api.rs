@@ -75,8 +75,35 @@ impl ApiClient {
     /// GET `url` with `query`, paced, 429s waited out, transient failures retried; the body
     /// parsed as JSON.
     pub async fn get_json(&self, url: &str, query: &[(&str, String)]) -> Result<serde_json::Value, FeedError> {
+        use backon::Retryable;
         let feed = self.feed;
-        let (mut limited, mut transient) = (0u32, 0u32);
+        let limited = std::sync::atomic::AtomicU32::new(0);
+        // Transient failures (no answer, a 5xx) wait 1 s, then 2 s, …: backon's policy.
+        let transient = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_times(self.pacing.transient_retries as usize);
+        (|| self.get_once(url, query, &limited))
+            .retry(transient)
+            .sleep(tokio::time::sleep)
+            .when(|f| matches!(f, Fault::Transient(_)))
+            .notify(|f, wait| {
+                if let Fault::Transient(why) = f {
+                    tracing::warn!(feed, error = %why, wait_ms = wait.as_millis() as u64, "transaction API failed; retrying");
+                }
+            })
+            .await
+            .map_err(|(Fault::Transient(e) | Fault::Final(e))| e)
+    }
+
+    /// One request, with the 429s it meets waited out as the provider asks (`Retry-After`):
+    /// that wait is the provider's to set, not a backoff of ours, and has its own limits.
+    async fn get_once(
+        &self,
+        url: &str,
+        query: &[(&str, String)],
+        limited: &std::sync::atomic::AtomicU32,
+    ) -> Result<serde_json::Value, Fault> {
+        let feed = self.feed;
         loop {
             self.pace().await;
             let sent = self
@@ -87,47 +114,40 @@ impl ApiClient {
                 .header("accept", "application/json")
                 .send()
                 .await;
-            let response = match sent {
-                Ok(r) => r,
-                Err(e) if transient < self.pacing.transient_retries => {
-                    transient += 1;
-                    tracing::warn!(feed, error = %e.without_url(), "transaction API unreachable; retrying");
-                    tokio::time::sleep(Duration::from_secs(transient as u64)).await;
-                    continue;
-                }
-                Err(e) => return Err(FeedError::Unreachable { feed, reason: e.without_url().to_string() }),
-            };
+            let response = sent
+                .map_err(|e| Fault::Transient(FeedError::Unreachable { feed, reason: e.without_url().to_string() }))?;
             let status = response.status();
             if status == StatusCode::TOO_MANY_REQUESTS {
-                limited += 1;
+                let times = limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 let wait = self.retry_after(response.headers());
-                if limited > self.pacing.max_429s || wait > self.pacing.max_wait {
-                    return Err(FeedError::RateLimited { feed, attempts: limited });
+                if times > self.pacing.max_429s || wait > self.pacing.max_wait {
+                    return Err(Fault::Final(FeedError::RateLimited { feed, attempts: times }));
                 }
                 tracing::info!(feed, wait_ms = wait.as_millis() as u64, "rate limited; waiting as asked");
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            if status.is_server_error() && transient < self.pacing.transient_retries {
-                transient += 1;
-                tracing::warn!(feed, status = status.as_u16(), "transaction API failed; retrying");
-                tokio::time::sleep(Duration::from_secs(transient as u64)).await;
-                continue;
-            }
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                return Err(FeedError::Unauthorized { feed, status: status.as_u16() });
+                return Err(Fault::Final(FeedError::Unauthorized { feed, status: status.as_u16() }));
             }
             let body = response
                 .text()
                 .await
-                .map_err(|e| FeedError::Unreachable { feed, reason: e.without_url().to_string() })?;
+                .map_err(|e| Fault::Final(FeedError::Unreachable { feed, reason: e.without_url().to_string() }))?;
             if !status.is_success() {
-                return Err(FeedError::Status { feed, status: status.as_u16(), body: excerpt(&body) });
+                let failed = FeedError::Status { feed, status: status.as_u16(), body: excerpt(&body) };
+                return Err(if status.is_server_error() { Fault::Transient(failed) } else { Fault::Final(failed) });
             }
             return serde_json::from_str(&body)
-                .map_err(|e| FeedError::Invalid { feed, reason: format!("{e} in {}", excerpt(&body)) });
+                .map_err(|e| Fault::Final(FeedError::Invalid { feed, reason: format!("{e} in {}", excerpt(&body)) }));
         }
     }
+}
+
+/// Why one request failed: worth another try (no answer, a 5xx), or not.
+enum Fault {
+    Transient(FeedError),
+    Final(FeedError),
 }
 
 /// A field of a feed's JSON record as text: a non-blank string, or a number written out (feeds
