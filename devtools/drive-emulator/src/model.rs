@@ -2,15 +2,16 @@
 //! identity may do with them, and the upload sessions under way.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Response, StatusCode};
+use md5::Md5;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::errors::{bad_request, google_error, insufficient, not_found};
-use crate::uploads::Session;
 use crate::{Emulator, FOLDER_MIME};
 
 #[derive(Debug, Clone)]
@@ -221,4 +222,18 @@ impl Emulator {
         meta.files.insert(file.id.clone(), file);
         Ok(v)
     }
+}
+
+/// A resumable upload in progress: what it will create, and what it has received so far.
+pub(crate) struct Session {
+    pub(crate) name: String,
+    pub(crate) parents: Vec<String>,
+    pub(crate) mime_type: String,
+    pub(crate) file_id: String,
+    pub(crate) total: Option<u64>,
+    pub(crate) received: u64,
+    pub(crate) hasher: Md5,
+    pub(crate) path: PathBuf,
+    pub(crate) done: Option<String>,
+    pub(crate) fields: Option<String>,
 }

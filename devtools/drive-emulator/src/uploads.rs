@@ -1,7 +1,6 @@
 //! Uploads: resumable sessions (`uploadType=resumable`, then chunks with `Content-Range`) and
 //! `uploadType=multipart` in one request.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -15,22 +14,9 @@ use tokio::io::AsyncWriteExt;
 use crate::errors::{bad_request, google_error, not_found};
 use crate::fields::{DEFAULT_FILE_FIELDS, select};
 use crate::files::{NewFile, create_with_media};
-use crate::model::{File, Role, random_id};
+use crate::model::{File, Role, Session, random_id};
 use crate::multipart::parse_multipart;
 use crate::{CHUNK_GRANULE, Emulator, FOLDER_MIME, ResetConnection};
-
-pub(crate) struct Session {
-    name: String,
-    parents: Vec<String>,
-    mime_type: String,
-    file_id: String,
-    total: Option<u64>,
-    received: u64,
-    hasher: Md5,
-    path: PathBuf,
-    done: Option<String>,
-    fields: Option<String>,
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
