@@ -4,18 +4,11 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use coursedrop::adapters::queue::Publisher;
-use coursedrop::app::enrollment::{self, EnrollProvider, EnrollSettings};
+use coursedrop::app::enrollment::{Enroll, EnrollProvider};
 use coursedrop::app::stage;
-use sqlx::MySqlPool;
 
-pub struct EnrollContext<P, Q> {
-    pub pool: MySqlPool,
-    pub provider: P,
-    pub publisher: Q,
-    pub settings: EnrollSettings,
-    /// Names the lease holder in the database: the Lambda's request id, or a poller's name.
-    pub worker: String,
-}
+/// What the function holds from its cold start: the enrollment stage and its parts.
+pub type EnrollContext<P, Q> = Enroll<P, Q>;
 
 /// Works the records of a batch concurrently through the one stage runner (each item is
 /// claimed by a lease, so two records for one item cannot both call the provider).
@@ -23,12 +16,5 @@ pub async fn handle<P: EnrollProvider, Q: Publisher + Sync>(
     ctx: &EnrollContext<P, Q>,
     event: SqsEvent,
 ) -> SqsBatchResponse {
-    let enroll = enrollment::Enroll {
-        pool: &ctx.pool,
-        provider: &ctx.provider,
-        publisher: &ctx.publisher,
-        settings: &ctx.settings,
-        worker: &ctx.worker,
-    };
-    stage::run_batch(&enroll, event).await
+    stage::run_batch(ctx, event).await
 }

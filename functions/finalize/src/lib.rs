@@ -3,19 +3,13 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use coursedrop::adapters::drive::AccessToken;
-use coursedrop::adapters::drive::upload::DriveClient;
-use coursedrop::adapters::mail::Mailer;
 use coursedrop::app::finalize::Finalize;
 use coursedrop::app::stage;
 
-pub struct FinalizeContext<T> {
-    pub pool: sqlx::MySqlPool,
-    pub drive: DriveClient<T>,
-    pub mailer: Mailer,
-}
+/// What the function holds from its cold start: the finalize stage and its parts.
+pub type FinalizeContext<T> = Finalize<T>;
 
 /// Works the records of a batch concurrently through the one stage runner.
 pub async fn handle<T: AccessToken>(ctx: &FinalizeContext<T>, event: SqsEvent) -> SqsBatchResponse {
-    let finalize = Finalize { pool: &ctx.pool, drive: &ctx.drive, mailer: &ctx.mailer };
-    stage::run_batch(&finalize, event).await
+    stage::run_batch(ctx, event).await
 }

@@ -293,24 +293,24 @@ async fn unenroll_if_asked<P: EnrollProvider>(
     Ok(Some(outcome))
 }
 
-/// Enrollment as a [`stage::Stage`]: what one queue message for an item asks of it.
-pub struct Enroll<'a, P, Q> {
-    pub pool: &'a MySqlPool,
-    pub provider: &'a P,
-    pub publisher: &'a Q,
-    pub settings: &'a EnrollSettings,
+/// Enrollment as a [`stage::Stage`]: what it needs to enroll the item a queue message names.
+pub struct Enroll<P, Q> {
+    pub pool: MySqlPool,
+    pub provider: P,
+    pub publisher: Q,
+    pub settings: EnrollSettings,
     /// Names the lease holder in the database: the Lambda's request id, or a poller's name.
-    pub worker: &'a str,
+    pub worker: String,
 }
 
-impl<P: EnrollProvider, Q: Publisher + Sync> stage::Stage for Enroll<'_, P, Q> {
+impl<P: EnrollProvider, Q: Publisher + Sync> stage::Stage for Enroll<P, Q> {
     const NAME: Stage = Stage::Enroll;
 
     async fn run(&self, item_id: u64) -> Result<stage::Outcome, StoreError> {
         let provider = self.provider.name();
-        Ok(match enroll_item(self.pool, self.provider, item_id, self.settings, self.worker).await? {
+        Ok(match enroll_item(&self.pool, &self.provider, item_id, &self.settings, &self.worker).await? {
             Outcome::Enrolled { outbox } => {
-                relay::publish_all(self.pool, self.publisher, outbox.as_slice()).await;
+                relay::publish_all(&self.pool, &self.publisher, outbox.as_slice()).await;
                 stage::Outcome::Done(format!("enrolled by {provider}"))
             }
             Outcome::Unenrolled => stage::Outcome::Done(format!("refunded: the buyer is out of {provider}")),

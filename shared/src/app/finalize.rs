@@ -48,18 +48,18 @@ async fn fail(pool: &MySqlPool, item_id: u64, reason: &str) -> Result<Outcome, S
     })
 }
 
-/// Finalizing as a [`stage::Stage`]: what one queue message for an item asks of it.
-pub struct Finalize<'a, T> {
-    pub pool: &'a MySqlPool,
-    pub drive: &'a DriveClient<T>,
-    pub mailer: &'a Mailer,
+/// Finalizing as a [`stage::Stage`]: what it needs to finalize the item a queue message names.
+pub struct Finalize<T> {
+    pub pool: MySqlPool,
+    pub drive: DriveClient<T>,
+    pub mailer: Mailer,
 }
 
-impl<T: AccessToken> stage::Stage for Finalize<'_, T> {
+impl<T: AccessToken> stage::Stage for Finalize<T> {
     const NAME: Stage = Stage::Finalize;
 
     async fn run(&self, item_id: u64) -> Result<stage::Outcome, StoreError> {
-        Ok(match finalize_item(self.pool, self.drive, self.mailer, item_id).await? {
+        Ok(match finalize_item(&self.pool, &self.drive, &self.mailer, item_id).await? {
             Outcome::Completed { order_completed: true } => {
                 stage::Outcome::Done("shared, emailed, completed; the order is completed".into())
             }
