@@ -163,8 +163,7 @@ pub async fn serve(router: axum::Router, default_port: u16) -> Result<(), lambda
         return lambda_http::run(router).await;
     }
     // A PORT that is not a port stops the start naming it, rather than serving elsewhere.
-    let port = crate::app::config::Vars::new(|k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
-        .parse_or("PORT", default_port)?;
+    let port = crate::app::config::Vars::process().parse_or("PORT", default_port)?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     // The peer's address, for `client_ip` (on Lambda it comes from API Gateway instead).
