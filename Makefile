@@ -13,6 +13,9 @@ export AWS_ACCESS_KEY_ID ?= test
 export AWS_SECRET_ACCESS_KEY ?= test
 export SMTP_URL ?= smtp://127.0.0.1:1025
 export MAILDIR ?= $(CURDIR)/.local/mail
+# The SMTP sink may be another checkout's (devtools/services reuses it): what reads mail (the
+# tests, the demo one of them runs, make demo, make chaos) is told where that sink writes.
+SINK_MAILDIR = MAILDIR="$$(devtools/services maildir)"
 export RUST_LOG ?= info
 # Local-only key for the webhook; production sets its own (the webhook refuses all without one).
 export SEPAY_API_KEY ?= local-dev-key
@@ -40,12 +43,10 @@ migrate: services ## apply database migrations to $DATABASE_URL
 	$(CARGO) run --quiet -p coursedrop-dev -- migrate
 
 test: services deny ## start services, check dependencies (make deny), then run every test in the workspace
-	@# The SMTP sink may be another checkout's: the demo the tests run reads mail where it writes.
-	MAILDIR="$$(devtools/services maildir)" $(CARGO) test --workspace --locked --no-fail-fast
+	$(SINK_MAILDIR) $(CARGO) test --workspace --locked --no-fail-fast
 
-# The SMTP sink may be another checkout's (devtools/services reuses it): read mail where it writes.
 demo: services ## the whole flow locally (order, payment, enrollment, delivery, email), on real local services
-	MAILDIR="$$(devtools/services maildir)" $(CARGO) run --quiet -p coursedrop-dev -- demo
+	$(SINK_MAILDIR) $(CARGO) run --quiet -p coursedrop-dev -- demo
 
 dev: services ## the whole stack left running: API on :3000 (PORT), functions, deliver job, Drive emulator on :4567
 	$(CARGO) run --quiet -p coursedrop-dev -- serve
@@ -73,7 +74,7 @@ fuzz: ## run each fuzz target (devtools/fuzz) for FUZZ_SECONDS (600); any crash 
 
 chaos: services ## 50 orders while the job is killed, moto and MariaDB restart, Drive fails 10 % and webhooks are dropped for a stretch (release build; exit 1 on any violation)
 	$(CARGO) build --quiet --release --locked -p deliver
-	MAILDIR="$$(devtools/services maildir)" $(CARGO) run --quiet --release -p coursedrop-dev -- chaos
+	$(SINK_MAILDIR) $(CARGO) run --quiet --release -p coursedrop-dev -- chaos
 
 fmt: ## format the code
 	$(CARGO) fmt --all
