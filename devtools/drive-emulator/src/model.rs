@@ -72,6 +72,17 @@ pub(crate) struct Meta {
 }
 
 impl Meta {
+    /// File `id` to change the sharing of, when `who` may (a writer or better), else Drive's
+    /// answer: not found when `who` cannot see it, insufficient permissions when only reading.
+    pub(crate) fn writable(&mut self, id: &str, who: &str) -> Result<&mut File, Response<Body>> {
+        match self.role(id, who) {
+            None => return Err(not_found(id)),
+            Some(role) if role < Role::Writer => return Err(insufficient(id)),
+            Some(_) => {}
+        }
+        self.files.get_mut(id).ok_or_else(|| not_found(id))
+    }
+
     pub(crate) fn role(&self, id: &str, who: &str) -> Option<Role> {
         let mut best = None;
         let mut todo = vec![id.to_string()];

@@ -8,10 +8,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::Emulator;
-use crate::errors::{bad_request, google_error, insufficient, not_found};
+use crate::errors::{bad_request, google_error, not_found};
 use crate::fields::select;
 use crate::files::{ListQuery, page_of};
-use crate::model::{Permission, Role};
+use crate::model::Permission;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -74,13 +74,9 @@ pub(crate) async fn create_permission(
         return bad_request("invalidSharingRequest", &message);
     }
     let mut meta = emu.0.meta.lock().unwrap();
-    match meta.role(&id, emu.identity()) {
-        None => return not_found(&id),
-        Some(role) if role < Role::Writer => return insufficient(&id),
-        Some(_) => {}
-    }
-    let Some(file) = meta.files.get_mut(&id) else {
-        return not_found(&id);
+    let file = match meta.writable(&id, emu.identity()) {
+        Ok(file) => file,
+        Err(refused) => return refused,
     };
     let permission = match file.permissions.iter_mut().find(|p| p.email_address.as_deref() == Some(email.as_str())) {
         Some(existing) => {
@@ -142,13 +138,9 @@ pub(crate) async fn delete_permission(
         return r;
     }
     let mut meta = emu.0.meta.lock().unwrap();
-    match meta.role(&id, emu.identity()) {
-        None => return not_found(&id),
-        Some(role) if role < Role::Writer => return insufficient(&id),
-        Some(_) => {}
-    }
-    let Some(file) = meta.files.get_mut(&id) else {
-        return not_found(&id);
+    let file = match meta.writable(&id, emu.identity()) {
+        Ok(file) => file,
+        Err(refused) => return refused,
     };
     let before = file.permissions.len();
     file.permissions.retain(|p| p.id != pid);
