@@ -21,6 +21,9 @@ pub(crate) enum Command {
     /// Discount codes.
     #[command(subcommand)]
     Coupon(CouponCommand),
+    /// Who may sign in to the console, and in which role.
+    #[command(subcommand)]
+    Staff(StaffCommand),
     /// Orders, newest first.
     Orders {
         #[arg(long)]
@@ -179,4 +182,23 @@ pub(crate) enum PaymentCommand {
     Release { payment_id: u64 },
     /// A held payment is the transfer it resembles, reported twice: keep it as evidence only.
     Drop { payment_id: u64 },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum StaffCommand {
+    /// Give an address a console account; it signs in by a link sent to it.
+    Add {
+        #[arg(long)]
+        email: String,
+        /// owner: everything; support: look, resend, move access and retry (no refunds,
+        /// catalog, coupons or staff).
+        #[arg(long)]
+        role: String,
+    },
+    List,
+    /// End an account: it signs in no more, and its open sessions end at once.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
 }

@@ -22,6 +22,7 @@ mod cli;
 mod db;
 mod orders;
 mod payments;
+mod staff;
 mod table;
 
 use cli::{Cli, Command};
@@ -94,6 +95,9 @@ fn error_code(e: &anyhow::Error) -> &'static str {
                 operations::OpsError::Store(s) => return store_code(s),
             }
         }
+        if let Some(e) = cause.downcast_ref::<coursedrop::app::console::ConsoleError>() {
+            return e.code();
+        }
         if let Some(e) = cause.downcast_ref::<SelfServiceError>() {
             match e {
                 SelfServiceError::Drive(_) => return "drive",
@@ -124,6 +128,7 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
     match cli.command {
         Command::Course(command) => catalog::course(ctx, command).await,
         Command::Coupon(command) => catalog::coupon(ctx, command).await,
+        Command::Staff(command) => staff::staff(ctx, command).await,
         Command::Orders { status, limit } => orders::orders(ctx, status, limit).await,
         Command::Order { code } => orders::order(ctx, code).await,
         Command::Items { status, limit } => orders::items(ctx, status, limit).await,

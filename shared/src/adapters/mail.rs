@@ -1,4 +1,5 @@
-//! The emails, the delivery email and the payment reminder: rendered from the templates in `shared/templates/` (Vietnamese and
+//! The emails (the delivery email, the payment reminder, the access-moved notice, the
+//! console's sign-in link): rendered from the templates in `shared/templates/` (Vietnamese and
 //! English, HTML with a plain-text alternative) and sent over SMTP with lettre.
 //!
 //! The Message-ID is chosen by the caller and stored before sending, so a re-send after a
@@ -25,6 +26,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("access_moved.vi.html", include_str!("../../templates/access_moved.vi.html.j2")),
     ("access_moved.en.txt", include_str!("../../templates/access_moved.en.txt.j2")),
     ("access_moved.en.html", include_str!("../../templates/access_moved.en.html.j2")),
+    ("sign_in.vi.txt", include_str!("../../templates/sign_in.vi.txt.j2")),
+    ("sign_in.vi.html", include_str!("../../templates/sign_in.vi.html.j2")),
+    ("sign_in.en.txt", include_str!("../../templates/sign_in.en.txt.j2")),
+    ("sign_in.en.html", include_str!("../../templates/sign_in.en.html.j2")),
     ("footer.vi.txt", include_str!("../../templates/footer.vi.txt.j2")),
     ("footer.vi.html", include_str!("../../templates/footer.vi.html.j2")),
     ("footer.en.txt", include_str!("../../templates/footer.en.txt.j2")),
@@ -82,6 +87,16 @@ pub struct ReminderMail<'a> {
     pub qr_image_url: &'a str,
     /// The order's status page, when the page's address is configured (`SHOP_URL`).
     pub order_link: Option<&'a str>,
+    pub message_id: &'a str,
+}
+
+/// A one-time link that signs a member of staff in to the console.
+#[derive(Debug, Clone)]
+pub struct SignInMail<'a> {
+    pub to: &'a str,
+    pub lang: &'a str,
+    pub link: &'a str,
+    pub minutes: u64,
     pub message_id: &'a str,
 }
 
@@ -220,6 +235,18 @@ impl Mailer {
             format!("Đơn hàng {}: còn chờ thanh toán {amount} trước {expires}", m.code)
         };
         self.message(m.to, subject, m.message_id, bodies)
+    }
+
+    /// The console's sign-in link, in the language the console was shown in.
+    pub fn sign_in(&self, m: &SignInMail<'_>) -> Result<Message, MailError> {
+        let lang = if m.lang == "en" { "en" } else { "vi" };
+        let bodies = self.render("sign_in", lang, minijinja::context! { link => m.link, minutes => m.minutes })?;
+        let subject = if lang == "en" {
+            "Your sign-in link to the console"
+        } else {
+            "Liên kết đăng nhập trang quản trị"
+        };
+        self.message(m.to, subject.to_string(), m.message_id, bodies)
     }
 
     pub async fn send(&self, message: Message) -> Result<(), MailError> {

@@ -181,3 +181,22 @@ impl<P: Publisher> Publisher for std::sync::Arc<P> {
         (**self).publish_batch(queue, bodies)
     }
 }
+
+impl SqsPublisher {
+    /// How many messages wait in the queue at `url` (SQS's approximate count), `None` when SQS
+    /// does not answer: the console shows "unknown" rather than failing the page.
+    pub async fn approximate_depth(&self, url: &str) -> Option<i64> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(
+                |e| tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "reading a queue's depth"),
+            )
+            .ok()?;
+        out.attributes?.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)?.parse().ok()
+    }
+}

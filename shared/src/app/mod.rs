@@ -1,6 +1,7 @@
 //! The use cases: one module each. They call `store` and `adapters`, never the reverse.
 
 pub mod config;
+pub mod console;
 pub mod delivery;
 pub mod drive_access;
 pub mod enrollment;

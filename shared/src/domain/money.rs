@@ -76,6 +76,38 @@ impl fmt::Display for Vnd {
     }
 }
 
+/// Splits `total` over parts in proportion to `weights` (an order's price over its courses by
+/// their list prices), in whole VND that add up to `total` exactly: each part gets its floor,
+/// and the VND left over go one each to the parts with the largest remainders, earliest first.
+pub fn allocate(total: i64, weights: &[i64]) -> Vec<i64> {
+    let sum: i128 = weights.iter().map(|w| i128::from((*w).max(0))).sum();
+    if weights.is_empty() {
+        return Vec::new();
+    }
+    if sum == 0 {
+        let mut parts = vec![0; weights.len()];
+        parts[0] = total;
+        return parts;
+    }
+    let mut parts = Vec::with_capacity(weights.len());
+    let mut remainders = Vec::with_capacity(weights.len());
+    for (i, w) in weights.iter().enumerate() {
+        let exact = i128::from(total) * i128::from((*w).max(0));
+        parts.push((exact.div_euclid(sum)) as i64);
+        remainders.push((exact.rem_euclid(sum), i));
+    }
+    let mut left = total - parts.iter().sum::<i64>();
+    remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, i) in remainders {
+        if left <= 0 {
+            break;
+        }
+        parts[i] += 1;
+        left -= 1;
+    }
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +127,15 @@ mod tests {
         assert_eq!(Vnd::new(0).unwrap().to_string(), "0 ₫");
         assert_eq!(Vnd::new(999).unwrap().to_string(), "999 ₫");
         assert_eq!(Vnd::new(1_250_000).unwrap().to_string(), "1.250.000 ₫");
+    }
+
+    #[test]
+    fn allocation_is_proportional_and_exact() {
+        assert_eq!(super::allocate(900_000, &[500_000, 500_000]), vec![450_000, 450_000]);
+        assert_eq!(super::allocate(100, &[1, 1, 1]), vec![34, 33, 33]);
+        assert_eq!(super::allocate(0, &[5, 5]), vec![0, 0]);
+        assert_eq!(super::allocate(10, &[0, 0]), vec![10, 0]);
+        let parts = super::allocate(1_234_567, &[299_000, 1_490_000, 5]);
+        assert_eq!(parts.iter().sum::<i64>(), 1_234_567);
     }
 }

@@ -95,3 +95,18 @@ pub async fn set_active(pool: &sqlx::MySqlPool, slug: &CourseSlug, active: bool)
         .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Changes a course's title and price; `false` when there is no such course. Orders already
+/// placed keep the price they were placed at (`order_items.price_vnd`).
+pub async fn edit(pool: &sqlx::MySqlPool, slug: &CourseSlug, title: &str, price: Vnd) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE courses SET title = ?, price_vnd = ? WHERE slug = ?")
+        .bind(title)
+        .bind(price.get())
+        .bind(slug.as_str())
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 1 {
+        return Ok(true);
+    }
+    Ok(by_slug(&mut *pool.acquire().await?, slug).await?.is_some())
+}

@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod catalog;
+pub mod console;
 pub mod coupons;
 pub mod delivered_files;
 pub mod events;
@@ -21,6 +22,7 @@ pub mod reconcile;
 pub mod reminders;
 pub mod reports;
 pub mod script;
+pub mod staff;
 pub mod users;
 
 use std::time::Duration;

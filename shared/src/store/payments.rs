@@ -649,6 +649,7 @@ pub async fn unmatched(pool: &MySqlPool, incoming: &str, limit: u32) -> Result<V
         "SELECT id, feed AS gateway, COALESCE(feed_txn_id, CAST(sepay_id AS CHAR)) AS gateway_txn_id, amount_vnd,
                 gateway AS bank, account_number, content, reference_code, received_at
          FROM payments WHERE order_id IS NULL AND transfer_type = ? AND (hold IS NULL OR hold = 'released')
+           AND handled_at IS NULL
          ORDER BY id DESC LIMIT ?",
     )
     .bind(incoming)

@@ -1,0 +1,258 @@
+//! What staff do from the console. Each action checks the role first (nothing is read or
+//! changed for a refused one), calls the same use case the CLI calls, and is recorded: in the
+//! order's events with `staff:<email>` as the actor when it touches an order, in the staff
+//! audit otherwise. What a change queues is published at once; if SQS does not answer, the
+//! outbox keeps it and the sweeper publishes it within a minute.
+
+use serde::Serialize;
+use sqlx::MySqlPool;
+
+use super::{ConsoleError, Staff};
+use crate::adapters::drive::AccessToken;
+use crate::adapters::drive::upload::DriveClient;
+use crate::adapters::mail::Mailer;
+use crate::adapters::queue::Publisher;
+use crate::adapters::source::S3Source;
+use crate::app::operations::{self, CouponToAdd, CourseToAdd};
+use crate::app::payments::{self, PaymentOutcome, hold};
+use crate::app::{refund, relay, self_service};
+use crate::domain::staff::StaffAction;
+use crate::domain::{CouponCode, CourseSlug, Email, OrderCode, Vnd};
+use crate::store::outbox::OutboxMessage;
+use crate::store::{self, StoreError, staff as audit};
+
+/// What an action did, in a sentence for the page that follows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Done {
+    pub message: String,
+}
+
+fn done(message: impl Into<String>) -> Done {
+    Done { message: message.into() }
+}
+
+async fn publish<P: Publisher>(pool: &MySqlPool, publisher: &P, rows: &[OutboxMessage]) -> &'static str {
+    if rows.is_empty() {
+        return "";
+    }
+    let report = relay::publish_all(pool, publisher, rows).await;
+    if report.failed == 0 { " and queued" } else { "; the queue will take it within a minute" }
+}
+
+async fn record(
+    pool: &MySqlPool,
+    staff: &Staff,
+    action: &str,
+    subject: &str,
+    detail: Option<&str>,
+) -> Result<(), ConsoleError> {
+    audit::audit(&mut *pool.acquire().await?, &staff.actor(), action, Some(subject), detail).await?;
+    Ok(())
+}
+
+/// Sends a failed item back to the stage it failed in.
+pub async fn retry<P: Publisher>(
+    pool: &MySqlPool,
+    publisher: &P,
+    staff: &Staff,
+    item_id: u64,
+) -> Result<Done, ConsoleError> {
+    staff.require(StaffAction::Retry)?;
+    let changed = store::items::retry_failed(pool, item_id, &staff.actor()).await.map_err(|e| match e {
+        StoreError::ItemConflict { actual, .. } => {
+            ConsoleError::Refused(format!("item {item_id} is {actual}, not failed: nothing to retry"))
+        }
+        StoreError::NotFound { .. } => ConsoleError::NotFound(format!("no item {item_id}")),
+        e => e.into(),
+    })?;
+    let queued = publish(pool, publisher, changed.outbox.as_slice()).await;
+    Ok(done(format!("item {item_id} sent back to its stage{queued}")))
+}
+
+pub async fn resend(pool: &MySqlPool, mailer: &Mailer, staff: &Staff, item_id: u64) -> Result<Done, ConsoleError> {
+    staff.require(StaffAction::Resend)?;
+    operations::resend_email(pool, mailer, item_id, &staff.actor()).await?;
+    Ok(done(format!("item {item_id}'s delivery email sent again")))
+}
+
+pub async fn move_access<T: AccessToken>(
+    pool: &MySqlPool,
+    drive: &DriveClient<T>,
+    mailer: &Mailer,
+    staff: &Staff,
+    code: &OrderCode,
+    to: &str,
+    course: Option<&str>,
+) -> Result<Done, ConsoleError> {
+    staff.require(StaffAction::MoveAccess)?;
+    let to = Email::parse(to).map_err(|e| ConsoleError::invalid("to", e.to_string()))?;
+    let moved = self_service::move_access_as_operator(pool, drive, mailer, code, &to, course, &staff.actor()).await?;
+    Ok(done(format!("the access to {} courses moved to the new address", moved.items.len())))
+}
+
+/// Refunds an order. `confirm_vnd` is the amount the person confirmed on the page: it must be
+/// what the order was paid, so a refund is never made of an order that changed under them.
+pub async fn refund<T: AccessToken, P: Publisher>(
+    pool: &MySqlPool,
+    drive: &DriveClient<T>,
+    publisher: &P,
+    staff: &Staff,
+    code: &OrderCode,
+    reason: &str,
+    confirm_vnd: Option<i64>,
+) -> Result<Done, ConsoleError> {
+    staff.require(StaffAction::Refund)?;
+    if reason.trim().is_empty() {
+        return Err(ConsoleError::invalid(
+            "reason",
+            "say why the order is refunded (it is kept in the order's events)",
+        ));
+    }
+    let order = store::console::order_row(pool, code.as_str())
+        .await?
+        .ok_or_else(|| ConsoleError::NotFound(format!("no order {code}")))?;
+    if confirm_vnd != Some(order.paid_vnd) {
+        return Err(ConsoleError::invalid(
+            "confirm_vnd",
+            format!("confirm the amount: order {code} was paid {} VND", order.paid_vnd),
+        ));
+    }
+    let report = refund::refund(pool, drive, code, &staff.actor(), reason.trim()).await?;
+    let queued = publish(pool, publisher, report.outbox.as_slice()).await;
+    let mut message = format!(
+        "order {code} refunded: {} courses revoked, {} Drive permissions removed{queued}",
+        report.items_revoked, report.permissions_removed
+    );
+    if !report.folders_left.is_empty() {
+        message.push_str(&format!(
+            "; Drive did not answer for {} courses, their access is taken back when it does",
+            report.folders_left.len()
+        ));
+    }
+    Ok(done(message))
+}
+
+fn outcome_sentence(outcome: &PaymentOutcome) -> String {
+    match outcome {
+        PaymentOutcome::Applied { order_code, became_paid: true, .. } => format!("order {order_code} is paid"),
+        PaymentOutcome::Applied { order_code, paid_vnd, total_vnd, .. } => {
+            format!("order {order_code} has {paid_vnd} of {total_vnd} VND")
+        }
+        PaymentOutcome::Flagged { order_code, reason } => format!("kept on order {order_code} and flagged: {reason}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Attaches a transfer that matched no order to the order it was for.
+pub async fn attach<P: Publisher>(
+    pool: &MySqlPool,
+    publisher: &P,
+    staff: &Staff,
+    payment_id: u64,
+    code: &OrderCode,
+) -> Result<Done, ConsoleError> {
+    staff.require(StaffAction::Payments)?;
+    let recorded = payments::attach(pool, payment_id, code, &staff.actor()).await?;
+    let queued = publish(pool, publisher, recorded.outbox.as_slice()).await;
+    Ok(done(format!("payment {payment_id} attached: {}{queued}", outcome_sentence(&recorded.outcome))))
+}
+
+pub async fn release<P: Publisher>(
+    pool: &MySqlPool,
+    publisher: &P,
+    staff: &Staff,
+    payment_id: u64,
+) -> Result<Done, ConsoleError> {
+    staff.require(StaffAction::Payments)?;
+    let released = hold::release(pool, payment_id, &staff.actor()).await?;
+    match released.recorded {
+        Some((_, recorded)) => {
+            let queued = publish(pool, publisher, recorded.outbox.as_slice()).await;
+            Ok(done(format!("payment {payment_id} counted: {}{queued}", outcome_sentence(&recorded.outcome))))
+        }
+        None => Ok(done(format!("payment {payment_id} released; it matched no order, attach it to one"))),
+    }
+}
+
+pub async fn drop_held(pool: &MySqlPool, staff: &Staff, payment_id: u64) -> Result<Done, ConsoleError> {
+    staff.require(StaffAction::Payments)?;
+    hold::drop_held(pool, payment_id, &staff.actor()).await?;
+    Ok(done(format!("payment {payment_id} dropped as a duplicate; it stays as evidence and never counts")))
+}
+
+pub async fn mark_handled(pool: &MySqlPool, staff: &Staff, payment_id: u64, note: &str) -> Result<Done, ConsoleError> {
+    staff.require(StaffAction::Payments)?;
+    let note = note.trim();
+    if note.is_empty() {
+        return Err(ConsoleError::invalid("note", "say how it was handled (refunded at the bank, not a purchase…)"));
+    }
+    if !store::console::mark_handled(pool, payment_id, &staff.actor(), note).await? {
+        return Err(ConsoleError::Refused(format!(
+            "payment {payment_id} is not an unhandled transfer without an order"
+        )));
+    }
+    Ok(done(format!("payment {payment_id} marked handled")))
+}
+
+// ------------------------------------------------------------------ catalog and coupons
+
+pub async fn add_course<T: AccessToken>(
+    pool: &MySqlPool,
+    s3: &S3Source,
+    drive: Option<&DriveClient<T>>,
+    staff: &Staff,
+    course: &CourseToAdd<'_>,
+) -> Result<Done, ConsoleError> {
+    staff.require(StaffAction::Catalog)?;
+    let added = operations::add_course(pool, s3, drive, course).await?;
+    let detail = format!("{} VND, {}, {} files", course.price.get(), added.source, added.files);
+    record(pool, staff, "course.add", &added.slug, Some(&detail)).await?;
+    Ok(done(format!("course {} added: {} files, {} bytes checked at the source", added.slug, added.files, added.bytes)))
+}
+
+/// Changes what a course is called and costs; orders already placed keep their price.
+pub async fn edit_course(
+    pool: &MySqlPool,
+    staff: &Staff,
+    slug: &CourseSlug,
+    title: &str,
+    price: Vnd,
+) -> Result<Done, ConsoleError> {
+    staff.require(StaffAction::Catalog)?;
+    let title = title.trim();
+    if title.is_empty() {
+        return Err(ConsoleError::invalid("title", "the title is empty"));
+    }
+    if !store::catalog::edit(pool, slug, title, price).await? {
+        return Err(ConsoleError::NotFound(format!("no course {slug}")));
+    }
+    record(pool, staff, "course.edit", slug.as_str(), Some(&format!("{title}; {} VND", price.get()))).await?;
+    Ok(done(format!("course {slug} saved")))
+}
+
+pub async fn set_course_active(
+    pool: &MySqlPool,
+    staff: &Staff,
+    slug: &CourseSlug,
+    active: bool,
+) -> Result<Done, ConsoleError> {
+    staff.require(StaffAction::Catalog)?;
+    operations::set_course_active(pool, slug, active).await?;
+    let action = if active { "course.activate" } else { "course.deactivate" };
+    record(pool, staff, action, slug.as_str(), None).await?;
+    Ok(done(if active { format!("course {slug} is on sale") } else { format!("course {slug} is off sale") }))
+}
+
+pub async fn add_coupon(pool: &MySqlPool, staff: &Staff, coupon: &CouponToAdd<'_>) -> Result<Done, ConsoleError> {
+    staff.require(StaffAction::Coupons)?;
+    let added = operations::add_coupon(pool, coupon).await?;
+    record(pool, staff, "coupon.add", &added.code, Some(&coupon.discount.to_string())).await?;
+    Ok(done(format!("coupon {} added", added.code)))
+}
+
+pub async fn disable_coupon(pool: &MySqlPool, staff: &Staff, code: &CouponCode) -> Result<Done, ConsoleError> {
+    staff.require(StaffAction::Coupons)?;
+    operations::disable_coupon(pool, code).await?;
+    record(pool, staff, "coupon.disable", code.as_str(), None).await?;
+    Ok(done(format!("coupon {code} disabled")))
+}
