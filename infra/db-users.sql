@@ -85,3 +85,26 @@ GRANT SELECT, UPDATE ON `{database}`.order_items TO 'cd_sweeper{suffix}'@'%';
 GRANT SELECT, INSERT, UPDATE ON `{database}`.outbox TO 'cd_sweeper{suffix}'@'%';
 GRANT SELECT, INSERT ON `{database}`.order_events TO 'cd_sweeper{suffix}'@'%';
 GRANT SELECT, DELETE ON `{database}`.buyer_attempts TO 'cd_sweeper{suffix}'@'%';
+
+-- console: the seller's staff. Reads everything an operator reads; changes what the CLI's
+-- actions change (refunds, retries, resends, access moves, attaching or deciding payments,
+-- the catalog and coupons), its own staff, links, sessions and audit. Never deletes an order,
+-- a payment or an event.
+CREATE USER IF NOT EXISTS 'cd_console{suffix}'@'%';
+GRANT SELECT, INSERT, UPDATE ON `{database}`.courses TO 'cd_console{suffix}'@'%';
+GRANT SELECT, INSERT, UPDATE ON `{database}`.coupons TO 'cd_console{suffix}'@'%';
+GRANT SELECT, INSERT ON `{database}`.coupon_courses TO 'cd_console{suffix}'@'%';
+GRANT SELECT, UPDATE ON `{database}`.orders TO 'cd_console{suffix}'@'%';
+GRANT SELECT, UPDATE ON `{database}`.order_items TO 'cd_console{suffix}'@'%';
+GRANT SELECT, UPDATE ON `{database}`.payments TO 'cd_console{suffix}'@'%';
+GRANT SELECT ON `{database}`.payment_sightings TO 'cd_console{suffix}'@'%';
+GRANT SELECT ON `{database}`.reconcile_cursors TO 'cd_console{suffix}'@'%';
+GRANT SELECT, INSERT, UPDATE ON `{database}`.outbox TO 'cd_console{suffix}'@'%';
+GRANT SELECT, INSERT ON `{database}`.order_events TO 'cd_console{suffix}'@'%';
+GRANT SELECT, INSERT, UPDATE ON `{database}`.drive_grants TO 'cd_console{suffix}'@'%';
+GRANT SELECT ON `{database}`.delivered_files TO 'cd_console{suffix}'@'%';
+GRANT SELECT, INSERT, UPDATE ON `{database}`.staff TO 'cd_console{suffix}'@'%';
+GRANT SELECT, INSERT, UPDATE ON `{database}`.staff_sign_in_links TO 'cd_console{suffix}'@'%';
+GRANT SELECT, INSERT, DELETE ON `{database}`.staff_sign_in_requests TO 'cd_console{suffix}'@'%';
+GRANT SELECT, INSERT, UPDATE ON `{database}`.staff_sessions TO 'cd_console{suffix}'@'%';
+GRANT SELECT, INSERT ON `{database}`.staff_audit TO 'cd_console{suffix}'@'%';

@@ -269,7 +269,7 @@ pub async fn run(vars: &Vars) -> Result<()> {
         println!("               email: {}", m.display());
     }
     println!("\nevery stage succeeded: paid, enrolled, delivered, shared and emailed.");
-    Ok(())
+    crate::demo_console::show(&pool, pools.console.clone(), vars, &drive_base, &code).await
 }
 
 /// `rust-101         [##########..........]  45.2 / 90.4 MB  delivering`

@@ -5,6 +5,7 @@ mod bench_delivery;
 mod bench_startup;
 mod chaos;
 mod demo;
+mod demo_console;
 mod link;
 mod stack;
 
@@ -93,6 +94,28 @@ async fn serve(outer: &Vars) -> Result<()> {
     stack::spawn_finalize(&stack, pools.finalize.clone(), vars, &drive_base).await?;
     let router =
         stack.router.clone().merge(stack::self_service_routes(pools.self_service.clone(), vars, &drive_base).await?);
+    // The seller's console on a port of its own (its paths are the buyer API's too).
+    let console_port: u16 = vars.parse_or("CONSOLE_PORT", 3007)?;
+    let console_url = format!("http://127.0.0.1:{console_port}");
+    let console_app = stack::console_router(pools.console.clone(), vars, &drive_base, &console_url)
+        .await?
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let console_listener = tokio::net::TcpListener::bind(("127.0.0.1", console_port))
+        .await
+        .with_context(|| format!("binding the console's port {console_port} (CONSOLE_PORT)"))?;
+    tokio::spawn(axum::serve(console_listener, console_app).into_future());
+    let owner = vars.string_or("CONSOLE_OWNER", demo_console::DEMO_OWNER);
+    match coursedrop::app::console::auth::add_staff(
+        &admin,
+        &owner,
+        coursedrop::domain::staff::StaffRole::Owner,
+        "operator:dev",
+    )
+    .await
+    {
+        Ok(_) | Err(coursedrop::app::console::ConsoleError::Refused(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
     let deadlines = coursedrop::app::sweeper::Deadlines::from_vars(vars)?;
     let timing = coursedrop::app::sweeper::OutboxTiming::from_vars(vars, 30)?;
     stack::spawn_sweeper(
@@ -133,6 +156,10 @@ async fn serve(outer: &Vars) -> Result<()> {
         "  Google Drive emulator on {drive_base} (token emulator-token); course files: {:.1} MB in s3://{}/",
         seeded as f64 / 1e6,
         stack::DEMO_BUCKET
+    );
+    println!(
+        "  the seller's console on {console_url}: sign in as {owner} (owner); the link arrives in the SMTP sink ({})",
+        vars.string_or("MAILDIR", ".local/mail")
     );
     println!("  Ctrl-C stops");
     // With the peer's address, which the per-client caps and lock-outs count by.

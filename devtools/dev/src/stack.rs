@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::Router;
 use coursedrop::adapters::queue::{QueueConfig, SqsPublisher, aws_sdk_config};
-use coursedrop::app::config::Vars;
+use coursedrop::app::config::{self, Vars};
 use coursedrop::app::sweeper;
 use coursedrop::domain::{CourseSlug, Queue, Status, Vnd};
 use coursedrop::runtime::http;
@@ -89,6 +89,7 @@ pub struct Pools {
     pub finalize: MySqlPool,
     pub self_service: MySqlPool,
     pub sweeper: MySqlPool,
+    pub console: MySqlPool,
 }
 
 impl Pools {
@@ -103,6 +104,7 @@ impl Pools {
             finalize: pool.clone(),
             self_service: pool.clone(),
             sweeper: pool.clone(),
+            console: pool.clone(),
         }
     }
 
@@ -130,6 +132,7 @@ impl Pools {
             finalize: take("finalize")?,
             self_service: take("self_service")?,
             sweeper: take("sweeper")?,
+            console: take("console")?,
         })
     }
 }
@@ -280,6 +283,23 @@ pub async fn spawn_finalize(stack: &Stack, pool: MySqlPool, vars: &Vars, drive_b
         async move { finalize::handle(&ctx, event).await }
     });
     Ok(())
+}
+
+/// The console on the Drive at `drive_base`, mailing through `SMTP_URL`, publishing to the
+/// stack's queues, its sign-in links pointing at `console_url`. Its own router: its paths
+/// (`/orders/{code}`…) are the buyer API's too, so it is served on a port of its own.
+pub async fn console_router(pool: MySqlPool, vars: &Vars, drive_base: &str, console_url: &str) -> Result<Router> {
+    let url = console_url.to_string();
+    let vars = vars.with(move |k: &str| (k == "CONSOLE_URL").then(|| url.clone()));
+    let state = console::ConsoleState::new(
+        pool,
+        emulator_drive(&vars, drive_base).await?,
+        coursedrop::adapters::mail::Mailer::from_vars(&vars)?,
+        config::sqs_publisher(&vars).await,
+        coursedrop::adapters::source::S3Source::from_vars(&vars).await,
+        &vars,
+    )?;
+    Ok(console::router(state))
 }
 
 /// The self-service routes (resend, move access), on the Drive at `drive_base` and mailing
