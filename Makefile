@@ -127,7 +127,7 @@ test-docker-down: ## stop and remove the containers of make test-docker
 	$(COMPOSE_ENV) $(COMPOSE) down --volumes --remove-orphans
 
 # ------------------------------------------------------------------ deployment (README: Deploying)
-FUNCTIONS := create-order self-service bank-webhook enroll finalize sweeper reconcile
+FUNCTIONS := create-order self-service bank-webhook enroll finalize sweeper reconcile console
 STAGE ?= prod
 STACK ?= coursedrop-$(STAGE)
 # Non-secret stack parameters, one Key=Value per line (infra/params.example.env shows them).
@@ -139,7 +139,7 @@ DELIVER_REPO ?=
 lint-infra: ## cfn-lint on infra/template.yaml, then the template's own rules (infra/check_template.py)
 	@bin=$$(devtools/services tool cfn-lint) && $$bin/cfn-lint infra/template.yaml && $$bin/python infra/check_template.py infra/template.yaml
 
-build-lambdas: ## the seven functions for Lambda (cargo lambda build --release --arm64), zipped in target/lambda/<name>/
+build-lambdas: ## the eight functions for Lambda (cargo lambda build --release --arm64), zipped in target/lambda/<name>/
 	@bin=$$(devtools/services tool cargo-lambda) && PATH="$$bin:$$PATH" \
 	  cargo lambda build --release --arm64 --output-format zip $(addprefix -p ,$(FUNCTIONS))
 	@for f in $(FUNCTIONS); do \

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The template's own rules, which cfn-lint cannot know: run by `make lint-infra` after cfn-lint.
 
-Each rule comes from ../shared/FACTS.md or issue #6: every API route present, SQS consumers
+Each rule comes from ../shared/FACTS.md or issue #6: every API route present (the staff console
+on an API of its own, its $default route to the console function), SQS consumers
 report partial batch failures, visibility >= 6 x the consumer's timeout, maxReceiveCount >= 5,
 Lambdas on provided.al2023/arm64 built by cargo-lambda, each function reads the base secret and
 only the credential secrets it uses (create-order none) and is granted only the queues it uses, the sweeper runs every minute and the reconciler every
@@ -27,6 +28,11 @@ EXPECTED_ROUTES = {
     ("POST", "/webhooks/sepay"): "BankWebhookFunction",
     ("POST", "/webhooks/casso"): "BankWebhookFunction",
 }
+# The staff console's own API (its paths clash with the buyer API's): every request to the
+# console function. (API, route key) -> function, through AWS::ApiGatewayV2 routes.
+CONSOLE_ROUTES = {
+    ("ConsoleApi", "$default"): "ConsoleFunction",
+}
 # The credential secrets each function may read besides ConfigSecretArn: the public
 # create-order reads none of them.
 READS_SECRETS = {
@@ -38,6 +44,8 @@ READS_SECRETS = {
     # It sends the payment reminders.
     "SweeperFunction": {"MailSecretArn"},
     "SelfServiceFunction": {"DriveSecretArn", "MailSecretArn"},
+    # Access moves, resends and its sign-in links.
+    "ConsoleFunction": {"DriveSecretArn", "MailSecretArn"},
 }
 # The queues each function may publish to (the outbox relay), by logical id.
 PUBLISHES = {
@@ -48,7 +56,11 @@ PUBLISHES = {
     "FinalizeFunction": set(),
     "SelfServiceFunction": set(),
     "SweeperFunction": {"EnrollQueue", "DeliverQueue", "FinalizeQueue"},
+    # Retries and resends from the staff's pages.
+    "ConsoleFunction": {"EnrollQueue", "DeliverQueue", "FinalizeQueue"},
 }
+# The dead-letter queues whose depth the console's dashboard shows (sqs:GetQueueAttributes).
+CONSOLE_DEAD_LETTERS = {"EnrollDeadLetterQueue", "DeliverDeadLetterQueue", "FinalizeDeadLetterQueue"}
 
 
 def main(path):
@@ -128,6 +140,39 @@ def main(path):
                     problems.append(f"{fn}.{name}: schedule {p['ScheduleExpression']} is not {expected.get(fn)}")
     if routes != EXPECTED_ROUTES:
         problems.append(f"routes differ: missing {set(EXPECTED_ROUTES) - set(routes)}, extra {set(routes) - set(EXPECTED_ROUTES)}")
+
+    # The console's API: routes to integrations to functions, and each function may be invoked
+    # by the API that routes to it.
+    console_routes = {}
+    for k, v in res.items():
+        if v["Type"] != "AWS::ApiGatewayV2::Route":
+            continue
+        p = v["Properties"]
+        target = str(p.get("Target", {}).get("Fn::Sub", ""))
+        integration = res.get(target.removeprefix("integrations/${").removesuffix("}"), {}).get("Properties", {})
+        console_routes[(p["ApiId"].get("Ref"), p["RouteKey"])] = integration.get("IntegrationUri", {}).get("Fn::GetAtt", [None])[0]
+    if console_routes != CONSOLE_ROUTES:
+        problems.append(f"console API routes are {console_routes}, expected {CONSOLE_ROUTES}")
+    for (api, _), fn in CONSOLE_ROUTES.items():
+        if not any(
+            v["Type"] == "AWS::Lambda::Permission"
+            and v["Properties"].get("FunctionName") == {"Ref": fn}
+            and "${" + api + "}" in str(v["Properties"].get("SourceArn"))
+            for v in res.values()
+        ):
+            problems.append(f"{api}: no permission to invoke {fn}")
+    if "ConsoleFunction" in res:
+        statements = [
+            s for p in res["ConsoleFunction"]["Properties"].get("Policies", []) if isinstance(p, dict) for s in p.get("Statement", [])
+        ]
+        depth = {
+            r["Fn::GetAtt"][0]
+            for s in statements
+            if "sqs:GetQueueAttributes" in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+            for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+        }
+        if depth != CONSOLE_DEAD_LETTERS:
+            problems.append(f"ConsoleFunction: may read the depth of {sorted(depth)}, needs exactly {sorted(CONSOLE_DEAD_LETTERS)}")
     if "ScheduleV2" not in str([res["SweeperFunction"]["Properties"]["Events"]]):
         problems.append("the sweeper has no schedule")
 
@@ -209,7 +254,10 @@ def main(path):
     for p in problems:
         print(f"{path}: {p}", file=sys.stderr)
     if not problems:
-        print(f"{path}: {len(functions)} functions, {len(routes)} routes, 3 queues with dead-letter queues: rules hold")
+        print(
+            f"{path}: {len(functions)} functions, {len(routes)} routes and the console API's {len(console_routes)}, "
+            "3 queues with dead-letter queues: rules hold"
+        )
     return 1 if problems else 0
 
 

@@ -11,179 +11,21 @@
 //! again from the page. A coupon lowers the total before ordering. Screenshots go to
 //! `target/artifacts/buyer-page-*.png`.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "end_to_end/browser.rs"]
+mod browser;
+#[path = "end_to_end/console.rs"]
+mod console;
 #[path = "end_to_end/logs.rs"]
 mod logs;
 
-use base64::Engine;
-use serde_json::{Value, json};
-
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn workspace() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-/// Kills the child when the test ends, pass or fail.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Browser {
-    http: reqwest::Client,
-    session: String,
-    _driver: Killed,
-}
-
-impl Browser {
-    async fn start() -> Browser {
-        let port = free_port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver (Debian's chromium-driver; `devtools/services up` installs it)");
-        let driver = Killed(driver);
-        let http = coursedrop::support::http_client::client_builder().build().unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        while http.get(format!("{base}/status")).send().await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            // A phone-sized window: the page must work there.
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=412,915"]
-        }}}});
-        let created: Value =
-            http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
-        let id = created["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {created}"));
-        Browser { http, session: format!("{base}/session/{id}"), _driver: driver }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut request = self.http.request(method, format!("{}{path}", self.session));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let answer: Value = request.send().await.unwrap().json().await.unwrap();
-        if answer["value"].get("error").is_some() {
-            panic!("WebDriver {path}: {}", answer["value"]);
-        }
-        answer["value"].clone()
-    }
-
-    async fn goto(&self, url: &str) {
-        self.call(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
-    }
-
-    async fn find(&self, css: &str) -> String {
-        let found =
-            self.call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
-        found[ELEMENT].as_str().unwrap().to_string()
-    }
-
-    async fn click(&self, css: &str) {
-        let el = self.find(css).await;
-        self.call(reqwest::Method::POST, &format!("/element/{el}/click"), Some(json!({}))).await;
-    }
-
-    async fn type_into(&self, css: &str, text: &str) {
-        let el = self.find(css).await;
-        self.call(reqwest::Method::POST, &format!("/element/{el}/value"), Some(json!({"text": text}))).await;
-    }
-
-    async fn script(&self, js: &str) -> Value {
-        self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": js, "args": []}))).await
-    }
-
-    /// Runs `js` until it returns something truthy, or fails after `secs`.
-    async fn wait_for(&self, what: &str, js: &str, secs: u64) -> Value {
-        let started = Instant::now();
-        loop {
-            let v = self.script(js).await;
-            if !(v.is_null() || v == json!(false) || v == json!("")) {
-                return v;
-            }
-            assert!(started.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
-    }
-
-    async fn screenshot(&self, name: &str) -> std::path::PathBuf {
-        let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
-        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
-        assert_eq!(&bytes[1..4], b"PNG");
-        let dir = workspace().join("target/artifacts");
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("buyer-page-{name}.png"));
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-}
-
-/// `coursedrop-dev serve` on a fresh database and its own ports and queues.
-async fn stack() -> (Killed, String, String, u16) {
-    let base_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/coursedrop".into());
-    let (server, _) = base_url.rsplit_once('/').unwrap();
-    let db = format!("coursedrop_browser_{}", rand::random::<u32>());
-    let (port, drive_port) = (free_port(), free_port());
-    let admin = sqlx::MySqlPool::connect(&base_url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_coursedrop-dev"))
-        .arg("serve")
-        .current_dir(workspace())
-        .env("DATABASE_URL", format!("{server}/{db}"))
-        .env("PORT", port.to_string())
-        .env("DRIVE_EMULATOR_PORT", drive_port.to_string())
-        .env("QUEUE_NAME_PREFIX", format!("browser-{}-", rand::random::<u32>()))
-        .env("SEPAY_API_KEY", "browser-test-key")
-        .env("SELLER_NAME", "Học Rust cùng Lan")
-        .env("SUPPORT_ZALO", "0912345678")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = Killed(child);
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    loop {
-        if let Ok(r) = coursedrop::support::http_client::client_builder()
-            .build()
-            .unwrap()
-            .get(format!("{base}/courses"))
-            .send()
-            .await
-            && r.status().is_success()
-        {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(120), "the dev stack did not come up");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    (child, base, db, drive_port)
-}
+use browser::{Browser, stack};
+use serde_json::json;
 
 #[tokio::test]
 async fn a_buyer_orders_pays_watches_progress_and_gets_the_link() {
-    let (_stack, base, db, drive_port) = stack().await;
+    let browser::Stack { _child, base, db, drive_port, .. } = stack().await;
     let pool = sqlx::MySqlPool::connect(
         &std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/coursedrop".into()),
     )
@@ -238,7 +80,7 @@ async fn a_buyer_orders_pays_watches_progress_and_gets_the_link() {
         browser.script("return document.getElementById('coupon-note').textContent").await,
         "Đã áp dụng mã TET10."
     );
-    browser.screenshot("0-coupon").await;
+    browser.screenshot("buyer-page-0-coupon").await;
     browser.type_into("#email", "not-an-email").await;
     browser.click("#place").await;
     let error =
@@ -269,7 +111,7 @@ async fn a_buyer_orders_pays_watches_progress_and_gets_the_link() {
     let token =
         url.strip_prefix(&format!("?order={code}&t=")).unwrap_or_else(|| panic!("the order and its token: {url}"));
     assert_eq!(token.len(), 32, "a reload keeps the order, opened by its view token: {url}");
-    browser.screenshot("1-payment").await;
+    browser.screenshot("buyer-page-1-payment").await;
 
     // Uploads at a real network's pace (10 MB/s a file), so the delivery can be seen in progress.
     let http = coursedrop::support::http_client::client_builder().build().unwrap();
@@ -316,7 +158,7 @@ async fn a_buyer_orders_pays_watches_progress_and_gets_the_link() {
             .await;
         seen.insert(state["item"].as_str().unwrap_or("").to_string());
         if state["bar"] == true && !progress_shot {
-            browser.screenshot("2-progress").await;
+            browser.screenshot("buyer-page-2-progress").await;
             progress_shot = true;
         }
         if let Some(link) = state["link"].as_str() {
@@ -337,7 +179,7 @@ async fn a_buyer_orders_pays_watches_progress_and_gets_the_link() {
     .await
     .unwrap();
     assert_eq!(link, stored, "the page shows the folder that was shared");
-    browser.screenshot("3-done").await;
+    browser.screenshot("buyer-page-3-done").await;
 
     // "I never got the email": the buyer asks for it again from the page. A wrong address is
     // refused without saying whose order it is; the right one sends it.
@@ -372,7 +214,7 @@ async fn a_buyer_orders_pays_watches_progress_and_gets_the_link() {
     .await
     .unwrap();
     assert_eq!(events, 1, "one delivery email sent again");
-    let shot = browser.screenshot("4-resend").await;
+    let shot = browser.screenshot("buyer-page-4-resend").await;
     eprintln!("screenshots in {}", shot.parent().unwrap().display());
     drop(browser);
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{db}`"))).execute(&pool).await.unwrap();

@@ -143,7 +143,9 @@ pub fn unflash(value: &str) -> String {
 }
 
 /// The headers every console answer carries: its own scripts and styles only, never framed,
-/// never cached, no referrer (an order page's address names the order).
+/// never cached, and the referrer only to the console itself (an order page's address names
+/// the order). Not `no-referrer`: under it browsers send `Origin: null` with the console's own
+/// forms, and the origin check refuses them.
 pub async fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(
@@ -154,7 +156,7 @@ pub async fn security_headers(mut response: Response) -> Response {
         ),
     );
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
     if !h.contains_key(header::CACHE_CONTROL) {

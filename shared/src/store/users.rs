@@ -10,8 +10,17 @@ pub const SCRIPT: &str = include_str!("../../../infra/db-users.sql");
 
 /// The functions that have a user of their own, by the name their user carries
 /// (`cd_<role>`) and the variable an operator passes its password in (`DB_PASSWORD_<ROLE>`).
-pub const ROLES: &[&str] =
-    &["create_order", "bank_webhook", "reconcile", "enroll", "deliver", "finalize", "self_service", "sweeper", "console"];
+pub const ROLES: &[&str] = &[
+    "create_order",
+    "bank_webhook",
+    "reconcile",
+    "enroll",
+    "deliver",
+    "finalize",
+    "self_service",
+    "sweeper",
+    "console",
+];
 
 /// A function's user: its name and password.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ fn a_full_flow_logs_no_secret_and_no_full_email() {
     let api_key = format!("sk-live-{:016x}", rand_u64());
     let out = Command::new(env!("CARGO_BIN_EXE_coursedrop-dev"))
         .arg("demo")
-        .current_dir(super::workspace())
+        .current_dir(super::browser::workspace())
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .env("SEPAY_API_KEY", &api_key)
