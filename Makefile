@@ -25,7 +25,7 @@ export S3_FORCE_PATH_STYLE ?= true
 CARGO ?= cargo
 
 .PHONY: help services services-down services-status migrate test demo dev bench fmt lint check admin \
-	build-lambdas package-job deploy db-users lint-infra fuzz chaos deny audit test-docker test-docker-down
+	build-lambdas package-job deploy db-users lint-infra fuzz chaos bench-console deny audit test-docker test-docker-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ fuzz: ## run each fuzz target (devtools/fuzz) for FUZZ_SECONDS (600); any crash 
 	      -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 >$$log 2>&1; then tail -n 40 $$log; exit 1; fi; \
 	  grep -E '^stat::(number_of_executed_units|new_units_added|peak_rss_mb)' $$log; \
 	done
+
+bench-console: services ## the console's orders list and searches at 100,000 orders (release build); writes bench/console.md
+	$(CARGO) run --quiet --release -p coursedrop-dev -- bench-console
 
 chaos: services ## 50 orders while the job is killed, moto and MariaDB restart, Drive fails 10 % and webhooks are dropped for a stretch (release build; exit 1 on any violation)
 	$(CARGO) build --quiet --release --locked -p deliver

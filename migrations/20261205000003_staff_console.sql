@@ -72,6 +72,9 @@ ALTER TABLE payments
 -- (The email is found by ix_orders_email_status.)
 ALTER TABLE orders
     ADD KEY ix_orders_phone (phone),
+    ADD KEY ix_orders_total (total_vnd),
     ADD KEY ix_orders_created (created_at, id),
-    ADD KEY ix_orders_paid (paid_at);
+    ADD KEY ix_orders_paid (paid_at),
+    -- The dashboard counts the orders that need an operator.
+    ADD KEY ix_orders_attention (attention(16));
 ALTER TABLE payments ADD KEY ix_payments_bank_reference (bank_reference), ADD KEY ix_payments_reference (reference_code);

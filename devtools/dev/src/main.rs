@@ -1,6 +1,7 @@
 //! Developer commands behind `make migrate`, `make dev`, `make demo` and `make bench`.
 
 mod bench;
+mod bench_console;
 mod bench_delivery;
 mod bench_startup;
 mod chaos;
@@ -36,6 +37,7 @@ async fn main() -> Result<()> {
         "serve" => serve(&vars).await,
         "demo" => demo::run(&vars).await,
         "bench" => bench::run(&vars).await,
+        "bench-console" => bench_console::run(&vars).await,
         "chaos" => {
             if chaos::run(&vars).await? {
                 Ok(())
@@ -47,7 +49,7 @@ async fn main() -> Result<()> {
             let item = std::env::args().nth(2).and_then(|i| i.parse().ok()).context("deliver-one needs an item id")?;
             bench_delivery::deliver_one(&vars, item).await
         }
-        other => bail!("unknown command {other:?}; expected migrate, seed, serve, demo, bench or chaos"),
+        other => bail!("unknown command {other:?}; expected migrate, seed, serve, demo, bench, bench-console or chaos"),
     }
 }
 

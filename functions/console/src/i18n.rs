@@ -87,6 +87,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("actions", "Thao tác", "Actions"),
     ("resend", "Gửi lại email", "Resend email"),
     ("retry", "Thử lại", "Retry"),
+    ("send_again", "Gửi lại yêu cầu xử lý", "Send its stage again"),
     ("move_access", "Chuyển quyền truy cập", "Move access"),
     ("move_to", "Địa chỉ Google mới", "New Google address"),
     ("refund", "Hoàn tiền", "Refund"),

@@ -118,6 +118,7 @@ pub fn routes<T: AccessToken>(state: ConsoleState<T>) -> Router {
         .route("/orders/{code}/move", post(orders::move_access::<T>))
         .route("/items/{id}/resend", post(orders::resend::<T>))
         .route("/items/{id}/retry", post(orders::retry::<T>))
+        .route("/items/{id}/send-again", post(orders::send_again::<T>))
         .route("/problems", get(problems::show::<T>))
         .route("/payments/{id}/attach", post(problems::attach::<T>))
         .route("/payments/{id}/release", post(problems::release::<T>))

@@ -494,3 +494,58 @@ async fn pages_carry_the_security_headers_and_no_inline_script(pool: MySqlPool) 
         assert!(!html.contains("<script>") && !html.contains(" style=\""), "{path}: no inline script or style");
     }
 }
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn support_sends_a_stuck_items_stage_again_and_retries_a_failed_one(pool: MySqlPool) {
+    let site = site(pool.clone(), None).await;
+    let (email, support) = site.staff(StaffRole::Support).await;
+    let code = paid_order(&pool, 200_000, "0900000009", "FT9").await;
+    let item: u64 =
+        sqlx::query_scalar("SELECT i.id FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.code = ?")
+            .bind(&code)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    // Stuck: enrolled an hour ago, and no worker took it.
+    sqlx::query("UPDATE order_items SET status = 'enrolled', updated_at = NOW(3) - INTERVAL 1 HOUR WHERE id = ?")
+        .bind(item)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let problems = site.get("/problems", Some(&support)).await.text().await.unwrap();
+    assert!(problems.contains(&format!("/items/{item}/send-again")), "the stuck item is listed with its action");
+    let r = site
+        .post(&format!("/items/{item}/send-again"), Some(&support), &[("csrf", &support.csrf), ("back", "/problems")])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (kind, actor): (String, String) =
+        sqlx::query_as("SELECT kind, actor FROM order_events WHERE item_id = ? ORDER BY id DESC LIMIT 1")
+            .bind(item)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((kind.as_str(), actor), ("stage_resent", format!("staff:{email}")));
+    let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE item_id = ? AND queue = 'deliver'")
+        .bind(item)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(queued >= 1, "the deliver message is in the outbox");
+
+    // A failed item goes back to its stage; an item that is not failed is refused, unchanged.
+    let r = site.post(&format!("/items/{item}/retry"), Some(&support), &[("csrf", &support.csrf)]).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(r.headers()["x-error-code"], "refused");
+    sqlx::query(
+        "UPDATE order_items SET status = 'failed', failed_stage = 'deliver', last_error = 'Drive said no' WHERE id = ?",
+    )
+    .bind(item)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let r = site.post(&format!("/items/{item}/retry"), Some(&support), &[("csrf", &support.csrf)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM order_items WHERE id = ?").bind(item).fetch_one(&pool).await.unwrap();
+    assert_eq!(status, "enrolled", "back to the stage that failed");
+}

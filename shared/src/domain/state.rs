@@ -162,6 +162,7 @@ status_enum!(EventKind, "event kind", {
     PaymentReceived => "payment_received",
     NeedsAttention => "needs_attention",
     EmailResent => "email_resent",
+    StageResent => "stage_resent",
     Unenrolled => "unenrolled",
     ReminderSent => "reminder_sent",
     AccessMoved => "access_moved",

@@ -7,7 +7,8 @@ use serde::Serialize;
 use sqlx::{FromRow, MySqlPool, QueryBuilder};
 
 use super::StoreError;
-use crate::domain::{OrderStatus, Status};
+use super::outbox::OutboxMessage;
+use crate::domain::{EventKind, ItemStatus, OrderStatus, Status};
 
 // ------------------------------------------------------------------ dashboard
 
@@ -150,29 +151,35 @@ pub struct OrderRow {
     pub paid_at: Option<DateTime<Utc>>,
 }
 
-fn push_filter(q: &mut QueryBuilder<sqlx::MySql>, f: &OrderFilter) {
-    q.push(" WHERE 1 = 1");
+/// `FROM …` and the `WHERE` of the orders `f` matches. A text search first collects the ids
+/// it names, each alternative by its own index, into a derived table the database builds
+/// once; the other filters then apply to those orders only.
+fn push_from_where(q: &mut QueryBuilder<sqlx::MySql>, f: &OrderFilter) {
     if let Some(text) = f.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         let like = format!("{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-        // Each alternative is answered by its own index; the union of ids keeps it so.
-        q.push(" AND o.id IN (SELECT id FROM orders WHERE code = ")
+        q.push(" FROM (SELECT id FROM orders WHERE code = ")
             .push_bind(text.to_ascii_uppercase())
             .push(" UNION SELECT id FROM orders WHERE email LIKE ")
             .push_bind(like.clone())
             .push(" UNION SELECT id FROM orders WHERE phone LIKE ")
             .push_bind(like);
         let digits: String = text.chars().filter(|c| c.is_ascii_digit()).collect();
-        if !digits.is_empty() && digits.len() <= 15 && text.chars().all(|c| c.is_ascii_digit() || ".,  ".contains(c)) {
-            if let Ok(amount) = digits.parse::<i64>() {
-                q.push(" UNION SELECT id FROM orders WHERE total_vnd = ").push_bind(amount);
-            }
+        let amount_like = text.chars().all(|c| c.is_ascii_digit() || ".,  ".contains(c));
+        if amount_like
+            && (1..=15).contains(&digits.len())
+            && let Ok(amount) = digits.parse::<i64>()
+        {
+            q.push(" UNION SELECT id FROM orders WHERE total_vnd = ").push_bind(amount);
         }
         q.push(" UNION SELECT order_id FROM payments WHERE order_id IS NOT NULL AND bank_reference = ")
             .push_bind(text.to_string())
             .push(" UNION SELECT order_id FROM payments WHERE order_id IS NOT NULL AND reference_code = ")
             .push_bind(text.to_string())
-            .push(")");
+            .push(") AS hit JOIN orders o ON o.id = hit.id");
+    } else {
+        q.push(" FROM orders o");
     }
+    q.push(" WHERE 1 = 1");
     if let Some(status) = f.status {
         q.push(" AND o.status = ").push_bind(status.as_str());
     }
@@ -195,12 +202,11 @@ fn push_filter(q: &mut QueryBuilder<sqlx::MySql>, f: &OrderFilter) {
     }
 }
 
-const ORDER_ROW: &str = "SELECT o.id, o.code, o.email, o.phone, o.status, o.total_vnd, o.paid_vnd, o.discount_vnd,
+const ORDER_COLUMNS: &str = "SELECT o.id, o.code, o.email, o.phone, o.status, o.total_vnd, o.paid_vnd, o.discount_vnd,
         (SELECT code FROM coupons WHERE id = o.coupon_id) AS coupon,
         (SELECT GROUP_CONCAT(c.slug ORDER BY i.id SEPARATOR ', ') FROM order_items i JOIN courses c ON c.id = i.course_id
           WHERE i.order_id = o.id) AS courses,
-        o.attention, o.created_at, o.paid_at
-     FROM orders o";
+        o.attention, o.created_at, o.paid_at";
 
 /// One page of the orders matching `f`, newest first: those with an id below `before` (the
 /// last id of the previous page), at most `limit`.
@@ -210,8 +216,8 @@ pub async fn search_orders(
     before: Option<u64>,
     limit: u32,
 ) -> Result<Vec<OrderRow>, StoreError> {
-    let mut q = QueryBuilder::new(ORDER_ROW);
-    push_filter(&mut q, f);
+    let mut q = QueryBuilder::new(ORDER_COLUMNS);
+    push_from_where(&mut q, f);
     if let Some(before) = before {
         q.push(" AND o.id < ").push_bind(before);
     }
@@ -220,8 +226,8 @@ pub async fn search_orders(
 }
 
 pub async fn count_orders(pool: &MySqlPool, f: &OrderFilter) -> Result<i64, StoreError> {
-    let mut q = QueryBuilder::new("SELECT COUNT(*) FROM orders o");
-    push_filter(&mut q, f);
+    let mut q = QueryBuilder::new("SELECT COUNT(*)");
+    push_from_where(&mut q, f);
     let (n,): (i64,) = q.build_query_as().fetch_one(pool).await?;
     Ok(n)
 }
@@ -255,13 +261,51 @@ pub async fn payments_of(pool: &MySqlPool, order_id: u64) -> Result<Vec<OrderPay
 }
 
 pub async fn order_row(pool: &MySqlPool, code: &str) -> Result<Option<OrderRow>, StoreError> {
-    let sql = sqlx::AssertSqlSafe(format!("{ORDER_ROW} WHERE o.code = ?"));
+    let sql = sqlx::AssertSqlSafe(format!("{ORDER_COLUMNS} FROM orders o WHERE o.code = ?"));
     Ok(sqlx::query_as(sql).bind(code).fetch_optional(pool).await?)
+}
+
+/// Sends the message of the stage an item is in again (queued in the outbox, recorded in the
+/// order's events), for an item stuck there: every stage is idempotent, so a message too many
+/// does nothing. `None` when there is no such item; `Some(None)` when no stage serves its
+/// status (nothing to send).
+pub async fn resend_stage(
+    pool: &MySqlPool,
+    item_id: u64,
+    actor: &str,
+) -> Result<Option<Option<OutboxMessage>>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let row: Option<(u64, String)> = sqlx::query_as("SELECT order_id, status FROM order_items WHERE id = ? FOR UPDATE")
+        .bind(item_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some((order_id, status)) = row else { return Ok(None) };
+    let status = ItemStatus::parse(&status)?;
+    let Some(queue) = status.served_by() else { return Ok(Some(None)) };
+    let message = super::outbox::enqueue(&mut tx, queue, item_id).await?;
+    let detail = format!("the {queue} message sent again by hand (the item is {status})");
+    super::events::record(
+        &mut tx,
+        &super::events::NewEvent {
+            order_id,
+            item_id: Some(item_id),
+            kind: EventKind::StageResent,
+            from_status: None,
+            to_status: None,
+            actor,
+            detail: Some(&detail),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(Some(message)))
 }
 
 /// Orders an operator must look at (an under- or over-payment, a payment after expiry…).
 pub async fn needing_attention(pool: &MySqlPool, limit: u32) -> Result<Vec<OrderRow>, StoreError> {
-    let sql = sqlx::AssertSqlSafe(format!("{ORDER_ROW} WHERE o.attention IS NOT NULL ORDER BY o.id DESC LIMIT ?"));
+    let sql = sqlx::AssertSqlSafe(format!(
+        "{ORDER_COLUMNS} FROM orders o WHERE o.attention IS NOT NULL ORDER BY o.id DESC LIMIT ?"
+    ));
     Ok(sqlx::query_as(sql).bind(limit).fetch_all(pool).await?)
 }
 

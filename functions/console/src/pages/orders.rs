@@ -264,3 +264,20 @@ pub async fn retry<T: AccessToken>(
         Err(e) => failed(&s, e),
     }
 }
+
+pub async fn send_again<T: AccessToken>(
+    State(state): State<ConsoleState<T>>,
+    s: Signed,
+    Path(id): Path<u64>,
+    form: Result<Form<ItemForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else { return bad_form(&s, "missing form token") };
+    if let Err(f) = s.check_csrf(&form.csrf) {
+        return f.into_response();
+    }
+    let c = &state.0;
+    match actions::send_again(&c.pool, &c.publisher, &s.staff, id).await {
+        Ok(d) => done(c.secure_cookies, &super::local_path(&form.back, "/problems"), &d.message),
+        Err(e) => failed(&s, e),
+    }
+}

@@ -69,6 +69,24 @@ pub async fn retry<P: Publisher>(
     Ok(done(format!("item {item_id} sent back to its stage{queued}")))
 }
 
+/// Sends a stuck item's stage message again now (the sweeper does it once per deadline).
+pub async fn send_again<P: Publisher>(
+    pool: &MySqlPool,
+    publisher: &P,
+    staff: &Staff,
+    item_id: u64,
+) -> Result<Done, ConsoleError> {
+    staff.require(StaffAction::Retry)?;
+    match store::console::resend_stage(pool, item_id, &staff.actor()).await? {
+        None => Err(ConsoleError::NotFound(format!("no item {item_id}"))),
+        Some(None) => Err(ConsoleError::Refused(format!("item {item_id} is in no stage that a message starts"))),
+        Some(Some(message)) => {
+            let queued = publish(pool, publisher, std::slice::from_ref(&message)).await;
+            Ok(done(format!("item {item_id}'s stage message saved{queued}")))
+        }
+    }
+}
+
 pub async fn resend(pool: &MySqlPool, mailer: &Mailer, staff: &Staff, item_id: u64) -> Result<Done, ConsoleError> {
     staff.require(StaffAction::Resend)?;
     operations::resend_email(pool, mailer, item_id, &staff.actor()).await?;
