@@ -126,3 +126,35 @@ impl From<(Lang, ConsoleError)> for Failure {
         Failure::from_error(lang, e)
     }
 }
+
+/// A change: a signed-in request whose form carries the session's token, and the form.
+/// Whatever fails (no session, another site, no or a wrong token, a form that does not
+/// parse) answers with its page before the handler runs.
+pub struct Change<F> {
+    pub s: Signed,
+    pub form: F,
+}
+
+#[derive(serde::Deserialize)]
+struct Token {
+    #[serde(default)]
+    csrf: String,
+}
+
+impl<T: AccessToken, F: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<ConsoleState<T>> for Change<F> {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &ConsoleState<T>) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let s = Signed::from_request_parts(&mut parts, state).await?;
+        let bad = |lang: Lang, why: String| {
+            Failure::new(lang, StatusCode::BAD_REQUEST, "invalid_input", format!("the form is not complete: {why}"))
+                .into_response()
+        };
+        let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|e| bad(s.lang, e.to_string()))?;
+        let token: Token = serde_urlencoded::from_bytes(&bytes).map_err(|e| bad(s.lang, e.to_string()))?;
+        s.check_csrf(&token.csrf).map_err(IntoResponse::into_response)?;
+        let form = serde_urlencoded::from_bytes(&bytes).map_err(|e| bad(s.lang, e.to_string()))?;
+        Ok(Change { s, form })
+    }
+}

@@ -1,7 +1,7 @@
 //! The catalog and the coupons (owner only to change; everyone may look).
 
-use axum::extract::{Form, Path, State};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, State};
+use axum::response::Response;
 use coursedrop::adapters::drive::AccessToken;
 use coursedrop::app::console::{ConsoleError, actions};
 use coursedrop::app::operations::{self, CouponToAdd, CourseToAdd};
@@ -11,9 +11,9 @@ use minijinja::Value;
 use minijinja::value::Serde;
 use serde::Deserialize;
 
-use super::{bad_form, done, failed, signed_page};
+use super::{done, failed, signed_page};
 use crate::ConsoleState;
-use crate::session::Signed;
+use crate::session::{Change, Signed};
 
 pub async fn courses<T: AccessToken>(State(state): State<ConsoleState<T>>, s: Signed) -> Response {
     match operations::courses(&state.0.pool).await {
@@ -41,7 +41,6 @@ fn price(s: &str) -> Result<Vnd, ConsoleError> {
 
 #[derive(Deserialize)]
 pub struct CourseForm {
-    csrf: String,
     #[serde(default)]
     slug: String,
     #[serde(default)]
@@ -56,30 +55,6 @@ pub struct CourseForm {
     active: String,
 }
 
-type FormResult<F> = Result<Form<F>, axum::extract::rejection::FormRejection>;
-
-fn checked<F: HasCsrf>(s: &Signed, form: FormResult<F>) -> Result<F, Response> {
-    let Ok(Form(form)) = form else { return Err(bad_form(s, "a field is missing")) };
-    s.check_csrf(form.csrf()).map_err(IntoResponse::into_response)?;
-    Ok(form)
-}
-
-trait HasCsrf {
-    fn csrf(&self) -> &str;
-}
-
-impl HasCsrf for CourseForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl HasCsrf for CouponForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
 fn answer(secure: bool, to: &str, s: &Signed, result: Result<actions::Done, ConsoleError>) -> Response {
     match result {
         Ok(d) => done(secure, to, &d.message),
@@ -89,13 +64,8 @@ fn answer(secure: bool, to: &str, s: &Signed, result: Result<actions::Done, Cons
 
 pub async fn add_course<T: AccessToken>(
     State(state): State<ConsoleState<T>>,
-    s: Signed,
-    form: FormResult<CourseForm>,
+    Change { s, form: f }: Change<CourseForm>,
 ) -> Response {
-    let f = match checked(&s, form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let c = &state.0;
     let result = async {
         let slug = slug("slug", &f.slug)?;
@@ -117,14 +87,9 @@ pub async fn add_course<T: AccessToken>(
 
 pub async fn edit_course<T: AccessToken>(
     State(state): State<ConsoleState<T>>,
-    s: Signed,
     Path(raw): Path<String>,
-    form: FormResult<CourseForm>,
+    Change { s, form: f }: Change<CourseForm>,
 ) -> Response {
-    let f = match checked(&s, form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let c = &state.0;
     let result =
         async { actions::edit_course(&c.pool, &s.staff, &slug("slug", &raw)?, &f.title, price(&f.price)?).await }.await;
@@ -133,14 +98,9 @@ pub async fn edit_course<T: AccessToken>(
 
 pub async fn set_active<T: AccessToken>(
     State(state): State<ConsoleState<T>>,
-    s: Signed,
     Path(raw): Path<String>,
-    form: FormResult<CourseForm>,
+    Change { s, form: f }: Change<CourseForm>,
 ) -> Response {
-    let f = match checked(&s, form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let c = &state.0;
     let result =
         async { actions::set_course_active(&c.pool, &s.staff, &slug("slug", &raw)?, f.active == "true").await }.await;
@@ -164,7 +124,6 @@ pub async fn coupons<T: AccessToken>(State(state): State<ConsoleState<T>>, s: Si
 
 #[derive(Deserialize)]
 pub struct CouponForm {
-    csrf: String,
     #[serde(default)]
     code: String,
     #[serde(default)]
@@ -195,13 +154,8 @@ fn discount(f: &CouponForm) -> Result<Discount, ConsoleError> {
 
 pub async fn add_coupon<T: AccessToken>(
     State(state): State<ConsoleState<T>>,
-    s: Signed,
-    form: FormResult<CouponForm>,
+    Change { s, form: f }: Change<CouponForm>,
 ) -> Response {
-    let f = match checked(&s, form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let c = &state.0;
     let result = async {
         let code = CouponCode::parse(&f.code).map_err(|e| ConsoleError::invalid("code", e.to_string()))?;
@@ -237,13 +191,9 @@ pub async fn add_coupon<T: AccessToken>(
 
 pub async fn disable_coupon<T: AccessToken>(
     State(state): State<ConsoleState<T>>,
-    s: Signed,
     Path(raw): Path<String>,
-    form: FormResult<CouponForm>,
+    Change { s, .. }: Change<CouponForm>,
 ) -> Response {
-    if let Err(r) = checked(&s, form) {
-        return r;
-    }
     let c = &state.0;
     let result = async {
         let code = CouponCode::parse(&raw).map_err(|e| ConsoleError::invalid("code", e.to_string()))?;

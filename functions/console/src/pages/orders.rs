@@ -1,7 +1,7 @@
 //! The orders list (search, filters, paging, CSV) and one order with its actions.
 
-use axum::extract::{Form, Path, Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
 use coursedrop::adapters::drive::AccessToken;
 use coursedrop::app::console::orders::{self, FilterInput};
 use coursedrop::app::console::{ConsoleError, actions};
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::{bad_form, done, failed, signed_page};
 use crate::ConsoleState;
 use crate::export;
-use crate::session::Signed;
+use crate::session::{Change, Signed};
 
 const PAGE_SIZE: u32 = 50;
 /// The most rows one CSV export holds (the page says so when a filter matches more).
@@ -160,7 +160,6 @@ pub async fn refund_form<T: AccessToken>(
 
 #[derive(Deserialize)]
 pub struct RefundForm {
-    csrf: String,
     #[serde(default)]
     reason: String,
     confirm_vnd: Option<i64>,
@@ -168,14 +167,9 @@ pub struct RefundForm {
 
 pub async fn refund<T: AccessToken>(
     State(state): State<ConsoleState<T>>,
-    s: Signed,
     Path(code): Path<String>,
-    form: Result<Form<RefundForm>, axum::extract::rejection::FormRejection>,
+    Change { s, form }: Change<RefundForm>,
 ) -> Response {
-    let Ok(Form(form)) = form else { return bad_form(&s, "reason and amount are needed") };
-    if let Err(f) = s.check_csrf(&form.csrf) {
-        return f.into_response();
-    }
     let c = &state.0;
     let result = async {
         let code = orders::order_code(&code, &c.pattern)?;
@@ -192,7 +186,6 @@ pub async fn refund<T: AccessToken>(
 
 #[derive(Deserialize)]
 pub struct MoveForm {
-    csrf: String,
     #[serde(default)]
     to: String,
     #[serde(default)]
@@ -201,14 +194,9 @@ pub struct MoveForm {
 
 pub async fn move_access<T: AccessToken>(
     State(state): State<ConsoleState<T>>,
-    s: Signed,
     Path(code): Path<String>,
-    form: Result<Form<MoveForm>, axum::extract::rejection::FormRejection>,
+    Change { s, form }: Change<MoveForm>,
 ) -> Response {
-    let Ok(Form(form)) = form else { return bad_form(&s, "the new address is needed") };
-    if let Err(f) = s.check_csrf(&form.csrf) {
-        return f.into_response();
-    }
     let c = &state.0;
     let course = Some(form.course.trim()).filter(|c| !c.is_empty());
     let result = async {
@@ -225,59 +213,51 @@ pub async fn move_access<T: AccessToken>(
 
 #[derive(Deserialize)]
 pub struct ItemForm {
-    csrf: String,
     /// The page to come back to.
     #[serde(default)]
     back: String,
 }
 
+/// After an action on an item: back to the page it was taken from.
+fn item_done(
+    secure: bool,
+    s: &Signed,
+    form: &ItemForm,
+    fallback: &str,
+    result: Result<actions::Done, ConsoleError>,
+) -> Response {
+    match result {
+        Ok(d) => done(secure, &super::local_path(&form.back, fallback), &d.message),
+        Err(e) => failed(s, e),
+    }
+}
+
 pub async fn resend<T: AccessToken>(
     State(state): State<ConsoleState<T>>,
-    s: Signed,
     Path(id): Path<u64>,
-    form: Result<Form<ItemForm>, axum::extract::rejection::FormRejection>,
+    Change { s, form }: Change<ItemForm>,
 ) -> Response {
-    let Ok(Form(form)) = form else { return bad_form(&s, "missing form token") };
-    if let Err(f) = s.check_csrf(&form.csrf) {
-        return f.into_response();
-    }
     let c = &state.0;
-    match actions::resend(&c.pool, &c.mailer, &s.staff, id).await {
-        Ok(d) => done(c.secure_cookies, &super::local_path(&form.back, "/orders"), &d.message),
-        Err(e) => failed(&s, e),
-    }
+    let result = actions::resend(&c.pool, &c.mailer, &s.staff, id).await;
+    item_done(c.secure_cookies, &s, &form, "/orders", result)
 }
 
 pub async fn retry<T: AccessToken>(
     State(state): State<ConsoleState<T>>,
-    s: Signed,
     Path(id): Path<u64>,
-    form: Result<Form<ItemForm>, axum::extract::rejection::FormRejection>,
+    Change { s, form }: Change<ItemForm>,
 ) -> Response {
-    let Ok(Form(form)) = form else { return bad_form(&s, "missing form token") };
-    if let Err(f) = s.check_csrf(&form.csrf) {
-        return f.into_response();
-    }
     let c = &state.0;
-    match actions::retry(&c.pool, &c.publisher, &s.staff, id).await {
-        Ok(d) => done(c.secure_cookies, &super::local_path(&form.back, "/problems"), &d.message),
-        Err(e) => failed(&s, e),
-    }
+    let result = actions::retry(&c.pool, &c.publisher, &s.staff, id).await;
+    item_done(c.secure_cookies, &s, &form, "/problems", result)
 }
 
 pub async fn send_again<T: AccessToken>(
     State(state): State<ConsoleState<T>>,
-    s: Signed,
     Path(id): Path<u64>,
-    form: Result<Form<ItemForm>, axum::extract::rejection::FormRejection>,
+    Change { s, form }: Change<ItemForm>,
 ) -> Response {
-    let Ok(Form(form)) = form else { return bad_form(&s, "missing form token") };
-    if let Err(f) = s.check_csrf(&form.csrf) {
-        return f.into_response();
-    }
     let c = &state.0;
-    match actions::send_again(&c.pool, &c.publisher, &s.staff, id).await {
-        Ok(d) => done(c.secure_cookies, &super::local_path(&form.back, "/problems"), &d.message),
-        Err(e) => failed(&s, e),
-    }
+    let result = actions::send_again(&c.pool, &c.publisher, &s.staff, id).await;
+    item_done(c.secure_cookies, &s, &form, "/problems", result)
 }

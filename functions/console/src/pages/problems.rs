@@ -1,17 +1,17 @@
 //! What needs a hand: failed and stuck items, transfers that matched no order, orders paid
 //! wrongly, and transfers held as possible duplicates, each with what fixes it.
 
-use axum::extract::{Form, Path, State};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, State};
+use axum::response::Response;
 use coursedrop::adapters::drive::AccessToken;
 use coursedrop::app::console::{ConsoleError, actions, orders};
 use minijinja::Value;
 use minijinja::value::Serde;
 use serde::Deserialize;
 
-use super::{bad_form, done, failed, signed_page};
+use super::{done, failed, signed_page};
 use crate::ConsoleState;
-use crate::session::Signed;
+use crate::session::{Change, Signed};
 
 pub async fn show<T: AccessToken>(State(state): State<ConsoleState<T>>, s: Signed) -> Response {
     let c = &state.0;
@@ -29,20 +29,10 @@ pub async fn show<T: AccessToken>(State(state): State<ConsoleState<T>>, s: Signe
 
 #[derive(Deserialize)]
 pub struct PaymentForm {
-    csrf: String,
     #[serde(default)]
     code: String,
     #[serde(default)]
     note: String,
-}
-
-fn parse(
-    s: &Signed,
-    form: Result<Form<PaymentForm>, axum::extract::rejection::FormRejection>,
-) -> Result<PaymentForm, Response> {
-    let Ok(Form(form)) = form else { return Err(bad_form(s, "missing form token")) };
-    s.check_csrf(&form.csrf).map_err(IntoResponse::into_response)?;
-    Ok(form)
 }
 
 fn answer<T>(state: &ConsoleState<T>, s: &Signed, result: Result<actions::Done, ConsoleError>) -> Response {
@@ -54,14 +44,9 @@ fn answer<T>(state: &ConsoleState<T>, s: &Signed, result: Result<actions::Done, 
 
 pub async fn attach<T: AccessToken>(
     State(state): State<ConsoleState<T>>,
-    s: Signed,
     Path(id): Path<u64>,
-    form: Result<Form<PaymentForm>, axum::extract::rejection::FormRejection>,
+    Change { s, form }: Change<PaymentForm>,
 ) -> Response {
-    let form = match parse(&s, form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let c = &state.0;
     let result = async {
         let code = orders::order_code(&form.code, &c.pattern)?;
@@ -73,40 +58,27 @@ pub async fn attach<T: AccessToken>(
 
 pub async fn release<T: AccessToken>(
     State(state): State<ConsoleState<T>>,
-    s: Signed,
     Path(id): Path<u64>,
-    form: Result<Form<PaymentForm>, axum::extract::rejection::FormRejection>,
+    Change { s, .. }: Change<PaymentForm>,
 ) -> Response {
-    if let Err(r) = parse(&s, form) {
-        return r;
-    }
     let result = actions::release(&state.0.pool, &state.0.publisher, &s.staff, id).await;
     answer(&state, &s, result)
 }
 
 pub async fn drop_held<T: AccessToken>(
     State(state): State<ConsoleState<T>>,
-    s: Signed,
     Path(id): Path<u64>,
-    form: Result<Form<PaymentForm>, axum::extract::rejection::FormRejection>,
+    Change { s, .. }: Change<PaymentForm>,
 ) -> Response {
-    if let Err(r) = parse(&s, form) {
-        return r;
-    }
     let result = actions::drop_held(&state.0.pool, &s.staff, id).await;
     answer(&state, &s, result)
 }
 
 pub async fn handled<T: AccessToken>(
     State(state): State<ConsoleState<T>>,
-    s: Signed,
     Path(id): Path<u64>,
-    form: Result<Form<PaymentForm>, axum::extract::rejection::FormRejection>,
+    Change { s, form }: Change<PaymentForm>,
 ) -> Response {
-    let form = match parse(&s, form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let result = actions::mark_handled(&state.0.pool, &s.staff, id, &form.note).await;
     answer(&state, &s, result)
 }

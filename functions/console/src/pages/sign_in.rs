@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::ConsoleState;
 use crate::i18n::Lang;
 use crate::render::{self, Failure};
-use crate::session::{SESSION_COOKIE, Signed, cookie, set_cookie};
+use crate::session::{Change, SESSION_COOKIE, cookie, set_cookie};
 
 pub async fn form(headers: HeaderMap) -> Response {
     render::page("sign_in.html", Lang::of(&headers), StatusCode::OK, minijinja::context! { step => "ask" })
@@ -78,21 +78,11 @@ pub async fn redeem<T: AccessToken>(
     }
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn sign_out<T: AccessToken>(
     State(state): State<ConsoleState<T>>,
-    signed: Signed,
     headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    Change { s: signed, .. }: Change<serde::de::IgnoredAny>,
 ) -> Response {
-    if let Err(f) = signed.check_csrf(&form.csrf) {
-        return f.into_response();
-    }
     if let Some(c) = cookie(&headers, SESSION_COOKIE)
         && let Err(e) = auth::sign_out(&state.0.pool, c).await
     {
