@@ -4,9 +4,9 @@
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use coursedrop::app::console::orders::OrderRow;
 use coursedrop::app::console::revenue::RevenueReport;
 use coursedrop::domain::{Status, vietnam_time};
-use coursedrop::app::console::orders::OrderRow;
 use rust_xlsxwriter::{Format, Workbook, XlsxError};
 
 pub const CSV: &str = "text/csv; charset=utf-8";

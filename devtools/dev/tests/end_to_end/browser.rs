@@ -149,7 +149,8 @@ pub async fn stack() -> Stack {
     let base_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/coursedrop".into());
     let (server, _) = base_url.rsplit_once('/').unwrap();
     let db = format!("coursedrop_browser_{}", rand::random::<u32>());
-    let (port, drive_port, console_port) = (free_port(), free_port(), free_port());
+    // Every port its own: the tests run side by side, each with a stack.
+    let (port, drive_port, console_port, bank_port) = (free_port(), free_port(), free_port(), free_port());
     let owner = format!("owner.{}@example.com", rand::random::<u32>());
     let admin = sqlx::MySqlPool::connect(&base_url).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4")))
@@ -163,6 +164,7 @@ pub async fn stack() -> Stack {
         .env("PORT", port.to_string())
         .env("DRIVE_EMULATOR_PORT", drive_port.to_string())
         .env("CONSOLE_PORT", console_port.to_string())
+        .env("BANK_EMULATOR_PORT", bank_port.to_string())
         .env("CONSOLE_OWNER", &owner)
         .env("QUEUE_NAME_PREFIX", format!("browser-{}-", rand::random::<u32>()))
         .env("SEPAY_API_KEY", "browser-test-key")
