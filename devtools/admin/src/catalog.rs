@@ -97,6 +97,24 @@ pub(crate) async fn course(ctx: &Ctx, command: CourseCommand) -> Result<(Value, 
             operations::set_course_active(&ctx.pool, &course_slug(&slug)?, true).await?;
             (json!({"slug": slug, "active": true}), format!("course {slug} is on sale"))
         }
+        CourseCommand::SetSource { slug, source, mode } => {
+            let slug = course_slug(&slug)?;
+            let mode = DeliveryMode::parse(&mode).map_err(|_| invalid(format!("--mode {mode:?}: copy or share")))?;
+            let s3 = S3Source::from_vars(&ctx.vars).await;
+            let drive = match CourseSource::parse(&source) {
+                Ok(CourseSource::Drive(_)) => Some(DriveClient::from_vars(&ctx.vars).await?),
+                _ => None,
+            };
+            let checked = operations::change_source(&ctx.pool, &s3, drive.as_ref(), &slug, &source, mode).await?;
+            let text = format!(
+                "course {slug} now delivers from {} by {}: {} files, {:.1} MB checked",
+                checked.stored,
+                mode.as_str(),
+                checked.files,
+                checked.bytes as f64 / 1e6
+            );
+            (json!(checked), text)
+        }
     })
 }
 

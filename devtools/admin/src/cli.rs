@@ -128,6 +128,15 @@ pub(crate) enum CourseCommand {
     Enable {
         slug: String,
     },
+    /// Deliver a course from another source or in another mode, after the same check as
+    /// `course add`. Courses already delivered are not touched.
+    SetSource {
+        slug: String,
+        #[arg(long)]
+        source: String,
+        #[arg(long, default_value = "copy")]
+        mode: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -120,6 +120,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("mode", "Cách giao", "Delivery"),
     ("active", "Đang bán", "On sale"),
     ("save", "Lưu", "Save"),
+    ("check_and_save", "Kiểm tra và lưu", "Check and save"),
     ("add", "Thêm", "Add"),
     ("put_on_sale", "Mở bán", "Put on sale"),
     ("take_off_sale", "Ngừng bán", "Take off sale"),

@@ -127,6 +127,7 @@ pub fn routes<T: AccessToken>(state: ConsoleState<T>) -> Router {
         .route("/catalog", get(catalog::courses::<T>).post(catalog::add_course::<T>))
         .route("/catalog/{slug}", post(catalog::edit_course::<T>))
         .route("/catalog/{slug}/active", post(catalog::set_active::<T>))
+        .route("/catalog/{slug}/source", post(catalog::change_source::<T>))
         .route("/coupons", get(catalog::coupons::<T>).post(catalog::add_coupon::<T>))
         .route("/coupons/{code}/disable", post(catalog::disable_coupon::<T>))
         .route("/revenue", get(revenue::show::<T>))

@@ -549,3 +549,108 @@ async fn support_sends_a_stuck_items_stage_again_and_retries_a_failed_one(pool: 
         sqlx::query_scalar("SELECT status FROM order_items WHERE id = ?").bind(item).fetch_one(&pool).await.unwrap();
     assert_eq!(status, "enrolled", "back to the stage that failed");
 }
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn the_owner_adds_a_course_and_moves_it_only_to_a_source_that_holds_files(pool: MySqlPool) {
+    let site = site(pool.clone(), None).await;
+    let (email, owner) = site.staff(StaffRole::Owner).await;
+    let s3 = testing::s3_source().await;
+    let bucket =
+        testing::bucket_with(&s3, &[("lesson-1.mp4", vec![1u8; 2048]), ("workbook.pdf", vec![2u8; 512])]).await;
+    let source = format!("s3://{bucket}/");
+
+    // A prefix with nothing in it is refused before anyone can buy the course.
+    let empty = format!("s3://{bucket}/nothing-here/");
+    let r = site
+        .post(
+            "/catalog",
+            Some(&owner),
+            &[
+                ("csrf", &owner.csrf),
+                ("slug", "rust-nang-cao"),
+                ("title", "Rust nâng cao"),
+                ("price", "1.200.000"),
+                ("source", &empty),
+                ("mode", "copy"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM courses WHERE slug = ?", "rust-nang-cao").await, 0);
+
+    let r = site
+        .post(
+            "/catalog",
+            Some(&owner),
+            &[
+                ("csrf", &owner.csrf),
+                ("slug", "rust-nang-cao"),
+                ("title", "Rust nâng cao"),
+                ("price", "1.200.000"),
+                ("source", &source),
+                ("mode", "copy"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (price, stored): (i64, String) =
+        sqlx::query_as("SELECT price_vnd, source FROM courses WHERE slug = 'rust-nang-cao'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((price, stored.as_str()), (1_200_000, source.as_str()));
+
+    // Moving it: refused for an empty prefix (nothing changes), or to share an S3 course.
+    for (to, mode) in [(empty.as_str(), "copy"), (source.as_str(), "share")] {
+        let r = site
+            .post(
+                "/catalog/rust-nang-cao/source",
+                Some(&owner),
+                &[("csrf", &owner.csrf), ("source", to), ("mode", mode)],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CONFLICT, "{to} {mode}");
+    }
+    let other = testing::bucket_with(&s3, &[("v2/lesson-1.mp4", vec![3u8; 4096])]).await;
+    let moved = format!("s3://{other}/v2/");
+    let r = site
+        .post(
+            "/catalog/rust-nang-cao/source",
+            Some(&owner),
+            &[("csrf", &owner.csrf), ("source", &moved), ("mode", "copy")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM courses WHERE source = ?", &moved).await, 1);
+    let actions: Vec<(String, String)> =
+        sqlx::query_as("SELECT action, actor FROM staff_audit WHERE subject = 'rust-nang-cao' ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let who = format!("staff:{email}");
+    assert_eq!(actions, vec![("course.add".to_string(), who.clone()), ("course.source".to_string(), who)]);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_session_ends_when_idle_and_at_its_absolute_limit(pool: MySqlPool) {
+    let site = site(pool.clone(), None).await;
+    let (_, idle) = site.staff(StaffRole::Owner).await;
+    let (_, old) = site.staff(StaffRole::Support).await;
+    assert_eq!(site.get("/", Some(&idle)).await.status(), StatusCode::OK);
+    // Unused for longer than 2 h (the default idle limit).
+    let cookie = |b: &Browser| b.cookie.trim_start_matches("cd_session=").to_string();
+    let digest = |c: String| coursedrop::domain::staff::Secret::from_presented(&c).unwrap().digest().to_vec();
+    sqlx::query("UPDATE staff_sessions SET last_seen_at = NOW(3) - INTERVAL 121 MINUTE WHERE id_hash = ?")
+        .bind(digest(cookie(&idle)))
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(site.get("/", Some(&idle)).await.status(), StatusCode::SEE_OTHER);
+    // In use all along, but signed in more than 12 h ago.
+    sqlx::query("UPDATE staff_sessions SET created_at = NOW(3) - INTERVAL 721 MINUTE WHERE id_hash = ?")
+        .bind(digest(cookie(&old)))
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(site.get("/", Some(&old)).await.status(), StatusCode::SEE_OTHER);
+}

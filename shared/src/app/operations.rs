@@ -69,23 +69,29 @@ pub struct CourseToAdd<'a> {
     pub lms_course_id: Option<&'a str>,
 }
 
-/// Adds a course after checking that its source exists, holds files, and can be delivered as
-/// asked: a typo in the prefix, a folder our Drive identity can't read, a copy-protected file
-/// or a folder it can't share is caught now, not when the first buyer has paid. `drive` is
-/// needed for a Drive source only.
-pub async fn add_course<T: AccessToken>(
-    pool: &MySqlPool,
+/// A course source that passed the pre-sale check: as stored, with what it holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckedSource {
+    /// `s3://…` or `drive://<id>` (a Drive link given as the browser shows it becomes this).
+    pub stored: String,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Checks that a source exists, holds files, and can be delivered as asked: a typo in the
+/// prefix, a folder our Drive identity can't read, a copy-protected file or a folder it
+/// can't share is caught now, not when the first buyer has paid. `drive` is needed for a
+/// Drive source only.
+pub async fn check_source<T: AccessToken>(
     s3: &S3Source,
     drive: Option<&DriveClient<T>>,
-    c: &CourseToAdd<'_>,
-) -> Result<AddedCourse, OpsError> {
-    let source = CourseSource::parse(c.source)?;
-    if c.title.trim().is_empty() {
-        return Err(OpsError::Refused("the title is empty".into()));
-    }
+    source: &str,
+    mode: DeliveryMode,
+) -> Result<CheckedSource, OpsError> {
+    let source = CourseSource::parse(source)?;
     let (files, bytes) = match &source {
         CourseSource::S3(location) => {
-            if c.mode == DeliveryMode::Share {
+            if mode == DeliveryMode::Share {
                 return Err(OpsError::Refused(
                     "only a Drive folder can be shared; an S3 course is delivered by copy".into(),
                 ));
@@ -118,7 +124,7 @@ pub async fn add_course<T: AccessToken>(
             if objects.is_empty() {
                 return Err(OpsError::Refused(format!("{folder} holds no files; put the course there first")));
             }
-            match c.mode {
+            match mode {
                 DeliveryMode::Copy => source_drive::refuse_copy_protected(&objects)?,
                 DeliveryMode::Share if facts.can_share == Some(false) => {
                     return Err(SourceError::CannotShare(folder.to_string()).into());
@@ -128,12 +134,25 @@ pub async fn add_course<T: AccessToken>(
             (objects.len(), objects.iter().map(|o| o.size).sum())
         }
     };
-    let stored = source.to_string();
+    Ok(CheckedSource { stored: source.to_string(), files, bytes })
+}
+
+/// Adds a course after [`check_source`].
+pub async fn add_course<T: AccessToken>(
+    pool: &MySqlPool,
+    s3: &S3Source,
+    drive: Option<&DriveClient<T>>,
+    c: &CourseToAdd<'_>,
+) -> Result<AddedCourse, OpsError> {
+    if c.title.trim().is_empty() {
+        return Err(OpsError::Refused("the title is empty".into()));
+    }
+    let checked = check_source(s3, drive, c.source, c.mode).await?;
     let new = NewCourse {
         slug: c.slug,
         title: c.title.trim(),
         price: c.price,
-        source: &stored,
+        source: &checked.stored,
         delivery_mode: c.mode,
         lms_course_id: c.lms_course_id,
     };
@@ -144,7 +163,32 @@ pub async fn add_course<T: AccessToken>(
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(AddedCourse { id, slug: c.slug.to_string(), source: stored, delivery_mode: c.mode, files, bytes })
+    Ok(AddedCourse {
+        id,
+        slug: c.slug.to_string(),
+        source: checked.stored,
+        delivery_mode: c.mode,
+        files: checked.files,
+        bytes: checked.bytes,
+    })
+}
+
+/// Moves a course to another source or delivery mode, after [`check_source`]. What is
+/// delivered from now on comes from there; courses already delivered are not touched.
+pub async fn change_source<T: AccessToken>(
+    pool: &MySqlPool,
+    s3: &S3Source,
+    drive: Option<&DriveClient<T>>,
+    slug: &CourseSlug,
+    source: &str,
+    mode: DeliveryMode,
+) -> Result<CheckedSource, OpsError> {
+    if catalog::by_slug(&mut *pool.acquire().await?, slug).await?.is_none() {
+        return Err(OpsError::NotFound(format!("no course {slug}")));
+    }
+    let checked = check_source(s3, drive, source, mode).await?;
+    catalog::set_source(pool, slug, &checked.stored, mode).await?;
+    Ok(checked)
 }
 
 /// Every course, active or not, by slug.

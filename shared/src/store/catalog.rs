@@ -110,3 +110,19 @@ pub async fn edit(pool: &sqlx::MySqlPool, slug: &CourseSlug, title: &str, price:
     }
     Ok(by_slug(&mut *pool.acquire().await?, slug).await?.is_some())
 }
+
+/// Points a course at another source and delivery mode (checked by the caller).
+pub async fn set_source(
+    pool: &sqlx::MySqlPool,
+    slug: &CourseSlug,
+    source: &str,
+    mode: DeliveryMode,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE courses SET source = ?, delivery_mode = ? WHERE slug = ?")
+        .bind(source)
+        .bind(mode.as_str())
+        .bind(slug.as_str())
+        .execute(pool)
+        .await?;
+    Ok(())
+}

@@ -96,6 +96,20 @@ pub async fn edit_course<T: AccessToken>(
     answer(c.secure_cookies, "/catalog", &s, result)
 }
 
+pub async fn change_source<T: AccessToken>(
+    State(state): State<ConsoleState<T>>,
+    Path(raw): Path<String>,
+    Change { s, form: f }: Change<CourseForm>,
+) -> Response {
+    let c = &state.0;
+    let result = async {
+        let mode = DeliveryMode::parse(&f.mode).map_err(|e| ConsoleError::invalid("mode", e.to_string()))?;
+        actions::change_source(&c.pool, &c.s3, Some(&c.drive), &s.staff, &slug("slug", &raw)?, &f.source, mode).await
+    }
+    .await;
+    answer(c.secure_cookies, "/catalog", &s, result)
+}
+
 pub async fn set_active<T: AccessToken>(
     State(state): State<ConsoleState<T>>,
     Path(raw): Path<String>,

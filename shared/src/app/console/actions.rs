@@ -16,6 +16,7 @@ use crate::adapters::source::S3Source;
 use crate::app::operations::{self, CouponToAdd, CourseToAdd};
 use crate::app::payments::{self, PaymentOutcome, hold};
 use crate::app::{refund, relay, self_service};
+use crate::domain::course::DeliveryMode;
 use crate::domain::staff::StaffAction;
 use crate::domain::{CouponCode, CourseSlug, Email, OrderCode, Vnd};
 use crate::store::outbox::OutboxMessage;
@@ -246,6 +247,23 @@ pub async fn edit_course(
     }
     record(pool, staff, "course.edit", slug.as_str(), Some(&format!("{title}; {} VND", price.get()))).await?;
     Ok(done(format!("course {slug} saved")))
+}
+
+/// Moves a course to another source or delivery mode, after the same check as adding one.
+pub async fn change_source<T: AccessToken>(
+    pool: &MySqlPool,
+    s3: &S3Source,
+    drive: Option<&DriveClient<T>>,
+    staff: &Staff,
+    slug: &CourseSlug,
+    source: &str,
+    mode: DeliveryMode,
+) -> Result<Done, ConsoleError> {
+    staff.require(StaffAction::Catalog)?;
+    let checked = operations::change_source(pool, s3, drive, slug, source.trim(), mode).await?;
+    let detail = format!("{} ({}), {} files", checked.stored, mode.as_str(), checked.files);
+    record(pool, staff, "course.source", slug.as_str(), Some(&detail)).await?;
+    Ok(done(format!("course {slug} now delivers from {}: {} files checked", checked.stored, checked.files)))
 }
 
 pub async fn set_course_active(
