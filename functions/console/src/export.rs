@@ -19,18 +19,37 @@ pub fn download(name: &str, content_type: &'static str, body: Vec<u8>) -> Respon
         .into_response()
 }
 
+/// A CSV file as a download, or the failure to write it.
+pub fn csv_download(name: &str, written: Result<Vec<u8>, csv::Error>) -> Response {
+    match written {
+        Ok(body) => download(name, CSV, body),
+        Err(e) => {
+            tracing::error!(error = %e, "writing a CSV file");
+            (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "the file could not be written; the error is in the log")
+                .into_response()
+        }
+    }
+}
+
 /// A UTF-8 byte-order mark first, so a spreadsheet opened by double-click reads Vietnamese.
+/// Flexible: the revenue file's two tables have different widths.
 fn csv_writer() -> csv::Writer<Vec<u8>> {
-    csv::Writer::from_writer(b"\xEF\xBB\xBF".to_vec())
+    csv::WriterBuilder::new().flexible(true).from_writer(b"\xEF\xBB\xBF".to_vec())
 }
 
-fn finish(w: csv::Writer<Vec<u8>>) -> Vec<u8> {
-    w.into_inner().unwrap_or_default()
+fn finish(w: csv::Writer<Vec<u8>>) -> Result<Vec<u8>, csv::Error> {
+    w.into_inner().map_err(|e| e.into_error().into())
 }
 
-pub fn orders_csv(rows: &[OrderRow]) -> Vec<u8> {
+/// A cell a spreadsheet will not run: text a buyer typed (an email may begin with `=` or
+/// `+`) that starts like a formula gets a leading apostrophe (OWASP's advice for CSV).
+fn cell(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}").into() } else { s.into() }
+}
+
+pub fn orders_csv(rows: &[OrderRow]) -> Result<Vec<u8>, csv::Error> {
     let mut w = csv_writer();
-    let _ = w.write_record([
+    w.write_record([
         "code",
         "status",
         "email",
@@ -43,13 +62,13 @@ pub fn orders_csv(rows: &[OrderRow]) -> Vec<u8> {
         "placed_vietnam_time",
         "paid_vietnam_time",
         "attention",
-    ]);
+    ])?;
     for r in rows {
-        let _ = w.write_record([
+        w.write_record([
             r.code.as_str(),
             r.status.as_str(),
-            &r.email,
-            r.phone.as_deref().unwrap_or_default(),
+            &cell(&r.email),
+            &cell(r.phone.as_deref().unwrap_or_default()),
             r.courses.as_deref().unwrap_or_default(),
             &r.total_vnd.to_string(),
             &r.paid_vnd.to_string(),
@@ -57,47 +76,47 @@ pub fn orders_csv(rows: &[OrderRow]) -> Vec<u8> {
             r.coupon.as_deref().unwrap_or_default(),
             &vietnam_time(r.created_at),
             &r.paid_at.map(vietnam_time).unwrap_or_default(),
-            r.attention.as_deref().unwrap_or_default(),
-        ]);
+            &cell(r.attention.as_deref().unwrap_or_default()),
+        ])?;
     }
     finish(w)
 }
 
-pub fn revenue_csv(r: &RevenueReport) -> Vec<u8> {
+pub fn revenue_csv(r: &RevenueReport) -> Result<Vec<u8>, csv::Error> {
     let mut w = csv_writer();
-    let _ = w.write_record(["year", "month", "orders", "gross_vnd", "refunds_vnd", "net_vnd"]);
+    w.write_record(["year", "month", "orders", "gross_vnd", "refunds_vnd", "net_vnd"])?;
     for m in &r.months {
         let s = &m.sums;
-        let _ = w.write_record([
+        w.write_record([
             r.year.to_string(),
             m.month.to_string(),
             s.orders.to_string(),
             s.gross_vnd.to_string(),
             s.refunds_vnd.to_string(),
             s.net_vnd.to_string(),
-        ]);
+        ])?;
     }
     let t = &r.total;
-    let _ = w.write_record([
+    w.write_record([
         r.year.to_string(),
         "total".into(),
         t.orders.to_string(),
         t.gross_vnd.to_string(),
         t.refunds_vnd.to_string(),
         t.net_vnd.to_string(),
-    ]);
-    let _ = w.write_record(["", "", "", "", "", ""]);
-    let _ = w.write_record(["course", "title", "sold", "refunded", "gross_vnd", "refunds_vnd", "net_vnd"]);
+    ])?;
+    w.write_record([""])?;
+    w.write_record(["course", "title", "sold", "refunded", "gross_vnd", "refunds_vnd", "net_vnd"])?;
     for c in &r.courses {
-        let _ = w.write_record([
+        w.write_record([
             c.course.clone(),
-            c.title.clone(),
+            cell(&c.title).into_owned(),
             c.sold.to_string(),
             c.refunded.to_string(),
             c.gross_vnd.to_string(),
             c.refunds_vnd.to_string(),
             c.net_vnd.to_string(),
-        ]);
+        ])?;
     }
     finish(w)
 }
@@ -168,4 +187,41 @@ pub fn revenue_xlsx(r: &RevenueReport) -> Result<Vec<u8>, XlsxError> {
     }
     courses.set_column_width(1, 36)?;
     book.save_to_buffer()
+}
+
+#[cfg(test)]
+mod tests {
+    use coursedrop::app::console::revenue::{CourseRevenue, MonthRevenue, RevenueReport, Sums};
+
+    use super::*;
+
+    #[test]
+    fn the_revenue_file_has_a_line_per_month_and_per_course() {
+        let sums = |g: i64| Sums { orders: 1, gross_vnd: g, refunds_vnd: 0, net_vnd: g };
+        let course = |slug: &str, title: &str| CourseRevenue {
+            course: slug.into(),
+            title: title.into(),
+            sold: 1,
+            refunded: 0,
+            gross_vnd: 100,
+            refunds_vnd: 0,
+            net_vnd: 100,
+        };
+        let r = RevenueReport {
+            year: 2026,
+            months: (1..=12).map(|month| MonthRevenue { month, sums: sums(100) }).collect(),
+            courses: vec![course("a", "Khoá A"), course("b", "=HYPERLINK(\"x\")")],
+            total: sums(1200),
+        };
+        let text = String::from_utf8(revenue_csv(&r).unwrap()).unwrap();
+        let lines: Vec<&str> = text.trim_end().lines().collect();
+        assert_eq!(lines.len(), 1 + 12 + 1 + 1 + 1 + 2, "{text}");
+        assert_eq!(lines[13], "2026,total,1,1200,0,1200");
+        assert_eq!(lines[16], "a,Khoá A,1,0,100,0,100");
+        assert!(
+            lines[17].starts_with("b,\"'=HYPERLINK"),
+            "a title that starts like a formula is not one: {}",
+            lines[17]
+        );
+    }
 }

@@ -63,6 +63,11 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("export_csv", "Xuất CSV", "Export CSV"),
     ("export_xlsx", "Xuất Excel", "Export Excel"),
     ("next_page", "Trang sau", "Next page"),
+    (
+        "export_cap",
+        "Bộ lọc khớp nhiều đơn hơn một tệp xuất chứa được; hãy thu hẹp khoảng ngày. Tệp chứa các đơn mới nhất, tối đa",
+        "The filter matches more orders than one export holds; narrow the dates. The file holds the newest, at most",
+    ),
     ("first_page", "Trang đầu", "First page"),
     ("found", "đơn phù hợp", "orders match"),
     ("code", "Mã đơn", "Code"),

@@ -71,7 +71,7 @@ impl Signed {
 /// Whether a state-changing request came from a page of this site: the browser says so in
 /// `Sec-Fetch-Site` and `Origin` (a request without them, such as a test client's, is judged
 /// by its form token alone).
-fn same_origin(headers: &HeaderMap, console_origin: &str) -> bool {
+pub fn same_origin(headers: &HeaderMap, console_origin: &str) -> bool {
     let site_ok =
         headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_none_or(|v| v == "same-origin" || v == "none");
     let origin_ok = headers

@@ -151,6 +151,25 @@ pub struct OrderRow {
     pub paid_at: Option<DateTime<Utc>>,
 }
 
+/// The ways a phone number typed as `text` may be stored: without spaces, dots, dashes or
+/// brackets, and in both the national (`0912…`) and international (`+84912…`) forms. Empty
+/// for text that is not a phone number.
+fn phone_forms(text: &str) -> Vec<String> {
+    let bare: String = text.chars().filter(|c| !matches!(c, ' ' | '.' | '-' | '(' | ')')).collect();
+    let digits = bare.strip_prefix('+').unwrap_or(&bare);
+    if digits.len() < 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Vec::new();
+    }
+    let mut forms = vec![bare.clone()];
+    if let Some(rest) = bare.strip_prefix("+84") {
+        forms.push(format!("0{rest}"));
+    } else if let Some(rest) = bare.strip_prefix('0') {
+        forms.push(format!("+84{rest}"));
+    }
+    forms.retain(|f| f != text);
+    forms
+}
+
 /// `FROM …` and the `WHERE` of the orders `f` matches. A text search first collects the ids
 /// it names, each alternative by its own index, into a derived table the database builds
 /// once; the other filters then apply to those orders only.
@@ -163,6 +182,11 @@ fn push_from_where(q: &mut QueryBuilder<sqlx::MySql>, f: &OrderFilter) {
             .push_bind(like.clone())
             .push(" UNION SELECT id FROM orders WHERE phone LIKE ")
             .push_bind(like);
+        // Phones are stored as digits with an optional `+` (the order form's normalising): a
+        // number typed with spaces or dots, or in the other of 0… and +84…, is found too.
+        for phone in phone_forms(text) {
+            q.push(" UNION SELECT id FROM orders WHERE phone LIKE ").push_bind(format!("{phone}%"));
+        }
         let digits: String = text.chars().filter(|c| c.is_ascii_digit()).collect();
         let amount_like = text.chars().all(|c| c.is_ascii_digit() || ".,  ".contains(c));
         if amount_like
@@ -315,7 +339,8 @@ pub async fn mark_handled(pool: &MySqlPool, payment_id: u64, actor: &str, note: 
     let mut tx = pool.begin().await?;
     let done = sqlx::query(
         "UPDATE payments SET handled_by = ?, handled_at = NOW(3), handled_note = ?
-         WHERE id = ? AND order_id IS NULL AND handled_at IS NULL",
+         WHERE id = ? AND order_id IS NULL AND handled_at IS NULL AND transfer_type = 'in'
+           AND (hold IS NULL OR hold = 'released')",
     )
     .bind(actor)
     .bind(note)
@@ -367,4 +392,18 @@ pub async fn sold_items(pool: &MySqlPool, from: DateTime<Utc>, to: DateTime<Utc>
     .bind(to)
     .fetch_all(pool)
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::phone_forms;
+
+    #[test]
+    fn a_phone_is_searched_in_every_form_it_may_be_stored_in() {
+        assert_eq!(phone_forms("0912 345 678"), vec!["0912345678", "+84912345678"]);
+        assert_eq!(phone_forms("+84 912.345.678"), vec!["+84912345678", "0912345678"]);
+        assert_eq!(phone_forms("0912345678"), vec!["+84912345678"], "the typed form is searched already");
+        assert!(phone_forms("buyer@example.com").is_empty());
+        assert!(phone_forms("CD12345678").is_empty());
+    }
 }

@@ -602,6 +602,8 @@ pub struct HeldPayment {
     /// The order of the payment it was held as a duplicate of.
     pub duplicate_order_id: Option<u64>,
     pub duplicate_of: Option<u64>,
+    /// Who marked it handled (it matched no order and was dealt with outside coursedrop).
+    pub handled_by: Option<String>,
 }
 
 impl HeldPayment {
@@ -614,7 +616,7 @@ pub async fn lock_payment(conn: &mut MySqlConnection, payment_id: u64) -> Result
     Ok(sqlx::query_as(
         "SELECT p.feed AS gateway, COALESCE(p.feed_txn_id, CAST(p.sepay_id AS CHAR)) AS gateway_txn_id, p.transfer_type,
                 o.code AS attached_to, p.amount_vnd, p.hold, d.order_id AS duplicate_order_id,
-                p.held_duplicate_of AS duplicate_of
+                p.held_duplicate_of AS duplicate_of, p.handled_by
          FROM payments p LEFT JOIN orders o ON o.id = p.order_id
          LEFT JOIN payments d ON d.id = p.held_duplicate_of
          WHERE p.id = ? FOR UPDATE",

@@ -87,43 +87,53 @@ pub async fn disable(pool: &MySqlPool, email: &str, actor: &str) -> Result<bool,
     Ok(true)
 }
 
-/// How many links were asked for in the last `window`, for this address and from this client.
+/// How many links were asked for in the last `window`, this one included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecentRequests {
+    /// For this address from this client.
+    pub for_address_from_client: i64,
+    /// For this address from any client.
     pub for_address: i64,
+    /// From this client for any address.
     pub from_client: i64,
 }
 
-/// Counts the requests already made in `window`, then records this one (refused or not: a
-/// client hammering the form is slowed whatever it asks for).
-pub async fn count_and_record_request(
+/// Records this request, then counts those of the last `window`, this one included: requests
+/// made side by side each see the others, so none slips past a limit by racing it. Refused
+/// requests count too, so a client hammering the form is slowed whatever it asks for.
+pub async fn record_and_count_request(
     pool: &MySqlPool,
     address_hash: &[u8; 32],
     client_hash: &[u8; 32],
     window: Duration,
 ) -> Result<RecentRequests, StoreError> {
+    sqlx::query("INSERT INTO staff_sign_in_requests (address_hash, client_hash) VALUES (?, ?)")
+        .bind(&address_hash[..])
+        .bind(&client_hash[..])
+        .execute(pool)
+        .await?;
     let secs = window.as_secs();
-    let (for_address, from_client): (i64, i64) = sqlx::query_as(
+    let (for_address_from_client, for_address, from_client): (i64, i64, i64) = sqlx::query_as(
         "SELECT
+            (SELECT COUNT(*) FROM staff_sign_in_requests
+              WHERE address_hash = ? AND client_hash = ? AND created_at > NOW(3) - INTERVAL ? SECOND),
             (SELECT COUNT(*) FROM staff_sign_in_requests WHERE address_hash = ? AND created_at > NOW(3) - INTERVAL ? SECOND),
             (SELECT COUNT(*) FROM staff_sign_in_requests WHERE client_hash = ? AND created_at > NOW(3) - INTERVAL ? SECOND)",
     )
+    .bind(&address_hash[..])
+    .bind(&client_hash[..])
+    .bind(secs)
     .bind(&address_hash[..])
     .bind(secs)
     .bind(&client_hash[..])
     .bind(secs)
     .fetch_one(pool)
     .await?;
-    sqlx::query("INSERT INTO staff_sign_in_requests (address_hash, client_hash) VALUES (?, ?)")
-        .bind(&address_hash[..])
-        .bind(&client_hash[..])
-        .execute(pool)
-        .await?;
     // What no limit counts any more is not kept.
     sqlx::query("DELETE FROM staff_sign_in_requests WHERE created_at < NOW(3) - INTERVAL 1 DAY LIMIT 500")
         .execute(pool)
         .await?;
-    Ok(RecentRequests { for_address, from_client })
+    Ok(RecentRequests { for_address_from_client, for_address, from_client })
 }
 
 pub async fn insert_link(

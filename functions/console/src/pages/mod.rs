@@ -71,9 +71,39 @@ pub fn bad_form(s: &Signed, e: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-/// Where a redirect may go after a change: a path of ours, never another site.
+/// Where a redirect may go after a change: a path of ours, never another site. Only `/`, or
+/// `/` then a letter, digit or `?`, and nothing but URL characters after: a browser drops a
+/// tab or a newline when it reads `Location`, so `/\t/evil.example` would be `//evil.example`.
 pub fn local_path(p: &str, fallback: &str) -> String {
-    if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') { p.to_string() } else { fallback.to_string() }
+    let b = p.as_bytes();
+    let starts_ours = b.first() == Some(&b'/') && b.get(1).is_none_or(|c| c.is_ascii_alphanumeric() || *c == b'?');
+    let plain = p.bytes().all(|c| c.is_ascii_alphanumeric() || b"/-._~?=&%+:".contains(&c));
+    if starts_ours && plain { p.to_string() } else { fallback.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn only_our_own_paths_are_returned_to() {
+        for ours in ["/", "/orders", "/orders?q=CD123&status=paid", "/orders/CD12345678", "/?x=1"] {
+            assert_eq!(local_path(ours, "/"), ours);
+        }
+        for theirs in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "https://evil.example",
+            "evil.example",
+            "/%2F/evil",
+            "",
+            "/ /x",
+        ] {
+            assert_eq!(local_path(theirs, "/fallback"), "/fallback", "{theirs:?}");
+        }
+    }
 }
 
 pub fn no_store(mut r: Response) -> Response {

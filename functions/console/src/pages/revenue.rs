@@ -56,7 +56,7 @@ pub async fn download<T: AccessToken>(
         Err(e) => return failed(&s, e),
     };
     match kind {
-        "csv" => export::download(&format!("revenue-{year}.csv"), export::CSV, export::revenue_csv(&r)),
+        "csv" => export::csv_download(&format!("revenue-{year}.csv"), export::revenue_csv(&r)),
         "xlsx" => match export::revenue_xlsx(&r) {
             Ok(bytes) => export::download(&format!("revenue-{year}.xlsx"), export::XLSX, bytes),
             Err(e) => {

@@ -12,7 +12,12 @@ use serde::Deserialize;
 use crate::ConsoleState;
 use crate::i18n::Lang;
 use crate::render::{self, Failure};
-use crate::session::{Change, SESSION_COOKIE, cookie, set_cookie};
+use crate::session::{Change, SESSION_COOKIE, cookie, same_origin, set_cookie};
+
+fn cross_site(lang: Lang) -> Response {
+    Failure::new(lang, StatusCode::FORBIDDEN, "cross_site", "this request did not come from the console's pages")
+        .into_response()
+}
 
 pub async fn form(headers: HeaderMap) -> Response {
     render::page("sign_in.html", Lang::of(&headers), StatusCode::OK, minijinja::context! { step => "ask" })
@@ -31,6 +36,9 @@ pub async fn ask<T: AccessToken>(
     form: Result<Form<AskForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let lang = Lang::of(&headers);
+    if !same_origin(&headers, &state.0.origin) {
+        return cross_site(lang);
+    }
     let email = form.map(|f| f.0.email).unwrap_or_default();
     let client = client_ip(&extensions).map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into());
     let c = &state.0;
@@ -62,6 +70,10 @@ pub async fn redeem<T: AccessToken>(
     Path(token): Path<String>,
 ) -> Response {
     let lang = Lang::of(&headers);
+    // A link pressed on another site's page would sign this browser in as the link's owner.
+    if !same_origin(&headers, &state.0.origin) {
+        return cross_site(lang);
+    }
     let c = &state.0;
     match auth::redeem(&c.pool, &token, cookie(&headers, SESSION_COOKIE)).await {
         Ok(Some(session)) => {

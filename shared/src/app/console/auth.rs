@@ -16,7 +16,9 @@ use crate::store::staff::{self as stored, StaffMember};
 
 /// Asks for a sign-in link for `address` from `client` (the caller's IP, or anything that
 /// names the client). The link is `{console_url}/sign-in/{token}`. `Ok` means "if this
-/// address is staff, a link is on its way", for staff and anyone else alike.
+/// address is staff, a link is on its way", for staff and anyone else alike: in the answer,
+/// in its time (at least [`ConsoleSettings::link_answer_time`]) and when the mail fails (it
+/// is logged, not answered). Only a malformed address or a limit is answered otherwise.
 pub async fn request_link(
     pool: &MySqlPool,
     mailer: &Mailer,
@@ -26,17 +28,38 @@ pub async fn request_link(
     console_url: &str,
     lang: &str,
 ) -> Result<(), ConsoleError> {
+    let started = tokio::time::Instant::now();
     let email = Email::parse(address).map_err(|e| ConsoleError::invalid("email", e.to_string()))?;
-    let recent = stored::count_and_record_request(
+    let recent = stored::record_and_count_request(
         pool,
         &fingerprint(email.as_str()),
         &fingerprint(client),
         settings.link_window,
     )
     .await?;
-    if recent.for_address >= settings.links_per_address || recent.from_client >= settings.links_per_client {
+    if recent.for_address_from_client > settings.links_per_address
+        || recent.from_client > settings.links_per_client
+        || recent.for_address > settings.links_per_address_all
+    {
         return Err(ConsoleError::TooManyLinks { retry_after_secs: settings.link_window.as_secs() });
     }
+    if let Err(e) = send_link_if_staff(pool, mailer, settings, &email, console_url, lang).await {
+        tracing::error!(error = %e, "a sign-in link could not be sent");
+    }
+    if let Some(floor) = settings.link_answer_time {
+        tokio::time::sleep_until(started + floor).await;
+    }
+    Ok(())
+}
+
+async fn send_link_if_staff(
+    pool: &MySqlPool,
+    mailer: &Mailer,
+    settings: &ConsoleSettings,
+    email: &Email,
+    console_url: &str,
+    lang: &str,
+) -> Result<(), ConsoleError> {
     let Some(member) = stored::active_by_email(pool, email.as_str()).await? else {
         tracing::info!("sign-in link asked for an address that is not staff");
         return Ok(());

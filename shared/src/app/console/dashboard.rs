@@ -65,16 +65,24 @@ pub async fn dashboard(
 ) -> Result<Dashboard, ConsoleError> {
     let today = vietnam_date(now);
     let start = |days_back: i64| vietnam_midnight(today - Duration::days(days_back));
-    let takings = stored::takings_since(pool, &[start(0), start(6), start(29)]).await?;
-    let (placed, paid) = stored::conversion_since(pool, start(29)).await?;
-
-    let times = stored::delivery_times(pool, start(29), DELIVERY_SAMPLE).await?;
+    // Independent reads, side by side (as many at once as the pool has connections).
+    let starts = [start(0), start(6), start(29)];
+    let (takings, (placed, paid), times, paid_orders, pending, stuck, problems, feeds) = tokio::try_join!(
+        stored::takings_since(pool, &starts),
+        stored::conversion_since(pool, start(29)),
+        stored::delivery_times(pool, start(29), DELIVERY_SAMPLE),
+        stored::paid_since(pool, start(29)),
+        stored::pending(pool),
+        sweeper::stuck_items(pool, deadlines),
+        stored::problem_counts(pool),
+        stored::reconcile_passes(pool),
+    )?;
     let mut secs: Vec<i64> = times.iter().map(|(_, s)| (*s).max(0)).collect();
     secs.sort_unstable();
 
     let days: Vec<NaiveDate> = (0..30).rev().map(|back| today - Duration::days(back)).collect();
     let mut revenue = vec![0i64; days.len()];
-    for (paid_at, total) in stored::paid_since(pool, start(29)).await? {
+    for (paid_at, total) in paid_orders {
         if let Some(i) = days.iter().position(|d| *d == vietnam_date(paid_at)) {
             revenue[i] += total;
         }
@@ -98,15 +106,15 @@ pub async fn dashboard(
         today: takings[0],
         last_7_days: takings[1],
         last_30_days: takings[2],
-        pending: stored::pending(pool).await?,
+        pending,
         placed_30_days: placed,
         paid_of_placed_30_days: paid,
         delivery_p50_secs: percentile(&secs, 0.5),
         delivery_p95_secs: percentile(&secs, 0.95),
         delivered_30_days: secs.len(),
-        stuck_items: sweeper::stuck_items(pool, deadlines).await?.len(),
-        problems: stored::problem_counts(pool).await?,
-        feeds: stored::reconcile_passes(pool).await?,
+        stuck_items: stuck.len(),
+        problems,
+        feeds,
         dead_letters,
         revenue_by_day: days.iter().zip(revenue).map(|(day, value)| DayValue { day: *day, value }).collect(),
         delivery_by_day,

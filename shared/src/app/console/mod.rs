@@ -35,11 +35,20 @@ pub struct ConsoleSettings {
     pub session_idle: Duration,
     /// A session ends this long after sign-in whatever happens (`CONSOLE_SESSION_MAX`, 12h).
     pub session_absolute: Duration,
-    /// Links asked for one address in `link_window` (`CONSOLE_LINKS_PER_ADDRESS`, 5).
+    /// Links asked for one address from one client in `link_window`
+    /// (`CONSOLE_LINKS_PER_ADDRESS`, 5). Per client, so a stranger who knows the owner's
+    /// address cannot use up the owner's own.
     pub links_per_address: i64,
     /// Links asked from one client in `link_window` (`CONSOLE_LINKS_PER_CLIENT`, 20).
     pub links_per_client: i64,
+    /// Links asked for one address from all clients together in `link_window`
+    /// (`CONSOLE_LINKS_PER_ADDRESS_ALL`, 30): what bounds a flood of emails to one inbox.
+    pub links_per_address_all: i64,
     pub link_window: Duration,
+    /// Asking for a link always takes at least this long (`CONSOLE_LINK_ANSWER_TIME`, 1s; `off`
+    /// for none), so the time of the answer does not tell a staff address (a link is written
+    /// and emailed) from any other.
+    pub link_answer_time: Option<Duration>,
     /// When an item in a working state counts as stuck (the sweeper's deadlines).
     pub deadlines: Deadlines,
 }
@@ -53,6 +62,8 @@ impl ConsoleSettings {
             session_absolute: std(vars.duration_or("CONSOLE_SESSION_MAX", "12h")?),
             links_per_address: vars.parse_or("CONSOLE_LINKS_PER_ADDRESS", 5)?,
             links_per_client: vars.parse_or("CONSOLE_LINKS_PER_CLIENT", 20)?,
+            links_per_address_all: vars.parse_or("CONSOLE_LINKS_PER_ADDRESS_ALL", 30)?,
+            link_answer_time: vars.duration_or_off("CONSOLE_LINK_ANSWER_TIME", "1s")?.map(std),
             link_window: Duration::from_secs(15 * 60),
             deadlines: Deadlines::from_vars(vars)?,
         })

@@ -536,6 +536,10 @@ pub enum AttachError {
     OnHold(u64),
     #[error("no order {0}")]
     NoOrder(String),
+    /// Dealt with outside coursedrop (given back at the bank, say): counting it now could
+    /// count the money twice.
+    #[error("payment {payment} was marked handled by {by}; it cannot pay an order")]
+    Handled { payment: u64, by: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -564,6 +568,9 @@ pub async fn attach(pool: &MySqlPool, payment_id: u64, code: &OrderCode, actor: 
     }
     if payment.transfer_type != TransferType::In.as_str() {
         return Err(AttachError::Outgoing(payment_id));
+    }
+    if let Some(by) = payment.handled_by {
+        return Err(AttachError::Handled { payment: payment_id, by });
     }
     store::payments::attach_to(&mut db, payment_id, order.id).await?;
     let what = format!(
