@@ -682,3 +682,39 @@ async fn asking_for_a_link_takes_as_long_for_staff_as_for_anyone(pool: MySqlPool
     }
     assert_eq!(testing::mails_to(&email).len(), 1);
 }
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_coupon_for_one_course_lowers_only_that_courses_revenue(pool: MySqlPool) {
+    let site = site(pool.clone(), None).await;
+    let (_, b) = site.staff(StaffRole::Owner).await;
+    let (_, created) = testing::pending_order(&pool, &[500_000, 500_000], 30).await;
+    let courses: Vec<(u64, String)> = sqlx::query_as(
+        "SELECT c.id, c.slug FROM order_items i JOIN courses c ON c.id = i.course_id WHERE i.order_id = ? ORDER BY i.id",
+    )
+    .bind(created.order_id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let coupon =
+        sqlx::query("INSERT INTO coupons (code, percent_off) VALUES ('HALFA', 50)").execute(&pool).await.unwrap();
+    sqlx::query("INSERT INTO coupon_courses (coupon_id, course_id) VALUES (?, ?)")
+        .bind(coupon.last_insert_id())
+        .bind(courses[0].0)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE orders SET coupon_id = ?, discount_vnd = 250000, total_vnd = 750000, paid_vnd = 750000,
+                status = 'paid', paid_at = NOW(3) WHERE id = ?",
+    )
+    .bind(coupon.last_insert_id())
+    .bind(created.order_id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let year = coursedrop::domain::today_in_vietnam().format("%Y").to_string();
+    let csv = site.get(&format!("/revenue/{year}.csv"), Some(&b)).await.text().await.unwrap();
+    assert!(csv.contains(&format!("{year},total,1,750000,0,750000")), "{csv}");
+    assert!(csv.contains(&format!("{},Khoá học,1,0,250000,0,250000", courses[0].1)), "the coupon's course: {csv}");
+    assert!(csv.contains(&format!("{},Khoá học,1,0,500000,0,500000", courses[1].1)), "the other at its price: {csv}");
+}

@@ -369,6 +369,8 @@ pub struct SoldItem {
     pub price_vnd: i64,
     pub order_total_vnd: i64,
     pub order_discount_vnd: i64,
+    /// Whether the order's coupon applied to this course (a coupon may be limited to some).
+    pub discounted: bool,
 }
 
 /// Every item of every order paid in `[from, to)` or refunded in it, by order.
@@ -376,7 +378,11 @@ pub async fn sold_items(pool: &MySqlPool, from: DateTime<Utc>, to: DateTime<Utc>
     Ok(sqlx::query_as(
         "SELECT o.id AS order_id, o.code AS order_code, o.paid_at, r.refunded_at, c.slug AS course,
                 c.title AS course_title, i.price_vnd, o.total_vnd AS order_total_vnd,
-                o.discount_vnd AS order_discount_vnd
+                o.discount_vnd AS order_discount_vnd,
+                (o.coupon_id IS NOT NULL AND (
+                    NOT EXISTS (SELECT 1 FROM coupon_courses cc WHERE cc.coupon_id = o.coupon_id)
+                    OR EXISTS (SELECT 1 FROM coupon_courses cc WHERE cc.coupon_id = o.coupon_id AND cc.course_id = i.course_id)
+                )) AS discounted
          FROM orders o
          JOIN order_items i ON i.order_id = o.id
          JOIN courses c ON c.id = i.course_id

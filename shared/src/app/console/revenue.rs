@@ -3,9 +3,10 @@
 //! revenue; this is what the seller hands the accountant.
 //!
 //! An order's revenue is its price (after its coupon), counted in the Vietnam month it was
-//! paid. A course's share of it is the order's price split by the courses' list prices
-//! (`domain::allocate`: whole VND that add up to the order's price). A refund takes the same
-//! amounts back in the month of the refund.
+//! paid. A course's share of it is its price at order time less its part of the coupon's
+//! discount: the discount is split over the courses the coupon applied to, by their prices
+//! (`domain::allocate`: whole VND that add up to the discount), as the order was priced. A
+//! refund takes the same amounts back in the month of the refund.
 
 use std::collections::BTreeMap;
 
@@ -67,6 +68,23 @@ pub async fn year(pool: &MySqlPool, year: i32) -> Result<RevenueReport, ConsoleE
     Ok(summarise(year, &rows))
 }
 
+/// What each course of one order earned: its price less its part of the discount, split over
+/// the discounted courses by price. The shares add up to the order's price; should the rows
+/// disagree with it (an order priced by rules since changed), the price is split over every
+/// course by price instead, so the months and the courses still agree.
+fn course_shares(order: &[SoldItem]) -> Vec<i64> {
+    let head = &order[0];
+    let prices: Vec<i64> = order.iter().map(|i| i.price_vnd).collect();
+    let discounted: Vec<i64> = order.iter().map(|i| if i.discounted { i.price_vnd } else { 0 }).collect();
+    let discount = allocate(head.order_discount_vnd, &discounted);
+    let shares: Vec<i64> = prices.iter().zip(&discount).map(|(p, d)| p - d).collect();
+    if shares.iter().sum::<i64>() == head.order_total_vnd && shares.iter().all(|s| *s >= 0) {
+        shares
+    } else {
+        allocate(head.order_total_vnd, &prices)
+    }
+}
+
 /// The report of `year` from the items of the orders paid or refunded in it (pure).
 pub fn summarise(year: i32, rows: &[SoldItem]) -> RevenueReport {
     let mut months: Vec<MonthRevenue> = (1..=12).map(|month| MonthRevenue { month, sums: Sums::default() }).collect();
@@ -77,7 +95,7 @@ pub fn summarise(year: i32, rows: &[SoldItem]) -> RevenueReport {
     };
     for order in rows.chunk_by(|a, b| a.order_id == b.order_id) {
         let head = &order[0];
-        let shares = allocate(head.order_total_vnd, &order.iter().map(|i| i.price_vnd).collect::<Vec<_>>());
+        let shares = course_shares(order);
         let paid_month = in_year(head.paid_at);
         let refund_month = head.refunded_at.and_then(in_year);
         if let Some(m) = paid_month {
@@ -149,17 +167,23 @@ mod tests {
             price_vnd: price,
             order_total_vnd: total,
             order_discount_vnd: 0,
+            discounted: false,
         }
     }
 
     #[test]
     fn months_follow_vietnam_time_and_refunds_net_in_their_month() {
+        let coupon = |mut i: SoldItem| {
+            i.order_discount_vnd = 100_000;
+            i.discounted = true;
+            i
+        };
         let rows = vec![
             // Paid 31 Jan 18:00 UTC: 1 Feb in Vietnam.
             item(1, (1, 31, 18), None, "a", 500_000, 500_000),
-            // Two courses with a coupon: 900,000 split by list price.
-            item(2, (3, 10, 2), Some((2026, 4, 2)), "a", 500_000, 900_000),
-            item(2, (3, 10, 2), Some((2026, 4, 2)), "b", 500_000, 900_000),
+            // Two courses with a coupon on both: the 100,000 off split by price.
+            coupon(item(2, (3, 10, 2), Some((2026, 4, 2)), "a", 500_000, 900_000)),
+            coupon(item(2, (3, 10, 2), Some((2026, 4, 2)), "b", 500_000, 900_000)),
         ];
         let r = summarise(2026, &rows);
         assert_eq!(r.months[0].sums.gross_vnd, 0);
@@ -171,6 +195,20 @@ mod tests {
         assert_eq!((a.sold, a.gross_vnd, a.refunds_vnd, a.net_vnd), (2, 950_000, 450_000, 500_000));
         let b = &r.courses[1];
         assert_eq!((b.sold, b.gross_vnd, b.net_vnd), (1, 450_000, 0));
+    }
+
+    #[test]
+    fn a_coupon_for_one_course_lowers_only_that_course() {
+        // 50 % off A only: A earns 250,000, B its full 500,000.
+        let mut a = item(4, (5, 1, 3), None, "a", 500_000, 750_000);
+        a.order_discount_vnd = 250_000;
+        a.discounted = true;
+        let mut b = item(4, (5, 1, 3), None, "b", 500_000, 750_000);
+        b.order_discount_vnd = 250_000;
+        let r = summarise(2026, &[a, b]);
+        assert_eq!((r.courses[0].course.as_str(), r.courses[0].gross_vnd), ("a", 250_000));
+        assert_eq!((r.courses[1].course.as_str(), r.courses[1].gross_vnd), ("b", 500_000));
+        assert_eq!(r.total.gross_vnd, 750_000);
     }
 
     #[test]
