@@ -195,7 +195,8 @@ pub(crate) enum PaymentCommand {
 
 #[derive(Subcommand)]
 pub(crate) enum StaffCommand {
-    /// Give an address a console account; it signs in by a link sent to it.
+    /// Give an address a console account (or give a disabled one back); it signs in by a
+    /// link sent to it.
     Add {
         #[arg(long)]
         email: String,
@@ -205,6 +206,13 @@ pub(crate) enum StaffCommand {
         role: String,
     },
     List,
+    /// Change an account's role (its open sessions take the new role at once).
+    SetRole {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        role: String,
+    },
     /// End an account: it signs in no more, and its open sessions end at once.
     Disable {
         #[arg(long)]

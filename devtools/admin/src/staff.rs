@@ -34,6 +34,11 @@ pub(crate) async fn staff(ctx: &Ctx, command: StaffCommand) -> Result<(Value, St
             }
             Ok((json!(all), t.render()))
         }
+        StaffCommand::SetRole { email, role } => {
+            let role = StaffRole::parse(&role).map_err(|e| invalid(format!("--role: {e}")))?;
+            auth::set_role(&ctx.pool, &email, role, &ctx.actor).await?;
+            Ok((json!({"email": email, "role": role}), format!("{email} is now {role}")))
+        }
         StaffCommand::Disable { email } => {
             auth::disable_staff(&ctx.pool, &email, &ctx.actor).await?;
             Ok((json!({"disabled": email}), format!("{email} is disabled; their sessions have ended")))

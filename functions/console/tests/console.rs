@@ -718,3 +718,28 @@ async fn a_coupon_for_one_course_lowers_only_that_courses_revenue(pool: MySqlPoo
     assert!(csv.contains(&format!("{},Khoá học,1,0,250000,0,250000", courses[0].1)), "the coupon's course: {csv}");
     assert!(csv.contains(&format!("{},Khoá học,1,0,500000,0,500000", courses[1].1)), "the other at its price: {csv}");
 }
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_disabled_account_can_be_given_back_and_a_role_changed(pool: MySqlPool) {
+    let site = site(pool.clone(), None).await;
+    let (email, b) = site.staff(StaffRole::Support).await;
+    assert_eq!(site.get("/audit", Some(&b)).await.status(), StatusCode::FORBIDDEN);
+    // A new role takes effect on the open session's next request.
+    auth::set_role(&pool, &email, StaffRole::Owner, "operator:test").await.unwrap();
+    assert_eq!(site.get("/audit", Some(&b)).await.status(), StatusCode::OK);
+    // Adding an active account again is refused; a disabled one comes back, signed out.
+    assert!(auth::add_staff(&pool, &email, StaffRole::Owner, "operator:test").await.is_err());
+    auth::disable_staff(&pool, &email, "operator:test").await.unwrap();
+    let back = auth::add_staff(&pool, &email, StaffRole::Support, "operator:test").await.unwrap();
+    assert_eq!((back.role, back.disabled_at), (StaffRole::Support, None));
+    assert_eq!(site.get("/", Some(&b)).await.status(), StatusCode::SEE_OTHER, "the old session stays ended");
+    let again = site.sign_in(&email).await;
+    assert_eq!(site.get("/audit", Some(&again)).await.status(), StatusCode::FORBIDDEN);
+    let actions: Vec<(String,)> = sqlx::query_as("SELECT action FROM staff_audit WHERE subject = ? ORDER BY id")
+        .bind(&email)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let actions: Vec<&str> = actions.iter().map(|a| a.0.as_str()).collect();
+    assert_eq!(actions, ["staff.add", "staff.role", "staff.disable", "staff.enable"]);
+}

@@ -23,7 +23,8 @@ pub struct StaffMember {
 
 const MEMBER: &str = "SELECT id, email, role, created_by, created_at, disabled_at FROM staff";
 
-/// Adds an account; `None` when the address already has one.
+/// Adds an account, or gives a disabled one back (in the role asked); `None` when the
+/// address has an active account already.
 pub async fn add(
     pool: &MySqlPool,
     email: &str,
@@ -37,16 +38,46 @@ pub async fn add(
         .bind(actor)
         .execute(&mut *tx)
         .await?;
-    if added.rows_affected() == 0 {
-        return Ok(None);
-    }
-    audit(&mut tx, actor, "staff.add", Some(email), Some(role.as_str())).await?;
-    let member = sqlx::query_as(sqlx::AssertSqlSafe(format!("{MEMBER} WHERE id = ?")))
-        .bind(added.last_insert_id())
+    let action = if added.rows_affected() == 1 {
+        "staff.add"
+    } else {
+        let back =
+            sqlx::query("UPDATE staff SET disabled_at = NULL, role = ? WHERE email = ? AND disabled_at IS NOT NULL")
+                .bind(role.as_str())
+                .bind(email)
+                .execute(&mut *tx)
+                .await?;
+        if back.rows_affected() == 0 {
+            return Ok(None);
+        }
+        "staff.enable"
+    };
+    audit(&mut tx, actor, action, Some(email), Some(role.as_str())).await?;
+    let member = sqlx::query_as(sqlx::AssertSqlSafe(format!("{MEMBER} WHERE email = ?")))
+        .bind(email)
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
     Ok(Some(member))
+}
+
+/// Changes an active account's role; `false` when there is none. Its sessions carry on in
+/// the new role from their next request.
+pub async fn set_role(pool: &MySqlPool, email: &str, role: StaffRole, actor: &str) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let found: Option<(u64,)> =
+        sqlx::query_as("SELECT id FROM staff WHERE email = ? AND disabled_at IS NULL FOR UPDATE")
+            .bind(email)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((id,)) = found else { return Ok(false) };
+    let changed =
+        sqlx::query("UPDATE staff SET role = ? WHERE id = ?").bind(role.as_str()).bind(id).execute(&mut *tx).await?;
+    if changed.rows_affected() == 1 {
+        audit(&mut tx, actor, "staff.role", Some(email), Some(role.as_str())).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
 }
 
 pub async fn list(pool: &MySqlPool) -> Result<Vec<StaffMember>, StoreError> {

@@ -146,7 +146,7 @@ pub fn csrf_ok(session: &LiveSession, submitted: Option<&str>) -> bool {
 
 // ------------------------------------------------------------------ staff accounts (CLI)
 
-/// Adds a member of staff (`coursedrop-admin staff add`).
+/// Adds a member of staff, or gives a disabled account back (`coursedrop-admin staff add`).
 pub async fn add_staff(
     pool: &MySqlPool,
     email: &str,
@@ -156,7 +156,22 @@ pub async fn add_staff(
     let email = Email::parse(email).map_err(|e| ConsoleError::invalid("email", e.to_string()))?;
     stored::add(pool, email.as_str(), role, actor)
         .await?
-        .ok_or_else(|| ConsoleError::Refused(format!("{email} is staff already (`staff list` shows the role)")))
+        .ok_or_else(|| ConsoleError::Refused(format!("{email} is staff already; `staff set-role` changes the role")))
+}
+
+/// Changes a member of staff's role (`coursedrop-admin staff set-role`).
+pub async fn set_role(
+    pool: &MySqlPool,
+    email: &str,
+    role: crate::domain::staff::StaffRole,
+    actor: &str,
+) -> Result<(), ConsoleError> {
+    let email = Email::parse(email).map_err(|e| ConsoleError::invalid("email", e.to_string()))?;
+    if stored::set_role(pool, email.as_str(), role, actor).await? {
+        Ok(())
+    } else {
+        Err(ConsoleError::NotFound(format!("no active staff account {email}")))
+    }
 }
 
 pub async fn list_staff(pool: &MySqlPool) -> Result<Vec<StaffMember>, ConsoleError> {
