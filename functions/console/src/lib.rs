@@ -28,6 +28,7 @@ pub mod i18n;
 mod pages;
 pub mod plot;
 pub mod render;
+mod said;
 pub mod session;
 
 /// The console's parts, built once at cold start.

@@ -57,7 +57,7 @@ pub struct CourseForm {
 
 fn answer(secure: bool, to: &str, s: &Signed, result: Result<actions::Done, ConsoleError>) -> Response {
     match result {
-        Ok(d) => done(secure, to, &d.message),
+        Ok(d) => done(secure, to, &crate::said::done(s.lang, &d)),
         Err(e) => failed(s, e),
     }
 }

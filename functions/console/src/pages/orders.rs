@@ -181,7 +181,7 @@ pub async fn refund<T: AccessToken>(
     }
     .await;
     match result {
-        Ok((code, d)) => done(c.secure_cookies, &format!("/orders/{code}"), &d.message),
+        Ok((code, d)) => done(c.secure_cookies, &format!("/orders/{code}"), &crate::said::done(s.lang, &d)),
         Err(e) => failed(&s, e),
     }
 }
@@ -208,7 +208,7 @@ pub async fn move_access<T: AccessToken>(
     }
     .await;
     match result {
-        Ok((code, d)) => done(c.secure_cookies, &format!("/orders/{code}"), &d.message),
+        Ok((code, d)) => done(c.secure_cookies, &format!("/orders/{code}"), &crate::said::done(s.lang, &d)),
         Err(e) => failed(&s, e),
     }
 }
@@ -229,7 +229,7 @@ fn item_done(
     result: Result<actions::Done, ConsoleError>,
 ) -> Response {
     match result {
-        Ok(d) => done(secure, &super::local_path(&form.back, fallback), &d.message),
+        Ok(d) => done(secure, &super::local_path(&form.back, fallback), &crate::said::done(s.lang, &d)),
         Err(e) => failed(s, e),
     }
 }

@@ -37,7 +37,7 @@ pub struct PaymentForm {
 
 fn answer<T>(state: &ConsoleState<T>, s: &Signed, result: Result<actions::Done, ConsoleError>) -> Response {
     match result {
-        Ok(d) => done(state.0.secure_cookies, "/problems", &d.message),
+        Ok(d) => done(state.0.secure_cookies, "/problems", &crate::said::done(s.lang, &d)),
         Err(e) => failed(s, e),
     }
 }

@@ -22,22 +22,96 @@ use crate::domain::{CouponCode, CourseSlug, Email, OrderCode, Vnd};
 use crate::store::outbox::OutboxMessage;
 use crate::store::{self, StoreError, staff as audit};
 
-/// What an action did, in a sentence for the page that follows it.
+/// Whether what a change queued is on its queue now, or waits in the outbox for the sweeper
+/// (within a minute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Queued {
+    Nothing,
+    Now,
+    Later,
+}
+
+/// What a payment counted as when it was attached or released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CountedAs {
+    /// The order is paid now.
+    Paid,
+    /// The order has part of its price.
+    Partly,
+    /// Kept on the order and flagged for a look (it was cancelled, refunded or paid already).
+    Flagged,
+}
+
+/// What an action did: facts, for the page that follows it to put in words in its language.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Done {
-    pub message: String,
+pub enum Done {
+    Retried {
+        item: u64,
+        queued: Queued,
+    },
+    StageSentAgain {
+        item: u64,
+        queued: Queued,
+    },
+    EmailResent {
+        item: u64,
+    },
+    AccessMoved {
+        courses: usize,
+    },
+    Refunded {
+        code: String,
+        courses: usize,
+        permissions: usize,
+        drive_later: usize,
+        queued: Queued,
+    },
+    PaymentCounted {
+        payment: u64,
+        order: String,
+        counted_as: CountedAs,
+        queued: Queued,
+    },
+    /// Released, but the payment it resembled paid no order: it waits to be attached.
+    ReleasedWithoutOrder {
+        payment: u64,
+    },
+    Dropped {
+        payment: u64,
+    },
+    Handled {
+        payment: u64,
+    },
+    CourseAdded {
+        slug: String,
+        files: usize,
+    },
+    CourseSaved {
+        slug: String,
+    },
+    CourseMoved {
+        slug: String,
+        source: String,
+        files: usize,
+    },
+    OnSale {
+        slug: String,
+        active: bool,
+    },
+    CouponAdded {
+        code: String,
+    },
+    CouponDisabled {
+        code: String,
+    },
 }
 
-fn done(message: impl Into<String>) -> Done {
-    Done { message: message.into() }
-}
-
-async fn publish<P: Publisher>(pool: &MySqlPool, publisher: &P, rows: &[OutboxMessage]) -> &'static str {
+async fn publish<P: Publisher>(pool: &MySqlPool, publisher: &P, rows: &[OutboxMessage]) -> Queued {
     if rows.is_empty() {
-        return "";
+        return Queued::Nothing;
     }
     let report = relay::publish_all(pool, publisher, rows).await;
-    if report.failed == 0 { " and queued" } else { "; the queue will take it within a minute" }
+    if report.failed == 0 { Queued::Now } else { Queued::Later }
 }
 
 async fn record(
@@ -67,7 +141,7 @@ pub async fn retry<P: Publisher>(
         e => e.into(),
     })?;
     let queued = publish(pool, publisher, changed.outbox.as_slice()).await;
-    Ok(done(format!("item {item_id} sent back to its stage{queued}")))
+    Ok(Done::Retried { item: item_id, queued })
 }
 
 /// Sends a stuck item's stage message again now (the sweeper does it once per deadline).
@@ -83,7 +157,7 @@ pub async fn send_again<P: Publisher>(
         Some(None) => Err(ConsoleError::Refused(format!("item {item_id} is in no stage that a message starts"))),
         Some(Some(message)) => {
             let queued = publish(pool, publisher, std::slice::from_ref(&message)).await;
-            Ok(done(format!("item {item_id}'s stage message saved{queued}")))
+            Ok(Done::StageSentAgain { item: item_id, queued })
         }
     }
 }
@@ -91,7 +165,7 @@ pub async fn send_again<P: Publisher>(
 pub async fn resend(pool: &MySqlPool, mailer: &Mailer, staff: &Staff, item_id: u64) -> Result<Done, ConsoleError> {
     staff.require(StaffAction::Resend)?;
     operations::resend_email(pool, mailer, item_id, &staff.actor()).await?;
-    Ok(done(format!("item {item_id}'s delivery email sent again")))
+    Ok(Done::EmailResent { item: item_id })
 }
 
 pub async fn move_access<T: AccessToken>(
@@ -106,7 +180,7 @@ pub async fn move_access<T: AccessToken>(
     staff.require(StaffAction::MoveAccess)?;
     let to = Email::parse(to).map_err(|e| ConsoleError::invalid("to", e.to_string()))?;
     let moved = self_service::move_access_as_operator(pool, drive, mailer, code, &to, course, &staff.actor()).await?;
-    Ok(done(format!("the access to {} courses moved to the new address", moved.items.len())))
+    Ok(Done::AccessMoved { courses: moved.items.len() })
 }
 
 /// Refunds an order. `confirm_vnd` is the amount the person confirmed on the page: it must be
@@ -138,28 +212,24 @@ pub async fn refund<T: AccessToken, P: Publisher>(
     }
     let report = refund::refund(pool, drive, code, &staff.actor(), reason.trim()).await?;
     let queued = publish(pool, publisher, report.outbox.as_slice()).await;
-    let mut message = format!(
-        "order {code} refunded: {} courses revoked, {} Drive permissions removed{queued}",
-        report.items_revoked, report.permissions_removed
-    );
-    if !report.folders_left.is_empty() {
-        message.push_str(&format!(
-            "; Drive did not answer for {} courses, their access is taken back when it does",
-            report.folders_left.len()
-        ));
-    }
-    Ok(done(message))
+    Ok(Done::Refunded {
+        code: code.to_string(),
+        courses: report.items_revoked,
+        permissions: report.permissions_removed,
+        drive_later: report.folders_left.len(),
+        queued,
+    })
 }
 
-fn outcome_sentence(outcome: &PaymentOutcome) -> String {
-    match outcome {
-        PaymentOutcome::Applied { order_code, became_paid: true, .. } => format!("order {order_code} is paid"),
-        PaymentOutcome::Applied { order_code, paid_vnd, total_vnd, .. } => {
-            format!("order {order_code} has {paid_vnd} of {total_vnd} VND")
-        }
-        PaymentOutcome::Flagged { order_code, reason } => format!("kept on order {order_code} and flagged: {reason}"),
-        other => format!("{other:?}"),
-    }
+/// The words of a payment's outcome, for an attach or a release.
+fn counted(payment: u64, outcome: &PaymentOutcome, queued: Queued) -> Result<Done, ConsoleError> {
+    let (order, counted_as) = match outcome {
+        PaymentOutcome::Applied { order_code, became_paid: true, .. } => (order_code, CountedAs::Paid),
+        PaymentOutcome::Applied { order_code, .. } => (order_code, CountedAs::Partly),
+        PaymentOutcome::Flagged { order_code, .. } => (order_code, CountedAs::Flagged),
+        other => return Err(ConsoleError::Refused(format!("payment {payment} was not counted: {other:?}"))),
+    };
+    Ok(Done::PaymentCounted { payment, order: order.clone(), counted_as, queued })
 }
 
 /// Attaches a transfer that matched no order to the order it was for.
@@ -173,7 +243,7 @@ pub async fn attach<P: Publisher>(
     staff.require(StaffAction::Payments)?;
     let recorded = payments::attach(pool, payment_id, code, &staff.actor()).await?;
     let queued = publish(pool, publisher, recorded.outbox.as_slice()).await;
-    Ok(done(format!("payment {payment_id} attached: {}{queued}", outcome_sentence(&recorded.outcome))))
+    counted(payment_id, &recorded.outcome, queued)
 }
 
 pub async fn release<P: Publisher>(
@@ -187,16 +257,16 @@ pub async fn release<P: Publisher>(
     match released.recorded {
         Some((_, recorded)) => {
             let queued = publish(pool, publisher, recorded.outbox.as_slice()).await;
-            Ok(done(format!("payment {payment_id} counted: {}{queued}", outcome_sentence(&recorded.outcome))))
+            counted(payment_id, &recorded.outcome, queued)
         }
-        None => Ok(done(format!("payment {payment_id} released; it matched no order, attach it to one"))),
+        None => Ok(Done::ReleasedWithoutOrder { payment: payment_id }),
     }
 }
 
 pub async fn drop_held(pool: &MySqlPool, staff: &Staff, payment_id: u64) -> Result<Done, ConsoleError> {
     staff.require(StaffAction::Payments)?;
     hold::drop_held(pool, payment_id, &staff.actor()).await?;
-    Ok(done(format!("payment {payment_id} dropped as a duplicate; it stays as evidence and never counts")))
+    Ok(Done::Dropped { payment: payment_id })
 }
 
 pub async fn mark_handled(pool: &MySqlPool, staff: &Staff, payment_id: u64, note: &str) -> Result<Done, ConsoleError> {
@@ -210,7 +280,7 @@ pub async fn mark_handled(pool: &MySqlPool, staff: &Staff, payment_id: u64, note
             "payment {payment_id} is not an unhandled transfer without an order"
         )));
     }
-    Ok(done(format!("payment {payment_id} marked handled")))
+    Ok(Done::Handled { payment: payment_id })
 }
 
 // ------------------------------------------------------------------ catalog and coupons
@@ -226,7 +296,7 @@ pub async fn add_course<T: AccessToken>(
     let added = operations::add_course(pool, s3, drive, course).await?;
     let detail = format!("{} VND, {}, {} files", course.price.get(), added.source, added.files);
     record(pool, staff, "course.add", &added.slug, Some(&detail)).await?;
-    Ok(done(format!("course {} added: {} files, {} bytes checked at the source", added.slug, added.files, added.bytes)))
+    Ok(Done::CourseAdded { slug: added.slug, files: added.files })
 }
 
 /// Changes what a course is called and costs; orders already placed keep their price.
@@ -246,7 +316,7 @@ pub async fn edit_course(
         return Err(ConsoleError::NotFound(format!("no course {slug}")));
     }
     record(pool, staff, "course.edit", slug.as_str(), Some(&format!("{title}; {} VND", price.get()))).await?;
-    Ok(done(format!("course {slug} saved")))
+    Ok(Done::CourseSaved { slug: slug.to_string() })
 }
 
 /// Moves a course to another source or delivery mode, after the same check as adding one.
@@ -263,7 +333,7 @@ pub async fn change_source<T: AccessToken>(
     let checked = operations::change_source(pool, s3, drive, slug, source.trim(), mode).await?;
     let detail = format!("{} ({}), {} files", checked.stored, mode.as_str(), checked.files);
     record(pool, staff, "course.source", slug.as_str(), Some(&detail)).await?;
-    Ok(done(format!("course {slug} now delivers from {}: {} files checked", checked.stored, checked.files)))
+    Ok(Done::CourseMoved { slug: slug.to_string(), source: checked.stored, files: checked.files })
 }
 
 pub async fn set_course_active(
@@ -276,19 +346,19 @@ pub async fn set_course_active(
     operations::set_course_active(pool, slug, active).await?;
     let action = if active { "course.activate" } else { "course.deactivate" };
     record(pool, staff, action, slug.as_str(), None).await?;
-    Ok(done(if active { format!("course {slug} is on sale") } else { format!("course {slug} is off sale") }))
+    Ok(Done::OnSale { slug: slug.to_string(), active })
 }
 
 pub async fn add_coupon(pool: &MySqlPool, staff: &Staff, coupon: &CouponToAdd<'_>) -> Result<Done, ConsoleError> {
     staff.require(StaffAction::Coupons)?;
     let added = operations::add_coupon(pool, coupon).await?;
     record(pool, staff, "coupon.add", &added.code, Some(&coupon.discount.to_string())).await?;
-    Ok(done(format!("coupon {} added", added.code)))
+    Ok(Done::CouponAdded { code: added.code })
 }
 
 pub async fn disable_coupon(pool: &MySqlPool, staff: &Staff, code: &CouponCode) -> Result<Done, ConsoleError> {
     staff.require(StaffAction::Coupons)?;
     operations::disable_coupon(pool, code).await?;
     record(pool, staff, "coupon.disable", code.as_str(), None).await?;
-    Ok(done(format!("coupon {code} disabled")))
+    Ok(Done::CouponDisabled { code: code.to_string() })
 }
