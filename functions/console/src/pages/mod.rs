@@ -81,6 +81,11 @@ pub fn local_path(p: &str, fallback: &str) -> String {
     if starts_ours && plain { p.to_string() } else { fallback.to_string() }
 }
 
+pub fn no_store(mut r: Response) -> Response {
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::local_path;
@@ -104,9 +109,4 @@ mod tests {
             assert_eq!(local_path(theirs, "/fallback"), "/fallback", "{theirs:?}");
         }
     }
-}
-
-pub fn no_store(mut r: Response) -> Response {
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
 }
