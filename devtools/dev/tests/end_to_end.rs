@@ -25,6 +25,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn a_buyer_orders_pays_watches_progress_and_gets_the_link() {
+    let _one = browser::ONE_STACK_AT_A_TIME.lock().await;
     let browser::Stack { _child, base, db, drive_port, .. } = stack().await;
     let pool = sqlx::MySqlPool::connect(
         &std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/coursedrop".into()),

@@ -3,11 +3,16 @@
 //! ports and queues.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
+
+/// One whole stack at a time: each of these tests runs every function, the deliver job and
+/// its emulators, and on two cores three side by side starve each other's timeouts.
+pub static ONE_STACK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -29,10 +34,21 @@ impl Drop for Killed {
     }
 }
 
+/// Kills the child and every process it started (chromedriver's Chromium) when the test
+/// ends, pass or fail: the child leads a process group of its own.
+pub struct KilledGroup(pub Child);
+
+impl Drop for KilledGroup {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-KILL").arg("--").arg(format!("-{}", self.0.id())).status();
+        let _ = self.0.wait();
+    }
+}
+
 pub struct Browser {
     http: reqwest::Client,
     session: String,
-    _driver: Killed,
+    _driver: KilledGroup,
 }
 
 impl Browser {
@@ -42,9 +58,10 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("chromedriver (Debian's chromium-driver; `devtools/services up` installs it)");
-        let driver = Killed(driver);
+        let driver = KilledGroup(driver);
         let http = coursedrop::support::http_client::client_builder().build().unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let started = Instant::now();

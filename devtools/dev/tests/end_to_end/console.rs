@@ -40,6 +40,7 @@ async fn shoot_both(browser: &Browser, url: &str, name: &str) {
 
 #[tokio::test]
 async fn the_owner_signs_in_by_email_finds_an_order_by_phone_refunds_it_and_exports_revenue() {
+    let _one = super::browser::ONE_STACK_AT_A_TIME.lock().await;
     let s = stack().await;
     let http = coursedrop::support::http_client::client_builder().build().unwrap();
 
@@ -116,7 +117,15 @@ async fn the_owner_signs_in_by_email_finds_an_order_by_phone_refunds_it_and_expo
     browser.type_into("input[name=q]", "0903123456").await;
     browser.click("#filters button").await;
     browser
-        .wait_for("the search", &format!("return !!document.querySelector(\"#orders a[href='/orders/{code}']\")"), 10)
+        .wait_for(
+            "the search's answer",
+            // The list before the search shows the order too: wait for the answer's page.
+            &format!(
+                "return location.search.includes('q=0903123456') && document.readyState === 'complete' \
+                 && !!document.querySelector(\"#orders a[href='/orders/{code}']\")"
+            ),
+            10,
+        )
         .await;
     assert_eq!(browser.script("return document.getElementById('total').textContent").await, "1");
     browser.click(&format!("#orders a[href='/orders/{code}']")).await;

@@ -6,6 +6,7 @@ use std::process::Command;
 
 #[test]
 fn a_full_flow_logs_no_secret_and_no_full_email() {
+    let _one = super::browser::ONE_STACK_AT_A_TIME.blocking_lock();
     let api_key = format!("sk-live-{:016x}", rand_u64());
     let out = Command::new(env!("CARGO_BIN_EXE_coursedrop-dev"))
         .arg("demo")
