@@ -34,11 +34,17 @@ fn unique(name: &str) -> String {
 }
 
 async fn site(pool: MySqlPool, console_url: Option<&'static str>) -> Site {
-    site_with(pool, console_url, "off").await
+    site_with(pool, console_url, "off", Vec::new()).await
 }
 
-/// The console, its sign-in answers taking at least `answer_time` (`off`: no floor).
-async fn site_with(pool: MySqlPool, console_url: Option<&'static str>, answer_time: &'static str) -> Site {
+/// The console, its sign-in answers taking at least `answer_time` (`off`: no floor), with
+/// `extra` settings.
+async fn site_with(
+    pool: MySqlPool,
+    console_url: Option<&'static str>,
+    answer_time: &'static str,
+    extra: Vec<(&'static str, String)>,
+) -> Site {
     let emulator = TempEmulator::start("console-test").await.unwrap();
     let drive = DriveClient::new(testing::fast_drive_config(&emulator.base), StaticToken("emulator-token".into()));
     let mailer = Mailer::from_vars(&Vars::new(|k: &str| match k {
@@ -53,7 +59,7 @@ async fn site_with(pool: MySqlPool, console_url: Option<&'static str>, answer_ti
     let vars = Vars::new(move |k: &str| match k {
         "CONSOLE_URL" => Some(url.clone()),
         "CONSOLE_LINK_ANSWER_TIME" => Some(answer_time.to_string()),
-        _ => None,
+        other => extra.iter().find(|(k, _)| *k == other).map(|(_, v)| v.clone()),
     });
     let state =
         console::ConsoleState::new(pool.clone(), drive, mailer, publisher, testing::s3_source().await, &vars).unwrap();
@@ -671,7 +677,7 @@ async fn a_session_ends_when_idle_and_at_its_absolute_limit(pool: MySqlPool) {
 
 #[sqlx::test(migrations = "../../migrations")]
 async fn asking_for_a_link_takes_as_long_for_staff_as_for_anyone(pool: MySqlPool) {
-    let site = site_with(pool.clone(), None, "1s").await;
+    let site = site_with(pool.clone(), None, "1s", Vec::new()).await;
     let email = unique("owner");
     auth::add_staff(&pool, &email, StaffRole::Owner, "operator:test").await.unwrap();
     for address in [email.clone(), unique("stranger")] {
@@ -742,4 +748,23 @@ async fn a_disabled_account_can_be_given_back_and_a_role_changed(pool: MySqlPool
         .unwrap();
     let actions: Vec<&str> = actions.iter().map(|a| a.0.as_str()).collect();
     assert_eq!(actions, ["staff.add", "staff.role", "staff.disable", "staff.enable"]);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn the_dashboard_shows_the_dead_letter_queues_depth(pool: MySqlPool) {
+    let sqs = testing::sqs_client().await;
+    let name = format!("console-dlq-{}", chrono::Utc::now().timestamp_micros());
+    let dlq = sqs.create_queue().queue_name(&name).send().await.unwrap().queue_url.unwrap();
+    for body in ["{}", "{}", "{}"] {
+        sqs.send_message().queue_url(&dlq).message_body(body).send().await.unwrap();
+    }
+    let extra = vec![("ENROLL_DLQ_URL", dlq), ("FINALIZE_DLQ_URL", "http://127.0.0.1:9/000000000000/gone".to_string())];
+    let site = site_with(pool.clone(), None, "off", extra).await;
+    let (_, b) = site.staff(StaffRole::Support).await;
+    let page = site.get("/", Some(&b)).await.text().await.unwrap();
+    assert!(page.contains("enroll: <strong>3</strong>"), "the enroll dead letters counted: {page}");
+    assert!(
+        page.contains("finalize: không rõ"),
+        "a queue that does not answer is unknown (Vietnamese by default), not a failed page"
+    );
 }
