@@ -27,6 +27,7 @@ EXPECTED_ROUTES = {
     ("POST", "/orders/{code}/access"): "SelfServiceFunction",
     ("POST", "/webhooks/sepay"): "BankWebhookFunction",
     ("POST", "/webhooks/casso"): "BankWebhookFunction",
+    ("POST", "/webhooks/payos"): "BankWebhookFunction",
 }
 # The staff console's own API (its paths clash with the buyer API's): every request to the
 # console function. (API, route key) -> function, through AWS::ApiGatewayV2 routes.

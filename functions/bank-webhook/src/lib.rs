@@ -1,4 +1,5 @@
-//! The bank feeds' webhooks, `POST /webhooks/sepay` and `POST /webhooks/casso`:
+//! The bank feeds' webhooks, `POST /webhooks/sepay`, `POST /webhooks/casso` and
+//! `POST /webhooks/payos`:
 //! authenticate, parse, record the payment in one transaction (the same path for every feed
 //! and for reconciliation), publish the stage messages it produced, answer 2xx.
 //!
@@ -15,6 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use coursedrop::adapters::casso::{self, CassoAuth, SignatureError};
+use coursedrop::adapters::payos::{self, PayosAuth, PayosWebhookError};
 use coursedrop::adapters::queue::Publisher;
 use coursedrop::adapters::sepay::{AuthError, AuthHeaders, SepayTransaction, WebhookAuth};
 use coursedrop::app::config::{self, ConfigError, Vars};
@@ -33,6 +35,7 @@ pub struct WebhookState<P> {
     pub db: KeptConnections,
     pub auth: WebhookAuth,
     pub casso: CassoAuth,
+    pub payos: PayosAuth,
     pub settings: PaymentSettings,
     pub publisher: P,
     /// SePay's calls accepted only from these addresses (`SEPAY_ALLOWED_IPS`); `None`: from
@@ -85,7 +88,8 @@ impl<P: Publisher> WebhookState<P> {
         }
         let settings = config::payment_settings(vars)?;
         let sepay_sources = sepay_sources(vars)?;
-        Ok(WebhookState { db: KeptConnections::new(pool), auth, casso, settings, publisher, sepay_sources })
+        let payos = config::payos_auth(vars);
+        Ok(WebhookState { db: KeptConnections::new(pool), auth, casso, payos, settings, publisher, sepay_sources })
     }
 }
 
@@ -94,6 +98,7 @@ pub fn routes<P: Publisher>(state: Arc<WebhookState<P>>) -> Router {
     Router::new()
         .route("/webhooks/sepay", post(receive::<P>).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .route("/webhooks/casso", post(receive_casso::<P>).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        .route("/webhooks/payos", post(receive_payos::<P>).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .with_state(state)
 }
 
@@ -254,6 +259,34 @@ async fn receive_casso<P: Publisher>(
         }
         (Ok(Some(t)), Ok(())) => t,
     };
+    record(&s, &transfer).await?;
+    Ok(Json(json!({"success": true})))
+}
+
+/// `POST /webhooks/payos`: the body carries `data` and payOS's `signature` over it. A delivery
+/// that is unsigned, signed with another key, or changed in transit records nothing and is
+/// answered 401; a verified one is recorded as every feed's is, and answered 2xx (payOS's
+/// own check when the URL is registered is a signed delivery too).
+async fn receive_payos<P: Publisher>(
+    State(s): State<Arc<WebhookState<P>>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(ApiError::from_body)?;
+    let parsed: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_payload", format!("body is not JSON: {e}")))?;
+    if let Err(e) = s.payos.verify(&parsed) {
+        match e {
+            PayosWebhookError::NotConfigured => tracing::error!("refused a payOS webhook: no PAYOS_CHECKSUM_KEY"),
+            _ => tracing::warn!(reason = %e, "refused a payOS webhook"),
+        }
+        coursedrop::support::metrics::emit(coursedrop::support::metrics::Metric::WebhookRefused { gateway: "payos" });
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()));
+    }
+    let raw = String::from_utf8_lossy(&body).into_owned();
+    let transfer = payos::webhook_transfer(&parsed, &raw, &s.settings.pattern).map_err(|e| {
+        tracing::warn!(error = %e, "refused an unreadable payOS payload");
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_payload", e.to_string())
+    })?;
     record(&s, &transfer).await?;
     Ok(Json(json!({"success": true})))
 }

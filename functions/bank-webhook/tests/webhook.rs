@@ -22,7 +22,11 @@ use sqlx::MySqlPool;
 use tower::ServiceExt;
 
 const KEY: &str = "test-key-8f2c";
+#[path = "webhook/payos.rs"]
+mod payos;
+
 const CASSO_KEY: &str = "casso-checksum-key-1d9e";
+const PAYOS_KEY: &str = "payos-checksum-key-5b7a";
 const ACCOUNT: &str = "0123456789";
 
 fn pattern() -> CodePattern {
@@ -48,6 +52,7 @@ async fn harness_with(
         db: KeptConnections::new(pool.clone()),
         auth,
         casso: coursedrop::adapters::casso::CassoAuth::ChecksumKey { key: CASSO_KEY.into(), tolerance_secs: 300 },
+        payos: coursedrop::adapters::payos::PayosAuth::ChecksumKey(PAYOS_KEY.into()),
         settings: PaymentSettings { pattern: pattern(), account_number: ACCOUNT.into() },
         publisher: publisher.clone(),
         sepay_sources: None,
@@ -626,6 +631,7 @@ async fn casso_test_calls_get_a_clear_answer_and_no_key_refuses_deliveries(pool:
         db: KeptConnections::new(off.pool.clone()),
         auth: WebhookAuth::ApiKey(KEY.into()),
         casso: coursedrop::adapters::casso::CassoAuth::Unconfigured { reason: "CASSO_CHECKSUM_KEY is not set".into() },
+        payos: coursedrop::adapters::payos::PayosAuth::Unconfigured,
         settings: PaymentSettings { pattern: pattern(), account_number: ACCOUNT.into() },
         publisher: off.publisher.clone(),
         sepay_sources: None,
@@ -657,6 +663,7 @@ async fn the_optional_allow_list_takes_sepay_only_from_its_published_addresses(p
         db: KeptConnections::new(pool.clone()),
         auth: WebhookAuth::ApiKey(KEY.into()),
         casso: coursedrop::adapters::casso::CassoAuth::Unconfigured { reason: "off".into() },
+        payos: coursedrop::adapters::payos::PayosAuth::Unconfigured,
         settings: PaymentSettings { pattern: pattern(), account_number: ACCOUNT.into() },
         publisher: h.publisher.clone(),
         sepay_sources: Some(allowed),

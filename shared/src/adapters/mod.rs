@@ -8,6 +8,7 @@ pub mod casso;
 pub mod drive;
 pub mod lms;
 pub mod mail;
+pub mod payos;
 pub mod payos_signature;
 pub mod poller;
 pub mod queue;

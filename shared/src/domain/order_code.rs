@@ -99,6 +99,24 @@ impl CodePattern {
         self.charset
     }
 
+    /// payOS's integer `orderCode` for `code`: its suffix as a number, for a pattern of
+    /// digits; `None` for letters, or a suffix too long for payOS (at most 15 digits, so the
+    /// number is exact in JavaScript).
+    pub fn payos_number(&self, code: &OrderCode) -> Option<i64> {
+        let suffix = code.as_str().strip_prefix(&self.prefix)?;
+        (self.charset == CodeCharset::Digits && suffix.len() <= 15).then(|| suffix.parse().ok()).flatten()
+    }
+
+    /// The order code payOS's `orderCode` stands for: the prefix and the number, zero-padded
+    /// to the generated length (the inverse of [`CodePattern::payos_number`]).
+    pub fn from_payos_number(&self, number: i64) -> Option<OrderCode> {
+        if self.charset != CodeCharset::Digits || number < 0 {
+            return None;
+        }
+        let code = format!("{}{:0width$}", self.prefix, number, width = self.generated_len);
+        OrderCode::parse(&code, self).ok()
+    }
+
     fn charset_name(&self) -> &'static str {
         match self.charset {
             CodeCharset::Digits => "digits",
@@ -273,5 +291,16 @@ mod tests {
         assert_eq!(CodePattern::new("CD", 5, 4, 4, Digits), Err(CodePatternError::SuffixBounds));
         assert_eq!(CodePattern::new("CD", 3, 31, 6, Digits), Err(CodePatternError::SuffixBounds));
         assert_eq!(CodePattern::new("CD", 3, 10, 11, Digits), Err(CodePatternError::GeneratedLength));
+    }
+
+    #[test]
+    fn payos_numbers_stand_for_codes_and_back() {
+        let p = CodePattern::new("CD", 6, 10, 8, CodeCharset::Digits).unwrap();
+        let code = OrderCode::parse("CD00481239", &p).unwrap();
+        assert_eq!(p.payos_number(&code), Some(481_239));
+        assert_eq!(p.from_payos_number(481_239), Some(code));
+        assert_eq!(p.from_payos_number(-1), None);
+        let letters = CodePattern::new("CD", 6, 10, 8, CodeCharset::Alphanumeric).unwrap();
+        assert_eq!(letters.payos_number(&OrderCode::parse("CD00481239", &letters).unwrap()), None);
     }
 }

@@ -10,15 +10,17 @@ use thiserror::Error;
 pub enum Gateway {
     Sepay,
     Casso,
+    Payos,
 }
 
 impl Gateway {
-    pub const ALL: &'static [Gateway] = &[Gateway::Sepay, Gateway::Casso];
+    pub const ALL: &'static [Gateway] = &[Gateway::Sepay, Gateway::Casso, Gateway::Payos];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Gateway::Sepay => "sepay",
             Gateway::Casso => "casso",
+            Gateway::Payos => "payos",
         }
     }
 
@@ -182,7 +184,8 @@ mod tests {
     fn gateways_by_name() {
         assert_eq!(Gateway::parse("SePay"), Some(Gateway::Sepay));
         assert_eq!(Gateway::parse("casso"), Some(Gateway::Casso));
-        assert_eq!(Gateway::parse("payos"), None);
+        assert_eq!(Gateway::parse("payOS"), Some(Gateway::Payos));
+        assert_eq!(Gateway::parse("momo"), None);
     }
 }
 

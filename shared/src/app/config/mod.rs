@@ -326,6 +326,15 @@ pub fn casso_auth(vars: &Vars) -> crate::adapters::casso::CassoAuth {
     }
 }
 
+/// payOS's webhook key (`PAYOS_CHECKSUM_KEY`); unset, every payOS webhook is refused.
+pub fn payos_auth(vars: &Vars) -> crate::adapters::payos::PayosAuth {
+    use crate::adapters::payos::PayosAuth;
+    match vars.get("PAYOS_CHECKSUM_KEY").filter(|k| !k.trim().is_empty()) {
+        Some(key) => PayosAuth::ChecksumKey(key),
+        None => PayosAuth::Unconfigured,
+    }
+}
+
 /// The bank feeds reconciliation lists: each one whose API credentials are set.
 pub struct Feeds {
     pub sepay: Option<crate::adapters::sepay_api::SepayApi>,

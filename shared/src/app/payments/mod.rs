@@ -23,6 +23,8 @@ fn actor(gateway: Gateway, arrival: Arrival) -> &'static str {
         (Gateway::Casso, Arrival::Webhook) => "casso-webhook",
         (Gateway::Sepay, Arrival::Reconcile) => "sepay-reconcile",
         (Gateway::Casso, Arrival::Reconcile) => "casso-reconcile",
+        (Gateway::Payos, Arrival::Webhook) => "payos-webhook",
+        (Gateway::Payos, Arrival::Reconcile) => "payos-reconcile",
     }
 }
 
