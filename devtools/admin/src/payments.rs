@@ -176,8 +176,13 @@ pub(crate) async fn reconcile(
     gateway: Option<String>,
     since: Option<String>,
 ) -> Result<(serde_json::Value, String)> {
+    // payOS has no transaction list: its payments are not reconciled by listing.
     let only = gateway
-        .map(|g| Gateway::parse(&g).ok_or_else(|| invalid(format!("--gateway {g:?}: expected sepay or casso"))))
+        .map(|g| {
+            Gateway::parse(&g)
+                .filter(|g| *g != Gateway::Payos)
+                .ok_or_else(|| invalid(format!("--gateway {g:?}: expected sepay or casso")))
+        })
         .transpose()?;
     let since = since
         .map(|d| {
@@ -189,7 +194,6 @@ pub(crate) async fn reconcile(
     let configured = |g: Gateway| match g {
         Gateway::Sepay => feeds.sepay.is_some(),
         Gateway::Casso => feeds.casso.is_some(),
-        // payOS has no transaction list to reconcile from (its links are asked one by one).
         Gateway::Payos => false,
     };
     if let Some(g) = only.filter(|g| !configured(*g)) {
