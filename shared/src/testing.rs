@@ -208,6 +208,24 @@ pub fn mails_to(to: &str) -> Vec<String> {
         .collect()
 }
 
+/// In the newest message the sink holds for `to` written at or after `since`, the first line
+/// of its text part that contains `marker` (a sign-in link's `/sign-in/`, say).
+pub fn newest_line_to(to: &str, since: std::time::SystemTime, marker: &str) -> Option<String> {
+    let needle = format!("To: {to}");
+    let mut mails: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(maildir().join("new"))
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let at = e.metadata().ok()?.modified().ok()?;
+            let raw = std::fs::read_to_string(e.path()).ok()?;
+            (at >= since && raw.lines().any(|l| l.trim_end().eq_ignore_ascii_case(&needle))).then_some((at, raw))
+        })
+        .collect();
+    mails.sort_by_key(|(at, _)| *at);
+    let (text, _) = mail_parts(&mails.pop()?.1);
+    text.lines().find(|l| l.contains(marker)).map(|l| l.trim().to_string())
+}
+
 /// The decoded text and HTML parts of a raw message (both base64, as the mailer writes them).
 pub fn mail_parts(raw: &str) -> (String, String) {
     let mut text = String::new();

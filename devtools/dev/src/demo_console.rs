@@ -17,33 +17,16 @@ use crate::stack;
 
 pub const DEMO_OWNER: &str = "chu.cua.hang@example.com";
 
-/// The newest sign-in link in the sink's `new/` for `to`, written after `since`.
-fn newest_link(maildir: &std::path::Path, to: &str, since: SystemTime) -> Option<String> {
-    let needle = format!("To: {to}");
-    let mut found: Vec<(SystemTime, String)> = std::fs::read_dir(maildir.join("new"))
-        .ok()?
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let at = e.metadata().ok()?.modified().ok()?;
-            let raw = std::fs::read_to_string(e.path()).ok()?;
-            (at >= since && raw.lines().any(|l| l.trim_end().eq_ignore_ascii_case(&needle))).then_some((at, raw))
-        })
-        .collect();
-    found.sort_by_key(|(at, _)| *at);
-    let (_, raw) = found.pop()?;
-    let (text, _) = coursedrop::testing::mail_parts(&raw);
-    text.lines().find(|l| l.contains("/sign-in/")).map(|l| l.trim().to_string())
-}
-
-async fn ask_link(http: &reqwest::Client, url: &str, maildir: &std::path::Path) -> Result<String> {
+async fn ask_link(http: &reqwest::Client, url: &str) -> Result<String> {
     let since = SystemTime::now() - Duration::from_secs(1);
     http.post(format!("{url}/sign-in")).form(&[("email", DEMO_OWNER)]).send().await?.error_for_status()?;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(link) = newest_link(maildir, DEMO_OWNER, since) {
+        if let Some(link) = coursedrop::testing::newest_line_to(DEMO_OWNER, since, "/sign-in/") {
             return Ok(link);
         }
         if std::time::Instant::now() > deadline {
+            let maildir = coursedrop::testing::maildir();
             bail!("stage console failed: no sign-in link for {DEMO_OWNER} in {} after 10 s", maildir.display());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -63,13 +46,12 @@ pub async fn show(admin: &MySqlPool, pool: MySqlPool, vars: &Vars, drive_base: &
     tokio::spawn(axum::serve(listener, app).into_future());
     auth::add_staff(admin, DEMO_OWNER, StaffRole::Owner, "operator:demo").await.context("adding the demo owner")?;
 
-    let maildir = std::path::PathBuf::from(vars.string_or("MAILDIR", ".local/mail"));
     let http = coursedrop::support::http_client::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
         .build()?;
     // Signed in as a person would be: the emailed link, its button, the cookie.
-    let link = ask_link(&http, &url, &maildir).await?;
+    let link = ask_link(&http, &url).await?;
     let path = &link[link.find("/sign-in/").context("a sign-in link")?..];
     let signed = http.post(format!("{url}{path}")).send().await?;
     let cookie = signed
@@ -93,7 +75,7 @@ pub async fn show(admin: &MySqlPool, pool: MySqlPool, vars: &Vars, drive_base: &
         bail!("stage console failed: the orders list does not find {code}");
     }
     println!("  ✔ {:<10} {DEMO_OWNER} signed in by the emailed link; the orders list finds {code}", "console");
-    let fresh = ask_link(&http, &url, &maildir).await?;
+    let fresh = ask_link(&http, &url).await?;
     println!("\nthe seller's console: {url}");
     println!("  sign in as the demo owner (the link works once, for 15 minutes): {fresh}");
     println!("  more staff: make admin ARGS='staff add --email you@example.com --role owner'");

@@ -6,7 +6,7 @@
 //!
 //! Routes: `/sign-in` (GET form, POST ask for a link), `/sign-in/{token}` (GET confirm, POST
 //! sign in), `/sign-out`, `/` (dashboard), `/orders` (+ `.csv`), `/orders/{code}` and its
-//! actions, `/problems`, `/payments/{id}/…`, `/items/{id}/retry`, `/catalog`, `/coupons`,
+//! actions, `/problems`, `/payments/{id}/…`, `/items/{id}/resend|retry|send-again`, `/catalog`, `/coupons`,
 //! `/revenue` (+ `/revenue/{year}.csv|.xlsx`), `/audit`, `/static/…`.
 
 use std::sync::Arc;
@@ -117,9 +117,7 @@ pub fn routes<T: AccessToken>(state: ConsoleState<T>) -> Router {
         .route("/orders/{code}", get(orders::show::<T>))
         .route("/orders/{code}/refund", get(orders::refund_form::<T>).post(orders::refund::<T>))
         .route("/orders/{code}/move", post(orders::move_access::<T>))
-        .route("/items/{id}/resend", post(orders::resend::<T>))
-        .route("/items/{id}/retry", post(orders::retry::<T>))
-        .route("/items/{id}/send-again", post(orders::send_again::<T>))
+        .route("/items/{id}/{action}", post(orders::item_action::<T>))
         .route("/problems", get(problems::show::<T>))
         .route("/payments/{id}/attach", post(problems::attach::<T>))
         .route("/payments/{id}/release", post(problems::release::<T>))

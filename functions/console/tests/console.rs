@@ -86,22 +86,7 @@ fn csrf_of(html: &str) -> String {
 
 /// The newest sign-in link the sink holds for `email`.
 fn link_for(email: &str) -> Option<String> {
-    let needle = format!("To: {email}");
-    let mut mails: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(testing::maildir().join("new"))
-        .ok()?
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let raw = std::fs::read_to_string(e.path()).ok()?;
-            raw.lines()
-                .any(|l| l.trim_end().eq_ignore_ascii_case(&needle))
-                .then_some((e.metadata().ok()?.modified().ok()?, raw))
-        })
-        .collect();
-    mails.sort_by_key(|(t, _)| *t);
-    mails.iter().rev().find_map(|(_, raw)| {
-        let (text, _) = testing::mail_parts(raw);
-        text.lines().find(|l| l.contains("/sign-in/")).map(|l| l.trim().to_string())
-    })
+    testing::newest_line_to(email, std::time::UNIX_EPOCH, "/sign-in/")
 }
 
 impl Site {

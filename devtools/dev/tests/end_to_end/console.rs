@@ -14,19 +14,7 @@ use super::browser::{Browser, stack};
 
 /// The newest sign-in link the SMTP sink holds for `to`, written after `since`.
 fn sign_in_link(to: &str, since: SystemTime) -> Option<String> {
-    let needle = format!("To: {to}");
-    let mut mails: Vec<(SystemTime, String)> = std::fs::read_dir(coursedrop::testing::maildir().join("new"))
-        .ok()?
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let at = e.metadata().ok()?.modified().ok()?;
-            let raw = std::fs::read_to_string(e.path()).ok()?;
-            (at >= since && raw.lines().any(|l| l.trim_end().eq_ignore_ascii_case(&needle))).then_some((at, raw))
-        })
-        .collect();
-    mails.sort_by_key(|(at, _)| *at);
-    let (text, _) = coursedrop::testing::mail_parts(&mails.pop()?.1);
-    text.lines().find(|l| l.contains("/sign-in/")).map(|l| l.trim().to_string())
+    coursedrop::testing::newest_line_to(to, since, "/sign-in/")
 }
 
 async fn shoot_both(browser: &Browser, url: &str, name: &str) {

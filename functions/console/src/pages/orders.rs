@@ -220,46 +220,22 @@ pub struct ItemForm {
     back: String,
 }
 
-/// After an action on an item: back to the page it was taken from.
-fn item_done(
-    secure: bool,
-    s: &Signed,
-    form: &ItemForm,
-    fallback: &str,
-    result: Result<actions::Done, ConsoleError>,
+/// `POST /items/{id}/{action}`: `resend` a completed item's email, `retry` a failed item,
+/// `send-again` a stuck item's stage; then back to the page it was taken from.
+pub async fn item_action<T: AccessToken>(
+    State(state): State<ConsoleState<T>>,
+    Path((id, action)): Path<(u64, String)>,
+    Change { s, form }: Change<ItemForm>,
 ) -> Response {
+    let c = &state.0;
+    let result = match action.as_str() {
+        "resend" => actions::resend(&c.pool, &c.mailer, &s.staff, id).await,
+        "retry" => actions::retry(&c.pool, &c.publisher, &s.staff, id).await,
+        "send-again" => actions::send_again(&c.pool, &c.publisher, &s.staff, id).await,
+        other => Err(ConsoleError::NotFound(format!("no action {other:?} on an item (resend, retry or send-again)"))),
+    };
     match result {
-        Ok(d) => done(secure, &super::local_path(&form.back, fallback), &crate::said::done(s.lang, &d)),
-        Err(e) => failed(s, e),
+        Ok(d) => done(c.secure_cookies, &super::local_path(&form.back, "/orders"), &crate::said::done(s.lang, &d)),
+        Err(e) => failed(&s, e),
     }
-}
-
-pub async fn resend<T: AccessToken>(
-    State(state): State<ConsoleState<T>>,
-    Path(id): Path<u64>,
-    Change { s, form }: Change<ItemForm>,
-) -> Response {
-    let c = &state.0;
-    let result = actions::resend(&c.pool, &c.mailer, &s.staff, id).await;
-    item_done(c.secure_cookies, &s, &form, "/orders", result)
-}
-
-pub async fn retry<T: AccessToken>(
-    State(state): State<ConsoleState<T>>,
-    Path(id): Path<u64>,
-    Change { s, form }: Change<ItemForm>,
-) -> Response {
-    let c = &state.0;
-    let result = actions::retry(&c.pool, &c.publisher, &s.staff, id).await;
-    item_done(c.secure_cookies, &s, &form, "/problems", result)
-}
-
-pub async fn send_again<T: AccessToken>(
-    State(state): State<ConsoleState<T>>,
-    Path(id): Path<u64>,
-    Change { s, form }: Change<ItemForm>,
-) -> Response {
-    let c = &state.0;
-    let result = actions::send_again(&c.pool, &c.publisher, &s.staff, id).await;
-    item_done(c.secure_cookies, &s, &form, "/problems", result)
 }
