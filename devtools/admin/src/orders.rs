@@ -138,13 +138,7 @@ pub(crate) async fn stuck(ctx: &Ctx) -> Result<(Value, String)> {
 }
 
 pub(crate) async fn retry(ctx: &Ctx, item_id: u64) -> Result<(Value, String)> {
-    let done = items::retry_failed(&ctx.pool, item_id, &ctx.actor).await.map_err(|e| match e {
-        store::StoreError::ItemConflict { actual, .. } => {
-            coded("refused", format!("item {item_id} is {actual}, not failed: nothing to retry"))
-        }
-        store::StoreError::NotFound { .. } => coded("not_found", format!("no item {item_id}")),
-        e => e.into(),
-    })?;
+    let done = operations::retry_failed(&ctx.pool, item_id, &ctx.actor).await?;
     let queued = ctx.publish(done.outbox.as_slice()).await;
     let now = items::status(&mut *ctx.pool.acquire().await?, item_id).await?;
     let to = now.map(|s| s.as_str()).unwrap_or("gone");

@@ -6,8 +6,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use coursedrop::adapters::drive::AccessToken;
+use coursedrop::app::console::Staff;
 use coursedrop::app::console::auth::{self, LiveSession};
-use coursedrop::app::console::{ConsoleError, Staff};
 
 use crate::ConsoleState;
 use crate::i18n::Lang;
@@ -117,13 +117,6 @@ impl<T: AccessToken> FromRequestParts<ConsoleState<T>> for Signed {
         let flash = cookie(&parts.headers, FLASH_COOKIE).map(crate::render::unflash);
         let here = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
         Ok(Signed { staff: session.staff.clone(), session, lang, flash, here })
-    }
-}
-
-/// A failure of a use case as the page shows it.
-impl From<(Lang, ConsoleError)> for Failure {
-    fn from((lang, e): (Lang, ConsoleError)) -> Self {
-        Failure::from_error(lang, e)
     }
 }
 

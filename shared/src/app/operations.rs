@@ -311,6 +311,22 @@ pub struct Resent {
     pub message_id: String,
 }
 
+/// Sends a failed item back to the status its failed stage starts from, with that stage's
+/// outbox row (the caller publishes it; if it cannot, the sweeper does).
+pub async fn retry_failed(
+    pool: &MySqlPool,
+    item_id: u64,
+    actor: &str,
+) -> Result<crate::store::items::Transitioned, OpsError> {
+    crate::store::items::retry_failed(pool, item_id, actor).await.map_err(|e| match e {
+        StoreError::ItemConflict { actual, .. } => {
+            OpsError::Refused(format!("item {item_id} is {actual}, not failed: nothing to retry"))
+        }
+        StoreError::NotFound { .. } => OpsError::NotFound(format!("no item {item_id}")),
+        e => e.into(),
+    })
+}
+
 /// Sends a completed item's delivery email again (the buyer lost it, or it went to spam),
 /// as a new message, and records that it was sent.
 pub async fn resend_email(pool: &MySqlPool, mailer: &Mailer, item_id: u64, actor: &str) -> Result<Resent, OpsError> {

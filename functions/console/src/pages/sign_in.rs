@@ -5,7 +5,7 @@ use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use coursedrop::adapters::drive::AccessToken;
-use coursedrop::app::console::auth;
+use coursedrop::app::console::{ConsoleError, auth};
 use coursedrop::runtime::http::client_ip;
 use serde::Deserialize;
 
@@ -45,9 +45,13 @@ pub async fn ask<T: AccessToken>(
     match auth::request_link(&c.pool, &c.mailer, &c.settings, &email, &client, &c.public_url, lang.code()).await {
         Ok(()) => render::page("sign_in.html", lang, StatusCode::OK, minijinja::context! { step => "sent" }),
         Err(e) => {
+            let retry_after = match &e {
+                ConsoleError::TooManyLinks { retry_after_secs } => Some(*retry_after_secs),
+                _ => None,
+            };
             let mut r = Failure::from_error(lang, e).into_response();
-            if r.status() == StatusCode::TOO_MANY_REQUESTS {
-                r.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("900"));
+            if let Some(secs) = retry_after {
+                r.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
             }
             r
         }

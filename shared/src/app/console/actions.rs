@@ -20,7 +20,7 @@ use crate::domain::course::DeliveryMode;
 use crate::domain::staff::StaffAction;
 use crate::domain::{CouponCode, CourseSlug, Email, OrderCode, Vnd};
 use crate::store::outbox::OutboxMessage;
-use crate::store::{self, StoreError, staff as audit};
+use crate::store::{self, staff as audit};
 
 /// Whether what a change queued is on its queue now, or waits in the outbox for the sweeper
 /// (within a minute).
@@ -133,13 +133,7 @@ pub async fn retry<P: Publisher>(
     item_id: u64,
 ) -> Result<Done, ConsoleError> {
     staff.require(StaffAction::Retry)?;
-    let changed = store::items::retry_failed(pool, item_id, &staff.actor()).await.map_err(|e| match e {
-        StoreError::ItemConflict { actual, .. } => {
-            ConsoleError::Refused(format!("item {item_id} is {actual}, not failed: nothing to retry"))
-        }
-        StoreError::NotFound { .. } => ConsoleError::NotFound(format!("no item {item_id}")),
-        e => e.into(),
-    })?;
+    let changed = operations::retry_failed(pool, item_id, &staff.actor()).await?;
     let queued = publish(pool, publisher, changed.outbox.as_slice()).await;
     Ok(Done::Retried { item: item_id, queued })
 }
