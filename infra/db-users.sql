@@ -18,6 +18,7 @@ GRANT SELECT, UPDATE (uses) ON `{database}`.coupons TO 'cd_create_order{suffix}'
 GRANT SELECT, INSERT, UPDATE (client_ip) ON `{database}`.orders TO 'cd_create_order{suffix}'@'%';
 GRANT SELECT, INSERT ON `{database}`.order_items TO 'cd_create_order{suffix}'@'%';
 GRANT INSERT ON `{database}`.order_events TO 'cd_create_order{suffix}'@'%';
+GRANT SELECT, INSERT, UPDATE ON `{database}`.payment_routes TO 'cd_create_order{suffix}'@'%';
 
 -- bank-webhook: records payments (and other feeds' sightings of them), pays orders, moves
 -- their items into enrollment with their outbox rows.
@@ -28,6 +29,7 @@ GRANT SELECT, UPDATE ON `{database}`.orders TO 'cd_bank_webhook{suffix}'@'%';
 GRANT SELECT, UPDATE ON `{database}`.order_items TO 'cd_bank_webhook{suffix}'@'%';
 GRANT SELECT, INSERT, UPDATE ON `{database}`.outbox TO 'cd_bank_webhook{suffix}'@'%';
 GRANT INSERT ON `{database}`.order_events TO 'cd_bank_webhook{suffix}'@'%';
+GRANT SELECT ON `{database}`.payment_routes TO 'cd_bank_webhook{suffix}'@'%';
 
 -- reconcile: what the webhook does, and its cursors.
 CREATE USER IF NOT EXISTS 'cd_reconcile{suffix}'@'%';
@@ -37,6 +39,7 @@ GRANT SELECT, UPDATE ON `{database}`.orders TO 'cd_reconcile{suffix}'@'%';
 GRANT SELECT, UPDATE ON `{database}`.order_items TO 'cd_reconcile{suffix}'@'%';
 GRANT SELECT, INSERT, UPDATE ON `{database}`.outbox TO 'cd_reconcile{suffix}'@'%';
 GRANT INSERT ON `{database}`.order_events TO 'cd_reconcile{suffix}'@'%';
+GRANT SELECT, UPDATE ON `{database}`.payment_routes TO 'cd_reconcile{suffix}'@'%';
 GRANT SELECT, INSERT, UPDATE ON `{database}`.reconcile_cursors TO 'cd_reconcile{suffix}'@'%';
 
 -- enroll: an item into (and, after a refund, out of) the seller's LMS.
@@ -95,6 +98,7 @@ GRANT SELECT, INSERT, UPDATE ON `{database}`.courses TO 'cd_console{suffix}'@'%'
 GRANT SELECT, INSERT, UPDATE ON `{database}`.coupons TO 'cd_console{suffix}'@'%';
 GRANT SELECT, INSERT ON `{database}`.coupon_courses TO 'cd_console{suffix}'@'%';
 GRANT SELECT, UPDATE ON `{database}`.orders TO 'cd_console{suffix}'@'%';
+GRANT SELECT ON `{database}`.payment_routes TO 'cd_console{suffix}'@'%';
 GRANT SELECT, UPDATE ON `{database}`.order_items TO 'cd_console{suffix}'@'%';
 GRANT SELECT, UPDATE ON `{database}`.payments TO 'cd_console{suffix}'@'%';
 GRANT SELECT ON `{database}`.payment_sightings TO 'cd_console{suffix}'@'%';

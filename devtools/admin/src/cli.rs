@@ -81,10 +81,13 @@ pub(crate) enum Command {
     /// Payments that matched no order.
     #[command(subcommand)]
     Payments(PaymentCommand),
+    /// payOS, the payment-link gateway.
+    #[command(subcommand)]
+    Payos(PayosCommand),
     /// List each bank feed's transfers since its cursor and record what the webhooks missed
     /// (one pass, as the scheduled reconciler runs it).
     Reconcile {
-        /// Only this feed: sepay or casso.
+        /// Only this feed: sepay, casso or payos (payOS: each pending order's link is asked).
         #[arg(long)]
         gateway: Option<String>,
         /// List from this day (YYYY-MM-DD, Vietnam time) instead of the stored cursor.
@@ -218,4 +221,11 @@ pub(crate) enum StaffCommand {
         #[arg(long)]
         email: String,
     },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum PayosCommand {
+    /// Register URL (the deployed `POST /webhooks/payos`) as the payOS webhook. payOS calls it
+    /// once first to check it, so deploy with PAYOS_CHECKSUM_KEY set before running this.
+    ConfirmWebhook { url: String },
 }

@@ -142,6 +142,7 @@ async fn run(cli: Cli, ctx: &Ctx) -> Result<(Value, String)> {
         Command::Cancel { code, reason } => orders::cancel(ctx, code, reason).await,
         Command::Payments(command) => payments::payments(ctx, command).await,
         Command::Reconcile { gateway, since } => payments::reconcile(ctx, gateway, since).await,
+        Command::Payos(cli::PayosCommand::ConfirmWebhook { url }) => payments::confirm_payos_webhook(ctx, &url).await,
         Command::DbUsers => db::db_users(ctx).await,
     }
 }

@@ -1,7 +1,7 @@
 use anyhow::Result;
 use coursedrop::app::config;
 use coursedrop::app::payments::{self, Gateway};
-use coursedrop::app::reconcile;
+use coursedrop::app::{reconcile, routes};
 use serde_json::{Value, json};
 
 use crate::cli::PaymentCommand;
@@ -176,13 +176,8 @@ pub(crate) async fn reconcile(
     gateway: Option<String>,
     since: Option<String>,
 ) -> Result<(serde_json::Value, String)> {
-    // payOS has no transaction list: its payments are not reconciled by listing.
     let only = gateway
-        .map(|g| {
-            Gateway::parse(&g)
-                .filter(|g| *g != Gateway::Payos)
-                .ok_or_else(|| invalid(format!("--gateway {g:?}: expected sepay or casso")))
-        })
+        .map(|g| Gateway::parse(&g).ok_or_else(|| invalid(format!("--gateway {g:?}: expected sepay, casso or payos"))))
         .transpose()?;
     let since = since
         .map(|d| {
@@ -191,24 +186,69 @@ pub(crate) async fn reconcile(
         })
         .transpose()?;
     let feeds = config::feeds(&ctx.vars)?;
+    let routes = config::payment_routes(&ctx.vars)?;
+    let payos_on = routes.provider(coursedrop::domain::payment_route::RouteKind::PayosLink).is_some();
     let configured = |g: Gateway| match g {
         Gateway::Sepay => feeds.sepay.is_some(),
         Gateway::Casso => feeds.casso.is_some(),
-        Gateway::Payos => false,
+        Gateway::Payos => payos_on,
+    };
+    let off = || {
+        let mut off = feeds.off.clone();
+        if !payos_on {
+            off.push("payOS is off: PAYOS_CLIENT_ID, PAYOS_API_KEY and PAYOS_CHECKSUM_KEY are not set".into());
+        }
+        off.join("; ")
     };
     if let Some(g) = only.filter(|g| !configured(*g)) {
-        return Err(coded("refused", format!("{g} has no API credentials configured: {}", feeds.off.join("; "))));
+        return Err(coded("refused", format!("{g} has no API credentials configured: {}", off())));
     }
     if !Gateway::ALL.iter().any(|g| configured(*g)) {
-        return Err(coded("refused", format!("no bank feed to reconcile: {}", feeds.off.join("; "))));
+        return Err(coded("refused", format!("no bank feed to reconcile: {}", off())));
     }
     let settings = config::payment_settings(&ctx.vars)?;
     let publisher = config::sqs_publisher(&ctx.vars).await;
     let lookback = ctx.vars.parse_or("RECONCILE_LOOKBACK_DAYS", reconcile::DEFAULT_LOOKBACK_DAYS)?;
-    let outcomes = reconcile::pass_all(&ctx.pool, &feeds, &settings, &publisher, only, since, lookback).await;
+    let outcomes = if only == Some(Gateway::Payos) {
+        Vec::new()
+    } else {
+        reconcile::pass_all(&ctx.pool, &feeds, &settings, &publisher, only, since, lookback).await
+    };
     let mut lines = Vec::new();
     let mut values = Vec::new();
     let mut failed = Vec::new();
+    if payos_on && only.is_none_or(|g| g == Gateway::Payos) {
+        let r = routes::reconcile_links(&ctx.pool, &routes, &settings, &publisher, routes::LINKS_PER_PASS).await?;
+        lines.push(format!(
+            "payos: asked about {} pending orders' links; {} recorded now, {} unanswered{}",
+            r.asked,
+            r.found.len(),
+            r.failed.len(),
+            if r.rate_limited { "; payOS asked us to slow down, the rest wait for the next pass" } else { "" }
+        ));
+        for f in &r.found {
+            lines.push(format!(
+                "  found {} {} ({})",
+                f.id,
+                vnd(f.amount_vnd),
+                f.order_code.as_deref().unwrap_or("no order")
+            ));
+        }
+        for (link, reason) in &r.failed {
+            lines.push(format!("  unanswered {link}: {reason}"));
+        }
+        values.push(json!({"gateway": "payos", "links": r}));
+    }
+    if only.is_none() {
+        let r = routes::close_finished(&ctx.pool, &routes, routes::CLOSES_PER_PASS).await?;
+        if r.closed > 0 || !r.failed.is_empty() {
+            lines.push(format!("payment routes of finished orders: {} closed, {} failed", r.closed, r.failed.len()));
+        }
+        for (route, reason) in &r.failed {
+            lines.push(format!("  not closed {route}: {reason}"));
+        }
+        values.push(json!({"closed_routes": r}));
+    }
     for o in outcomes {
         match o.result {
             Ok(r) => {
@@ -248,9 +288,27 @@ pub(crate) async fn reconcile(
     for off in feeds.off.iter().filter(|_| only.is_none()) {
         lines.push(off.clone());
     }
+    if !payos_on && only.is_none() {
+        lines.push("payOS is off: its keys are not set".into());
+    }
     if !failed.is_empty() {
         // What did work is in the message too: one feed failing does not hide the others.
         return Err(coded("feed", format!("reconciliation failed for {}\n{}", failed.join("; "), lines.join("\n"))));
     }
     Ok((json!(values), lines.join("\n")))
+}
+
+pub(crate) async fn confirm_payos_webhook(ctx: &Ctx, url: &str) -> Result<(serde_json::Value, String)> {
+    let local = ["http://127.0.0.1:", "http://localhost:"].iter().any(|p| url.starts_with(p));
+    if !url.starts_with("https://") && !local {
+        return Err(invalid(format!("{url:?}: payOS calls webhooks over https (a URL starting https://)")));
+    }
+    let Some(payos) = config::payos_api(&ctx.vars)? else {
+        return Err(coded("refused", "payOS is off: set PAYOS_CLIENT_ID, PAYOS_API_KEY and PAYOS_CHECKSUM_KEY"));
+    };
+    payos.confirm_webhook(url).await.map_err(|e| coded("payos", e.to_string()))?;
+    Ok((
+        json!({"webhook_url": url, "confirmed": true}),
+        format!("payOS confirmed the webhook {url}: it called it and got 2xx"),
+    ))
 }

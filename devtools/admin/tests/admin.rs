@@ -345,6 +345,7 @@ async fn reconcile_records_what_the_webhook_missed_and_says_what_it_found(pool: 
         account_number: "0123456789".into(),
         at: None,
         amount_text: None,
+        sub_account: None,
     });
     let token = bank_emulator::Config::default().sepay_token;
     let mut env = queue_env(&urls);

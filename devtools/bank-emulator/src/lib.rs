@@ -21,6 +21,11 @@
 //!   N requests answered 429, webhooks dropped (the ledger still has the transfer, as the
 //!   bank does when a webhook is lost).
 
+pub mod payos;
+pub mod sepay_va;
+
+pub use payos::PayLink;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -60,6 +65,14 @@ pub struct Faults {
     pub casso_429_next: u32,
     /// Webhooks are not sent (the transfer is still in the ledger the APIs list).
     pub drop_webhooks: bool,
+    /// The next this many payOS calls answer 429 (`retry-after: 1`).
+    pub payos_429_next: u32,
+    /// The next this many payOS calls answer 503.
+    pub payos_fail_next: u32,
+    /// The next this many virtual-account calls answer 503.
+    pub va_fail_next: u32,
+    /// The next this many virtual-account calls answer 429.
+    pub va_429_next: u32,
 }
 
 /// Where the emulator posts a feed's webhooks, and with what key.
@@ -81,6 +94,8 @@ pub struct Config {
     pub sepay_webhook: Option<Webhook>,
     pub casso_webhook: Option<Webhook>,
     pub faults: Faults,
+    /// The seller's account payOS pays into.
+    pub payos_account: String,
 }
 
 impl Default for Config {
@@ -94,6 +109,7 @@ impl Default for Config {
             sepay_webhook: None,
             casso_webhook: None,
             faults: Faults::default(),
+            payos_account: default_account(),
         }
     }
 }
@@ -119,6 +135,10 @@ pub struct NewTransfer {
     /// The amount exactly as the API should write it (to send "499000.50", say).
     #[serde(default)]
     pub amount_text: Option<String>,
+    /// Paid into this virtual account of the seller's (SePay's `subAccount`). One the bank
+    /// has closed refuses the transfer (see [`Emulator::transfer`]).
+    #[serde(default)]
+    pub sub_account: Option<String>,
 }
 
 fn default_account() -> String {
@@ -136,6 +156,7 @@ struct Txn {
     content: String,
     reference: String,
     balance: i64,
+    sub_account: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -148,6 +169,9 @@ pub struct Stats {
     pub webhooks_dropped: u64,
     pub webhooks_failed: u64,
     pub transactions: usize,
+    pub payos_requests: u64,
+    pub payos_429s: u64,
+    pub va_requests: u64,
 }
 
 struct Inner {
@@ -157,6 +181,8 @@ struct Inner {
     balance: i64,
     sepay_recent: VecDeque<Instant>,
     stats: Stats,
+    payos: payos::PayosState,
+    va: sepay_va::VaState,
 }
 
 #[derive(Clone)]
@@ -203,6 +229,8 @@ impl Emulator {
                 balance: 0,
                 sepay_recent: VecDeque::new(),
                 stats: Stats::default(),
+                payos: Default::default(),
+                va: Default::default(),
             })),
             http,
         )
@@ -234,20 +262,22 @@ impl Emulator {
     /// Books a transfer in the feed's ledger without sending its webhook (a webhook that was
     /// lost); returns its id.
     pub fn book(&self, t: &NewTransfer) -> i64 {
-        self.book_as(t, t.feed, None)
+        self.book_as(t, t.feed, None, None)
     }
 
     /// Books one transfer as both feeds report it: a seller who connected SePay and Casso to
     /// the same account. Each feed lists it under its own id; the bank's reference, the
     /// account, the amount and the time are the same. Returns (SePay's id, Casso's id).
     pub fn book_on_both_feeds(&self, t: &NewTransfer) -> (i64, i64) {
-        let sepay = self.book_as(t, Feed::Sepay, None);
+        let sepay = self.book_as(t, Feed::Sepay, None, None);
         let reference = self.0.lock().unwrap().ledger.last().expect("just booked").reference.clone();
-        let casso = self.book_as(t, Feed::Casso, Some(reference));
+        let casso = self.book_as(t, Feed::Casso, Some(reference), None);
         (sepay, casso)
     }
 
-    fn book_as(&self, t: &NewTransfer, feed: Feed, same_as: Option<String>) -> i64 {
+    /// `same_as`: another feed's report of the booked transfer with this reference; `reference`:
+    /// new money whose bank reference is already known (payOS reported it).
+    fn book_as(&self, t: &NewTransfer, feed: Feed, same_as: Option<String>, reference: Option<String>) -> i64 {
         let mut inner = self.0.lock().unwrap();
         inner.next_id += 1 + (inner.next_id % 3); // ids grow, with gaps: other accounts' transfers
         let id = inner.next_id;
@@ -268,11 +298,21 @@ impl Emulator {
             amount_vnd: t.amount_vnd,
             amount_text: t.amount_text.clone(),
             content: t.content.clone(),
-            reference: same_as.unwrap_or_else(|| format!("FT{id:010}")),
+            reference: same_as.or(reference).unwrap_or_else(|| format!("FT{id:010}")),
             balance,
+            sub_account: t.sub_account.clone(),
         };
         inner.ledger.push(txn);
         id
+    }
+
+    /// [`Emulator::transfer`], unless the bank refuses it: money into a virtual account that
+    /// is closed (its order paid or cancelled) or unknown.
+    pub async fn transfer_as_the_bank_would(&self, t: &NewTransfer) -> Result<(i64, Delivery), String> {
+        if let Some(number) = &t.sub_account {
+            self.pay_virtual_account(number, t.amount_vnd)?;
+        }
+        Ok(self.transfer(t).await)
     }
 
     /// Books a transfer and posts its webhook as the feed would.
@@ -339,6 +379,13 @@ impl Emulator {
             .route("/emulator/transfers", post(make_transfer))
             .route("/emulator/faults", get(get_faults).post(set_faults))
             .route("/emulator/stats", get(get_stats))
+            .route("/v2/payment-requests", post(payos::create))
+            .route("/v2/payment-requests/{id}", get(payos::get))
+            .route("/v2/payment-requests/{id}/cancel", post(payos::cancel))
+            .route("/confirm-webhook", post(payos::confirm_webhook))
+            .route("/emulator/payos/pay", post(payos::pay))
+            .route("/v2/bank-accounts/{xid}/orders", post(sepay_va::create))
+            .route("/v2/bank-accounts/{xid}/orders/{id}", get(sepay_va::get).delete(sepay_va::delete))
             .with_state(self.clone())
     }
 
@@ -372,7 +419,7 @@ fn sepay_record(t: &Txn) -> Value {
         "transaction_content": t.content,
         "reference_number": t.reference,
         "code": null,
-        "sub_account": null,
+        "sub_account": t.sub_account,
         "bank_account_id": "19",
     })
 }
@@ -381,7 +428,7 @@ fn sepay_webhook_body(t: &Txn) -> Value {
     json!({
         "id": t.id, "gateway": "MBBank", "transactionDate": date_text(&t.at), "accountNumber": t.account_number,
         "code": null, "content": t.content, "transferType": if t.amount_vnd < 0 { "out" } else { "in" },
-        "transferAmount": t.amount_vnd.abs(), "accumulated": t.balance, "subAccount": null,
+        "transferAmount": t.amount_vnd.abs(), "accumulated": t.balance, "subAccount": t.sub_account,
         "referenceCode": t.reference, "description": t.content,
     })
 }
@@ -390,7 +437,8 @@ fn casso_webhook_body(t: &Txn) -> Value {
     json!({"error": 0, "data": {
         "id": t.id, "reference": t.reference, "description": t.content, "amount": t.amount_vnd,
         "runningBalance": t.balance, "transactionDateTime": date_text(&t.at), "accountNumber": t.account_number,
-        "bankName": "MBBank", "bankAbbreviation": "MBB", "virtualAccountNumber": "", "virtualAccountName": "",
+        "bankName": "MBBank", "bankAbbreviation": "MBB",
+        "virtualAccountNumber": t.sub_account.clone().unwrap_or_default(), "virtualAccountName": "",
         "counterAccountName": "", "counterAccountNumber": "", "counterAccountBankId": "", "counterAccountBankName": "",
     }})
 }
@@ -598,7 +646,10 @@ async fn casso_list(State(emu): State<Emulator>, headers: HeaderMap, Query(q): Q
 }
 
 async fn make_transfer(State(emu): State<Emulator>, Json(t): Json<NewTransfer>) -> Response {
-    let (id, delivery) = emu.transfer(&t).await;
+    let (id, delivery) = match emu.transfer_as_the_bank_would(&t).await {
+        Ok(done) => done,
+        Err(refused) => return (StatusCode::CONFLICT, Json(json!({"error": refused}))).into_response(),
+    };
     Json(json!({"id": id, "webhook": delivery})).into_response()
 }
 

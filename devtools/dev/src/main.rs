@@ -78,7 +78,7 @@ async fn serve(outer: &Vars) -> Result<()> {
         Some(webhook("casso", Some(casso_key.clone()))),
     )
     .await?;
-    let local = stack::bank_vars(outer, &bank_base, &casso_key);
+    let local = stack::bank_vars(outer, &bank_base, &casso_key, &format!("http://127.0.0.1:{port}/"));
     let vars = &local;
     let admin = connect(vars).await?;
     stack::migrate(&admin).await?;
@@ -133,6 +133,7 @@ async fn serve(outer: &Vars) -> Result<()> {
         pools.reconcile.clone(),
         stack.publisher.clone(),
         config::feeds(vars)?,
+        config::payment_routes(vars)?,
         config::payment_settings(vars)?,
         Duration::from_secs(reconcile_every.num_seconds() as u64),
     );

@@ -379,22 +379,38 @@ pub async fn spawn_bank(
     sepay_webhook: Option<bank_emulator::Webhook>,
     casso_webhook: Option<bank_emulator::Webhook>,
 ) -> Result<(bank_emulator::Emulator, String)> {
+    // payOS posts where the SePay webhook goes, at its own path.
+    let payos = sepay_webhook.as_ref().or(casso_webhook.as_ref()).map(|w| {
+        let base = w.url.rsplit_once("/webhooks/").map(|(b, _)| b).unwrap_or(&w.url);
+        format!("{base}/webhooks/payos")
+    });
     let emulator = bank_emulator::Emulator::new(bank_emulator::Config {
         sepay_webhook,
         casso_webhook,
         ..bank_emulator::Config::default()
     });
+    let emulator = emulator_with_payos(emulator, payos);
     let (base, _) =
         emulator.clone().spawn(port).await.with_context(|| format!("binding the bank emulator on {port}"))?;
     Ok((emulator, base))
 }
 
-/// What a local run configures for the bank feeds: the emulator's APIs and tokens and a
-/// Casso checksum key, each unless the caller's own configuration sets it.
-pub fn bank_vars(vars: &Vars, bank_base: &str, casso_key: &str) -> Vars {
-    let (bank_base, casso_key) = (bank_base.to_string(), casso_key.to_string());
+fn emulator_with_payos(emulator: bank_emulator::Emulator, webhook: Option<String>) -> bank_emulator::Emulator {
+    emulator.set_payos_webhook(webhook);
+    emulator
+}
+
+/// What a local run configures for the bank feeds: the emulator's APIs and tokens, a Casso
+/// checksum key, and payOS (the emulator's keys; links send the buyer back to `shop_url`),
+/// each unless the caller's own configuration sets it.
+pub fn bank_vars(vars: &Vars, bank_base: &str, casso_key: &str, shop_url: &str) -> Vars {
+    let (bank_base, casso_key, shop_url) = (bank_base.to_string(), casso_key.to_string(), shop_url.to_string());
     let local = Vars::new(move |k: &str| match k {
-        "SEPAY_API_BASE_URL" | "CASSO_API_BASE_URL" => Some(bank_base.clone()),
+        "SEPAY_API_BASE_URL" | "CASSO_API_BASE_URL" | "PAYOS_API_BASE_URL" => Some(bank_base.clone()),
+        "PAYOS_CLIENT_ID" => Some(bank_emulator::payos::CLIENT_ID.into()),
+        "PAYOS_API_KEY" => Some(bank_emulator::payos::API_KEY.into()),
+        "PAYOS_CHECKSUM_KEY" => Some(bank_emulator::payos::CHECKSUM_KEY.into()),
+        "SHOP_URL" => Some(shop_url.clone()),
         "SEPAY_API_TOKEN" => Some(bank_emulator::Config::default().sepay_token),
         "CASSO_API_KEY" => Some(bank_emulator::Config::default().casso_api_key),
         "CASSO_CHECKSUM_KEY" => Some(casso_key.clone()),
@@ -410,6 +426,7 @@ pub fn spawn_reconciler(
     pool: MySqlPool,
     publisher: Arc<SqsPublisher>,
     feeds: coursedrop::app::config::Feeds,
+    routes: coursedrop::app::routes::RouteSettings,
     settings: coursedrop::app::payments::PaymentSettings,
     every: Duration,
 ) {
@@ -417,11 +434,14 @@ pub fn spawn_reconciler(
         tracing::info!("{off}");
     }
     tokio::spawn(async move {
-        let (pool, feeds, settings, publisher) = (&pool, &feeds, &settings, &*publisher);
+        let (pool, feeds, routes, settings, publisher) = (&pool, &feeds, &routes, &settings, &*publisher);
         // Each failure is logged by the pass; the next tick starts from the cursor again.
         coursedrop::runtime::schedule::every(every, std::future::pending(), move || async move {
             let lookback = coursedrop::app::reconcile::DEFAULT_LOOKBACK_DAYS;
             coursedrop::app::reconcile::pass_all(pool, feeds, settings, publisher, None, None, lookback).await;
+            if let Err(e) = coursedrop::app::routes::pass(pool, routes, settings, publisher).await {
+                tracing::error!(error = %e, "the payment routes' pass failed");
+            }
         })
         .await
     });

@@ -282,6 +282,10 @@ async fn receive_payos<P: Publisher>(
         coursedrop::support::metrics::emit(coursedrop::support::metrics::Metric::WebhookRefused { gateway: "payos" });
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()));
     }
+    if payos::is_validation_call(&parsed) {
+        tracing::info!("payOS checked the webhook URL with its sample delivery; nothing recorded");
+        return Ok(Json(json!({"success": true})));
+    }
     let raw = String::from_utf8_lossy(&body).into_owned();
     let transfer = payos::webhook_transfer(&parsed, &raw, &s.settings.pattern).map_err(|e| {
         tracing::warn!(error = %e, "refused an unreadable payOS payload");

@@ -24,9 +24,12 @@ use tower::ServiceExt;
 const KEY: &str = "test-key-8f2c";
 #[path = "webhook/payos.rs"]
 mod payos;
+#[path = "webhook/routes.rs"]
+mod routes;
 
 const CASSO_KEY: &str = "casso-checksum-key-1d9e";
-const PAYOS_KEY: &str = "payos-checksum-key-5b7a";
+/// The emulator's, so the payOS it emulates can post here.
+const PAYOS_KEY: &str = bank_emulator::payos::CHECKSUM_KEY;
 const ACCOUNT: &str = "0123456789";
 
 fn pattern() -> CodePattern {

@@ -48,6 +48,7 @@ impl AppState {
             coupon_ttl: vars.duration_or("COUPON_ORDER_TTL", "15m")?,
             max_coupon_holds_per_email: vars.parse_or("COUPON_HOLDS_PER_EMAIL", 1u32)?,
             max_coupon_holds_per_client: vars.parse_or("COUPON_HOLDS_PER_CLIENT", 3u32)?,
+            routes: config::payment_routes(vars)?,
         };
         let brand = coursedrop::domain::brand::Brand::from_vars(vars)?;
         // The page says how often a buyer may move their access; the self-service function
@@ -229,6 +230,8 @@ fn code_from_path(s: &AppState, raw: &str) -> Result<OrderCode, ApiError> {
 #[derive(serde::Deserialize)]
 struct ViewQuery {
     t: Option<String>,
+    /// `payos`: payOS's QR for the order's link instead of ours.
+    via: Option<String>,
 }
 
 /// The token given, if any: a query string that does not parse gives none (and so a 404, never
@@ -256,8 +259,10 @@ async fn qr_svg(
     q: Result<Query<ViewQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let code = code_from_path(&s, &raw)?;
-    let payload = match ordering::order_vietqr(&s.pool, &s.settings, &code, token_of(&q)).await {
+    let payos = q.as_ref().ok().and_then(|q| q.via.as_deref()) == Some("payos");
+    let payload = match ordering::order_vietqr(&s.pool, &s.settings, &code, token_of(&q), payos).await {
         Ok(Some(p)) => p,
+        Ok(None) if payos => return Err(ApiError::not_found("no payOS link is open for this order")),
         Ok(None) => return Err(ApiError::not_found("no order with this code")),
         Err(e) => return Err(ApiError::internal("reading an order for its QR", &e)),
     };

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use coursedrop::app::config::{self, AppVars};
-use coursedrop::app::reconcile;
+use coursedrop::app::payments::Gateway;
+use coursedrop::app::{reconcile, routes};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -22,6 +23,9 @@ async fn main() -> anyhow::Result<()> {
     let pool = coursedrop::app::config::connect_database(&vars, 2).await.context("connecting to the database")?;
     let publisher = coursedrop::app::config::sqs_publisher(&vars).await;
     let feeds = config::feeds(&vars)?;
+    // payOS has no transaction list: each pending order's link is asked about instead, and the
+    // routes of orders that no longer wait for money are closed.
+    let routes = config::payment_routes(&vars)?;
     let settings = config::payment_settings(&vars)?;
     let lookback = vars.parse_or("RECONCILE_LOOKBACK_DAYS", reconcile::DEFAULT_LOOKBACK_DAYS)?;
     // Said once, at start: a feed with no credentials is off, not failing.
@@ -29,7 +33,14 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("{off}");
     }
 
-    let run = || reconcile::pass_all(&pool, &feeds, &settings, &publisher, None, None, lookback);
+    let run = || async {
+        let mut outcomes = reconcile::pass_all(&pool, &feeds, &settings, &publisher, None, None, lookback).await;
+        if let Err(e) = routes::pass(&pool, &routes, &settings, &publisher).await {
+            tracing::error!(error = %e, "the payment routes' pass failed; the next one tries again");
+            outcomes.push(reconcile::Outcome { gateway: Gateway::Payos, result: Err(e.into()) });
+        }
+        outcomes
+    };
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         let run = &run;
         // The scheduled event carries nothing the pass needs.

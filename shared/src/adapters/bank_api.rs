@@ -37,7 +37,9 @@ impl Default for Pacing {
 pub struct ApiClient {
     pub feed: &'static str,
     http: reqwest::Client,
-    authorization: String,
+    /// Sent with every request: the credentials (`authorization`, or payOS's client id and
+    /// key). Never logged.
+    headers: Vec<(&'static str, String)>,
     /// The header a 429 names its wait in, besides `Retry-After`.
     retry_after_header: &'static str,
     pacing: Pacing,
@@ -46,12 +48,22 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(feed: &'static str, authorization: String, retry_after_header: &'static str, pacing: Pacing) -> Self {
+        Self::with_headers(feed, vec![("authorization", authorization)], retry_after_header, pacing)
+    }
+
+    /// A client whose credentials are these headers.
+    pub fn with_headers(
+        feed: &'static str,
+        headers: Vec<(&'static str, String)>,
+        retry_after_header: &'static str,
+        pacing: Pacing,
+    ) -> Self {
         let http = crate::support::http_client::client_builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .build()
             .expect("a client with rustls and timeouts is always buildable");
-        ApiClient { feed, http, authorization, retry_after_header, pacing, last_request: Mutex::new(None) }
+        ApiClient { feed, http, headers, retry_after_header, pacing, last_request: Mutex::new(None) }
     }
 
     async fn pace(&self) {
@@ -75,6 +87,19 @@ impl ApiClient {
     /// GET `url` with `query`, paced, 429s waited out, transient failures retried; the body
     /// parsed as JSON.
     pub async fn get_json(&self, url: &str, query: &[(&str, String)]) -> Result<serde_json::Value, FeedError> {
+        self.send_json(reqwest::Method::GET, url, query, None).await
+    }
+
+    /// [`ApiClient::get_json`] for any method, with an optional JSON body. A POST is retried
+    /// as a GET is: the calls this client makes are idempotent at the provider (payOS refuses a
+    /// second link for one `orderCode`; the caller reads the first).
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, FeedError> {
         use backon::Retryable;
         let feed = self.feed;
         let limited = std::sync::atomic::AtomicU32::new(0);
@@ -82,7 +107,7 @@ impl ApiClient {
         let transient = backon::ExponentialBuilder::default()
             .with_min_delay(Duration::from_secs(1))
             .with_max_times(self.pacing.transient_retries as usize);
-        (|| self.get_once(url, query, &limited))
+        (|| self.send_once(&method, url, query, body, &limited))
             .retry(transient)
             .sleep(tokio::time::sleep)
             .when(|f| matches!(f, Fault::Transient(_)))
@@ -97,23 +122,25 @@ impl ApiClient {
 
     /// One request, with the 429s it meets waited out as the provider asks (`Retry-After`):
     /// that wait is the provider's to set, not a backoff of ours, and has its own limits.
-    async fn get_once(
+    async fn send_once(
         &self,
+        method: &reqwest::Method,
         url: &str,
         query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
         limited: &std::sync::atomic::AtomicU32,
     ) -> Result<serde_json::Value, Fault> {
         let feed = self.feed;
         loop {
             self.pace().await;
-            let sent = self
-                .http
-                .get(url)
-                .query(query)
-                .header("authorization", &self.authorization)
-                .header("accept", "application/json")
-                .send()
-                .await;
+            let mut request = self.http.request(method.clone(), url).query(query).header("accept", "application/json");
+            for (name, value) in &self.headers {
+                request = request.header(*name, value);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let sent = request.send().await;
             let response = sent
                 .map_err(|e| Fault::Transient(FeedError::Unreachable { feed, reason: e.without_url().to_string() }))?;
             let status = response.status();
@@ -138,6 +165,10 @@ impl ApiClient {
                 let failed = FeedError::Status { feed, status: status.as_u16(), body: excerpt(&body) };
                 return Err(if status.is_server_error() { Fault::Transient(failed) } else { Fault::Final(failed) });
             }
+            // A 204 (SePay's DELETE) has no body.
+            if body.trim().is_empty() {
+                return Ok(serde_json::Value::Null);
+            }
             return serde_json::from_str(&body)
                 .map_err(|e| Fault::Final(FeedError::Invalid { feed, reason: format!("{e} in {}", excerpt(&body)) }));
         }
@@ -161,7 +192,7 @@ pub(super) fn text(v: &serde_json::Value, key: &str) -> Option<String> {
 }
 
 /// The start of a body, for an error message.
-fn excerpt(body: &str) -> String {
+pub(super) fn excerpt(body: &str) -> String {
     let mut end = body.len().min(300);
     while !body.is_char_boundary(end) {
         end -= 1;

@@ -54,6 +54,15 @@ impl PayosAuth {
     }
 }
 
+/// payOS's documented sample delivery, which integrators report it posts (signed) to check a
+/// URL given to `confirm-webhook`: answered 2xx and recorded nowhere, so registering the
+/// webhook leaves no 3,000 VND "payment" for the seller to explain.
+pub fn is_validation_call(body: &Value) -> bool {
+    let data = body.get("data");
+    let field = |k: &str| data.and_then(|d| d.get(k)).and_then(Value::as_str);
+    field("paymentLinkId") == Some("124c33293c43417ab7879e14c8d9eb18") && field("reference") == Some("TF230204212323")
+}
+
 /// The transfer a verified payOS webhook reports. `raw` is the body as received.
 pub fn webhook_transfer(body: &Value, raw: &str, pattern: &CodePattern) -> Result<BankTransfer, PayosWebhookError> {
     let data = body

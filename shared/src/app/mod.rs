@@ -13,6 +13,7 @@ pub mod reconcile;
 pub mod refund;
 pub mod relay;
 pub mod reminders;
+pub mod routes;
 pub mod self_service;
 pub mod stage;
 pub mod sweeper;

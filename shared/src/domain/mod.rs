@@ -8,6 +8,7 @@ pub mod email;
 pub mod lms;
 pub mod money;
 pub mod order_code;
+pub mod payment_route;
 pub mod slug;
 pub mod staff;
 pub mod state;

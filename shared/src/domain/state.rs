@@ -174,6 +174,9 @@ status_enum!(EventKind, "event kind", {
     // saying it was that one.
     PaymentHeld => "payment_held",
     PaymentDropped => "payment_dropped",
+    // A payment route of the order's own (a payOS link, a virtual account) opened, failed to
+    // open, or closed.
+    PaymentRoute => "payment_route",
 }, transitions: []);
 
 // A payment held as a suspected duplicate of another (`payments.hold`; NULL: an ordinary

@@ -21,6 +21,7 @@ pub mod payments;
 pub mod reconcile;
 pub mod reminders;
 pub mod reports;
+pub mod routes;
 pub mod script;
 pub mod staff;
 pub mod users;

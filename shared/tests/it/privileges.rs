@@ -56,6 +56,7 @@ async fn create_order_cannot_touch_payments_and_the_webhook_can_pay(pool: MySqlP
         coupon_ttl: chrono::Duration::minutes(15),
         max_coupon_holds_per_email: 1,
         max_coupon_holds_per_client: 3,
+        routes: Default::default(),
     };
     let request = OrderRequest {
         email: Some("hoc.vien@example.com".into()),

@@ -53,6 +53,7 @@ fn transfer(feed: Feed, amount: i64, content: &str, minutes_ago: i64) -> NewTran
         account_number: ACCOUNT.into(),
         at: Some(bank_emulator::now_in_vietnam() - chrono::Duration::minutes(minutes_ago)),
         amount_text: None,
+        sub_account: None,
     }
 }
 
@@ -266,6 +267,7 @@ async fn a_fractional_amount_is_refused_and_holds_the_cursor(pool: MySqlPool) {
     let before = emu.book(&transfer(Feed::Sepay, 1_000, "a", 3));
     let odd = emu.book(&NewTransfer {
         amount_text: Some("499000.50".into()),
+        sub_account: None,
         ..transfer(Feed::Sepay, 499_000, code.as_str(), 2)
     });
     let after = emu.book(&transfer(Feed::Sepay, 2_000, "b", 1));

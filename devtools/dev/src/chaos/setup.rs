@@ -77,6 +77,8 @@ pub(super) async fn build(vars: &Vars) -> Result<Setup> {
         "QUEUE_NAME_PREFIX" => Some(PREFIX.into()),
         "ENROLL_LEASE" => Some("5s".into()),
         "CASSO_CHECKSUM_KEY" => Some(CASSO_KEY.into()),
+        // payOS's webhooks are in the mix: the traffic signs them as payOS does.
+        "PAYOS_CHECKSUM_KEY" => Some(bank_emulator::payos::CHECKSUM_KEY.into()),
         _ => None,
     });
     // The webhook on a pool of its own, as each Lambda has: both feeds' deliveries of every
@@ -157,11 +159,12 @@ pub(super) async fn build(vars: &Vars) -> Result<Setup> {
     // emulator, signed; the reconciler lists both feeds' APIs every 5 s.
     let casso_hook = bank_emulator::Webhook { url: format!("{base}/webhooks/casso"), key: CASSO_KEY.into() };
     let (bank, bank_base) = stack::spawn_bank(0, None, Some(casso_hook)).await?;
-    let bank_vars = stack::bank_vars(&chaos_vars, &bank_base, CASSO_KEY);
+    let bank_vars = stack::bank_vars(&chaos_vars, &bank_base, CASSO_KEY, &format!("{base}/"));
     stack::spawn_reconciler(
         pool.clone(),
         stack.publisher.clone(),
         config::feeds(&bank_vars)?,
+        config::payment_routes(&bank_vars)?,
         config::payment_settings(&bank_vars)?,
         Duration::from_secs(5),
     );

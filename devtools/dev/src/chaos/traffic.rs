@@ -67,6 +67,7 @@ pub(super) async fn pay(
             account_number: account.clone(),
             at: None,
             amount_text: None,
+            sub_account: None,
         };
         if *paid && i % 6 == 5 {
             // Reported by both feeds; Casso posts first, once (a delivery that fails is left
@@ -84,6 +85,26 @@ pub(super) async fn pay(
                     (sepay_id, [casso, sepay])
                 }));
             }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        }
+        if *paid && i % 6 == 2 && !drop_webhook {
+            // Paid through payOS: the bank's transfer is in SePay's feed too (same reference).
+            // payOS posts 1 to 3 times, signed, at the same moment as SePay's webhook.
+            let content = code[code.len().saturating_sub(9)..].to_string();
+            let id = bank.book(&booked(bank_emulator::Feed::Sepay, *amount, content.clone()));
+            sent_ids.push(id);
+            let payos = payos_delivery(vars, code, *amount, &account, &format!("FT{id:010}"), &content)?;
+            let sepay = json!({"id": id, "gateway": "MBBank", "transactionDate": "2026-11-22 10:00:00",
+                "accountNumber": account, "code": null, "content": content, "transferType": "in",
+                "transferAmount": amount, "accumulated": 0, "subAccount": null, "referenceCode": format!("FT{id:010}"), "description": ""})
+            .to_string();
+            for _ in 0..rand::random_range(1..=3) {
+                let (http, url, body) = (http.clone(), format!("{base}/webhooks/payos"), payos.clone());
+                senders.push(tokio::spawn(async move { send_json(&http, &url, &body).await }));
+            }
+            let (http, url, key) = (http.clone(), format!("{base}/webhooks/sepay"), key.clone());
+            senders.push(tokio::spawn(async move { send_like_sepay(&http, &url, &key, &sepay).await }));
             tokio::time::sleep(Duration::from_millis(300)).await;
             continue;
         }
@@ -153,21 +174,50 @@ pub(super) async fn pay(
 
 /// One webhook delivery, retried every second until a 2xx, as SePay retries (up to 3 minutes).
 async fn send_like_sepay(http: &reqwest::Client, url: &str, key: &str, body: &str) -> (usize, bool) {
+    send_until_accepted(http, url, Some(&format!("Apikey {key}")), body).await
+}
+
+/// payOS signs in the body: no header.
+async fn send_json(http: &reqwest::Client, url: &str, body: &str) -> (usize, bool) {
+    send_until_accepted(http, url, None, body).await
+}
+
+/// Posts `body` until it is answered 2xx (a feed's retries), for at most 3 minutes.
+async fn send_until_accepted(
+    http: &reqwest::Client,
+    url: &str,
+    authorization: Option<&str>,
+    body: &str,
+) -> (usize, bool) {
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut calls = 0;
     while Instant::now() < deadline {
         calls += 1;
-        let sent = http
-            .post(url)
-            .header("content-type", "application/json")
-            .header("authorization", format!("Apikey {key}"))
-            .body(body.to_string())
-            .send()
-            .await;
-        if sent.is_ok_and(|r| r.status().is_success()) {
+        let mut request = http.post(url).header("content-type", "application/json").body(body.to_string());
+        if let Some(a) = authorization {
+            request = request.header("authorization", a);
+        }
+        if request.send().await.is_ok_and(|r| r.status().is_success()) {
             return (calls, true);
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     (calls, false)
+}
+
+/// payOS's signed delivery of a transfer for order `code` (its link's orderCode), as the
+/// emulator signs it.
+fn payos_delivery(vars: &Vars, code: &str, amount: i64, account: &str, reference: &str, text: &str) -> Result<String> {
+    let pattern = config::code_pattern(vars)?;
+    let parsed = coursedrop::domain::OrderCode::parse(code, &pattern)?;
+    let number = pattern.payos_number(&parsed).ok_or_else(|| anyhow!("{code} has no payOS number"))?;
+    let data = json!({
+        "orderCode": number, "amount": amount, "description": text, "accountNumber": account,
+        "reference": reference, "transactionDateTime": "2026-11-22 10:00:00", "currency": "VND",
+        "paymentLinkId": format!("chaos-link-{number}"), "code": "00", "desc": "success",
+        "counterAccountBankId": "", "counterAccountBankName": "", "counterAccountName": "",
+        "counterAccountNumber": "", "virtualAccountName": "", "virtualAccountNumber": ""
+    });
+    let signature = bank_emulator::payos::sign_data(bank_emulator::payos::CHECKSUM_KEY, &data);
+    Ok(json!({"code": "00", "desc": "success", "success": true, "data": data, "signature": signature}).to_string())
 }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use thiserror::Error;
 
 mod adapters;
+mod routes;
 pub use adapters::{connect_database, sqs_publisher};
+pub use routes::{payment_routes, payos_api, sepay_va, shop_url};
 
 use crate::domain::{CodeCharset, CodePattern, CodePatternError};
 

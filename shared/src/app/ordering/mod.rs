@@ -13,7 +13,9 @@ mod price;
 mod validate;
 mod view;
 
-pub use place::{PaymentInstructions, PlacedItem, PlacedOrder, Placement, place_order, vietqr_payload};
+pub use place::{
+    PaymentInstructions, PayosCheckout, PlacedItem, PlacedOrder, Placement, instructions, place_order, vietqr_payload,
+};
 pub use price::{Quote, QuotedItem, quote};
 pub use view::{ItemView, OrderView, Progress, order_vietqr, order_view};
 
@@ -37,6 +39,8 @@ pub struct OrderSettings {
     /// cannot take every use of a limited coupon by placing orders it never pays.
     pub max_coupon_holds_per_email: u32,
     pub max_coupon_holds_per_client: u32,
+    /// Routes of each order's own (payOS links, virtual accounts), opened as it is placed.
+    pub routes: crate::app::routes::RouteSettings,
 }
 
 /// The body of `POST /orders`. Anything else in it (a price, say) is ignored: prices come

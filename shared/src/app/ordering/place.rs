@@ -10,7 +10,9 @@ use super::validate::validate;
 use super::{OrderRequest, OrderSettings, PlaceOrderError, invalid};
 use crate::adapters::{sepay, vietqr};
 use crate::app::config::BankAccount;
+use crate::domain::payment_route::{RouteKind, RouteState};
 use crate::domain::{OrderCode, Vnd};
+use crate::store::routes::StoredRoute;
 use crate::store::{self, StoreError, coupons, items, orders};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -23,11 +25,57 @@ pub struct PlacedItem {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PaymentInstructions {
     pub bank: String,
+    /// The order's own virtual account when it has one, else the seller's account.
     pub account_number: String,
     pub account_name: String,
+    /// True when `account_number` is this order's own account: the amount is what matters,
+    /// and a transfer with a wrong or empty text still pays the order.
+    pub virtual_account: bool,
     pub transfer_text: String,
     pub qr_image_url: String,
     pub vietqr: String,
+    /// payOS's payment link for the order, when payOS is configured and opened one.
+    pub payos: Option<PayosCheckout>,
+}
+
+/// payOS's page and QR for the order, beside ours.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PayosCheckout {
+    pub order_code: String,
+    pub checkout_url: Option<String>,
+    /// payOS's VietQR payload (its own transfer text); drawn at `qr.svg?via=payos`.
+    pub qr_code: Option<String>,
+}
+
+/// How the buyer pays: into the order's open virtual account if it has one, else into the
+/// seller's account with the code; and payOS's link beside it when open.
+pub fn instructions(
+    bank: &BankAccount,
+    code: &str,
+    amount: i64,
+    routes: &[StoredRoute],
+) -> Result<PaymentInstructions, vietqr::VietQrError> {
+    let open = |kind| routes.iter().find(|r| r.kind == kind && r.state == RouteState::Open);
+    let account = open(RouteKind::VirtualAccount).and_then(|r| Some((r.number.clone()?, r.account_name.clone())));
+    let (account_number, account_name, virtual_account) = match account {
+        Some((number, name)) => (number, name.unwrap_or_else(|| bank.account_name.clone()), true),
+        None => (bank.account_number.clone(), bank.account_name.clone(), false),
+    };
+    let payee = BankAccount { account_number: account_number.clone(), ..bank.clone() };
+    Ok(PaymentInstructions {
+        bank: bank.bank_code.clone(),
+        account_name,
+        virtual_account,
+        transfer_text: code.to_string(),
+        qr_image_url: sepay::qr_image_url(&account_number, &bank.bank_code, amount, code),
+        vietqr: vietqr_payload(&payee, code, amount)?,
+        account_number,
+        payos: open(RouteKind::PayosLink).map(|r| PayosCheckout {
+            order_code: r.number.clone().unwrap_or_default(),
+            checkout_url: r.checkout_url.clone(),
+            qr_code: r.qr_code.clone(),
+        }),
+    })
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -71,7 +119,8 @@ async fn placed(
     s: &OrderSettings,
 ) -> Result<PlacedOrder, StoreError> {
     let items = items::priced_courses_in(conn, head.id).await?;
-    let vietqr = vietqr_payload(&s.bank, &head.code, head.total_vnd)
+    let routes = crate::app::routes::of_order(conn, head.id).await?;
+    let payment = instructions(&s.bank, &head.code, head.total_vnd, &routes)
         .map_err(|e| StoreError::Corrupt(format!("VietQR for {}: {e}", head.code)))?;
     Ok(PlacedOrder {
         code: head.code.clone(),
@@ -83,14 +132,7 @@ async fn placed(
         coupon: head.coupon.clone(),
         expires_at: head.expires_at,
         items: items.into_iter().map(|(course, title, price_vnd)| PlacedItem { course, title, price_vnd }).collect(),
-        payment: PaymentInstructions {
-            bank: s.bank.bank_code.clone(),
-            account_number: s.bank.account_number.clone(),
-            account_name: s.bank.account_name.clone(),
-            transfer_text: head.code.clone(),
-            qr_image_url: sepay::qr_image_url(&s.bank.account_number, &s.bank.bank_code, head.total_vnd, &head.code),
-            vietqr,
-        },
+        payment,
     })
 }
 
@@ -200,6 +242,8 @@ pub async fn place_order(
                 let head = orders::head_by_code(&mut conn, code.as_str())
                     .await?
                     .ok_or_else(|| StoreError::NotFound { kind: "order", id: code.to_string() })?;
+                // After the commit: the order exists whatever the providers answer.
+                crate::app::routes::open_for(&mut conn, &settings.routes, &settings.pattern, &head).await?;
                 return Ok(Placement { order: placed(&mut conn, &head, settings).await?, created: true });
             }
             Err(StoreError::Database(e)) if store::is_duplicate_key(&e, "uq_orders_code") => {

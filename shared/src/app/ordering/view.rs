@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::MySqlPool;
 
 use super::OrderSettings;
-use super::place::vietqr_payload;
+use super::place::instructions;
 use crate::domain::{ItemStatus, OrderCode, OrderStatus, ViewToken};
 use crate::store::{StoreError, items, orders};
 
@@ -77,12 +77,15 @@ pub async fn order_view(pool: &MySqlPool, code: &OrderCode, token: &str) -> Resu
     }))
 }
 
-/// The VietQR payload of an order, for its QR image.
+/// The VietQR payload of an order, for its QR image: into its own virtual account when it
+/// has one, else into the seller's account with its code; with `payos`, payOS's QR for its
+/// link (`None` when it has no open link).
 pub async fn order_vietqr(
     pool: &MySqlPool,
     settings: &OrderSettings,
     code: &OrderCode,
     token: &str,
+    payos: bool,
 ) -> Result<Option<String>, StoreError> {
     let mut conn = pool.acquire().await?;
     let Some(head) = orders::head_by_code(&mut conn, code.as_str()).await? else {
@@ -91,7 +94,8 @@ pub async fn order_vietqr(
     if !ViewToken::matches(head.view_token.as_deref(), token) {
         return Ok(None);
     }
-    vietqr_payload(&settings.bank, &head.code, head.total_vnd)
-        .map(Some)
-        .map_err(|e| StoreError::Corrupt(format!("VietQR for {}: {e}", head.code)))
+    let routes = crate::app::routes::of_order(&mut conn, head.id).await?;
+    let payment = instructions(&settings.bank, &head.code, head.total_vnd, &routes)
+        .map_err(|e| StoreError::Corrupt(format!("VietQR for {}: {e}", head.code)))?;
+    Ok(if payos { payment.payos.and_then(|p| p.qr_code) } else { Some(payment.vietqr) })
 }

@@ -9,6 +9,7 @@ use crate::domain::transfer_identity as identity;
 use sqlx::pool::PoolConnection;
 use sqlx::{MySql, MySqlConnection, MySqlPool};
 
+use crate::domain::payment_route::{VirtualAccountMatch, virtual_account_match};
 pub use crate::domain::transfer::{Arrival, BankTransfer, Gateway, TransferType};
 use crate::domain::{CodePattern, EventKind, ItemStatus, OrderCode, OrderStatus, PaymentHold, Status};
 use crate::store::events::{self, NewEvent};
@@ -340,8 +341,18 @@ async fn record_once(
 ) -> Result<Recorded, StoreError> {
     let id = Identity::of(tx);
     let kept = |outcome| Recorded { outcome, outbox: vec![] };
-    let code = order_code_of(tx, &settings.pattern);
-    let ours = is_our_account(tx, &settings.account_number);
+    // A transfer into an order's own virtual account names that order, whatever its text.
+    let via_account = match (tx.transfer_type, tx.sub_account.as_deref()) {
+        (TransferType::In, Some(sub)) => store::routes::order_of_virtual_account(conn, sub.trim()).await?,
+        _ => None,
+    };
+    let (code, ours, wrong_amount) = match via_account {
+        Some((code, amount)) => match virtual_account_match(amount, tx.amount_vnd) {
+            VirtualAccountMatch::Pays => (OrderCode::parse(&code, &settings.pattern).ok(), true, false),
+            VirtualAccountMatch::WrongAmount { .. } => (None, true, true),
+        },
+        None => (order_code_of(tx, &settings.pattern), is_our_account(tx, &settings.account_number), false),
+    };
     let code = code.filter(|_| ours && tx.transfer_type == TransferType::In);
 
     let Some(code) = code else {
@@ -365,6 +376,9 @@ async fn record_once(
             Inserted::Fresh => match (held, tx.transfer_type) {
                 (Some(duplicate_of), _) => PaymentOutcome::Held { duplicate_of },
                 (None, TransferType::Out) => PaymentOutcome::Outgoing,
+                (None, TransferType::In) if wrong_amount => {
+                    PaymentOutcome::Unmatched { reason: "not the amount its order's virtual account takes" }
+                }
                 (None, TransferType::In) if ours => {
                     PaymentOutcome::Unmatched { reason: "no order code in the transfer" }
                 }
