@@ -35,11 +35,12 @@ CONSOLE_ROUTES = {
     ("ConsoleApi", "$default"): "ConsoleFunction",
 }
 # The credential secrets each function may read besides ConfigSecretArn: the public
-# create-order reads none of them.
+# create-order reads only the payment links' (it opens each order's payOS link and virtual
+# account), never the feeds' keys and tokens.
 READS_SECRETS = {
-    "CreateOrderFunction": set(),
+    "CreateOrderFunction": {"PaymentLinksSecretArn"},
     "BankWebhookFunction": {"PaymentsSecretArn"},
-    "ReconcileFunction": {"PaymentsSecretArn"},
+    "ReconcileFunction": {"PaymentsSecretArn", "PaymentLinksSecretArn"},
     "EnrollFunction": {"LmsSecretArn"},
     "FinalizeFunction": {"DriveSecretArn", "MailSecretArn"},
     # It sends the payment reminders.

@@ -368,13 +368,86 @@ async fn reconcile_records_what_the_webhook_missed_and_says_what_it_found(pool: 
     assert!(again.ok, "{}", again.stderr);
     assert_eq!(again.json()[0]["found"], serde_json::json!([]), "{}", again.stdout);
 
-    let wrong = admin(&pool, &["reconcile", "--gateway", "payos", "--json"], &refs(&env)).await;
+    let wrong = admin(&pool, &["reconcile", "--gateway", "momo", "--json"], &refs(&env)).await;
     assert!(!wrong.ok);
     assert_eq!(wrong.json()["error"]["code"], "invalid_input");
+    let no_payos = admin(&pool, &["reconcile", "--gateway", "payos", "--json"], &refs(&env)).await;
+    assert!(!no_payos.ok);
+    assert_eq!(no_payos.json()["error"]["code"], "refused", "{}", no_payos.stdout);
+    assert!(no_payos.stderr.contains("PAYOS_CLIENT_ID"), "{}", no_payos.stderr);
     let off = admin(&pool, &["reconcile", "--gateway", "casso", "--json"], &refs(&env)).await;
     assert!(!off.ok);
     assert_eq!(off.json()["error"]["code"], "refused", "{}", off.stdout);
     assert!(off.stderr.contains("CASSO_API_KEY"), "{}", off.stderr);
+}
+
+/// payOS by hand: `payos confirm-webhook` registers a URL only when it answers payOS's check,
+/// and `reconcile --gateway payos` asks payOS about each pending order's link and records the
+/// payment its webhook never brought.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn payos_webhooks_are_confirmed_and_its_links_reconciled(pool: MySqlPool) {
+    let sqs = testing::sqs_client().await;
+    let (_, urls) = testing::fresh_queues(&sqs).await;
+    let bank = bank_emulator::Emulator::new(bank_emulator::Config::default());
+    let (base, _) = bank.clone().spawn(0).await.unwrap();
+    let mut env = queue_env(&urls);
+    env.push(("PAYOS_API_BASE_URL", base.clone()));
+    env.push(("PAYOS_CLIENT_ID", bank_emulator::payos::CLIENT_ID.into()));
+    env.push(("PAYOS_API_KEY", bank_emulator::payos::API_KEY.into()));
+    env.push(("PAYOS_CHECKSUM_KEY", bank_emulator::payos::CHECKSUM_KEY.into()));
+    env.push(("SHOP_URL", "https://shop.example/".into()));
+
+    // A receiver that answers payOS's check, and one that refuses it.
+    let answering = axum::Router::new()
+        .route("/ok", axum::routing::post(|| async { "{\"success\":true}" }))
+        .route("/no", axum::routing::post(|| async { axum::http::StatusCode::UNAUTHORIZED }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, answering).into_future());
+    let refused = admin(&pool, &["payos", "confirm-webhook", &format!("{receiver}/no"), "--json"], &refs(&env)).await;
+    assert!(!refused.ok);
+    assert_eq!(refused.json()["error"]["code"], "payos", "{}", refused.stdout);
+    assert!(refused.stderr.contains("401"), "payOS says its check got 401: {}", refused.stderr);
+    assert_eq!(bank.payos_webhook(), None);
+    let plain = admin(&pool, &["payos", "confirm-webhook", "http://example.com/webhooks/payos"], &refs(&env)).await;
+    assert!(!plain.ok && plain.stderr.contains("https"), "{}", plain.stderr);
+    let ok = admin(&pool, &["payos", "confirm-webhook", &format!("{receiver}/ok")], &refs(&env)).await;
+    assert!(ok.ok, "{}", ok.stderr);
+    assert_eq!(bank.payos_webhook(), Some(format!("{receiver}/ok")));
+
+    // An order with its payOS link, paid while the webhook went nowhere.
+    bank.set_payos_webhook(None);
+    let (code, _) = testing::pending_order(&pool, &[420_000], 60).await;
+    let vars = coursedrop::app::config::Vars::new({
+        let env = env.clone();
+        move |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    });
+    let routes = coursedrop::app::config::payment_routes(&vars).unwrap();
+    let pattern = coursedrop::app::config::code_pattern(&vars).unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let head = coursedrop::store::orders::head_by_code(&mut conn, code.as_str()).await.unwrap().unwrap();
+    coursedrop::app::routes::open_for(&mut conn, &routes, &pattern, &head).await.unwrap();
+    let number = pattern.payos_number(&code).unwrap();
+    let pay = bank_emulator::PayLink { order_code: number, amount: None, also_sepay: false };
+    bank.pay_payos(&pay).await.expect("a payable link");
+
+    let run = admin(&pool, &["reconcile", "--gateway", "payos"], &refs(&env)).await;
+    assert!(run.ok, "{}", run.stderr);
+    assert!(run.stdout.contains("payos: asked about 1 pending orders' links; 1 recorded now"), "{}", run.stdout);
+    assert!(run.stdout.contains(code.as_str()), "{}", run.stdout);
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM orders WHERE id = ?").bind(head.id).fetch_one(&pool).await.unwrap();
+    assert_eq!(status, "paid");
+    assert_eq!(testing::drain(&sqs, &urls[&Queue::Enroll]).await.len(), 1);
+    // The whole pass (no --gateway) then closes the paid order's link and finds nothing more.
+    let again = admin(&pool, &["reconcile", "--json"], &refs(&env)).await;
+    assert!(again.ok, "{}", again.stderr);
+    let closed: String = sqlx::query_scalar("SELECT state FROM payment_routes WHERE order_id = ?")
+        .bind(head.id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(closed, "closed", "{}", again.stdout);
 }
 
 /// Money with no path, given one: an order that expired under-paid is flagged; when the rest

@@ -26,7 +26,7 @@ use serde_json::json;
 #[tokio::test]
 async fn a_buyer_orders_pays_watches_progress_and_gets_the_link() {
     let _one = browser::ONE_STACK_AT_A_TIME.lock().await;
-    let browser::Stack { _child, base, db, drive_port, .. } = stack().await;
+    let browser::Stack { _child, base, db, drive_port, bank_port, .. } = stack().await;
     let pool = sqlx::MySqlPool::connect(
         &std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/coursedrop".into()),
     )
@@ -112,6 +112,11 @@ async fn a_buyer_orders_pays_watches_progress_and_gets_the_link() {
     let token =
         url.strip_prefix(&format!("?order={code}&t=")).unwrap_or_else(|| panic!("the order and its token: {url}"));
     assert_eq!(token.len(), 32, "a reload keeps the order, opened by its view token: {url}");
+    // payOS's link beside our QR (the local stack runs payOS's emulator).
+    let payos_link = browser
+        .script("return !document.getElementById('payos').hidden && document.getElementById('payos-link').href")
+        .await;
+    assert!(payos_link.as_str().is_some_and(|h| h.starts_with("https://pay.payos.vn/web/")), "{payos_link}");
     browser.screenshot("buyer-page-1-payment").await;
 
     // Uploads at a real network's pace (10 MB/s a file), so the delivery can be seen in progress.
@@ -218,5 +223,73 @@ async fn a_buyer_orders_pays_watches_progress_and_gets_the_link() {
     let shot = browser.screenshot("buyer-page-4-resend").await;
     eprintln!("screenshots in {}", shot.parent().unwrap().display());
     drop(browser);
+    paid_through_payos_is_delivered_once(&http, &base, bank_port, &pool, &db).await;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{db}`"))).execute(&pool).await.unwrap();
+}
+
+/// Another buyer pays on payOS's page: payOS's signed webhook and SePay's report of the same
+/// bank transfer both arrive; the order is paid once, delivered once, emailed once.
+async fn paid_through_payos_is_delivered_once(
+    http: &reqwest::Client,
+    base: &str,
+    bank_port: u16,
+    pool: &sqlx::MySqlPool,
+    db: &str,
+) {
+    let buyer = format!("payos-buyer-{}@example.com", rand::random::<u32>());
+    let order: serde_json::Value = http
+        .post(format!("{base}/orders"))
+        .json(&json!({"email": buyer, "courses": ["sql-thuc-chien"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let number: i64 = order["payment"]["payos"]["order_code"].as_str().unwrap().parse().unwrap();
+    let (code, token) = (order["code"].as_str().unwrap(), order["view_token"].as_str().unwrap());
+    let paid: serde_json::Value = http
+        .post(format!("http://127.0.0.1:{bank_port}/emulator/payos/pay"))
+        .json(&json!({"orderCode": number, "also_sepay": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(paid["webhook"]["delivered"]["status"], 200, "{paid}");
+    let started = Instant::now();
+    loop {
+        let view: serde_json::Value =
+            http.get(format!("{base}/orders/{code}?t={token}")).send().await.unwrap().json().await.unwrap();
+        if view["status"] == "completed" {
+            assert_eq!(view["paid_vnd"], 299_000, "credited once: {view}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "not delivered in 2 minutes: {view}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let count = |sql: &str| {
+        let sql = sql.replace("{db}", db);
+        async move { sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(code).fetch_one(pool).await.unwrap() }
+    };
+    let received = count(
+        "SELECT COUNT(*) FROM `{db}`.order_events e JOIN `{db}`.orders o ON o.id = e.order_id
+         WHERE o.code = ? AND e.kind = 'payment_received' AND e.actor = 'payos-webhook'",
+    )
+    .await;
+    assert_eq!(received, 1, "payOS's report counted, SePay's kept as a sighting");
+    let delivered = count(
+        "SELECT COUNT(*) FROM `{db}`.order_events e JOIN `{db}`.orders o ON o.id = e.order_id
+         WHERE o.code = ? AND e.kind = 'item_status' AND e.to_status = 'completed'",
+    )
+    .await;
+    assert_eq!(delivered, 1, "delivered once");
+    let started = Instant::now();
+    while coursedrop::testing::mails_to(&buyer).is_empty() && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A second email would come within the same moment as the first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(coursedrop::testing::mails_to(&buyer).len(), 1, "one delivery email");
 }

@@ -158,6 +158,8 @@ pub struct Stack {
     pub base: String,
     pub db: String,
     pub drive_port: u16,
+    /// The bank emulator: SePay, Casso and payOS.
+    pub bank_port: u16,
     pub console: String,
     pub owner: String,
 }
@@ -208,5 +210,5 @@ pub async fn stack() -> Stack {
         assert!(started.elapsed() < Duration::from_secs(120), "the dev stack did not come up");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    Stack { _child: child, base, db, drive_port, console: format!("http://127.0.0.1:{console_port}"), owner }
+    Stack { _child: child, base, db, drive_port, bank_port, console: format!("http://127.0.0.1:{console_port}"), owner }
 }
