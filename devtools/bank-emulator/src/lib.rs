@@ -358,6 +358,11 @@ impl Emulator {
                 self.1.post(&target.url).header("X-Casso-Signature", signature).json(&body)
             }
         };
+        self.post_webhook(request).await
+    }
+
+    /// Sends a webhook and counts how it went.
+    async fn post_webhook(&self, request: reqwest::RequestBuilder) -> Delivery {
         let delivery = match request.send().await {
             Ok(r) if r.status().is_success() => Delivery::Delivered { status: r.status().as_u16() },
             Ok(r) => Delivery::Failed { reason: format!("answered {}", r.status()) },

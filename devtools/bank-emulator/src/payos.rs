@@ -346,17 +346,7 @@ impl Emulator {
             }
             (Some(url), false) => {
                 let body = json!({"code": "00", "desc": "success", "success": true, "signature": sign_data(CHECKSUM_KEY, &data), "data": data});
-                let delivery = match self.1.post(&url).json(&body).send().await {
-                    Ok(r) if r.status().is_success() => Delivery::Delivered { status: r.status().as_u16() },
-                    Ok(r) => Delivery::Failed { reason: format!("answered {}", r.status()) },
-                    Err(e) => Delivery::Failed { reason: e.without_url().to_string() },
-                };
-                let mut inner = self.0.lock().unwrap();
-                match delivery {
-                    Delivery::Delivered { .. } => inner.stats.webhooks_delivered += 1,
-                    _ => inner.stats.webhooks_failed += 1,
-                }
-                delivery
+                self.post_webhook(self.1.post(&url).json(&body)).await
             }
         };
         let sepay = match sepay_id {

@@ -152,6 +152,10 @@ async fn serve(outer: &Vars) -> Result<()> {
         reconcile_every.num_seconds()
     );
     println!(
+        "  payOS (emulated) opens a link per order; pay one as on payOS's page with its payment.payos.order_code:\n    \
+         curl -s {bank_base}/emulator/payos/pay -H 'content-type: application/json' -d '{{\"orderCode\":12345678,\"also_sepay\":true}}'"
+    );
+    println!(
         "  the enroll function polls its queue; the deliver job and the finalize function consume theirs; the sweeper runs every {}s",
         every.num_seconds()
     );

@@ -293,6 +293,11 @@ async fn the_qr_code_renders_as_svg(pool: MySqlPool) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers.get("content-type").unwrap(), "image/svg+xml");
     assert!(text.contains("<svg") && text.contains("<path"), "{}", &text[..text.len().min(200)]);
+    // Without payOS there is no payOS QR to draw, and the answer says so.
+    let (status, _, body, _) = send(&app, get(&format!("/orders/{code}/qr.svg?t={t}&via=payos"))).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{body}");
+    assert_eq!(placed["payment"]["payos"], serde_json::Value::Null);
+    assert_eq!(placed["payment"]["virtual_account"], false);
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]

@@ -23,6 +23,9 @@ pub struct ConsumerSettings {
     pub visibility_secs: i32,
     /// When a transient failure's message comes back.
     pub retry_delay_secs: i32,
+    /// When the message of an item another worker holds comes back (at least the lease's
+    /// length; the visibility timeout by default).
+    pub busy_delay_secs: i32,
     /// When a message paused by Drive's daily cap comes back (SQS allows 12 h at most).
     pub pause_delay_secs: i32,
     /// After a stop, how long in-flight work may finish before it is handed back.
@@ -36,6 +39,7 @@ impl Default for ConsumerSettings {
             wait_secs: 20,
             visibility_secs: 300,
             retry_delay_secs: 60,
+            busy_delay_secs: 300,
             pause_delay_secs: 6 * 3600,
             grace: Duration::from_secs(90),
         }
@@ -105,6 +109,9 @@ async fn work_message<T: AccessToken, P: Publisher>(
         stage::Settle::Retry => Settle::RetryIn(settings.retry_delay_secs),
         // Drive's daily cap: SQS allows at most 12 hours of invisibility.
         stage::Settle::RetryLater => Settle::RetryIn(settings.pause_delay_secs.min(43_000)),
+        // The holder's lease outlives a crash by at most its length; its own message comes
+        // back after the visibility timeout anyway.
+        stage::Settle::RetryAfterLease => Settle::RetryIn(settings.busy_delay_secs),
     };
     settle(&sqs, &url, &receipt, how).await;
 }

@@ -35,12 +35,15 @@ async fn main() -> anyhow::Result<()> {
         settings,
         worker: format!("deliver-{}-{}", hostname(), std::process::id()),
     });
+    // How long a crashed task's message stays hidden; the heartbeat renews it at half.
+    let visibility_secs = vars.parse_or("DELIVER_VISIBILITY_SECS", 300i32)?;
     let consumer = ConsumerSettings {
         max_in_flight: vars.parse_or("DELIVER_MESSAGES_IN_FLIGHT", 2usize)?,
         grace: Duration::from_secs(vars.parse_or("DELIVER_STOP_GRACE_SECS", 90u64)?),
-        // How long a crashed task's message stays hidden; the heartbeat renews it at half.
-        visibility_secs: vars.parse_or("DELIVER_VISIBILITY_SECS", 300i32)?,
+        visibility_secs,
         retry_delay_secs: vars.parse_or("DELIVER_RETRY_DELAY_SECS", 60i32)?,
+        // A busy item's message: back when the holder's lease (or its own message) could.
+        busy_delay_secs: vars.parse_or("DELIVER_BUSY_DELAY_SECS", visibility_secs)?,
         wait_secs: long_poll_wait(&vars)?,
         ..ConsumerSettings::default()
     };

@@ -317,9 +317,52 @@ fn quick_consumer() -> deliver::ConsumerSettings {
         wait_secs: 1,
         visibility_secs: 30,
         retry_delay_secs: 1,
+        busy_delay_secs: 1,
         grace: Duration::from_millis(200),
         ..Default::default()
     }
+}
+
+/// A message for an item another worker is delivering (a duplicate) comes back after the
+/// busy delay, not the retry delay: a long delivery must not push it to the dead-letter queue
+/// by receives alone (`make chaos` found 6 such messages there).
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_message_for_an_item_another_worker_holds_waits_for_the_lease(pool: MySqlPool) {
+    let h = harness(pool, &tree(), CHUNK_GRANULE).await;
+    sqlx::query(
+        "UPDATE order_items SET status = 'delivering', lease_owner = 'worker-b', lease_until = NOW(3) + INTERVAL 60 SECOND WHERE id = ?",
+    )
+    .bind(h.item)
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    send(&h, &format!("{{\"item_id\":{}}}", h.item)).await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let settings = deliver::ConsumerSettings { busy_delay_secs: 30, ..quick_consumer() };
+    let consumer = tokio::spawn(deliver::consume(
+        h.job.clone(),
+        h.sqs.clone(),
+        h.urls[&Queue::Deliver].clone(),
+        settings,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop_tx.send(()).unwrap();
+    consumer.await.unwrap();
+    let received =
+        h.sqs.receive_message().queue_url(&h.urls[&Queue::Deliver]).wait_time_seconds(3).send().await.unwrap();
+    assert!(
+        received.messages().is_empty(),
+        "the busy item's message came back before the holder's lease could have run out"
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM order_items WHERE id = ?")
+        .bind(h.item)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "delivering", "left to the worker that holds it");
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]

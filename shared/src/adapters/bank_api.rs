@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use tokio::sync::Mutex;
 
 pub use crate::domain::bank_feed::FeedError;
+use crate::domain::payment_route::RouteError;
 
 /// How a feed's API is called.
 #[derive(Debug, Clone)]
@@ -198,4 +199,22 @@ pub(super) fn excerpt(body: &str) -> String {
         end -= 1;
     }
     body[..end].to_string()
+}
+
+/// A payment-route provider's failed call as a [`RouteError`]: no answer or a 5xx is
+/// "unreachable" (worth trying later), a 429 past what we wait is "rate limited", another 4xx
+/// is the provider's refusal, in its words (`words` reads them from its error body).
+pub(super) fn route_error(provider: &'static str, e: FeedError, words: fn(u16, &str) -> String) -> RouteError {
+    match e {
+        FeedError::RateLimited { .. } => RouteError::RateLimited { provider },
+        FeedError::Unreachable { reason, .. } => RouteError::Unreachable { provider, reason },
+        FeedError::Status { status, body, .. } if status >= 500 => {
+            RouteError::Unreachable { provider, reason: format!("answered {status}: {body}") }
+        }
+        FeedError::Status { status, body, .. } => RouteError::Refused { provider, reason: words(status, &body) },
+        FeedError::Unauthorized { status, .. } => {
+            RouteError::Refused { provider, reason: format!("our credentials were refused ({status})") }
+        }
+        other => RouteError::Invalid { provider, reason: other.to_string() },
+    }
 }

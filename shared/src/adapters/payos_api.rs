@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::bank_api::{ApiClient, FeedError, Pacing, text};
+use super::bank_api::{ApiClient, FeedError, Pacing, route_error, text};
 use super::payos_signature::{self, LinkToSign};
 use crate::domain::payment_route::{
     OpenedRoute, PaymentRoutes, RouteError, RouteFuture, RouteKind, RouteRef, RouteRequest, RouteStatus,
@@ -46,29 +46,20 @@ fn pacing() -> Pacing {
 }
 
 fn feed_error(e: FeedError) -> RouteError {
-    match e {
-        FeedError::RateLimited { .. } => RouteError::RateLimited { provider: PROVIDER },
-        FeedError::Unreachable { reason, .. } => RouteError::Unreachable { provider: PROVIDER, reason },
-        FeedError::Status { status, body, .. } if status >= 500 => {
-            RouteError::Unreachable { provider: PROVIDER, reason: format!("answered {status}: {body}") }
-        }
-        FeedError::Status { body, .. } => match serde_json::from_str::<Value>(&body) {
-            Ok(answer) => refusal(&answer),
-            Err(_) => RouteError::Refused { provider: PROVIDER, reason: body },
-        },
-        FeedError::Unauthorized { status, .. } => RouteError::Refused {
-            provider: PROVIDER,
-            reason: format!("our client id or API key was refused ({status})"),
-        },
-        other => RouteError::Invalid { provider: PROVIDER, reason: other.to_string() },
-    }
+    route_error(PROVIDER, e, |status, body| match serde_json::from_str::<Value>(body) {
+        Ok(answer) => words(&answer),
+        Err(_) => format!("{status}: {body}"),
+    })
+}
+
+/// payOS's `code` and `desc`.
+fn words(answer: &Value) -> String {
+    format!("code {}: {}", text(answer, "code").unwrap_or_default(), text(answer, "desc").unwrap_or_default())
 }
 
 /// payOS's error answer, as a refusal that says its code and words.
 fn refusal(answer: &Value) -> RouteError {
-    let code = text(answer, "code").unwrap_or_default();
-    let desc = text(answer, "desc").unwrap_or_default();
-    RouteError::Refused { provider: PROVIDER, reason: format!("code {code}: {desc}") }
+    RouteError::Refused { provider: PROVIDER, reason: words(answer) }
 }
 
 /// `data` of a successful answer, or the error it carries.

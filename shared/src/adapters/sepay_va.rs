@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::bank_api::{ApiClient, FeedError, Pacing, text};
+use super::bank_api::{ApiClient, FeedError, Pacing, route_error, text};
 use crate::domain::payment_route::{
     OpenedRoute, PaymentRoutes, RouteError, RouteFuture, RouteKind, RouteRef, RouteRequest, RouteStatus,
 };
@@ -62,28 +62,14 @@ fn error_code(body: &str) -> Option<String> {
 }
 
 fn feed_error(e: FeedError) -> RouteError {
-    match e {
-        FeedError::RateLimited { .. } => RouteError::RateLimited { provider: PROVIDER },
-        FeedError::Unreachable { reason, .. } => RouteError::Unreachable { provider: PROVIDER, reason },
-        FeedError::Status { status, body, .. } if status >= 500 => {
-            RouteError::Unreachable { provider: PROVIDER, reason: format!("answered {status}: {body}") }
-        }
-        FeedError::Status { status, body, .. } => {
-            let reason = match serde_json::from_str::<Value>(&body) {
-                Ok(v) => format!(
-                    "{status} {}: {}",
-                    text(&v, "error_code").unwrap_or_default(),
-                    text(&v, "message").unwrap_or_default()
-                ),
-                Err(_) => format!("{status}: {body}"),
-            };
-            RouteError::Refused { provider: PROVIDER, reason }
-        }
-        FeedError::Unauthorized { status, .. } => {
-            RouteError::Refused { provider: PROVIDER, reason: format!("our API token was refused ({status})") }
-        }
-        other => RouteError::Invalid { provider: PROVIDER, reason: other.to_string() },
-    }
+    route_error(PROVIDER, e, |status, body| match serde_json::from_str::<Value>(body) {
+        Ok(v) => format!(
+            "{status} {}: {}",
+            text(&v, "error_code").unwrap_or_default(),
+            text(&v, "message").unwrap_or_default()
+        ),
+        Err(_) => format!("{status}: {body}"),
+    })
 }
 
 impl SepayVa {

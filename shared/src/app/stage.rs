@@ -24,8 +24,13 @@ pub enum Outcome {
     Done(String),
     /// Nothing to do: the item is past this stage, unknown, or its order closed.
     Skipped(String),
-    /// A transient failure, or another worker holds the item: the message comes back soon.
+    /// A transient failure: the message comes back soon.
     Retry(String),
+    /// Another worker holds the item under a live lease and will settle it: this message (a
+    /// duplicate, or the holder's own after a crash) comes back once that lease could have
+    /// run out, not every few seconds, so a long delivery does not push it to the dead-letter
+    /// queue by receives alone.
+    Busy(String),
     /// Worth waiting long for without spending an attempt (Drive's daily upload cap).
     Wait(String),
     /// Given up: the item is `failed` at this stage with this reason; an operator decides.
@@ -51,6 +56,8 @@ pub enum Settle {
     Retry,
     /// Bring it back after a long wait ([`Outcome::Wait`]).
     RetryLater,
+    /// Bring it back once another worker's lease could have run out ([`Outcome::Busy`]).
+    RetryAfterLease,
 }
 
 /// Runs `stage` on one item and says what to do with its message. Every stage's outcome is
@@ -73,6 +80,10 @@ pub async fn run_one<S: Stage>(stage: &S, item_id: u64) -> Settle {
         Ok(Outcome::Retry(reason)) => {
             tracing::warn!(item_id, stage = name, %reason, "will be retried");
             Settle::Retry
+        }
+        Ok(Outcome::Busy(reason)) => {
+            tracing::info!(item_id, stage = name, %reason, "busy; back after the lease");
+            Settle::RetryAfterLease
         }
         Ok(Outcome::Wait(reason)) => {
             tracing::info!(item_id, stage = name, %reason, "waiting");

@@ -241,14 +241,16 @@ pub(super) async fn run(vars: &Vars, world: Setup, sent: Sent, ran: Ran<'_>) -> 
             .await?;
     // Every transfer came from both feeds: one payment each, the other report a sighting at
     // most, and no order credited beyond its one transfer.
-    let (sightings, held, overpaid): (i64, i64, i64) = sqlx::query_as(
+    let (sightings, held, overpaid, by_payos): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT COUNT(*) FROM payment_sightings), (SELECT COUNT(*) FROM payments WHERE hold IS NOT NULL),
-                (SELECT COUNT(*) FROM orders WHERE paid_vnd > total_vnd)",
+                (SELECT COUNT(*) FROM orders WHERE paid_vnd > total_vnd),
+                (SELECT COUNT(DISTINCT order_id) FROM order_events
+                  WHERE actor = 'payos-webhook' AND kind IN ('payment_received', 'payment_seen_again'))",
     )
     .fetch_one(&pool)
     .await?;
     checks.push(Check {
-        name: "no payment lost or doubled, each transfer reported by both feeds",
+        name: "no payment lost or doubled, each transfer reported by two feeds",
         ok: payments == sent_ids.len() as i64
             && unmatched == unmatched_ids.len() as i64
             && webhook_failures == 0
@@ -256,7 +258,7 @@ pub(super) async fn run(vars: &Vars, world: Setup, sent: Sent, ran: Ran<'_>) -> 
             && overpaid == 0
             && sightings <= payments,
         detail: format!(
-            "{payments} payments kept for {} transfers each reported by SePay and Casso ({webhook_calls} SePay webhook calls, {webhook_failures} never accepted); {sightings} second reports kept as evidence, {held} held, {overpaid} orders credited twice; unmatched kept: {unmatched_ids:?}",
+            "{payments} payments kept for {} transfers each reported by two feeds, SePay and Casso or SePay and payOS ({by_payos} orders paid through payOS; {webhook_calls} SePay and payOS webhook calls, {webhook_failures} never accepted); {sightings} second reports kept as evidence, {held} held, {overpaid} orders credited twice; unmatched kept: {unmatched_ids:?}",
             sent_ids.len()
         ),
     });

@@ -8,7 +8,9 @@
 //! gets a 2xx) — except for a stretch of the run in which every webhook is dropped, which only
 //! the reconciler (a pass every 5 s) can find. Every transfer is reported by both feeds, as for
 //! a seller who connected SePay and Casso to one account: Casso's webhook comes 1–3 times
-//! beside SePay's (for a sixth of the orders Casso's comes first); the job is killed with SIGKILL 5 times at random moments and
+//! beside SePay's (for a sixth of the orders Casso's comes first), and another sixth are paid
+//! through payOS (its signed webhook 1–3 times at the same moment as SePay's report of the same
+//! transfer, whose text is payOS's, not our code); the job is killed with SIGKILL 5 times at random moments and
 //! restarted; the Drive emulator fails 10 % of calls; moto is restarted once (queues, messages
 //! and S3 objects are gone; the harness puts the infrastructure back as AWS would still have
 //! it, and the sweeper recovers the lost messages) and MariaDB once.

@@ -89,3 +89,28 @@ async fn the_same_transfer_from_payos_and_sepay_credits_once(pool: MySqlPool) {
     assert_eq!((state.as_str(), paid), ("paid", 250_000), "credited once");
     assert_eq!(scalar(&pool, "SELECT COUNT(*) FROM payments WHERE order_id IS NOT NULL").await, 1);
 }
+
+/// payOS's transfer text is its short description, not our code: SePay, seeing the same
+/// transfer first, keeps it unmatched. payOS's signed report then names the order, and the
+/// same money (one bank reference) pays it, once.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn sepay_seeing_a_payos_transfer_first_without_the_code_does_not_strand_the_money(pool: MySqlPool) {
+    let h = harness(pool.clone()).await;
+    let (code, _) = order(&pool, &[250_000]).await;
+    let short = &code[code.len() - 8..];
+    let id = 7_700_002;
+    let (status, _) = post_with_key(&h.app, &payload(id, short, 250_000)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(order_state(&pool, &code).await.0, "pending", "SePay alone cannot tell the order");
+    let report = delivery(&code, 250_000, &format!("FT{id}"), short, PAYOS_KEY);
+    for _ in 0..2 {
+        let (status, _) = post_payos(&h.app, &report).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (state, paid, _) = order_state(&pool, &code).await;
+    assert_eq!((state.as_str(), paid), ("paid", 250_000), "paid once by the one transfer");
+    assert_eq!(scalar(&pool, "SELECT COUNT(*) FROM payments").await, 1, "one payment, payOS's a sighting");
+    assert_eq!(scalar(&pool, "SELECT COUNT(*) FROM payments WHERE order_id IS NOT NULL").await, 1);
+    let received = scalar(&pool, "SELECT COUNT(*) FROM order_events WHERE kind = 'payment_received'").await;
+    assert_eq!(received, 1);
+}

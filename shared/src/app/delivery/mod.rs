@@ -196,7 +196,7 @@ impl<T: AccessToken, P: Publisher + Sync> stage::Stage for Deliverer<T, P> {
             Outcome::Delivered => stage::Outcome::Done("delivered".into()),
             Outcome::AlreadyDone(status) => stage::Outcome::Skipped(format!("the item is {status}")),
             Outcome::UnknownItem => stage::Outcome::Skipped("no such item".into()),
-            Outcome::Busy => stage::Outcome::Retry("another worker holds a live lease on it".into()),
+            Outcome::Busy => stage::Outcome::Busy("another worker holds a live lease on it".into()),
             Outcome::Retry(reason) => stage::Outcome::Retry(reason),
             Outcome::Paused(reason) => stage::Outcome::Wait(reason),
             Outcome::Failed(reason) => stage::Outcome::Failed(reason),

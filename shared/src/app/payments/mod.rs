@@ -366,13 +366,13 @@ async fn record_once(
             TransferType::Out => identity::Verdict::New,
         };
         let held = match suspect {
-            identity::Verdict::Same { payment_id } => return seen_again(conn, tx, arrival, payment_id).await,
+            identity::Verdict::Same { payment_id } => return seen_again(conn, tx, arrival, payment_id, None).await,
             identity::Verdict::Suspect { payment_id } => Some(payment_id),
             identity::Verdict::New => None,
         };
         let outcome = match store::payments::insert(conn, &new_payment(tx, &id, arrival, None, held)).await? {
             Inserted::AlreadyRecorded => PaymentOutcome::Duplicate,
-            Inserted::SameTransfer => return seen_again_by_identity(conn, tx, &id, arrival).await,
+            Inserted::SameTransfer => return seen_again_by_identity(conn, tx, &id, arrival, None).await,
             Inserted::Fresh => match (held, tx.transfer_type) {
                 (Some(duplicate_of), _) => PaymentOutcome::Held { duplicate_of },
                 (None, TransferType::Out) => PaymentOutcome::Outgoing,
@@ -403,7 +403,7 @@ async fn record_once(
     let held = match verdict {
         identity::Verdict::Same { payment_id } => {
             db.rollback().await?;
-            return seen_again(conn, tx, arrival, payment_id).await;
+            return seen_again(conn, tx, arrival, payment_id, Some(&code)).await;
         }
         identity::Verdict::Suspect { payment_id } => Some(payment_id),
         identity::Verdict::New => None,
@@ -416,7 +416,7 @@ async fn record_once(
             None => PaymentOutcome::Unmatched { reason: "no order with this code" },
         };
         let committed = db.commit(script).await?;
-        return finish(conn, tx, &id, arrival, committed, kept(outcome)).await;
+        return finish(conn, tx, &id, arrival, Some(&code), committed, kept(outcome)).await;
     };
     if let Some(duplicate_of) = held {
         // Kept without its order, so it counts towards nothing until an operator releases it.
@@ -438,7 +438,7 @@ async fn record_once(
         events::push_insert(&mut script, std::slice::from_ref(&event));
         let outcome = PaymentOutcome::Held { duplicate_of };
         let committed = db.commit(script).await?;
-        return finish(conn, tx, &id, arrival, committed, kept(outcome)).await;
+        return finish(conn, tx, &id, arrival, Some(&code), committed, kept(outcome)).await;
     }
     store::payments::push_insert(&mut script, &new_payment(tx, &id, arrival, Some(order.id), None));
     let how = match arrival {
@@ -457,7 +457,7 @@ async fn record_once(
     let layout = store::payments::push_payment(&mut script, &decision.writes(&events));
     let answers = match db.commit(script).await? {
         Committed::Done(answers) => answers,
-        lost => return finish(conn, tx, &id, arrival, lost, kept(PaymentOutcome::Duplicate)).await,
+        lost => return finish(conn, tx, &id, arrival, Some(&code), lost, kept(PaymentOutcome::Duplicate)).await,
     };
     // The order and its items were locked by this transaction's first statement, so the
     // compare-and-set cannot have lost; a count that differs is a defect, reported as such.
@@ -473,22 +473,28 @@ async fn finish(
     tx: &BankTransfer,
     id: &Identity,
     arrival: Arrival,
+    names: Option<&OrderCode>,
     committed: Committed,
     done: Recorded,
 ) -> Result<Recorded, StoreError> {
     match committed {
         Committed::Done(_) => Ok(done),
-        Committed::Lost(Inserted::SameTransfer) => seen_again_by_identity(conn, tx, id, arrival).await,
+        Committed::Lost(Inserted::SameTransfer) => seen_again_by_identity(conn, tx, id, arrival, names).await,
         Committed::Lost(_) => Ok(Recorded { outcome: PaymentOutcome::Duplicate, outbox: vec![] }),
     }
 }
 
 /// Keeps this report as another sighting of payment `payment_id`.
+/// Another report of a transfer already recorded as payment `payment_id`: kept as a sighting.
+/// When this report names an order (payOS's `orderCode`, a virtual account, a code in its
+/// text) and the first report named none (payOS's short text, seen by SePay first, say), the
+/// payment is attached to that order: the same money, now known to be that order's.
 async fn seen_again(
     conn: &mut PoolConnection<MySql>,
     tx: &BankTransfer,
     arrival: Arrival,
     payment_id: u64,
+    names: Option<&OrderCode>,
 ) -> Result<Recorded, StoreError> {
     let sighting = store::payments::NewSighting {
         payment_id,
@@ -499,6 +505,15 @@ async fn seen_again(
         actor: actor(tx.gateway, arrival),
     };
     let fresh = store::payments::record_sighting(conn, &sighting).await?;
+    if let Some(code) = names.filter(|_| fresh) {
+        let how = format!("{} id {} named its order", tx.gateway, tx.id);
+        match attach_on(conn, payment_id, code, actor(tx.gateway, arrival), &how).await {
+            Ok(recorded) => return Ok(recorded),
+            // Attached already (the usual case), held, or no such order: a sighting only.
+            Err(AttachError::Store(e)) => return Err(e),
+            Err(_) => {}
+        }
+    }
     let outcome = if fresh { PaymentOutcome::SameTransfer { payment_id } } else { PaymentOutcome::Duplicate };
     Ok(Recorded { outcome, outbox: vec![] })
 }
@@ -510,6 +525,7 @@ async fn seen_again_by_identity(
     tx: &BankTransfer,
     id: &Identity,
     arrival: Arrival,
+    names: Option<&OrderCode>,
 ) -> Result<Recorded, StoreError> {
     let found = match (id.account.as_deref(), id.reference.as_deref()) {
         (Some(account), Some(reference)) => {
@@ -518,7 +534,7 @@ async fn seen_again_by_identity(
         _ => None,
     };
     match found {
-        Some(payment_id) => seen_again(conn, tx, arrival, payment_id).await,
+        Some(payment_id) => seen_again(conn, tx, arrival, payment_id, names).await,
         None => Err(StoreError::Corrupt(format!(
             "{} id {}: its bank identity is taken, by no payment found",
             tx.gateway, tx.id
@@ -570,7 +586,18 @@ impl From<sqlx::Error> for AttachError {
 /// an order. It counts exactly as if the webhook had matched it: the order becomes paid
 /// when the sum reaches its total, and its items go to enrollment.
 pub async fn attach(pool: &MySqlPool, payment_id: u64, code: &OrderCode, actor: &str) -> Result<Recorded, AttachError> {
-    let mut db = pool.begin().await?;
+    attach_on(&mut *pool.acquire().await?, payment_id, code, actor, "attached by an operator").await
+}
+
+/// [`attach`] on a connection the caller holds; `how` ends the timeline's line.
+async fn attach_on(
+    conn: &mut MySqlConnection,
+    payment_id: u64,
+    code: &OrderCode,
+    actor: &str,
+    how: &str,
+) -> Result<Recorded, AttachError> {
+    let mut db = sqlx::Connection::begin(&mut *conn).await?;
     let order =
         store::payments::lock_order(&mut db, code).await?.ok_or_else(|| AttachError::NoOrder(code.to_string()))?;
     let Some(payment) = store::payments::lock_payment(&mut db, payment_id).await? else {
@@ -589,10 +616,7 @@ pub async fn attach(pool: &MySqlPool, payment_id: u64, code: &OrderCode, actor: 
         return Err(AttachError::Handled { payment: payment_id, by });
     }
     store::payments::attach_to(&mut db, payment_id, order.id).await?;
-    let what = format!(
-        "{} id {}: {} VND, attached by an operator",
-        payment.gateway, payment.gateway_txn_id, payment.amount_vnd
-    );
+    let what = format!("{} id {}: {} VND, {how}", payment.gateway, payment.gateway_txn_id, payment.amount_vnd);
     let decision = decide(order, payment.amount_vnd, &what)?;
     let outbox = apply_in(&mut db, &decision, actor).await?;
     db.commit().await?;
