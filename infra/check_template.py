@@ -65,6 +65,54 @@ PUBLISHES = {
 CONSOLE_DEAD_LETTERS = {"EnrollDeadLetterQueue", "DeliverDeadLetterQueue", "FinalizeDeadLetterQueue"}
 
 
+# Connections kept free for operators (coursedrop-admin, a migration, a console on the side).
+OPERATOR_CONNECTIONS = 10
+
+
+def connections(t, functions, problems):
+    """The most database connections the stack can open at once, with the parameters'
+    defaults: each function's instances at once (reserved concurrency, or its SQS source's
+    maximum concurrency) times its pool (DATABASE_MAX_CONNECTIONS), the deliver tasks times
+    theirs, and the operators' share. A function without a bound is a problem: a burst could
+    open any number."""
+    params = t["Parameters"]
+    res = t["Resources"]
+
+    def value(v):
+        if isinstance(v, dict) and "Ref" in v:
+            return int(params[v["Ref"]]["Default"])
+        return int(v)
+
+    used, lines = OPERATOR_CONNECTIONS, [f"operators {OPERATOR_CONNECTIONS}"]
+    for fn in sorted(functions):
+        props = res[fn]["Properties"]
+        pool = props.get("Environment", {}).get("Variables", {}).get("DATABASE_MAX_CONNECTIONS")
+        if pool is None:
+            problems.append(f"{fn}: no DATABASE_MAX_CONNECTIONS, so its pool is whatever the code defaults to")
+            continue
+        instances = props.get("ReservedConcurrentExecutions")
+        if instances is None:
+            sqs = [e["Properties"] for e in props.get("Events", {}).values() if e.get("Type") == "SQS"]
+            bounds = [e.get("ScalingConfig", {}).get("MaximumConcurrency") for e in sqs]
+            if sqs and all(b is not None for b in bounds):
+                instances = sum(value(b) for b in bounds)
+        if instances is None:
+            problems.append(f"{fn}: no reserved concurrency or SQS maximum concurrency bounds its instances")
+            continue
+        used += value(instances) * int(pool)
+        lines.append(f"{fn} {value(instances)}x{pool}")
+    task = res["DeliverTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    env = {e["Name"]: e.get("Value") for c in task for e in c.get("Environment", [])}
+    pool = env.get("DATABASE_MAX_CONNECTIONS")
+    if pool is None:
+        problems.append("the deliver task has no DATABASE_MAX_CONNECTIONS")
+    else:
+        tasks = int(params["DeliverMaxTasks"]["Default"])
+        used += tasks * int(pool)
+        lines.append(f"deliver {tasks}x{pool}")
+    return used, int(params["DatabaseMaxConnections"]["Default"]), lines
+
+
 def main(path):
     t = cfn_yaml.load(path)
     res = t["Resources"]
@@ -253,12 +301,18 @@ def main(path):
     if target["MinCapacity"] != 0:
         problems.append("the deliver service does not scale to zero")
 
+    used, budget, lines = connections(t, functions, problems)
+    if used > budget:
+        problems.append(
+            f"database connections: up to {used} at once ({'; '.join(lines)}) exceed DatabaseMaxConnections' default {budget}"
+        )
+
     for p in problems:
         print(f"{path}: {p}", file=sys.stderr)
     if not problems:
         print(
             f"{path}: {len(functions)} functions, {len(routes)} routes and the console API's {len(console_routes)}, "
-            "3 queues with dead-letter queues: rules hold"
+            f"3 queues with dead-letter queues, at most {used} of {budget} database connections: rules hold"
         )
     return 1 if problems else 0
 

@@ -22,6 +22,8 @@ use sqlx::MySqlPool;
 use tower::ServiceExt;
 
 const KEY: &str = "test-key-8f2c";
+#[path = "webhook/burst.rs"]
+mod burst;
 #[path = "webhook/payos.rs"]
 mod payos;
 #[path = "webhook/routes.rs"]

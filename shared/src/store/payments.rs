@@ -612,6 +612,13 @@ impl HeldPayment {
     }
 }
 
+/// Whether payment `payment_id` is counted towards no order (unmatched), by a plain read.
+pub async fn is_unattached(conn: &mut MySqlConnection, payment_id: u64) -> Result<bool, StoreError> {
+    let order: Option<Option<u64>> =
+        sqlx::query_scalar("SELECT order_id FROM payments WHERE id = ?").bind(payment_id).fetch_optional(conn).await?;
+    Ok(matches!(order, Some(None)))
+}
+
 pub async fn lock_payment(conn: &mut MySqlConnection, payment_id: u64) -> Result<Option<HeldPayment>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT p.feed AS gateway, COALESCE(p.feed_txn_id, CAST(p.sepay_id AS CHAR)) AS gateway_txn_id, p.transfer_type,

@@ -114,3 +114,24 @@ async fn sepay_seeing_a_payos_transfer_first_without_the_code_does_not_strand_th
     let received = scalar(&pool, "SELECT COUNT(*) FROM order_events WHERE kind = 'payment_received'").await;
     assert_eq!(received, 1);
 }
+
+/// A second report of a transfer already counted leaves no lock behind on the connection the
+/// webhook keeps between requests: the order can be locked at once by anyone else (an
+/// operator's refund, the next delivery). A lock left until that connection's next use made
+/// concurrent deliveries wait out the lock timeout and answer 500.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_second_report_leaves_no_lock_on_the_order(pool: MySqlPool) {
+    let h = harness(pool.clone()).await;
+    let (code, _) = order(&pool, &[250_000]).await;
+    let id = 7_700_003;
+    let (status, _) = post_with_key(&h.app, &payload(id, &code, 250_000)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = post_payos(&h.app, &delivery(&code, 250_000, &format!("FT{id}"), &code, PAYOS_KEY)).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut other = pool.acquire().await.unwrap();
+    sqlx::query("SET SESSION innodb_lock_wait_timeout = 1").execute(&mut *other).await.unwrap();
+    let mut tx = sqlx::Connection::begin(&mut *other).await.unwrap();
+    let locked = sqlx::query("SELECT id FROM orders WHERE code = ? FOR UPDATE").bind(&code).execute(&mut *tx).await;
+    assert!(locked.is_ok(), "the order is still locked by the webhook's kept connection: {locked:?}");
+    tx.rollback().await.unwrap();
+}

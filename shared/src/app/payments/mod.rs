@@ -505,7 +505,9 @@ async fn seen_again(
         actor: actor(tx.gateway, arrival),
     };
     let fresh = store::payments::record_sighting(conn, &sighting).await?;
-    if let Some(code) = names.filter(|_| fresh) {
+    // Most second reports find the payment counted already: one read, no locks.
+    let unattached = fresh && names.is_some() && store::payments::is_unattached(conn, payment_id).await?;
+    if let Some(code) = names.filter(|_| unattached) {
         let how = format!("{} id {} named its order", tx.gateway, tx.id);
         match attach_on(conn, payment_id, code, actor(tx.gateway, arrival), &how).await {
             Ok(recorded) => return Ok(recorded),
@@ -598,9 +600,32 @@ async fn attach_on(
     how: &str,
 ) -> Result<Recorded, AttachError> {
     let mut db = sqlx::Connection::begin(&mut *conn).await?;
-    let order =
-        store::payments::lock_order(&mut db, code).await?.ok_or_else(|| AttachError::NoOrder(code.to_string()))?;
-    let Some(payment) = store::payments::lock_payment(&mut db, payment_id).await? else {
+    match attach_in(&mut db, payment_id, code, actor, how).await {
+        Ok((decision, outbox)) => {
+            db.commit().await?;
+            decision.emit_metrics();
+            Ok(Recorded { outcome: decision.outcome, outbox })
+        }
+        Err(e) => {
+            // Now, not when the connection is next used: a connection kept between webhook
+            // requests would otherwise hold the order's lock until then.
+            db.rollback().await?;
+            Err(e)
+        }
+    }
+}
+
+/// [`attach_on`]'s work inside its transaction: the order and the payment locked, checked,
+/// the payment counted towards the order.
+async fn attach_in(
+    db: &mut MySqlConnection,
+    payment_id: u64,
+    code: &OrderCode,
+    actor: &str,
+    how: &str,
+) -> Result<(Decision, Vec<OutboxMessage>), AttachError> {
+    let order = store::payments::lock_order(db, code).await?.ok_or_else(|| AttachError::NoOrder(code.to_string()))?;
+    let Some(payment) = store::payments::lock_payment(db, payment_id).await? else {
         return Err(AttachError::NoPayment(payment_id));
     };
     if let Some(order) = payment.attached_to {
@@ -615,13 +640,11 @@ async fn attach_on(
     if let Some(by) = payment.handled_by {
         return Err(AttachError::Handled { payment: payment_id, by });
     }
-    store::payments::attach_to(&mut db, payment_id, order.id).await?;
+    store::payments::attach_to(db, payment_id, order.id).await?;
     let what = format!("{} id {}: {} VND, {how}", payment.gateway, payment.gateway_txn_id, payment.amount_vnd);
     let decision = decide(order, payment.amount_vnd, &what)?;
-    let outbox = apply_in(&mut db, &decision, actor).await?;
-    db.commit().await?;
-    decision.emit_metrics();
-    Ok(Recorded { outcome: decision.outcome, outbox })
+    let outbox = apply_in(db, &decision, actor).await?;
+    Ok((decision, outbox))
 }
 
 #[derive(Debug, thiserror::Error)]
