@@ -459,6 +459,34 @@ async fn orders_are_found_by_code_email_phone_amount_and_bank_reference(pool: My
     let page = site.get(&format!("/orders/{a}"), Some(&b)).await.text().await.unwrap();
     assert!(page.contains("FT24001") && page.contains("sepay"));
     assert_eq!(site.get("/orders/CD00000000", Some(&b)).await.status(), StatusCode::NOT_FOUND);
+    // And the order's own ways to pay: its payOS link, and why its virtual account is missing.
+    let id: u64 = sqlx::query_scalar("SELECT id FROM orders WHERE code = ?").bind(&a).fetch_one(&pool).await.unwrap();
+    let link = coursedrop::domain::payment_route::OpenedRoute {
+        kind: coursedrop::domain::payment_route::RouteKind::PayosLink,
+        number: "24001".into(),
+        external_id: "pl-24001".into(),
+        checkout_url: Some("https://pay.payos.vn/web/pl-24001".into()),
+        qr_code: None,
+        account_name: None,
+        raw: "{}".into(),
+    };
+    let mut conn = pool.acquire().await.unwrap();
+    coursedrop::store::routes::record_opened(&mut conn, id, 123_000, &link, "test").await.unwrap();
+    let va = coursedrop::domain::payment_route::RouteKind::VirtualAccount;
+    coursedrop::store::routes::record_failed(
+        &mut conn,
+        id,
+        123_000,
+        va,
+        "SePay virtual accounts could not be reached",
+        "test",
+    )
+    .await
+    .unwrap();
+    let page = site.get(&format!("/orders/{a}"), Some(&b)).await.text().await.unwrap();
+    // The page escapes `/` in attributes.
+    assert!(page.contains("Liên kết payOS") && page.contains("pay.payos.vn&#x2f;web&#x2f;pl-24001"), "the link");
+    assert!(page.contains("không mở được") && page.contains("could not be reached"), "why no virtual account");
 }
 
 #[sqlx::test(migrations = "../../migrations")]

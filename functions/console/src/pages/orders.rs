@@ -126,6 +126,7 @@ pub async fn show<T: AccessToken>(
         o => Value::from(Serde(&detail.order)),
         items => Value::from(Serde(&detail.items)),
         payments => Value::from(Serde(&detail.payments)),
+        routes => Value::from(Serde(&detail.routes)),
         events => Value::from(Serde(&detail.events)),
         can_refund => s.staff.role.may(StaffAction::Refund) && refundable,
         completed => ItemStatus::Completed.as_str(),

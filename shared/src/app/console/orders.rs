@@ -126,6 +126,8 @@ pub struct OrderDetail {
     pub order: OrderRow,
     pub items: Vec<ItemSummary>,
     pub payments: Vec<OrderPayment>,
+    /// Its own payOS link and virtual account, when opened (or why not).
+    pub routes: Vec<crate::store::routes::StoredRoute>,
     pub events: Vec<Event>,
 }
 
@@ -139,8 +141,10 @@ pub async fn detail(pool: &MySqlPool, code: &OrderCode) -> Result<OrderDetail, C
         .ok_or_else(|| ConsoleError::NotFound(format!("no order {code}")))?;
     let items = reports::items_of(pool, order.id).await?;
     let payments = stored::payments_of(pool, order.id).await?;
-    let events = crate::store::events::for_order(&mut *pool.acquire().await?, order.id).await?;
-    Ok(OrderDetail { order, items, payments, events })
+    let mut conn = pool.acquire().await?;
+    let routes = crate::app::routes::of_order(&mut conn, order.id).await?;
+    let events = crate::store::events::for_order(&mut conn, order.id).await?;
+    Ok(OrderDetail { order, items, payments, routes, events })
 }
 
 /// Why a transfer matched no order.
