@@ -240,7 +240,7 @@ pub(crate) async fn reconcile(
         values.push(json!({"gateway": "payos", "links": r}));
     }
     if only.is_none() && !routes.providers.is_empty() {
-        let r = routes::close_finished(&ctx.pool, &routes, routes::CLOSES_PER_PASS).await?;
+        let r = routes::close_finished(&ctx.pool, &routes, &settings, &publisher, routes::CLOSES_PER_PASS).await?;
         if r.closed > 0 || !r.failed.is_empty() {
             lines.push(format!("payment routes of finished orders: {} closed, {} failed", r.closed, r.failed.len()));
         }

@@ -111,7 +111,7 @@ async fn work_message<T: AccessToken, P: Publisher>(
         stage::Settle::RetryLater => Settle::RetryIn(settings.pause_delay_secs.min(43_000)),
         // The holder's lease outlives a crash by at most its length; its own message comes
         // back after the visibility timeout anyway.
-        stage::Settle::RetryAfterLease => Settle::RetryIn(settings.busy_delay_secs),
+        stage::Settle::RetryAfterLease => Settle::RetryIn(settings.busy_delay_secs.clamp(0, 43_000)),
     };
     settle(&sqs, &url, &receipt, how).await;
 }

@@ -111,6 +111,66 @@ pub struct LinksReport {
     pub rate_limited: bool,
 }
 
+/// How asking payOS about one link went.
+enum Asked {
+    Done,
+    /// payOS keeps answering 429: stop asking this pass.
+    RateLimited,
+    /// payOS could not answer, or a transfer could not be recorded: said in `failed`.
+    Failed,
+}
+
+/// Asks payOS what link `reference` received and records each transfer through the same path
+/// as its webhooks (a transfer already recorded changes nothing). A transfer that cannot be
+/// recorded is reported, not fatal: one bad link must not stop the pass.
+async fn record_link<P: Publisher>(
+    pool: &MySqlPool,
+    payos: &dyn PaymentRoutes,
+    reference: &crate::domain::payment_route::RouteRef,
+    settings: &PaymentSettings,
+    publisher: &P,
+    found: &mut Vec<super::reconcile::Found>,
+    failed: &mut Vec<(String, String)>,
+) -> Asked {
+    let status = match payos.status(reference).await {
+        Ok(status) => status,
+        Err(RouteError::RateLimited { .. }) => {
+            tracing::warn!("payOS keeps answering 429: this pass stops; the next one goes on");
+            return Asked::RateLimited;
+        }
+        Err(e) => {
+            tracing::error!(link = %reference.number, error = %e, "payOS could not say what its link received");
+            failed.push((reference.number.clone(), e.to_string()));
+            return Asked::Failed;
+        }
+    };
+    let code = reference.number.parse::<i64>().ok().and_then(|n| settings.pattern.from_payos_number(n));
+    for mut transfer in status.transfers {
+        transfer.code = code.as_ref().map(|c| c.to_string());
+        let recorded = match payments::record(pool, &transfer, settings, Arrival::Reconcile).await {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                tracing::error!(link = %reference.number, id = %transfer.id, error = %e, "a payOS transfer could not be recorded; asked again next pass");
+                failed.push((reference.number.clone(), e.to_string()));
+                return Asked::Failed;
+            }
+        };
+        if matches!(recorded.outcome, PaymentOutcome::Duplicate | PaymentOutcome::SameTransfer { .. }) {
+            continue;
+        }
+        tracing::warn!(link = %reference.number, id = %transfer.id, amount = transfer.amount_vnd, "a payOS transfer only reconciliation found: its webhook never arrived");
+        crate::support::metrics::emit(crate::support::metrics::Metric::ReconciledPayment { gateway: "payos" });
+        found.push(super::reconcile::Found {
+            id: transfer.id.clone(),
+            amount_vnd: transfer.amount_vnd,
+            order_code: code.as_ref().map(|c| c.to_string()),
+            outcome: format!("{:?}", recorded.outcome),
+        });
+        crate::app::relay::publish_all(pool, publisher, &recorded.outbox).await;
+    }
+    Asked::Done
+}
+
 /// Asks payOS about each pending order's open link, least recently asked first, up to
 /// `limit` (payOS has no list of transactions), and records what it has received through the
 /// same path as its webhooks: a transfer already recorded changes nothing.
@@ -126,36 +186,14 @@ pub async fn reconcile_links<P: Publisher>(
     for route in stored::open_of_pending_orders(pool, RouteKind::PayosLink, limit).await? {
         let Some(reference) = route.reference() else { continue };
         report.asked += 1;
-        let status = match payos.status(&reference).await {
-            Ok(status) => status,
-            Err(RouteError::RateLimited { .. }) => {
-                tracing::warn!("payOS keeps answering 429: this pass stops; the next one goes on");
-                report.rate_limited = true;
-                break;
-            }
-            Err(e) => {
-                tracing::error!(link = %reference.number, error = %e, "payOS could not say what its link received");
-                report.failed.push((reference.number.clone(), e.to_string()));
-                continue;
-            }
-        };
-        let code = reference.number.parse::<i64>().ok().and_then(|n| settings.pattern.from_payos_number(n));
-        for mut transfer in status.transfers {
-            transfer.code = code.as_ref().map(|c| c.to_string());
-            let recorded = payments::record(pool, &transfer, settings, Arrival::Reconcile).await?;
-            if matches!(recorded.outcome, PaymentOutcome::Duplicate | PaymentOutcome::SameTransfer { .. }) {
-                continue;
-            }
-            tracing::warn!(link = %reference.number, id = %transfer.id, amount = transfer.amount_vnd, "a payOS transfer only reconciliation found: its webhook never arrived");
-            crate::support::metrics::emit(crate::support::metrics::Metric::ReconciledPayment { gateway: "payos" });
-            report.found.push(super::reconcile::Found {
-                id: transfer.id.clone(),
-                amount_vnd: transfer.amount_vnd,
-                order_code: code.as_ref().map(|c| c.to_string()),
-                outcome: format!("{:?}", recorded.outcome),
-            });
-            crate::app::relay::publish_all(pool, publisher, &recorded.outbox).await;
+        let asked =
+            record_link(pool, payos.as_ref(), &reference, settings, publisher, &mut report.found, &mut report.failed)
+                .await;
+        if let Asked::RateLimited = asked {
+            report.rate_limited = true;
+            break;
         }
+        // Asked, even if it failed: the next pass starts with the links asked least recently.
         stored::mark_checked(pool, route.id).await?;
     }
     Ok(report)
@@ -165,19 +203,37 @@ pub async fn reconcile_links<P: Publisher>(
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ClosedReport {
     pub closed: usize,
+    /// Transfers into payOS links found as they were closed: their webhooks never came.
+    pub found: Vec<super::reconcile::Found>,
     pub failed: Vec<(String, String)>,
 }
 
 /// Closes the open routes of orders that no longer wait for money (paid, expired, cancelled,
 /// refunded), so a late buyer cannot pay into them; a failure is kept on the route and tried
-/// again next pass.
-pub async fn close_finished(pool: &MySqlPool, routes: &RouteSettings, limit: u32) -> Result<ClosedReport, StoreError> {
+/// again next pass. A payOS link is first asked what it received, and that is recorded: a
+/// payment that reached it just before the order expired, or on top of a payment made another
+/// way, is kept (and flagged on the order), never closed away unseen.
+pub async fn close_finished<P: Publisher>(
+    pool: &MySqlPool,
+    routes: &RouteSettings,
+    settings: &PaymentSettings,
+    publisher: &P,
+    limit: u32,
+) -> Result<ClosedReport, StoreError> {
     let mut report = ClosedReport::default();
     for route in stored::open_of_finished_orders(pool, limit).await? {
         let (Some(provider), Some(reference)) = (routes.provider(route.kind), route.reference()) else {
             // Its provider is no longer configured: nothing can close it from here.
             continue;
         };
+        if route.kind == RouteKind::PayosLink {
+            let (found, failed) = (&mut report.found, &mut report.failed);
+            match record_link(pool, provider.as_ref(), &reference, settings, publisher, found, failed).await {
+                Asked::Done => {}
+                Asked::RateLimited => break,
+                Asked::Failed => continue,
+            }
+        }
         match provider.close(&reference).await {
             Ok(()) => {
                 stored::mark_closed(pool, &route, "its order no longer waits for payment", "reconcile").await?;
@@ -205,7 +261,7 @@ pub async fn pass<P: Publisher>(
         return Ok(Default::default());
     }
     let links = reconcile_links(pool, routes, settings, publisher, LINKS_PER_PASS).await?;
-    let closed = close_finished(pool, routes, CLOSES_PER_PASS).await?;
+    let closed = close_finished(pool, routes, settings, publisher, CLOSES_PER_PASS).await?;
     tracing::info!(
         links_asked = links.asked,
         found = links.found.len(),

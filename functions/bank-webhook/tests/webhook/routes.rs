@@ -195,7 +195,9 @@ async fn an_expired_order_cancels_its_link_and_closes_its_virtual_account(pool: 
     let id: u64 =
         sqlx::query_scalar("SELECT id FROM orders WHERE code = ?").bind(&order.code).fetch_one(&pool).await.unwrap();
     coursedrop::store::orders::cancel_unpaid(&pool, id, "sweeper", "not paid in time").await.unwrap();
-    let closed = routes::close_finished(&pool, &r.settings.routes, 50).await.unwrap();
+    let closed = routes::close_finished(&pool, &r.settings.routes, &r.payment_settings(), r.h.publisher.as_ref(), 50)
+        .await
+        .unwrap();
     assert_eq!((closed.closed, closed.failed.len()), (2, 0), "{closed:?}");
     let payos = config::payos_api(&r.vars).unwrap().unwrap();
     let reference = coursedrop::domain::payment_route::RouteRef {
@@ -213,7 +215,13 @@ async fn an_expired_order_cancels_its_link_and_closes_its_virtual_account(pool: 
     .await;
     assert_eq!(closed_events, 2);
     // A second pass has nothing left to close.
-    assert_eq!(routes::close_finished(&pool, &r.settings.routes, 50).await.unwrap().closed, 0);
+    assert_eq!(
+        routes::close_finished(&pool, &r.settings.routes, &r.payment_settings(), r.h.publisher.as_ref(), 50)
+            .await
+            .unwrap()
+            .closed,
+        0
+    );
 }
 
 #[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
@@ -285,4 +293,25 @@ async fn a_link_payos_already_has_is_taken_not_made_twice(pool: MySqlPool) {
     let no_page = RouteRequest { return_url: None, payos_number: Some(481_241), ..request };
     let refused = payos.open(&no_page).await.unwrap_err();
     assert!(refused.to_string().contains("SHOP_URL"), "{refused}");
+}
+
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_link_paid_as_its_order_expired_is_recorded_before_it_is_closed(pool: MySqlPool) {
+    let r = routes_stack(pool.clone()).await;
+    let order = r.place("buyer@example.com").await;
+    // The buyer pays on payOS's page at the last moment; the webhook is lost; the sweeper
+    // then cancels the order as expired.
+    let pay = PayLink { order_code: r.payos_number(&order.code), amount: None, also_sepay: false };
+    assert_eq!(r.emu.pay_payos(&pay).await.unwrap().1, bank_emulator::Delivery::NotConfigured);
+    let id: u64 =
+        sqlx::query_scalar("SELECT id FROM orders WHERE code = ?").bind(&order.code).fetch_one(&pool).await.unwrap();
+    coursedrop::store::orders::cancel_unpaid(&pool, id, "sweeper", "not paid in time").await.unwrap();
+    let closed = routes::close_finished(&pool, &r.settings.routes, &r.payment_settings(), r.h.publisher.as_ref(), 50)
+        .await
+        .unwrap();
+    assert_eq!(closed.found.len(), 1, "the money payOS received is recorded, not closed away: {closed:?}");
+    let (status, paid, attention) = order_state(&pool, &order.code).await;
+    assert_eq!((status.as_str(), paid), ("cancelled", 499_000));
+    assert!(attention.is_some(), "the cancelled order that received money is flagged for the seller");
+    assert_eq!(scalar(&pool, "SELECT COUNT(*) FROM payments WHERE order_id IS NOT NULL").await, 1);
 }

@@ -504,17 +504,25 @@ async fn seen_again(
         raw_payload: &tx.raw,
         actor: actor(tx.gateway, arrival),
     };
-    let fresh = store::payments::record_sighting(conn, &sighting).await?;
-    // Most second reports find the payment counted already: one read, no locks.
-    let unattached = fresh && names.is_some() && store::payments::is_unattached(conn, payment_id).await?;
-    if let Some(code) = names.filter(|_| unattached) {
+    // The attach comes before the sighting is kept: if it fails (a deadlock, the database
+    // gone), this report is not yet "seen", so its retry or redelivery attaches again
+    // instead of being answered as a duplicate. Most second reports find the payment counted
+    // already: one read, no locks.
+    let mut attached = None;
+    if let Some(code) = names
+        && store::payments::is_unattached(conn, payment_id).await?
+    {
         let how = format!("{} id {} named its order", tx.gateway, tx.id);
         match attach_on(conn, payment_id, code, actor(tx.gateway, arrival), &how).await {
-            Ok(recorded) => return Ok(recorded),
-            // Attached already (the usual case), held, or no such order: a sighting only.
+            Ok(recorded) => attached = Some(recorded),
+            // Attached meanwhile, held, or no such order: a sighting only.
             Err(AttachError::Store(e)) => return Err(e),
             Err(_) => {}
         }
+    }
+    let fresh = store::payments::record_sighting(conn, &sighting).await?;
+    if let Some(recorded) = attached {
+        return Ok(recorded);
     }
     let outcome = if fresh { PaymentOutcome::SameTransfer { payment_id } } else { PaymentOutcome::Duplicate };
     Ok(Recorded { outcome, outbox: vec![] })
