@@ -268,6 +268,38 @@ async fn heartbeats_are_not_progress(pool: MySqlPool) {
     assert!(stuck[0].minutes >= 39, "{}", stuck[0].minutes);
 }
 
+/// A stuck item a live worker still holds is counted (and alarmed) but not sent again: the
+/// message would only come back busy, over and over, until the dead-letter queue took it
+/// (`make chaos` saw 18 such). Once the lease lapses, it is sent.
+#[sqlx::test(migrator = "coursedrop::store::MIGRATOR")]
+async fn a_stuck_item_under_a_live_lease_is_not_sent_again_until_it_lapses(pool: MySqlPool) {
+    let sqs = testing::sqs_client().await;
+    let (publisher, urls) = testing::fresh_queues(&sqs).await;
+    let (_, item) = order_expiring_in(&pool, 30).await;
+    sqlx::query(
+        "UPDATE order_items SET status = 'delivering', lease_owner = 'w', lease_until = NOW(3) + INTERVAL 60 SECOND,
+         updated_at = NOW(3) - INTERVAL 40 MINUTE WHERE id = ?",
+    )
+    .bind(item)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let deadlines = coursedrop::app::sweeper::Deadlines::default();
+    let report = sweeper::sweep_with(&pool, &publisher, OutboxTiming::grace(30), &deadlines, None).await.unwrap();
+    assert_eq!((report.stuck_items, report.requeued), (1, 0), "held by a live worker");
+    assert!(testing::drain(&sqs, &urls[&Queue::Deliver]).await.is_empty());
+    sqlx::query(
+        "UPDATE order_items SET lease_until = NOW(3) - INTERVAL 1 SECOND, updated_at = NOW(3) - INTERVAL 40 MINUTE WHERE id = ?",
+    )
+        .bind(item)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let report = sweeper::sweep_with(&pool, &publisher, OutboxTiming::grace(30), &deadlines, None).await.unwrap();
+    assert_eq!((report.stuck_items, report.requeued), (1, 1), "the worker is gone: its message is sent again");
+    assert_eq!(testing::drain(&sqs, &urls[&Queue::Deliver]).await, vec![format!("{{\"item_id\":{item}}}")]);
+}
+
 // ------------------------------------------------------------------ payment reminders
 
 fn reminders(smtp: &str) -> coursedrop::app::reminders::Reminders {

@@ -124,7 +124,9 @@ pub async fn sweep_with<P: Publisher>(
         let (Some(queue), Some(deadline)) = (status.served_by(), deadlines.of(status)) else { continue };
         let mut tx = pool.begin().await?;
         let recent = outbox::sent_recently_in(&mut tx, queue, item.id, deadline.as_secs()).await?;
-        if recent {
+        // A worker still holds it (alive, if slow): a message now would only come back busy
+        // until its lease runs out. Once the lease lapses (the worker gone), it is sent.
+        if recent || crate::store::leases::is_held(&mut tx, item.id).await? {
             continue;
         }
         requeued.push(outbox::enqueue(&mut tx, queue, item.id).await?);

@@ -96,3 +96,12 @@ pub async fn release(
     }
     Ok(Some(sqlx::query_scalar("SELECT attempts FROM order_items WHERE id = ?").bind(item_id).fetch_one(pool).await?))
 }
+
+/// Whether a worker holds item `item_id` under a lease that has not run out.
+pub async fn is_held(conn: &mut sqlx::MySqlConnection, item_id: u64) -> Result<bool, super::StoreError> {
+    let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM order_items WHERE id = ? AND lease_until > NOW(3)")
+        .bind(item_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(held > 0)
+}
